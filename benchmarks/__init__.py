@@ -1,0 +1,1 @@
+"""Benchmarks and the synthetic image writer used by the demo, tests and benchmarks."""

@@ -1,0 +1,111 @@
+"""Synthetic single-platform images: real gzip tar layers, real configs, pushed to a registry.
+
+Used by the README demo, the tests and the benchmarks to seed a registry. Each image has one
+layer (a gzip'd tar holding one small file whose content names the image) and a config whose
+``architecture``/``os``/``variant``/``os.version``/``os.features`` give the platform, so
+``docker manifest create`` and manyfest both read a real platform from it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+
+import anyio
+
+from manyfest import mediatypes
+from manyfest.content import Manifest
+from manyfest.platform import Platform
+from manyfest.reference import Reference
+from manyfest.registry import RegistryClient
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """A built image: its manifest and blobs (config first, then the layer)."""
+
+    manifest: Manifest
+    blobs: tuple[tuple[str, bytes], ...]
+
+
+def build_image(platform: Platform, seed: str, *, oci: bool = False) -> Image:
+    """Build an image for ``platform`` whose layer content depends on ``seed``.
+
+    Args:
+        platform: written into the config.
+        seed: any text; different seeds give different layers, configs and digests.
+        oci: OCI media types instead of Docker schema2.
+    """
+    payload = f"manyfest synthetic image {seed} {platform}\n".encode()
+    tar_buf = io.BytesIO()
+    with tarfile.open(fileobj=tar_buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo("etc/manyfest-image")
+        info.size = len(payload)
+        info.mtime = 0
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(payload))
+    tar_bytes = tar_buf.getvalue()
+    gz_buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=gz_buf, mode="wb", mtime=0) as gz:
+        gz.write(tar_bytes)
+    layer = gz_buf.getvalue()
+    config_doc: dict[str, object] = {
+        "architecture": platform.architecture,
+        "os": platform.os,
+    }
+    if platform.variant:
+        config_doc["variant"] = platform.variant
+    if platform.os_version:
+        config_doc["os.version"] = platform.os_version
+    if platform.os_features:
+        config_doc["os.features"] = list(platform.os_features)
+    config_doc["config"] = {"Cmd": ["/bin/sh"]}
+    config_doc["rootfs"] = {
+        "type": "layers",
+        "diff_ids": ["sha256:" + hashlib.sha256(tar_bytes).hexdigest()],
+    }
+    config = json.dumps(config_doc, separators=(",", ":")).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    layer_digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+    manifest_type = mediatypes.OCI_MANIFEST if oci else mediatypes.DOCKER_MANIFEST
+    manifest_doc = {
+        "schemaVersion": 2,
+        "mediaType": manifest_type,
+        "config": {
+            "mediaType": mediatypes.OCI_CONFIG if oci else mediatypes.DOCKER_CONFIG,
+            "size": len(config),
+            "digest": config_digest,
+        },
+        "layers": [
+            {
+                "mediaType": mediatypes.OCI_LAYER if oci else mediatypes.DOCKER_LAYER,
+                "size": len(layer),
+                "digest": layer_digest,
+            }
+        ],
+    }
+    raw = json.dumps(manifest_doc, indent=3).encode()
+    return Image(
+        Manifest.from_bytes(raw), ((config_digest, config), (layer_digest, layer))
+    )
+
+
+async def push_image(client: RegistryClient, ref: Reference, image: Image) -> str:
+    """Upload the image's blobs (skipping present ones) and PUT its manifest at ``ref``.
+
+    Returns the manifest digest.
+    """
+    async with anyio.create_task_group() as tg:
+        for dgst, data in image.blobs:
+            tg.start_soon(_ensure_blob, client, ref, dgst, data)
+    await client.put_manifest(ref, image.manifest)
+    return image.manifest.digest
+
+
+async def _ensure_blob(client: RegistryClient, ref: Reference, dgst: str, data: bytes) -> None:
+    if not await client.blob_exists(ref, dgst):
+        await client.upload_blob(ref, data, dgst)

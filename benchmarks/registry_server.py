@@ -1,0 +1,165 @@
+"""Start Debian's ``docker-registry`` (CNCF Distribution v2.8) on a free loopback port.
+
+Used by the tests (session fixture), the README demo and the benchmarks. The registry logs at
+level ``info``: one ``response completed`` line per request, which :meth:`request_count`
+counts to measure requests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+BINARY_CANDIDATES = ("docker-registry", "registry")
+
+
+def find_binary() -> str | None:
+    """Path of the registry binary, or None when it is not installed."""
+    for name in BINARY_CANDIDATES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RegistryServer:
+    """A running registry; use as a context manager or call start()/stop().
+
+    Attributes:
+        workdir: directory for storage, config and log.
+        tls: (certificate path, key path) to serve HTTPS.
+        htpasswd: path of an htpasswd file (bcrypt entries) for basic auth.
+        token: dict with realm, service, issuer, rootcertbundle for token auth.
+    """
+
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="manyfest-reg-")))
+    tls: tuple[Path, Path] | None = None
+    htpasswd: Path | None = None
+    token: dict[str, str] | None = None
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:<port>``: the registry as written in references."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        """The registry's log file."""
+        return self.workdir / "registry.log"
+
+    def _config(self) -> str:
+        lines = [
+            "version: 0.1",
+            "log:",
+            "  level: info",
+            "  formatter: text",
+            "  accesslog:",
+            "    disabled: true",
+            "storage:",
+            "  filesystem:",
+            f"    rootdirectory: {self.workdir / 'storage'}",
+            "  delete:",
+            "    enabled: true",
+            "  maintenance:",
+            "    uploadpurging:",
+            "      enabled: false",
+            "http:",
+            f"  addr: 127.0.0.1:{self.port}",
+            "  headers:",
+            "    X-Content-Type-Options: [nosniff]",
+        ]
+        if self.tls:
+            lines += ["  tls:", f"    certificate: {self.tls[0]}", f"    key: {self.tls[1]}"]
+        if self.htpasswd:
+            lines += ["auth:", "  htpasswd:", "    realm: manyfest-test", f"    path: {self.htpasswd}"]
+        elif self.token:
+            lines += ["auth:", "  token:"] + [f"    {k}: {v}" for k, v in self.token.items()]
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout: float = 20.0) -> RegistryServer:
+        """Write the config, start the registry, wait until ``/v2/`` answers.
+
+        Raises:
+            RuntimeError: the binary is missing or the registry did not come up.
+        """
+        binary = find_binary()
+        if binary is None:
+            raise RuntimeError("docker-registry is not installed (apt-get install docker-registry)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        config = self.workdir / "config.yml"
+        config.write_text(self._config())
+        log = self.log_path.open("ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        self.process = subprocess.Popen(
+            [binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        log.close()
+        scheme = "https" if self.tls else "http"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"registry exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    pass
+                if scheme == "http":
+                    try:
+                        urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2).close()
+                    except urllib.error.HTTPError:
+                        pass
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"registry did not start on {self.host}")
+
+    def stop(self) -> None:
+        """Stop the registry process."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def request_count(self) -> int:
+        """Requests served so far (``response completed`` lines in the log)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return 0
+        return text.count("response completed")
+
+    def __enter__(self) -> RegistryServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,5 @@
+"""``python -m manyfest``."""
+
+from manyfest.cli.main import run
+
+run()

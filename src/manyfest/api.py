@@ -1,0 +1,85 @@
+"""The asyncio library API: one :class:`Session` holds the transport, client, engine, store.
+
+Example::
+
+    import anyio, manyfest
+
+    async def main() -> None:
+        async with manyfest.Session() as session:
+            report = await session.publish(manyfest.load_plan("plan.yaml"))
+            for result in report.results:
+                print(result.target, result.status, result.digest)
+
+    anyio.run(main)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+from manyfest.content import JsonStyle
+from manyfest.engine import Engine, EventSink, _no_events
+from manyfest.ops import manifests
+from manyfest.ops.plan import PlanList
+from manyfest.ops.publish import PublishReport, publish
+from manyfest.reference import Reference
+from manyfest.registry import RegistryClient
+from manyfest.store import ManifestStore, StoredImage
+from manyfest.transport import Settings, Transport
+
+
+class Session:
+    """Everything one run needs: use as ``async with Session(settings) as session:``.
+
+    Args:
+        settings: transport settings (insecure registries, concurrency, timeouts).
+        on_event: receives progress :class:`~manyfest.engine.Event` objects.
+        store_root: the local list store (default ``$DOCKER_CONFIG/manifests``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        on_event: EventSink = _no_events,
+        store_root: Path | None = None,
+    ) -> None:
+        self.transport = Transport(settings)
+        self.client = RegistryClient(self.transport)
+        self.engine = Engine(self.client, on_event)
+        self.store = ManifestStore(store_root)
+
+    async def __aenter__(self) -> Session:
+        await self.transport.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.transport.aclose()
+
+    async def publish(self, plan: list[PlanList], *, style: JsonStyle = "docker") -> PublishReport:
+        """Publish every list of a plan (see :func:`manyfest.ops.publish.publish`)."""
+        return await publish(self.engine, plan, style=style)
+
+    async def create(
+        self, list_ref: Reference, images: list[Reference], *, amend: bool = False
+    ) -> list[StoredImage]:
+        """Create a local list (see :func:`manyfest.ops.manifests.create`)."""
+        return await manifests.create(self.engine, self.store, list_ref, images, amend=amend)
+
+    async def push(self, list_ref: Reference, *, purge: bool = False) -> manifests.PushOutcome:
+        """Push a local list (see :func:`manyfest.ops.manifests.push`)."""
+        return await manifests.push(self.engine, self.store, list_ref, purge=purge)
+
+    async def inspect(
+        self, ref: Reference, *, list_ref: Reference | None = None, verbose: bool = False
+    ) -> str:
+        """docker's inspect text (see :func:`manyfest.ops.manifests.inspect`)."""
+        return await manifests.inspect(
+            self.engine, self.store, ref, list_ref=list_ref, verbose=verbose
+        )

@@ -1,0 +1,1 @@
+"""Credentials (docker config.json and helpers), auth challenges and the token cache."""

@@ -1,0 +1,1 @@
+"""The command-line interface (typer + rich); nothing below this package imports them."""

@@ -1,0 +1,274 @@
+"""``manyfest`` commands: docker manifest's (inspect, create, annotate, push, rm) + publish.
+
+Arguments, flags and output lines are docker's (``docker manifest --help``). Every failure
+is one line on stderr saying what failed and what to do. Exit codes: 0 success, 1 failure,
+2 usage error, 3 publish finished with some lists failed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+
+from manyfest import __version__, reference
+from manyfest.api import Session
+from manyfest.engine import first_error
+from manyfest.errors import Interrupted, ManyfestError, PublishFailed, UsageError
+from manyfest.ops import manifests
+from manyfest.ops import plan as plans
+from manyfest.ops.publish import publish as run_publish
+from manyfest.transport import Settings
+from manyfest.transport.settings import DEFAULT_CONCURRENCY
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="manyfest",
+    help="Publish multi-architecture manifest lists / OCI indexes, fast; a drop-in for "
+    "`docker manifest`.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+InsecureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="Allow communication with an insecure registry (no TLS verification; plain HTTP "
+        "when the TLS handshake fails).",
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"manyfest {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: Annotated[
+        bool, typer.Option("--debug", "-D", help="Show debug logs and tracebacks.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """manyfest: docker manifest's commands, and a bulk `publish`."""
+    _state["debug"] = debug
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+
+
+def _fail(exc: ManyfestError) -> typer.Exit:
+    stderr.print(exc.one_line(), markup=False)
+    return typer.Exit(exc.exit_code)
+
+
+def _execute(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run an async command body; map errors to one stderr line and an exit code."""
+    try:
+        return anyio.run(fn)
+    except ManyfestError as exc:
+        if _state["debug"]:
+            raise
+        raise _fail(exc) from None
+    except BaseExceptionGroup as group:
+        leaf = first_error(group)
+        if isinstance(leaf, ManyfestError) and not _state["debug"]:
+            raise _fail(leaf) from None
+        if isinstance(leaf, KeyboardInterrupt):
+            raise _fail(Interrupted("interrupted")) from None
+        raise
+    except KeyboardInterrupt:
+        raise _fail(Interrupted("interrupted")) from None
+
+
+def _parse(text: str) -> reference.Reference:
+    try:
+        return reference.parse(text)
+    except ManyfestError as exc:
+        raise _fail(exc) from None
+
+
+def _settings(insecure: bool, concurrency: int = DEFAULT_CONCURRENCY) -> Settings:
+    return Settings(insecure=insecure, concurrency=concurrency)
+
+
+@app.command()
+def inspect(
+    refs: Annotated[list[str], typer.Argument(metavar="[MANIFEST_LIST] MANIFEST")],
+    insecure: InsecureOpt = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Output additional info including layers and platform")
+    ] = False,
+) -> None:
+    """Display an image manifest, or manifest list."""
+    if len(refs) > 2:
+        raise _fail(UsageError('"inspect" requires at least 1 and at most 2 arguments'))
+    parsed = [_parse(r) for r in refs]
+    list_ref, ref = (parsed[0], parsed[1]) if len(parsed) == 2 else (None, parsed[0])
+
+    async def body() -> str:
+        async with Session(_settings(insecure)) as session:
+            return await session.inspect(ref, list_ref=list_ref, verbose=verbose)
+
+    sys.stdout.write(_execute(body))
+
+
+@app.command()
+def create(
+    refs: Annotated[list[str], typer.Argument(metavar="MANIFEST_LIST MANIFEST [MANIFEST...]")],
+    amend: Annotated[
+        bool, typer.Option("--amend", "-a", help="Amend an existing manifest list")
+    ] = False,
+    insecure: InsecureOpt = False,
+) -> None:
+    """Create a local manifest list for annotating and pushing to a registry."""
+    if len(refs) < 2:
+        raise _fail(UsageError('"create" requires at least 2 arguments'))
+    parsed = [_parse(r) for r in refs]
+
+    async def body() -> None:
+        async with Session(_settings(insecure)) as session:
+            await session.create(parsed[0], parsed[1:], amend=amend)
+
+    _execute(body)
+    print(f"Created manifest list {parsed[0]}")
+
+
+def _split_features(values: list[str]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        out.extend(v.strip() for v in value.split(",") if v.strip())
+    return out
+
+
+@app.command()
+def annotate(
+    list_ref: Annotated[str, typer.Argument(metavar="MANIFEST_LIST")],
+    image_ref: Annotated[str, typer.Argument(metavar="MANIFEST")],
+    arch: Annotated[str, typer.Option("--arch", help="Set architecture")] = "",
+    os_: Annotated[str, typer.Option("--os", help="Set operating system")] = "",
+    os_version: Annotated[str, typer.Option("--os-version", help="Set operating system version")] = "",
+    os_features: Annotated[
+        list[str] | None, typer.Option("--os-features", help="Set operating system feature")
+    ] = None,
+    variant: Annotated[str, typer.Option("--variant", help="Set architecture variant")] = "",
+) -> None:
+    """Add additional information to a local image manifest."""
+    lref, iref = _parse(list_ref), _parse(image_ref)
+    from manyfest.store import ManifestStore
+
+    try:
+        manifests.annotate(
+            ManifestStore(),
+            lref,
+            iref,
+            os=os_,
+            arch=arch,
+            os_version=os_version,
+            os_features=_split_features(os_features or []),
+            variant=variant,
+        )
+    except ManyfestError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def push(
+    list_ref: Annotated[str, typer.Argument(metavar="MANIFEST_LIST")],
+    purge: Annotated[
+        bool, typer.Option("--purge", "-p", help="Remove the local manifest list after push")
+    ] = False,
+    insecure: InsecureOpt = False,
+) -> None:
+    """Push a manifest list to a repository."""
+    ref = _parse(list_ref)
+
+    async def body() -> manifests.PushOutcome:
+        async with Session(_settings(insecure)) as session:
+            return await session.push(ref, purge=purge)
+
+    outcome = _execute(body)
+    for line in outcome.lines():
+        print(line)
+
+
+@app.command()
+def rm(
+    list_refs: Annotated[list[str], typer.Argument(metavar="MANIFEST_LIST [MANIFEST_LIST...]")],
+) -> None:
+    """Delete one or more manifest lists from local storage."""
+    from manyfest.store import ManifestStore
+
+    refs = [_parse(r) for r in list_refs]
+    errors = manifests.remove(ManifestStore(), refs)
+    for exc in errors:
+        stderr.print(exc.one_line(), markup=False)
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def publish(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN.yaml", help="manifest-tool YAML plan")],
+    insecure: InsecureOpt = False,
+    concurrency: Annotated[
+        int,
+        typer.Option("--concurrency", min=1, help="Requests in flight per registry."),
+    ] = DEFAULT_CONCURRENCY,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print a JSON report on stdout.")
+    ] = False,
+) -> None:
+    """Publish every manifest list of a plan, concurrently."""
+    from manyfest.cli.progress import PublishProgress
+
+    try:
+        plan = plans.load(plan_file)
+    except ManyfestError as exc:
+        raise _fail(exc) from None
+    progress = PublishProgress(len(plan), stderr)
+
+    async def body() -> object:
+        async with Session(_settings(insecure, concurrency), on_event=progress) as session:
+            with progress:
+                return await run_publish(session.engine, plan)
+
+    report = _execute(body)
+    from manyfest.ops.publish import PublishReport
+
+    assert isinstance(report, PublishReport)
+    if json_out:
+        sys.stdout.write(report.to_json().decode() + "\n")
+    stderr.print(
+        f"published {len(report.results)} lists: {report.count('created')} created, "
+        f"{report.count('updated')} updated, {report.count('unchanged')} unchanged, "
+        f"{report.failed} failed; {report.requests} requests in {report.duration_s:.2f} s",
+        markup=False,
+    )
+    if report.failed:
+        exc = PublishFailed(f"{report.failed} of {len(report.results)} lists failed")
+        raise _fail(exc)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("TYPER_USE_RICH", "1")
+    app()

@@ -1,0 +1,86 @@
+"""Progress for ``publish``: rich bars on an interactive terminal, plain lines otherwise.
+
+rich's live display prints nothing until it stops when stderr is not a terminal, so a CI log
+gets one plain line per finished list instead.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from manyfest.engine import Event
+
+
+class PublishProgress:
+    """Turns engine events into a progress bar or plain lines on stderr.
+
+    Args:
+        total: lists in the run.
+        console: the stderr console.
+        quiet: print nothing (``--json`` keeps the lines; ``--quiet`` drops them).
+    """
+
+    def __init__(self, total: int, console: Console, *, quiet: bool = False) -> None:
+        self.total = total
+        self.console = console
+        self.quiet = quiet
+        self.done = 0
+        self.failed = 0
+        self._progress: Progress | None = None
+        self._task = None
+        if console.is_interactive and not quiet:
+            self._progress = Progress(
+                TextColumn("[bold]publishing[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            )
+
+    def __enter__(self) -> PublishProgress:
+        if self._progress is not None:
+            self._progress.start()
+            self._task = self._progress.add_task("publish", total=self.total, status="")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __call__(self, event: Event) -> None:
+        """The engine's event sink."""
+        if event.kind != "finished" or event.result is None:
+            return
+        result = event.result
+        self.done += 1
+        if result.status == "failed":
+            self.failed += 1
+        if self._progress is not None and self._task is not None:
+            self._progress.update(
+                self._task, advance=1, status=f"{self.failed} failed" if self.failed else ""
+            )
+            if result.status == "failed" and result.error is not None:
+                self._progress.console.print(
+                    f"[red]failed[/] {result.target}: {result.error.one_line()}",
+                    highlight=False,
+                    markup=True,
+                )
+            return
+        if self.quiet:
+            return
+        line = f"[{self.done}/{self.total}] {result.status} {result.target}"
+        if result.status == "failed" and result.error is not None:
+            line += f": {result.error.one_line()}"
+        else:
+            line += f" {result.digest} ({result.requests} requests, {result.duration_s:.2f} s)"
+        self.console.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,181 @@
+"""Manifests as exact bytes: ``Manifest`` pairs the bytes with media type and digest.
+
+Bytes are sacred (OCI image-spec ``considerations.md``: implementations "MUST NOT modify or
+alter the content in a way that would change the digest"). A fetched manifest keeps the body
+it came with; its digest and size come from those bytes; it is decoded lazily and never
+re-encoded. Only lists built by :func:`encode_list` are encoded, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+
+from manyfest import digest as digests
+from manyfest import mediatypes
+from manyfest.errors import UnsupportedMediaTypeError
+from manyfest.models import (
+    Descriptor,
+    ImageManifestDoc,
+    IndexDoc,
+    ListDoc,
+    ListEntry,
+    ListPlatform,
+    MediaTypeProbe,
+)
+from manyfest.platform import Platform
+
+_PROBE = msgspec.json.Decoder(MediaTypeProbe)
+_IMAGE = msgspec.json.Decoder(ImageManifestDoc)
+_INDEX = msgspec.json.Decoder(IndexDoc)
+_ENCODER = msgspec.json.Encoder()
+
+JsonStyle = Literal["docker", "manifest-tool", "compact"]
+"""Layout of built lists: docker's 3-space indent, manifest-tool's 2-space, or compact."""
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A manifest or index as exact bytes.
+
+    Attributes:
+        raw: the exact body received from a registry, or the bytes manyfest encoded once.
+        media_type: the body's ``mediaType`` field, else the Content-Type it was served with.
+        digest: ``sha256:<hex>`` of ``raw``.
+    """
+
+    raw: bytes
+    media_type: str
+    digest: str
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, content_type: str = "") -> Manifest:
+        """Wrap ``raw``; the media type is the body's ``mediaType``, else ``content_type``.
+
+        Raises:
+            UnsupportedMediaTypeError: the body is not JSON, or neither the body nor the
+                Content-Type names a media type manyfest can use (schema 1 included).
+        """
+        try:
+            probe = _PROBE.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise UnsupportedMediaTypeError(f"manifest body is not valid JSON: {exc}") from exc
+        media_type = probe.media_type or mediatypes.base(content_type)
+        if media_type not in mediatypes.MANIFEST_TYPES:
+            # An OCI body may omit mediaType: infer from its shape (image-spec allows it).
+            if probe.schema_version == 2 and probe.manifests is not msgspec.UNSET:
+                media_type = mediatypes.OCI_INDEX
+            elif probe.schema_version == 2 and probe.config is not msgspec.UNSET:
+                media_type = mediatypes.OCI_MANIFEST
+            else:
+                raise UnsupportedMediaTypeError(
+                    f"unsupported manifest media type {media_type or content_type!r}"
+                )
+        return cls(raw, media_type, digests.sha256(raw))
+
+    @property
+    def size(self) -> int:
+        """Length of ``raw`` in bytes."""
+        return len(self.raw)
+
+    @property
+    def is_index(self) -> bool:
+        """True for a Docker manifest list or an OCI index."""
+        return mediatypes.is_index(self.media_type)
+
+    def image(self) -> ImageManifestDoc:
+        """Decode as an image manifest (config + layers)."""
+        return _IMAGE.decode(self.raw)
+
+    def index(self) -> IndexDoc:
+        """Decode as an index / manifest list."""
+        return _INDEX.decode(self.raw)
+
+    def blobs(self) -> list[Descriptor]:
+        """The blobs an image manifest references: the config, then every layer."""
+        doc = self.image()
+        return [doc.config, *doc.layers]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One entry of a list being built: a child manifest's descriptor plus its platform.
+
+    Attributes:
+        media_type: the child's media type.
+        size: the child's size in bytes.
+        digest: the child's digest.
+        platform: the platform written in the list.
+        annotations: descriptor annotations (omitted when empty).
+    """
+
+    media_type: str
+    size: int
+    digest: str
+    platform: Platform | None
+    annotations: tuple[tuple[str, str], ...] = ()
+
+
+def list_media_type(entries: list[Entry], annotations: dict[str, str] | None = None) -> str:
+    """docker's rule: an OCI index when the first entry is an OCI manifest, else a Docker list.
+
+    Index annotations only exist in the OCI index, so a list carrying them is an OCI index
+    (manifest-tool refuses annotations on a Docker list; we pick the type that has them).
+    """
+    if annotations or (entries and entries[0].media_type == mediatypes.OCI_MANIFEST):
+        return mediatypes.OCI_INDEX
+    return mediatypes.DOCKER_LIST
+
+
+def encode_list(
+    entries: list[Entry],
+    *,
+    annotations: dict[str, str] | None = None,
+    style: JsonStyle = "docker",
+    media_type: str | None = None,
+) -> Manifest:
+    """Build a list's bytes, once.
+
+    Args:
+        entries: the entries, in the order they go into the list.
+        annotations: index-level annotations (makes the list an OCI index).
+        style: ``docker`` (3-space indent, no trailing newline: ``docker manifest push``'s
+            ``json.MarshalIndent(list, "", "   ")``), ``manifest-tool`` (2-space) or
+            ``compact``.
+        media_type: force the list media type; default: :func:`list_media_type`.
+
+    Returns:
+        The list as a :class:`Manifest` whose digest is over exactly these bytes.
+    """
+    mt = media_type or list_media_type(entries, annotations)
+    doc = ListDoc(
+        schema_version=2,
+        media_type=mt,
+        manifests=[
+            ListEntry(
+                media_type=e.media_type,
+                size=e.size,
+                digest=e.digest,
+                annotations=dict(e.annotations),
+                platform=None
+                if e.platform is None
+                else ListPlatform(
+                    architecture=e.platform.architecture,
+                    os=e.platform.os,
+                    os_version=e.platform.os_version,
+                    os_features=list(e.platform.os_features),
+                    variant=e.platform.variant,
+                ),
+            )
+            for e in entries
+        ],
+        annotations=dict(annotations or {}),
+    )
+    raw = _ENCODER.encode(doc)
+    if style == "docker":
+        raw = msgspec.json.format(raw, indent=3)
+    elif style == "manifest-tool":
+        raw = msgspec.json.format(raw, indent=2)
+    return Manifest(raw, mt, digests.sha256(raw))

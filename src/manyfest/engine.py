@@ -1,0 +1,402 @@
+"""The publish engine: each unit of network work once per run, lists published in order.
+
+Work units, each keyed and done once per run however many lists need it
+(:class:`OnceMap`; the requests of a unit are counted against the list that first needed it):
+
+* ``resolve(source ref)`` → the source's exact manifest bytes and its platform (config blob
+  fetched once per config digest);
+* ``blob(target repo, digest)`` → present in the target repository (mount first: ``201`` =
+  present; ``202`` or a refused mount = the bytes are copied);
+* ``child(target repo, digest)`` → the child manifest PUT by digest into the target repository;
+* ``list(target ref)`` → created | updated | unchanged | failed.
+
+Order for one list (DESIGN "Invariants"): resolve sources → build the list bytes → HEAD the
+target tag (same digest: ``unchanged``, nothing is written) → every blob of every cross-repo
+child present → children PUT by digest → list PUT → extra tags. A failure at any step leaves
+the tag where it was.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+import anyio
+import msgspec
+
+from manyfest import mediatypes
+from manyfest.content import Entry, JsonStyle, Manifest, encode_list
+from manyfest.errors import ManyfestError, NotFoundError, UnsupportedMediaTypeError
+from manyfest.models import ImageConfig
+from manyfest.platform import Platform
+from manyfest.reference import Reference
+from manyfest.registry import RegistryClient
+from manyfest.transport import RequestStats, current_stats
+
+T = TypeVar("T")
+_CONFIG = msgspec.json.Decoder(ImageConfig)
+
+Status = Literal["created", "updated", "unchanged", "failed"]
+
+
+class OnceMap(Generic[T]):
+    """Single flight per key: the first caller runs the work, later callers await its result.
+
+    A failure is remembered too: every caller of a failed key gets the same exception.
+    """
+
+    def __init__(self) -> None:
+        self._done: dict[Hashable, T] = {}
+        self._failed: dict[Hashable, BaseException] = {}
+        self._running: dict[Hashable, anyio.Event] = {}
+
+    async def get(self, key: Hashable, work: Callable[[], Awaitable[T]]) -> T:
+        """The result of ``work()`` for ``key``, running it at most once per key."""
+        while True:
+            if key in self._done:
+                return self._done[key]
+            if key in self._failed:
+                raise self._failed[key]
+            event = self._running.get(key)
+            if event is None:
+                break
+            await event.wait()
+        event = anyio.Event()
+        self._running[key] = event
+        try:
+            result = await work()
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as exc:
+            self._failed[key] = exc
+            raise
+        else:
+            self._done[key] = result
+            return result
+        finally:
+            del self._running[key]
+            event.set()
+
+    def peek(self, key: Hashable) -> T | None:
+        """The finished result for ``key``, or None."""
+        return self._done.get(key)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A resolved source image: where it lives, its exact manifest, its platform.
+
+    Attributes:
+        ref: the source reference as given (tag or digest).
+        manifest: the image manifest's exact bytes.
+        platform: from the config blob (os, architecture, variant, os.version, os.features).
+    """
+
+    ref: Reference
+    manifest: Manifest
+    platform: Platform
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    """One entry of a list to publish: the source and the platform written for it."""
+
+    source: Source
+    platform: Platform
+    annotations: tuple[tuple[str, str], ...] = ()
+
+    def entry(self) -> Entry:
+        """The list entry (descriptor + platform) for this child."""
+        m = self.source.manifest
+        return Entry(m.media_type, m.size, m.digest, self.platform, self.annotations)
+
+
+@dataclass(slots=True)
+class ListResult:
+    """The outcome of one list.
+
+    Attributes:
+        target: the list reference (first tag).
+        tags: every tag the list was published to.
+        digest: the list digest ('' when it failed before it was built).
+        old_digest: what the target tag pointed at before ('' when it did not exist).
+        status: created | updated | unchanged | failed.
+        error: the error (``None`` unless failed).
+        requests: HTTP requests attributed to this list.
+        retries: retried exchanges among them.
+        duration_s: wall time, in seconds.
+        pushed_children: digests of children PUT into the target repository by this list.
+    """
+
+    target: Reference
+    tags: list[str]
+    digest: str = ""
+    old_digest: str = ""
+    status: Status = "failed"
+    error: ManyfestError | None = None
+    requests: int = 0
+    retries: int = 0
+    duration_s: float = 0.0
+    pushed_children: list[str] = field(default_factory=list)
+
+
+EventKind = Literal["started", "resolved", "mounted", "copied", "pushed", "skipped", "finished"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A progress event: what happened, to which target, with what detail."""
+
+    kind: EventKind
+    target: str
+    detail: str = ""
+    result: ListResult | None = None
+
+
+EventSink = Callable[[Event], None]
+
+
+def _no_events(event: Event) -> None:
+    pass
+
+
+class Engine:
+    """Shared, deduplicated registry work for one run.
+
+    Args:
+        client: the run's registry client.
+        on_event: called for every :class:`Event` (the CLI turns them into bars or lines).
+    """
+
+    def __init__(self, client: RegistryClient, on_event: EventSink = _no_events) -> None:
+        self.client = client
+        self.on_event = on_event
+        self._sources: OnceMap[Source] = OnceMap()
+        self._configs: OnceMap[Platform] = OnceMap()
+        self._blobs: OnceMap[bool] = OnceMap()
+        self._children: OnceMap[str] = OnceMap()
+
+    # ------------------------------------------------------------------ resolve
+
+    async def resolve(self, ref: Reference) -> Source:
+        """Resolve a source image once per run: manifest bytes + platform from its config.
+
+        Raises:
+            NotFoundError: the manifest does not exist (docker: ``no such manifest``).
+            UnsupportedMediaTypeError: the source is a list/index (not supported as a
+                source yet) or not an image manifest.
+        """
+        return await self._sources.get(str(ref), lambda: self._resolve(ref))
+
+    async def _resolve(self, ref: Reference) -> Source:
+        try:
+            manifest = await self.client.get_manifest(ref)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"no such manifest: {ref}",
+                status=exc.status,
+                method=exc.method,
+                url=exc.url,
+                errors=exc.errors,
+                hint="push the image first, or check its name and tag",
+            ) from exc
+        if manifest.is_index:
+            raise UnsupportedMediaTypeError(
+                f"{ref} is a manifest list",
+                hint="name a single-platform image (its tag or digest), not a list",
+            )
+        if not mediatypes.is_image(manifest.media_type):
+            raise UnsupportedMediaTypeError(f"{ref}: unsupported media type {manifest.media_type}")
+        config = manifest.image().config
+        platform = await self._configs.get(
+            (ref.registry, config.digest), lambda: self._platform(ref, config.digest)
+        )
+        self.on_event(Event("resolved", str(ref), manifest.digest))
+        return Source(ref, manifest, platform)
+
+    async def _platform(self, ref: Reference, config_digest: str) -> Platform:
+        data = await self.client.get_blob(ref, config_digest)
+        try:
+            cfg = _CONFIG.decode(data)
+        except msgspec.DecodeError as exc:
+            raise UnsupportedMediaTypeError(f"{ref}: config {config_digest} is not JSON") from exc
+        return Platform(
+            cfg.os, cfg.architecture, cfg.variant, cfg.os_version, tuple(cfg.os_features)
+        )
+
+    # ------------------------------------------------------------------ write path
+
+    async def ensure_blob(self, target: Reference, digest: str, source: Reference) -> bool:
+        """Make a blob present in the target repository, once per (repository, digest).
+
+        Returns True when mounted (201), False when its bytes were copied (202 or refused).
+        """
+        key = (target.registry, target.repository, digest)
+        return await self._blobs.get(key, lambda: self._ensure_blob(target, digest, source))
+
+    async def _ensure_blob(self, target: Reference, digest: str, source: Reference) -> bool:
+        if await self.client.mount_blob(target, digest, source):
+            self.on_event(Event("mounted", str(target), digest))
+            return True
+        data = await self.client.get_blob(source, digest)
+        await self.client.upload_blob(target, data, digest)
+        self.on_event(Event("copied", str(target), digest))
+        return False
+
+    async def ensure_child(self, target: Reference, child: Source) -> str:
+        """Make a child manifest present in the target repository by digest, once.
+
+        Every blob it references is made present first (concurrently). A child already in
+        the target repository is not touched.
+        """
+        if child.ref.in_repository(target):
+            return child.manifest.digest
+        key = (target.registry, target.repository, child.manifest.digest)
+        return await self._children.get(key, lambda: self._ensure_child(target, child))
+
+    async def _ensure_child(self, target: Reference, child: Source) -> str:
+        await run_all(
+            *(
+                partial(self.ensure_blob, target, blob.digest, child.ref)
+                for blob in child.manifest.blobs()
+            )
+        )
+        digest = await self.client.put_manifest(
+            target.with_digest(child.manifest.digest), child.manifest
+        )
+        self.on_event(Event("pushed", str(target), digest))
+        return digest
+
+    async def publish(
+        self,
+        target: Reference,
+        children: list[Child],
+        *,
+        extra_tags: list[str] | None = None,
+        annotations: dict[str, str] | None = None,
+        style: JsonStyle = "docker",
+        skip_unchanged: bool = True,
+        built: Manifest | None = None,
+        stats: RequestStats | None = None,
+        started: float | None = None,
+    ) -> ListResult:
+        """Publish one list to ``target`` (and ``extra_tags``), in the engine's order.
+
+        Args:
+            target: the list reference (registry/repository:tag).
+            children: the resolved entries, in list order.
+            extra_tags: more tags pointing at the same list.
+            annotations: index-level annotations.
+            style: bytes layout of the list (see :func:`~manyfest.content.encode_list`).
+            skip_unchanged: HEAD the tag first and write nothing when it already holds the
+                same digest (``publish``); ``False`` always PUTs (``docker manifest push``).
+            built: the list bytes when the caller already built them.
+            stats: count requests here (a caller that already resolved the sources under
+                it); default: a new :class:`RequestStats`.
+            started: ``time.monotonic()`` when work on this list began.
+
+        Returns:
+            The :class:`ListResult`; errors are caught into ``status="failed"``.
+        """
+        tags = [target.tag or "latest", *(extra_tags or [])]
+        result = ListResult(target, tags)
+        stats = stats or RequestStats()
+        token = current_stats.set(stats)
+        started = time.monotonic() if started is None else started
+        self.on_event(Event("started", str(target)))
+        try:
+            await self._publish(result, target, children, tags, annotations, style,
+                                skip_unchanged, built)
+        except ManyfestError as exc:
+            result.status = "failed"
+            result.error = exc
+        except BaseExceptionGroup as group:
+            leaf = first_error(group)
+            if not isinstance(leaf, ManyfestError):
+                raise
+            result.status = "failed"
+            result.error = leaf
+        finally:
+            current_stats.reset(token)
+            result.requests = stats.requests
+            result.retries = stats.retries
+            result.duration_s = time.monotonic() - started
+        self.on_event(Event("finished", str(target), result.status, result))
+        return result
+
+    async def _publish(
+        self,
+        result: ListResult,
+        target: Reference,
+        children: list[Child],
+        tags: list[str],
+        annotations: dict[str, str] | None,
+        style: JsonStyle,
+        skip_unchanged: bool,
+        built: Manifest | None,
+    ) -> None:
+        listed = built or encode_list(
+            [c.entry() for c in children], annotations=annotations, style=style
+        )
+        result.digest = listed.digest
+        heads: dict[str, str] = {}
+        if skip_unchanged:
+            async def head(tag: str) -> None:
+                found = await self.client.head_manifest(target.with_tag(tag), push=True)
+                heads[tag] = found.digest if found else ""
+
+            await run_all(*(partial(head, tag) for tag in tags))
+            result.old_digest = heads[tags[0]]
+            if all(heads[t] == listed.digest for t in tags):
+                result.status = "unchanged"
+                self.on_event(Event("skipped", str(target), listed.digest))
+                return
+        await run_all(*(partial(self.ensure_child, target, c.source) for c in children))
+        result.pushed_children = [
+            c.source.manifest.digest for c in children if not c.source.ref.in_repository(target)
+        ]
+        first = tags[0]
+        if heads.get(first) != listed.digest:
+            await self.client.put_manifest(target.with_tag(first), listed)
+        await run_all(
+            *(
+                partial(self.client.put_manifest, target.with_tag(tag), listed)
+                for tag in tags[1:]
+                if heads.get(tag) != listed.digest
+            )
+        )
+        result.status = "updated" if result.old_digest else "created"
+
+
+async def run_all(*calls: Callable[[], Awaitable[object]]) -> None:
+    """Run ``calls`` concurrently; on failure raise the first error itself (not a group).
+
+    The other calls are cancelled, as in any anyio task group.
+    """
+    if len(calls) == 1:
+        await calls[0]()
+        return
+    try:
+        async with anyio.create_task_group() as tg:
+            for call in calls:
+                tg.start_soon(call)
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for any exception (ManyfestError's own line, else type and message)."""
+    if isinstance(exc, ManyfestError):
+        return exc.one_line()
+    return f"{type(exc).__name__}: {exc}"
+
+
+def first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first leaf exception of a (nested) exception group."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc

@@ -1,0 +1,224 @@
+"""The one exception hierarchy of manyfest.
+
+Every error carries ``exit_code`` (the CLI's exit status) and ``hint`` (what the user can do
+about it). ``str(err)`` is one line: what failed, which reference, what the registry said.
+The CLI prints ``f"{err}; {err.hint}"`` on stderr.
+
+Tree::
+
+    ManyfestError                   exit 1
+    ├── UsageError                  exit 2 (bad input, before any request)
+    │   ├── InvalidReferenceError
+    │   ├── PlanError
+    │   └── PlatformError
+    ├── StoreError                  local manifest-list store
+    │   └── NoSuchManifestError     docker's "No such manifest: <ref>"
+    ├── CredentialsError            config.json / credential helper problems
+    ├── TransportError              connection, TLS, timeout (retryable)
+    │   └── CertificateError        TLS verification failed
+    ├── RegistryError               an HTTP answer with OCI error details
+    │   ├── AuthenticationError     401 after authenticating
+    │   ├── AuthorizationError      403 / DENIED
+    │   ├── NotFoundError           404 / *_UNKNOWN
+    │   ├── RateLimitedError        429 / TOOMANYREQUESTS
+    │   └── ManifestRejectedError   400 MANIFEST_INVALID / BLOB_UNKNOWN, 413
+    ├── DigestMismatchError         content does not match the digest that named it
+    ├── UnsupportedMediaTypeError
+    └── PublishFailed               a bulk publish finished with failed lists (exit 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class ManyfestError(Exception):
+    """Base of every manyfest error.
+
+    Attributes:
+        exit_code: process exit status the CLI uses for this error.
+        hint: one short sentence telling the user what to do.
+    """
+
+    exit_code: int = 1
+    default_hint: str = "re-run with --debug for details"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+    def __str__(self) -> str:
+        return self.message
+
+    def one_line(self) -> str:
+        """The single line the CLI prints: ``<what failed>; <what to do>``."""
+        text = " ".join(self.message.split())
+        return f"{text}; {self.hint}" if self.hint else text
+
+
+class UsageError(ManyfestError):
+    """Invalid input given by the user (exit 2); raised before any network request."""
+
+    exit_code = 2
+    default_hint = "check the command line (see --help)"
+
+
+class InvalidReferenceError(UsageError):
+    """An image reference does not follow the distribution reference grammar."""
+
+    default_hint = "use the form [registry[:port]/]repository[:tag][@sha256:<64 hex>]"
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"invalid reference format: {text!r}: {reason}")
+        self.text = text
+        self.reason = reason
+
+
+class PlanError(UsageError):
+    """A publish plan file is malformed (names the document and the field)."""
+
+    default_hint = "fix the plan file (manifest-tool's YAML spec: image, tags, manifests)"
+
+
+class PlatformError(UsageError):
+    """An os/architecture/variant combination is not valid."""
+
+    default_hint = "use a valid os/arch/variant, e.g. linux/arm/v7 or linux/arm64/v8"
+
+
+class StoreError(ManyfestError):
+    """A problem with the local manifest-list store (``$DOCKER_CONFIG/manifests``)."""
+
+    default_hint = "check the files under $DOCKER_CONFIG/manifests"
+
+
+class NoSuchManifestError(StoreError):
+    """The named list or entry is not in the local store (docker: ``No such manifest``)."""
+
+    default_hint = "create it first with `manyfest create LIST IMAGE...`"
+
+
+class CredentialsError(ManyfestError):
+    """Credentials could not be read from config.json or a credential helper."""
+
+    default_hint = "check $DOCKER_CONFIG/config.json and its credential helpers"
+
+
+class TransportError(ManyfestError):
+    """The registry could not be reached: connection refused, timeout, TLS failure."""
+
+    default_hint = "check that the registry is up and reachable (or use --insecure)"
+    retryable = True
+
+
+class CertificateError(TransportError):
+    """TLS certificate verification failed."""
+
+    default_hint = (
+        "add the registry's CA to /etc/docker/certs.d/<host:port>/ca.crt, "
+        "or use --insecure to skip verification"
+    )
+    retryable = False
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDetail:
+    """One entry of the OCI error body ``{"errors": [{"code", "message", "detail"}]}``."""
+
+    code: str
+    message: str
+
+
+class RegistryError(ManyfestError):
+    """The registry answered a request with an error status.
+
+    Attributes:
+        status: HTTP status code.
+        method: HTTP method of the failed request.
+        url: request URL (never carries credentials).
+        errors: the OCI error details parsed from the body (distribution-spec "Error Codes").
+    """
+
+    default_hint = "see the registry's message above"
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        status: int,
+        method: str,
+        url: str,
+        errors: Sequence[ErrorDetail] = (),
+        hint: str | None = None,
+    ) -> None:
+        said = "; ".join(f"{e.code}: {e.message}" if e.message else e.code for e in errors)
+        message = f"{what}: registry answered {status}" + (f" ({said})" if said else "")
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.method = method
+        self.url = url
+        self.errors = tuple(errors)
+
+    @property
+    def codes(self) -> set[str]:
+        """The OCI error codes of the answer, e.g. ``{"MANIFEST_UNKNOWN"}``."""
+        return {e.code for e in self.errors}
+
+
+class AuthenticationError(RegistryError):
+    """401 after credentials or a token were sent."""
+
+    default_hint = "log in (docker login <registry>) or check the credentials in config.json"
+
+
+class AuthorizationError(RegistryError):
+    """403, or a token that lacks the scope asked for."""
+
+    default_hint = "check that your account may push to (or pull from) this repository"
+
+
+class NotFoundError(RegistryError):
+    """404: the repository, manifest or blob does not exist."""
+
+    default_hint = "check the reference: push the image first, or fix its name or tag"
+
+
+class RateLimitedError(RegistryError):
+    """429 TOOMANYREQUESTS; ``retry_after`` is the wait the registry asked for, in seconds."""
+
+    default_hint = "lower --concurrency or wait before retrying"
+    retry_after: float | None = None
+
+
+class ManifestRejectedError(RegistryError):
+    """The registry refused a manifest (400 MANIFEST_INVALID, MANIFEST_BLOB_UNKNOWN; 413)."""
+
+    default_hint = "check that every child and blob the manifest names is in the target repository"
+
+
+class DigestMismatchError(ManyfestError):
+    """Content does not match the digest that named it."""
+
+    default_hint = "the registry served corrupt or changed content; retry, then report it"
+
+
+class UnsupportedMediaTypeError(ManyfestError):
+    """A manifest has a media type manyfest cannot use here."""
+
+    default_hint = "use a Docker schema2 or OCI image manifest or index"
+
+
+class PublishFailed(ManyfestError):
+    """A bulk publish finished but some lists failed (exit 3)."""
+
+    exit_code = 3
+    default_hint = "see the per-list errors above; re-running publishes only what is missing"
+
+
+class Interrupted(ManyfestError):
+    """The run was interrupted (SIGINT); exit 130."""
+
+    exit_code = 130
+    default_hint = "re-run to finish; tags already published stay as they are"

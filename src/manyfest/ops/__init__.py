@@ -1,0 +1,1 @@
+"""Operations: the docker-manifest commands and the bulk publish."""

@@ -1,0 +1,125 @@
+"""Platforms: parse ``os/arch[/variant]``, format, and validate os/arch/variant.
+
+Validation is stricter than docker's (which checks 28 hard-coded os/arch pairs in ``annotate``
+only and never checks variants, ``cli/command/manifest/util.go``): the pairs are Go's
+``go tool dist list`` ports, and variants are checked per architecture following the OCI
+image-index ``platform.variant`` table (arm v5-v8, arm64 v8/v8.x/v9/v9.x) plus amd64 v1-v4
+and riscv64 profiles.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from manyfest.errors import PlatformError
+
+VALID_OS_ARCH: frozenset[tuple[str, str]] = frozenset(
+    (os_, arch)
+    for os_, arches in {
+        "aix": ("ppc64",),
+        "android": ("386", "amd64", "arm", "arm64"),
+        "darwin": ("386", "amd64", "arm", "arm64"),
+        "dragonfly": ("amd64",),
+        "freebsd": ("386", "amd64", "arm", "arm64", "riscv64"),
+        "illumos": ("amd64",),
+        "ios": ("amd64", "arm64"),
+        "js": ("wasm",),
+        "linux": (
+            "386", "amd64", "arm", "arm64", "loong64", "mips", "mips64", "mips64le", "mipsle",
+            "ppc64", "ppc64le", "riscv64", "s390x",
+        ),
+        "netbsd": ("386", "amd64", "arm", "arm64"),
+        "openbsd": ("386", "amd64", "arm", "arm64", "ppc64", "riscv64"),
+        "plan9": ("386", "amd64", "arm"),
+        "solaris": ("amd64",),
+        "wasip1": ("wasm",),
+        "windows": ("386", "amd64", "arm", "arm64"),
+    }.items()
+    for arch in arches
+)
+"""os/architecture pairs accepted by ``annotate`` (Go's port list)."""
+
+_VARIANTS: dict[str, re.Pattern[str]] = {
+    "arm": re.compile(r"^v[5-8]$"),
+    "arm64": re.compile(r"^v(8|9)(\.[0-9])?$"),
+    "amd64": re.compile(r"^v[1-4]$"),
+    "riscv64": re.compile(r"^rva2[0-9]u64$"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """A platform as OCI describes it (image-index ``platform``).
+
+    Attributes:
+        os: e.g. ``linux``, ``windows``.
+        architecture: GOARCH spelling, e.g. ``amd64``, ``arm64``, ``386``.
+        variant: e.g. ``v7`` for ``arm``; empty when none.
+        os_version: ``os.version``, e.g. ``10.0.17763.1879``; empty when none.
+        os_features: ``os.features``, e.g. ``("win32k",)``.
+    """
+
+    os: str
+    architecture: str
+    variant: str = ""
+    os_version: str = ""
+    os_features: tuple[str, ...] = field(default=())
+
+    def __str__(self) -> str:
+        text = f"{self.os}/{self.architecture}"
+        if self.variant:
+            text += f"/{self.variant}"
+        if self.os_version:
+            text += f":{self.os_version}"
+        return text
+
+    @property
+    def is_unknown(self) -> bool:
+        """True for ``unknown/unknown`` (attestation entries)."""
+        return self.os == "unknown" and self.architecture == "unknown"
+
+
+def parse(text: str) -> Platform:
+    """Parse ``os/arch[/variant][:os.version]`` (crane/regctl/buildx notation).
+
+    Raises:
+        PlatformError: fewer than two or more than three ``/``-separated parts.
+    """
+    main, _, os_version = text.partition(":")
+    parts = main.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise PlatformError(f"invalid platform {text!r}: expected os/arch[/variant]")
+    return Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else "", os_version)
+
+
+def validate(os_: str, architecture: str, variant: str) -> None:
+    """Check an os/architecture pair and its variant.
+
+    Raises:
+        PlatformError: the pair is not a known port (e.g. ``linux/armv8``), or the variant does
+            not exist for the architecture (e.g. ``arm64`` + ``v7``, ``amd64`` + ``v8``).
+    """
+    if (os_, architecture) not in VALID_OS_ARCH:
+        raise PlatformError(
+            f"manifest entry for image has unsupported os/arch combination: {os_}/{architecture}"
+        )
+    if not variant:
+        return
+    pattern = _VARIANTS.get(architecture)
+    if pattern is None or not pattern.match(variant):
+        raise PlatformError(
+            f"unsupported variant {variant!r} for architecture {architecture!r} "
+            f"({os_}/{architecture}/{variant})",
+            hint=_variant_hint(architecture),
+        )
+
+
+def _variant_hint(architecture: str) -> str:
+    known = {
+        "arm": "arm takes v5, v6, v7 or v8",
+        "arm64": "arm64 takes v8, v8.x, v9 or v9.x (arm/v7 is --arch arm --variant v7)",
+        "amd64": "amd64 takes v1, v2, v3 or v4 (v8 is an arm64 variant)",
+        "riscv64": "riscv64 takes a profile such as rva22u64",
+    }
+    return known.get(architecture, f"{architecture} has no variants; drop --variant")

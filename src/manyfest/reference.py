@@ -1,0 +1,217 @@
+"""Image references, parsed and normalised exactly as docker does.
+
+Grammar: the distribution reference grammar (``github.com/distribution/reference``, header of
+``reference.go``)::
+
+    reference  := name [ ":" tag ] [ "@" digest ]
+    name       := [domain "/"] path-component ["/" path-component]*
+    domain     := host [":" port]
+    tag        := [\\w][\\w.-]{0,127}
+    digest     := algorithm ":" encoded
+
+Normalisation follows docker's ``ParseNormalizedNamed`` + ``TagNameOnly``: a first component
+without ``.`` or ``:`` and other than ``localhost`` is not a registry, so ``hello-world`` is
+``docker.io/library/hello-world:latest``; ``index.docker.io`` is ``docker.io``; a reference
+with neither tag nor digest gets ``latest``; ``name:tag@digest`` keeps both.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from manyfest.errors import InvalidReferenceError
+
+DOCKER_HUB = "docker.io"
+"""The registry name docker uses for Docker Hub in references."""
+DOCKER_HUB_API = "registry-1.docker.io"
+"""Docker Hub's registry API endpoint."""
+DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
+"""The key under which docker's config.json stores Docker Hub credentials."""
+
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[_.]|__|[-]+)"
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_PATH = rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
+_HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})"
+_DOMAIN = rf"{_HOST}(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,}"
+
+_REFERENCE_RE = re.compile(
+    rf"^(?P<name>(?:{_DOMAIN}/)?{_PATH})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+)
+_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
+_PATH_RE = re.compile(rf"^{_PATH}$")
+_TAG_RE = re.compile(rf"^{_TAG}$")
+_ANCHORED_HEX64 = re.compile(r"^[a-f0-9]{64}$")
+_NAME_TOTAL_MAX = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A normalised image reference.
+
+    Attributes:
+        registry: the registry as written in references, e.g. ``docker.io``,
+            ``localhost:5000``, ``[::1]:5000``.
+        repository: the path inside the registry, e.g. ``library/alpine``.
+        tag: the tag, or ``None`` when the reference names a digest only.
+        digest: ``algorithm:encoded``, or ``None``.
+    """
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``registry/repository``: docker's fully qualified name without tag or digest."""
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def reference(self) -> str:
+        """What goes after ``/manifests/`` in the API: the digest if any, else the tag."""
+        if self.digest:
+            return self.digest
+        assert self.tag is not None
+        return self.tag
+
+    @property
+    def api_host(self) -> str:
+        """host[:port] of the registry's HTTP API (Docker Hub: ``registry-1.docker.io``)."""
+        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+
+    @property
+    def credentials_key(self) -> str:
+        """The key of this registry in config.json ``auths`` (docker's ``getAuthConfigKey``)."""
+        return DOCKER_HUB_AUTH_KEY if self.registry == DOCKER_HUB else self.registry
+
+    def with_digest(self, digest: str) -> Reference:
+        """The same repository, named by ``digest`` alone (``name@digest``)."""
+        return Reference(self.registry, self.repository, None, digest)
+
+    def with_tag(self, tag: str) -> Reference:
+        """The same repository, named by ``tag`` alone (``name:tag``)."""
+        return Reference(self.registry, self.repository, tag, None)
+
+    def in_repository(self, other: Reference) -> bool:
+        """True when both name the same registry and repository."""
+        return self.registry == other.registry and self.repository == other.repository
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+def parse(text: str, *, default_tag: str | None = "latest") -> Reference:
+    """Parse and normalise ``text`` as docker's ``normalizeReference`` does.
+
+    Args:
+        text: a reference as a user writes it (``alpine:3``, ``localhost:5000/a/b@sha256:...``).
+        default_tag: the tag given to a reference with neither tag nor digest; ``None``
+            keeps such a reference tagless (an error for callers needing a manifest).
+
+    Returns:
+        The normalised :class:`Reference`.
+
+    Raises:
+        InvalidReferenceError: the text does not follow the grammar, has upper-case letters in
+            the repository, is a bare 64-hex ID, or is longer than 255 characters.
+    """
+    if not text:
+        raise InvalidReferenceError(text, "empty reference")
+    if _ANCHORED_HEX64.match(text):
+        raise InvalidReferenceError(
+            text, "cannot specify 64-byte hexadecimal strings as a repository name"
+        )
+    domain, remainder = _split_docker_domain(text)
+    match = _REFERENCE_RE.match(f"{domain}/{remainder}")
+    if match is None:
+        path_only = re.split(r"[:@]", remainder, maxsplit=1)[0]
+        if path_only != path_only.lower() and _PATH_RE.match(path_only.lower()):
+            raise InvalidReferenceError(text, "repository name must be lowercase")
+        raise InvalidReferenceError(text, "not a valid reference")
+    name = match.group("name")
+    if len(name) > _NAME_TOTAL_MAX:
+        raise InvalidReferenceError(text, f"repository name is longer than {_NAME_TOTAL_MAX}")
+    repository = name[len(domain) + 1 :]
+    tag = match.group("tag")
+    digest = match.group("digest")
+    if digest is not None:
+        _check_digest(text, digest)
+    if tag is None and digest is None:
+        tag = default_tag
+    return Reference(domain, repository, tag, digest)
+
+
+def _check_digest(text: str, digest: str) -> None:
+    algorithm, _, encoded = digest.partition(":")
+    if algorithm == "sha256" and not re.fullmatch(r"[a-f0-9]{64}", encoded):
+        raise InvalidReferenceError(text, "sha256 digests have 64 lower-case hex characters")
+    if algorithm == "sha512" and not re.fullmatch(r"[a-f0-9]{128}", encoded):
+        raise InvalidReferenceError(text, "sha512 digests have 128 lower-case hex characters")
+
+
+def _split_docker_domain(text: str) -> tuple[str, str]:
+    """docker's ``splitDockerDomain``: (domain, remainder) with docker.io/library added."""
+    first, slash, rest = text.partition("/")
+    if (
+        not slash
+        or (not any(c in first for c in ".:") and first != "localhost" and first.lower() == first)
+    ):
+        domain, remainder = DOCKER_HUB, text
+    else:
+        domain, remainder = first, rest
+    if domain == "index.docker.io":
+        domain = DOCKER_HUB
+    if domain == DOCKER_HUB and "/" not in remainder:
+        remainder = f"library/{remainder}"
+    return domain, remainder
+
+
+def parse_registry(text: str) -> str:
+    """Validate a registry host[:port] as written (``localhost:5000``, ``[::1]:5000``).
+
+    Raises:
+        InvalidReferenceError: not a valid host[:port].
+    """
+    if not _DOMAIN_RE.match(text):
+        raise InvalidReferenceError(text, "not a valid registry host[:port]")
+    return DOCKER_HUB if text == "index.docker.io" else text
+
+
+def valid_tag(tag: str) -> bool:
+    """True when ``tag`` matches the distribution tag grammar ``[\\w][\\w.-]{0,127}``."""
+    return _TAG_RE.match(tag) is not None
+
+
+def host_of(registry: str) -> str:
+    """The host part of a registry host[:port], without brackets (``[::1]:5000`` → ``::1``)."""
+    if registry.startswith("["):
+        return registry[1 : registry.index("]")]
+    return registry.rsplit(":", 1)[0] if ":" in registry else registry
+
+
+def is_loopback(registry: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1 (docker and crane treat these as insecure)."""
+    host = host_of(registry)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def filesafe(ref: Reference | str) -> str:
+    """docker's ``makeFilesafeName``: ``:`` → ``-`` and ``/`` → ``_`` (store file names)."""
+    return str(ref).replace(":", "-").replace("/", "_")

@@ -1,0 +1,5 @@
+"""Registry API client."""
+
+from manyfest.registry.client import ManifestHead, RegistryClient
+
+__all__ = ["ManifestHead", "RegistryClient"]

@@ -1,0 +1,262 @@
+"""RegistryClient: the OCI distribution API calls manyfest makes.
+
+Endpoints follow the OCI distribution-spec (``spec.md``): manifests HEAD/GET/PUT/DELETE
+(end-3, end-7, end-9), blob HEAD/GET (end-2), cross-repository mount (end-11), monolithic
+upload POST + PUT (end-4a/end-6). Every manifest request sends an ``Accept`` naming the
+Docker and OCI manifest and list/index types; every PUT sends ``Content-Type`` equal to the
+body's media type. Reads ask for ``pull`` only; writes ``pull,push``; a mount also asks
+``pull`` on the source repository.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from manyfest import digest as digests
+from manyfest import mediatypes
+from manyfest.auth.tokens import scope
+from manyfest.content import Manifest
+from manyfest.errors import DigestMismatchError, NotFoundError, RegistryError
+from manyfest.reference import Reference
+from manyfest.transport import Transport
+
+_PULL = ("pull",)
+_PUSH = ("pull", "push")
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestHead:
+    """What a manifest HEAD tells: digest, size and media type (no body)."""
+
+    digest: str
+    size: int
+    media_type: str
+
+
+class RegistryClient:
+    """Registry API calls over a shared :class:`~manyfest.transport.Transport`.
+
+    Args:
+        transport: the run's transport (one session, limits, auth).
+    """
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    @staticmethod
+    def _scopes(ref: Reference, actions: tuple[str, ...]) -> frozenset[str]:
+        return frozenset({scope(ref.repository, actions)})
+
+    async def head_manifest(self, ref: Reference, *, push: bool = False) -> ManifestHead | None:
+        """HEAD a manifest by tag or digest; ``None`` when it does not exist (404).
+
+        Args:
+            ref: the manifest's reference.
+            push: ask for a ``pull,push`` token (the target of a publish), so the same token
+                serves the writes that follow.
+
+        Raises:
+            RegistryError: any answer other than 200 or 404.
+        """
+        resp = await self.transport.request(
+            "HEAD",
+            ref.registry,
+            f"/v2/{ref.repository}/manifests/{ref.reference}",
+            what=f"look up {ref}",
+            scopes=self._scopes(ref, _PUSH if push else _PULL),
+            headers={"Accept": mediatypes.ACCEPT},
+            ok=(200, 404),
+        )
+        if resp.status == 404:
+            return None
+        dgst = resp.headers.get("Docker-Content-Digest", "")
+        if not dgst and ref.digest:
+            dgst = ref.digest
+        return ManifestHead(
+            dgst,
+            int(resp.headers.get("Content-Length", "0") or 0),
+            mediatypes.base(resp.headers.get("Content-Type", "")),
+        )
+
+    async def get_manifest(self, ref: Reference) -> Manifest:
+        """GET a manifest's exact bytes.
+
+        The digest is computed from the bytes and checked against the reference's digest (when
+        it names one) or the ``Docker-Content-Digest`` header (when sent).
+
+        Raises:
+            NotFoundError: no such manifest (docker's phrase is kept in the message).
+            DigestMismatchError: the bytes do not match the digest that named them.
+        """
+        try:
+            resp = await self.transport.request(
+                "GET",
+                ref.registry,
+                f"/v2/{ref.repository}/manifests/{ref.reference}",
+                what=f"get manifest {ref}",
+                scopes=self._scopes(ref, _PULL),
+                headers={"Accept": mediatypes.ACCEPT},
+            )
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"manifest for {ref} not found",
+                status=exc.status,
+                method=exc.method,
+                url=exc.url,
+                errors=exc.errors,
+                hint="push the image first, or check its name and tag",
+            ) from exc
+        manifest = Manifest.from_bytes(resp.body, resp.headers.get("Content-Type", ""))
+        if ref.digest:
+            digests.verify(resp.body, ref.digest, f"manifest {ref}")
+        else:
+            served = resp.headers.get("Docker-Content-Digest", "")
+            if served.startswith("sha256:") and served != manifest.digest:
+                raise DigestMismatchError(
+                    f"manifest {ref}: body has digest {manifest.digest}, "
+                    f"registry said {served}"
+                )
+        return manifest
+
+    async def put_manifest(self, ref: Reference, manifest: Manifest) -> str:
+        """PUT ``manifest.raw`` unchanged at ``ref`` (tag or digest).
+
+        ``Content-Type`` is the manifest's media type. Returns the digest; when the registry
+        sends ``Docker-Content-Digest`` it must equal the digest of the bytes sent.
+
+        Raises:
+            ManifestRejectedError: the registry refused it (e.g. a child or blob missing).
+            DigestMismatchError: the registry reports another digest than the bytes have.
+        """
+        resp = await self.transport.request(
+            "PUT",
+            ref.registry,
+            f"/v2/{ref.repository}/manifests/{ref.reference}",
+            what=f"push manifest {ref}",
+            scopes=self._scopes(ref, _PUSH),
+            headers={"Content-Type": manifest.media_type},
+            data=manifest.raw,
+            ok=(200, 201, 202),
+        )
+        served = resp.headers.get("Docker-Content-Digest", "")
+        if served.startswith("sha256:") and served != manifest.digest:
+            raise DigestMismatchError(
+                f"push manifest {ref}: registry stored digest {served}, sent {manifest.digest}"
+            )
+        return manifest.digest
+
+    async def delete_manifest(self, ref: Reference) -> None:
+        """DELETE a manifest by digest (distribution-spec end-9)."""
+        await self.transport.request(
+            "DELETE",
+            ref.registry,
+            f"/v2/{ref.repository}/manifests/{ref.reference}",
+            what=f"delete manifest {ref}",
+            scopes=frozenset({scope(ref.repository, ("delete",))}),
+            ok=(200, 202),
+        )
+
+    async def get_blob(self, ref: Reference, digest: str) -> bytes:
+        """GET a blob (a config) and verify it against ``digest``.
+
+        Raises:
+            NotFoundError: the blob is not in the repository.
+            DigestMismatchError: the bytes do not match ``digest``.
+        """
+        resp = await self.transport.request(
+            "GET",
+            ref.registry,
+            f"/v2/{ref.repository}/blobs/{digest}",
+            what=f"get blob {ref.name}@{digest}",
+            scopes=self._scopes(ref, _PULL),
+        )
+        digests.verify(resp.body, digest, f"blob {ref.name}@{digest}")
+        return resp.body
+
+    async def blob_exists(self, ref: Reference, digest: str) -> bool:
+        """HEAD a blob in ``ref``'s repository: True when present."""
+        resp = await self.transport.request(
+            "HEAD",
+            ref.registry,
+            f"/v2/{ref.repository}/blobs/{digest}",
+            what=f"look up blob {ref.name}@{digest}",
+            scopes=self._scopes(ref, _PUSH),
+            ok=(200, 404),
+        )
+        return resp.status == 200
+
+    async def mount_blob(self, target: Reference, digest: str, source: Reference) -> bool:
+        """Cross-repository mount (``POST .../blobs/uploads/?mount=<digest>&from=<repo>``).
+
+        Returns True on ``201 Created`` (the blob is present in the target repository). On
+        ``202 Accepted`` the registry opened an upload session instead; it is cancelled and
+        False is returned (the caller copies the bytes).
+
+        Raises:
+            RegistryError: any other answer.
+        """
+        scopes = frozenset(
+            {scope(target.repository, _PUSH), scope(source.repository, _PULL)}
+        )
+        resp = await self.transport.request(
+            "POST",
+            target.registry,
+            f"/v2/{target.repository}/blobs/uploads/",
+            what=f"mount {source.name}@{digest} into {target.name}",
+            scopes=scopes,
+            params={"mount": digest, "from": source.repository},
+            ok=(201, 202),
+        )
+        if resp.status == 201:
+            return True
+        location = resp.headers.get("Location")
+        if location:
+            try:
+                await self.transport.request(
+                    "DELETE",
+                    target.registry,
+                    location,
+                    what=f"cancel upload to {target.name}",
+                    scopes=scopes,
+                    ok=(200, 202, 204, 404),
+                )
+            except RegistryError:
+                pass  # an abandoned upload session expires on the registry by itself
+        return False
+
+    async def upload_blob(self, target: Reference, data: bytes, digest: str | None = None) -> str:
+        """Upload ``data`` monolithically (POST, then PUT ``?digest=``); returns its digest.
+
+        Raises:
+            RegistryError: the registry refused the upload.
+        """
+        dgst = digest or digests.sha256(data)
+        scopes = self._scopes(target, _PUSH)
+        resp = await self.transport.request(
+            "POST",
+            target.registry,
+            f"/v2/{target.repository}/blobs/uploads/",
+            what=f"start upload of {dgst} to {target.name}",
+            scopes=scopes,
+            ok=(202,),
+        )
+        location = resp.headers.get("Location", "")
+        if not location:
+            raise RegistryError(
+                f"start upload of {dgst} to {target.name}: no Location header",
+                status=resp.status,
+                method="POST",
+                url=resp.url,
+            )
+        sep = "&" if "?" in location else "?"
+        await self.transport.request(
+            "PUT",
+            target.registry,
+            f"{location}{sep}digest={dgst}",
+            what=f"upload {dgst} to {target.name}",
+            scopes=scopes,
+            headers={"Content-Type": "application/octet-stream"},
+            data=data,
+            ok=(201, 204),
+        )
+        return dgst

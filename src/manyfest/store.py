@@ -1,0 +1,236 @@
+"""The local manifest-list store, in docker's own layout and JSON.
+
+Layout (docker/cli ``cli/manifest/store/store.go``)::
+
+    $DOCKER_CONFIG/manifests/<filesafe(list ref)>/<filesafe(image ref)>
+
+``filesafe`` replaces ``:`` with ``-`` and ``/`` with ``_``. Each entry file is Go's
+``json.Marshal`` of docker's ``types.ImageManifest``: ``Ref`` (string), ``Descriptor`` (OCI
+descriptor with ``platform``), ``Raw`` (base64 of the manifest's exact bytes) and
+``SchemaV2Manifest`` or ``OCIManifest`` (the manifest, compacted as Go does). So docker and
+manyfest each read, annotate and push what the other wrote.
+
+Writes are atomic (a temporary file in the store root, then ``os.replace``) and locked (a
+``filelock`` lock file per list in the store root). Nothing but entry files ever goes inside a
+list directory: docker reads every file there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import filelock
+import msgspec
+
+from manyfest import digest as digests
+from manyfest import jsonfmt, mediatypes
+from manyfest.auth.config import config_dir
+from manyfest.content import Manifest
+from manyfest.errors import NoSuchManifestError, StoreError
+from manyfest.platform import Platform
+from manyfest.reference import Reference, filesafe
+
+
+class _StorePlatform(msgspec.Struct, omit_defaults=True):
+    architecture: str = ""
+    os: str = ""
+    os_version: str = msgspec.field(name="os.version", default="")
+    os_features: list[str] = msgspec.field(name="os.features", default_factory=list)
+    variant: str = ""
+
+
+class _StoreDescriptor(msgspec.Struct, omit_defaults=True):
+    mediaType: str = ""  # noqa: N815 - OCI descriptor keys
+    digest: str = ""
+    size: int = 0
+    urls: list[str] = msgspec.field(default_factory=list)
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    platform: _StorePlatform | None = None
+
+
+_EMPTY = msgspec.Raw()
+
+
+class _StoreFile(msgspec.Struct, omit_defaults=True):
+    Ref: str  # noqa: N815 - docker's ImageManifest keys
+    Descriptor: _StoreDescriptor
+    Raw: bytes = b""
+    SchemaV2Manifest: msgspec.Raw = _EMPTY  # noqa: N815
+    OCIManifest: msgspec.Raw = _EMPTY  # noqa: N815
+
+
+_DECODER = msgspec.json.Decoder(_StoreFile)
+_ENCODER = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    """One entry of a local list: the image's reference, manifest bytes and platform.
+
+    Attributes:
+        ref: the image reference the entry was created from (docker's ``Ref``).
+        manifest: the manifest's exact bytes, media type and digest.
+        platform: the platform written into the list (``None`` if unknown).
+        annotations: descriptor annotations kept in the entry.
+        file_name: the entry's file name in the list directory (docker's sort key).
+    """
+
+    ref: Reference
+    manifest: Manifest
+    platform: Platform | None
+    annotations: tuple[tuple[str, str], ...] = ()
+    file_name: str = ""
+
+    def with_platform(self, platform: Platform) -> StoredImage:
+        """A copy with another platform."""
+        return replace(self, platform=platform)
+
+
+class ManifestStore:
+    """docker's ``~/.docker/manifests`` store.
+
+    Args:
+        root: the store directory (default ``$DOCKER_CONFIG/manifests``).
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or (config_dir() / "manifests")
+
+    def list_dir(self, list_ref: Reference) -> Path:
+        """The directory of a list."""
+        return self.root / filesafe(list_ref)
+
+    def exists(self, list_ref: Reference) -> bool:
+        """True when the list directory exists (even empty, as docker treats it)."""
+        return self.list_dir(list_ref).is_dir()
+
+    @contextlib.contextmanager
+    def locked(self, list_ref: Reference) -> Iterator[None]:
+        """Hold the list's lock (a file in the store root, never in the list directory)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(self.root / f".{filesafe(list_ref)}.manyfest-lock"))
+        with lock:
+            yield
+
+    def get_list(self, list_ref: Reference) -> list[StoredImage]:
+        """Every entry of a list, sorted by file name (docker's order).
+
+        Raises:
+            NoSuchManifestError: no such list (docker: ``No such manifest: <ref>``).
+            StoreError: an entry file is unreadable or corrupt.
+        """
+        directory = self.list_dir(list_ref)
+        if not directory.is_dir():
+            raise NoSuchManifestError(f"No such manifest: {list_ref}")
+        return [self._read(path) for path in sorted(directory.iterdir()) if path.is_file()]
+
+    def get(self, list_ref: Reference, image_ref: Reference) -> StoredImage:
+        """One entry of a list.
+
+        Raises:
+            NoSuchManifestError: the list or the entry does not exist.
+        """
+        path = self.list_dir(list_ref) / filesafe(image_ref)
+        if not path.is_file():
+            if not self.list_dir(list_ref).is_dir():
+                raise NoSuchManifestError(f"No such manifest: {list_ref}")
+            raise NoSuchManifestError(
+                f"manifest for image {image_ref} does not exist in {list_ref}",
+                hint=f"add it with `manyfest create --amend {list_ref} {image_ref}`",
+            )
+        return self._read(path)
+
+    def _read(self, path: Path) -> StoredImage:
+        try:
+            doc = _DECODER.decode(path.read_bytes())
+        except (OSError, msgspec.DecodeError) as exc:
+            raise StoreError(f"cannot read local manifest {path}: {exc}") from exc
+        from manyfest import reference
+
+        ref = reference.parse(doc.Ref)
+        raw = doc.Raw
+        if not raw:
+            body = bytes(doc.SchemaV2Manifest) or bytes(doc.OCIManifest)
+            if not body:
+                raise StoreError(f"local manifest {path} has neither Raw nor a manifest")
+            raw = body
+        desc = doc.Descriptor
+        manifest = Manifest.from_bytes(raw, desc.mediaType)
+        if desc.digest and desc.digest != manifest.digest:
+            digests.verify(raw, desc.digest, f"local manifest {path}")
+        platform = None
+        if desc.platform is not None:
+            p = desc.platform
+            platform = Platform(p.os, p.architecture, p.variant, p.os_version, tuple(p.os_features))
+        return StoredImage(
+            ref, manifest, platform, tuple(sorted(desc.annotations.items())), path.name
+        )
+
+    def encode(self, image: StoredImage) -> bytes:
+        """An entry file's bytes, as docker's ``json.Marshal(types.ImageManifest)`` writes it."""
+        m = image.manifest
+        platform = None
+        if image.platform is not None:
+            p = image.platform
+            platform = _StorePlatform(
+                p.architecture, p.os, p.os_version, list(p.os_features), p.variant
+            )
+        body = msgspec.Raw(jsonfmt.compact(m.raw))
+        doc = _StoreFile(
+            Ref=str(image.ref),
+            Descriptor=_StoreDescriptor(
+                mediaType=m.media_type,
+                digest=m.digest,
+                size=m.size,
+                annotations=dict(image.annotations),
+                platform=platform,
+            ),
+            Raw=m.raw,
+            SchemaV2Manifest=body if m.media_type == mediatypes.DOCKER_MANIFEST else _EMPTY,
+            OCIManifest=body if m.media_type == mediatypes.OCI_MANIFEST else _EMPTY,
+        )
+        return jsonfmt.compact(_ENCODER.encode(doc))
+
+    def save(self, list_ref: Reference, images: list[StoredImage]) -> None:
+        """Write entries of a list atomically, one file each (call under :meth:`locked`).
+
+        Every file is first written in full to a temporary file in the store root, then
+        renamed into the list directory, so a reader never sees a half-written entry.
+        """
+        directory = self.list_dir(list_ref)
+        directory.mkdir(parents=True, exist_ok=True)
+        for image in images:
+            data = self.encode(image)
+            fd, tmp = tempfile.mkstemp(prefix=".manyfest-", dir=self.root)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, directory / filesafe(image.ref))
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+
+    def remove(self, list_ref: Reference) -> None:
+        """Delete a list directory.
+
+        Raises:
+            NoSuchManifestError: the list does not exist.
+        """
+        directory = self.list_dir(list_ref)
+        if not directory.is_dir():
+            raise NoSuchManifestError(f"No such manifest: {list_ref}")
+        # Rename first so a concurrent reader never sees a half-deleted list.
+        fd_dir = tempfile.mkdtemp(prefix=".manyfest-rm-", dir=self.root)
+        target = Path(fd_dir) / "list"
+        os.replace(directory, target)
+        shutil.rmtree(fd_dir)

@@ -1,0 +1,684 @@
+"""The only module that touches aiohttp: one session, per-registry state, auth, retries.
+
+For each registry (host[:port] as written in references) the transport keeps:
+
+* the scheme, decided once by the ping (``GET /v2/``, distribution-spec "Determining
+  support"): ``https`` with verification; for insecure registries ``https`` without
+  verification, falling back to ``http`` when the TLS handshake fails in any way (docker's
+  ``--insecure``). Once decided, every request to that registry (token realm and ``Location``
+  URLs on the same host included) uses it.
+* the auth challenge from the ping (``Basic`` or ``Bearer``) and the credentials from
+  config.json; bearer tokens are cached per scope set and refreshed before they expire or
+  after a 401.
+* an ``anyio.CapacityLimiter`` of ``Settings.concurrency`` tokens, held only around one HTTP
+  exchange; backoff sleeps happen outside it.
+
+Retries (stamina): 408, 429 (honouring ``Retry-After`` in seconds or HTTP-date), 500, 502,
+503, 504 and connection errors; never 401/403/404.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import email.utils
+import ipaddress
+import logging
+import ssl
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import anyio
+import msgspec
+import stamina
+
+from manyfest import __version__
+from manyfest.auth import challenge as challenges
+from manyfest.auth.config import ANONYMOUS, Credentials, DockerConfig
+from manyfest.auth.tokens import Scopes, TokenCache
+from manyfest.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    CertificateError,
+    ErrorDetail,
+    ManifestRejectedError,
+    ManyfestError,
+    NotFoundError,
+    RateLimitedError,
+    RegistryError,
+    TransportError,
+)
+from manyfest.reference import DOCKER_HUB, DOCKER_HUB_API, DOCKER_HUB_AUTH_KEY
+from manyfest.transport.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 100 * 1024 * 1024
+"""Largest response body read, in bytes (manifests are small; configs too)."""
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_USER_AGENT = f"manyfest/{__version__}"
+
+
+@dataclass(slots=True)
+class RequestStats:
+    """Requests and retries attributed to one unit of work (a list, a command).
+
+    The transport adds to the ``RequestStats`` found in :data:`current_stats` when a request
+    is sent; tasks started from a task inherit it (contextvars).
+    """
+
+    requests: int = 0
+    retries: int = 0
+
+
+current_stats: contextvars.ContextVar[RequestStats | None] = contextvars.ContextVar(
+    "manyfest_request_stats", default=None
+)
+"""The :class:`RequestStats` that requests made in this context are counted in."""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A finished HTTP exchange: status, headers (case-insensitive) and the whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+
+class _Retryable(Exception):
+    """Internal: an answer or failure worth another try (carries the final error)."""
+
+    def __init__(self, error: ManyfestError, wait: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.wait = wait
+
+
+@dataclass(slots=True)
+class _RegistryState:
+    registry: str
+    api_host: str
+    insecure: bool
+    limiter: anyio.CapacityLimiter
+    ssl_verify: ssl.SSLContext
+    ssl_noverify: ssl.SSLContext
+    scheme: str | None = None
+    challenge: challenges.Challenge | None = None
+    credentials: Credentials = ANONYMOUS
+    ping_lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    @property
+    def ssl(self) -> ssl.SSLContext | bool:
+        if self.scheme == "http":
+            return False
+        return self.ssl_noverify if self.insecure else self.ssl_verify
+
+
+class Transport:
+    """One aiohttp session for a whole run, shared by every registry client.
+
+    Use as ``async with Transport(settings) as transport:``.
+
+    Args:
+        settings: see :class:`Settings`.
+        docker_config: credentials source (default: config.json of ``$DOCKER_CONFIG``).
+    """
+
+    def __init__(self, settings: Settings | None = None, docker_config: DockerConfig | None = None):
+        self.settings = settings or Settings()
+        self._docker_config = docker_config
+        self._session: aiohttp.ClientSession | None = None
+        self._states: dict[str, _RegistryState] = {}
+        self._tokens = TokenCache(self._fetch_token)
+        self.total = RequestStats()
+
+    async def __aenter__(self) -> Transport:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=False)
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=self.settings.connect_timeout,
+            sock_read=self.settings.read_timeout,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            headers={"User-Agent": _USER_AGENT},
+            auto_decompress=False,
+            trust_env=False,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session (raises if the transport is not entered)."""
+        if self._session is None:
+            raise RuntimeError("Transport used outside `async with`")
+        return self._session
+
+    # ---------------------------------------------------------------- registry state
+
+    def _state(self, registry: str) -> _RegistryState:
+        state = self._states.get(registry)
+        if state is None:
+            insecure = self.settings.is_insecure(registry)
+            state = _RegistryState(
+                registry=registry,
+                api_host=DOCKER_HUB_API if registry == DOCKER_HUB else registry,
+                insecure=insecure,
+                limiter=anyio.CapacityLimiter(self.settings.concurrency),
+                ssl_verify=self._ssl_context(registry, verify=True),
+                ssl_noverify=self._ssl_context(registry, verify=False),
+            )
+            self._states[registry] = state
+        return state
+
+    def _ssl_context(self, registry: str, *, verify: bool) -> ssl.SSLContext:
+        """A TLS context with the CAs and client certificates of certs.d/<registry>/."""
+        ctx = ssl.create_default_context()
+        if not verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        directory = self.settings.certs_dir / registry
+        if directory.is_dir():
+            for path in sorted(directory.iterdir()):
+                if path.suffix == ".crt":
+                    ctx.load_verify_locations(cafile=str(path))
+                elif path.suffix == ".cert":
+                    key = path.with_suffix(".key")
+                    if not key.exists():
+                        raise CertificateError(
+                            f"missing key {key.name} for client certificate {path}",
+                            hint=f"put the client key beside it as {key}",
+                        )
+                    ctx.load_cert_chain(str(path), str(key))
+                elif path.suffix == ".key" and not path.with_suffix(".cert").exists():
+                    raise CertificateError(
+                        f"missing client certificate {path.with_suffix('.cert').name} "
+                        f"for key {path}",
+                        hint="put the client certificate beside it",
+                    )
+        return ctx
+
+    def scheme_of(self, registry: str) -> str | None:
+        """The scheme decided for ``registry`` by its ping (``None`` before the ping)."""
+        state = self._states.get(registry)
+        return state.scheme if state else None
+
+    async def _ensure_pinged(self, state: _RegistryState) -> None:
+        if state.scheme is not None:
+            return
+        async with state.ping_lock:
+            if state.scheme is not None:
+                return
+            key = DOCKER_HUB_AUTH_KEY if state.registry == DOCKER_HUB else state.registry
+            config = self._docker_config or DockerConfig()
+            self._docker_config = config
+            state.credentials = await config.credentials(key)
+            await self._ping(state)
+
+    async def _ping(self, state: _RegistryState) -> None:
+        """``GET /v2/``: decide the scheme and read the auth challenge."""
+        try:
+            resp = await self._exchange(
+                state,
+                "GET",
+                f"https://{state.api_host}/v2/",
+                {},
+                None,
+                ssl_ctx=state.ssl_noverify if state.insecure else state.ssl_verify,
+            )
+            state.scheme = "https"
+        except _TLSFailure as exc:
+            if not state.insecure:
+                raise _certificate_error(state.registry, exc.cause) from exc.cause
+            log.debug("TLS handshake with %s failed (%s); using plain HTTP", state.registry, exc)
+            resp = await self._exchange(
+                state, "GET", f"http://{state.api_host}/v2/", {}, None, ssl_ctx=False
+            )
+            state.scheme = "http"
+        if resp.status == 401:
+            state.challenge = challenges.parse(resp.headers.get("WWW-Authenticate", ""))
+        elif resp.status not in (200, 404):
+            # 404: some registries don't serve /v2/ but work (distribution-spec allows it).
+            raise _registry_error(f"ping {state.registry}", "GET", resp)
+
+    # ---------------------------------------------------------------- one exchange
+
+    async def _exchange(
+        self,
+        state: _RegistryState,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        data: bytes | None,
+        *,
+        ssl_ctx: ssl.SSLContext | bool,
+        params: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Send one request under the registry's limiter; read the whole body."""
+        stats = current_stats.get()
+        if stats is not None:
+            stats.requests += 1
+        self.total.requests += 1
+        proxy = _proxy_for(url)
+        async with state.limiter:
+            try:
+                async with self.session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    params=params,
+                    ssl=ssl_ctx,
+                    allow_redirects=method in ("GET", "HEAD"),
+                    proxy=proxy,
+                ) as resp:
+                    if method == "HEAD":
+                        body = b""
+                    else:
+                        body = await resp.content.read(MAX_BODY + 1)
+                        if len(body) > MAX_BODY:
+                            raise TransportError(
+                                f"{method} {_redact(url)}: body larger than {MAX_BODY} bytes",
+                                hint="the registry sent more than a manifest or config holds",
+                            )
+                    return Response(resp.status, resp.headers, body, str(resp.url))
+            except aiohttp.ClientConnectorCertificateError as exc:
+                raise _TLSFailure(exc) from exc
+            except aiohttp.ClientSSLError as exc:
+                raise _TLSFailure(exc) from exc
+            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                if _tls_cause(exc) and url.startswith("https://"):
+                    raise _TLSFailure(exc) from exc
+                raise _Retryable(
+                    TransportError(f"{method} {_redact(url)}: {_describe(exc)}")
+                ) from exc
+
+    # ---------------------------------------------------------------- public request
+
+    async def request(
+        self,
+        method: str,
+        registry: str,
+        path: str,
+        *,
+        what: str,
+        scopes: Scopes = frozenset(),
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        ok: tuple[int, ...] = (200,),
+    ) -> Response:
+        """One registry request, with auth, retries and error mapping.
+
+        Args:
+            method: HTTP method.
+            registry: host[:port] as in references (``docker.io`` for Docker Hub).
+            path: ``/v2/...`` path, or an absolute URL (a ``Location`` the registry gave).
+            what: what this request does, for error messages (e.g. ``"push a/b:1"``).
+            scopes: token scopes this request needs (``repository:a/b:pull`` ...).
+            headers: extra request headers.
+            data: request body.
+            params: query parameters.
+            ok: statuses returned rather than raised.
+
+        Returns:
+            The :class:`Response` (status in ``ok``).
+
+        Raises:
+            RegistryError: the registry answered another status (subclass by status).
+            TransportError: the registry could not be reached (after retries).
+            CertificateError: TLS verification failed.
+        """
+        state = self._state(registry)
+        await self._ensure_pinged(state)
+        url = self._url(state, path)
+        async for attempt in stamina.retry_context(
+            on=_retry_hook,
+            attempts=self.settings.retry_attempts,
+            timeout=None,
+            wait_initial=0.25,
+            wait_max=self.settings.retry_max_wait,
+            wait_jitter=0.25,
+        ):
+            with attempt:
+                if attempt.num > 1:
+                    stats = current_stats.get()
+                    if stats is not None:
+                        stats.retries += 1
+                    self.total.retries += 1
+                resp = await self._authorized(state, method, url, headers, data, params, scopes)
+                if resp.status in ok:
+                    return resp
+                if resp.status in _RETRY_STATUS:
+                    raise _Retryable(_registry_error(what, method, resp), _retry_after(resp))
+                raise _registry_error(what, method, resp)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _authorized(
+        self,
+        state: _RegistryState,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        data: bytes | None,
+        params: Mapping[str, str] | None,
+        scopes: Scopes,
+    ) -> Response:
+        """Send with credentials; on a 401 re-authenticate once and resend."""
+        auth, token = await self._authorization(state, scopes)
+        resp = await self._send(state, method, url, headers, data, params, auth)
+        if resp.status != 401:
+            return resp
+        new = challenges.parse(resp.headers.get("WWW-Authenticate", ""))
+        if new is not None:
+            state.challenge = new
+        if token is not None:
+            self._tokens.invalidate(state.registry, scopes, token)
+        elif auth is not None or state.challenge is None:
+            return resp
+        auth, token = await self._authorization(state, scopes)
+        if auth is None:
+            return resp
+        return await self._send(state, method, url, headers, data, params, auth)
+
+    async def _send(
+        self,
+        state: _RegistryState,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        data: bytes | None,
+        params: Mapping[str, str] | None,
+        auth: str | None,
+    ) -> Response:
+        all_headers = dict(headers or {})
+        if auth is not None:
+            all_headers["Authorization"] = auth
+        try:
+            return await self._exchange(
+                state, method, url, all_headers, data, ssl_ctx=state.ssl, params=params
+            )
+        except _TLSFailure as exc:
+            raise _certificate_error(state.registry, exc.cause) from exc.cause
+
+    async def _authorization(
+        self, state: _RegistryState, scopes: Scopes
+    ) -> tuple[str | None, str | None]:
+        """(Authorization header value or None, bearer token used or None)."""
+        creds = state.credentials
+        if creds.registry_token:
+            return f"Bearer {creds.registry_token}", None
+        chal = state.challenge
+        if chal is None:
+            return None, None
+        if chal.scheme == "basic":
+            if creds.anonymous:
+                return None, None
+            raw = f"{creds.username}:{creds.password}".encode()
+            return "Basic " + base64.b64encode(raw).decode(), None
+        if chal.scheme == "bearer":
+            token = await self._tokens.get(state.registry, scopes)
+            return f"Bearer {token}", token
+        return None, None
+
+    async def _fetch_token(self, registry: str, scopes: Scopes) -> tuple[str, float]:
+        """Ask the challenge's realm for a token covering ``scopes`` (token auth spec)."""
+        state = self._state(registry)
+        chal = state.challenge
+        assert chal is not None
+        if not chal.realm:
+            raise AuthenticationError(
+                f"{registry} asked for a bearer token without a realm",
+                status=401,
+                method="GET",
+                url="",
+            )
+        realm = self._url(state, chal.realm)
+        creds = state.credentials
+        realm_state = self._realm_state(state, realm)
+        what = f"get a token from {urllib.parse.urlsplit(realm).netloc} for {registry}"
+        if creds.identity_token:
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": creds.identity_token,
+                "service": chal.service,
+                "client_id": "manyfest",
+                "scope": " ".join(sorted(scopes)),
+            }
+            body = urllib.parse.urlencode(form).encode()
+            resp = await self._token_exchange(
+                realm_state,
+                "POST",
+                realm,
+                {"Content-Type": "application/x-www-form-urlencoded"},
+                body,
+                None,
+                what,
+            )
+        else:
+            query = [("service", chal.service)] if chal.service else []
+            query += [("scope", s) for s in sorted(scopes)]
+            headers: dict[str, str] = {}
+            if creds.username or creds.password:
+                raw = f"{creds.username}:{creds.password}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+            sep = "&" if "?" in realm else "?"
+            url = realm + (sep + urllib.parse.urlencode(query) if query else "")
+            resp = await self._token_exchange(realm_state, "GET", url, headers, None, None, what)
+        try:
+            answer = msgspec.json.decode(resp.body, type=_TokenAnswer)
+        except msgspec.DecodeError as exc:
+            raise AuthenticationError(
+                f"{what}: the token server sent invalid JSON",
+                status=resp.status,
+                method="GET",
+                url=_redact(realm),
+            ) from exc
+        token = answer.token or answer.access_token
+        if not token:
+            raise AuthenticationError(
+                f"{what}: the token server sent no token",
+                status=resp.status,
+                method="GET",
+                url=_redact(realm),
+            )
+        return token, float(answer.expires_in or 60)
+
+    def _realm_state(self, state: _RegistryState, realm: str) -> _RegistryState:
+        netloc = urllib.parse.urlsplit(realm).netloc
+        if netloc == state.api_host:
+            return state
+        realm_state = self._state(netloc)
+        if realm_state.scheme is None:
+            realm_state.scheme = urllib.parse.urlsplit(realm).scheme
+        return realm_state
+
+    async def _token_exchange(
+        self,
+        state: _RegistryState,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        data: bytes | None,
+        params: Mapping[str, str] | None,
+        what: str,
+    ) -> Response:
+        async for attempt in stamina.retry_context(
+            on=_retry_hook, attempts=self.settings.retry_attempts, timeout=None, wait_initial=0.25
+        ):
+            with attempt:
+                resp = await self._send(state, method, url, headers, data, params, None)
+                if resp.status == 200:
+                    return resp
+                if resp.status in _RETRY_STATUS:
+                    raise _Retryable(_registry_error(what, method, resp), _retry_after(resp))
+                if resp.status in (401, 403):
+                    raise AuthenticationError(
+                        f"{what}: token server answered {resp.status}",
+                        status=resp.status,
+                        method=method,
+                        url=_redact(url),
+                        errors=_error_details(resp.body),
+                    )
+                raise _registry_error(what, method, resp)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _url(self, state: _RegistryState, path: str) -> str:
+        """Absolute URL for ``path``; same-host absolute URLs get the registry's scheme."""
+        scheme = state.scheme or "https"
+        if path.startswith(("http://", "https://")):
+            parts = urllib.parse.urlsplit(path)
+            if parts.netloc == state.api_host and parts.scheme != scheme:
+                return urllib.parse.urlunsplit(parts._replace(scheme=scheme))
+            return path
+        return f"{scheme}://{state.api_host}{path}"
+
+
+class _TokenAnswer(msgspec.Struct):
+    token: str = ""
+    access_token: str = ""
+    expires_in: int = 0
+
+
+class _TLSFailure(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class _ErrorBody(msgspec.Struct):
+    errors: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+def _error_details(body: bytes) -> list[ErrorDetail]:
+    """OCI error details of a body (distribution-spec "Error Codes"); [] when none."""
+    if not body or not body.lstrip().startswith(b"{"):
+        return []
+    try:
+        parsed = msgspec.json.decode(body, type=_ErrorBody)
+    except msgspec.DecodeError:
+        return []
+    details = []
+    for item in parsed.errors:
+        code = str(item.get("code", "") or "")
+        message = str(item.get("message", "") or "")
+        details.append(ErrorDetail(code, message))
+    return details
+
+
+def _registry_error(what: str, method: str, resp: Response) -> RegistryError:
+    """Map an error answer to the exception class for its status."""
+    details = _error_details(resp.body)
+    codes = {d.code for d in details}
+    cls: type[RegistryError] = RegistryError
+    if resp.status == 401:
+        cls = AuthenticationError
+    elif resp.status == 403 or "DENIED" in codes:
+        cls = AuthorizationError
+    elif resp.status == 404:
+        cls = NotFoundError
+    elif resp.status == 429 or "TOOMANYREQUESTS" in codes:
+        cls = RateLimitedError
+    elif resp.status in (400, 413) and method == "PUT":
+        cls = ManifestRejectedError
+    if not details and method != "HEAD" and resp.body:
+        text = resp.body[:200].decode(errors="replace").strip()
+        if text:
+            details = [ErrorDetail(text.splitlines()[0], "")]
+    err = cls(what, status=resp.status, method=method, url=_redact(resp.url), errors=details)
+    if isinstance(err, RateLimitedError):
+        err.retry_after = _retry_after(resp)
+    return err
+
+
+def _retry_after(resp: Response) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds or HTTP-date), or None."""
+    value = resp.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _retry_hook(exc: Exception) -> bool | float:
+    if isinstance(exc, _Retryable):
+        return exc.wait if exc.wait is not None else True
+    return False
+
+
+def _tls_cause(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return isinstance(exc, aiohttp.ServerDisconnectedError)
+
+
+def _certificate_error(registry: str, cause: BaseException) -> CertificateError:
+    return CertificateError(f"TLS connection to {registry} failed: {_describe(cause)}")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _redact(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc=parts.netloc.split("@", 1)[1])
+    return urllib.parse.urlunsplit(parts._replace(query=""))
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy for ``url`` from HTTP(S)_PROXY/NO_PROXY, as Go's ProxyFromEnvironment does.
+
+    Loopback hosts never go through a proxy (Go's ``httpproxy`` rule, which docker follows).
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme)
+    if not proxy:
+        return None
+    if urllib.request.proxy_bypass_environment(parts.netloc, proxies):
+        return None
+    return proxy
+

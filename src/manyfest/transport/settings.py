@@ -1,0 +1,61 @@
+"""Transport settings: insecure registries, certificates, limits, timeouts, retries."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from manyfest.reference import is_loopback
+
+DEFAULT_CONCURRENCY = 32
+"""Requests in flight per registry (chosen by measurement, see README "Benchmarks")."""
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How the transport talks to registries.
+
+    Attributes:
+        insecure: ``--insecure``: skip TLS verification, and fall back to plain HTTP when the
+            TLS handshake fails, for every registry of this run (docker's ``--insecure``).
+        insecure_registries: registries (host[:port]) treated as insecure as above.
+        loopback_insecure: treat 127.0.0.0/8, ::1 and localhost as insecure without a flag,
+            as docker and crane do. ``MANYFEST_LOOPBACK_INSECURE=0`` turns it off.
+        certs_dir: docker's ``certs.d`` directory: ``<dir>/<host[:port]>/*.crt`` are CAs,
+            ``*.cert`` + ``*.key`` client certificates. ``MANYFEST_CERTS_DIR`` overrides.
+        concurrency: requests in flight per registry.
+        connect_timeout: seconds to establish a connection (TCP + TLS).
+        read_timeout: seconds to wait for data on a socket.
+        retry_attempts: tries of one HTTP exchange on 429, 5xx and connection errors.
+        retry_max_wait: longest backoff between tries, in seconds (Retry-After may ask longer).
+    """
+
+    insecure: bool = False
+    insecure_registries: frozenset[str] = frozenset()
+    loopback_insecure: bool = field(
+        default_factory=lambda: _env_flag("MANYFEST_LOOPBACK_INSECURE", True)
+    )
+    certs_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("MANYFEST_CERTS_DIR", "/etc/docker/certs.d"))
+    )
+    concurrency: int = DEFAULT_CONCURRENCY
+    connect_timeout: float = 30.0
+    read_timeout: float = 60.0
+    retry_attempts: int = 5
+    retry_max_wait: float = 30.0
+
+    def is_insecure(self, registry: str) -> bool:
+        """True when ``registry`` may skip TLS verification and fall back to plain HTTP."""
+        return (
+            self.insecure
+            or registry in self.insecure_registries
+            or (self.loopback_insecure and is_loopback(registry))
+        )
