@@ -145,13 +145,27 @@ class RegistryServer:
                 self.process.wait()
         self.process = None
 
-    def request_count(self) -> int:
-        """Requests served so far (``response completed`` lines in the log)."""
+    def request_count(self, settle_s: float = 0.2) -> int:
+        """Requests served so far (``response completed`` lines in the log).
+
+        The registry writes a line just after it answers, so the count is read until it has
+        not changed for ``settle_s`` seconds.
+        """
+        count = self._count()
+        stable_since = time.monotonic()
+        while time.monotonic() - stable_since < settle_s:
+            time.sleep(0.02)
+            now = self._count()
+            if now != count:
+                count, stable_since = now, time.monotonic()
+        return count
+
+    def _count(self) -> int:
         try:
-            text = self.log_path.read_text(errors="replace")
+            data = self.log_path.read_bytes()
         except FileNotFoundError:
             return 0
-        return text.count("response completed")
+        return data.count(b"response completed")
 
     def __enter__(self) -> RegistryServer:
         return self.start()

@@ -22,7 +22,7 @@ from manyfest.ops.plan import PlanList
 from manyfest.platform import validate
 from manyfest.transport import RequestStats, current_stats
 
-MAX_LISTS_IN_FLIGHT = 256
+MAX_LISTS_IN_FLIGHT = 32
 """Lists being published at once (requests are limited per registry separately)."""
 
 

@@ -305,12 +305,15 @@ class Transport:
                                 hint="the registry sent more than a manifest or config holds",
                             )
                     return Response(resp.status, resp.headers, body, str(resp.url))
-            except aiohttp.ClientConnectorCertificateError as exc:
-                raise _TLSFailure(exc) from exc
-            except aiohttp.ClientSSLError as exc:
-                raise _TLSFailure(exc) from exc
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-                if _tls_cause(exc) and url.startswith("https://"):
+                tls_failed = isinstance(exc, aiohttp.ClientSSLError) or (
+                    url.startswith("https://") and _tls_cause(exc)
+                )
+                if tls_failed:
+                    # No HTTP request happened: the TLS handshake failed.
+                    if stats is not None:
+                        stats.requests -= 1
+                    self.total.requests -= 1
                     raise _TLSFailure(exc) from exc
                 raise _Retryable(
                     TransportError(f"{method} {_redact(url)}: {_describe(exc)}")

@@ -1,0 +1,56 @@
+"""Shared fixtures: a real Distribution registry on loopback, isolated HOME/DOCKER_CONFIG."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import stamina
+
+from benchmarks.registry_server import RegistryServer, find_binary
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """A plain-HTTP docker-registry on a free 127.0.0.1 port for the whole session."""
+    if find_binary() is None:
+        pytest.fail("docker-registry is not installed: run `apt-get install -y docker-registry`")
+    server = RegistryServer(workdir=tmp_path_factory.mktemp("registry"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test has its own HOME, DOCKER_CONFIG and (empty) certs.d; no proxies."""
+    home = tmp_path / "home"
+    (home / ".docker").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
+    monkeypatch.setenv("MANYFEST_CERTS_DIR", str(tmp_path / "certs.d"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    for name in (
+        "REGISTRY_AUTH_FILE", "DOCKER_AUTH_CONFIG", "MANYFEST_LOOPBACK_INSECURE",
+        "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy",
+        "ALL_PROXY", "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    stamina.set_testing(True, attempts=3)
+    return home
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def ns(request: pytest.FixtureRequest) -> str:
+    """A repository namespace unique to this test (``t<n>-<test name>``)."""
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    return f"t{next(_counter)}-{name}"
+
+

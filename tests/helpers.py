@@ -1,0 +1,110 @@
+"""Helpers for tests: seeding images, running the CLIs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from benchmarks.imagewriter import build_image, push_image
+from manyfest import reference
+from manyfest.platform import Platform
+from manyfest.registry import RegistryClient
+from manyfest.transport import Settings, Transport
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PLATFORMS = (
+    Platform("linux", "amd64"),
+    Platform("linux", "arm", "v7"),
+    Platform("linux", "arm64", "v8"),
+    Platform("windows", "amd64", "", "10.0.17763.1879", ("win32k",)),
+)
+"""The four platforms of the docker walkthrough."""
+SUFFIX = {"amd64": "amd64", "arm": "arm", "arm64": "arm64"}
+
+
+def platform_suffix(p: Platform) -> str:
+    """The repository suffix used for a platform (``app-amd64``, ``app-win``...)."""
+    return "win" if p.os == "windows" else SUFFIX[p.architecture]
+
+
+async def seed_images(
+    host: str,
+    names: list[tuple[str, Platform, str]],
+    *,
+    oci: bool = False,
+    settings: Settings | None = None,
+) -> dict[str, str]:
+    """Push synthetic images: ``(repository:tag, platform, seed)`` → {ref: digest}."""
+    out: dict[str, str] = {}
+    async with Transport(settings or Settings(concurrency=16)) as transport:
+        client = RegistryClient(transport)
+
+        async def one(name: str, platform: Platform, seed: str) -> None:
+            ref = reference.parse(f"{host}/{name}")
+            out[name] = await push_image(client, ref, build_image(platform, seed, oci=oci))
+
+        async with anyio.create_task_group() as tg:
+            for name, platform, seed in names:
+                tg.start_soon(one, name, platform, seed)
+    return out
+
+
+def seed(host: str, names: list[tuple[str, Platform, str]], **kw: object) -> dict[str, str]:
+    """Synchronous :func:`seed_images`."""
+    return anyio.run(lambda: seed_images(host, names, **kw))  # type: ignore[arg-type]
+
+
+def seed_walkthrough(host: str, ns: str, tag: str = "1", seed_text: str = "") -> list[str]:
+    """Push the 4 walkthrough images ``<ns>/app-<suffix>:<tag>``; returns their references."""
+    names = [(f"{ns}/app-{platform_suffix(p)}:{tag}", p, seed_text or ns) for p in PLATFORMS]
+    seed(host, names)
+    return [f"{host}/{name}" for name, _, _ in names]
+
+
+def manyfest(*args: str, check: bool = False, env: dict[str, str] | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the manyfest CLI in a subprocess (``python -m manyfest``)."""
+    full_env = dict(os.environ)
+    full_env.pop("COLUMNS", None)
+    full_env["COLUMNS"] = "200"
+    if env:
+        full_env.update(env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "manyfest", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"manyfest {args} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def docker_cli() -> str | None:
+    """Path of the docker CLI, or None."""
+    return shutil.which("docker")
+
+
+def docker(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI (no daemon needed for `docker manifest`)."""
+    binary = docker_cli()
+    assert binary is not None
+    proc = subprocess.run(
+        [binary, *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {args} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+requires_docker = pytest.mark.skipif(
+    docker_cli() is None, reason="the docker CLI is not installed on this machine"
+)

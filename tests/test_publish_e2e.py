@@ -1,0 +1,148 @@
+"""End to end: `manyfest publish` of 200 lists on the real registry, every tag checked."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+
+from benchmarks.registry_server import RegistryServer
+from manyfest import digest as digests
+from manyfest import mediatypes, reference
+from manyfest.registry import RegistryClient
+from manyfest.transport import Settings, Transport
+from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
+
+N_LISTS = 200
+
+
+def _plan(host: str, ns: str, n: int) -> str:
+    docs = []
+    for i in range(n):
+        lines = [f"image: {host}/{ns}/app:1.{i}", "tags: [\"v1.%d\", latest-%d]" % (i, i)]
+        lines.append("manifests:")
+        for p in PLATFORMS:
+            lines.append(f"  - image: {host}/{ns}/app-{platform_suffix(p)}:1.{i}")
+            lines.append("    platform:")
+            lines.append(f"      os: {p.os}")
+            lines.append(f"      architecture: {p.architecture}")
+            if p.variant:
+                lines.append(f"      variant: {p.variant}")
+        docs.append("\n".join(lines))
+    return "\n---\n".join(docs) + "\n"
+
+
+def test_publish_200_lists(registry: RegistryServer, ns: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    host = registry.host
+    images = seed(
+        host,
+        [
+            (f"{ns}/app-{platform_suffix(p)}:1.{i}", p, f"{ns}-{i}")
+            for i in range(N_LISTS)
+            for p in PLATFORMS
+        ],
+    )
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(_plan(host, ns, N_LISTS))
+    before = registry.request_count()
+    proc = manyfest("publish", "--json", str(plan), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["summary"]["lists"] == N_LISTS
+    assert report["summary"]["created"] == N_LISTS
+    assert report["summary"]["failed"] == 0
+    results = {r["target"]: r for r in report["results"]}
+    assert len(results) == N_LISTS
+    # Requests counted by the registry match the report and stay within budget:
+    # 4 x (GET manifest + GET config) + 8 mounts + 4 child PUTs + 3 HEADs + 3 PUTs
+    # (3 tags), plus the ping once per run.
+    served = registry.request_count() - before
+    assert served == report["summary"]["requests"]
+    for r in report["results"]:
+        assert r["requests"] <= 8 + 8 + 4 + 3 + 3 + 1, r
+
+    async def check() -> None:
+        async with Transport(Settings()) as transport:
+            client = RegistryClient(transport)
+
+            async def one(i: int) -> None:
+                target = reference.parse(f"{host}/{ns}/app:1.{i}")
+                entry = results[str(target)]
+                assert entry["tags"] == [f"1.{i}", f"v1.{i}", f"latest-{i}"]
+                listed = await client.get_manifest(target)
+                assert listed.digest == entry["digest"]
+                assert listed.media_type == mediatypes.DOCKER_LIST
+                assert listed.raw.startswith(b'{\n   "schemaVersion": 2,')
+                for tag in (f"v1.{i}", f"latest-{i}"):
+                    head = await client.head_manifest(target.with_tag(tag))
+                    assert head is not None
+                    assert head.digest == listed.digest
+                index = listed.index()
+                assert [(m.platform.os, m.platform.architecture, m.platform.variant)
+                        for m in index.manifests if m.platform] == [
+                    (p.os, p.architecture, p.variant) for p in PLATFORMS
+                ]
+                for m, p in zip(index.manifests, PLATFORMS, strict=True):
+                    assert m.digest == images[f"{ns}/app-{platform_suffix(p)}:1.{i}"]
+                    child = await client.get_manifest(target.with_digest(m.digest))
+                    assert child.size == m.size
+                    assert digests.sha256(child.raw) == m.digest
+                    for blob in child.blobs():
+                        assert await client.blob_exists(target, blob.digest)
+
+            async with anyio.create_task_group() as tg:
+                for i in range(N_LISTS):
+                    tg.start_soon(one, i)
+
+    anyio.run(check)
+
+    # A second run changes nothing and writes nothing.
+    again = manyfest("publish", "--json", str(plan), timeout=300)
+    assert again.returncode == 0, again.stderr
+    second = json.loads(again.stdout)
+    assert second["summary"]["unchanged"] == N_LISTS
+    assert all(r["old_digest"] == r["digest"] for r in second["results"])
+
+
+def test_publish_plain_lines_and_exit_3(registry: RegistryServer, ns: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    host = registry.host
+    seed(host, [(f"{ns}/app-amd64:1", PLATFORMS[0], ns), (f"{ns}/app-arm64:1", PLATFORMS[2], ns)])
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"image: {host}/{ns}/ok:1\nmanifests:\n"
+        f"  - image: {host}/{ns}/app-amd64:1\n  - image: {host}/{ns}/app-arm64:1\n"
+        "---\n"
+        f"image: {host}/{ns}/bad:1\nmanifests:\n"
+        f"  - image: {host}/{ns}/app-amd64:1\n  - image: {host}/{ns}/missing:1\n"
+    )
+    proc = manyfest("publish", str(plan))
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert any(
+        line.startswith("[") and f"created {host}/{ns}/ok:1 sha256:" in line for line in lines
+    ), lines
+    bad = [line for line in lines if f"failed {host}/{ns}/bad:1" in line]
+    assert len(bad) == 1
+    assert f"no such manifest: {host}/{ns}/missing:1" in bad[0]
+    assert "1 of 2 lists failed" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_publish_plan_error_exit_2(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("image: a/b:1\nmanifests:\n  - image: a/c:1\n    platfrom: {os: linux}\n")
+    proc = manyfest("publish", str(plan))
+    assert proc.returncode == 2
+    assert "document 1" in proc.stderr
+    assert "platfrom" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text", ["", "---\n---\n"])
+def test_publish_empty_plan(tmp_path, text: str) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(text)
+    proc = manyfest("publish", str(plan))
+    assert proc.returncode == 2
+    assert "no list in the plan" in proc.stderr
