@@ -7,6 +7,7 @@ counts to measure requests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -90,7 +91,8 @@ class RegistryServer:
         if self.tls:
             lines += ["  tls:", f"    certificate: {self.tls[0]}", f"    key: {self.tls[1]}"]
         if self.htpasswd:
-            lines += ["auth:", "  htpasswd:", "    realm: manyfest-test", f"    path: {self.htpasswd}"]
+            lines += ["auth:", "  htpasswd:", "    realm: manyfest-test"]
+            lines += [f"    path: {self.htpasswd}"]
         elif self.token:
             lines += ["auth:", "  token:"] + [f"    {k}: {v}" for k, v in self.token.items()]
         return "\n".join(lines) + "\n"
@@ -124,10 +126,8 @@ class RegistryServer:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     pass
                 if scheme == "http":
-                    try:
+                    with contextlib.suppress(urllib.error.HTTPError):
                         urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2).close()
-                    except urllib.error.HTTPError:
-                        pass
                 return self
             except OSError:
                 time.sleep(0.05)

@@ -6,8 +6,8 @@ import json
 
 import anyio
 import pytest
-
 from benchmarks.registry_server import RegistryServer
+
 from manyfest import digest as digests
 from manyfest import mediatypes, reference
 from manyfest.registry import RegistryClient
@@ -20,7 +20,7 @@ N_LISTS = 200
 def _plan(host: str, ns: str, n: int) -> str:
     docs = []
     for i in range(n):
-        lines = [f"image: {host}/{ns}/app:1.{i}", "tags: [\"v1.%d\", latest-%d]" % (i, i)]
+        lines = [f"image: {host}/{ns}/app:1.{i}", f"tags: [\"v1.{i}\", latest-{i}]"]
         lines.append("manifests:")
         for p in PLATFORMS:
             lines.append(f"  - image: {host}/{ns}/app-{platform_suffix(p)}:1.{i}")

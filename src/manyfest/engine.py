@@ -19,9 +19,9 @@ the tag where it was.
 from __future__ import annotations
 
 import time
-from functools import partial
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, Literal, TypeVar
 
 import anyio
@@ -371,7 +371,7 @@ class Engine:
         result.status = "updated" if result.old_digest else "created"
 
 
-async def run_all(*calls: Callable[[], Awaitable[object]]) -> None:
+async def run_all(*calls: Callable[[], Coroutine[Any, Any, object]]) -> None:
     """Run ``calls`` concurrently; on failure raise the first error itself (not a group).
 
     The other calls are cancelled, as in any anyio task group.

@@ -52,4 +52,6 @@ def indent(raw: bytes, unit: str = "\t") -> bytes:
         return spaced
     lines = spaced.split(b"\n")
     enc = unit.encode()
-    return b"\n".join(enc * (len(line) - len(line.lstrip(b" "))) + line.lstrip(b" ") for line in lines)
+    return b"\n".join(
+        enc * (len(line) - len(line.lstrip(b" "))) + line.lstrip(b" ") for line in lines
+    )

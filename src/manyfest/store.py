@@ -58,11 +58,11 @@ _EMPTY = msgspec.Raw()
 
 
 class _StoreFile(msgspec.Struct, omit_defaults=True):
-    Ref: str  # noqa: N815 - docker's ImageManifest keys
+    Ref: str
     Descriptor: _StoreDescriptor
     Raw: bytes = b""
-    SchemaV2Manifest: msgspec.Raw = _EMPTY  # noqa: N815
-    OCIManifest: msgspec.Raw = _EMPTY  # noqa: N815
+    SchemaV2Manifest: msgspec.Raw = _EMPTY
+    OCIManifest: msgspec.Raw = _EMPTY
 
 
 _DECODER = msgspec.json.Decoder(_StoreFile)

@@ -75,8 +75,8 @@ class _ConfigFile(msgspec.Struct):
 
 
 class _HelperAnswer(msgspec.Struct):
-    Username: str = ""  # noqa: N815 - the helper protocol's keys
-    Secret: str = ""  # noqa: N815
+    Username: str = ""
+    Secret: str = ""
 
 
 def _hostname(key: str) -> str:

@@ -115,7 +115,10 @@ def inspect(
     refs: Annotated[list[str], typer.Argument(metavar="[MANIFEST_LIST] MANIFEST")],
     insecure: InsecureOpt = False,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Output additional info including layers and platform")
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Output additional info including layers and platform"
+        ),
     ] = False,
 ) -> None:
     """Display an image manifest, or manifest list."""
@@ -165,7 +168,9 @@ def annotate(
     image_ref: Annotated[str, typer.Argument(metavar="MANIFEST")],
     arch: Annotated[str, typer.Option("--arch", help="Set architecture")] = "",
     os_: Annotated[str, typer.Option("--os", help="Set operating system")] = "",
-    os_version: Annotated[str, typer.Option("--os-version", help="Set operating system version")] = "",
+    os_version: Annotated[
+        str, typer.Option("--os-version", help="Set operating system version")
+    ] = "",
     os_features: Annotated[
         list[str] | None, typer.Option("--os-features", help="Set operating system feature")
     ] = None,
@@ -264,8 +269,7 @@ def publish(
         markup=False,
     )
     if report.failed:
-        exc = PublishFailed(f"{report.failed} of {len(report.results)} lists failed")
-        raise _fail(exc)
+        raise _fail(PublishFailed(f"{report.failed} of {len(report.results)} lists failed"))
 
 
 def run() -> None:

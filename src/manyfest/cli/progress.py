@@ -9,7 +9,14 @@ from __future__ import annotations
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from manyfest.engine import Event
 
@@ -30,7 +37,7 @@ class PublishProgress:
         self.done = 0
         self.failed = 0
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         if console.is_interactive and not quiet:
             self._progress = Progress(
                 TextColumn("[bold]publishing[/]"),

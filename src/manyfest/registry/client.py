@@ -10,6 +10,7 @@ body's media type. Reads ask for ``pull`` only; writes ``pull,push``; a mount al
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from manyfest import digest as digests
@@ -211,7 +212,8 @@ class RegistryClient:
             return True
         location = resp.headers.get("Location")
         if location:
-            try:
+            # An abandoned upload session expires on the registry by itself.
+            with contextlib.suppress(RegistryError):
                 await self.transport.request(
                     "DELETE",
                     target.registry,
@@ -220,8 +222,6 @@ class RegistryClient:
                     scopes=scopes,
                     ok=(200, 202, 204, 404),
                 )
-            except RegistryError:
-                pass  # an abandoned upload session expires on the registry by itself
         return False
 
     async def upload_blob(self, target: Reference, data: bytes, digest: str | None = None) -> str:

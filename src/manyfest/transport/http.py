@@ -115,6 +115,9 @@ class _RegistryState:
     credentials: Credentials = ANONYMOUS
     ping_lock: anyio.Lock = field(default_factory=anyio.Lock)
 
+    def pinged(self) -> bool:
+        return self.scheme is not None
+
     @property
     def ssl(self) -> ssl.SSLContext | bool:
         if self.scheme == "http":
@@ -227,10 +230,10 @@ class Transport:
         return state.scheme if state else None
 
     async def _ensure_pinged(self, state: _RegistryState) -> None:
-        if state.scheme is not None:
+        if state.pinged():
             return
         async with state.ping_lock:
-            if state.scheme is not None:
+            if state.pinged():
                 return
             key = DOCKER_HUB_AUTH_KEY if state.registry == DOCKER_HUB else state.registry
             config = self._docker_config or DockerConfig()
@@ -681,7 +684,7 @@ def _proxy_for(url: str) -> str | None:
     proxy = proxies.get(parts.scheme)
     if not proxy:
         return None
-    if urllib.request.proxy_bypass_environment(parts.netloc, proxies):
+    if urllib.request.proxy_bypass_environment(parts.netloc, proxies):  # type: ignore[attr-defined]
         return None
     return proxy
 
