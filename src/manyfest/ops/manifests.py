@@ -262,7 +262,8 @@ async def inspect(
 
     async def fetch(i: int) -> None:
         desc = index.manifests[i]
-        child_ref = ref.with_digest(desc.digest)
+        # docker names a remote list's children name:tag@digest (tag kept).
+        child_ref = Reference(ref.registry, ref.repository, ref.tag, desc.digest)
         child = await engine.client.get_manifest(child_ref)
         p = desc.platform
         platform = (
