@@ -48,12 +48,15 @@ class RegistryServer:
         tls: (certificate path, key path) to serve HTTPS.
         htpasswd: path of an htpasswd file (bcrypt entries) for basic auth.
         token: dict with realm, service, issuer, rootcertbundle for token auth.
+        client_cas: CA certificate paths (``http.tls.clientcas``): with ``tls``, clients must
+            present a certificate issued by one of them.
     """
 
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="manyfest-reg-")))
     tls: tuple[Path, Path] | None = None
     htpasswd: Path | None = None
     token: dict[str, str] | None = None
+    client_cas: tuple[Path, ...] = ()
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
@@ -90,6 +93,8 @@ class RegistryServer:
         ]
         if self.tls:
             lines += ["  tls:", f"    certificate: {self.tls[0]}", f"    key: {self.tls[1]}"]
+            if self.client_cas:
+                lines += ["    clientcas:"] + [f"      - {path}" for path in self.client_cas]
         if self.htpasswd:
             lines += ["auth:", "  htpasswd:", "    realm: manyfest-test"]
             lines += [f"    path: {self.htpasswd}"]

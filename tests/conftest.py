@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import stamina
+
 from benchmarks.registry_server import RegistryServer, find_binary
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from benchmarks.imagewriter import build_image, push_image
 
+from benchmarks.imagewriter import build_image, push_image
 from manyfest import reference
 from manyfest.platform import Platform
 from manyfest.registry import RegistryClient

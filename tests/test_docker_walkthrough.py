@@ -70,7 +70,8 @@ def test_walkthrough_matches_docker(registry: RegistryServer, ns: str, tmp_path:
     assert d_ann.returncode == 0, d_ann.stderr
 
     # the store files are byte-identical to docker's
-    m_dir = Path(os.environ["DOCKER_CONFIG"]) / "manifests" / f"127.0.0.1-{registry.port}_{ns}_app-m"
+    store = Path(os.environ["DOCKER_CONFIG"]) / "manifests"
+    m_dir = store / f"127.0.0.1-{registry.port}_{ns}_app-m"
     d_dir = docker_config / "manifests" / f"127.0.0.1-{registry.port}_{ns}_app-d"
     assert sorted(p.name for p in m_dir.iterdir()) == sorted(p.name for p in d_dir.iterdir())
     for path in m_dir.iterdir():

@@ -6,8 +6,8 @@ import json
 
 import anyio
 import pytest
-from benchmarks.registry_server import RegistryServer
 
+from benchmarks.registry_server import RegistryServer
 from manyfest import digest as digests
 from manyfest import mediatypes, reference
 from manyfest.registry import RegistryClient
