@@ -1,0 +1,112 @@
+"""CLI behaviour: interrupts, usage errors, proxies, entry points."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from manyfest.transport.http import _proxy_for
+from tests.helpers import manyfest
+
+
+@pytest.fixture
+def blackhole() -> Iterator[int]:
+    """A loopback TCP port that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                held.append(conn)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(server.getsockname()[1])
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_sigint_exits_130(blackhole: int, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"image: 127.0.0.1:{blackhole}/app:1\nmanifests:\n"
+        f"  - image: 127.0.0.1:{blackhole}/app-amd64:1\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "manyfest", "publish", str(plan)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted;")
+    assert out == ""
+
+
+def test_usage_errors_exit_2() -> None:
+    few = manyfest("create", "a/b:1")
+    assert few.returncode == 2
+    assert '"create" requires at least 2 arguments' in few.stderr
+    many = manyfest("inspect", "a", "b", "c")
+    assert many.returncode == 2
+    unknown = manyfest("push", "--nope", "a/b:1")
+    assert unknown.returncode == 2
+    bad_ref = manyfest("inspect", "127.0.0.1:9/Upper/Case:1")
+    assert bad_ref.returncode == 2
+    assert "invalid reference format" in bad_ref.stderr
+
+
+def test_entry_points() -> None:
+    version = subprocess.run(
+        [sys.executable, "-m", "manyfest", "--version"], capture_output=True, text=True,
+        check=False,
+    )
+    assert (version.returncode, version.stdout) == (0, "manyfest 0.1.0\n")
+    script = Path(sys.executable).parent / "manyfest"
+    assert script.exists()
+    helped = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
+    assert helped.returncode == 0
+    for command in ("inspect", "create", "annotate", "push", "rm", "publish"):
+        assert command in helped.stdout
+
+
+def test_proxy_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://plainproxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example,.corp.example")
+    assert _proxy_for("https://registry.example/v2/") == "http://proxy.example:3128"
+    assert _proxy_for("http://registry.example/v2/") == "http://plainproxy.example:3128"
+    assert _proxy_for("https://internal.example/v2/") is None
+    assert _proxy_for("https://reg.corp.example:5000/v2/") is None
+    # loopback never goes through a proxy, as in Go's ProxyFromEnvironment
+    assert _proxy_for("https://127.0.0.1:5000/v2/") is None
+    assert _proxy_for("http://localhost:5000/v2/") is None
+    assert _proxy_for("https://[::1]:5000/v2/") is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.delenv("HTTP_PROXY")
+    assert _proxy_for("https://registry.example/v2/") is None
