@@ -18,8 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
-from manyfest.content import JsonStyle
-from manyfest.engine import Engine, EventSink, _no_events
+from manyfest.engine import Engine, EventSink, PublishOptions, _no_events
 from manyfest.ops import manifests
 from manyfest.ops.plan import PlanList
 from manyfest.ops.publish import PublishReport, publish
@@ -62,9 +61,15 @@ class Session:
     ) -> None:
         await self.transport.aclose()
 
-    async def publish(self, plan: list[PlanList], *, style: JsonStyle = "docker") -> PublishReport:
+    async def publish(
+        self,
+        plan: list[PlanList],
+        *,
+        options: PublishOptions | None = None,
+        fail_fast: bool = False,
+    ) -> PublishReport:
         """Publish every list of a plan (see :func:`manyfest.ops.publish.publish`)."""
-        return await publish(self.engine, plan, style=style)
+        return await publish(self.engine, plan, options=options, fail_fast=fail_fast)
 
     async def create(
         self, list_ref: Reference, images: list[Reference], *, amend: bool = False

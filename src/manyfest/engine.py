@@ -29,7 +29,12 @@ import msgspec
 
 from manyfest import mediatypes
 from manyfest.content import Entry, JsonStyle, Manifest, encode_list
-from manyfest.errors import ManyfestError, NotFoundError, UnsupportedMediaTypeError
+from manyfest.errors import (
+    ManyfestError,
+    NotFoundError,
+    UnsupportedMediaTypeError,
+    VerificationError,
+)
 from manyfest.models import ImageConfig
 from manyfest.platform import Platform
 from manyfest.reference import Reference
@@ -129,6 +134,8 @@ class ListResult:
         retries: retried exchanges among them.
         duration_s: wall time, in seconds.
         pushed_children: digests of children PUT into the target repository by this list.
+        actions: with ``--dry-run``, what publishing would do (mounts, child pushes, tags).
+        verified: ``--verify`` checked every tag and child after publishing.
     """
 
     target: Reference
@@ -141,6 +148,26 @@ class ListResult:
     retries: int = 0
     duration_s: float = 0.0
     pushed_children: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOptions:
+    """How :meth:`Engine.publish` works.
+
+    Attributes:
+        style: bytes layout of built lists (docker's 3-space by default).
+        skip_unchanged: HEAD the tags first; write nothing when they already hold the list
+            (``publish``). ``False`` always PUTs (``docker manifest push``).
+        dry_run: read only: HEAD tags and children, report what would be written.
+        verify: after publishing, re-resolve every tag and check every child is present.
+    """
+
+    style: JsonStyle = "docker"
+    skip_unchanged: bool = True
+    dry_run: bool = False
+    verify: bool = False
 
 
 EventKind = Literal["started", "resolved", "mounted", "copied", "pushed", "skipped", "finished"]
@@ -277,8 +304,7 @@ class Engine:
         *,
         extra_tags: list[str] | None = None,
         annotations: dict[str, str] | None = None,
-        style: JsonStyle = "docker",
-        skip_unchanged: bool = True,
+        options: PublishOptions | None = None,
         built: Manifest | None = None,
         stats: RequestStats | None = None,
         started: float | None = None,
@@ -290,9 +316,7 @@ class Engine:
             children: the resolved entries, in list order.
             extra_tags: more tags pointing at the same list.
             annotations: index-level annotations.
-            style: bytes layout of the list (see :func:`~manyfest.content.encode_list`).
-            skip_unchanged: HEAD the tag first and write nothing when it already holds the
-                same digest (``publish``); ``False`` always PUTs (``docker manifest push``).
+            options: style, skip-unchanged, dry-run and verify switches.
             built: the list bytes when the caller already built them.
             stats: count requests here (a caller that already resolved the sources under
                 it); default: a new :class:`RequestStats`.
@@ -301,6 +325,7 @@ class Engine:
         Returns:
             The :class:`ListResult`; errors are caught into ``status="failed"``.
         """
+        opts = options or PublishOptions()
         tags = [target.tag or "latest", *(extra_tags or [])]
         result = ListResult(target, tags)
         stats = stats or RequestStats()
@@ -308,8 +333,16 @@ class Engine:
         started = time.monotonic() if started is None else started
         self.on_event(Event("started", str(target)))
         try:
-            await self._publish(result, target, children, tags, annotations, style,
-                                skip_unchanged, built)
+            listed = built or encode_list(
+                [c.entry() for c in children], annotations=annotations, style=opts.style
+            )
+            result.digest = listed.digest
+            if opts.dry_run:
+                await self._plan(result, target, children, tags, listed)
+            else:
+                await self._publish(result, target, children, tags, listed, opts)
+                if opts.verify:
+                    await self.verify(result, children)
         except ManyfestError as exc:
             result.status = "failed"
             result.error = exc
@@ -327,28 +360,29 @@ class Engine:
         self.on_event(Event("finished", str(target), result.status, result))
         return result
 
+    async def _heads(self, target: Reference, tags: list[str], *, push: bool) -> dict[str, str]:
+        """The digest each tag points at now ('' when absent), HEADed concurrently."""
+        heads: dict[str, str] = {}
+
+        async def head(tag: str) -> None:
+            found = await self.client.head_manifest(target.with_tag(tag), push=push)
+            heads[tag] = found.digest if found else ""
+
+        await run_all(*(partial(head, tag) for tag in tags))
+        return heads
+
     async def _publish(
         self,
         result: ListResult,
         target: Reference,
         children: list[Child],
         tags: list[str],
-        annotations: dict[str, str] | None,
-        style: JsonStyle,
-        skip_unchanged: bool,
-        built: Manifest | None,
+        listed: Manifest,
+        opts: PublishOptions,
     ) -> None:
-        listed = built or encode_list(
-            [c.entry() for c in children], annotations=annotations, style=style
-        )
-        result.digest = listed.digest
         heads: dict[str, str] = {}
-        if skip_unchanged:
-            async def head(tag: str) -> None:
-                found = await self.client.head_manifest(target.with_tag(tag), push=True)
-                heads[tag] = found.digest if found else ""
-
-            await run_all(*(partial(head, tag) for tag in tags))
+        if opts.skip_unchanged:
+            heads = await self._heads(target, tags, push=True)
             result.old_digest = heads[tags[0]]
             if all(heads[t] == listed.digest for t in tags):
                 result.status = "unchanged"
@@ -369,6 +403,68 @@ class Engine:
             )
         )
         result.status = "updated" if result.old_digest else "created"
+
+    async def _plan(
+        self,
+        result: ListResult,
+        target: Reference,
+        children: list[Child],
+        tags: list[str],
+        listed: Manifest,
+    ) -> None:
+        """``--dry-run``: read only; record what publishing would do in ``result.actions``."""
+        heads = await self._heads(target, tags, push=False)
+        result.old_digest = heads[tags[0]]
+        if all(heads[t] == listed.digest for t in tags):
+            result.status = "unchanged"
+            return
+        actions: list[str] = []
+        seen: set[str] = set()
+        for c in children:
+            m = c.source.manifest
+            if c.source.ref.in_repository(target) or m.digest in seen:
+                continue
+            seen.add(m.digest)
+            present = await self.client.head_manifest(target.with_digest(m.digest))
+            if present is not None:
+                continue
+            for blob in m.blobs():
+                actions.append(f"mount {blob.digest} from {c.source.ref.name}")
+            actions.append(f"push child {m.digest} ({c.platform})")
+        for tag in tags:
+            if heads[tag] != listed.digest:
+                was = f" (now {heads[tag]})" if heads[tag] else " (new tag)"
+                actions.append(f"put {target.with_tag(tag)} -> {listed.digest}{was}")
+        result.actions = actions
+        result.status = "updated" if result.old_digest else "created"
+
+    async def verify(self, result: ListResult, children: list[Child]) -> None:
+        """``--verify``: every tag resolves to the list digest; every child is present.
+
+        Raises:
+            VerificationError: a tag points elsewhere or a child is missing.
+        """
+        target = result.target
+        heads = await self._heads(target, result.tags, push=False)
+        for tag, digest in heads.items():
+            if digest != result.digest:
+                raise VerificationError(
+                    f"verify {target.with_tag(tag)}: points at {digest or 'nothing'}, "
+                    f"expected {result.digest}"
+                )
+        missing: list[str] = []
+
+        async def child(c: Child) -> None:
+            found = await self.client.head_manifest(target.with_digest(c.source.manifest.digest))
+            if found is None:
+                missing.append(c.source.manifest.digest)
+
+        await run_all(*(partial(child, c) for c in children))
+        if missing:
+            raise VerificationError(
+                f"verify {target}: children missing from {target.name}: {', '.join(missing)}"
+            )
+        result.verified = True
 
 
 async def run_all(*calls: Callable[[], Coroutine[Any, Any, object]]) -> None:

@@ -24,6 +24,7 @@ Tree::
     │   └── ManifestRejectedError   400 MANIFEST_INVALID / BLOB_UNKNOWN, 413
     ├── DigestMismatchError         content does not match the digest that named it
     ├── UnsupportedMediaTypeError
+    ├── VerificationError           --verify found a tag or child not as published
     └── PublishFailed               a bulk publish finished with failed lists (exit 3)
 """
 
@@ -208,6 +209,12 @@ class UnsupportedMediaTypeError(ManyfestError):
     """A manifest has a media type manyfest cannot use here."""
 
     default_hint = "use a Docker schema2 or OCI image manifest or index"
+
+
+class VerificationError(ManyfestError):
+    """``--verify`` found a tag pointing elsewhere or a child missing after publishing."""
+
+    default_hint = "re-run publish; if it persists, the registry is not serving what it stored"
 
 
 class PublishFailed(ManyfestError):

@@ -7,6 +7,7 @@ is one line on stderr saying what failed and what to do. Exit codes: 0 success, 
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import sys
@@ -20,15 +21,23 @@ from rich.console import Console
 
 from manyfest import __version__, reference
 from manyfest.api import Session
-from manyfest.engine import first_error
+from manyfest.engine import PublishOptions, first_error
 from manyfest.errors import Interrupted, ManyfestError, PublishFailed, UsageError
 from manyfest.ops import manifests
 from manyfest.ops import plan as plans
-from manyfest.ops.publish import publish as run_publish
+from manyfest.ops.publish import PublishReport
 from manyfest.transport import Settings
 from manyfest.transport.settings import DEFAULT_CONCURRENCY
 
 T = TypeVar("T")
+
+
+class JsonStyleChoice(enum.StrEnum):
+    """``--json-style`` values."""
+
+    docker = "docker"
+    manifest_tool = "manifest-tool"
+    compact = "compact"
 
 app = typer.Typer(
     name="manyfest",
@@ -241,33 +250,49 @@ def publish(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print a JSON report on stdout.")
     ] = False,
+    report_file: Annotated[
+        Path | None,
+        typer.Option("--report", metavar="FILE", help="Write a JSON Lines report, one per list."),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Read only: show what would be pushed, mounted, moved."),
+    ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify", help="Re-resolve every tag and check every child afterwards."),
+    ] = False,
+    fail_fast: Annotated[
+        bool,
+        typer.Option("--fail-fast", help="Stop before any write if a source does not resolve."),
+    ] = False,
+    json_style: Annotated[
+        JsonStyleChoice,
+        typer.Option("--json-style", help="Bytes of built lists: docker's 3-space indent, "
+                     "manifest-tool's 2-space, or compact."),
+    ] = JsonStyleChoice.docker,
 ) -> None:
     """Publish every manifest list of a plan, concurrently."""
-    from manyfest.cli.progress import PublishProgress
+    from manyfest.cli.progress import PublishProgress, print_summary
 
     try:
         plan = plans.load(plan_file)
     except ManyfestError as exc:
         raise _fail(exc) from None
     progress = PublishProgress(len(plan), stderr)
+    options = PublishOptions(style=json_style.value, dry_run=dry_run, verify=verify)
 
-    async def body() -> object:
+    async def body() -> PublishReport:
         async with Session(_settings(insecure, concurrency), on_event=progress) as session:
             with progress:
-                return await run_publish(session.engine, plan)
+                return await session.publish(plan, options=options, fail_fast=fail_fast)
 
     report = _execute(body)
-    from manyfest.ops.publish import PublishReport
-
-    assert isinstance(report, PublishReport)
     if json_out:
         sys.stdout.write(report.to_json().decode() + "\n")
-    stderr.print(
-        f"published {len(report.results)} lists: {report.count('created')} created, "
-        f"{report.count('updated')} updated, {report.count('unchanged')} unchanged, "
-        f"{report.failed} failed; {report.requests} requests in {report.duration_s:.2f} s",
-        markup=False,
-    )
+    if report_file is not None:
+        report.write_jsonl(report_file)
+    print_summary(report, stderr)
     if report.failed:
         raise _fail(PublishFailed(f"{report.failed} of {len(report.results)} lists failed"))
 

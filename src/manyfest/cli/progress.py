@@ -17,8 +17,10 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 
 from manyfest.engine import Event
+from manyfest.ops.publish import PublishReport
 
 
 class PublishProgress:
@@ -91,3 +93,39 @@ class PublishProgress:
         else:
             line += f" {result.digest} ({result.requests} requests, {result.duration_s:.2f} s)"
         self.console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def print_summary(report: PublishReport, console: Console) -> None:
+    """The end of a publish: a table on a terminal, one line otherwise (stderr)."""
+    verb = "would publish" if report.dry_run else "published"
+    line = (
+        f"{verb} {len(report.results)} lists: {report.count('created')} created, "
+        f"{report.count('updated')} updated, {report.count('unchanged')} unchanged, "
+        f"{report.failed} failed; {report.requests} requests, {report.retries} retries "
+        f"in {report.duration_s:.2f} s"
+    )
+    if report.dry_run:
+        for result in report.results:
+            if result.status in ("created", "updated"):
+                console.print(
+                    f"{result.target}: {result.old_digest or '(none)'} -> {result.digest}",
+                    markup=False,
+                )
+                for action in result.actions:
+                    console.print(f"  {action}", markup=False)
+    if not console.is_interactive:
+        console.print(line, markup=False)
+        return
+    table = Table(title=f"manyfest publish{' --dry-run' if report.dry_run else ''}")
+    table.add_column("status")
+    table.add_column("lists", justify="right")
+    for status in ("created", "updated", "unchanged", "failed"):
+        table.add_row(status, str(report.count(status)))
+    table.add_row("requests", str(report.requests))
+    table.add_row("retries", str(report.retries))
+    table.add_row("seconds", f"{report.duration_s:.2f}")
+    console.print(table)
+    for result in report.results:
+        if result.status == "failed" and result.error is not None:
+            console.print(f"[red]failed[/] {result.target}: {result.error.one_line()}",
+                          highlight=False)

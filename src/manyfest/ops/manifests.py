@@ -22,7 +22,7 @@ import msgspec
 
 from manyfest import jsonfmt, mediatypes
 from manyfest.content import Entry, Manifest, encode_list
-from manyfest.engine import Child, Engine, Source, run_all
+from manyfest.engine import Child, Engine, PublishOptions, Source, run_all
 from manyfest.errors import ManyfestError, NoSuchManifestError, StoreError, UsageError
 from manyfest.platform import Platform, validate
 from manyfest.reference import Reference
@@ -178,7 +178,9 @@ async def push(
     if not images:
         raise NoSuchManifestError(f"No such manifest: {list_ref}")
     children = build_from_store(list_ref, images)
-    result = await engine.publish(list_ref, children, skip_unchanged=False)
+    result = await engine.publish(
+        list_ref, children, options=PublishOptions(skip_unchanged=False)
+    )
     if result.error is not None:
         raise result.error
     if purge:

@@ -1,22 +1,38 @@
 """Bulk publish: every list of a plan, concurrently, in one process and one HTTP session.
 
-Every source of the plan is resolved first (once each, concurrently); a list whose sources
-all resolved is then published by the engine (HEAD target → blobs → children → list → extra
-tags); lists are independent, so one failure fails only its list (keep-going) and the run
-ends with exit 3.
+Phases:
+
+1. resolve every distinct source of the plan, once each, concurrently, before anything is
+   written; the requests of a source are counted against the first list (in plan order)
+   that names it. With ``fail_fast`` a source that does not resolve stops the run here,
+   before any write.
+2. publish each list whose sources resolved (the engine: HEAD tags → blobs → children →
+   list → extra tags); a list whose source failed is ``failed`` without a write
+   (keep-going), and the run ends with exit 3.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
 
-from manyfest.content import JsonStyle
-from manyfest.engine import Child, Engine, Event, ListResult, Source, run_all
+from manyfest.engine import (
+    Child,
+    Engine,
+    Event,
+    ListResult,
+    PublishOptions,
+    Source,
+    run_all,
+)
 from manyfest.errors import ManyfestError, PlatformError
 from manyfest.ops.plan import PlanList
 from manyfest.platform import validate
@@ -24,6 +40,26 @@ from manyfest.transport import RequestStats, current_stats
 
 MAX_LISTS_IN_FLIGHT = 32
 """Lists being published at once (requests are limited per registry separately)."""
+
+
+def result_json(r: ListResult) -> dict[str, Any]:
+    """One list's report object (``--json`` results entry, ``--report`` line)."""
+    doc: dict[str, Any] = {
+        "target": str(r.target),
+        "tags": r.tags,
+        "digest": r.digest,
+        "old_digest": r.old_digest,
+        "status": r.status,
+        "error": r.error.one_line() if r.error else None,
+        "requests": r.requests,
+        "retries": r.retries,
+        "duration_s": round(r.duration_s, 4),
+    }
+    if r.actions:
+        doc["actions"] = r.actions
+    if r.verified:
+        doc["verified"] = True
+    return doc
 
 
 @dataclass(slots=True)
@@ -34,6 +70,7 @@ class PublishReport:
     requests: int = 0
     retries: int = 0
     duration_s: float = 0.0
+    dry_run: bool = False
 
     def count(self, status: str) -> int:
         """Lists with ``status``."""
@@ -44,34 +81,40 @@ class PublishReport:
         """Lists that failed."""
         return self.count("failed")
 
+    def summary(self) -> dict[str, Any]:
+        """Totals: lists per status, requests, retries, wall time."""
+        return {
+            "lists": len(self.results),
+            "created": self.count("created"),
+            "updated": self.count("updated"),
+            "unchanged": self.count("unchanged"),
+            "failed": self.failed,
+            "requests": self.requests,
+            "retries": self.retries,
+            "duration_s": round(self.duration_s, 4),
+            "dry_run": self.dry_run,
+        }
+
     def to_json(self) -> bytes:
         """The ``--json`` report: ``{"results": [...], "summary": {...}}``."""
-        doc = {
-            "results": [
-                {
-                    "target": str(r.target),
-                    "tags": r.tags,
-                    "digest": r.digest,
-                    "old_digest": r.old_digest,
-                    "status": r.status,
-                    "error": r.error.one_line() if r.error else None,
-                    "requests": r.requests,
-                    "duration_s": round(r.duration_s, 4),
-                }
-                for r in self.results
-            ],
-            "summary": {
-                "lists": len(self.results),
-                "created": self.count("created"),
-                "updated": self.count("updated"),
-                "unchanged": self.count("unchanged"),
-                "failed": self.failed,
-                "requests": self.requests,
-                "retries": self.retries,
-                "duration_s": round(self.duration_s, 4),
-            },
-        }
+        doc = {"results": [result_json(r) for r in self.results], "summary": self.summary()}
         return msgspec.json.format(msgspec.json.encode(doc), indent=2)
+
+    def to_jsonl(self) -> bytes:
+        """The ``--report`` file: JSON Lines, one object per list, in plan order."""
+        return b"".join(msgspec.json.encode(result_json(r)) + b"\n" for r in self.results)
+
+    def write_jsonl(self, path: Path) -> None:
+        """Write :meth:`to_jsonl` to ``path`` atomically (temporary file, then rename)."""
+        path = path.resolve()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(self.to_jsonl())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def _children(plan: PlanList, sources: dict[str, Source]) -> list[Child]:
@@ -102,44 +145,87 @@ async def publish(
     engine: Engine,
     plan: list[PlanList],
     *,
-    style: JsonStyle = "docker",
+    options: PublishOptions | None = None,
+    fail_fast: bool = False,
 ) -> PublishReport:
-    """Publish every list of ``plan``; failures are per list (keep-going).
+    """Publish every list of ``plan``.
+
+    Args:
+        engine: the run's engine.
+        plan: the lists, in plan order.
+        options: style, dry-run, verify (see :class:`~manyfest.engine.PublishOptions`).
+        fail_fast: stop before any write when a source does not resolve.
 
     Returns:
         A :class:`PublishReport` with one :class:`ListResult` per list, in plan order.
+
+    Raises:
+        ManyfestError: with ``fail_fast``, the first source that did not resolve (nothing
+            was written).
     """
+    opts = options or PublishOptions()
     started = time.monotonic()
     transport = engine.client.transport
     before = (transport.total.requests, transport.total.retries)
+    stats = [RequestStats() for _ in plan]
+
+    # Phase 1: every distinct source, once, under the first list that names it.
+    owner: dict[str, int] = {}
+    refs: dict[str, Any] = {}
+    for i, item in enumerate(plan):
+        for entry in item.entries:
+            owner.setdefault(str(entry.ref), i)
+            refs.setdefault(str(entry.ref), entry.ref)
+    sources: dict[str, Source] = {}
+    errors: dict[str, ManyfestError] = {}
+    limiter = anyio.CapacityLimiter(MAX_LISTS_IN_FLIGHT * 4)
+
+    async def resolve(key: str) -> None:
+        token = current_stats.set(stats[owner[key]])
+        try:
+            async with limiter:
+                sources[key] = await engine.resolve(refs[key])
+        except ManyfestError as exc:
+            errors[key] = exc
+        finally:
+            current_stats.reset(token)
+
+    await run_all(*(partial(resolve, key) for key in refs))
+    if fail_fast and errors:
+        first = next(key for key in refs if key in errors)
+        raise errors[first]
+
+    # Phase 2: the lists.
     results: list[ListResult | None] = [None] * len(plan)
-    limiter = anyio.CapacityLimiter(MAX_LISTS_IN_FLIGHT)
+    list_limiter = anyio.CapacityLimiter(MAX_LISTS_IN_FLIGHT)
 
     async def one(i: int, item: PlanList) -> None:
-        async with limiter:
-            results[i] = await _publish_one(engine, item, style)
+        async with list_limiter:
+            results[i] = await _publish_one(
+                engine, item, sources, errors, opts, stats[i], time.monotonic()
+            )
 
     await run_all(*(partial(one, i, item) for i, item in enumerate(plan)))
-    report = PublishReport([r for r in results if r is not None])
+    report = PublishReport([r for r in results if r is not None], dry_run=opts.dry_run)
     report.requests = transport.total.requests - before[0]
     report.retries = transport.total.retries - before[1]
     report.duration_s = time.monotonic() - started
     return report
 
 
-async def _publish_one(engine: Engine, item: PlanList, style: JsonStyle) -> ListResult:
-    sources: dict[str, Source] = {}
-    stats = RequestStats()
-    started = time.monotonic()
-    token = current_stats.set(stats)
+async def _publish_one(
+    engine: Engine,
+    item: PlanList,
+    sources: dict[str, Source],
+    errors: dict[str, ManyfestError],
+    opts: PublishOptions,
+    stats: RequestStats,
+    started: float,
+) -> ListResult:
     try:
-        async def resolve(ref_text: str) -> None:
-            entry = next(e for e in item.entries if str(e.ref) == ref_text)
-            sources[ref_text] = await engine.resolve(entry.ref)
-
-        await run_all(
-            *(partial(resolve, r) for r in dict.fromkeys(str(e.ref) for e in item.entries))
-        )
+        for entry in item.entries:
+            if str(entry.ref) in errors:
+                raise errors[str(entry.ref)]
         children = _children(item, sources)
     except ManyfestError as exc:
         result = ListResult(
@@ -153,14 +239,12 @@ async def _publish_one(engine: Engine, item: PlanList, style: JsonStyle) -> List
         )
         engine.on_event(Event("finished", str(item.target), "failed", result))
         return result
-    finally:
-        current_stats.reset(token)
     return await engine.publish(
         item.target,
         children,
         extra_tags=list(item.extra_tags),
         annotations=item.annotations or None,
-        style=style,
+        options=opts,
         stats=stats,
         started=started,
     )
