@@ -14,7 +14,7 @@ from typing import Literal
 import msgspec
 
 from manyfest import digest as digests
-from manyfest import mediatypes
+from manyfest import jsonfmt, mediatypes
 from manyfest.errors import UnsupportedMediaTypeError
 from manyfest.models import (
     Descriptor,
@@ -64,10 +64,12 @@ class Manifest:
             raise UnsupportedMediaTypeError(f"manifest body is not valid JSON: {exc}") from exc
         media_type = probe.media_type or mediatypes.base(content_type)
         if media_type not in mediatypes.MANIFEST_TYPES:
-            # An OCI body may omit mediaType: infer from its shape (image-spec allows it).
-            if probe.schema_version == 2 and probe.manifests is not msgspec.UNSET:
+            # An OCI body may omit mediaType: infer from its shape (image-spec allows it),
+            # but never override a mediaType the body states.
+            shaped = not probe.media_type and probe.schema_version == 2
+            if shaped and probe.manifests is not msgspec.UNSET:
                 media_type = mediatypes.OCI_INDEX
-            elif probe.schema_version == 2 and probe.config is not msgspec.UNSET:
+            elif shaped and probe.config is not msgspec.UNSET:
                 media_type = mediatypes.OCI_MANIFEST
             else:
                 raise UnsupportedMediaTypeError(
@@ -173,7 +175,7 @@ def encode_list(
         ],
         annotations=dict(annotations or {}),
     )
-    raw = _ENCODER.encode(doc)
+    raw = jsonfmt.escape_html(_ENCODER.encode(doc))  # as Go's json.Marshal(Indent)
     if style == "docker":
         raw = msgspec.json.format(raw, indent=3)
     elif style == "manifest-tool":

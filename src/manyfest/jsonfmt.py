@@ -42,16 +42,26 @@ def compact(raw: bytes, *, escape_html: bool = True) -> bytes:
     return b"".join(out)
 
 
+def escape_html(raw: bytes) -> bytes:
+    """Go's ``json.Marshal`` HTML escaping of encoder output (``<`` ``>`` ``&`` U+2028 U+2029).
+
+    Only valid on JSON produced by an encoder: these characters can then only be in strings.
+    """
+    return _HTML_RE.sub(lambda m: _HTML[m.group(0)], raw)
+
+
 def indent(raw: bytes, unit: str = "\t") -> bytes:
     """Go's ``json.Indent(dst, raw, "", unit)``: one element per line, ``"key": value``.
 
     Empty objects and arrays stay ``{}`` and ``[]``, as in Go. Tokens are kept verbatim.
     """
+    # Go keeps whitespace trailing the value ("if src ends in a trailing newline, so will dst").
+    trailing = raw[len(raw.rstrip(b" \t\r\n")) :]
     spaced = msgspec.json.format(raw, indent=1)
     if unit == " ":
-        return spaced
+        return spaced + trailing
     lines = spaced.split(b"\n")
     enc = unit.encode()
     return b"\n".join(
         enc * (len(line) - len(line.lstrip(b" "))) + line.lstrip(b" ") for line in lines
-    )
+    ) + trailing

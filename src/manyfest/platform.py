@@ -107,7 +107,7 @@ def validate(os_: str, architecture: str, variant: str) -> None:
     if not variant:
         return
     pattern = _VARIANTS.get(architecture)
-    if pattern is None or not pattern.match(variant):
+    if pattern is None or not pattern.fullmatch(variant):
         raise PlatformError(
             f"unsupported variant {variant!r} for architecture {architecture!r} "
             f"({os_}/{architecture}/{variant})",

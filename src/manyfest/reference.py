@@ -38,16 +38,18 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
 _HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})"
 _DOMAIN = rf"{_HOST}(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"  # Go's \w is ASCII-only
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,}"
 
+# \Z, not $: $ also matches before a trailing newline.
 _REFERENCE_RE = re.compile(
-    rf"^(?P<name>(?:{_DOMAIN}/)?{_PATH})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+    rf"^(?P<name>(?:{_DOMAIN}/)?{_PATH})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?\Z"
 )
-_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
-_PATH_RE = re.compile(rf"^{_PATH}$")
-_TAG_RE = re.compile(rf"^{_TAG}$")
-_ANCHORED_HEX64 = re.compile(r"^[a-f0-9]{64}$")
+_DOMAIN_RE = re.compile(rf"^{_DOMAIN}\Z")
+_PATH_RE = re.compile(rf"^{_PATH}\Z")
+_TAG_RE = re.compile(rf"^{_TAG}\Z")
+_ANCHORED_HEX64 = re.compile(r"^[a-f0-9]{64}\Z")
+_DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _NAME_TOTAL_MAX = 255
 
 
@@ -141,9 +143,10 @@ def parse(text: str, *, default_tag: str | None = "latest") -> Reference:
             raise InvalidReferenceError(text, "repository name must be lowercase")
         raise InvalidReferenceError(text, "not a valid reference")
     name = match.group("name")
-    if len(name) > _NAME_TOTAL_MAX:
-        raise InvalidReferenceError(text, f"repository name is longer than {_NAME_TOTAL_MAX}")
     repository = name[len(domain) + 1 :]
+    # distribution/reference >= v0.6.0 (docker 26+): the limit is on the path only.
+    if len(repository) > _NAME_TOTAL_MAX:
+        raise InvalidReferenceError(text, f"repository name is longer than {_NAME_TOTAL_MAX}")
     tag = match.group("tag")
     digest = match.group("digest")
     if digest is not None:
@@ -155,10 +158,13 @@ def parse(text: str, *, default_tag: str | None = "latest") -> Reference:
 
 def _check_digest(text: str, digest: str) -> None:
     algorithm, _, encoded = digest.partition(":")
-    if algorithm == "sha256" and not re.fullmatch(r"[a-f0-9]{64}", encoded):
-        raise InvalidReferenceError(text, "sha256 digests have 64 lower-case hex characters")
-    if algorithm == "sha512" and not re.fullmatch(r"[a-f0-9]{128}", encoded):
-        raise InvalidReferenceError(text, "sha512 digests have 128 lower-case hex characters")
+    length = _DIGEST_HEX_LENGTHS.get(algorithm)
+    if length is None:
+        raise InvalidReferenceError(text, f"unsupported digest algorithm {algorithm!r}")
+    if not re.fullmatch(rf"[a-f0-9]{{{length}}}", encoded):
+        raise InvalidReferenceError(
+            text, f"{algorithm} digests have {length} lower-case hex characters"
+        )
 
 
 def _split_docker_domain(text: str) -> tuple[str, str]:

@@ -37,7 +37,13 @@ def parse(header: str) -> Challenge | None:
         return None
     scheme, _, rest = header.partition(" ")
     params: dict[str, str] = {}
-    for match in _PARAM.finditer(rest):
+    pos = 0
+    while pos < len(rest):
+        # Consecutive auth-params only: stop where the next challenge ("Basic realm=") starts.
+        match = _PARAM.match(rest, pos)
+        if match is None or match.end() == pos:
+            break
+        pos = match.end()
         quoted, bare = match.group(2), match.group(3)
         value = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else (bare or "")
         params[match.group(1).lower()] = value

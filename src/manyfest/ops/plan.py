@@ -21,6 +21,7 @@ into Structs that forbid unknown keys; errors name the document and the field.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,25 @@ class PlanList:
         return [self.target.tag or "latest", *self.extra_tags]
 
 
+class _PlanLoader(yaml.BaseLoader):
+    """BaseLoader (every scalar a string) that still reads a plain null as None."""
+
+
+_PlanLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)\Z"), ["~", "n", "N", ""]
+)
+_PlanLoader.add_constructor("tag:yaml.org,2002:null", lambda loader, node: None)
+
+
+def _drop_null_keys(node: Any) -> Any:
+    """Drop mapping keys whose value is null: as in manifest-tool (Go), null means "not given"."""
+    if isinstance(node, dict):
+        return {k: _drop_null_keys(v) for k, v in node.items() if v is not None}
+    if isinstance(node, list):
+        return [_drop_null_keys(v) for v in node]
+    return node
+
+
 _ALIASES = {"osversion": "os.version", "osfeatures": "os.features"}
 
 
@@ -129,7 +149,7 @@ def parse_documents(text: str, source: str = "plan") -> list[PlanList]:
             references or tags; the message names the document (1-based) and the field.
     """
     try:
-        documents = list(yaml.load_all(text, Loader=yaml.BaseLoader))
+        documents = list(yaml.load_all(text, Loader=_PlanLoader))
     except yaml.YAMLError as exc:
         raise PlanError(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from exc
     lists: list[PlanList] = []
@@ -140,6 +160,7 @@ def parse_documents(text: str, source: str = "plan") -> list[PlanList]:
         where = f"{source}: document {number}"
         if not isinstance(doc, dict):
             raise PlanError(f"{where}: expected a mapping with image, tags and manifests")
+        doc = _drop_null_keys(doc)
         _normalise_platform(doc, where)
         try:
             spec = msgspec.convert(doc, ListSpec)
