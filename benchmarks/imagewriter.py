@@ -109,3 +109,87 @@ async def push_image(client: RegistryClient, ref: Reference, image: Image) -> st
 async def _ensure_blob(client: RegistryClient, ref: Reference, dgst: str, data: bytes) -> None:
     if not await client.blob_exists(ref, dgst):
         await client.upload_blob(ref, data, dgst)
+
+
+@dataclass(frozen=True, slots=True)
+class AttestedIndex:
+    """A buildx-style one-platform index: the image, then its attestation manifest."""
+
+    index: Manifest
+    image: Image
+    attestation: Image
+
+
+def build_attestation(image: Image, seed: str) -> Image:
+    """An in-toto attestation manifest for ``image``, as buildx attaches (provenance)."""
+    statement = json.dumps(
+        {
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "predicateType": "https://slsa.dev/provenance/v0.2",
+            "subject": [{"name": seed, "digest": {"sha256": image.manifest.digest[7:]}}],
+            "predicate": {"builder": {"id": "manyfest-tests"}},
+        },
+        separators=(",", ":"),
+    ).encode()
+    config = b'{"architecture":"unknown","os":"unknown","config":{},"rootfs":{"type":"layers",' + (
+        b'"diff_ids":["sha256:' + hashlib.sha256(statement).hexdigest().encode() + b'"]}}'
+    )
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    layer_digest = "sha256:" + hashlib.sha256(statement).hexdigest()
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": mediatypes.OCI_MANIFEST,
+        "config": {"mediaType": mediatypes.OCI_CONFIG, "digest": config_digest,
+                   "size": len(config)},
+        "layers": [
+            {
+                "mediaType": "application/vnd.in-toto+json",
+                "digest": layer_digest,
+                "size": len(statement),
+                "annotations": {"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"},
+            }
+        ],
+    }
+    raw = json.dumps(doc, separators=(",", ":")).encode()
+    return Image(Manifest.from_bytes(raw), ((config_digest, config), (layer_digest, statement)))
+
+
+def build_attested_index(platform: Platform, seed: str) -> AttestedIndex:
+    """What buildx (provenance on) or docker's containerd store pushes for one platform."""
+    image = build_image(platform, seed, oci=True)
+    attestation = build_attestation(image, seed)
+    plat: dict[str, object] = {"architecture": platform.architecture, "os": platform.os}
+    if platform.variant:
+        plat["variant"] = platform.variant
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": mediatypes.OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": image.manifest.media_type,
+                "digest": image.manifest.digest,
+                "size": image.manifest.size,
+                "platform": plat,
+            },
+            {
+                "mediaType": attestation.manifest.media_type,
+                "digest": attestation.manifest.digest,
+                "size": attestation.manifest.size,
+                "annotations": {
+                    "vnd.docker.reference.digest": image.manifest.digest,
+                    "vnd.docker.reference.type": "attestation-manifest",
+                },
+                "platform": {"architecture": "unknown", "os": "unknown"},
+            },
+        ],
+    }
+    raw = json.dumps(doc, separators=(",", ":")).encode()
+    return AttestedIndex(Manifest.from_bytes(raw), image, attestation)
+
+
+async def push_attested_index(client: RegistryClient, ref: Reference, item: AttestedIndex) -> str:
+    """Push both manifests by digest, then the index at ``ref``; returns the index digest."""
+    for image in (item.image, item.attestation):
+        await push_image(client, ref.with_digest(image.manifest.digest), image)
+    await client.put_manifest(ref, item.index)
+    return item.index.digest

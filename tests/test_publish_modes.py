@@ -152,3 +152,28 @@ def test_release_tags_share_work(registry: RegistryServer, ns: str, tmp_path: Pa
     # 22 for the first list, then 1 HEAD + 1 PUT per other tag, + the ping
     assert report["summary"]["requests"] == 1 + 22 + 3 * 2
     assert registry.request_count() - before == report["summary"]["requests"]
+
+
+def test_unchanged_rerun_costs_five_requests(registry: RegistryServer, ns: str,
+                                            tmp_path: Path) -> None:
+    """Re-runs: a HEAD per source tag and a HEAD of the target; nothing is PUT."""
+    host = registry.host
+    _seed(host, ns)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(_doc(host, ns, "app:1", "1") + "\n---\n"
+                    + _doc(host, ns, "app:2", "1", tags=["two"]))
+    first = json.loads(manyfest("publish", "--json", str(plan)).stdout)
+    assert [r["status"] for r in first["results"]] == ["created", "created"]
+    before = registry.request_count()
+    again = json.loads(manyfest("publish", "--json", str(plan)).stdout)
+    assert [r["status"] for r in again["results"]] == ["unchanged", "unchanged"]
+    # list 1: 4 source HEADs (+ the ping) + 1 target HEAD; list 2 shares the sources: 2 HEADs
+    assert [r["requests"] for r in again["results"]] == [1 + 5, 2]
+    assert registry.request_count() - before == 1 + 5 + 2
+    assert all(r["old_digest"] == r["digest"] for r in again["results"])
+
+    # a source tag moved: one GET for it (its config too), and the list is updated
+    seed(host, [(f"{ns}/app-amd64:1", PLATFORMS[0], "moved")])
+    moved = json.loads(manyfest("publish", "--json", str(plan)).stdout)
+    assert [r["status"] for r in moved["results"]] == ["updated", "updated"]
+    assert moved["results"][0]["old_digest"] == first["results"][0]["digest"]

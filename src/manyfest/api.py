@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
+from manyfest.cache import FactCache
 from manyfest.engine import Engine, EventSink, PublishOptions, _no_events
 from manyfest.ops import manifests
 from manyfest.ops.plan import PlanList
@@ -35,6 +36,8 @@ class Session:
         settings: transport settings (insecure registries, concurrency, timeouts).
         on_event: receives progress :class:`~manyfest.engine.Event` objects.
         store_root: the local list store (default ``$DOCKER_CONFIG/manifests``).
+        cache: the on-disk cache of immutable facts (default: ``$MANYFEST_CACHE_DIR`` or the
+            user cache directory; ``FactCache(enabled=False)`` turns it off).
     """
 
     def __init__(
@@ -43,10 +46,11 @@ class Session:
         *,
         on_event: EventSink = _no_events,
         store_root: Path | None = None,
+        cache: FactCache | None = None,
     ) -> None:
         self.transport = Transport(settings)
         self.client = RegistryClient(self.transport)
-        self.engine = Engine(self.client, on_event)
+        self.engine = Engine(self.client, on_event, cache if cache is not None else FactCache())
         self.store = ManifestStore(store_root)
 
     async def __aenter__(self) -> Session:

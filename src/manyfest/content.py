@@ -111,6 +111,8 @@ class Entry:
         digest: the child's digest.
         platform: the platform written in the list.
         annotations: descriptor annotations (omitted when empty).
+        descriptor: exact descriptor bytes from a source index; when set, the entry is
+            written with exactly these fields and values (only re-indented).
     """
 
     media_type: str
@@ -118,6 +120,30 @@ class Entry:
     digest: str
     platform: Platform | None
     annotations: tuple[tuple[str, str], ...] = ()
+    descriptor: bytes | None = None
+
+    def encode(self) -> bytes:
+        """The entry as compact JSON in docker's key order (or the exact descriptor)."""
+        if self.descriptor is not None:
+            return self.descriptor
+        p = self.platform
+        return _ENCODER.encode(
+            ListEntry(
+                media_type=self.media_type,
+                size=self.size,
+                digest=self.digest,
+                annotations=dict(self.annotations),
+                platform=None
+                if p is None
+                else ListPlatform(
+                    architecture=p.architecture,
+                    os=p.os,
+                    os_version=p.os_version,
+                    os_features=list(p.os_features),
+                    variant=p.variant,
+                ),
+            )
+        )
 
 
 def list_media_type(entries: list[Entry], annotations: dict[str, str] | None = None) -> str:
@@ -155,24 +181,7 @@ def encode_list(
     doc = ListDoc(
         schema_version=2,
         media_type=mt,
-        manifests=[
-            ListEntry(
-                media_type=e.media_type,
-                size=e.size,
-                digest=e.digest,
-                annotations=dict(e.annotations),
-                platform=None
-                if e.platform is None
-                else ListPlatform(
-                    architecture=e.platform.architecture,
-                    os=e.platform.os,
-                    os_version=e.platform.os_version,
-                    os_features=list(e.platform.os_features),
-                    variant=e.platform.variant,
-                ),
-            )
-            for e in entries
-        ],
+        manifests=[msgspec.Raw(e.encode()) for e in entries],
         annotations=dict(annotations or {}),
     )
     raw = jsonfmt.escape_html(_ENCODER.encode(doc))  # as Go's json.Marshal(Indent)

@@ -28,6 +28,7 @@ import anyio
 import msgspec
 
 from manyfest import mediatypes
+from manyfest.cache import FactCache
 from manyfest.content import Entry, JsonStyle, Manifest, encode_list
 from manyfest.errors import (
     ManyfestError,
@@ -43,6 +44,28 @@ from manyfest.transport import RequestStats, current_stats
 
 T = TypeVar("T")
 _CONFIG = msgspec.json.Decoder(ImageConfig)
+
+REFERENCE_TYPE = "vnd.docker.reference.type"
+REFERENCE_DIGEST = "vnd.docker.reference.digest"
+ATTESTATION = "attestation-manifest"
+
+
+class _RawIndex(msgspec.Struct):
+    manifests: list[msgspec.Raw] = msgspec.field(default_factory=list)
+
+
+_RAW_INDEX = msgspec.json.Decoder(_RawIndex)
+
+
+def _no_such_manifest(ref: Reference, exc: NotFoundError | None = None) -> NotFoundError:
+    return NotFoundError(
+        f"no such manifest: {ref}",
+        status=exc.status if exc else 404,
+        method=exc.method if exc else "HEAD",
+        url=exc.url if exc else "",
+        errors=exc.errors if exc else (),
+        hint="push the image first, or check its name and tag",
+    )
 
 Status = Literal["created", "updated", "unchanged", "failed"]
 
@@ -92,31 +115,52 @@ class OnceMap(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """A resolved source image: where it lives, its exact manifest, its platform.
+    """A resolved source: where it lives, its exact manifest, its platform or entries.
 
     Attributes:
         ref: the source reference as given (tag or digest).
-        manifest: the image manifest's exact bytes.
-        platform: from the config blob (os, architecture, variant, os.version, os.features).
+        manifest: the manifest's exact bytes (an image, or an index).
+        platform: for an image, from the config blob (os, architecture, variant,
+            os.version, os.features); ``None`` for an index.
+        entries: for an index, its entries flattened (images, then attestations).
     """
 
     ref: Reference
     manifest: Manifest
-    platform: Platform
+    platform: Platform | None
+    entries: tuple[Child, ...] = ()
+
+    @property
+    def is_index(self) -> bool:
+        """True when the source is an index / manifest list."""
+        return self.platform is None
 
 
 @dataclass(frozen=True, slots=True)
 class Child:
-    """One entry of a list to publish: the source and the platform written for it."""
+    """One entry of a list to publish: the child manifest and the platform written for it.
+
+    Attributes:
+        source: the child (an image manifest, or an attestation manifest) and where it is.
+        platform: the platform written in the list.
+        annotations: descriptor annotations (built entries).
+        descriptor: the exact descriptor bytes taken from a source index; when set, the entry
+            is written with exactly these fields.
+        attestation_for: for an attestation entry, the digest of the image it describes.
+    """
 
     source: Source
-    platform: Platform
+    platform: Platform | None
     annotations: tuple[tuple[str, str], ...] = ()
+    descriptor: bytes | None = None
+    attestation_for: str = ""
 
     def entry(self) -> Entry:
         """The list entry (descriptor + platform) for this child."""
         m = self.source.manifest
-        return Entry(m.media_type, m.size, m.digest, self.platform, self.annotations)
+        return Entry(
+            m.media_type, m.size, m.digest, self.platform, self.annotations, self.descriptor
+        )
 
 
 @dataclass(slots=True)
@@ -196,11 +240,18 @@ class Engine:
     Args:
         client: the run's registry client.
         on_event: called for every :class:`Event` (the CLI turns them into bars or lines).
+        cache: on-disk cache of immutable facts (default: none).
     """
 
-    def __init__(self, client: RegistryClient, on_event: EventSink = _no_events) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        on_event: EventSink = _no_events,
+        cache: FactCache | None = None,
+    ) -> None:
         self.client = client
         self.on_event = on_event
+        self.cache = cache if cache is not None else FactCache(enabled=False)
         self._sources: OnceMap[Source] = OnceMap()
         self._configs: OnceMap[Platform] = OnceMap()
         self._blobs: OnceMap[bool] = OnceMap()
@@ -209,50 +260,118 @@ class Engine:
     # ------------------------------------------------------------------ resolve
 
     async def resolve(self, ref: Reference) -> Source:
-        """Resolve a source image once per run: manifest bytes + platform from its config.
+        """Resolve a source once per run: exact manifest bytes + platform or entries.
+
+        An image's platform comes from its config blob. An index is flattened: its image
+        entries with their exact descriptors, then its attestation entries. Immutable facts
+        (manifest bytes by digest, platform by config digest) come from the on-disk cache
+        when there; a tag seen in an earlier run is re-checked with one HEAD.
 
         Raises:
-            NotFoundError: the manifest does not exist (docker: ``no such manifest``).
-            UnsupportedMediaTypeError: the source is a list/index (not supported as a
-                source yet) or not an image manifest.
+            NotFoundError: the manifest does not exist (``no such manifest: <ref>``).
+            UnsupportedMediaTypeError: not an image manifest or index, or an index nested in
+                an index.
         """
         return await self._sources.get(str(ref), lambda: self._resolve(ref))
 
+    async def _manifest(self, ref: Reference) -> Manifest:
+        """The manifest ``ref`` names now, from the cache where its digest is known."""
+        cache = self.cache
+        manifest = await self._by_digest(ref) if ref.digest else await self._by_tag(ref)
+        cache.put_manifest(manifest)
+        return manifest
+
+    async def _by_digest(self, ref: Reference) -> Manifest:
+        assert ref.digest is not None
+        cached = self.cache.manifest(ref.digest)
+        return cached if cached is not None else await self.client.get_manifest(ref)
+
+    async def _by_tag(self, ref: Reference) -> Manifest:
+        cache = self.cache
+        manifest: Manifest | None = None
+        if cache.tag_hint(ref) is not None:
+            # Seen before: one HEAD tells whether it still points at a cached manifest.
+            head = await self.client.head_manifest(ref)
+            if head is None:
+                raise _no_such_manifest(ref)
+            if head.digest:
+                manifest = await self._by_digest(ref.with_digest(head.digest))
+        if manifest is None:
+            manifest = await self.client.get_manifest(ref)
+        cache.put_tag_hint(ref, manifest.digest)
+        return manifest
+
     async def _resolve(self, ref: Reference) -> Source:
         try:
-            manifest = await self.client.get_manifest(ref)
+            manifest = await self._manifest(ref)
         except NotFoundError as exc:
-            raise NotFoundError(
-                f"no such manifest: {ref}",
-                status=exc.status,
-                method=exc.method,
-                url=exc.url,
-                errors=exc.errors,
-                hint="push the image first, or check its name and tag",
-            ) from exc
+            raise _no_such_manifest(ref, exc) from exc
         if manifest.is_index:
-            raise UnsupportedMediaTypeError(
-                f"{ref} is a manifest list",
-                hint="name a single-platform image (its tag or digest), not a list",
+            source = await self._flatten(ref, manifest)
+        elif mediatypes.is_image(manifest.media_type):
+            config = manifest.image().config
+            platform = await self._configs.get(
+                (ref.registry, config.digest), lambda: self._platform(ref, config.digest)
             )
-        if not mediatypes.is_image(manifest.media_type):
+            source = Source(ref, manifest, platform)
+        else:
             raise UnsupportedMediaTypeError(f"{ref}: unsupported media type {manifest.media_type}")
-        config = manifest.image().config
-        platform = await self._configs.get(
-            (ref.registry, config.digest), lambda: self._platform(ref, config.digest)
-        )
         self.on_event(Event("resolved", str(ref), manifest.digest))
-        return Source(ref, manifest, platform)
+        return source
+
+    async def _flatten(self, ref: Reference, index: Manifest) -> Source:
+        """An index source: every entry's child fetched; images first, then attestations."""
+        doc = index.index()
+        raws = _RAW_INDEX.decode(index.raw).manifests
+        children: dict[int, Child] = {}
+
+        async def child(i: int) -> None:
+            desc = doc.manifests[i]
+            if mediatypes.is_index(desc.media_type):
+                raise UnsupportedMediaTypeError(
+                    f"{ref}: entry {desc.digest} is itself an index (nested indexes are not "
+                    "flattened)",
+                    hint="name the inner index or its images directly",
+                )
+            child_ref = ref.with_digest(desc.digest)
+            manifest = await self._manifest(child_ref)
+            p = desc.platform
+            platform = (
+                Platform(p.os, p.architecture, p.variant, p.os_version, tuple(p.os_features))
+                if p is not None
+                else None
+            )
+            target = desc.annotations.get(REFERENCE_DIGEST, "")
+            is_attestation = desc.annotations.get(REFERENCE_TYPE) == ATTESTATION or (
+                platform is not None and platform.is_unknown and bool(target)
+            )
+            children[i] = Child(
+                Source(child_ref, manifest, platform or Platform("", "")),
+                platform,
+                descriptor=bytes(raws[i]),
+                attestation_for=target if is_attestation else "",
+            )
+
+        await run_all(*(partial(child, i) for i in range(len(doc.manifests))))
+        ordered = [children[i] for i in range(len(doc.manifests))]
+        images = [c for c in ordered if not c.attestation_for]
+        attestations = [c for c in ordered if c.attestation_for]
+        return Source(ref, index, None, tuple(images + attestations))
 
     async def _platform(self, ref: Reference, config_digest: str) -> Platform:
+        cached = self.cache.platform(config_digest)
+        if cached is not None:
+            return cached
         data = await self.client.get_blob(ref, config_digest)
         try:
             cfg = _CONFIG.decode(data)
         except msgspec.DecodeError as exc:
             raise UnsupportedMediaTypeError(f"{ref}: config {config_digest} is not JSON") from exc
-        return Platform(
+        platform = Platform(
             cfg.os, cfg.architecture, cfg.variant, cfg.os_version, tuple(cfg.os_features)
         )
+        self.cache.put_platform(config_digest, platform)
+        return platform
 
     # ------------------------------------------------------------------ write path
 

@@ -23,7 +23,13 @@ import msgspec
 from manyfest import jsonfmt, mediatypes
 from manyfest.content import Entry, Manifest, encode_list
 from manyfest.engine import Child, Engine, PublishOptions, Source, run_all
-from manyfest.errors import ManyfestError, NoSuchManifestError, StoreError, UsageError
+from manyfest.errors import (
+    ManyfestError,
+    NoSuchManifestError,
+    StoreError,
+    UnsupportedMediaTypeError,
+    UsageError,
+)
 from manyfest.platform import Platform, validate
 from manyfest.reference import Reference
 from manyfest.store import ManifestStore, StoredImage
@@ -62,10 +68,17 @@ async def create(
         sources[str(ref)] = await engine.resolve(ref)
 
     await run_all(*(partial(resolve, ref) for ref in image_refs))
-    images = [
-        StoredImage(s.ref, s.manifest, s.platform)
-        for s in (sources[str(ref)] for ref in _unique(image_refs))
-    ]
+    images = []
+    for ref in _unique(image_refs):
+        source = sources[str(ref)]
+        if source.platform is None:
+            # docker's store holds one image manifest per entry: no place for an index.
+            raise UnsupportedMediaTypeError(
+                f"{ref} is a manifest list",
+                hint="name one of its images by digest, or use `manyfest publish`, which "
+                "flattens index sources",
+            )
+        images.append(StoredImage(source.ref, source.manifest, source.platform))
     with store.locked(list_ref):
         if store.exists(list_ref) and not amend:
             raise StoreError(
@@ -255,7 +268,7 @@ async def inspect(
             return jsonfmt.indent(manifest.raw).decode() + "\n"
         platform = None
         if mediatypes.is_image(manifest.media_type):
-            platform = (await engine.resolve(ref)).platform
+            platform = (await engine.resolve(ref.with_digest(manifest.digest))).platform
         return format_image(StoredImage(ref, manifest, platform), store, verbose=True)
     index = manifest.index()
     if not verbose and _loses_information(manifest):

@@ -118,27 +118,43 @@ class PublishReport:
 
 
 def _children(plan: PlanList, sources: dict[str, Source]) -> list[Child]:
-    children = []
-    seen: dict[tuple[str, str, str, str, tuple[str, ...]], str] = {}
+    """The entries of a list, in plan order: images first, then attestations.
+
+    An image source gives one entry (platform: the plan's fields over the config's). An
+    index source gives its image entries with their exact descriptors (the plan's platform
+    does not apply, as in manifest-tool) and, at the end of the list, its attestation entries
+    whose image is in the list. Attestations never count as platforms.
+
+    Raises:
+        PlatformError: an invalid platform, or two images with the same platform.
+    """
+    images: list[Child] = []
+    attestations: list[Child] = []
     for entry in plan.entries:
         source = sources[str(entry.ref)]
+        if source.platform is None:
+            for child in source.entries:
+                (attestations if child.attestation_for else images).append(child)
+            continue
         platform = entry.platform(source.platform)
         validate(platform.os, platform.architecture, platform.variant)
-        key = (
-            platform.os,
-            platform.architecture,
-            platform.variant,
-            platform.os_version,
-            platform.os_features,
-        )
+        images.append(Child(source, platform))
+    seen: dict[tuple[str, str, str, str, tuple[str, ...]], str] = {}
+    for child in images:
+        p = child.platform
+        if p is None:
+            continue
+        key = (p.os, p.architecture, p.variant, p.os_version, p.os_features)
+        name = str(child.source.ref)
         if key in seen:
             raise PlatformError(
-                f"{plan.target}: {entry.ref} and {seen[key]} have the same platform {platform}",
+                f"{plan.target}: {name} and {seen[key]} have the same platform {p}",
                 hint="a list holds one image per platform: drop one or fix its platform",
             )
-        seen[key] = str(entry.ref)
-        children.append(Child(source, platform))
-    return children
+        seen[key] = name
+    digests_in_list = {c.source.manifest.digest for c in images}
+    kept = [a for a in attestations if a.attestation_for in digests_in_list]
+    return images + kept
 
 
 async def publish(
