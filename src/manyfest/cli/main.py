@@ -19,7 +19,8 @@ import anyio
 import typer
 from rich.console import Console
 
-from manyfest import __version__, reference
+from manyfest import reference
+from manyfest._version import __version__
 from manyfest.api import Session
 from manyfest.engine import PublishOptions, first_error
 from manyfest.errors import Interrupted, ManyfestError, PublishFailed, UsageError

@@ -1,0 +1,43 @@
+"""The README's library example runs as written, against a real registry."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import manyfest
+from benchmarks.registry_server import RegistryServer
+from tests.helpers import PLATFORMS, REPO_ROOT, seed
+
+
+def _example() -> str:
+    text = (REPO_ROOT / "README.md").read_text()
+    match = re.search(r"<!-- library-example -->\n```python\n(.*?)```", text, re.DOTALL)
+    assert match is not None, "README lost its library example"
+    return match.group(1)
+
+
+def test_readme_library_example_runs(registry: RegistryServer) -> None:
+    seed(registry.host, [("demo/app-amd64:1.0.0", PLATFORMS[0], "lib"),
+                         ("demo/app-arm64:1.0.0", PLATFORMS[2], "lib")])
+    env = dict(os.environ, REGISTRY=registry.host)
+    proc = subprocess.run([sys.executable, "-c", _example()], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"finished {registry.host}/demo/app:1.0.0 created"
+    target, status, digest, requests, word = lines[1].split()
+    assert (target, status, word) == (f"{registry.host}/demo/app:1.0.0", "created", "requests")
+    assert digest.startswith("sha256:")
+    assert int(requests) > 0
+    assert "'created': 1" in lines[2]
+
+
+def test_public_names() -> None:
+    for name in manyfest.__all__:
+        assert hasattr(manyfest, name), name
+    assert manyfest.parse_reference("alpine").name == "docker.io/library/alpine"
+    [plan] = manyfest.parse_plan("image: r.example/a:1\nmanifests:\n  - image: r.example/b:1\n")
+    assert str(plan.target) == "r.example/a:1"
