@@ -142,7 +142,7 @@ class RegistryError(ManyfestError):
         errors: the OCI error details parsed from the body (distribution-spec "Error Codes").
     """
 
-    default_hint = "see the registry's message above"
+    default_hint = "retry later; if it persists, check the registry's status and logs"
 
     def __init__(
         self,

@@ -43,6 +43,7 @@ class RegistryClient:
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
+        self._no_head: set[str] = set()
 
     @staticmethod
     def _scopes(ref: Reference, actions: tuple[str, ...]) -> frozenset[str]:
@@ -50,6 +51,10 @@ class RegistryClient:
 
     async def head_manifest(self, ref: Reference, *, push: bool = False) -> ManifestHead | None:
         """HEAD a manifest by tag or digest; ``None`` when it does not exist (404).
+
+        Registries that refuse HEAD (405) or answer without ``Docker-Content-Digest`` get a
+        GET instead, and the digest is computed from the body (remembered per registry, so
+        later lookups go straight to GET).
 
         Args:
             ref: the manifest's reference.
@@ -59,25 +64,40 @@ class RegistryClient:
         Raises:
             RegistryError: any answer other than 200 or 404.
         """
+        scopes = self._scopes(ref, _PUSH if push else _PULL)
+        if ref.registry not in self._no_head:
+            resp = await self.transport.request(
+                "HEAD",
+                ref.registry,
+                f"/v2/{ref.repository}/manifests/{ref.reference}",
+                what=f"look up {ref}",
+                scopes=scopes,
+                headers={"Accept": mediatypes.ACCEPT},
+                ok=(200, 404, 405),
+            )
+            if resp.status == 404:
+                return None
+            dgst = resp.headers.get("Docker-Content-Digest", "") or (ref.digest or "")
+            if resp.status == 200 and dgst:
+                return ManifestHead(
+                    dgst,
+                    int(resp.headers.get("Content-Length", "0") or 0),
+                    mediatypes.base(resp.headers.get("Content-Type", "")),
+                )
+            self._no_head.add(ref.registry)
         resp = await self.transport.request(
-            "HEAD",
+            "GET",
             ref.registry,
             f"/v2/{ref.repository}/manifests/{ref.reference}",
             what=f"look up {ref}",
-            scopes=self._scopes(ref, _PUSH if push else _PULL),
+            scopes=scopes,
             headers={"Accept": mediatypes.ACCEPT},
             ok=(200, 404),
         )
         if resp.status == 404:
             return None
-        dgst = resp.headers.get("Docker-Content-Digest", "")
-        if not dgst and ref.digest:
-            dgst = ref.digest
-        return ManifestHead(
-            dgst,
-            int(resp.headers.get("Content-Length", "0") or 0),
-            mediatypes.base(resp.headers.get("Content-Type", "")),
-        )
+        manifest = Manifest.from_bytes(resp.body, resp.headers.get("Content-Type", ""))
+        return ManifestHead(manifest.digest, manifest.size, manifest.media_type)
 
     async def get_manifest(self, ref: Reference) -> Manifest:
         """GET a manifest's exact bytes.

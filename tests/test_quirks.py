@@ -1,0 +1,110 @@
+"""Registry quirks the stock registry can't show, through the quirk proxy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from benchmarks.registry_server import RegistryServer
+from manyfest import reference
+from manyfest.registry import RegistryClient
+from manyfest.transport import Settings, Transport
+from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
+from tests.quirk_proxy import (
+    QuirkProxy,
+    drop_digest_header,
+    head_not_allowed,
+    mount_answers_202,
+    too_many_requests,
+)
+
+
+@pytest.fixture
+def proxy(registry: RegistryServer) -> Iterator[QuirkProxy]:
+    p = QuirkProxy(registry.host).start()
+    yield p
+    p.stop()
+
+
+def _plan(host: str, ns: str, tmp_path: Path, tags: str = "") -> Path:
+    lines = [f"image: {host}/{ns}/app:1", tags, "manifests:"]
+    lines += [f"  - image: {host}/{ns}/app-{platform_suffix(p)}:1" for p in PLATFORMS]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("\n".join(line for line in lines if line) + "\n")
+    return plan
+
+
+def _children_present(host: str, ns: str, digest: str) -> list[str]:
+    async def run() -> list[str]:
+        async with Transport(Settings()) as transport:
+            client = RegistryClient(transport)
+            target = reference.parse(f"{host}/{ns}/app:1")
+            listed = await client.get_manifest(target)
+            assert listed.digest == digest
+            out = []
+            for m in listed.index().manifests:
+                child = await client.get_manifest(target.with_digest(m.digest))
+                for blob in child.blobs():
+                    assert await client.blob_exists(target, blob.digest)
+                out.append(m.digest)
+            return out
+
+    return anyio.run(run)
+
+
+def test_mount_202_copies_the_bytes(registry: RegistryServer, proxy: QuirkProxy, ns: str,
+                                    tmp_path: Path) -> None:
+    images = seed(registry.host, [(f"{ns}/app-{platform_suffix(p)}:1", p, ns) for p in PLATFORMS])
+    proxy.before.append(mount_answers_202(proxy))
+    proc = manyfest("publish", "--json", str(_plan(proxy.host, ns, tmp_path)))
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads(proc.stdout)["results"]
+    assert result["status"] == "created"
+    assert proxy.count("POST", "mount=") == 8
+    assert proxy.count("DELETE", "/blobs/uploads/") == 8  # the opened sessions are cancelled
+    assert proxy.count("GET", "/blobs/sha256:") == 8 + 4  # 8 copies + 4 configs
+    children = _children_present(registry.host, ns, result["digest"])
+    assert children == [images[f"{ns}/app-{platform_suffix(p)}:1"] for p in PLATFORMS]
+
+
+def test_429_with_retry_after_is_retried(registry: RegistryServer, proxy: QuirkProxy, ns: str,
+                                         tmp_path: Path) -> None:
+    seed(registry.host, [(f"{ns}/app-{platform_suffix(p)}:1", p, ns) for p in PLATFORMS])
+    proxy.before.append(too_many_requests(3, "0", match="/manifests/"))
+    proc = manyfest("publish", "--json", str(_plan(proxy.host, ns, tmp_path)))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["summary"]["retries"] == 3
+    assert report["results"][0]["retries"] == 3
+    _children_present(registry.host, ns, report["results"][0]["digest"])
+
+
+def test_429_storm_fails_with_a_clear_message(registry: RegistryServer, proxy: QuirkProxy,
+                                              ns: str, tmp_path: Path) -> None:
+    seed(registry.host, [(f"{ns}/app-{platform_suffix(p)}:1", p, ns) for p in PLATFORMS])
+    proxy.before.append(too_many_requests(10_000, "0"))
+    proc = manyfest("publish", str(_plan(proxy.host, ns, tmp_path)))
+    assert proc.returncode == 3
+    assert "429" in proc.stderr
+    assert "TOOMANYREQUESTS: slow down" in proc.stderr
+    assert "lower --concurrency" in proc.stderr
+
+
+def test_no_digest_header_and_head_405(registry: RegistryServer, proxy: QuirkProxy, ns: str,
+                                       tmp_path: Path) -> None:
+    seed(registry.host, [(f"{ns}/app-{platform_suffix(p)}:1", p, ns) for p in PLATFORMS])
+    proxy.after.append(drop_digest_header())
+    proxy.before.append(head_not_allowed())
+    plan = _plan(proxy.host, ns, tmp_path, tags='tags: ["latest"]')
+    first = manyfest("publish", "--json", str(plan))
+    assert first.returncode == 0, first.stderr
+    [result] = json.loads(first.stdout)["results"]
+    assert result["status"] == "created"
+    _children_present(registry.host, ns, result["digest"])
+    again = manyfest("publish", "--json", str(plan))
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["results"][0]["status"] == "unchanged"
