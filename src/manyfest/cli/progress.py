@@ -117,10 +117,10 @@ def print_summary(report: PublishReport, console: Console) -> None:
         console.print(line, markup=False)
         return
     table = Table(title=f"manyfest publish{' --dry-run' if report.dry_run else ''}")
-    table.add_column("status")
-    table.add_column("lists", justify="right")
+    table.add_column("")
+    table.add_column("", justify="right")
     for status in ("created", "updated", "unchanged", "failed"):
-        table.add_row(status, str(report.count(status)))
+        table.add_row(f"lists {status}", str(report.count(status)))
     table.add_row("requests", str(report.requests))
     table.add_row("retries", str(report.retries))
     table.add_row("seconds", f"{report.duration_s:.2f}")
