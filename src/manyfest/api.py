@@ -18,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
+import anyio
+
 from manyfest.cache import FactCache
 from manyfest.engine import Engine, EventSink, PublishOptions, _no_events
 from manyfest.ops import manifests
@@ -64,6 +66,8 @@ class Session:
         tb: TracebackType | None,
     ) -> None:
         await self.transport.aclose()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.engine.cache.flush)
 
     async def publish(
         self,

@@ -9,7 +9,9 @@ Layout under the cache directory (``$MANYFEST_CACHE_DIR``, else platformdirs'
 
 Manifests and platforms never change for a digest, so any process may write them at any
 time: every write goes to a temporary file in the same directory, then ``os.replace``; a
-reader sees a whole file or none. ``tags`` entries are only hints (whether a HEAD is likely
+reader sees a whole file or none. Writes are collected in memory during a run and written by
+:meth:`FactCache.flush` (the session runs it in a worker thread at the end), so the event
+loop never blocks on the file system for them. ``tags`` entries are only hints (whether a HEAD is likely
 to be enough); a stale hint costs one extra request, never a wrong result.
 """
 
@@ -65,6 +67,19 @@ class FactCache:
     def __init__(self, root: Path | None = None, *, enabled: bool = True) -> None:
         self.root = root or default_dir()
         self.enabled = enabled
+        self._pending: dict[Path, bytes] = {}
+
+    def flush(self) -> int:
+        """Write every pending entry (atomically, each); returns how many were written."""
+        pending, self._pending = self._pending, {}
+        made: set[Path] = set()
+        for path, data in pending.items():
+            if path.parent not in made:
+                with contextlib.suppress(OSError):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                made.add(path.parent)
+            self._write(path, data)
+        return len(pending)
 
     def _path(self, kind: str, digest: str) -> Path | None:
         algorithm, _, encoded = digest.partition(":")
@@ -74,7 +89,6 @@ class FactCache:
 
     def _write(self, path: Path, data: bytes) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as fh:
@@ -87,10 +101,11 @@ class FactCache:
         except OSError:
             pass  # a cache that cannot be written is a cache that misses
 
-    @staticmethod
-    def _read(path: Path | None) -> bytes | None:
+    def _read(self, path: Path | None) -> bytes | None:
         if path is None:
             return None
+        if path in self._pending:
+            return self._pending[path]
         try:
             return path.read_bytes()
         except OSError:
@@ -116,9 +131,9 @@ class FactCache:
         if not self.enabled:
             return
         path = self._path("manifests", manifest.digest)
-        if path is not None and not path.exists():
+        if path is not None and path not in self._pending and not path.exists():
             record = _ManifestRecord(manifest.media_type, manifest.raw)
-            self._write(path, msgspec.msgpack.encode(record))
+            self._pending[path] = msgspec.msgpack.encode(record)
 
     def platform(self, config_digest: str) -> Platform | None:
         """The platform read from the config blob ``config_digest``, if cached."""
@@ -138,11 +153,11 @@ class FactCache:
         if not self.enabled:
             return
         path = self._path("platforms", config_digest)
-        if path is not None and not path.exists():
+        if path is not None and path not in self._pending and not path.exists():
             p = platform
             record = _PlatformRecord(p.os, p.architecture, p.variant, p.os_version,
                                      list(p.os_features))
-            self._write(path, msgspec.json.encode(record))
+            self._pending[path] = msgspec.json.encode(record)
 
     def _tag_path(self, ref: Reference) -> Path:
         key = hashlib.sha256(str(ref).encode()).hexdigest()
@@ -161,4 +176,4 @@ class FactCache:
     def put_tag_hint(self, ref: Reference, digest: str) -> None:
         """Remember what ``ref`` pointed at (a hint for the next run)."""
         if self.enabled and self.tag_hint(ref) != digest:
-            self._write(self._tag_path(ref), digest.encode())
+            self._pending[self._tag_path(ref)] = digest.encode()
