@@ -11,8 +11,8 @@ Manifests and platforms never change for a digest, so any process may write them
 time: every write goes to a temporary file in the same directory, then ``os.replace``; a
 reader sees a whole file or none. Writes are collected in memory during a run and written by
 :meth:`FactCache.flush` (the session runs it in a worker thread at the end), so the event
-loop never blocks on the file system for them. ``tags`` entries are only hints (whether a HEAD is likely
-to be enough); a stale hint costs one extra request, never a wrong result.
+loop never blocks on the file system for them. ``tags`` entries are only hints (whether a
+HEAD is likely to be enough); a stale hint costs one extra request, never a wrong result.
 """
 
 from __future__ import annotations

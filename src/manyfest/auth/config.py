@@ -5,8 +5,9 @@ Follows docker/cli ``cli/config/config.go`` and ``configfile/file.go``:
 * directory: ``$DOCKER_CONFIG``, else ``~/.docker``; file ``config.json``; a missing file
   means no credentials, a malformed one is an error.
 * lookup for a registry key (``https://index.docker.io/v1/`` for Docker Hub, else
-  ``host[:port]``): ``credHelpers[key]``, then ``credsStore``, then ``auths[key]`` (also
-  matching keys written with a scheme or path, as docker's file store does).
+  ``host[:port]``): ``credHelpers[key]``, else ``credsStore`` when set (its "not found"
+  means anonymous, as docker's native store), else ``auths[key]`` (also matching keys
+  written with a scheme or path, as docker's file store does).
 * helper protocol (docker-credential-helpers): run ``docker-credential-<name> get`` with the
   server URL on stdin; it prints ``{"ServerURL", "Username", "Secret"}``; the stdout
   ``credentials not found in native keychain`` means none; username ``<token>`` means the
@@ -129,9 +130,9 @@ class DockerConfig:
         if helper:
             creds = await self._from_helper(helper, key)
         elif self._file.credsStore:
+            # As docker's native store: the helper is the source; "not found" is anonymous
+            # (auths entries are only placeholders then).
             creds = await self._from_helper(self._file.credsStore, key)
-            if creds.anonymous:
-                creds = self._from_auths(key)
         else:
             creds = self._from_auths(key)
         self._cache[key] = creds

@@ -18,7 +18,8 @@ Scopes = frozenset[str]
 """A set of scope strings, e.g. ``{"repository:a/b:pull,push", "repository:c/d:pull"}``."""
 
 REFRESH_MARGIN_S = 10.0
-"""A token is refreshed this many seconds before it expires."""
+"""A token is refreshed this many seconds before it expires (at most a quarter of its
+lifetime, so that a short-lived token is still reused)."""
 DEFAULT_EXPIRES_S = 60.0
 """Lifetime of a token whose response has no ``expires_in`` (token spec default)."""
 
@@ -33,7 +34,17 @@ def scope(repository: str, actions: Iterable[str]) -> str:
 @dataclass(slots=True)
 class _Token:
     value: str
-    expires_at: float
+    refresh_at: float
+    """Clock time after which the token is fetched again (before it expires)."""
+
+
+def refresh_margin(expires_in: float) -> float:
+    """Seconds before expiry at which a token of that lifetime is refreshed.
+
+    ``REFRESH_MARGIN_S``, but never more than a quarter of the lifetime: a margin longer
+    than the lifetime would make every request fetch a new token.
+    """
+    return min(REFRESH_MARGIN_S, max(expires_in, 0.0) / 4)
 
 
 class TokenCache:
@@ -57,7 +68,7 @@ class TokenCache:
     def cached(self, registry: str, scopes: Scopes) -> str | None:
         """A still-valid token for the key, or ``None``."""
         tok = self._tokens.get((registry, scopes))
-        if tok is not None and tok.expires_at - REFRESH_MARGIN_S > self._clock():
+        if tok is not None and tok.refresh_at > self._clock():
             return tok.value
         return None
 
@@ -72,8 +83,11 @@ class TokenCache:
             token = self.cached(registry, scopes)
             if token is not None:
                 return token
+            # The lifetime counts from the request (the answer may come late), not after it.
+            asked_at = self._clock()
             value, expires_in = await self._fetch(registry, scopes)
-            self._tokens[key] = _Token(value, self._clock() + max(expires_in, 0.0))
+            lifetime = max(expires_in, 0.0)
+            self._tokens[key] = _Token(value, asked_at + lifetime - refresh_margin(lifetime))
             return value
 
     def invalidate(self, registry: str, scopes: Scopes, value: str) -> None:

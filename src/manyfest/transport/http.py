@@ -5,8 +5,11 @@ For each registry (host[:port] as written in references) the transport keeps:
 * the scheme, decided once by the ping (``GET /v2/``, distribution-spec "Determining
   support"): ``https`` with verification; for insecure registries ``https`` without
   verification, falling back to ``http`` when the TLS handshake fails in any way (docker's
-  ``--insecure``). Once decided, every request to that registry (token realm and ``Location``
-  URLs on the same host included) uses it.
+  ``--insecure``) unless plain HTTP fails too or shows the port speaks only TLS (then the TLS
+  failure is the error, e.g. a client certificate required). Once decided, every request to
+  that registry (token realm and ``Location`` URLs on the same host included) uses it. TLS
+  failures raise a one-line :class:`~manyfest.errors.CertificateError` saying what to do
+  (CA or client certificate in certs.d, ``--insecure`` for a plain-HTTP registry).
 * the auth challenge from the ping (``Basic`` or ``Bearer``) and the credentials from
   config.json; bearer tokens are cached per scope set and refreshed before they expire or
   after a 401.
@@ -14,7 +17,8 @@ For each registry (host[:port] as written in references) the transport keeps:
   exchange; backoff sleeps happen outside it.
 
 Retries (stamina): 408, 429 (honouring ``Retry-After`` in seconds or HTTP-date), 500, 502,
-503, 504 and connection errors; never 401/403/404.
+503, 504 and connection errors (the ping and token requests included); never 401/403/404.
+When the tries are used up the last :class:`~manyfest.errors.ManyfestError` is raised.
 """
 
 from __future__ import annotations
@@ -24,24 +28,26 @@ import contextvars
 import email.utils
 import ipaddress
 import logging
+import os
 import ssl
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import anyio
 import msgspec
 import stamina
 
-from manyfest import __version__
+from manyfest._version import __version__
 from manyfest.auth import challenge as challenges
 from manyfest.auth.config import ANONYMOUS, Credentials, DockerConfig
-from manyfest.auth.tokens import Scopes, TokenCache
+from manyfest.auth.tokens import Scopes, TokenCache, scope
 from manyfest.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -58,6 +64,10 @@ from manyfest.reference import DOCKER_HUB, DOCKER_HUB_API, DOCKER_HUB_AUTH_KEY
 from manyfest.transport.settings import Settings
 
 log = logging.getLogger(__name__)
+# stamina logs each scheduled retry at WARNING ("stamina.retry_scheduled", details only in
+# `extra`); without a handler Python's last-resort handler would print it on stderr, next to
+# the CLI's one-line errors. Shown when the application configures logging (--debug).
+logging.getLogger("stamina").addHandler(logging.NullHandler())
 
 MAX_BODY = 100 * 1024 * 1024
 """Largest response body read, in bytes (manifests are small; configs too)."""
@@ -206,22 +216,30 @@ class Transport:
         directory = self.settings.certs_dir / registry
         if directory.is_dir():
             for path in sorted(directory.iterdir()):
-                if path.suffix == ".crt":
-                    ctx.load_verify_locations(cafile=str(path))
-                elif path.suffix == ".cert":
-                    key = path.with_suffix(".key")
-                    if not key.exists():
+                try:
+                    if path.suffix == ".crt":
+                        ctx.load_verify_locations(cafile=str(path))
+                    elif path.suffix == ".cert":
+                        key = path.with_suffix(".key")
+                        if not key.exists():
+                            raise CertificateError(
+                                f"missing key {key.name} for client certificate {path}",
+                                hint=f"put the client key beside it as {key}",
+                            )
+                        ctx.load_cert_chain(str(path), str(key))
+                    elif path.suffix == ".key" and not path.with_suffix(".cert").exists():
                         raise CertificateError(
-                            f"missing key {key.name} for client certificate {path}",
-                            hint=f"put the client key beside it as {key}",
+                            f"missing client certificate {path.with_suffix('.cert').name} "
+                            f"for key {path}",
+                            hint="put the client certificate beside it",
                         )
-                    ctx.load_cert_chain(str(path), str(key))
-                elif path.suffix == ".key" and not path.with_suffix(".cert").exists():
+                except (ssl.SSLError, OSError) as exc:
+                    # ssl.SSLError is an OSError: a file that is unreadable or not PEM.
                     raise CertificateError(
-                        f"missing client certificate {path.with_suffix('.cert').name} "
-                        f"for key {path}",
-                        hint="put the client certificate beside it",
-                    )
+                        f"cannot load {path}: {_describe(exc)}",
+                        hint=f"fix or remove {path} (*.crt: CA certificates in PEM; "
+                        "*.cert + *.key: a client certificate and its key in PEM)",
+                    ) from exc
         return ctx
 
     def scheme_of(self, registry: str) -> str | None:
@@ -242,30 +260,78 @@ class Transport:
             await self._ping(state)
 
     async def _ping(self, state: _RegistryState) -> None:
-        """``GET /v2/``: decide the scheme and read the auth challenge."""
+        """``GET /v2/``: decide the scheme and read the auth challenge.
+
+        An insecure registry whose TLS handshake fails is asked again in plain HTTP; if
+        nothing answers in plain HTTP, or the answer shows that the port speaks only TLS
+        (Go's ``400 Client sent an HTTP request to an HTTPS server``: e.g. the registry
+        requires a client certificate), the TLS failure is reported, not the plain-HTTP one.
+        """
         try:
-            resp = await self._exchange(
-                state,
-                "GET",
-                f"https://{state.api_host}/v2/",
-                {},
-                None,
-                ssl_ctx=state.ssl_noverify if state.insecure else state.ssl_verify,
+            resp = await self._ping_exchange(
+                state, "https", state.ssl_noverify if state.insecure else state.ssl_verify
             )
             state.scheme = "https"
         except _TLSFailure as exc:
             if not state.insecure:
-                raise _certificate_error(state.registry, exc.cause) from exc.cause
-            log.debug("TLS handshake with %s failed (%s); using plain HTTP", state.registry, exc)
-            resp = await self._exchange(
-                state, "GET", f"http://{state.api_host}/v2/", {}, None, ssl_ctx=False
-            )
+                raise self._tls_error(state.registry, exc.cause) from exc.cause
+            log.debug("TLS handshake with %s failed (%s); trying plain HTTP", state.registry, exc)
+            try:
+                resp = await self._ping_exchange(state, "http", False)
+            except TransportError as http_exc:
+                # Nothing answered in plain HTTP either: the TLS failure says more. (An HTTP
+                # answer that stays an error, e.g. 503 after the retries, is raised as is.)
+                log.debug("plain HTTP to %s failed too: %s", state.registry, http_exc)
+                raise self._tls_error(state.registry, exc.cause) from exc.cause
+            if resp.status == 400 and _HTTPS_ONLY in resp.body:
+                raise self._tls_error(state.registry, exc.cause) from exc.cause
             state.scheme = "http"
         if resp.status == 401:
             state.challenge = challenges.parse(resp.headers.get("WWW-Authenticate", ""))
         elif resp.status not in (200, 404):
             # 404: some registries don't serve /v2/ but work (distribution-spec allows it).
             raise _registry_error(f"ping {state.registry}", "GET", resp)
+
+    async def _ping_exchange(
+        self, state: _RegistryState, scheme: str, ssl_ctx: ssl.SSLContext | bool
+    ) -> Response:
+        """One ping (``GET <scheme>://host/v2/``), retried on connection errors and 5xx.
+
+        Raises:
+            _TLSFailure: the TLS handshake failed (never retried).
+            TransportError, RegistryError: still failing after the retries.
+        """
+        what = f"ping {state.registry}"
+        try:
+            async for attempt in stamina.retry_context(
+                on=_retry_hook,
+                attempts=self.settings.retry_attempts,
+                timeout=None,
+                wait_initial=0.25,
+                wait_max=self.settings.retry_max_wait,
+            ):
+                with attempt:
+                    resp = await self._exchange(
+                        state,
+                        "GET",
+                        f"{scheme}://{state.api_host}/v2/",
+                        {},
+                        None,
+                        ssl_ctx=ssl_ctx,
+                        handshake=True,
+                    )
+                    if resp.status in _RETRY_STATUS:
+                        raise _Retryable(
+                            _registry_error(what, "GET", resp), _retry_after(resp)
+                        )
+                    return resp
+        except _Retryable as exc:
+            raise exc.error from exc.__cause__
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _tls_error(self, registry: str, cause: BaseException) -> CertificateError:
+        """A one-line error for a failed TLS handshake with ``registry``, saying what to do."""
+        return _tls_error(registry, cause, self.settings.certs_dir / registry)
 
     # ---------------------------------------------------------------- one exchange
 
@@ -279,8 +345,14 @@ class Transport:
         *,
         ssl_ctx: ssl.SSLContext | bool,
         params: Mapping[str, str] | None = None,
+        handshake: bool = False,
     ) -> Response:
-        """Send one request under the registry's limiter; read the whole body."""
+        """Send one request under the registry's limiter; read the whole body.
+
+        ``handshake``: this is the first request to the registry (the ping), so a connection
+        closed before any answer counts as a failed TLS handshake; later, it is a retryable
+        connection error (e.g. a keep-alive connection the server closed).
+        """
         stats = current_stats.get()
         if stats is not None:
             stats.requests += 1
@@ -310,7 +382,7 @@ class Transport:
                     return Response(resp.status, resp.headers, body, str(resp.url))
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                 tls_failed = isinstance(exc, aiohttp.ClientSSLError) or (
-                    url.startswith("https://") and _tls_cause(exc)
+                    url.startswith("https://") and _tls_cause(exc, handshake=handshake)
                 )
                 if tls_failed:
                     # No HTTP request happened: the TLS handshake failed.
@@ -361,27 +433,79 @@ class Transport:
         state = self._state(registry)
         await self._ensure_pinged(state)
         url = self._url(state, path)
-        async for attempt in stamina.retry_context(
-            on=_retry_hook,
-            attempts=self.settings.retry_attempts,
-            timeout=None,
-            wait_initial=0.25,
-            wait_max=self.settings.retry_max_wait,
-            wait_jitter=0.25,
-        ):
-            with attempt:
-                if attempt.num > 1:
-                    stats = current_stats.get()
-                    if stats is not None:
-                        stats.retries += 1
-                    self.total.retries += 1
-                resp = await self._authorized(state, method, url, headers, data, params, scopes)
-                if resp.status in ok:
-                    return resp
-                if resp.status in _RETRY_STATUS:
-                    raise _Retryable(_registry_error(what, method, resp), _retry_after(resp))
-                raise _registry_error(what, method, resp)
+        try:
+            async for attempt in stamina.retry_context(
+                on=_retry_hook,
+                attempts=self.settings.retry_attempts,
+                timeout=None,
+                wait_initial=0.25,
+                wait_max=self.settings.retry_max_wait,
+                wait_jitter=0.25,
+            ):
+                with attempt:
+                    if attempt.num > 1:
+                        stats = current_stats.get()
+                        if stats is not None:
+                            stats.retries += 1
+                        self.total.retries += 1
+                    resp = await self._authorized(
+                        state, method, url, headers, data, params, scopes
+                    )
+                    if resp.status in ok:
+                        return resp
+                    if resp.status in _RETRY_STATUS:
+                        raise _Retryable(_registry_error(what, method, resp), _retry_after(resp))
+                    error = _registry_error(what, method, resp)
+                    if resp.status == 401:
+                        error = self._unauthorized(state, what, resp, error)
+                    raise error
+        except _Retryable as exc:
+            # Retries exhausted: raise the error itself (the internal wrapper never leaks).
+            raise exc.error from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _unauthorized(
+        self, state: _RegistryState, what: str, resp: Response, error: RegistryError
+    ) -> RegistryError:
+        """The error for a 401 that survived re-authentication.
+
+        With credentials and a challenge saying ``error="insufficient_scope"`` the login
+        worked but the account may not do this (e.g. push to a repository it can only pull):
+        an :class:`AuthorizationError`. Otherwise the credentials are missing or refused.
+        """
+        chal = challenges.parse(resp.headers.get("WWW-Authenticate", ""))
+        if (
+            chal is not None
+            and chal.params.get("error") == "insufficient_scope"
+            and not state.credentials.anonymous
+        ):
+            who = f"user {state.credentials.username!r}" if state.credentials.username else (
+                "your account"
+            )
+            # Registries list scopes and actions in any order: sort them for a stable line.
+            scopes = chal.params.get("scope", "").split()
+            asked = ", ".join(sorted(_normal_scope(s) for s in scopes))
+            return AuthorizationError(
+                what,
+                status=resp.status,
+                method=error.method,
+                url=error.url,
+                errors=error.errors,
+                hint=f"{who} was not granted all of the access asked for"
+                + (f" ({asked})" if asked else "")
+                + f": ask for it, or log in as another user with {_login_command(state.registry)}",
+            )
+        error.hint = self._login_hint(state)
+        return error
+
+    def _login_hint(self, state: _RegistryState) -> str:
+        """What to do about a 401: log in to this registry, or fix its credentials."""
+        config = self._docker_config.path if self._docker_config else "config.json"
+        key = DOCKER_HUB_AUTH_KEY if state.registry == DOCKER_HUB else state.registry
+        login = _login_command(state.registry)
+        if state.credentials.anonymous:
+            return f"no credentials for {key} in {config}: log in with {login}"
+        return f"the credentials for {key} were refused: log in again with {login}"
 
     async def _authorized(
         self,
@@ -428,7 +552,7 @@ class Transport:
                 state, method, url, all_headers, data, ssl_ctx=state.ssl, params=params
             )
         except _TLSFailure as exc:
-            raise _certificate_error(state.registry, exc.cause) from exc.cause
+            raise self._tls_error(state.registry, exc.cause) from exc.cause
 
     async def _authorization(
         self, state: _RegistryState, scopes: Scopes
@@ -476,6 +600,7 @@ class Transport:
             }
             body = urllib.parse.urlencode(form).encode()
             resp = await self._token_exchange(
+                state,
                 realm_state,
                 "POST",
                 realm,
@@ -493,7 +618,9 @@ class Transport:
                 headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
             sep = "&" if "?" in realm else "?"
             url = realm + (sep + urllib.parse.urlencode(query) if query else "")
-            resp = await self._token_exchange(realm_state, "GET", url, headers, None, None, what)
+            resp = await self._token_exchange(
+                state, realm_state, "GET", url, headers, None, None, what
+            )
         try:
             answer = msgspec.json.decode(resp.body, type=_TokenAnswer)
         except msgspec.DecodeError as exc:
@@ -524,6 +651,7 @@ class Transport:
 
     async def _token_exchange(
         self,
+        registry_state: _RegistryState,
         state: _RegistryState,
         method: str,
         url: str,
@@ -532,24 +660,38 @@ class Transport:
         params: Mapping[str, str] | None,
         what: str,
     ) -> Response:
-        async for attempt in stamina.retry_context(
-            on=_retry_hook, attempts=self.settings.retry_attempts, timeout=None, wait_initial=0.25
-        ):
-            with attempt:
-                resp = await self._send(state, method, url, headers, data, params, None)
-                if resp.status == 200:
-                    return resp
-                if resp.status in _RETRY_STATUS:
-                    raise _Retryable(_registry_error(what, method, resp), _retry_after(resp))
-                if resp.status in (401, 403):
-                    raise AuthenticationError(
-                        f"{what}: token server answered {resp.status}",
-                        status=resp.status,
-                        method=method,
-                        url=_redact(url),
-                        errors=_error_details(resp.body),
-                    )
-                raise _registry_error(what, method, resp)
+        try:
+            async for attempt in stamina.retry_context(
+                on=_retry_hook,
+                attempts=self.settings.retry_attempts,
+                timeout=None,
+                wait_initial=0.25,
+                wait_max=self.settings.retry_max_wait,
+            ):
+                with attempt:
+                    resp = await self._send(state, method, url, headers, data, params, None)
+                    if resp.status == 200:
+                        return resp
+                    if resp.status in _RETRY_STATUS:
+                        raise _Retryable(_registry_error(what, method, resp), _retry_after(resp))
+                    if resp.status in (401, 403):
+                        error = AuthenticationError(
+                            what,
+                            status=resp.status,
+                            method=method,
+                            url=_redact(url),
+                            errors=_error_details(resp.body),
+                            hint=self._login_hint(registry_state),
+                        )
+                        # RegistryError words it "registry answered"; this is the token server.
+                        error.message = error.message.replace(
+                            f"{what}: registry answered", f"{what}: token server answered", 1
+                        )
+                        raise error
+                    raise _registry_error(what, method, resp)
+        except _Retryable as exc:
+            # Not retried again by the request that needed the token.
+            raise exc.error from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _url(self, state: _RegistryState, path: str) -> str:
@@ -561,6 +703,20 @@ class Transport:
                 return urllib.parse.urlunsplit(parts._replace(scheme=scheme))
             return path
         return f"{scheme}://{state.api_host}{path}"
+
+
+def _normal_scope(text: str) -> str:
+    """``repository:<name>:<actions>`` with actions in :func:`scope` order; others as is."""
+    kind, _, rest = text.partition(":")
+    name, sep, actions = rest.rpartition(":")
+    if kind != "repository" or not sep or not name:
+        return text
+    return scope(name, [a for a in actions.split(",") if a])
+
+
+def _login_command(registry: str) -> str:
+    """The docker command that stores credentials for ``registry``."""
+    return "`docker login`" if registry == DOCKER_HUB else f"`docker login {registry}`"
 
 
 class _TokenAnswer(msgspec.Struct):
@@ -641,21 +797,112 @@ def _retry_hook(exc: Exception) -> bool | float:
     return False
 
 
-def _tls_cause(exc: BaseException) -> bool:
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _find(exc: BaseException, kind: type[_E]) -> _E | None:
+    """``exc`` or the first exception of type ``kind`` it was caused by, or None."""
     seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return True
+    for _ in range(20):
+        if seen is None:
+            return None
+        # aiohttp's wrappers subclass ssl.SSLError/CertificateError themselves, without the
+        # attributes (reason, verify_message): look at what they wrap first.
+        if isinstance(seen, aiohttp.ClientConnectorCertificateError):
+            inner: BaseException = seen.certificate_error
+            if isinstance(inner, kind):
+                return inner
+        elif isinstance(seen, aiohttp.ClientConnectorError) and isinstance(seen.os_error, kind):
+            return seen.os_error
+        if isinstance(seen, kind) and not isinstance(seen, aiohttp.ClientError):
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return isinstance(exc, aiohttp.ServerDisconnectedError)
+    return None
 
 
-def _certificate_error(registry: str, cause: BaseException) -> CertificateError:
-    return CertificateError(f"TLS connection to {registry} failed: {_describe(cause)}")
+def _tls_cause(exc: BaseException, *, handshake: bool = False) -> bool:
+    """True when ``exc`` (on an https URL) is a TLS failure rather than a connection error.
+
+    A server that closes the connection before answering counts only on the first request
+    to it (``handshake``): later it is an idle keep-alive connection closed, worth a retry.
+    """
+    if _find(exc, ssl.SSLError) is not None:
+        return True
+    return handshake and isinstance(exc, aiohttp.ServerDisconnectedError)
+
+
+_HTTPS_ONLY = b"HTTP request to an HTTPS server"
+"""In Go's answer to a plain-HTTP request on a TLS port (``400 Client sent an HTTP request to
+an HTTPS server.``)."""
+_PLAIN_HTTP_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST",
+     "UNKNOWN_PROTOCOL"}
+)
+"""OpenSSL reasons for a TLS handshake answered by a plain-HTTP server."""
+_CLIENT_CERT_REASONS = frozenset(
+    {"SSLV3_ALERT_BAD_CERTIFICATE", "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+     "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+     "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_REVOKED"}
+)
+"""OpenSSL reasons for a server refusing the client's certificate (or the lack of one)."""
+
+
+def _tls_error(registry: str, cause: BaseException, certs: Path) -> CertificateError:
+    """A :class:`CertificateError` that says what went wrong in the handshake and what to do.
+
+    ``certs`` is the registry's certs.d directory (``<certs_dir>/<host:port>``).
+    """
+    verify = _find(cause, ssl.SSLCertVerificationError)
+    if verify is not None:
+        detail = verify.verify_message or _describe(verify)
+        return CertificateError(
+            f"TLS certificate of {registry} is not trusted: {detail}",
+            hint=f"put the CA certificate that signed it in {certs / 'ca.crt'} (docker's "
+            "certs.d layout), or use --insecure to skip verification",
+        )
+    error = _find(cause, ssl.SSLError)
+    reason = str(getattr(error, "reason", "") or "")
+    if reason in _PLAIN_HTTP_REASONS:
+        return CertificateError(
+            f"{registry} does not speak TLS: the TLS handshake got a plain-HTTP answer "
+            f"({reason.lower().replace('_', ' ')})",
+            hint="use --insecure to talk plain HTTP to it",
+        )
+    if reason in _CLIENT_CERT_REASONS:
+        return CertificateError(
+            f"{registry} refused the TLS handshake ({reason.lower().replace('_', ' ')}): it "
+            "requires a client certificate it trusts",
+            hint=f"put the client certificate and its key in {certs / 'client.cert'} and "
+            f"{certs / 'client.key'} (docker's certs.d layout)",
+        )
+    return CertificateError(
+        f"TLS connection to {registry} failed: {_describe(cause)}",
+        hint=f"check the registry's TLS setup; put its CA certificate in {certs / 'ca.crt'} "
+        "(docker's certs.d layout), or use --insecure to skip verification",
+    )
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    """One line for a low-level failure (no object reprs, no tracebacks)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert = exc.certificate_error
+        detail = getattr(cert, "verify_message", "") or str(cert)
+        text = f"cannot connect to {exc.host}:{exc.port}: certificate verify failed: {detail}"
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = exc.os_error
+        if isinstance(os_error, ssl.SSLError):
+            detail = str(os_error.reason or os_error.strerror or os_error)
+        elif os_error.errno:
+            detail = os.strerror(os_error.errno)
+        else:
+            detail = str(os_error) or type(os_error).__name__
+        text = f"cannot connect to {exc.host}:{exc.port}: {detail}"
+    elif isinstance(exc, aiohttp.ServerDisconnectedError):
+        text = "the server closed the connection"
+    elif isinstance(exc, TimeoutError):
+        text = "timed out"
+    else:
+        text = str(exc) or type(exc).__name__
     return " ".join(text.split())
 
 
