@@ -242,7 +242,51 @@ def rm(
 
 @app.command()
 def publish(
-    plan_file: Annotated[Path, typer.Argument(metavar="PLAN.yaml", help="manifest-tool YAML plan")],
+    plan_file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="PLAN.yaml",
+            help="YAML plan: manifest-tool documents and/or compact `matrix` documents.",
+            show_default=False,
+        ),
+    ] = None,
+    platforms: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--platforms",
+            metavar="OS/ARCH[/VARIANT],...",
+            help="Without PLAN.yaml: the platforms of the one list (comma-separated, "
+            "repeatable).",
+        ),
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            "--template",
+            help="Without PLAN.yaml: the source image per platform; the first ARCH, OS and "
+            "VARIANT are replaced (manifest-tool's from-args).",
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="Without PLAN.yaml: the list to publish."),
+    ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tags",
+            metavar="TAG,...",
+            help="With --target: extra tags (comma-separated, repeatable).",
+        ),
+    ] = None,
+    annotations: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotations",
+            metavar="KEY=VALUE,...",
+            help="With --target: index annotations (comma-separated, repeatable).",
+        ),
+    ] = None,
     insecure: InsecureOpt = False,
     concurrency: Annotated[
         int,
@@ -273,11 +317,37 @@ def publish(
                      "manifest-tool's 2-space, or compact."),
     ] = JsonStyleChoice.docker,
 ) -> None:
-    """Publish every manifest list of a plan, concurrently."""
+    """Publish every manifest list of a plan, concurrently.
+
+    The plan is PLAN.yaml, or one list given by --target, --template and --platforms
+    (manifest-tool's `push from-args`), never both.
+    """
     from manyfest.cli.progress import PublishProgress, print_summary
 
+    from_args = {"--platforms": platforms, "--template": template, "--target": target}
+    given = [name for name, value in from_args.items() if value is not None]
+    with_target = [n for n, v in (("--tags", tags), ("--annotations", annotations)) if v]
     try:
-        plan = plans.load(plan_file)
+        if plan_file is not None:
+            if given or with_target:
+                raise UsageError(
+                    f"PLAN.yaml and {', '.join(given + with_target)} cannot be used together",
+                    hint="give a plan file, or --target, --template and --platforms",
+                )
+            plan = plans.load(plan_file)
+        elif not given:
+            raise UsageError(
+                "publish needs PLAN.yaml, or --target, --template and --platforms",
+                hint="see `manyfest publish --help`",
+            )
+        elif platforms is None or template is None or target is None:
+            missing = [name for name in from_args if name not in given]
+            raise UsageError(
+                f"{', '.join(given)} given without {' and '.join(missing)}",
+                hint="a plan from arguments needs --target, --template and --platforms",
+            )
+        else:
+            plan = plans.from_args(platforms, template, target, tags or [], annotations or [])
     except ManyfestError as exc:
         raise _fail(exc) from None
     progress = PublishProgress(len(plan), stderr)

@@ -1,6 +1,7 @@
-"""Publish plans: manifest-tool's YAML spec, one list per document, hundreds per file.
+"""Publish plans: manifest-tool's YAML spec, compact matrix documents, and from-args lists.
 
-A document (estesp/manifest-tool ``v2/pkg/types``)::
+A plan file holds any number of YAML documents, each of one of two kinds (a file may mix
+them). A manifest-tool document (estesp/manifest-tool ``v2/pkg/types``) is one list::
 
     image: registry/repo:tag          # the target list
     tags: ["1.0", "latest"]           # extra tags (optional)
@@ -14,6 +15,20 @@ A document (estesp/manifest-tool ``v2/pkg/types``)::
           os.version: "10.0.17763"    # or osversion (manifest-tool's spelling)
           os.features: [win32k]       # or osfeatures
 
+A compact document (one with a ``matrix`` key) is many lists: one per combination of the
+matrix values (cartesian product, keys in order, then values in order), every other string
+templated with :meth:`str.format_map` (see :func:`parse_documents`)::
+
+    matrix: {version: ["1.0", "2.0"], flavor: ["", "-alpine"]}
+    image: registry/app:{version}{flavor}
+    tags: ["{version}{flavor}-stable"]                  # optional
+    annotations: {org.opencontainers.image.version: "{version}"}   # optional
+    platforms: [linux/amd64, linux/arm/v7]
+    template: registry/app-{os}-{arch}{variant}:{version}{flavor}
+    # or, instead of platforms + template, manifests: [...] as above, templated
+
+:func:`from_args` builds the one list of manifest-tool's ``push from-args``.
+
 Loading: PyYAML's ``BaseLoader`` via ``load_all`` (every scalar stays the string written, so
 tags ``1.10`` and ``010`` and ``architecture: 386`` keep their text), then ``msgspec.convert``
 into Structs that forbid unknown keys; errors name the document and the field.
@@ -21,7 +36,10 @@ into Structs that forbid unknown keys; errors name the document and the field.
 
 from __future__ import annotations
 
+import itertools
 import re
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +77,18 @@ class ListSpec(msgspec.Struct, forbid_unknown_fields=True):
     manifests: list[ManifestSpec]
     tags: list[str] = msgspec.field(default_factory=list)
     annotations: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class CompactSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """A compact document: a matrix of values and the templates of its lists."""
+
+    matrix: dict[str, list[str]]
+    image: str
+    tags: list[str] = msgspec.field(default_factory=list)
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    platforms: list[str] | None = None
+    template: str | None = None
+    manifests: list[ManifestSpec] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,17 +172,41 @@ def _normalise_platform(doc: dict[str, Any], where: str) -> None:
 
 
 def parse_documents(text: str, source: str = "plan") -> list[PlanList]:
-    """Parse plan YAML text (one list per document).
+    """Parse plan YAML text: manifest-tool documents and compact documents, mixed freely.
+
+    A document with a ``matrix`` key is compact; any other is a manifest-tool document (one
+    list). A compact document has the keys ``matrix`` (a mapping of keys to lists of string
+    values), ``image``, optional ``tags`` and ``annotations``, and either ``platforms``
+    (``os/arch[/variant]`` strings) with ``template``, or ``manifests`` (manifest-tool
+    entries). It expands to one list per combination of the matrix values
+    (:func:`itertools.product`: keys in the order written, then values in the order
+    written). Its strings are :meth:`str.format_map` templates over the matrix keys
+    (``{{`` and ``}}`` are literal braces): ``image``, each tag, each annotation value, each
+    manifest's ``image`` and platform values; ``template`` may also use ``{os}``, ``{arch}``
+    and ``{variant}`` (empty when the platform has none). Each platform makes one entry
+    whose source is the template and whose platform override is that os/architecture/variant,
+    as manifest-tool's ``push from-args`` does. Expanded lists are validated as manifest-tool
+    documents are; their errors name the combination, e.g. ``document 2 (version='1.0',
+    flavor='')``.
+
+    Lists come in file order, a compact document's in matrix order; ``PlanList.document``
+    is the 1-based document number. Every tag (target or extra) may be written by one list
+    only.
 
     Raises:
         PlanError: YAML syntax errors, unknown keys, missing fields, wrong shapes, invalid
-            references or tags; the message names the document (1-based) and the field.
+            references or tags, unknown placeholders (``document 3: template: unknown
+            placeholder {flavour}``), matrix keys that are not names or that shadow
+            ``{os}``/``{arch}``/``{variant}``, empty or repeated matrix values, invalid
+            platforms, two platforms giving one source, a tag written by two lists (naming
+            both documents); the message names the document (1-based) and the field.
     """
     try:
         documents = list(yaml.load_all(text, Loader=_PlanLoader))
     except yaml.YAMLError as exc:
         raise PlanError(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from exc
     lists: list[PlanList] = []
+    labels: list[str] = []
     number = 0
     for number, doc in enumerate(documents, start=1):
         if doc is None or doc == "":
@@ -160,16 +214,328 @@ def parse_documents(text: str, source: str = "plan") -> list[PlanList]:
         where = f"{source}: document {number}"
         if not isinstance(doc, dict):
             raise PlanError(f"{where}: expected a mapping with image, tags and manifests")
+        if "matrix" in doc:
+            for label, plan in _expand(doc, source, number):
+                labels.append(label)
+                lists.append(plan)
+            continue
         doc = _drop_null_keys(doc)
         _normalise_platform(doc, where)
         try:
             spec = msgspec.convert(doc, ListSpec)
         except msgspec.ValidationError as exc:
             raise PlanError(f"{where}: {exc}") from exc
+        labels.append(f"document {number}")
         lists.append(_validate(spec, where, number))
     if not lists:
         raise PlanError(f"{source}: no list in the plan", hint="add at least one YAML document")
+    _check_unique_tags(lists, labels, source)
     return lists
+
+
+_PLATFORM_KEYS = ("os", "arch", "variant")
+_MATRIX_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+_PLATFORM_RE = re.compile(r"[^/\s]+/[^/\s]+(?:/[^/\s]+)?\Z")
+_FORMATTER = string.Formatter()
+
+
+def _split_platform(text: str) -> tuple[str, str, str] | None:
+    """``os/arch[/variant]`` → (os, arch, variant); None when not of that form."""
+    if not _PLATFORM_RE.match(text):
+        return None
+    parts = text.split("/")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+
+
+def _check_placeholders(text: str, names: Sequence[str], where: str, field: str) -> None:
+    """Raise PlanError unless ``text`` is a format string whose fields are all in ``names``."""
+    try:
+        parsed = [(name, spec) for _, name, spec, _ in _FORMATTER.parse(text) if name is not None]
+    except ValueError as exc:
+        raise PlanError(f"{where}: {field}: invalid template {text!r}: {exc}") from None
+    defined = ", ".join(f"{{{n}}}" for n in names) or "none"
+    hint = f"placeholders defined for {field}: {defined}"
+    for name, spec in parsed:
+        if name == "" or name.isdigit():
+            raise PlanError(f"{where}: {field}: positional placeholder {{{name}}}", hint=hint)
+        if re.search(r"[.\[]", name):
+            raise PlanError(
+                f"{where}: {field}: placeholder {{{name}}}: attribute and index access are "
+                "not supported",
+                hint=hint,
+            )
+        if name not in names:
+            raise PlanError(f"{where}: {field}: unknown placeholder {{{name}}}", hint=hint)
+        if spec:
+            _check_placeholders(spec, names, where, field)
+
+
+def _render(text: str, values: Mapping[str, str], doc_where: str, where: str, field: str) -> str:
+    """``text.format_map(values)``; unknown names are errors of the document, others of
+    the combination (``where``)."""
+    _check_placeholders(text, list(values), doc_where, field)
+    try:
+        return text.format_map(values)
+    except (ValueError, TypeError) as exc:  # a format spec or conversion a str refuses
+        raise PlanError(f"{where}: {field}: {exc}") from None
+
+
+def _render_platform(
+    p: PlatformSpec, values: Mapping[str, str], doc_where: str, where: str, field: str
+) -> PlatformSpec:
+    def r(text: str, name: str) -> str:
+        return _render(text, values, doc_where, where, f"{field}.{name}")
+
+    return PlatformSpec(
+        architecture=r(p.architecture, "architecture"),
+        os=r(p.os, "os"),
+        variant=r(p.variant, "variant"),
+        os_version=r(p.os_version, "os.version"),
+        os_features=[r(f, f"os.features[{i}]") for i, f in enumerate(p.os_features)],
+    )
+
+
+def _platform_manifests(
+    platforms: Sequence[tuple[str, tuple[str, str, str]]],
+    source_of: Callable[[str, str, str], str],
+    where: str,
+    hint: str,
+) -> list[ManifestSpec]:
+    """One entry per platform: its source name and an os/architecture/variant override.
+
+    ``where`` ends with the field naming the template; two platforms giving the same source
+    are an error (the template lacks a placeholder).
+    """
+    manifests: list[ManifestSpec] = []
+    seen: dict[str, str] = {}
+    for text, (os_, arch, variant) in platforms:
+        image = source_of(os_, arch, variant)
+        try:
+            ref = str(reference.parse(image))
+        except InvalidReferenceError as exc:
+            raise PlanError(f"{where}: {text}: {exc}", hint=hint) from exc
+        if ref in seen:
+            raise PlanError(
+                f"{where}: {seen[ref]} and {text} both give {image!r}",
+                hint="each platform needs its own source; " + hint,
+            )
+        seen[ref] = text
+        override = PlatformSpec(architecture=arch, os=os_, variant=variant)
+        manifests.append(ManifestSpec(image, override))
+    return manifests
+
+
+def _expand(doc: dict[str, Any], source: str, number: int) -> list[tuple[str, PlanList]]:
+    """A compact document's lists, in matrix order, each with its label for errors."""
+    doc_where = f"{source}: document {number}"
+    matrix = doc.get("matrix")
+    if isinstance(matrix, dict):  # before nulls are dropped: `key:` with no value is an error
+        for key, values in matrix.items():
+            if values is None or values == []:
+                raise PlanError(f"{doc_where}: matrix: {key}: no values")
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise PlanError(
+                    f"{doc_where}: matrix: {key}: expected a list of strings",
+                    hint="write matrix values as a list: key: [a, b]",
+                )
+    doc = _drop_null_keys(doc)
+    _normalise_platform(doc, doc_where)
+    try:
+        spec = msgspec.convert(doc, CompactSpec)
+    except msgspec.ValidationError as exc:
+        raise PlanError(f"{doc_where}: {exc}") from exc
+    for key, values in spec.matrix.items():
+        if not _MATRIX_KEY.match(key):
+            raise PlanError(
+                f"{doc_where}: matrix: invalid key {key!r}",
+                hint="matrix keys are names: letters, digits, '_' and '-', not starting "
+                "with a digit",
+            )
+        repeated = next((v for i, v in enumerate(values) if v in values[:i]), None)
+        if repeated is not None:
+            raise PlanError(f"{doc_where}: matrix: {key}: value {repeated!r} given twice")
+    platforms: list[tuple[str, tuple[str, str, str]]] = []
+    if spec.manifests is None:
+        if spec.platforms is None or spec.template is None:
+            raise PlanError(
+                f"{doc_where}: a matrix document needs platforms and template, or manifests"
+            )
+        for key in _PLATFORM_KEYS:
+            if key in spec.matrix:
+                raise PlanError(
+                    f"{doc_where}: matrix: key {key!r} is the {{{key}}} platform placeholder",
+                    hint="rename the matrix key, or use manifests instead of platforms",
+                )
+        if not spec.platforms:
+            raise PlanError(f"{doc_where}: platforms: a list needs at least one platform")
+        for i, text in enumerate(spec.platforms):
+            parsed = _split_platform(text)
+            if parsed is None:
+                raise PlanError(
+                    f"{doc_where}: platforms[{i}]: invalid platform {text!r}: expected "
+                    "os/arch[/variant]"
+                )
+            platforms.append((text, parsed))
+    elif spec.platforms is not None or spec.template is not None:
+        raise PlanError(f"{doc_where}: give platforms and template, or manifests, not both")
+
+    out: list[tuple[str, PlanList]] = []
+    for combination in itertools.product(*spec.matrix.values()):
+        names = dict(zip(spec.matrix, combination, strict=True))
+        label = f"document {number}"
+        if names:
+            label += " (" + ", ".join(f"{k}={v!r}" for k, v in names.items()) + ")"
+        listspec = _combination(spec, names, platforms, doc_where, f"{source}: {label}")
+        out.append((label, _validate(listspec, f"{source}: {label}", number)))
+    return out
+
+
+def _combination(
+    spec: CompactSpec,
+    names: Mapping[str, str],
+    platforms: Sequence[tuple[str, tuple[str, str, str]]],
+    doc_where: str,
+    where: str,
+) -> ListSpec:
+    """The list of one matrix combination (``names``), before validation."""
+
+    def render(text: str, field: str) -> str:
+        return _render(text, names, doc_where, where, field)
+
+    image = render(spec.image, "image")
+    tags = [render(t, f"tags[{i}]") for i, t in enumerate(spec.tags)]
+    annotations = {k: render(v, f"annotations[{k!r}]") for k, v in spec.annotations.items()}
+    if spec.manifests is not None:
+        manifests = [
+            ManifestSpec(
+                render(m.image, f"manifests[{i}].image"),
+                None
+                if m.platform is None
+                else _render_platform(
+                    m.platform, names, doc_where, where, f"manifests[{i}].platform"
+                ),
+            )
+            for i, m in enumerate(spec.manifests)
+        ]
+    else:
+        template = spec.template
+        assert template is not None
+
+        def source_of(os_: str, arch: str, variant: str) -> str:
+            placeholders = {**names, "os": os_, "arch": arch, "variant": variant}
+            return _render(template, placeholders, doc_where, where, "template")
+
+        manifests = _platform_manifests(
+            platforms,
+            source_of,
+            f"{where}: template",
+            "use {os}, {arch} and {variant} in the template",
+        )
+    return ListSpec(image, manifests, tags, annotations)
+
+
+def _check_unique_tags(lists: Sequence[PlanList], labels: Sequence[str], source: str) -> None:
+    """Refuse a tag written by two lists: they would race and the last PUT would win."""
+    seen: dict[tuple[str, str, str], tuple[str, bool]] = {}
+    for plan, label in zip(lists, labels, strict=True):
+        for i, tag in enumerate(plan.tags):
+            key = (plan.target.registry, plan.target.repository, tag)
+            if key in seen:
+                other, other_is_target = seen[key]
+                role = "the target" if other_is_target else "a tag"
+                raise PlanError(
+                    f"{source}: {label}: {'image' if i == 0 else 'tags'}: "
+                    f"{plan.target.with_tag(tag)} is also {role} of {other}",
+                    hint="each tag can be written by one list only",
+                )
+            seen[key] = (label, i == 0)
+
+
+_ARGS_HINT = "check --platforms, --template, --target, --tags and --annotations"
+
+
+def _split_values(values: Iterable[str]) -> list[str]:
+    """Comma-separated, repeatable option values, stripped, empty items dropped."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def from_args(
+    platforms: Iterable[str],
+    template: str,
+    target: str,
+    tags: Iterable[str] = (),
+    annotations: Iterable[str] = (),
+) -> list[PlanList]:
+    """The one-list plan of manifest-tool's ``push from-args``.
+
+    Follows estesp/manifest-tool v2 (``cmd/manifest-tool/push.go``): each platform
+    ``os/arch[/variant]`` makes one entry whose source is ``template`` with the FIRST
+    ``ARCH`` replaced by the architecture, then the first ``OS`` by the os, then the first
+    ``VARIANT`` by the variant (empty when the platform has none), in that order and once
+    each (``reg/app-OS-ARCHVARIANT:1`` → ``reg/app-linux-amd64:1``,
+    ``reg/app-linux-armv7:1``); its platform override is that os/architecture/variant (the
+    variant, when empty, comes from the image config, as manifest-tool's). Annotations are
+    ``key=value`` with exactly one ``=``; a key given twice keeps the last value.
+
+    Args:
+        platforms: ``os/arch[/variant]`` values; each item may hold several, comma-separated
+            (``["linux/amd64,linux/arm64/v8"]``); blanks around items are dropped.
+        template: the source name with ``ARCH``, ``OS`` and ``VARIANT`` placeholders.
+        target: the target list reference (a tag, not a digest).
+        tags: extra tags, comma-separated items as ``platforms``.
+        annotations: ``key=value`` index annotations, comma-separated items as ``platforms``.
+
+    Returns:
+        One :class:`PlanList` (``document`` 1), entries in platform order.
+
+    Raises:
+        PlanError: (exit 2) no platform, a platform not ``os/arch[/variant]``, an annotation
+            not ``key=value`` or with an empty key, an invalid target, tag or expanded
+            source, a target with a digest, two platforms giving the same source.
+    """
+    platform_items = _split_values(platforms)
+    if not platform_items:
+        raise PlanError("--platforms: no platform given", hint=_ARGS_HINT)
+    parsed: list[tuple[str, tuple[str, str, str]]] = []
+    for text in platform_items:
+        split = _split_platform(text)
+        if split is None:
+            raise PlanError(
+                f"--platforms: invalid platform {text!r}: expected os/arch[/variant]",
+                hint=_ARGS_HINT,
+            )
+        parsed.append((text, split))
+    try:
+        target_ref = reference.parse(target)
+    except InvalidReferenceError as exc:
+        raise PlanError(f"--target: {exc}", hint=_ARGS_HINT) from exc
+    if target_ref.digest:
+        raise PlanError(
+            f"--target: the target {target!r} must be a tag, not a digest", hint=_ARGS_HINT
+        )
+    tag_items = _split_values(tags)
+    for tag in tag_items:
+        if not reference.valid_tag(tag):
+            raise PlanError(f"--tags: invalid tag {tag!r}", hint=_ARGS_HINT)
+    annotation_map: dict[str, str] = {}
+    for item in _split_values(annotations):
+        parts = item.split("=")
+        if len(parts) != 2:
+            raise PlanError(f"--annotations: {item!r} is not key=value", hint=_ARGS_HINT)
+        if not parts[0]:
+            raise PlanError(f"--annotations: {item!r} has an empty key", hint=_ARGS_HINT)
+        annotation_map[parts[0]] = parts[1]
+
+    def source_of(os_: str, arch: str, variant: str) -> str:
+        return (
+            template.replace("ARCH", arch, 1).replace("OS", os_, 1).replace("VARIANT", variant, 1)
+        )
+
+    manifests = _platform_manifests(
+        parsed, source_of, "--template", "use ARCH, OS and VARIANT in --template"
+    )
+    spec = ListSpec(target, manifests, tag_items, annotation_map)
+    return [_validate(spec, "arguments", 1)]
 
 
 def _validate(spec: ListSpec, where: str, number: int) -> PlanList:
