@@ -151,6 +151,7 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
         self._states: dict[str, _RegistryState] = {}
         self._tokens = TokenCache(self._fetch_token)
+        self._proxies: dict[tuple[str, str], str | None] = {}
         self.total = RequestStats()
 
     async def __aenter__(self) -> Transport:
@@ -241,6 +242,14 @@ class Transport:
                         "*.cert + *.key: a client certificate and its key in PEM)",
                     ) from exc
         return ctx
+
+    def _proxy(self, url: str) -> str | None:
+        """:func:`_proxy_for`, computed once per scheme and host for this transport."""
+        parts = urllib.parse.urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        if key not in self._proxies:
+            self._proxies[key] = _proxy_for(url)
+        return self._proxies[key]
 
     def scheme_of(self, registry: str) -> str | None:
         """The scheme decided for ``registry`` by its ping (``None`` before the ping)."""
@@ -357,7 +366,7 @@ class Transport:
         if stats is not None:
             stats.requests += 1
         self.total.requests += 1
-        proxy = _proxy_for(url)
+        proxy = self._proxy(url)
         async with state.limiter:
             try:
                 async with self.session.request(
@@ -434,35 +443,60 @@ class Transport:
         await self._ensure_pinged(state)
         url = self._url(state, path)
         try:
+            # Fast path: most exchanges succeed at once; stamina only runs for the retries.
+            return await self._attempt(state, method, url, headers, data, params, scopes, ok,
+                                       what)
+        except _Retryable as first:
+            if self.settings.retry_attempts <= 1:
+                raise first.error from first.__cause__
+            failure = first
+        try:
             async for attempt in stamina.retry_context(
                 on=_retry_hook,
-                attempts=self.settings.retry_attempts,
+                attempts=self.settings.retry_attempts - 1,
                 timeout=None,
                 wait_initial=0.25,
                 wait_max=self.settings.retry_max_wait,
                 wait_jitter=0.25,
             ):
                 with attempt:
-                    if attempt.num > 1:
-                        stats = current_stats.get()
-                        if stats is not None:
-                            stats.retries += 1
-                        self.total.retries += 1
-                    resp = await self._authorized(
-                        state, method, url, headers, data, params, scopes
+                    if attempt.num == 1:
+                        # The first failure's wait (Retry-After, else the initial backoff).
+                        await anyio.sleep(0.25 if failure.wait is None else failure.wait)
+                    stats = current_stats.get()
+                    if stats is not None:
+                        stats.retries += 1
+                    self.total.retries += 1
+                    return await self._attempt(
+                        state, method, url, headers, data, params, scopes, ok, what
                     )
-                    if resp.status in ok:
-                        return resp
-                    if resp.status in _RETRY_STATUS:
-                        raise _Retryable(_registry_error(what, method, resp), _retry_after(resp))
-                    error = _registry_error(what, method, resp)
-                    if resp.status == 401:
-                        error = self._unauthorized(state, what, resp, error)
-                    raise error
         except _Retryable as exc:
             # Retries exhausted: raise the error itself (the internal wrapper never leaks).
             raise exc.error from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(
+        self,
+        state: _RegistryState,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        data: bytes | None,
+        params: Mapping[str, str] | None,
+        scopes: Scopes,
+        ok: tuple[int, ...],
+        what: str,
+    ) -> Response:
+        """One try: the answer when its status is in ``ok``; else a (retryable) error."""
+        resp = await self._authorized(state, method, url, headers, data, params, scopes)
+        if resp.status in ok:
+            return resp
+        if resp.status in _RETRY_STATUS:
+            raise _Retryable(_registry_error(what, method, resp), _retry_after(resp))
+        error = _registry_error(what, method, resp)
+        if resp.status == 401:
+            error = self._unauthorized(state, what, resp, error)
+        raise error
 
     def _unauthorized(
         self, state: _RegistryState, what: str, resp: Response, error: RegistryError
