@@ -19,7 +19,7 @@ import anyio
 import typer
 from rich.console import Console
 
-from manyfest import reference
+from manyfest import config, reference
 from manyfest._version import __version__
 from manyfest.api import Session
 from manyfest.engine import PublishOptions, first_error
@@ -116,8 +116,12 @@ def _parse(text: str) -> reference.Reference:
         raise _fail(exc) from None
 
 
-def _settings(insecure: bool, concurrency: int = DEFAULT_CONCURRENCY) -> Settings:
-    return Settings(insecure=insecure, concurrency=concurrency)
+def _settings(insecure: bool, concurrency: int | None = None) -> Settings:
+    """Settings from the configuration file with the command line's flags on top."""
+    try:
+        return config.settings(config.load(), insecure=insecure, concurrency=concurrency)
+    except ManyfestError as exc:
+        raise _fail(exc) from None
 
 
 @app.command()
@@ -289,9 +293,14 @@ def publish(
     ] = None,
     insecure: InsecureOpt = False,
     concurrency: Annotated[
-        int,
-        typer.Option("--concurrency", min=1, help="Requests in flight per registry."),
-    ] = DEFAULT_CONCURRENCY,
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            help=f"Requests in flight per registry (default {DEFAULT_CONCURRENCY}, or the "
+            "configuration file's).",
+        ),
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print a JSON report on stdout.")
     ] = False,

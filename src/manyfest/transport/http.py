@@ -201,7 +201,7 @@ class Transport:
                 registry=registry,
                 api_host=DOCKER_HUB_API if registry == DOCKER_HUB else registry,
                 insecure=insecure,
-                limiter=anyio.CapacityLimiter(self.settings.concurrency),
+                limiter=anyio.CapacityLimiter(self.settings.concurrency_for(registry)),
                 ssl_verify=self._ssl_context(registry, verify=True),
                 ssl_noverify=self._ssl_context(registry, verify=False),
             )

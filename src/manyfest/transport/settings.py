@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ class Settings:
         certs_dir: docker's ``certs.d`` directory: ``<dir>/<host[:port]>/*.crt`` are CAs,
             ``*.cert`` + ``*.key`` client certificates. ``MANYFEST_CERTS_DIR`` overrides.
         concurrency: requests in flight per registry.
+        registry_concurrency: per-registry limits over ``concurrency`` (config file).
         connect_timeout: seconds to establish a connection (TCP + TLS).
         read_timeout: seconds to wait for data on a socket.
         retry_attempts: tries of one HTTP exchange on 429, 5xx and connection errors.
@@ -47,10 +49,15 @@ class Settings:
         default_factory=lambda: Path(os.environ.get("MANYFEST_CERTS_DIR", "/etc/docker/certs.d"))
     )
     concurrency: int = DEFAULT_CONCURRENCY
+    registry_concurrency: Mapping[str, int] = field(default_factory=dict)
     connect_timeout: float = 30.0
     read_timeout: float = 60.0
     retry_attempts: int = 5
     retry_max_wait: float = 30.0
+
+    def concurrency_for(self, registry: str) -> int:
+        """Requests in flight allowed for ``registry``."""
+        return self.registry_concurrency.get(registry, self.concurrency)
 
     def is_insecure(self, registry: str) -> bool:
         """True when ``registry`` may skip TLS verification and fall back to plain HTTP."""
