@@ -132,7 +132,11 @@ class PlanList:
         return [self.target.tag or "latest", *self.extra_tags]
 
 
-class _PlanLoader(yaml.BaseLoader):
+# libyaml's parser when PyYAML has it (10x faster on big plans); same BaseLoader semantics.
+_BaseLoader: type[yaml.BaseLoader] = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+
+
+class _PlanLoader(_BaseLoader):  # type: ignore[valid-type,misc]
     """BaseLoader (every scalar a string) that still reads a plain null as None."""
 
 
