@@ -33,7 +33,7 @@ import ssl
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -311,32 +311,22 @@ class Transport:
             TransportError, RegistryError: still failing after the retries.
         """
         what = f"ping {state.registry}"
-        try:
-            async for attempt in stamina.retry_context(
-                on=_retry_hook,
-                attempts=self.settings.retry_attempts,
-                timeout=None,
-                wait_initial=0.25,
-                wait_max=self.settings.retry_max_wait,
-            ):
-                with attempt:
-                    resp = await self._exchange(
-                        state,
-                        "GET",
-                        f"{scheme}://{state.api_host}/v2/",
-                        {},
-                        None,
-                        ssl_ctx=ssl_ctx,
-                        handshake=True,
-                    )
-                    if resp.status in _RETRY_STATUS:
-                        raise _Retryable(
-                            _registry_error(what, "GET", resp), _retry_after(resp)
-                        )
-                    return resp
-        except _Retryable as exc:
-            raise exc.error from exc.__cause__
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        async def attempt() -> Response:
+            resp = await self._exchange(
+                state,
+                "GET",
+                f"{scheme}://{state.api_host}/v2/",
+                {},
+                None,
+                ssl_ctx=ssl_ctx,
+                handshake=True,
+            )
+            if resp.status in _RETRY_STATUS:
+                raise _Retryable(_registry_error(what, "GET", resp), _retry_after(resp))
+            return resp
+
+        return await self._with_retries(attempt)
 
     def _tls_error(self, registry: str, cause: BaseException) -> CertificateError:
         """A one-line error for a failed TLS handshake with ``registry``, saying what to do."""
@@ -442,16 +432,26 @@ class Transport:
         state = self._state(registry)
         await self._ensure_pinged(state)
         url = self._url(state, path)
+        return await self._with_retries(
+            lambda: self._attempt(state, method, url, headers, data, params, scopes, ok, what)
+        )
+
+    async def _with_retries(self, attempt: Callable[[], Awaitable[Response]]) -> Response:
+        """Run ``attempt``; retry it while it raises :class:`_Retryable`.
+
+        The first try runs outside stamina (most exchanges succeed at once); the retries wait
+        the failure's ``Retry-After``, else an exponential backoff with jitter, and are
+        counted in :data:`current_stats` and :attr:`total`. When the tries are used up the
+        last error itself is raised (the internal wrapper never leaks).
+        """
         try:
-            # Fast path: most exchanges succeed at once; stamina only runs for the retries.
-            return await self._attempt(state, method, url, headers, data, params, scopes, ok,
-                                       what)
+            return await attempt()
         except _Retryable as first:
-            if self.settings.retry_attempts <= 1:
-                raise first.error from first.__cause__
             failure = first
+        if self.settings.retry_attempts <= 1:
+            raise failure.error from failure.__cause__
         try:
-            async for attempt in stamina.retry_context(
+            async for retry in stamina.retry_context(
                 on=_retry_hook,
                 attempts=self.settings.retry_attempts - 1,
                 timeout=None,
@@ -459,19 +459,16 @@ class Transport:
                 wait_max=self.settings.retry_max_wait,
                 wait_jitter=0.25,
             ):
-                with attempt:
-                    if attempt.num == 1:
+                with retry:
+                    if retry.num == 1:
                         # The first failure's wait (Retry-After, else the initial backoff).
                         await anyio.sleep(0.25 if failure.wait is None else failure.wait)
                     stats = current_stats.get()
                     if stats is not None:
                         stats.retries += 1
                     self.total.retries += 1
-                    return await self._attempt(
-                        state, method, url, headers, data, params, scopes, ok, what
-                    )
+                    return await attempt()
         except _Retryable as exc:
-            # Retries exhausted: raise the error itself (the internal wrapper never leaks).
             raise exc.error from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -694,39 +691,31 @@ class Transport:
         params: Mapping[str, str] | None,
         what: str,
     ) -> Response:
-        try:
-            async for attempt in stamina.retry_context(
-                on=_retry_hook,
-                attempts=self.settings.retry_attempts,
-                timeout=None,
-                wait_initial=0.25,
-                wait_max=self.settings.retry_max_wait,
-            ):
-                with attempt:
-                    resp = await self._send(state, method, url, headers, data, params, None)
-                    if resp.status == 200:
-                        return resp
-                    if resp.status in _RETRY_STATUS:
-                        raise _Retryable(_registry_error(what, method, resp), _retry_after(resp))
-                    if resp.status in (401, 403):
-                        error = AuthenticationError(
-                            what,
-                            status=resp.status,
-                            method=method,
-                            url=_redact(url),
-                            errors=_error_details(resp.body),
-                            hint=self._login_hint(registry_state),
-                        )
-                        # RegistryError words it "registry answered"; this is the token server.
-                        error.message = error.message.replace(
-                            f"{what}: registry answered", f"{what}: token server answered", 1
-                        )
-                        raise error
-                    raise _registry_error(what, method, resp)
-        except _Retryable as exc:
-            # Not retried again by the request that needed the token.
-            raise exc.error from exc.__cause__
-        raise AssertionError("unreachable")  # pragma: no cover
+        async def attempt() -> Response:
+            resp = await self._send(state, method, url, headers, data, params, None)
+            if resp.status == 200:
+                return resp
+            if resp.status in _RETRY_STATUS:
+                raise _Retryable(_registry_error(what, method, resp), _retry_after(resp))
+            if resp.status in (401, 403):
+                error = AuthenticationError(
+                    what,
+                    status=resp.status,
+                    method=method,
+                    url=_redact(url),
+                    errors=_error_details(resp.body),
+                    hint=self._login_hint(registry_state),
+                )
+                # RegistryError words it "registry answered"; this is the token server.
+                error.message = error.message.replace(
+                    f"{what}: registry answered", f"{what}: token server answered", 1
+                )
+                raise error
+            raise _registry_error(what, method, resp)
+
+        # A token request that keeps failing is not retried again by the request that needed
+        # the token: its error goes up as is.
+        return await self._with_retries(attempt)
 
     def _url(self, state: _RegistryState, path: str) -> str:
         """Absolute URL for ``path``; same-host absolute URLs get the registry's scheme."""
