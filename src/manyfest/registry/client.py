@@ -19,7 +19,7 @@ from manyfest.auth.tokens import scope
 from manyfest.content import Manifest
 from manyfest.errors import DigestMismatchError, NotFoundError, RegistryError
 from manyfest.reference import Reference
-from manyfest.transport import Transport
+from manyfest.transport import Response, Transport
 
 _PULL = ("pull",)
 _PUSH = ("pull", "push")
@@ -49,6 +49,25 @@ class RegistryClient:
     def _scopes(ref: Reference, actions: tuple[str, ...]) -> frozenset[str]:
         return frozenset({scope(ref.repository, actions)})
 
+    async def _manifest_request(
+        self,
+        method: str,
+        ref: Reference,
+        what: str,
+        scopes: frozenset[str],
+        ok: tuple[int, ...],
+    ) -> Response:
+        """HEAD/GET ``/v2/<repository>/manifests/<tag or digest>`` with the full Accept."""
+        return await self.transport.request(
+            method,
+            ref.registry,
+            f"/v2/{ref.repository}/manifests/{ref.reference}",
+            what=what,
+            scopes=scopes,
+            headers={"Accept": mediatypes.ACCEPT},
+            ok=ok,
+        )
+
     async def head_manifest(self, ref: Reference, *, push: bool = False) -> ManifestHead | None:
         """HEAD a manifest by tag or digest; ``None`` when it does not exist (404).
 
@@ -66,14 +85,8 @@ class RegistryClient:
         """
         scopes = self._scopes(ref, _PUSH if push else _PULL)
         if ref.registry not in self._no_head:
-            resp = await self.transport.request(
-                "HEAD",
-                ref.registry,
-                f"/v2/{ref.repository}/manifests/{ref.reference}",
-                what=f"look up {ref}",
-                scopes=scopes,
-                headers={"Accept": mediatypes.ACCEPT},
-                ok=(200, 404, 405),
+            resp = await self._manifest_request(
+                "HEAD", ref, f"look up {ref}", scopes, (200, 404, 405)
             )
             if resp.status == 404:
                 return None
@@ -85,15 +98,7 @@ class RegistryClient:
                     mediatypes.base(resp.headers.get("Content-Type", "")),
                 )
             self._no_head.add(ref.registry)
-        resp = await self.transport.request(
-            "GET",
-            ref.registry,
-            f"/v2/{ref.repository}/manifests/{ref.reference}",
-            what=f"look up {ref}",
-            scopes=scopes,
-            headers={"Accept": mediatypes.ACCEPT},
-            ok=(200, 404),
-        )
+        resp = await self._manifest_request("GET", ref, f"look up {ref}", scopes, (200, 404))
         if resp.status == 404:
             return None
         manifest = Manifest.from_bytes(resp.body, resp.headers.get("Content-Type", ""))
@@ -110,13 +115,8 @@ class RegistryClient:
             DigestMismatchError: the bytes do not match the digest that named them.
         """
         try:
-            resp = await self.transport.request(
-                "GET",
-                ref.registry,
-                f"/v2/{ref.repository}/manifests/{ref.reference}",
-                what=f"get manifest {ref}",
-                scopes=self._scopes(ref, _PULL),
-                headers={"Accept": mediatypes.ACCEPT},
+            resp = await self._manifest_request(
+                "GET", ref, f"get manifest {ref}", self._scopes(ref, _PULL), (200,)
             )
         except NotFoundError as exc:
             raise NotFoundError(
