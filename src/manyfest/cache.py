@@ -68,6 +68,7 @@ class FactCache:
         self.root = root or default_dir()
         self.enabled = enabled
         self._pending: dict[Path, bytes] = {}
+        self._hints: dict[str, str | None] = {}
 
     def flush(self) -> int:
         """Write every pending entry (atomically, each); returns how many were written."""
@@ -85,7 +86,7 @@ class FactCache:
         algorithm, _, encoded = digest.partition(":")
         if not digests.is_valid(digest):
             return None
-        return self.root / kind / algorithm / encoded
+        return Path(os.path.join(self.root, kind, algorithm, encoded))
 
     def _write(self, path: Path, data: bytes) -> None:
         try:
@@ -161,19 +162,23 @@ class FactCache:
 
     def _tag_path(self, ref: Reference) -> Path:
         key = hashlib.sha256(str(ref).encode()).hexdigest()
-        return self.root / "tags" / key[:2] / key
+        return Path(os.path.join(self.root, "tags", key[:2], key))
 
     def tag_hint(self, ref: Reference) -> str | None:
         """The digest ``ref`` (a tag) pointed at when last resolved, or None."""
         if not self.enabled:
             return None
+        key = str(ref)
+        if key in self._hints:
+            return self._hints[key]
         data = self._read(self._tag_path(ref))
-        if data is None:
-            return None
-        text = data.decode(errors="replace").strip()
-        return text if digests.is_valid(text) else None
+        text = data.decode(errors="replace").strip() if data is not None else ""
+        hint = text if digests.is_valid(text) else None
+        self._hints[key] = hint
+        return hint
 
     def put_tag_hint(self, ref: Reference, digest: str) -> None:
         """Remember what ``ref`` pointed at (a hint for the next run)."""
         if self.enabled and self.tag_hint(ref) != digest:
+            self._hints[str(ref)] = digest
             self._pending[self._tag_path(ref)] = digest.encode()

@@ -35,6 +35,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -118,21 +119,25 @@ class _RegistryState:
     api_host: str
     insecure: bool
     limiter: anyio.CapacityLimiter
-    ssl_verify: ssl.SSLContext
-    ssl_noverify: ssl.SSLContext
+    make_tls: Callable[[], ssl.SSLContext]
     scheme: str | None = None
     challenge: challenges.Challenge | None = None
     credentials: Credentials = ANONYMOUS
     ping_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    _tls: ssl.SSLContext | None = None
 
     def pinged(self) -> bool:
         return self.scheme is not None
 
+    def tls(self) -> ssl.SSLContext:
+        """The registry's TLS context (verifying unless insecure), made on first use."""
+        if self._tls is None:
+            self._tls = self.make_tls()
+        return self._tls
+
     @property
     def ssl(self) -> ssl.SSLContext | bool:
-        if self.scheme == "http":
-            return False
-        return self.ssl_noverify if self.insecure else self.ssl_verify
+        return False if self.scheme == "http" else self.tls()
 
 
 class Transport:
@@ -202,16 +207,21 @@ class Transport:
                 api_host=DOCKER_HUB_API if registry == DOCKER_HUB else registry,
                 insecure=insecure,
                 limiter=anyio.CapacityLimiter(self.settings.concurrency_for(registry)),
-                ssl_verify=self._ssl_context(registry, verify=True),
-                ssl_noverify=self._ssl_context(registry, verify=False),
+                make_tls=partial(self._ssl_context, registry, verify=not insecure),
             )
             self._states[registry] = state
         return state
 
     def _ssl_context(self, registry: str, *, verify: bool) -> ssl.SSLContext:
-        """A TLS context with the CAs and client certificates of certs.d/<registry>/."""
-        ctx = ssl.create_default_context()
-        if not verify:
+        """A TLS context with the CAs and client certificates of certs.d/<registry>/.
+
+        A verifying context trusts the system CAs plus certs.d's ``*.crt``; a non-verifying
+        one (insecure registries) loads no CA at all (loading the system store costs ~50 ms).
+        """
+        if verify:
+            ctx = ssl.create_default_context()
+        else:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         directory = self.settings.certs_dir / registry
@@ -278,7 +288,7 @@ class Transport:
         """
         try:
             resp = await self._ping_exchange(
-                state, "https", state.ssl_noverify if state.insecure else state.ssl_verify
+                state, "https", state.tls()
             )
             state.scheme = "https"
         except _TLSFailure as exc:
