@@ -73,13 +73,14 @@ Status = Literal["created", "updated", "unchanged", "failed"]
 class OnceMap(Generic[T]):
     """Single flight per key: the first caller runs the work, later callers await its result.
 
-    A failure is remembered too: every caller of a failed key gets the same exception.
+    A failure is remembered too: every caller of a failed key gets the same exception. An
+    event to wait on is only made when a second caller arrives (most keys have one).
     """
 
     def __init__(self) -> None:
         self._done: dict[Hashable, T] = {}
         self._failed: dict[Hashable, BaseException] = {}
-        self._running: dict[Hashable, anyio.Event] = {}
+        self._running: dict[Hashable, anyio.Event | None] = {}
 
     async def get(self, key: Hashable, work: Callable[[], Awaitable[T]]) -> T:
         """The result of ``work()`` for ``key``, running it at most once per key."""
@@ -88,12 +89,13 @@ class OnceMap(Generic[T]):
                 return self._done[key]
             if key in self._failed:
                 raise self._failed[key]
-            event = self._running.get(key)
-            if event is None:
+            if key not in self._running:
                 break
+            event = self._running[key]
+            if event is None:
+                event = self._running[key] = anyio.Event()
             await event.wait()
-        event = anyio.Event()
-        self._running[key] = event
+        self._running[key] = None
         try:
             result = await work()
         except anyio.get_cancelled_exc_class():
@@ -105,8 +107,9 @@ class OnceMap(Generic[T]):
             self._done[key] = result
             return result
         finally:
-            del self._running[key]
-            event.set()
+            waiting = self._running.pop(key)
+            if waiting is not None:
+                waiting.set()
 
     def peek(self, key: Hashable) -> T | None:
         """The finished result for ``key``, or None."""

@@ -8,6 +8,7 @@ Token server protocol: distribution's token auth spec (``docs/spec/auth/token.md
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -24,11 +25,16 @@ DEFAULT_EXPIRES_S = 60.0
 """Lifetime of a token whose response has no ``expires_in`` (token spec default)."""
 
 
-def scope(repository: str, actions: Iterable[str]) -> str:
-    """``repository:<name>:<a,b>`` with actions in a fixed order (pull before push)."""
+@functools.lru_cache(maxsize=4096)
+def _scope(repository: str, actions: tuple[str, ...]) -> str:
     order = {"pull": 0, "push": 1, "delete": 2}
     acts = sorted(set(actions), key=lambda a: (order.get(a, 9), a))
     return f"repository:{repository}:{','.join(acts)}"
+
+
+def scope(repository: str, actions: Iterable[str]) -> str:
+    """``repository:<name>:<a,b>`` with actions in a fixed order (pull before push)."""
+    return _scope(repository, tuple(actions))
 
 
 @dataclass(slots=True)

@@ -118,7 +118,7 @@ class _RegistryState:
     registry: str
     api_host: str
     insecure: bool
-    limiter: anyio.CapacityLimiter
+    limiter: anyio.Semaphore
     make_tls: Callable[[], ssl.SSLContext]
     scheme: str | None = None
     challenge: challenges.Challenge | None = None
@@ -156,7 +156,7 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
         self._states: dict[str, _RegistryState] = {}
         self._tokens = TokenCache(self._fetch_token)
-        self._proxies: dict[tuple[str, str], str | None] = {}
+        self._proxies: dict[str, str | None] = {}
         self.total = RequestStats()
 
     async def __aenter__(self) -> Transport:
@@ -206,7 +206,9 @@ class Transport:
                 registry=registry,
                 api_host=DOCKER_HUB_API if registry == DOCKER_HUB else registry,
                 insecure=insecure,
-                limiter=anyio.CapacityLimiter(self.settings.concurrency_for(registry)),
+                limiter=anyio.Semaphore(
+                    self.settings.concurrency_for(registry), fast_acquire=True
+                ),
                 make_tls=partial(self._ssl_context, registry, verify=not insecure),
             )
             self._states[registry] = state
@@ -255,8 +257,8 @@ class Transport:
 
     def _proxy(self, url: str) -> str | None:
         """:func:`_proxy_for`, computed once per scheme and host for this transport."""
-        parts = urllib.parse.urlsplit(url)
-        key = (parts.scheme, parts.netloc)
+        scheme, _, rest = url.partition("://")
+        key = f"{scheme}://{rest.split('/', 1)[0]}"
         if key not in self._proxies:
             self._proxies[key] = _proxy_for(url)
         return self._proxies[key]
