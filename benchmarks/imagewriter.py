@@ -94,14 +94,26 @@ def build_image(platform: Platform, seed: str, *, oci: bool = False) -> Image:
     )
 
 
-async def push_image(client: RegistryClient, ref: Reference, image: Image) -> str:
+async def push_image(
+    client: RegistryClient, ref: Reference, image: Image, *, check_blobs: bool = True
+) -> str:
     """Upload the image's blobs (skipping present ones) and PUT its manifest at ``ref``.
+
+    Args:
+        client: the registry client.
+        ref: where to push (tag or digest).
+        image: what to push.
+        check_blobs: HEAD each blob first and skip the upload when present; False uploads
+            every blob without asking (fewer requests when seeding an empty repository).
 
     Returns the manifest digest.
     """
     async with anyio.create_task_group() as tg:
         for dgst, data in image.blobs:
-            tg.start_soon(_ensure_blob, client, ref, dgst, data)
+            if check_blobs:
+                tg.start_soon(_ensure_blob, client, ref, dgst, data)
+            else:
+                tg.start_soon(client.upload_blob, ref, data, dgst)
     await client.put_manifest(ref, image.manifest)
     return image.manifest.digest
 

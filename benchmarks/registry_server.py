@@ -59,6 +59,8 @@ class RegistryServer:
     client_cas: tuple[Path, ...] = ()
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    _counted_bytes: int = field(default=0, repr=False)
+    _counted: int = field(default=0, repr=False)
 
     @property
     def host(self) -> str:
@@ -166,11 +168,19 @@ class RegistryServer:
         return count
 
     def _count(self) -> int:
+        # Incremental: only the complete lines written since the last call are read.
         try:
-            data = self.log_path.read_bytes()
+            with self.log_path.open("rb") as fh:
+                if fh.seek(0, os.SEEK_END) < self._counted_bytes:
+                    self._counted_bytes = self._counted = 0  # the log was replaced
+                fh.seek(self._counted_bytes)
+                data = fh.read()
         except FileNotFoundError:
             return 0
-        return data.count(b"response completed")
+        end = data.rfind(b"\n") + 1
+        self._counted += data.count(b"response completed", 0, end)
+        self._counted_bytes += end
+        return self._counted
 
     def __enter__(self) -> RegistryServer:
         return self.start()

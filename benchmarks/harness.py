@@ -1,0 +1,542 @@
+"""Pieces of the benchmark (``python -m benchmarks.run``): seeding, peers, measuring, checks.
+
+* :func:`seed`: N tags x 4 platforms, one repository per platform (``bench/app-amd64``,
+  ``bench/app-arm`` (linux/arm/v7), ``bench/app-arm64`` (linux/arm64/v8), ``bench/app-win``
+  (windows/amd64 with os.version)), one layer per image, pushed with
+  :func:`benchmarks.imagewriter.push_image`;
+* :class:`Job`: what one timed run publishes (a fresh target repository, the source tags);
+* the peers: :func:`run_manyfest`, :func:`run_limit`, :func:`run_docker`,
+  :func:`run_buildah`, each one child process measured by :func:`measure` (wall time from
+  spawn to reaping, and the child's own rusage from ``os.wait4``: user + system CPU and peak
+  RSS, which for a shell loop covers every command it ran);
+* :func:`verify`: every published tag is a list of the 4 expected child digests (read
+  straight from the registry, outside the timed part).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from benchmarks.imagewriter import build_image, push_image
+from benchmarks.registry_server import RegistryServer
+from manyfest import reference
+from manyfest.errors import ManyfestError
+from manyfest.platform import Platform
+from manyfest.registry import RegistryClient
+from manyfest.transport import Settings, Transport
+
+ROOT = Path(__file__).resolve().parent.parent
+PLATFORMS: dict[str, Platform] = {
+    "amd64": Platform("linux", "amd64"),
+    "arm": Platform("linux", "arm", "v7"),
+    "arm64": Platform("linux", "arm64", "v8"),
+    "win": Platform("windows", "amd64", "", "10.0.17763.1879", ("win32k",)),
+}
+RUN_TIMEOUT_S = 600.0
+"""A timed run still going after this long is killed (and reported as failed)."""
+SOURCE_PATH: list[Path] = []
+"""Directories put first on the peers' PYTHONPATH (``run.py`` puts its snapshot of
+``src/`` here, so every run of one benchmark measures the same manyfest)."""
+
+
+def tag_of(i: int) -> str:
+    """The i-th seeded tag."""
+    return f"1.{i // 100}.{i % 100}"
+
+
+def source_repo(suffix: str) -> str:
+    """The repository of one platform's images."""
+    return f"bench/app-{suffix}"
+
+
+async def _seed(host: str, start: int, stop: int) -> dict[str, list[str]]:
+    expected: dict[str, list[str]] = {}
+    async with Transport(Settings(concurrency=32)) as transport:
+        client = RegistryClient(transport)
+        limiter = anyio.CapacityLimiter(64)
+
+        async def one(tag: str, suffix: str, platform: Platform) -> None:
+            async with limiter:
+                ref = reference.parse(f"{host}/{source_repo(suffix)}:{tag}")
+                image = build_image(platform, f"bench {tag}")
+                await push_image(client, ref, image, check_blobs=False)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(start, stop):
+                tag = tag_of(i)
+                expected[tag] = [
+                    build_image(p, f"bench {tag}").manifest.digest for p in PLATFORMS.values()
+                ]
+                for suffix, platform in PLATFORMS.items():
+                    tg.start_soon(one, tag, suffix, platform)
+    return expected
+
+
+def seed(host: str, start: int, stop: int) -> dict[str, list[str]]:
+    """Push tags ``tag_of(start)`` .. ``tag_of(stop - 1)`` for the 4 platforms.
+
+    Returns the expected child digests of each tag's list, in platform order.
+    """
+    return anyio.run(_seed, host, start, stop)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What one timed run publishes.
+
+    Attributes:
+        host: the registry as the client names it (the relay's ``127.0.0.1:<port>``).
+        repository: the fresh target repository (a new namespace per run).
+        tags: the source tags; list ``i`` is ``repository:tags[i]`` from the 4 images
+            tagged ``tags[i]``.
+    """
+
+    host: str
+    repository: str
+    tags: tuple[str, ...]
+
+    def target(self, tag: str) -> str:
+        """The list reference for ``tag``."""
+        return f"{self.host}/{self.repository}:{tag}"
+
+    def sources(self, tag: str) -> list[str]:
+        """The 4 source references for ``tag``, in platform order."""
+        return [f"{self.host}/{source_repo(s)}:{tag}" for s in PLATFORMS]
+
+
+@dataclass(slots=True)
+class Measured:
+    """One child process, measured.
+
+    Attributes:
+        wall_s: spawn to reaped.
+        user_s, sys_s: the child's CPU time (and its reaped children's).
+        rss_mb: peak resident set of the child (or of the largest of its reaped children).
+        exit_code: the child's exit status (negative: killed by that signal).
+        stdout: what it printed on stdout.
+        stderr_tail: the end of what it printed on stderr.
+    """
+
+    wall_s: float
+    user_s: float
+    sys_s: float
+    rss_mb: float
+    exit_code: int
+    stdout: bytes = b""
+    stderr_tail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cpu_s(self) -> float:
+        """User + system CPU time."""
+        return self.user_s + self.sys_s
+
+
+# A fork of the harness (which holds the seeded registry's expectations, tens of MB) starts
+# with the harness's resident set, and Linux carries that into the child's ru_maxrss across
+# exec. So each peer is started by this small launcher (python -I -S, ~8 MB), which spawns the
+# peer, reaps it with os.wait4 and writes the peer's own rusage: the peer's peak RSS then
+# starts from the launcher's few MB, not the harness's.
+_LAUNCHER = """\
+import json, os, signal, sys, time
+out, cmd = sys.argv[1], sys.argv[2:]
+started = time.perf_counter()
+pid = os.posix_spawnp(cmd[0], cmd, os.environ)
+signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - started
+code = os.waitstatus_to_exitcode(status)
+with open(out, "w") as fh:
+    json.dump({"wall_s": wall, "user_s": ru.ru_utime, "sys_s": ru.ru_stime,
+               "maxrss_kb": ru.ru_maxrss, "exit_code": code}, fh)
+sys.exit(code if 0 <= code < 256 else 1)
+"""
+
+
+def measure(
+    cmd: Sequence[str], *, env: dict[str, str], workdir: Path, timeout: float = RUN_TIMEOUT_S
+) -> Measured:
+    """Run ``cmd`` as a child process and measure it.
+
+    Wall time is from spawn to reaping; CPU and peak RSS are the child's own rusage from
+    ``os.wait4`` on its pid (which, for a shell loop, includes every command it ran and
+    reaped: CPU summed, RSS the largest), taken by :data:`_LAUNCHER`.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = workdir / "stdout", workdir / "stderr"
+    usage_path = workdir / "rusage.json"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(usage_path), *cmd],
+            env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            start_new_session=True,
+        )
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the launcher's own process group
+            proc.wait()
+        wall = time.perf_counter() - started
+    try:
+        usage = json.loads(usage_path.read_text())
+    except (OSError, ValueError):
+        usage = {"wall_s": wall, "user_s": 0.0, "sys_s": 0.0, "maxrss_kb": 0,
+                 "exit_code": proc.returncode or -9}
+    return Measured(
+        wall_s=usage["wall_s"],
+        user_s=usage["user_s"],
+        sys_s=usage["sys_s"],
+        rss_mb=usage["maxrss_kb"] / 1024,  # kilobytes on Linux
+        exit_code=usage["exit_code"],
+        stdout=out_path.read_bytes(),
+        stderr_tail=err_path.read_text(errors="replace")[-2000:],
+    )
+
+
+def base_env(workdir: Path) -> dict[str, str]:
+    """The environment of every peer: no proxies, an empty docker config of its own."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+        and not k.startswith("MANYFEST_")
+    }
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    docker_config = workdir / "docker-config"
+    docker_config.mkdir(parents=True, exist_ok=True)
+    (docker_config / "config.json").write_text('{"auths": {}}\n')  # buildah wants one
+    env["DOCKER_CONFIG"] = str(docker_config)
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in [*SOURCE_PATH, ROOT])
+    return env
+
+
+# ---------------------------------------------------------------------------- manyfest
+
+
+def write_plan(job: Job, path: Path) -> None:
+    """manifest-tool YAML, one list per document, 4 sources each, one tag."""
+    docs = []
+    for tag in job.tags:
+        lines = [f"image: {job.target(tag)}", "manifests:"]
+        for source, platform in zip(job.sources(tag), PLATFORMS.values(), strict=True):
+            lines += [
+                f"  - image: {source}",
+                "    platform:",
+                f"      os: {platform.os}",
+                f"      architecture: {platform.architecture}",
+            ]
+            if platform.variant:
+                lines.append(f"      variant: {platform.variant}")
+        docs.append("\n".join(lines))
+    path.write_text("\n---\n".join(docs) + "\n")
+
+
+def run_manyfest(
+    job: Job, workdir: Path, *, cache_dir: Path, concurrency: int | None = None
+) -> Measured:
+    """``python -m manyfest publish --json PLAN.yaml`` with its own on-disk cache."""
+    plan = workdir / "plan.yaml"
+    if not plan.exists():
+        write_plan(job, plan)
+    env = base_env(workdir)
+    env["MANYFEST_CACHE_DIR"] = str(cache_dir)
+    cmd = [sys.executable, "-m", "manyfest", "publish", "--json", str(plan)]
+    if concurrency is not None:
+        cmd += ["--concurrency", str(concurrency)]
+    name = "warm" if any(cache_dir.iterdir()) else "cold"
+    result = measure(cmd, env=env, workdir=workdir / f"manyfest-{name}")
+    try:
+        report = json.loads(result.stdout)
+        statuses: dict[str, int] = {}
+        for item in report.get("results", []):
+            statuses[item["status"]] = statuses.get(item["status"], 0) + 1
+        result.extra = {"statuses": statuses,
+                        "client_requests": report.get("summary", {}).get("requests")}
+    except (ValueError, AttributeError, KeyError, TypeError):
+        text = result.stdout[:300].decode(errors="replace")
+        result.extra = {"statuses": {}, "report_error": text}
+    return result
+
+
+# ---------------------------------------------------------------------------- limit client
+
+
+def run_limit(job: Job, workdir: Path, *, concurrency: int = 64) -> Measured:
+    """``python -m benchmarks.limit_client JOB.json`` (see :mod:`benchmarks.limit_client`)."""
+    job_file = workdir / "limit-job.json"
+    job_file.parent.mkdir(parents=True, exist_ok=True)
+    job_file.write_text(json.dumps({
+        "registry": job.host,
+        "lists": [
+            {"repository": job.repository, "tag": tag,
+             "sources": [s.split("/", 1)[1] for s in job.sources(tag)]}
+            for tag in job.tags
+        ],
+    }))
+    cmd = [sys.executable, "-m", "benchmarks.limit_client", str(job_file),
+           "--concurrency", str(concurrency)]
+    result = measure(cmd, env=base_env(workdir), workdir=workdir / "limit")
+    try:
+        summary = json.loads(result.stdout)
+        result.extra = {"client_requests": summary.get("requests"),
+                        "errors": summary.get("errors", [])}
+    except ValueError:
+        result.extra = {}
+    return result
+
+
+# ---------------------------------------------------------------------------- docker, buildah
+
+_DOCKER_LOOP = """\
+set -eu
+while read -r -u 3 target s1 s2 s3 s4; do
+  docker manifest create --insecure "$target" "$s1" "$s2" "$s3" "$s4" >/dev/null
+  docker manifest push --insecure --purge "$target" >/dev/null
+done 3< "$1"
+"""
+
+_BUILDAH_LOOP = """\
+set -eu
+st="$2"
+b() { buildah --root "$st/root" --runroot "$st/runroot" --storage-driver vfs "$@"; }
+i=0
+while read -r -u 3 target s1 s2 s3 s4; do
+  i=$((i + 1))
+  b manifest create "benchlist$i" >/dev/null
+  for s in "$s1" "$s2" "$s3" "$s4"; do
+    b manifest add --tls-verify=false "benchlist$i" "docker://$s" >/dev/null
+  done
+  b manifest push --quiet --tls-verify=false --all "benchlist$i" "docker://$target" >/dev/null
+  b manifest rm "benchlist$i" >/dev/null
+done 3< "$1"
+"""
+
+
+def _lists_file(job: Job, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(
+        " ".join([job.target(tag), *job.sources(tag)]) + "\n" for tag in job.tags
+    ))
+    return path
+
+
+def run_docker(job: Job, workdir: Path) -> Measured:
+    """A shell loop of ``docker manifest create --insecure`` + ``push --insecure --purge``."""
+    lists = _lists_file(job, workdir / "lists.txt")
+    cmd = ["bash", "-c", _DOCKER_LOOP, "docker-loop", str(lists)]
+    return measure(cmd, env=base_env(workdir), workdir=workdir / "docker")
+
+
+def buildah_missing() -> str | None:
+    """Why buildah cannot run here, or None."""
+    if shutil.which("buildah") is None:
+        return "buildah is not installed (apt-get install buildah)"
+    return None
+
+
+def docker_missing() -> str | None:
+    """Why the docker CLI cannot run here, or None."""
+    if shutil.which("docker") is None:
+        return "the docker CLI is not installed"
+    return None
+
+
+def run_buildah(job: Job, workdir: Path) -> Measured:
+    """A shell loop of buildah manifest create, add x4, push --all, rm (own storage, vfs)."""
+    lists = _lists_file(job, workdir / "lists.txt")
+    storage = workdir / "buildah-storage"
+    storage.mkdir(parents=True, exist_ok=True)
+    cmd = ["bash", "-c", _BUILDAH_LOOP, "buildah-loop", str(lists), str(storage)]
+    try:
+        return measure(cmd, env=base_env(workdir), workdir=workdir / "buildah")
+    finally:
+        # vfs layers are plain directories; buildah may leave read-only bits behind.
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- the registry
+
+_METHOD = re.compile(rb"http\.request\.method=(\w+)")
+_URI = re.compile(rb'http\.request\.uri="?([^" ]+)')
+_STATUS = re.compile(rb"http\.response\.status=(\d+)")
+
+
+def request_kind(method: str, uri: str) -> str:
+    """A short name for a registry request (``GET manifest``, ``POST mount``, ``ping``...)."""
+    path = uri.split("?", 1)[0]
+    if path in ("/v2/", "/v2"):
+        return "ping"
+    if "/manifests/" in path:
+        return f"{method} manifest"
+    if "/blobs/uploads" in path:
+        if method == "POST":
+            return "POST mount" if "mount=" in uri else "POST upload"
+        return f"{method} upload"
+    if "/blobs/" in path:
+        return f"{method} blob"
+    return f"{method} other"
+
+
+@dataclass(slots=True)
+class RegistryWindow:
+    """The registry's requests and CPU time between :meth:`open` and :meth:`close`.
+
+    ``total`` is :meth:`RegistryServer.request_count`'s delta (``response completed`` lines,
+    read until they stop changing); ``kinds`` breaks the same lines down by request kind
+    and ``statuses`` by HTTP status.
+    """
+
+    server: RegistryServer
+    start_count: int = 0
+    start_offset: int = 0
+    start_cpu: float = 0.0
+    total: int = 0
+    cpu_s: float = 0.0
+    kinds: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def open(self) -> RegistryWindow:
+        """Mark the start (after the log has settled)."""
+        self.start_count = self.server.request_count()
+        self.start_offset = self.server.log_path.stat().st_size
+        self.start_cpu = process_cpu_s(self.server)
+        return self
+
+    def close(self) -> RegistryWindow:
+        """Count what happened since :meth:`open`."""
+        self.total = self.server.request_count() - self.start_count
+        self.cpu_s = process_cpu_s(self.server) - self.start_cpu
+        with self.server.log_path.open("rb") as fh:
+            fh.seek(self.start_offset)
+            data = fh.read()
+        for line in data.splitlines():
+            if b"response completed" not in line:
+                continue
+            method, uri, status = _METHOD.search(line), _URI.search(line), _STATUS.search(line)
+            kind = request_kind(
+                method.group(1).decode() if method else "?",
+                uri.group(1).decode(errors="replace") if uri else "",
+            )
+            self.kinds[kind] = self.kinds.get(kind, 0) + 1
+            code = status.group(1).decode() if status else "?"
+            self.statuses[code] = self.statuses.get(code, 0) + 1
+        return self
+
+
+def process_cpu_s(server: RegistryServer) -> float:
+    """The registry process's user + system CPU so far (0 when unknown)."""
+    if server.process is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+@dataclass(slots=True)
+class Verified:
+    """What :func:`verify` found."""
+
+    ok: int = 0
+    errors: list[str] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)
+
+
+async def _verify(
+    host: str, repository: str, tags: Sequence[str], expected: dict[str, list[str]]
+) -> Verified:
+    found = Verified()
+    async with Transport(Settings(concurrency=32)) as transport:
+        client = RegistryClient(transport)
+        limiter = anyio.CapacityLimiter(32)
+
+        async def one(tag: str) -> None:
+            ref = reference.parse(f"{host}/{repository}:{tag}")
+            async with limiter:
+                try:
+                    manifest = await client.get_manifest(ref)
+                except ManyfestError as exc:
+                    found.errors.append(f"{tag}: {exc.one_line()}")
+                    return
+            if not manifest.is_index:
+                found.errors.append(f"{tag}: {manifest.media_type} is not a list")
+                return
+            children = [d.digest for d in manifest.index().manifests]
+            if children != expected[tag]:
+                found.errors.append(f"{tag}: children {children} != {expected[tag]}")
+                return
+            found.ok += 1
+            found.digests[tag] = manifest.digest
+
+        async with anyio.create_task_group() as tg:
+            for tag in tags:
+                tg.start_soon(one, tag)
+    return found
+
+
+def verify(
+    host: str, repository: str, tags: Sequence[str], expected: dict[str, list[str]]
+) -> Verified:
+    """Read every ``repository:tag`` from the registry itself; check it is a list of the
+    expected children, in platform order."""
+    return anyio.run(_verify, host, repository, tags, expected)
+
+
+def snapshot_source(dest: Path) -> dict[str, str]:
+    """Copy ``src/manyfest`` to ``dest/manyfest`` and use it for the peers.
+
+    Other people may edit ``src/`` while a benchmark runs; the snapshot keeps every run of
+    this benchmark on the same code. Returns the git commit and whether ``src/`` differed
+    from it.
+    """
+    shutil.copytree(ROOT / "src" / "manyfest", dest / "manyfest",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    SOURCE_PATH[:] = [dest]
+    info = {"source": str(dest)}
+    for key, cmd in {
+        "commit": ["git", "rev-parse", "--short", "HEAD"],
+        "src_changes": ["git", "status", "--porcelain", "--", "src"],
+    }.items():
+        try:
+            out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=20,
+                                 check=False).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = "?"
+        info[key] = out.replace("\n", "; ") if key == "src_changes" else out
+    return info
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the registry, docker CLI and buildah, for the results file."""
+    versions: dict[str, str] = {"python": sys.version.split()[0]}
+    for name, cmd in {
+        "docker-registry": ["docker-registry", "--version"],
+        "docker": ["docker", "--version"],
+        "buildah": ["buildah", "--version"],
+    }.items():
+        if shutil.which(cmd[0]) is None:
+            continue
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
+            versions[name] = (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, subprocess.SubprocessError, IndexError):
+            versions[name] = "?"
+    return versions
