@@ -277,17 +277,30 @@ class Engine:
         """
         return await self._sources.get(str(ref), lambda: self._resolve(ref))
 
-    async def _manifest(self, ref: Reference) -> Manifest:
+    async def _manifest(self, ref: Reference, *, confirm: bool = True) -> Manifest:
         """The manifest ``ref`` names now, from the cache where its digest is known."""
         cache = self.cache
-        manifest = await self._by_digest(ref) if ref.digest else await self._by_tag(ref)
+        if ref.digest:
+            manifest = await self._by_digest(ref, confirm=confirm)
+        else:
+            manifest = await self._by_tag(ref)
         cache.put_manifest(manifest)
         return manifest
 
-    async def _by_digest(self, ref: Reference) -> Manifest:
+    async def _by_digest(self, ref: Reference, *, confirm: bool = True) -> Manifest:
+        """The manifest named by digest: from the cache, or GET.
+
+        The cache knows the bytes of a digest, not where they are: with ``confirm`` a cached
+        manifest costs one HEAD by digest, proving the repository has it (a source the
+        registry lacks is ``no such manifest`` whatever the cache holds).
+        """
         assert ref.digest is not None
         cached = self.cache.manifest(ref.digest)
-        return cached if cached is not None else await self.client.get_manifest(ref)
+        if cached is None:
+            return await self.client.get_manifest(ref)
+        if confirm and await self.client.head_manifest(ref) is None:
+            raise _no_such_manifest(ref)
+        return cached
 
     async def _by_tag(self, ref: Reference) -> Manifest:
         cache = self.cache
@@ -298,7 +311,8 @@ class Engine:
             if head is None:
                 raise _no_such_manifest(ref)
             if head.digest:
-                manifest = await self._by_digest(ref.with_digest(head.digest))
+                # The HEAD just proved the repository holds this digest.
+                manifest = await self._by_digest(ref.with_digest(head.digest), confirm=False)
         if manifest is None:
             manifest = await self.client.get_manifest(ref)
         cache.put_tag_hint(ref, manifest.digest)
@@ -337,7 +351,8 @@ class Engine:
                     hint="name the inner index or its images directly",
                 )
             child_ref = ref.with_digest(desc.digest)
-            manifest = await self._manifest(child_ref)
+            # An index's children are in its repository (registries check on PUT).
+            manifest = await self._manifest(child_ref, confirm=False)
             p = desc.platform
             platform = (
                 Platform(p.os, p.architecture, p.variant, p.os_version, tuple(p.os_features))

@@ -122,12 +122,17 @@ class _RegistryState:
     make_tls: Callable[[], ssl.SSLContext]
     scheme: str | None = None
     challenge: challenges.Challenge | None = None
-    credentials: Credentials = ANONYMOUS
+    credentials: Credentials | None = None
     ping_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    creds_lock: anyio.Lock = field(default_factory=anyio.Lock)
     _tls: ssl.SSLContext | None = None
 
     def pinged(self) -> bool:
         return self.scheme is not None
+
+    def creds(self) -> Credentials:
+        """The credentials looked up so far (anonymous before any lookup)."""
+        return self.credentials or ANONYMOUS
 
     def tls(self) -> ssl.SSLContext:
         """The registry's TLS context (verifying unless insecure), made on first use."""
@@ -274,11 +279,23 @@ class Transport:
         async with state.ping_lock:
             if state.pinged():
                 return
-            key = DOCKER_HUB_AUTH_KEY if state.registry == DOCKER_HUB else state.registry
-            config = self._docker_config or DockerConfig()
-            self._docker_config = config
-            state.credentials = await config.credentials(key)
             await self._ping(state)
+
+    async def _credentials(self, state: _RegistryState) -> Credentials:
+        """The registry's credentials, looked up the first time it asks for them.
+
+        Only a registry that challenges gets a lookup, so a broken config.json or credential
+        helper never stops an anonymous registry (docker only warns there too).
+        """
+        if state.credentials is not None:
+            return state.credentials
+        async with state.creds_lock:  # one lookup (helper run) however many requests wait
+            if state.credentials is None:
+                key = DOCKER_HUB_AUTH_KEY if state.registry == DOCKER_HUB else state.registry
+                config = self._docker_config or DockerConfig()
+                self._docker_config = config
+                state.credentials = await config.credentials(key)
+            return state.credentials
 
     async def _ping(self, state: _RegistryState) -> None:
         """``GET /v2/``: decide the scheme and read the auth challenge.
@@ -520,9 +537,9 @@ class Transport:
         if (
             chal is not None
             and chal.params.get("error") == "insufficient_scope"
-            and not state.credentials.anonymous
+            and not state.creds().anonymous
         ):
-            who = f"user {state.credentials.username!r}" if state.credentials.username else (
+            who = f"user {state.creds().username!r}" if state.creds().username else (
                 "your account"
             )
             # Registries list scopes and actions in any order: sort them for a stable line.
@@ -546,7 +563,7 @@ class Transport:
         config = self._docker_config.path if self._docker_config else "config.json"
         key = DOCKER_HUB_AUTH_KEY if state.registry == DOCKER_HUB else state.registry
         login = _login_command(state.registry)
-        if state.credentials.anonymous:
+        if state.creds().anonymous:
             return f"no credentials for {key} in {config}: log in with {login}"
         return f"the credentials for {key} were refused: log in again with {login}"
 
@@ -601,12 +618,12 @@ class Transport:
         self, state: _RegistryState, scopes: Scopes
     ) -> tuple[str | None, str | None]:
         """(Authorization header value or None, bearer token used or None)."""
-        creds = state.credentials
-        if creds.registry_token:
-            return f"Bearer {creds.registry_token}", None
         chal = state.challenge
         if chal is None:
             return None, None
+        creds = await self._credentials(state)
+        if creds.registry_token:
+            return f"Bearer {creds.registry_token}", None
         if chal.scheme == "basic":
             if creds.anonymous:
                 return None, None
@@ -630,7 +647,7 @@ class Transport:
                 url="",
             )
         realm = self._url(state, chal.realm)
-        creds = state.credentials
+        creds = await self._credentials(state)
         realm_state = self._realm_state(state, realm)
         what = f"get a token from {urllib.parse.urlsplit(realm).netloc} for {registry}"
         if creds.identity_token:
