@@ -175,3 +175,20 @@ def drop_digest_header() -> After:
         return response
 
     return hook
+
+
+def manifest_not_seen_yet(times: int, code: str = "MANIFEST_BLOB_UNKNOWN") -> Before:
+    """The first ``times`` manifest PUTs are refused as if a referenced blob were missing
+    (another process re-linking it, or an eventually consistent store)."""
+    left = [times]
+
+    async def quirk(request: web.Request) -> web.StreamResponse | None:
+        if request.method == "PUT" and "/manifests/" in request.path and left[0] > 0:
+            left[0] -= 1
+            await request.read()
+            body = f'{{"errors":[{{"code":"{code}","message":"blob unknown to registry"}}]}}'
+            return web.Response(status=400, body=body.encode(),
+                                headers={"Content-Type": "application/json"})
+        return None
+
+    return quirk

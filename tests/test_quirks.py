@@ -18,6 +18,7 @@ from tests.quirk_proxy import (
     QuirkProxy,
     drop_digest_header,
     head_not_allowed,
+    manifest_not_seen_yet,
     mount_answers_202,
     too_many_requests,
 )
@@ -108,3 +109,26 @@ def test_no_digest_header_and_head_405(registry: RegistryServer, proxy: QuirkPro
     again = manyfest("publish", "--json", str(plan))
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["results"][0]["status"] == "unchanged"
+
+
+@pytest.mark.parametrize("code", ["MANIFEST_BLOB_UNKNOWN", "DIGEST_INVALID"])
+def test_manifest_put_not_seen_yet_is_retried(registry: RegistryServer, proxy: QuirkProxy,
+                                              ns: str, tmp_path: Path, code: str) -> None:
+    seed(registry.host, [(f"{ns}/app-{platform_suffix(p)}:1", p, ns) for p in PLATFORMS])
+    proxy.before.append(manifest_not_seen_yet(3, code))
+    proc = manyfest("publish", "--json", str(_plan(proxy.host, ns, tmp_path)))
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads(proc.stdout)["results"]
+    assert result["status"] == "created"
+    _children_present(registry.host, ns, result["digest"])
+
+
+def test_manifest_put_refused_for_good_fails_the_list(registry: RegistryServer,
+                                                      proxy: QuirkProxy, ns: str,
+                                                      tmp_path: Path) -> None:
+    seed(registry.host, [(f"{ns}/app-{platform_suffix(p)}:1", p, ns) for p in PLATFORMS])
+    proxy.before.append(manifest_not_seen_yet(10_000))
+    proc = manyfest("publish", str(_plan(proxy.host, ns, tmp_path)))
+    assert proc.returncode == 3
+    assert "MANIFEST_BLOB_UNKNOWN: blob unknown to registry" in proc.stderr
+    assert proxy.count("PUT", f"/v2/{ns}/app/manifests/1") == 0  # the tag was never moved

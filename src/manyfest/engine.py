@@ -31,6 +31,7 @@ from manyfest import mediatypes
 from manyfest.cache import FactCache
 from manyfest.content import Entry, JsonStyle, Manifest, encode_list
 from manyfest.errors import (
+    ManifestRejectedError,
     ManyfestError,
     NotFoundError,
     UnsupportedMediaTypeError,
@@ -44,6 +45,9 @@ from manyfest.transport import RequestStats, current_stats
 
 T = TypeVar("T")
 _CONFIG = msgspec.json.Decoder(ImageConfig)
+
+_NOT_YET_SEEN = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "DIGEST_INVALID"})
+"""Manifest PUT refusals that mean "not seen yet" when the content was just made present."""
 
 REFERENCE_TYPE = "vnd.docker.reference.type"
 REFERENCE_DIGEST = "vnd.docker.reference.digest"
@@ -217,7 +221,9 @@ class PublishOptions:
     verify: bool = False
 
 
-EventKind = Literal["started", "resolved", "mounted", "copied", "pushed", "skipped", "finished"]
+EventKind = Literal[
+    "started", "resolved", "mounted", "copied", "pushed", "skipped", "retried", "finished"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +416,25 @@ class Engine:
         self.on_event(Event("copied", str(target), digest))
         return False
 
+    async def put_manifest(self, ref: Reference, manifest: Manifest) -> str:
+        """PUT a manifest, retrying while the registry does not yet see what it references.
+
+        A registry may briefly not find a blob or child that is present: another process
+        re-linking the same blob into the repository (Distribution empties the link while it
+        rewrites it), or a store that is only eventually consistent. Such refusals
+        (``MANIFEST_BLOB_UNKNOWN``, ``BLOB_UNKNOWN``, ``DIGEST_INVALID``) are retried after
+        0.2, 0.5 and 1 s; any other error, or the fourth refusal, is raised.
+        """
+        for wait in (0.2, 0.5, 1.0, None):
+            try:
+                return await self.client.put_manifest(ref, manifest)
+            except ManifestRejectedError as exc:
+                if wait is None or not exc.codes & _NOT_YET_SEEN:
+                    raise
+                self.on_event(Event("retried", str(ref), ", ".join(sorted(exc.codes))))
+                await anyio.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def ensure_child(self, target: Reference, child: Source) -> str:
         """Make a child manifest present in the target repository by digest, once.
 
@@ -428,7 +453,7 @@ class Engine:
                 for blob in child.manifest.blobs()
             )
         )
-        digest = await self.client.put_manifest(
+        digest = await self.put_manifest(
             target.with_digest(child.manifest.digest), child.manifest
         )
         self.on_event(Event("pushed", str(target), digest))
@@ -531,10 +556,10 @@ class Engine:
         ]
         first = tags[0]
         if heads.get(first) != listed.digest:
-            await self.client.put_manifest(target.with_tag(first), listed)
+            await self.put_manifest(target.with_tag(first), listed)
         await run_all(
             *(
-                partial(self.client.put_manifest, target.with_tag(tag), listed)
+                partial(self.put_manifest, target.with_tag(tag), listed)
                 for tag in tags[1:]
                 if heads.get(tag) != listed.digest
             )
