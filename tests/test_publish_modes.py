@@ -95,10 +95,20 @@ def test_fail_fast_writes_nothing(registry: RegistryServer, ns: str, tmp_path: P
         + _doc(host, ns, "bad:1", "1", sources=["app-amd64:1", "missing:1"])
     )
     before = registry.request_count()
-    stopped = manyfest("publish", "--fail-fast", "--json", str(plan))
+    report_path = tmp_path / "report.jsonl"
+    stopped = manyfest("publish", "--fail-fast", "--json", "--report", str(report_path),
+                       str(plan))
     assert stopped.returncode == 1
-    assert f"no such manifest: {host}/{ns}/missing:1" in stopped.stderr
-    assert stopped.stdout == ""
+    assert stopped.stderr.strip().splitlines()[-1].startswith(
+        f"no such manifest: {host}/{ns}/missing:1: registry answered 404")
+    report = json.loads(stopped.stdout)
+    assert report["summary"]["stopped"].startswith(f"no such manifest: {host}/{ns}/missing:1")
+    good, bad = report["results"]
+    assert (good["status"], bad["status"]) == ("failed", "failed")
+    assert good["error"].startswith("not published: --fail-fast stopped the run before any write")
+    assert bad["error"].startswith(f"no such manifest: {host}/{ns}/missing:1")
+    assert [json.loads(line)["status"] for line in report_path.read_text().splitlines()] == [
+        "failed", "failed"]
     # only reads happened: 5 GET manifest (one 404), 4 GET config, the ping
     assert registry.request_count() - before == 10
     assert _head(host, f"{host}/{ns}/good:1") == ""
@@ -177,3 +187,31 @@ def test_unchanged_rerun_costs_five_requests(registry: RegistryServer, ns: str,
     moved = json.loads(manyfest("publish", "--json", str(plan)).stdout)
     assert [r["status"] for r in moved["results"]] == ["updated", "updated"]
     assert moved["results"][0]["old_digest"] == first["results"][0]["digest"]
+
+
+def test_report_path_checked_before_any_work(registry: RegistryServer, ns: str,
+                                             tmp_path: Path) -> None:
+    host = registry.host
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(_doc(host, ns, "app:1", "1"))
+    before = registry.request_count()
+    for bad, problem in ((tmp_path / "no" / "dir" / "r.jsonl", "does not exist"),
+                         (tmp_path, "is a directory")):
+        proc = manyfest("publish", "--report", str(bad), str(plan))
+        assert proc.returncode == 2
+        assert problem in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    assert registry.request_count() == before
+
+
+def test_dry_run_lines_say_would(registry: RegistryServer, ns: str, tmp_path: Path) -> None:
+    host = registry.host
+    _seed(host, ns)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(_doc(host, ns, "app:1", "1") + "\n---\n"
+                    + _doc(host, ns, "bad:1", "1", sources=["missing:1"]))
+    proc = manyfest("publish", "--dry-run", str(plan))
+    assert proc.returncode == 3
+    assert f"would be created {host}/{ns}/app:1" in proc.stderr
+    assert "lists would fail" in proc.stderr
+    assert "nothing was written" in proc.stderr

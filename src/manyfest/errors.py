@@ -25,6 +25,7 @@ Tree::
     ├── DigestMismatchError         content does not match the digest that named it
     ├── UnsupportedMediaTypeError
     ├── VerificationError           --verify found a tag or child not as published
+    ├── NotPublishedError           a list left alone because the run stopped (--fail-fast)
     └── PublishFailed               a bulk publish finished with failed lists (exit 3)
 """
 
@@ -215,6 +216,12 @@ class VerificationError(ManyfestError):
     """``--verify`` found a tag pointing elsewhere or a child missing after publishing."""
 
     default_hint = "re-run publish; if it persists, the registry is not serving what it stored"
+
+
+class NotPublishedError(ManyfestError):
+    """A list was not published because the run stopped before it (``--fail-fast``)."""
+
+    default_hint = "fix the failing sources and re-run"
 
 
 class PublishFailed(ManyfestError):

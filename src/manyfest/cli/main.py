@@ -359,7 +359,9 @@ def publish(
             plan = plans.from_args(platforms, template, target, tags or [], annotations or [])
     except ManyfestError as exc:
         raise _fail(exc) from None
-    progress = PublishProgress(len(plan), stderr)
+    if report_file is not None:
+        _check_writable(report_file)
+    progress = PublishProgress(len(plan), stderr, dry_run=dry_run)
     options = PublishOptions(style=json_style.value, dry_run=dry_run, verify=verify)
 
     async def body() -> PublishReport:
@@ -368,13 +370,41 @@ def publish(
                 return await session.publish(plan, options=options, fail_fast=fail_fast)
 
     report = _execute(body)
-    if json_out:
-        sys.stdout.write(report.to_json().decode() + "\n")
-    if report_file is not None:
-        report.write_jsonl(report_file)
+    try:
+        if json_out:
+            sys.stdout.write(report.to_json().decode() + "\n")
+            sys.stdout.flush()
+        if report_file is not None:
+            report.write_jsonl(report_file)
+    except OSError as exc:
+        raise _fail(ManyfestError(
+            f"cannot write the report: {exc.strerror or exc}",
+            hint="the lists were published as reported on stderr; check the disk and path",
+        )) from None
     print_summary(report, stderr)
+    if report.stopped_by is not None:
+        raise _fail(report.stopped_by)
     if report.failed:
+        if dry_run:
+            raise _fail(PublishFailed(
+                f"{report.failed} of {len(report.results)} lists would fail",
+                hint="see the per-list errors above; nothing was written (--dry-run)",
+            ))
         raise _fail(PublishFailed(f"{report.failed} of {len(report.results)} lists failed"))
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse, before any registry work, a --report path that cannot be written."""
+    parent = path.resolve().parent
+    problem = ""
+    if path.is_dir():
+        problem = "is a directory"
+    elif not parent.is_dir():
+        problem = f"directory {parent} does not exist"
+    elif not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        problem = "is not writable"
+    if problem:
+        raise _fail(UsageError(f"--report {path}: {problem}", hint="give a writable file path"))
 
 
 def run() -> None:

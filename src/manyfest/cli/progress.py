@@ -30,10 +30,14 @@ class PublishProgress:
         total: lists in the run.
         console: the stderr console.
         quiet: print nothing (``--json`` keeps the lines; ``--quiet`` drops them).
+        dry_run: say "would be created/updated" (nothing is written).
     """
 
-    def __init__(self, total: int, console: Console, *, quiet: bool = False) -> None:
+    def __init__(
+        self, total: int, console: Console, *, quiet: bool = False, dry_run: bool = False
+    ) -> None:
         self.total = total
+        self.dry_run = dry_run
         self.console = console
         self.quiet = quiet
         self.done = 0
@@ -87,7 +91,10 @@ class PublishProgress:
             return
         if self.quiet:
             return
-        line = f"[{self.done}/{self.total}] {result.status} {result.target}"
+        status: str = result.status
+        if self.dry_run and status in ("created", "updated"):
+            status = f"would be {status}"
+        line = f"[{self.done}/{self.total}] {status} {result.target}"
         if result.status == "failed" and result.error is not None:
             line += f": {result.error.one_line()}"
         else:

@@ -33,7 +33,7 @@ from manyfest.engine import (
     Source,
     run_all,
 )
-from manyfest.errors import ManyfestError, PlatformError
+from manyfest.errors import ManyfestError, NotPublishedError, PlatformError
 from manyfest.ops.plan import PlanList
 from manyfest.platform import validate
 from manyfest.transport import RequestStats, current_stats
@@ -71,6 +71,8 @@ class PublishReport:
     retries: int = 0
     duration_s: float = 0.0
     dry_run: bool = False
+    stopped_by: ManyfestError | None = None
+    """With ``fail_fast``: the source error that stopped the run before any write."""
 
     def count(self, status: str) -> int:
         """Lists with ``status``."""
@@ -93,6 +95,7 @@ class PublishReport:
             "retries": self.retries,
             "duration_s": round(self.duration_s, 4),
             "dry_run": self.dry_run,
+            "stopped": self.stopped_by.one_line() if self.stopped_by else None,
         }
 
     def to_json(self) -> bytes:
@@ -173,11 +176,10 @@ async def publish(
         fail_fast: stop before any write when a source does not resolve.
 
     Returns:
-        A :class:`PublishReport` with one :class:`ListResult` per list, in plan order.
-
-    Raises:
-        ManyfestError: with ``fail_fast``, the first source that did not resolve (nothing
-            was written).
+        A :class:`PublishReport` with one :class:`ListResult` per list, in plan order. With
+        ``fail_fast`` and a source that did not resolve, nothing is written: every list is
+        ``failed`` (with its own source's error, or "not published") and
+        :attr:`PublishReport.stopped_by` is the first source error.
     """
     opts = options or PublishOptions()
     started = time.monotonic()
@@ -208,8 +210,22 @@ async def publish(
 
     await run_all(*(partial(resolve, key) for key in refs))
     if fail_fast and errors:
-        first = next(key for key in refs if key in errors)
-        raise errors[first]
+        first = errors[next(key for key in refs if key in errors)]
+        stopped = NotPublishedError(
+            f"not published: --fail-fast stopped the run before any write ({first})",
+            hint="fix the missing sources, or run without --fail-fast to publish the rest",
+        )
+        report = PublishReport(dry_run=opts.dry_run, stopped_by=first)
+        for i, item in enumerate(plan):
+            own = next((errors[str(e.ref)] for e in item.entries if str(e.ref) in errors), None)
+            report.results.append(ListResult(
+                item.target, item.tags, status="failed", error=own or stopped,
+                requests=stats[i].requests, retries=stats[i].retries,
+            ))
+        report.requests = transport.total.requests - before[0]
+        report.retries = transport.total.retries - before[1]
+        report.duration_s = time.monotonic() - started
+        return report
 
     # Phase 2: the lists.
     results: list[ListResult | None] = [None] * len(plan)
