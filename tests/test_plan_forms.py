@@ -648,14 +648,19 @@ def test_from_args_first_occurrence_only() -> None:
 
 def test_from_args_replaces_arch_then_os_then_variant() -> None:
     # manifest-tool: Replace(Replace(Replace(t, "ARCH", arch, 1), "OS", os, 1), "VARIANT", v, 1)
-    # so an OS brought in by the architecture is the first OS replaced.
-    (plan,) = from_args(["linux/xOS/yVARIANT"], "reg.io/app:ARCH-OS-VARIANT", "reg.io/app:1")
-    assert str(plan.entries[0].ref) == "reg.io/app:xlinux-OS-yVARIANT"
-    assert plan.entries[0].override == PlatformSpec(
-        os="linux", architecture="xOS", variant="yVARIANT"
-    )
-    (plan,) = from_args(["linux/ARCH"], "reg.io/app:ARCH-ARCH", "reg.io/app:1")
-    assert str(plan.entries[0].ref) == "reg.io/app:ARCH-ARCH"
+    # so only the first of each is replaced, ARCH first: an "OS" elsewhere in the name (here
+    # in the repository "cOSt") is the one replaced: manifest-tool's known hazard, kept.
+    (plan,) = from_args(["linux/arm/v7"], "reg.io/cOSt/app-ARCH:OS-VARIANT-VARIANT",
+                        "reg.io/app:1")
+    assert str(plan.entries[0].ref) == "reg.io/clinuxt/app-arm:OS-v7-VARIANT"
+    assert plan.entries[0].override == PlatformSpec(os="linux", architecture="arm", variant="v7")
+    (plan,) = from_args(["linux/amd64"], "reg.io/app:ARCH-ARCH", "reg.io/app:1")
+    assert str(plan.entries[0].ref) == "reg.io/app:amd64-ARCH"
+
+
+def test_from_args_platforms_are_checked() -> None:
+    with pytest.raises(PlanError, match="unsupported os/arch combination: linux/xOS"):
+        from_args(["linux/xOS/yVARIANT"], "reg.io/app:ARCH-OS-VARIANT", "reg.io/app:1")
 
 
 def test_from_args_variant_empty_and_no_placeholder_needed_for_one_platform() -> None:

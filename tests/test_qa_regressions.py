@@ -54,3 +54,59 @@ def test_broken_credentials_never_stop_an_anonymous_registry(
     shown = manyfest("inspect", f"{host}/{ns}/app-amd64:1")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["schemaVersion"] == 2
+
+
+def test_annotate_new_arch_clears_the_old_variant(registry: RegistryServer, ns: str) -> None:
+    host = registry.host
+    seed(host, [(f"{ns}/app-arm:1", PLATFORMS[1], ns)])  # linux/arm/v7
+    target = f"{host}/{ns}/app:ann"
+    manyfest("create", target, f"{host}/{ns}/app-arm:1", check=True)
+    moved = manyfest("annotate", "--arch", "386", target, f"{host}/{ns}/app-arm:1")
+    assert (moved.returncode, moved.stderr) == (0, "")
+    shown = json.loads(manyfest("inspect", "-v", target, f"{host}/{ns}/app-arm:1").stdout)
+    assert shown["Descriptor"]["platform"] == {"architecture": "386", "os": "linux"}
+    manyfest("annotate", "--arch", "arm", "--variant", "v6", target, f"{host}/{ns}/app-arm:1",
+             check=True)
+    cleared = manyfest("annotate", "--variant", "", target, f"{host}/{ns}/app-arm:1")
+    assert cleared.returncode == 0, cleared.stderr
+    shown = json.loads(manyfest("inspect", "-v", target, f"{host}/{ns}/app-arm:1").stdout)
+    assert shown["Descriptor"]["platform"] == {"architecture": "arm", "os": "linux"}
+
+
+def test_plan_platforms_checked_before_any_request(registry: RegistryServer, ns: str,
+                                                   tmp_path: Path) -> None:
+    host = registry.host
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"image: {host}/{ns}/app:1\nmanifests:\n"
+                    f"  - image: {host}/{ns}/app-x:1\n    platform: {{os: linux, "
+                    "architecture: foo}\n")
+    before = registry.request_count()
+    proc = manyfest("publish", str(plan))
+    assert proc.returncode == 2
+    assert "document 1: manifests[0].platform" in proc.stderr
+    assert f"{host}/{ns}/app-x:1" in proc.stderr
+    assert "unsupported os/arch combination: linux/foo" in proc.stderr
+    args = manyfest("publish", "--target", f"{host}/{ns}/app:1", "--template",
+                    f"{host}/{ns}/app-ARCH:1", "--platforms", "linux/amd64/v9")
+    assert args.returncode == 2
+    assert "unsupported variant 'v9' for architecture 'amd64'" in args.stderr
+    assert registry.request_count() == before
+
+
+def test_config_platforms_are_taken_as_built(registry: RegistryServer, ns: str,
+                                             tmp_path: Path) -> None:
+    """An image whose config says linux/amd64/v8 publishes as it is (docker and manifest-tool
+    do not refuse what was built); only platforms the plan writes are checked."""
+    from manyfest.platform import Platform
+
+    host = registry.host
+    odd = Platform("linux", "amd64", "v8")
+    seed(host, [(f"{ns}/odd:1", odd, ns), (f"{ns}/arm64:1", PLATFORMS[2], ns)])
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"image: {host}/{ns}/app:1\nmanifests:\n  - image: {host}/{ns}/odd:1\n"
+                    f"  - image: {host}/{ns}/arm64:1\n")
+    proc = manyfest("publish", "--json", str(plan))
+    assert proc.returncode == 0, proc.stderr
+    listed = json.loads(manyfest("inspect", f"{host}/{ns}/app:1").stdout)
+    assert listed["manifests"][0]["platform"] == {"architecture": "amd64", "os": "linux",
+                                                  "variant": "v8"}

@@ -122,4 +122,4 @@ def _variant_hint(architecture: str) -> str:
         "amd64": "amd64 takes v1, v2, v3 or v4 (v8 is an arm64 variant)",
         "riscv64": "riscv64 takes a profile such as rva22u64",
     }
-    return known.get(architecture, f"{architecture} has no variants; drop --variant")
+    return known.get(architecture, f"{architecture} has no variants")

@@ -188,7 +188,13 @@ def annotate(
     os_features: Annotated[
         list[str] | None, typer.Option("--os-features", help="Set operating system feature")
     ] = None,
-    variant: Annotated[str, typer.Option("--variant", help="Set architecture variant")] = "",
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            "--variant",
+            help="Set architecture variant ('' clears it; a new --arch clears the old one)",
+        ),
+    ] = None,
 ) -> None:
     """Add additional information to a local image manifest."""
     lref, iref = _parse(list_ref), _parse(image_ref)

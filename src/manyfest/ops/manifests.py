@@ -97,11 +97,14 @@ def annotate(
     arch: str = "",
     os_version: str = "",
     os_features: list[str] | None = None,
-    variant: str = "",
+    variant: str | None = None,
 ) -> StoredImage:
     """``docker manifest annotate``: set platform fields of one local entry.
 
     Empty values leave a field as it is; ``os_features`` are added when not present yet.
+    ``variant``: ``None`` keeps the entry's variant unless ``arch`` changes the
+    architecture (a variant belongs to its architecture, so it is cleared then); ``""``
+    clears it.
 
     Raises:
         NoSuchManifestError: no such list or entry (``manifest for image X does not exist in
@@ -115,10 +118,12 @@ def annotate(
         for feature in os_features or []:
             if feature not in features:
                 features.append(feature)
+        if variant is None:
+            variant = p.variant if not arch or arch == p.architecture else ""
         new = Platform(
             os or p.os,
             arch or p.architecture,
-            variant or p.variant,
+            variant,
             os_version or p.os_version,
             tuple(features),
         )

@@ -48,8 +48,8 @@ import msgspec
 import yaml
 
 from manyfest import reference
-from manyfest.errors import InvalidReferenceError, PlanError
-from manyfest.platform import Platform
+from manyfest.errors import InvalidReferenceError, PlanError, PlatformError
+from manyfest.platform import Platform, validate
 from manyfest.reference import Reference
 
 
@@ -560,6 +560,17 @@ def _validate(spec: ListSpec, where: str, number: int) -> PlanList:
             ref = reference.parse(m.image)
         except InvalidReferenceError as exc:
             raise PlanError(f"{where}: manifests[{i}].image: {exc}") from exc
+        p = m.platform
+        if p is not None and p.os and p.architecture:
+            # A platform written in the plan is checked now, before any request; one read
+            # from an image's config is what was built and is taken as it is.
+            try:
+                validate(p.os, p.architecture, p.variant)
+            except PlatformError as exc:
+                raise PlanError(
+                    f"{where}: manifests[{i}].platform ({m.image}): {exc.message}",
+                    hint=exc.hint,
+                ) from exc
         entries.append(PlanEntry(ref, m.platform))
     extra = tuple(t for t in dict.fromkeys(spec.tags) if t != target.tag)
     return PlanList(target, extra, dict(spec.annotations), tuple(entries), number)

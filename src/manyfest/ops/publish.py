@@ -140,7 +140,13 @@ def _children(plan: PlanList, sources: dict[str, Source]) -> list[Child]:
                 (attestations if child.attestation_for else images).append(child)
             continue
         platform = entry.platform(source.platform)
-        validate(platform.os, platform.architecture, platform.variant)
+        if entry.override is not None:
+            # The plan changed the platform: check what it makes (the config's own platform
+            # is what was built and is taken as it is, as docker and manifest-tool do).
+            try:
+                validate(platform.os, platform.architecture, platform.variant)
+            except PlatformError as exc:
+                raise PlatformError(f"{entry.ref}: {exc.message}", hint=exc.hint) from exc
         images.append(Child(source, platform))
     seen: dict[tuple[str, str, str, str, tuple[str, ...]], str] = {}
     for child in images:
@@ -151,7 +157,7 @@ def _children(plan: PlanList, sources: dict[str, Source]) -> list[Child]:
         name = str(child.source.ref)
         if key in seen:
             raise PlatformError(
-                f"{plan.target}: {name} and {seen[key]} have the same platform {p}",
+                f"{name} and {seen[key]} have the same platform {p}",
                 hint="a list holds one image per platform: drop one or fix its platform",
             )
         seen[key] = name
