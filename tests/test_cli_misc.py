@@ -110,3 +110,19 @@ def test_proxy_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HTTPS_PROXY")
     monkeypatch.delenv("HTTP_PROXY")
     assert _proxy_for("https://registry.example/v2/") is None
+
+
+def test_usage_errors_are_one_line() -> None:
+    for args, phrase in (
+        (["rm"], "Missing argument"),
+        (["bogus"], "No such command 'bogus'"),
+        (["publish", "--json-style", "bogus", "x"], "Invalid value for '--json-style'"),
+        (["publish", "--concurrency", "0", "x"], "Invalid value for '--concurrency'"),
+        (["push", "--nope", "a/b:1"], "No such option: --nope"),
+    ):
+        proc = manyfest(*args)
+        assert proc.returncode == 2, args
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, (args, proc.stderr)
+        assert phrase in lines[0]
+        assert lines[0].endswith("--help`")

@@ -46,6 +46,7 @@ app = typer.Typer(
     "`docker manifest`.",
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -414,6 +415,26 @@ def _check_writable(path: Path) -> None:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    os.environ.setdefault("TYPER_USE_RICH", "1")
-    app()
+    """Console-script entry point: every usage error is one line on stderr, exit 2."""
+    from typer._click import exceptions as click_errors  # typer >= 0.26 vendors click
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name="manyfest", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:
+        ctx = getattr(exc, "ctx", None)
+        stderr.print(ctx.get_help() if ctx is not None else "", markup=False)
+        sys.exit(2)
+    except click_errors.UsageError as exc:
+        ctx = getattr(exc, "ctx", None)
+        sub = ctx.command.name if ctx is not None and ctx.parent is not None else None
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        stderr.print(f"{message}; see `manyfest {sub + ' ' if sub else ''}--help`", markup=False)
+        sys.exit(2)
+    except click_errors.ClickException as exc:
+        stderr.print(" ".join(exc.format_message().split()), markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        stderr.print(Interrupted("interrupted").one_line(), markup=False)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
