@@ -110,3 +110,27 @@ def test_config_platforms_are_taken_as_built(registry: RegistryServer, ns: str,
     listed = json.loads(manyfest("inspect", f"{host}/{ns}/app:1").stdout)
     assert listed["manifests"][0]["platform"] == {"architecture": "amd64", "os": "linux",
                                                   "variant": "v8"}
+
+
+def test_duplicate_plan_keys_are_refused(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("image: r.example/m:1\nimage: r.example/m:2\n"
+                    "manifests: [{image: r.example/a:1}]\n")
+    proc = manyfest("publish", str(plan))
+    assert proc.returncode == 2
+    assert "found duplicate key 'image'" in proc.stderr
+    assert "line 2" in proc.stderr
+
+
+def test_store_keeps_one_lock_file(registry: RegistryServer, ns: str) -> None:
+    host = registry.host
+    seed(host, [(f"{ns}/app-amd64:1", PLATFORMS[0], ns)])
+    for i in range(3):
+        manyfest("create", f"{host}/{ns}/app:{i}", f"{host}/{ns}/app-amd64:1", check=True)
+    assert manyfest("rm", f"{host}/{ns}/app:0", f"{host}/{ns}/nope:1").returncode == 1
+    root = Path(os.environ["DOCKER_CONFIG"]) / "manifests"
+    assert sorted(p.name for p in root.iterdir()) == [
+        ".manyfest.lock",
+        f"127.0.0.1-{registry.port}_{ns}_app-1",
+        f"127.0.0.1-{registry.port}_{ns}_app-2",
+    ]

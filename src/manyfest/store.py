@@ -10,9 +10,9 @@ descriptor with ``platform``), ``Raw`` (base64 of the manifest's exact bytes) an
 ``SchemaV2Manifest`` or ``OCIManifest`` (the manifest, compacted as Go does). So docker and
 manyfest each read, annotate and push what the other wrote.
 
-Writes are atomic (a temporary file in the store root, then ``os.replace``) and locked (a
-``filelock`` lock file per list in the store root). Nothing but entry files ever goes inside a
-list directory: docker reads every file there.
+Writes are atomic (a temporary file in the store root, then ``os.replace``) and locked (one
+``filelock`` lock file, ``.manyfest.lock``, in the store root). Nothing but entry files ever
+goes inside a list directory: docker reads every file there.
 """
 
 from __future__ import annotations
@@ -112,10 +112,14 @@ class ManifestStore:
 
     @contextlib.contextmanager
     def locked(self, list_ref: Reference) -> Iterator[None]:
-        """Hold the list's lock (a file in the store root, never in the list directory)."""
+        """Hold the store's lock while changing ``list_ref``.
+
+        One lock file for the whole store (``.manyfest.lock`` in the store root, never in a
+        list directory): store changes are small local writes, and a file per list would pile
+        up beside docker's directories.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(self.root / f".{filesafe(list_ref)}.manyfest-lock"))
-        with lock:
+        with filelock.FileLock(str(self.root / ".manyfest.lock")):
             yield
 
     def get_list(self, list_ref: Reference) -> list[StoredImage]:

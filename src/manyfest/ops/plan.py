@@ -137,7 +137,21 @@ _BaseLoader: type[yaml.BaseLoader] = getattr(yaml, "CBaseLoader", yaml.BaseLoade
 
 
 class _PlanLoader(_BaseLoader):  # type: ignore[valid-type,misc]
-    """BaseLoader (every scalar a string) that still reads a plain null as None."""
+    """BaseLoader (every scalar a string) that still reads a plain null as None and refuses
+    a key given twice in one mapping (Go's YAML, which manifest-tool uses, refuses it too;
+    PyYAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {key!r}", key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _PlanLoader.add_implicit_resolver(
