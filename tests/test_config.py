@@ -16,11 +16,12 @@ from tests.helpers import PLATFORMS, manyfest, seed
 @pytest.fixture
 def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "manyfest.yaml"
+    path.write_text("")
     monkeypatch.setenv("MANYFEST_CONFIG", str(path))
     return path
 
 
-def test_defaults_without_a_file(config_file: Path) -> None:
+def test_defaults_from_an_empty_file(config_file: Path) -> None:
     settings = config.settings(config.load())
     assert settings.concurrency == DEFAULT_CONCURRENCY
     assert settings.concurrency_for("r.example") == DEFAULT_CONCURRENCY
@@ -53,6 +54,8 @@ def test_values_and_precedence(config_file: Path, monkeypatch: pytest.MonkeyPatc
         ("concurency: 3\n", "concurency"),
         ("registries:\n  r.example:\n    concurrency: many\n", "concurrency"),
         ("concurrency: 0\n", "concurrency must be at least 1"),
+        ("retry_attempts: -1\n", "retry_attempts must be at least 1"),
+        ("read_timeout: 0\n", "read_timeout must be more than 0 seconds"),
         ("registries: [\n", "not valid YAML"),
     ],
 )
@@ -78,3 +81,25 @@ def test_insecure_registry_from_the_file(config_file: Path, registry: RegistrySe
     proc = manyfest("publish", "--json", str(plan))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["results"][0]["status"] == "created"
+
+
+def test_default_location_may_be_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MANYFEST_CONFIG", raising=False)
+    assert not config.config_path().exists()
+    assert config.load() == config.ConfigFile()
+
+
+def test_named_file_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "nope.yaml"
+    monkeypatch.setenv("MANYFEST_CONFIG", str(missing))
+    proc = manyfest("inspect", "127.0.0.1:9/a:1")
+    assert proc.returncode == 2
+    assert f"configuration file {missing} does not exist" in proc.stderr
+
+
+def test_bad_boolean_environment(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MANYFEST_LOOPBACK_INSECURE", "bogus")
+    proc = manyfest("inspect", "127.0.0.1:9/a:1")
+    assert proc.returncode == 2
+    assert "MANYFEST_LOOPBACK_INSECURE='bogus' is not a boolean" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -35,7 +35,7 @@ from manyfest.transport import Settings
 class ConfigError(UsageError):
     """The configuration file is unreadable or malformed."""
 
-    default_hint = "fix the configuration file (see `manyfest.config` for its keys)"
+    default_hint = "fix the configuration file (README.md, \"Configuration\", lists its keys)"
 
 
 class RegistryConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -70,10 +70,16 @@ def load(path: Path | None = None) -> ConfigFile:
     Raises:
         ConfigError: unreadable, not YAML, unknown keys or wrong types (names the key).
     """
+    named = path is not None or bool(os.environ.get("MANYFEST_CONFIG"))
     path = path or config_path()
     try:
         data = path.read_bytes()
     except FileNotFoundError:
+        if named:  # a file the user named must exist; the default one may not
+            raise ConfigError(
+                f"configuration file {path} does not exist",
+                hint="create it, or unset MANYFEST_CONFIG to use the default location",
+            ) from None
         return ConfigFile()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
@@ -84,10 +90,16 @@ def load(path: Path | None = None) -> ConfigFile:
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
     for name, value in (("concurrency", config.concurrency),
+                        ("retry_attempts", config.retry_attempts),
                         *((f"registries.{k}.concurrency", v.concurrency)
                           for k, v in config.registries.items())):
         if value is not None and value < 1:
             raise ConfigError(f"{path}: {name} must be at least 1, got {value}")
+    for name, seconds in (("connect_timeout", config.connect_timeout),
+                          ("read_timeout", config.read_timeout),
+                          ("retry_max_wait", config.retry_max_wait)):
+        if seconds is not None and seconds <= 0:
+            raise ConfigError(f"{path}: {name} must be more than 0 seconds, got {seconds}")
     return config
 
 

@@ -7,17 +7,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from manyfest.errors import UsageError
 from manyfest.reference import is_loopback
 
 DEFAULT_CONCURRENCY = 32
 """Requests in flight per registry (chosen by measurement, see README "Benchmarks")."""
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
 def _env_flag(name: str, default: bool) -> bool:
+    """A boolean environment variable; anything but 1/0/true/false/yes/no/on/off is refused.
+
+    Raises:
+        UsageError: the variable holds another value.
+    """
     value = os.environ.get(name)
-    if value is None or value == "":
+    if value is None or value.strip() == "":
         return default
-    return value.strip().lower() not in ("0", "false", "no", "off")
+    word = value.strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise UsageError(
+        f"{name}={value!r} is not a boolean", hint=f"set {name} to 1 or 0 (true/false)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
