@@ -27,9 +27,11 @@ def test_readme_library_example_runs(registry: RegistryServer) -> None:
                           env=env, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == f"finished {registry.host}/demo/app:1.0.0 created"
+    assert lines[0] == f"finished {registry.host}/demo/lib-example:1.0.0 created"
     target, status, digest, requests, word = lines[1].split()
-    assert (target, status, word) == (f"{registry.host}/demo/app:1.0.0", "created", "requests")
+    assert (target, status, word) == (
+        f"{registry.host}/demo/lib-example:1.0.0", "created", "requests"
+    )
     assert digest.startswith("sha256:")
     assert int(requests) > 0
     assert "'created': 1" in lines[2]
@@ -41,3 +43,27 @@ def test_public_names() -> None:
     assert manyfest.parse_reference("alpine").name == "docker.io/library/alpine"
     [plan] = manyfest.parse_plan("image: r.example/a:1\nmanifests:\n  - image: r.example/b:1\n")
     assert str(plan.target) == "r.example/a:1"
+
+
+def test_session_takes_text_references(registry: RegistryServer) -> None:
+    import anyio
+
+    seed(registry.host, [("lib2/app-amd64:1", PLATFORMS[0], "lib2")])
+
+    async def run() -> None:
+        async with manyfest.Session() as session:
+            shown = await session.inspect(f"{registry.host}/lib2/app-amd64:1")
+            assert '"schemaVersion": 2' in shown
+            await session.create(f"{registry.host}/lib2/app:1",
+                                 [f"{registry.host}/lib2/app-amd64:1"])
+            outcome = await session.push(f"{registry.host}/lib2/app:1", purge=True)
+            assert outcome.digest.startswith("sha256:")
+
+    anyio.run(run)
+
+
+def test_publish_options_refuse_unknown_styles() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="docker, manifest-tool or compact"):
+        manyfest.PublishOptions(style="bogus")  # type: ignore[arg-type]

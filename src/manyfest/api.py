@@ -15,11 +15,13 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 import anyio
 
+from manyfest import reference
 from manyfest.cache import FactCache
 from manyfest.engine import Engine, EventSink, PublishOptions, _no_events
 from manyfest.ops import manifests
@@ -80,19 +82,43 @@ class Session:
         return await publish(self.engine, plan, options=options, fail_fast=fail_fast)
 
     async def create(
-        self, list_ref: Reference, images: list[Reference], *, amend: bool = False
+        self, list_ref: Reference | str, images: Sequence[Reference | str], *, amend: bool = False
     ) -> list[StoredImage]:
-        """Create a local list (see :func:`manyfest.ops.manifests.create`)."""
-        return await manifests.create(self.engine, self.store, list_ref, images, amend=amend)
+        """Create a local list (see :func:`manyfest.ops.manifests.create`).
 
-    async def push(self, list_ref: Reference, *, purge: bool = False) -> manifests.PushOutcome:
+        References may be given as text (parsed as docker does) or :class:`Reference`.
+        """
+        return await manifests.create(
+            self.engine, self.store, _ref(list_ref), [_ref(i) for i in images], amend=amend
+        )
+
+    async def push(
+        self, list_ref: Reference | str, *, purge: bool = False
+    ) -> manifests.PushOutcome:
         """Push a local list (see :func:`manyfest.ops.manifests.push`)."""
-        return await manifests.push(self.engine, self.store, list_ref, purge=purge)
+        return await manifests.push(self.engine, self.store, _ref(list_ref), purge=purge)
 
     async def inspect(
-        self, ref: Reference, *, list_ref: Reference | None = None, verbose: bool = False
+        self,
+        ref: Reference | str,
+        *,
+        list_ref: Reference | str | None = None,
+        verbose: bool = False,
     ) -> str:
         """docker's inspect text (see :func:`manyfest.ops.manifests.inspect`)."""
         return await manifests.inspect(
-            self.engine, self.store, ref, list_ref=list_ref, verbose=verbose
+            self.engine,
+            self.store,
+            _ref(ref),
+            list_ref=None if list_ref is None else _ref(list_ref),
+            verbose=verbose,
         )
+
+
+def _ref(ref: Reference | str) -> Reference:
+    """A :class:`Reference` from text or a Reference.
+
+    Raises:
+        InvalidReferenceError: the text is not a valid reference.
+    """
+    return ref if isinstance(ref, Reference) else reference.parse(ref)

@@ -220,6 +220,13 @@ class PublishOptions:
     dry_run: bool = False
     verify: bool = False
 
+    def __post_init__(self) -> None:
+        if self.style not in ("docker", "manifest-tool", "compact"):
+            raise ValueError(
+                f"PublishOptions.style must be docker, manifest-tool or compact, not "
+                f"{self.style!r}"
+            )
+
 
 EventKind = Literal[
     "started", "resolved", "mounted", "copied", "pushed", "skipped", "retried", "finished"
