@@ -3,24 +3,25 @@
 Layout under the cache directory (``$MANYFEST_CACHE_DIR``, else platformdirs'
 ``user_cache_dir("manyfest")``, e.g. ``~/.cache/manyfest``)::
 
-    manifests/<algorithm>/<hex>     exact manifest bytes (verified against the name on read)
-    platforms/<algorithm>/<hex>     platform read from the config blob with that digest
-    tags/<sha256 of reference>      the digest a tag reference pointed at when last seen
+    manifests/<algorithm>/<hex>     exact manifest bytes, media type, and the platform read
+                                    from the image's config (verified against the name on read)
+    tags/<sha256 of registry/repo>  {tag: digest} the repository's tags pointed at when last seen
 
-Manifests and platforms never change for a digest, so any process may write them at any
+A manifest and its config never change for a digest, so any process may write them at any
 time: every write goes to a temporary file in the same directory, then ``os.replace``; a
 reader sees a whole file or none. Writes are collected in memory during a run and written by
 :meth:`FactCache.flush` (the session runs it in a worker thread at the end), so the event
 loop never blocks on the file system for them. ``tags`` entries are only hints (whether a
-HEAD is likely to be enough); a stale hint costs one extra request, never a wrong result.
+HEAD is likely to be enough): a stale or lost hint (two processes merging the same file)
+costs one extra request, never a wrong result.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
-import tempfile
 from pathlib import Path
 
 import msgspec
@@ -43,10 +44,12 @@ class _PlatformRecord(msgspec.Struct, array_like=True):
 class _ManifestRecord(msgspec.Struct, array_like=True):
     media_type: str
     raw: bytes
+    platform: _PlatformRecord | None = None
 
 
-_PLATFORM = msgspec.json.Decoder(_PlatformRecord)
 _MANIFEST = msgspec.msgpack.Decoder(_ManifestRecord)
+_HINTS = msgspec.json.Decoder(dict[str, str])
+_unique = itertools.count()
 
 
 def default_dir() -> Path:
@@ -59,64 +62,82 @@ class FactCache:
     """Immutable registry facts on disk.
 
     Args:
-        root: the cache directory (default :func:`default_dir`); ``None`` entries are never
-            fatal: an unreadable or corrupt file is a miss.
+        root: the cache directory (default :func:`default_dir`). An unreadable or corrupt
+            file is a miss, never an error.
         enabled: False makes every lookup a miss and every store a no-op.
     """
 
     def __init__(self, root: Path | None = None, *, enabled: bool = True) -> None:
-        self.root = root or default_dir()
+        self.root = str(root or default_dir())
         self.enabled = enabled
-        self._pending: dict[Path, bytes] = {}
-        self._hints: dict[str, str | None] = {}
+        self._manifests: dict[str, _ManifestRecord] = {}
+        self._pending: set[str] = set()
+        self._hints: dict[str, dict[str, str]] = {}
+        self._changed_hints: set[str] = set()
 
-    def flush(self) -> int:
-        """Write every pending entry (atomically, each); returns how many were written."""
-        pending, self._pending = self._pending, {}
-        made: set[Path] = set()
-        for path, data in pending.items():
-            if path.parent not in made:
-                with contextlib.suppress(OSError):
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                made.add(path.parent)
-            self._write(path, data)
-        return len(pending)
+    # ------------------------------------------------------------------ files
 
-    def _path(self, kind: str, digest: str) -> Path | None:
-        algorithm, _, encoded = digest.partition(":")
+    def _manifest_path(self, digest: str) -> str | None:
         if not digests.is_valid(digest):
             return None
-        return Path(os.path.join(self.root, kind, algorithm, encoded))
+        algorithm, _, encoded = digest.partition(":")
+        return os.path.join(self.root, "manifests", algorithm, encoded)
 
-    def _write(self, path: Path, data: bytes) -> None:
+    def _hints_path(self, repository: str) -> str:
+        key = hashlib.sha256(repository.encode()).hexdigest()
+        return os.path.join(self.root, "tags", key)
+
+    @staticmethod
+    def _read(path: str) -> bytes | None:
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+            with open(path, "rb") as fh:
+                return fh.read()
+        except OSError:
+            return None
+
+    @staticmethod
+    def _write(path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` atomically; a failure only means a cache miss later."""
+        tmp = f"{path}.{os.getpid()}.{next(_unique)}.tmp"
+        try:
             try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+                fh = open(tmp, "xb")  # noqa: SIM115 - closed below; retried after mkdir
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fh = open(tmp, "xb")  # noqa: SIM115
+            with fh:
+                fh.write(data)
+            os.replace(tmp, path)
         except OSError:
-            pass  # a cache that cannot be written is a cache that misses
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
-    def _read(self, path: Path | None) -> bytes | None:
-        if path is None:
-            return None
-        if path in self._pending:
-            return self._pending[path]
-        try:
-            return path.read_bytes()
-        except OSError:
-            return None
+    def flush(self) -> int:
+        """Write every pending entry (each atomically); returns how many files were written."""
+        written = 0
+        pending, self._pending = self._pending, set()
+        for digest in pending:
+            path = self._manifest_path(digest)
+            if path is not None:
+                self._write(path, msgspec.msgpack.encode(self._manifests[digest]))
+                written += 1
+        changed, self._changed_hints = self._changed_hints, set()
+        for repository in changed:
+            path = self._hints_path(repository)
+            merged = self._load_hints(path)
+            merged.update(self._hints[repository])
+            self._write(path, msgspec.json.encode(merged))
+            written += 1
+        return written
 
-    def manifest(self, digest: str) -> Manifest | None:
-        """The manifest with ``digest``, if cached and its bytes still hash to it."""
-        if not self.enabled:
-            return None
-        data = self._read(self._path("manifests", digest))
+    # ------------------------------------------------------------------ manifests
+
+    def _record(self, digest: str) -> _ManifestRecord | None:
+        record = self._manifests.get(digest)
+        if record is not None:
+            return record
+        path = self._manifest_path(digest)
+        data = self._read(path) if path is not None else None
         if data is None:
             return None
         try:
@@ -125,60 +146,73 @@ class FactCache:
             return None
         if digests.compute(record.raw, digest.partition(":")[0]) != digest:
             return None
-        return Manifest(record.raw, record.media_type, digest)
+        self._manifests[digest] = record
+        return record
 
-    def put_manifest(self, manifest: Manifest) -> None:
-        """Remember a manifest's exact bytes and media type under its digest."""
-        if not self.enabled:
-            return
-        path = self._path("manifests", manifest.digest)
-        if path is not None and path not in self._pending and not path.exists():
-            record = _ManifestRecord(manifest.media_type, manifest.raw)
-            self._pending[path] = msgspec.msgpack.encode(record)
-
-    def platform(self, config_digest: str) -> Platform | None:
-        """The platform read from the config blob ``config_digest``, if cached."""
+    def manifest(self, digest: str) -> Manifest | None:
+        """The manifest with ``digest``, if cached and its bytes still hash to it."""
         if not self.enabled:
             return None
-        data = self._read(self._path("platforms", config_digest))
-        if data is None:
+        record = self._record(digest)
+        return None if record is None else Manifest(record.raw, record.media_type, digest)
+
+    def platform(self, digest: str) -> Platform | None:
+        """The platform of the image manifest ``digest`` (from its config), if cached."""
+        if not self.enabled:
             return None
-        try:
-            r = _PLATFORM.decode(data)
-        except msgspec.DecodeError:
+        record = self._record(digest)
+        if record is None or record.platform is None:
             return None
+        r = record.platform
         return Platform(r.os, r.architecture, r.variant, r.os_version, tuple(r.os_features))
 
-    def put_platform(self, config_digest: str, platform: Platform) -> None:
-        """Remember the platform of a config blob."""
+    def put_manifest(self, manifest: Manifest, platform: Platform | None = None) -> None:
+        """Remember a manifest's exact bytes and media type (and an image's platform)."""
         if not self.enabled:
             return
-        path = self._path("platforms", config_digest)
-        if path is not None and path not in self._pending and not path.exists():
-            p = platform
-            record = _PlatformRecord(p.os, p.architecture, p.variant, p.os_version,
-                                     list(p.os_features))
-            self._pending[path] = msgspec.json.encode(record)
+        old = self._record(manifest.digest)
+        if old is not None and (platform is None or old.platform is not None):
+            return
+        p = platform
+        self._manifests[manifest.digest] = _ManifestRecord(
+            manifest.media_type,
+            manifest.raw,
+            None
+            if p is None
+            else _PlatformRecord(p.os, p.architecture, p.variant, p.os_version,
+                                 list(p.os_features)),
+        )
+        self._pending.add(manifest.digest)
 
-    def _tag_path(self, ref: Reference) -> Path:
-        key = hashlib.sha256(str(ref).encode()).hexdigest()
-        return Path(os.path.join(self.root, "tags", key[:2], key))
+    # ------------------------------------------------------------------ tag hints
+
+    def _load_hints(self, path: str) -> dict[str, str]:
+        data = self._read(path)
+        if data is None:
+            return {}
+        try:
+            return _HINTS.decode(data)
+        except msgspec.DecodeError:
+            return {}
+
+    def _repository_hints(self, ref: Reference) -> dict[str, str]:
+        hints = self._hints.get(ref.name)
+        if hints is None:
+            hints = self._hints[ref.name] = self._load_hints(self._hints_path(ref.name))
+        return hints
 
     def tag_hint(self, ref: Reference) -> str | None:
         """The digest ``ref`` (a tag) pointed at when last resolved, or None."""
-        if not self.enabled:
+        if not self.enabled or ref.tag is None:
             return None
-        key = str(ref)
-        if key in self._hints:
-            return self._hints[key]
-        data = self._read(self._tag_path(ref))
-        text = data.decode(errors="replace").strip() if data is not None else ""
-        hint = text if digests.is_valid(text) else None
-        self._hints[key] = hint
-        return hint
+        hint = self._repository_hints(ref).get(ref.tag)
+        return hint if hint is not None and digests.is_valid(hint) else None
 
     def put_tag_hint(self, ref: Reference, digest: str) -> None:
         """Remember what ``ref`` pointed at (a hint for the next run)."""
-        if self.enabled and self.tag_hint(ref) != digest:
-            self._hints[str(ref)] = digest
-            self._pending[self._tag_path(ref)] = digest.encode()
+        if not self.enabled or ref.tag is None:
+            return
+        hints = self._repository_hints(ref)
+        if hints.get(ref.tag) != digest:
+            hints[ref.tag] = digest
+            self._changed_hints.add(ref.name)

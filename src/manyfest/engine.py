@@ -339,10 +339,13 @@ class Engine:
         if manifest.is_index:
             source = await self._flatten(ref, manifest)
         elif mediatypes.is_image(manifest.media_type):
-            config = manifest.image().config
-            platform = await self._configs.get(
-                (ref.registry, config.digest), lambda: self._platform(ref, config.digest)
-            )
+            platform = self.cache.platform(manifest.digest)
+            if platform is None:
+                config = manifest.image().config
+                platform = await self._configs.get(
+                    (ref.registry, config.digest), lambda: self._platform(ref, config.digest)
+                )
+                self.cache.put_manifest(manifest, platform)
             source = Source(ref, manifest, platform)
         else:
             raise UnsupportedMediaTypeError(f"{ref}: unsupported media type {manifest.media_type}")
@@ -390,19 +393,14 @@ class Engine:
         return Source(ref, index, None, tuple(images + attestations))
 
     async def _platform(self, ref: Reference, config_digest: str) -> Platform:
-        cached = self.cache.platform(config_digest)
-        if cached is not None:
-            return cached
         data = await self.client.get_blob(ref, config_digest)
         try:
             cfg = _CONFIG.decode(data)
         except msgspec.DecodeError as exc:
             raise UnsupportedMediaTypeError(f"{ref}: config {config_digest} is not JSON") from exc
-        platform = Platform(
+        return Platform(
             cfg.os, cfg.architecture, cfg.variant, cfg.os_version, tuple(cfg.os_features)
         )
-        self.cache.put_platform(config_digest, platform)
-        return platform
 
     # ------------------------------------------------------------------ write path
 

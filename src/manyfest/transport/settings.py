@@ -10,7 +10,7 @@ from pathlib import Path
 from manyfest.errors import UsageError
 from manyfest.reference import is_loopback
 
-DEFAULT_CONCURRENCY = 32
+DEFAULT_CONCURRENCY = 64
 """Requests in flight per registry (chosen by measurement, see README "Benchmarks")."""
 
 
