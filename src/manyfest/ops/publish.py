@@ -202,13 +202,12 @@ async def publish(
             refs.setdefault(str(entry.ref), entry.ref)
     sources: dict[str, Source] = {}
     errors: dict[str, ManyfestError] = {}
-    limiter = anyio.CapacityLimiter(MAX_LISTS_IN_FLIGHT * 4)
 
     async def resolve(key: str) -> None:
+        # No limit here: the transport's per-registry limit bounds the requests.
         token = current_stats.set(stats[owner[key]])
         try:
-            async with limiter:
-                sources[key] = await engine.resolve(refs[key])
+            sources[key] = await engine.resolve(refs[key])
         except ManyfestError as exc:
             errors[key] = exc
         finally:
@@ -235,7 +234,7 @@ async def publish(
 
     # Phase 2: the lists.
     results: list[ListResult | None] = [None] * len(plan)
-    list_limiter = anyio.CapacityLimiter(MAX_LISTS_IN_FLIGHT)
+    list_limiter = anyio.Semaphore(MAX_LISTS_IN_FLIGHT, fast_acquire=True)
 
     async def one(i: int, item: PlanList) -> None:
         async with list_limiter:
