@@ -3,7 +3,7 @@
 Location: ``$MANYFEST_CONFIG``, else ``<user config dir>/manyfest/config.yaml`` (platformdirs;
 ``~/.config/manyfest/config.yaml`` on Linux). A missing file means defaults. Example::
 
-    concurrency: 32            # requests in flight per registry (default for all)
+    concurrency: 64            # requests in flight per registry (default for all)
     loopback_insecure: true    # 127.0.0.0/8, ::1, localhost insecure without --insecure
     certs_dir: /etc/docker/certs.d
     connect_timeout: 30        # seconds
