@@ -460,10 +460,8 @@ class Transport:
         """
         state = self._state(registry)
         await self._ensure_pinged(state)
-        url = self._url(state, path)
-        return await self._with_retries(
-            lambda: self._attempt(state, method, url, headers, data, params, scopes, ok, what)
-        )
+        call = _Call(state, method, self._url(state, path), headers, data, params, scopes)
+        return await self._with_retries(lambda: self._attempt(call, ok, what))
 
     async def _with_retries(self, attempt: Callable[[], Awaitable[Response]]) -> Response:
         """Run ``attempt``; retry it while it raises :class:`_Retryable`.
@@ -501,27 +499,16 @@ class Transport:
             raise exc.error from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(
-        self,
-        state: _RegistryState,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        data: bytes | None,
-        params: Mapping[str, str] | None,
-        scopes: Scopes,
-        ok: tuple[int, ...],
-        what: str,
-    ) -> Response:
+    async def _attempt(self, call: _Call, ok: tuple[int, ...], what: str) -> Response:
         """One try: the answer when its status is in ``ok``; else a (retryable) error."""
-        resp = await self._authorized(state, method, url, headers, data, params, scopes)
+        resp = await self._authorized(call)
         if resp.status in ok:
             return resp
         if resp.status in _RETRY_STATUS:
-            raise _Retryable(_registry_error(what, method, resp), _retry_after(resp))
-        error = _registry_error(what, method, resp)
+            raise _Retryable(_registry_error(what, call.method, resp), _retry_after(resp))
+        error = _registry_error(what, call.method, resp)
         if resp.status == 401:
-            error = self._unauthorized(state, what, resp, error)
+            error = self._unauthorized(call.state, what, resp, error)
         raise error
 
     def _unauthorized(
@@ -567,49 +554,35 @@ class Transport:
             return f"no credentials for {key} in {config}: log in with {login}"
         return f"the credentials for {key} were refused: log in again with {login}"
 
-    async def _authorized(
-        self,
-        state: _RegistryState,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        data: bytes | None,
-        params: Mapping[str, str] | None,
-        scopes: Scopes,
-    ) -> Response:
+    async def _authorized(self, call: _Call) -> Response:
         """Send with credentials; on a 401 re-authenticate once and resend."""
-        auth, token = await self._authorization(state, scopes)
-        resp = await self._send(state, method, url, headers, data, params, auth)
+        state = call.state
+        auth, token = await self._authorization(state, call.scopes)
+        resp = await self._send(call, auth)
         if resp.status != 401:
             return resp
         new = challenges.parse(resp.headers.get("WWW-Authenticate", ""))
         if new is not None:
             state.challenge = new
         if token is not None:
-            self._tokens.invalidate(state.registry, scopes, token)
+            self._tokens.invalidate(state.registry, call.scopes, token)
         elif auth is not None or state.challenge is None:
             return resp
-        auth, token = await self._authorization(state, scopes)
+        auth, token = await self._authorization(state, call.scopes)
         if auth is None:
             return resp
-        return await self._send(state, method, url, headers, data, params, auth)
+        return await self._send(call, auth)
 
-    async def _send(
-        self,
-        state: _RegistryState,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        data: bytes | None,
-        params: Mapping[str, str] | None,
-        auth: str | None,
-    ) -> Response:
-        all_headers = dict(headers or {})
+    async def _send(self, call: _Call, auth: str | None) -> Response:
+        """One exchange with ``Authorization: auth`` (if any); TLS failures explained."""
+        headers = dict(call.headers or {})
         if auth is not None:
-            all_headers["Authorization"] = auth
+            headers["Authorization"] = auth
+        state = call.state
         try:
             return await self._exchange(
-                state, method, url, all_headers, data, ssl_ctx=state.ssl, params=params
+                state, call.method, call.url, headers, call.data, ssl_ctx=state.ssl,
+                params=call.params,
             )
         except _TLSFailure as exc:
             raise self._tls_error(state.registry, exc.cause) from exc.cause
@@ -661,12 +634,8 @@ class Transport:
             body = urllib.parse.urlencode(form).encode()
             resp = await self._token_exchange(
                 state,
-                realm_state,
-                "POST",
-                realm,
-                {"Content-Type": "application/x-www-form-urlencoded"},
-                body,
-                None,
+                _Call(realm_state, "POST", realm,
+                      {"Content-Type": "application/x-www-form-urlencoded"}, body),
                 what,
             )
         else:
@@ -678,9 +647,7 @@ class Transport:
                 headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
             sep = "&" if "?" in realm else "?"
             url = realm + (sep + urllib.parse.urlencode(query) if query else "")
-            resp = await self._token_exchange(
-                state, realm_state, "GET", url, headers, None, None, what
-            )
+            resp = await self._token_exchange(state, _Call(realm_state, "GET", url, headers), what)
         try:
             answer = msgspec.json.decode(resp.body, type=_TokenAnswer)
         except msgspec.DecodeError as exc:
@@ -710,18 +677,13 @@ class Transport:
         return realm_state
 
     async def _token_exchange(
-        self,
-        registry_state: _RegistryState,
-        state: _RegistryState,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        data: bytes | None,
-        params: Mapping[str, str] | None,
-        what: str,
+        self, registry_state: _RegistryState, call: _Call, what: str
     ) -> Response:
+        """A token request (to the realm in ``call``), retried; 401/403 are login errors."""
+        method, url = call.method, call.url
+
         async def attempt() -> Response:
-            resp = await self._send(state, method, url, headers, data, params, None)
+            resp = await self._send(call, None)
             if resp.status == 200:
                 return resp
             if resp.status in _RETRY_STATUS:
@@ -769,6 +731,19 @@ def _normal_scope(text: str) -> str:
 def _login_command(registry: str) -> str:
     """The docker command that stores credentials for ``registry``."""
     return "`docker login`" if registry == DOCKER_HUB else f"`docker login {registry}`"
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One HTTP exchange to make, perhaps more than once (retries, re-authentication)."""
+
+    state: _RegistryState
+    method: str
+    url: str
+    headers: Mapping[str, str] | None = None
+    data: bytes | None = None
+    params: Mapping[str, str] | None = None
+    scopes: Scopes = frozenset()
 
 
 class _TokenAnswer(msgspec.Struct):
