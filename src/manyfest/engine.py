@@ -115,10 +115,6 @@ class OnceMap(Generic[T]):
             if waiting is not None:
                 waiting.set()
 
-    def peek(self, key: Hashable) -> T | None:
-        """The finished result for ``key``, or None."""
-        return self._done.get(key)
-
 
 @dataclass(frozen=True, slots=True)
 class Source:
@@ -648,13 +644,6 @@ async def run_all(*calls: Callable[[], Coroutine[Any, Any, object]]) -> None:
                 tg.start_soon(call)
     except BaseExceptionGroup as group:
         raise first_error(group) from None
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for any exception (ManyfestError's own line, else type and message)."""
-    if isinstance(exc, ManyfestError):
-        return exc.one_line()
-    return f"{type(exc).__name__}: {exc}"
 
 
 def first_error(group: BaseExceptionGroup[Any]) -> BaseException:

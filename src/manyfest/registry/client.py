@@ -1,7 +1,7 @@
 """RegistryClient: the OCI distribution API calls manyfest makes.
 
-Endpoints follow the OCI distribution-spec (``spec.md``): manifests HEAD/GET/PUT/DELETE
-(end-3, end-7, end-9), blob HEAD/GET (end-2), cross-repository mount (end-11), monolithic
+Endpoints follow the OCI distribution-spec (``spec.md``): manifests HEAD/GET/PUT
+(end-3, end-7), blob HEAD/GET (end-2), cross-repository mount (end-11), monolithic
 upload POST + PUT (end-4a/end-6). Every manifest request sends an ``Accept`` naming the
 Docker and OCI manifest and list/index types; every PUT sends ``Content-Type`` equal to the
 body's media type. Reads ask for ``pull`` only; writes ``pull,push``; a mount also asks
@@ -165,17 +165,6 @@ class RegistryClient:
                 f"push manifest {ref}: registry stored digest {served}, sent {manifest.digest}"
             )
         return manifest.digest
-
-    async def delete_manifest(self, ref: Reference) -> None:
-        """DELETE a manifest by digest (distribution-spec end-9)."""
-        await self.transport.request(
-            "DELETE",
-            ref.registry,
-            f"/v2/{ref.repository}/manifests/{ref.reference}",
-            what=f"delete manifest {ref}",
-            scopes=frozenset({scope(ref.repository, ("delete",))}),
-            ok=(200, 202),
-        )
 
     async def get_blob(self, ref: Reference, digest: str) -> bytes:
         """GET a blob (a config) and verify it against ``digest``.
