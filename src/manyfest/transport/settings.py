@@ -49,8 +49,9 @@ class Settings:
             ``*.cert`` + ``*.key`` client certificates. ``MANYFEST_CERTS_DIR`` overrides.
         concurrency: requests in flight per registry.
         registry_concurrency: per-registry limits over ``concurrency`` (config file).
-        connect_timeout: seconds to establish a connection (TCP + TLS).
-        read_timeout: seconds to wait for data on a socket.
+        connect_timeout: seconds to establish a new connection (TCP + TLS).
+        read_timeout: seconds one HTTP exchange may take, from sending the request to the last
+            byte of the answer (bodies are at most 100 MiB: manifests, configs, copied blobs).
         retry_attempts: tries of one HTTP exchange on 429, 5xx and connection errors.
         retry_max_wait: longest backoff between tries, in seconds (Retry-After may ask longer).
     """
