@@ -126,3 +126,19 @@ def test_usage_errors_are_one_line() -> None:
         assert len(lines) == 1, (args, proc.stderr)
         assert phrase in lines[0]
         assert lines[0].endswith("--help`")
+
+
+def test_read_timeout_from_the_configuration(blackhole: int, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry that accepts and never answers fails after read_timeout, in one line."""
+    config = tmp_path / "manyfest.yaml"
+    config.write_text("read_timeout: 1\nretry_attempts: 1\n")
+    monkeypatch.setenv("MANYFEST_CONFIG", str(config))
+    monkeypatch.setenv("MANYFEST_LOOPBACK_INSECURE", "0")
+    proc = manyfest("inspect", "--insecure", f"127.0.0.1:{blackhole}/app:1")
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        f"GET https://127.0.0.1:{blackhole}/v2/: no complete answer within 1 s; check that "
+        "the registry is up; if it is only slow, raise read_timeout in the configuration "
+        "file\n"
+    )

@@ -420,9 +420,16 @@ class Transport:
                         stats.requests -= 1
                     self.total.requests -= 1
                     raise _TLSFailure(exc) from exc
-                raise _Retryable(
-                    TransportError(f"{method} {_redact(url)}: {_describe(exc)}")
-                ) from exc
+                if isinstance(exc, TimeoutError):
+                    error = TransportError(
+                        f"{method} {_redact(url)}: no complete answer within "
+                        f"{self.settings.read_timeout:g} s",
+                        hint="check that the registry is up; if it is only slow, raise "
+                        "read_timeout in the configuration file",
+                    )
+                else:
+                    error = TransportError(f"{method} {_redact(url)}: {_describe(exc)}")
+                raise _Retryable(error) from exc
 
     # ---------------------------------------------------------------- public request
 
