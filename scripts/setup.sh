@@ -8,6 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)  # the auth tests' bcrypt htpasswd
 for pkg in ${MANYFEST_EXTRA_APT:-}; do need+=("$pkg"); done
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: apt-get install ${need[*]}" >&2
