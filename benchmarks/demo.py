@@ -20,6 +20,7 @@ from pathlib import Path
 
 import anyio
 
+from benchmarks import plans
 from benchmarks.imagewriter import build_image, push_image
 from benchmarks.registry_server import RegistryServer
 from manyfest import reference
@@ -55,25 +56,17 @@ async def seed(host: str) -> None:
 
 def write_plan(host: str, path: Path) -> None:
     """One YAML document per list: target, two extra tags, four sources."""
-    docs = []
-    for version in VERSIONS:
-        major_minor = version.rsplit(".", 1)[0]
-        lines = [
-            f"image: {host}/demo/app:{version}",
-            f"tags: [\"{major_minor}-{version.rsplit('.', 1)[1]}\", \"v{version}\"]",
-            "manifests:",
-        ]
-        for suffix, platform in PLATFORMS.items():
-            lines += [
-                f"  - image: {host}/demo/app-{suffix}:{version}",
-                "    platform:",
-                f"      os: {platform.os}",
-                f"      architecture: {platform.architecture}",
-            ]
-            if platform.variant:
-                lines.append(f"      variant: {platform.variant}")
-        docs.append("\n".join(lines))
-    path.write_text("\n---\n".join(docs) + "\n")
+    plans.write_plan(
+        path,
+        (
+            plans.plan_document(
+                f"{host}/demo/app:{version}",
+                ((f"{host}/demo/app-{suffix}:{version}", p) for suffix, p in PLATFORMS.items()),
+                tags=(f"{version.rsplit('.', 1)[0]}-{version.rsplit('.', 1)[1]}", f"v{version}"),
+            )
+            for version in VERSIONS
+        ),
+    )
 
 
 def main() -> int:

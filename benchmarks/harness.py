@@ -30,6 +30,7 @@ from typing import Any
 
 import anyio
 
+from benchmarks import plans
 from benchmarks.imagewriter import build_image, push_image
 from benchmarks.registry_server import RegistryServer
 from manyfest import reference
@@ -229,20 +230,15 @@ def base_env(workdir: Path) -> dict[str, str]:
 
 def write_plan(job: Job, path: Path) -> None:
     """manifest-tool YAML, one list per document, 4 sources each, one tag."""
-    docs = []
-    for tag in job.tags:
-        lines = [f"image: {job.target(tag)}", "manifests:"]
-        for source, platform in zip(job.sources(tag), PLATFORMS.values(), strict=True):
-            lines += [
-                f"  - image: {source}",
-                "    platform:",
-                f"      os: {platform.os}",
-                f"      architecture: {platform.architecture}",
-            ]
-            if platform.variant:
-                lines.append(f"      variant: {platform.variant}")
-        docs.append("\n".join(lines))
-    path.write_text("\n---\n".join(docs) + "\n")
+    plans.write_plan(
+        path,
+        (
+            plans.plan_document(
+                job.target(tag), zip(job.sources(tag), PLATFORMS.values(), strict=True)
+            )
+            for tag in job.tags
+        ),
+    )
 
 
 def run_manyfest(
