@@ -21,12 +21,9 @@ from pathlib import Path
 import anyio
 
 from benchmarks import plans
-from benchmarks.imagewriter import build_image, push_image
+from benchmarks.imagewriter import push_images
 from benchmarks.registry_server import RegistryServer
-from manyfest import reference
 from manyfest.platform import Platform
-from manyfest.registry import RegistryClient
-from manyfest.transport import Settings, Transport
 
 PLATFORMS = {
     "amd64": Platform("linux", "amd64"),
@@ -39,19 +36,14 @@ VERSIONS = [f"1.{minor}.{patch}" for minor in range(20) for patch in range(10)]
 
 async def seed(host: str) -> None:
     """Push 4 x 200 images (real gzip tar layers and configs)."""
-    async with Transport(Settings(concurrency=32)) as transport:
-        client = RegistryClient(transport)
-        limiter = anyio.CapacityLimiter(64)
-
-        async def one(suffix: str, platform: Platform, version: str) -> None:
-            async with limiter:
-                ref = reference.parse(f"{host}/demo/app-{suffix}:{version}")
-                await push_image(client, ref, build_image(platform, f"demo {version}"))
-
-        async with anyio.create_task_group() as tg:
-            for version in VERSIONS:
-                for suffix, platform in PLATFORMS.items():
-                    tg.start_soon(one, suffix, platform, version)
+    await push_images(
+        host,
+        (
+            (f"demo/app-{suffix}:{version}", platform, f"demo {version}")
+            for version in VERSIONS
+            for suffix, platform in PLATFORMS.items()
+        ),
+    )
 
 
 def write_plan(host: str, path: Path) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 
 from benchmarks import plans
-from benchmarks.imagewriter import build_image, push_image
+from benchmarks.imagewriter import push_images
 from benchmarks.registry_server import RegistryServer
 from manyfest import reference
 from manyfest.errors import ManyfestError
@@ -64,26 +64,17 @@ def source_repo(suffix: str) -> str:
 
 
 async def _seed(host: str, start: int, stop: int) -> dict[str, list[str]]:
-    expected: dict[str, list[str]] = {}
-    async with Transport(Settings(concurrency=32)) as transport:
-        client = RegistryClient(transport)
-        limiter = anyio.CapacityLimiter(64)
-
-        async def one(tag: str, suffix: str, platform: Platform) -> None:
-            async with limiter:
-                ref = reference.parse(f"{host}/{source_repo(suffix)}:{tag}")
-                image = build_image(platform, f"bench {tag}")
-                await push_image(client, ref, image, check_blobs=False)
-
-        async with anyio.create_task_group() as tg:
-            for i in range(start, stop):
-                tag = tag_of(i)
-                expected[tag] = [
-                    build_image(p, f"bench {tag}").manifest.digest for p in PLATFORMS.values()
-                ]
-                for suffix, platform in PLATFORMS.items():
-                    tg.start_soon(one, tag, suffix, platform)
-    return expected
+    tags = [tag_of(i) for i in range(start, stop)]
+    digests = await push_images(
+        host,
+        (
+            (f"{source_repo(suffix)}:{tag}", platform, f"bench {tag}")
+            for tag in tags
+            for suffix, platform in PLATFORMS.items()
+        ),
+        check_blobs=False,
+    )
+    return {tag: [digests[f"{source_repo(s)}:{tag}"] for s in PLATFORMS] for tag in tags}
 
 
 def seed(host: str, start: int, stop: int) -> dict[str, list[str]]:

@@ -13,15 +13,17 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import anyio
 
-from manyfest import mediatypes
+from manyfest import mediatypes, reference
 from manyfest.content import Manifest
 from manyfest.platform import Platform
 from manyfest.reference import Reference
 from manyfest.registry import RegistryClient
+from manyfest.transport import Settings, Transport
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,3 +207,42 @@ async def push_attested_index(client: RegistryClient, ref: Reference, item: Atte
         await push_image(client, ref.with_digest(image.manifest.digest), image)
     await client.put_manifest(ref, item.index)
     return item.index.digest
+
+
+async def push_images(
+    host: str,
+    names: Iterable[tuple[str, Platform, str]],
+    *,
+    oci: bool = False,
+    check_blobs: bool = True,
+    settings: Settings | None = None,
+    max_in_flight: int = 64,
+) -> dict[str, str]:
+    """Build and push synthetic images concurrently, over one transport.
+
+    Args:
+        host: the registry (host:port).
+        names: ``(repository:tag, platform, seed)`` for each image.
+        oci: OCI media types instead of Docker schema2.
+        check_blobs: see :func:`push_image`.
+        settings: transport settings (default: 32 requests in flight).
+        max_in_flight: images being pushed at once.
+
+    Returns:
+        ``{repository:tag: manifest digest}``.
+    """
+    out: dict[str, str] = {}
+    async with Transport(settings or Settings(concurrency=32)) as transport:
+        client = RegistryClient(transport)
+        limiter = anyio.CapacityLimiter(max_in_flight)
+
+        async def one(name: str, platform: Platform, seed: str) -> None:
+            async with limiter:
+                image = build_image(platform, seed, oci=oci)
+                ref = reference.parse(f"{host}/{name}")
+                out[name] = await push_image(client, ref, image, check_blobs=check_blobs)
+
+        async with anyio.create_task_group() as tg:
+            for name, platform, seed in names:
+                tg.start_soon(one, name, platform, seed)
+    return out

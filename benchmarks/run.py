@@ -492,22 +492,16 @@ def targets(rows: list[Row], args: argparse.Namespace) -> list[dict[str, str]]:
     cold = [r for r in rows if r.peer == "manyfest" and r.case == "cold"
             and r.concurrency is None]
     warm = [r for r in rows if r.peer == "manyfest" and r.case == "unchanged"]
-    if cold:
-        worst = max(cold, key=lambda r: r.requests_per_list_no_ping)
-        add("<= 22 requests per cold list",
+    for label, measured, budget in (("cold", cold, 22), ("unchanged", warm, 5)):
+        target = f"<= {budget} requests per {label} list"
+        if not measured:
+            add(target, "not run", None)
+            continue
+        worst = max(measured, key=lambda r: r.requests_per_list_no_ping)
+        add(target,
             f"{worst.requests_per_list_no_ping:.2f} + the run's ping(s) "
             f"({worst.requests_per_list:.3f} with them; worst row)",
-            worst.requests_per_list_no_ping <= 22)
-    else:
-        add("<= 22 requests per cold list", "not run", None)
-    if warm:
-        worst = max(warm, key=lambda r: r.requests_per_list_no_ping)
-        add("<= 5 requests per unchanged list",
-            f"{worst.requests_per_list_no_ping:.2f} + the run's ping(s) "
-            f"({worst.requests_per_list:.3f} with them; worst row)",
-            worst.requests_per_list_no_ping <= 5)
-    else:
-        add("<= 5 requests per unchanged list", "not run", None)
+            worst.requests_per_list_no_ping <= budget)
     for rtt in args.rtt_ms:
         m, lim = _find(rows, "manyfest", rtt, n), _find(rows, "limit", rtt, n)
         if m and lim:

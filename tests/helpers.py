@@ -11,11 +11,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from benchmarks.imagewriter import build_image, push_image
-from manyfest import reference
+from benchmarks.imagewriter import push_images
 from manyfest.platform import Platform
-from manyfest.registry import RegistryClient
-from manyfest.transport import Settings, Transport
+from manyfest.transport import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLATFORMS = (
@@ -41,18 +39,7 @@ async def seed_images(
     settings: Settings | None = None,
 ) -> dict[str, str]:
     """Push synthetic images: ``(repository:tag, platform, seed)`` → {ref: digest}."""
-    out: dict[str, str] = {}
-    async with Transport(settings or Settings(concurrency=16)) as transport:
-        client = RegistryClient(transport)
-
-        async def one(name: str, platform: Platform, seed: str) -> None:
-            ref = reference.parse(f"{host}/{name}")
-            out[name] = await push_image(client, ref, build_image(platform, seed, oci=oci))
-
-        async with anyio.create_task_group() as tg:
-            for name, platform, seed in names:
-                tg.start_soon(one, name, platform, seed)
-    return out
+    return await push_images(host, names, oci=oci, settings=settings)
 
 
 def seed(host: str, names: list[tuple[str, Platform, str]], **kw: object) -> dict[str, str]:
