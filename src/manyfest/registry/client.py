@@ -20,6 +20,7 @@ from manyfest.content import Manifest
 from manyfest.errors import DigestMismatchError, NotFoundError, RegistryError
 from manyfest.reference import Reference
 from manyfest.transport import Response, Transport
+from manyfest.transport.http import MANIFEST_LIMIT
 
 _PULL = ("pull",)
 _PUSH = ("pull", "push")
@@ -66,6 +67,7 @@ class RegistryClient:
             scopes=scopes,
             headers={"Accept": mediatypes.ACCEPT},
             ok=ok,
+            limit=MANIFEST_LIMIT,
         )
 
     async def head_manifest(self, ref: Reference, *, push: bool = False) -> ManifestHead | None:

@@ -71,7 +71,9 @@ log = logging.getLogger(__name__)
 logging.getLogger("stamina").addHandler(logging.NullHandler())
 
 MAX_BODY = 100 * 1024 * 1024
-"""Largest response body read, in bytes (manifests are small; configs too)."""
+"""Largest response body read whole, in bytes, unless a request names a smaller limit."""
+MANIFEST_LIMIT = 4 * 1024 * 1024
+"""Largest manifest body read (distribution-spec: registries SHOULD accept at least 4 MiB)."""
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _USER_AGENT = f"manyfest/{__version__}"
 
@@ -376,8 +378,10 @@ class Transport:
         ssl_ctx: ssl.SSLContext | bool,
         params: Mapping[str, str] | None = None,
         handshake: bool = False,
+        limit: int = MAX_BODY,
+        what: str = "",
     ) -> Response:
-        """Send one request under the registry's limiter; read the whole body.
+        """Send one request under the registry's limiter; read the body (``limit`` bytes at most).
 
         ``handshake``: this is the first request to the registry (the ping), so a connection
         closed before any answer counts as a failed TLS handshake; later, it is a retryable
@@ -400,15 +404,7 @@ class Transport:
                     allow_redirects=method in ("GET", "HEAD"),
                     proxy=proxy,
                 ) as resp:
-                    if method == "HEAD":
-                        body = b""
-                    else:
-                        body = await resp.content.read(MAX_BODY + 1)
-                        if len(body) > MAX_BODY:
-                            raise TransportError(
-                                f"{method} {_redact(url)}: body larger than {MAX_BODY} bytes",
-                                hint="the registry sent more than a manifest or config holds",
-                            )
+                    body = b"" if method == "HEAD" else await _read_body(resp, limit, what)
                     return Response(resp.status, resp.headers, body, str(resp.url))
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                 tls_failed = isinstance(exc, aiohttp.ClientSSLError) or (
@@ -445,6 +441,7 @@ class Transport:
         data: bytes | None = None,
         params: Mapping[str, str] | None = None,
         ok: tuple[int, ...] = (200,),
+        limit: int = MAX_BODY,
     ) -> Response:
         """One registry request, with auth, retries and error mapping.
 
@@ -458,6 +455,7 @@ class Transport:
             data: request body.
             params: query parameters.
             ok: statuses returned rather than raised.
+            limit: largest body read, in bytes (:data:`MANIFEST_LIMIT` for manifests).
 
         Returns:
             The :class:`Response` (status in ``ok``).
@@ -469,7 +467,9 @@ class Transport:
         """
         state = self._state(registry)
         await self._ensure_pinged(state)
-        call = _Call(state, method, self._url(state, path), headers, data, params, scopes)
+        call = _Call(
+            state, method, self._url(state, path), headers, data, params, scopes, limit, what
+        )
         return await self._with_retries(lambda: self._attempt(call, ok, what))
 
     async def _with_retries(self, attempt: Callable[[], Awaitable[Response]]) -> Response:
@@ -591,7 +591,7 @@ class Transport:
         try:
             return await self._exchange(
                 state, call.method, call.url, headers, call.data, ssl_ctx=state.ssl,
-                params=call.params,
+                params=call.params, limit=call.limit, what=call.what,
             )
         except _TLSFailure as exc:
             raise self._tls_error(state.registry, exc.cause) from exc.cause
@@ -753,6 +753,8 @@ class _Call:
     data: bytes | None = None
     params: Mapping[str, str] | None = None
     scopes: Scopes = frozenset()
+    limit: int = MAX_BODY
+    what: str = ""
 
 
 class _TokenAnswer(msgspec.Struct):
@@ -810,6 +812,38 @@ def _registry_error(what: str, method: str, resp: Response) -> RegistryError:
     if isinstance(err, RateLimitedError):
         err.retry_after = _retry_after(resp)
     return err
+
+
+async def _read_body(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    """The whole body of ``resp``, at most ``limit`` bytes.
+
+    ``StreamReader.read(n)`` returns what is buffered, not n bytes: the body is read chunk by
+    chunk until the end of the stream.
+
+    Raises:
+        TransportError: the body (or its Content-Length) is larger than ``limit``.
+    """
+    declared = resp.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(resp, limit, what)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(resp, limit, what)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(resp: aiohttp.ClientResponse, limit: int, what: str) -> TransportError:
+    mib = limit / (1024 * 1024)
+    label = f"{mib:g} MiB" if mib >= 1 else f"{limit} bytes"
+    return TransportError(
+        f"{what or resp.method + ' ' + _redact(str(resp.url))}: the registry's answer is "
+        f"larger than the {label} limit",
+        hint="a manifest this large is refused by most registries: check the reference",
+    )
 
 
 def _retry_after(resp: Response) -> float | None:
