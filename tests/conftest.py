@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import stamina
 
 from benchmarks.registry_server import RegistryServer, find_binary
 
@@ -40,7 +39,6 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "ALL_PROXY", "all_proxy",
     ):
         monkeypatch.delenv(name, raising=False)
-    stamina.set_testing(True, attempts=3)
     return home
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from manyfest.transport.http import _proxy_for
+from manyfest.transport.proxy import proxy_for as _proxy_for
 from tests.helpers import manyfest
 
 
@@ -132,7 +132,7 @@ def test_read_timeout_from_the_configuration(blackhole: int, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A registry that accepts and never answers fails after read_timeout, in one line."""
     config = tmp_path / "manyfest.yaml"
-    config.write_text("read_timeout: 1\nretry_attempts: 1\n")
+    config.write_text("read_timeout: 1\nerror_retry_deadline: 0.1\n")
     monkeypatch.setenv("MANYFEST_CONFIG", str(config))
     monkeypatch.setenv("MANYFEST_LOOPBACK_INSECURE", "0")
     proc = manyfest("inspect", "--insecure", f"127.0.0.1:{blackhole}/app:1")

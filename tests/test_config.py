@@ -30,12 +30,12 @@ def test_defaults_from_an_empty_file(config_file: Path) -> None:
 
 def test_values_and_precedence(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config_file.write_text(
-        "concurrency: 12\nretry_attempts: 2\nread_timeout: 5.5\ncerts_dir: /srv/certs\n"
+        "concurrency: 12\nretry_deadline: 20\nread_timeout: 5.5\ncerts_dir: /srv/certs\n"
         "registries:\n  r.example:\n    concurrency: 3\n  '10.1.2.3:5000':\n    insecure: true\n"
     )
     monkeypatch.delenv("MANYFEST_CERTS_DIR")
     s = config.settings(config.load())
-    assert (s.concurrency, s.retry_attempts, s.read_timeout) == (12, 2, 5.5)
+    assert (s.concurrency, s.retry_deadline, s.read_timeout) == (12, 20, 5.5)
     assert s.concurrency_for("r.example") == 3
     assert s.concurrency_for("other.example") == 12
     assert s.is_insecure("10.1.2.3:5000")
@@ -54,7 +54,7 @@ def test_values_and_precedence(config_file: Path, monkeypatch: pytest.MonkeyPatc
         ("concurency: 3\n", "concurency"),
         ("registries:\n  r.example:\n    concurrency: many\n", "concurrency"),
         ("concurrency: 0\n", "concurrency must be at least 1"),
-        ("retry_attempts: -1\n", "retry_attempts must be at least 1"),
+        ("retry_deadline: -1\n", "retry_deadline must be more than 0 seconds, got -1"),
         ("read_timeout: 0\n", "read_timeout must be more than 0 seconds"),
         ("registries: [\n", "not valid YAML"),
     ],

@@ -26,7 +26,7 @@ from pathlib import Path
 from manyfest._version import __version__
 from manyfest.api import Session
 from manyfest.content import Manifest
-from manyfest.engine import Event, ListResult, PublishOptions
+from manyfest.engine import ListResult, PublishOptions
 from manyfest.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -41,6 +41,7 @@ from manyfest.errors import (
     TransportError,
     UsageError,
 )
+from manyfest.events import Event
 from manyfest.ops.plan import PlanList, parse_documents
 from manyfest.ops.publish import PublishReport
 from manyfest.platform import Platform

@@ -23,7 +23,8 @@ import anyio
 
 from manyfest import reference
 from manyfest.cache import FactCache
-from manyfest.engine import Engine, EventSink, PublishOptions, _no_events
+from manyfest.engine import Engine, PublishOptions
+from manyfest.events import EventSink, no_events
 from manyfest.ops import manifests
 from manyfest.ops.plan import PlanList
 from manyfest.ops.publish import PublishReport, publish
@@ -38,7 +39,8 @@ class Session:
 
     Args:
         settings: transport settings (insecure registries, concurrency, timeouts).
-        on_event: receives progress :class:`~manyfest.engine.Event` objects.
+        on_event: receives every progress :class:`~manyfest.events.Event` (engine and
+            transport: retries and throttling included).
         store_root: the local list store (default ``$DOCKER_CONFIG/manifests``).
         cache: the on-disk cache of immutable facts (default: ``$MANYFEST_CACHE_DIR`` or the
             user cache directory; ``FactCache(enabled=False)`` turns it off).
@@ -48,11 +50,11 @@ class Session:
         self,
         settings: Settings | None = None,
         *,
-        on_event: EventSink = _no_events,
+        on_event: EventSink = no_events,
         store_root: Path | None = None,
         cache: FactCache | None = None,
     ) -> None:
-        self.transport = Transport(settings)
+        self.transport = Transport(settings, on_event=on_event)
         self.client = RegistryClient(self.transport)
         self.engine = Engine(self.client, on_event, cache if cache is not None else FactCache())
         self.store = ManifestStore(store_root)

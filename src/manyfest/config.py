@@ -8,8 +8,10 @@ Location: ``$MANYFEST_CONFIG``, else ``<user config dir>/manyfest/config.yaml`` 
     certs_dir: /etc/docker/certs.d
     connect_timeout: 30        # seconds
     read_timeout: 60           # seconds
-    retry_attempts: 5
-    retry_max_wait: 30         # seconds between tries (Retry-After may ask longer)
+    retry_deadline: 300        # seconds a request is retried while a registry throttles
+    error_retry_deadline: 60   # seconds a request is retried on 5xx / connection errors
+    retry_max_wait: 10         # longest backoff between tries on errors, in seconds
+    lists_in_flight: 32        # lists published at once (publish)
     registries:
       registry.example.com:
         concurrency: 8         # this registry's own limit
@@ -53,8 +55,10 @@ class ConfigFile(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     certs_dir: str | None = None
     connect_timeout: float | None = None
     read_timeout: float | None = None
-    retry_attempts: int | None = None
+    retry_deadline: float | None = None
+    error_retry_deadline: float | None = None
     retry_max_wait: float | None = None
+    lists_in_flight: int | None = None
     registries: dict[str, RegistryConfig] = msgspec.field(default_factory=dict)
 
 
@@ -90,13 +94,15 @@ def load(path: Path | None = None) -> ConfigFile:
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
     for name, value in (("concurrency", config.concurrency),
-                        ("retry_attempts", config.retry_attempts),
+                        ("lists_in_flight", config.lists_in_flight),
                         *((f"registries.{k}.concurrency", v.concurrency)
                           for k, v in config.registries.items())):
         if value is not None and value < 1:
             raise ConfigError(f"{path}: {name} must be at least 1, got {value}")
     for name, seconds in (("connect_timeout", config.connect_timeout),
                           ("read_timeout", config.read_timeout),
+                          ("retry_deadline", config.retry_deadline),
+                          ("error_retry_deadline", config.error_retry_deadline),
                           ("retry_max_wait", config.retry_max_wait)):
         if seconds is not None and seconds <= 0:
             raise ConfigError(f"{path}: {name} must be more than 0 seconds, got {seconds}")
@@ -108,6 +114,7 @@ def settings(
     *,
     insecure: bool = False,
     concurrency: int | None = None,
+    retry_deadline: float | None = None,
 ) -> Settings:
     """Transport settings from the file, with command-line values on top.
 
@@ -115,6 +122,7 @@ def settings(
         config: the loaded file.
         insecure: ``--insecure`` (every registry of the run).
         concurrency: ``--concurrency`` (every registry, over the file's values).
+        retry_deadline: ``--retry-deadline`` seconds (over the file's value).
     """
     base = Settings()
     env_has = os.environ.get
@@ -133,6 +141,7 @@ def settings(
         else {k: v.concurrency for k, v in config.registries.items() if v.concurrency},
         connect_timeout=config.connect_timeout or base.connect_timeout,
         read_timeout=config.read_timeout or base.read_timeout,
-        retry_attempts=config.retry_attempts or base.retry_attempts,
+        retry_deadline=retry_deadline or config.retry_deadline or base.retry_deadline,
+        error_retry_deadline=config.error_retry_deadline or base.error_retry_deadline,
         retry_max_wait=config.retry_max_wait or base.retry_max_wait,
     )

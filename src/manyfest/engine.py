@@ -31,13 +31,27 @@ from manyfest import mediatypes
 from manyfest.cache import FactCache
 from manyfest.content import Entry, JsonStyle, Manifest, encode_list
 from manyfest.errors import (
+    AuthenticationError,
+    AuthorizationError,
     ManifestRejectedError,
     ManyfestError,
     NotFoundError,
     UnsupportedMediaTypeError,
     VerificationError,
 )
-from manyfest.models import ImageConfig
+from manyfest.events import (
+    Copied,
+    EventSink,
+    Finished,
+    Mounted,
+    Pushed,
+    Resolved,
+    Retried,
+    Skipped,
+    Started,
+    no_events,
+)
+from manyfest.models import Descriptor, ImageConfig
 from manyfest.platform import Platform
 from manyfest.reference import Reference
 from manyfest.registry import RegistryClient
@@ -179,6 +193,7 @@ class ListResult:
         error: the error (``None`` unless failed).
         requests: HTTP requests attributed to this list.
         retries: retried exchanges among them.
+        throttled: throttle signals (429, 503, rate-limit codes) among the answers.
         duration_s: wall time, in seconds.
         pushed_children: digests of children PUT into the target repository by this list.
         actions: with ``--dry-run``, what publishing would do (mounts, child pushes, tags).
@@ -193,6 +208,7 @@ class ListResult:
     error: ManyfestError | None = None
     requests: int = 0
     retries: int = 0
+    throttled: int = 0
     duration_s: float = 0.0
     pushed_children: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
@@ -205,6 +221,9 @@ class PublishOptions:
 
     Attributes:
         style: bytes layout of built lists (docker's 3-space by default).
+        media_type: ``oci`` or ``docker`` forces the list's media type; '' follows docker's
+            rule (an OCI index when the first entry is an OCI manifest).
+        lists_in_flight: lists published at once (requests are limited per registry).
         skip_unchanged: HEAD the tags first; write nothing when they already hold the list
             (``publish``). ``False`` always PUTs (``docker manifest push``).
         dry_run: read only: HEAD tags and children, report what would be written.
@@ -212,6 +231,8 @@ class PublishOptions:
     """
 
     style: JsonStyle = "docker"
+    media_type: str = ""
+    lists_in_flight: int = 32
     skip_unchanged: bool = True
     dry_run: bool = False
     verify: bool = False
@@ -222,28 +243,47 @@ class PublishOptions:
                 f"PublishOptions.style must be docker, manifest-tool or compact, not "
                 f"{self.style!r}"
             )
+        if self.media_type not in ("", "oci", "docker"):
+            raise ValueError(
+                f"PublishOptions.media_type must be '', oci or docker, not {self.media_type!r}"
+            )
+        if self.lists_in_flight < 1:
+            raise ValueError("PublishOptions.lists_in_flight must be at least 1")
 
 
-EventKind = Literal[
-    "started", "resolved", "mounted", "copied", "pushed", "skipped", "retried", "finished"
-]
+_LIST_TYPES = {"oci": mediatypes.OCI_INDEX, "docker": mediatypes.DOCKER_LIST}
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A progress event: what happened, to which target, with what detail."""
+@dataclass(slots=True)
+class ListPlan:
+    """What publishing one list takes (:meth:`Engine.plan`), executed by :meth:`Engine.execute`.
 
-    kind: EventKind
-    target: str
-    detail: str = ""
-    result: ListResult | None = None
+    Attributes:
+        target: the list reference.
+        listed: the list's bytes.
+        heads: what each tag points at now ('' when absent; empty when not looked up).
+        children: the children to make present in the target repository, in list order.
+        tags: the tags to PUT, the target's first ([] when every tag holds the list).
+    """
 
+    target: Reference
+    listed: Manifest
+    heads: dict[str, str]
+    children: list[Source]
+    tags: list[str]
 
-EventSink = Callable[[Event], None]
-
-
-def _no_events(event: Event) -> None:
-    pass
+    def actions(self) -> list[str]:
+        """The plan as lines: every mount, child push and tag move, in execution order."""
+        lines: list[str] = []
+        for child in self.children:
+            for blob in child.manifest.blobs():
+                lines.append(f"mount {blob.digest} from {child.ref.name}")
+            lines.append(f"push child {child.manifest.digest} ({child.platform})")
+        for tag in self.tags:
+            now = self.heads.get(tag, "")
+            was = f" (now {now})" if now else " (new tag)"
+            lines.append(f"put {self.target.with_tag(tag)} -> {self.listed.digest}{was}")
+        return lines
 
 
 class Engine:
@@ -258,7 +298,7 @@ class Engine:
     def __init__(
         self,
         client: RegistryClient,
-        on_event: EventSink = _no_events,
+        on_event: EventSink = no_events,
         cache: FactCache | None = None,
     ) -> None:
         self.client = client
@@ -345,7 +385,7 @@ class Engine:
             source = Source(ref, manifest, platform)
         else:
             raise UnsupportedMediaTypeError(f"{ref}: unsupported media type {manifest.media_type}")
-        self.on_event(Event("resolved", str(ref), manifest.digest))
+        self.on_event(Resolved(target=str(ref), digest=manifest.digest))
         return source
 
     async def _flatten(self, ref: Reference, index: Manifest) -> Source:
@@ -400,24 +440,30 @@ class Engine:
 
     # ------------------------------------------------------------------ write path
 
-    async def ensure_blob(self, target: Reference, digest: str, source: Reference) -> bool:
+    async def ensure_blob(self, target: Reference, blob: Descriptor, source: Reference) -> bool:
         """Make a blob present in the target repository, once per (repository, digest).
 
-        Returns True when mounted (201), False when its bytes were copied (202 or refused).
+        Mount first; when the registry refuses (202: an upload session instead; or a token
+        that does not cover the source repository, as token servers granting one scope per
+        token answer), the blob is streamed from the source into the target, never held
+        whole. Returns True when mounted (201), False when copied.
         """
-        key = (target.registry, target.repository, digest)
-        return await self._blobs.get(key, lambda: self._ensure_blob(target, digest, source))
+        key = (target.registry, target.repository, blob.digest)
+        return await self._blobs.get(key, lambda: self._ensure_blob(target, blob, source))
 
-    async def _ensure_blob(self, target: Reference, digest: str, source: Reference) -> bool:
-        if await self.client.mount_blob(target, digest, source):
-            self.on_event(Event("mounted", str(target), digest))
+    async def _ensure_blob(self, target: Reference, blob: Descriptor, source: Reference) -> bool:
+        try:
+            mounted = await self.client.mount_blob(target, blob.digest, source)
+        except (AuthenticationError, AuthorizationError):
+            mounted = False  # the mount's two scopes were not granted together: copy
+        if mounted:
+            self.on_event(Mounted(target=str(target), digest=blob.digest, source=source.name))
             return True
-        data = await self.client.get_blob(source, digest)
-        await self.client.upload_blob(target, data, digest)
-        self.on_event(Event("copied", str(target), digest))
+        size = await self.client.copy_blob(source, target, blob.digest, blob.size or None)
+        self.on_event(Copied(target=str(target), digest=blob.digest, size=size))
         return False
 
-    async def put_manifest(self, ref: Reference, manifest: Manifest) -> str:
+    async def put_manifest(self, ref: Reference, manifest: Manifest, *, built: bool = False) -> str:
         """PUT a manifest, retrying while the registry does not yet see what it references.
 
         A registry may briefly not find a blob or child that is present: another process
@@ -426,13 +472,19 @@ class Engine:
         (``MANIFEST_BLOB_UNKNOWN``, ``BLOB_UNKNOWN``, ``DIGEST_INVALID``) are retried after
         0.2, 0.5 and 1 s; any other error, or the fourth refusal, is raised.
         """
-        for wait in (0.2, 0.5, 1.0, None):
+        for attempt, wait in enumerate((0.2, 0.5, 1.0, None), start=2):
             try:
-                return await self.client.put_manifest(ref, manifest)
+                return await self.client.put_manifest(ref, manifest, built=built)
             except ManifestRejectedError as exc:
                 if wait is None or not exc.codes & _NOT_YET_SEEN:
                     raise
-                self.on_event(Event("retried", str(ref), ", ".join(sorted(exc.codes))))
+                self.on_event(Retried(target=str(ref), registry=ref.registry,
+                                      what=f"push manifest {ref}",
+                                      reason=", ".join(sorted(exc.codes)), wait_s=wait,
+                                      attempt=attempt))
+                stats = current_stats.get()
+                if stats is not None:
+                    stats.retries += 1
                 await anyio.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -450,14 +502,14 @@ class Engine:
     async def _ensure_child(self, target: Reference, child: Source) -> str:
         await run_all(
             *(
-                partial(self.ensure_blob, target, blob.digest, child.ref)
+                partial(self.ensure_blob, target, blob, child.ref)
                 for blob in child.manifest.blobs()
             )
         )
         digest = await self.put_manifest(
             target.with_digest(child.manifest.digest), child.manifest
         )
-        self.on_event(Event("pushed", str(target), digest))
+        self.on_event(Pushed(target=str(target), digest=digest))
         return digest
 
     async def publish(
@@ -474,12 +526,16 @@ class Engine:
     ) -> ListResult:
         """Publish one list to ``target`` (and ``extra_tags``), in the engine's order.
 
+        One planning step (:meth:`plan`: build the bytes, HEAD the tags) and one executing
+        step (:meth:`execute`); ``--dry-run`` reports the plan instead of executing it, so
+        what it shows is what a run does.
+
         Args:
             target: the list reference (registry/repository:tag).
             children: the resolved entries, in list order.
             extra_tags: more tags pointing at the same list.
             annotations: index-level annotations.
-            options: style, skip-unchanged, dry-run and verify switches.
+            options: style, media type, skip-unchanged, dry-run and verify switches.
             built: the list bytes when the caller already built them.
             stats: count requests here (a caller that already resolved the sources under
                 it); default: a new :class:`RequestStats`.
@@ -494,16 +550,25 @@ class Engine:
         stats = stats or RequestStats()
         token = current_stats.set(stats)
         started = time.monotonic() if started is None else started
-        self.on_event(Event("started", str(target)))
+        self.on_event(Started(target=str(target)))
         try:
             listed = built or encode_list(
-                [c.entry() for c in children], annotations=annotations, style=opts.style
+                [c.entry() for c in children], annotations=annotations, style=opts.style,
+                media_type=_LIST_TYPES.get(opts.media_type),
             )
             result.digest = listed.digest
-            if opts.dry_run:
-                await self._plan(result, target, children, tags, listed)
+            plan = await self.plan(target, children, tags, listed, opts)
+            result.old_digest = plan.heads.get(tags[0], "")
+            if not plan.tags:
+                result.status = "unchanged"
+                self.on_event(Skipped(target=str(target), digest=listed.digest))
+            elif opts.dry_run:
+                result.actions = plan.actions()
+                result.status = "updated" if result.old_digest else "created"
             else:
-                await self._publish(result, target, children, tags, listed, opts)
+                await self.execute(plan)
+                result.pushed_children = [c.manifest.digest for c in plan.children]
+                result.status = "updated" if result.old_digest else "created"
                 if opts.verify:
                     await self.verify(result, children)
         except ManyfestError as exc:
@@ -519,8 +584,9 @@ class Engine:
             current_stats.reset(token)
             result.requests = stats.requests
             result.retries = stats.retries
+            result.throttled = stats.throttled
             result.duration_s = time.monotonic() - started
-        self.on_event(Event("finished", str(target), result.status, result))
+        self.on_event(Finished(target=str(target), result=result))
         return result
 
     async def _heads(self, target: Reference, tags: list[str], *, push: bool) -> dict[str, str]:
@@ -534,72 +600,47 @@ class Engine:
         await run_all(*(partial(head, tag) for tag in tags))
         return heads
 
-    async def _publish(
+    async def plan(
         self,
-        result: ListResult,
         target: Reference,
         children: list[Child],
         tags: list[str],
         listed: Manifest,
         opts: PublishOptions,
-    ) -> None:
-        heads: dict[str, str] = {}
-        if opts.skip_unchanged:
-            heads = await self._heads(target, tags, push=True)
-            result.old_digest = heads[tags[0]]
-            if all(heads[t] == listed.digest for t in tags):
-                result.status = "unchanged"
-                self.on_event(Event("skipped", str(target), listed.digest))
-                return
-        await run_all(*(partial(self.ensure_child, target, c.source) for c in children))
-        result.pushed_children = [
-            c.source.manifest.digest for c in children if not c.source.ref.in_repository(target)
-        ]
-        first = tags[0]
-        if heads.get(first) != listed.digest:
-            await self.put_manifest(target.with_tag(first), listed)
-        await run_all(
-            *(
-                partial(self.put_manifest, target.with_tag(tag), listed)
-                for tag in tags[1:]
-                if heads.get(tag) != listed.digest
-            )
-        )
-        result.status = "updated" if result.old_digest else "created"
+    ) -> ListPlan:
+        """What publishing ``listed`` at ``tags`` takes: the only reads are the tag HEADs.
 
-    async def _plan(
-        self,
-        result: ListResult,
-        target: Reference,
-        children: list[Child],
-        tags: list[str],
-        listed: Manifest,
-    ) -> None:
-        """``--dry-run``: read only; record what publishing would do in ``result.actions``."""
-        heads = await self._heads(target, tags, push=False)
-        result.old_digest = heads[tags[0]]
-        if all(heads[t] == listed.digest for t in tags):
-            result.status = "unchanged"
-            return
-        actions: list[str] = []
+        Every child from another repository is made present (its blobs mounted or copied,
+        then PUT by digest); tags that already hold the list are not written.
+        """
+        heads: dict[str, str] = {}
+        if opts.skip_unchanged or opts.dry_run:
+            heads = await self._heads(target, tags, push=not opts.dry_run)
+        to_put = [t for t in tags if heads.get(t) != listed.digest]
+        cross: list[Source] = []
         seen: set[str] = set()
         for c in children:
             m = c.source.manifest
             if c.source.ref.in_repository(target) or m.digest in seen:
                 continue
             seen.add(m.digest)
-            present = await self.client.head_manifest(target.with_digest(m.digest))
-            if present is not None:
-                continue
-            for blob in m.blobs():
-                actions.append(f"mount {blob.digest} from {c.source.ref.name}")
-            actions.append(f"push child {m.digest} ({c.platform})")
-        for tag in tags:
-            if heads[tag] != listed.digest:
-                was = f" (now {heads[tag]})" if heads[tag] else " (new tag)"
-                actions.append(f"put {target.with_tag(tag)} -> {listed.digest}{was}")
-        result.actions = actions
-        result.status = "updated" if result.old_digest else "created"
+            cross.append(c.source)
+        return ListPlan(target, listed, heads, cross if to_put else [], to_put)
+
+    async def execute(self, plan: ListPlan) -> None:
+        """Carry out a :meth:`plan`: children (blobs first), then the first tag, then the rest.
+
+        A failure at any step leaves the tags where they were (the list is only PUT once
+        every child is in the repository).
+        """
+        target = plan.target
+        await run_all(*(partial(self.ensure_child, target, c) for c in plan.children))
+        first, *rest = plan.tags
+        await self.put_manifest(target.with_tag(first), plan.listed, built=True)
+        await run_all(
+            *(partial(self.put_manifest, target.with_tag(t), plan.listed, built=True)
+              for t in rest)
+        )
 
     async def verify(self, result: ListResult, children: list[Child]) -> None:
         """``--verify``: every tag resolves to the list digest; every child is present.

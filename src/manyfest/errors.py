@@ -20,8 +20,8 @@ Tree::
     │   ├── AuthenticationError     401 after authenticating
     │   ├── AuthorizationError      403 / DENIED
     │   ├── NotFoundError           404 / *_UNKNOWN
-    │   ├── RateLimitedError        429 / TOOMANYREQUESTS
-    │   └── ManifestRejectedError   400 MANIFEST_INVALID / BLOB_UNKNOWN, 413
+    │   ├── RateLimitedError        429 / 503 / TOOMANYREQUESTS past the retry deadline
+    │   └── ManifestRejectedError   400 MANIFEST_INVALID / BLOB_UNKNOWN, 413, 415
     ├── DigestMismatchError         content does not match the digest that named it
     ├── UnsupportedMediaTypeError
     ├── VerificationError           --verify found a tag or child not as published
@@ -111,7 +111,7 @@ class CredentialsError(ManyfestError):
 class TransportError(ManyfestError):
     """The registry could not be reached: connection refused, timeout, TLS failure."""
 
-    default_hint = "check that the registry is up and reachable (or use --insecure)"
+    default_hint = "check that the registry is up and reachable"
     retryable = True
 
 
@@ -127,10 +127,39 @@ class CertificateError(TransportError):
 
 @dataclass(frozen=True, slots=True)
 class ErrorDetail:
-    """One entry of the OCI error body ``{"errors": [{"code", "message", "detail"}]}``."""
+    """One entry of the OCI error body ``{"errors": [{"code", "message", "detail"}]}``.
+
+    Attributes:
+        code: the error code (``MANIFEST_INVALID``), or the first line of a non-JSON body.
+        message: the message ('' when none).
+        detail: the ``detail`` value as compact JSON text, or the plain string ('' when none).
+    """
 
     code: str
     message: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.code}: {self.message}" if self.message else self.code
+        return f"{text} (detail: {self.detail})" if self.detail else text
+
+
+_STATUS_HINTS = {
+    400: "the registry refused the request as invalid; this will not change by retrying",
+    405: "the registry does not allow this method here (a read-only mirror or a pull-through "
+    "cache?)",
+    413: "the registry refused the body as too large",
+    415: "the registry does not accept this media type; this will not change by retrying",
+}
+
+
+def status_hint(status: int) -> str:
+    """Advice that fits an HTTP error status (5xx: retry later; 4xx: permanent)."""
+    if status in _STATUS_HINTS:
+        return _STATUS_HINTS[status]
+    if status >= 500:
+        return "the registry failed; retry later, and if it persists check its status and logs"
+    return "check the reference and your access to the repository"
 
 
 class RegistryError(ManyfestError):
@@ -143,7 +172,7 @@ class RegistryError(ManyfestError):
         errors: the OCI error details parsed from the body (distribution-spec "Error Codes").
     """
 
-    default_hint = "retry later; if it persists, check the registry's status and logs"
+    default_hint = ""
 
     def __init__(
         self,
@@ -155,8 +184,10 @@ class RegistryError(ManyfestError):
         errors: Sequence[ErrorDetail] = (),
         hint: str | None = None,
     ) -> None:
-        said = "; ".join(f"{e.code}: {e.message}" if e.message else e.code for e in errors)
+        said = "; ".join(str(e) for e in errors)
         message = f"{what}: registry answered {status}" + (f" ({said})" if said else "")
+        if hint is None and not type(self).default_hint:
+            hint = status_hint(status)
         super().__init__(message, hint=hint)
         self.status = status
         self.method = method
@@ -188,9 +219,15 @@ class NotFoundError(RegistryError):
 
 
 class RateLimitedError(RegistryError):
-    """429 TOOMANYREQUESTS; ``retry_after`` is the wait the registry asked for, in seconds."""
+    """429 / 503 / TOOMANYREQUESTS that went on past the retry deadline.
 
-    default_hint = "lower --concurrency or wait before retrying"
+    ``retry_after`` is the wait the registry last asked for, in seconds.
+    """
+
+    default_hint = (
+        "the registry kept throttling past the retry deadline: raise --retry-deadline, or "
+        "publish when it is less busy"
+    )
     retry_after: float | None = None
 
 

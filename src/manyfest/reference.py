@@ -102,8 +102,10 @@ class Reference:
         return Reference(self.registry, self.repository, tag, None)
 
     def in_repository(self, other: Reference) -> bool:
-        """True when both name the same registry and repository."""
-        return self.registry == other.registry and self.repository == other.repository
+        """True when both name the same registry (:func:`same_registry`) and repository."""
+        return self.repository == other.repository and same_registry(
+            self.registry, other.registry
+        )
 
     def __str__(self) -> str:
         text = self.name
@@ -205,6 +207,42 @@ def host_of(registry: str) -> str:
     if registry.startswith("["):
         return registry[1 : registry.index("]")]
     return registry.rsplit(":", 1)[0] if ":" in registry else registry
+
+
+def _port(registry: str) -> str:
+    """The port written in a registry host[:port] ('' when none)."""
+    rest = registry[registry.index("]") + 1 :] if registry.startswith("[") else registry
+    return rest.rpartition(":")[2] if ":" in rest else ""
+
+
+def registry_key(registry: str) -> str:
+    """The registry's identity: ``host`` and ``host:80`` are one registry.
+
+    The rule (README "Registries, TLS and credentials"): a registry written without a port
+    and the same host with ``:80`` are the same registry for every check (sources on the
+    target's registry, tags written twice, children already in the repository) and for
+    credentials, looked up under the spelling used, then the other. The transport talks to
+    each spelling at its own address (``https://host`` is port 443; with ``--insecure`` a
+    refused or failed TLS connection falls back to ``http://host``, port 80).
+    """
+    return registry[:-3] if _port(registry) == "80" else registry
+
+
+def same_registry(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` name one registry (:func:`registry_key`)."""
+    return a == b or registry_key(a) == registry_key(b)
+
+
+def registry_aliases(registry: str) -> list[str]:
+    """The registry as written, then its other spelling (``host`` and ``host:80``)."""
+    if registry == DOCKER_HUB:
+        return [registry]
+    port = _port(registry)
+    if port == "80":
+        return [registry, registry[:-3]]
+    if not port:
+        return [registry, f"{registry}:80"]
+    return [registry]
 
 
 def is_loopback(registry: str) -> bool:

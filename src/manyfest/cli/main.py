@@ -33,6 +33,13 @@ from manyfest.transport.settings import DEFAULT_CONCURRENCY
 T = TypeVar("T")
 
 
+class MediaTypeChoice(enum.StrEnum):
+    """``--media-type`` values: the list's media type."""
+
+    oci = "oci"
+    docker = "docker"
+
+
 class JsonStyleChoice(enum.StrEnum):
     """``--json-style`` values."""
 
@@ -117,10 +124,13 @@ def _parse(text: str) -> reference.Reference:
         raise _fail(exc) from None
 
 
-def _settings(insecure: bool, concurrency: int | None = None) -> Settings:
+def _settings(
+    insecure: bool, concurrency: int | None = None, retry_deadline: float | None = None
+) -> Settings:
     """Settings from the configuration file with the command line's flags on top."""
     try:
-        return config.settings(config.load(), insecure=insecure, concurrency=concurrency)
+        return config.settings(config.load(), insecure=insecure, concurrency=concurrency,
+                               retry_deadline=retry_deadline)
     except ManyfestError as exc:
         raise _fail(exc) from None
 
@@ -332,6 +342,24 @@ def publish(
         typer.Option("--json-style", help="Bytes of built lists: docker's 3-space indent, "
                      "manifest-tool's 2-space, or compact."),
     ] = JsonStyleChoice.docker,
+    media_type: Annotated[
+        MediaTypeChoice | None,
+        typer.Option("--media-type", help="Media type of built lists: an OCI index or a "
+                     "Docker manifest list (default: docker's rule, OCI when the first entry "
+                     "is an OCI image)."),
+    ] = None,
+    retry_deadline: Annotated[
+        float | None,
+        typer.Option("--retry-deadline", metavar="SECONDS", min=0.1,
+                     help="How long a request is retried while a registry throttles (default "
+                     "300, or the configuration file's); 5xx and connection errors are retried "
+                     "for at most 60 s of it."),
+    ] = None,
+    lists_in_flight: Annotated[
+        int | None,
+        typer.Option("--lists-in-flight", min=1,
+                     help="Lists published at once (default 32, or the configuration file's)."),
+    ] = None,
 ) -> None:
     """Publish every manifest list of a plan, concurrently.
 
@@ -369,10 +397,15 @@ def publish(
     if report_file is not None:
         _check_writable(report_file)
     progress = PublishProgress(len(plan), stderr, dry_run=dry_run)
-    options = PublishOptions(style=json_style.value, dry_run=dry_run, verify=verify)
+    settings = _settings(insecure, concurrency, retry_deadline)
+    options = PublishOptions(
+        style=json_style.value, media_type=media_type.value if media_type else "",
+        dry_run=dry_run, verify=verify,
+        lists_in_flight=lists_in_flight or _lists_in_flight(),
+    )
 
     async def body() -> PublishReport:
-        async with Session(_settings(insecure, concurrency), on_event=progress) as session:
+        async with Session(settings, on_event=progress) as session:
             with progress:
                 return await session.publish(plan, options=options, fail_fast=fail_fast)
 
@@ -398,6 +431,14 @@ def publish(
                 hint="see the per-list errors above; nothing was written (--dry-run)",
             ))
         raise _fail(PublishFailed(f"{report.failed} of {len(report.results)} lists failed"))
+
+
+def _lists_in_flight() -> int:
+    """The configuration file's ``lists_in_flight`` (default 32)."""
+    try:
+        return config.load().lists_in_flight or 32
+    except ManyfestError as exc:
+        raise _fail(exc) from None
 
 
 def _check_writable(path: Path) -> None:

@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from manyfest.engine import Event
+from manyfest.events import Event, Finished, Throttled
 from manyfest.ops.publish import PublishReport
 
 
@@ -71,8 +71,16 @@ class PublishProgress:
             self._progress.stop()
 
     def __call__(self, event: Event) -> None:
-        """The engine's event sink."""
-        if event.kind != "finished" or event.result is None:
+        """The engine's and the transport's event sink.
+
+        Finished lists advance the bar (or print a line); a registry throttling shows as it
+        happens: ``throttled by REGISTRY, N in flight, waiting W s`` (the bar's status on a
+        terminal, a line otherwise).
+        """
+        if isinstance(event, Throttled):
+            self._throttled(event)
+            return
+        if not isinstance(event, Finished) or event.result is None:
             return
         result = event.result
         self.done += 1
@@ -102,13 +110,22 @@ class PublishProgress:
         self.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
+    def _throttled(self, event: Throttled) -> None:
+        text = event.detail + (f" ({event.reason})" if event.reason else "")
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, status=text)
+        elif not self.quiet:
+            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
 def print_summary(report: PublishReport, console: Console) -> None:
     """The end of a publish: a table on a terminal, one line otherwise (stderr)."""
     verb = "would publish" if report.dry_run else "published"
     line = (
         f"{verb} {len(report.results)} lists: {report.count('created')} created, "
         f"{report.count('updated')} updated, {report.count('unchanged')} unchanged, "
-        f"{report.failed} failed; {report.requests} requests, {report.retries} retries "
+        f"{report.failed} failed; {report.requests} requests, {report.retries} retries, "
+        f"{report.throttled} throttled "
         f"in {report.duration_s:.2f} s"
     )
     if report.dry_run:
@@ -130,6 +147,7 @@ def print_summary(report: PublishReport, console: Console) -> None:
         table.add_row(f"lists {status}", str(report.count(status)))
     table.add_row("requests", str(report.requests))
     table.add_row("retries", str(report.retries))
+    table.add_row("throttled answers", str(report.throttled))
     table.add_row("seconds", f"{report.duration_s:.2f}")
     console.print(table)
     for result in report.results:

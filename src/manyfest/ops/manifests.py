@@ -31,7 +31,7 @@ from manyfest.errors import (
     UsageError,
 )
 from manyfest.platform import Platform, validate
-from manyfest.reference import Reference
+from manyfest.reference import Reference, same_registry
 from manyfest.store import ManifestStore, StoredImage
 
 REFUSE_AMEND = "refusing to amend an existing manifest list with no --amend flag"
@@ -165,7 +165,7 @@ def build_from_store(list_ref: Reference, images: list[StoredImage]) -> list[Chi
                 hint=f"set them with `manyfest annotate --os OS --arch ARCH {list_ref} "
                 f"{image.ref}`",
             )
-        if image.ref.registry != list_ref.registry:
+        if not same_registry(image.ref.registry, list_ref.registry):
             raise UsageError(
                 f"cannot use source images from a different registry than the target image: "
                 f"{image.ref} is on {image.ref.registry}, {list_ref} on {list_ref.registry}",

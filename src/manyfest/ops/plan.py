@@ -50,7 +50,7 @@ import yaml
 from manyfest import reference
 from manyfest.errors import InvalidReferenceError, PlanError, PlatformError
 from manyfest.platform import Platform, validate
-from manyfest.reference import Reference
+from manyfest.reference import Reference, registry_key
 
 
 class PlatformSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -457,7 +457,7 @@ def _check_unique_tags(lists: Sequence[PlanList], labels: Sequence[str], source:
     seen: dict[tuple[str, str, str], tuple[str, bool]] = {}
     for plan, label in zip(lists, labels, strict=True):
         for i, tag in enumerate(plan.tags):
-            key = (plan.target.registry, plan.target.repository, tag)
+            key = (registry_key(plan.target.registry), plan.target.repository, tag)
             if key in seen:
                 other, other_is_target = seen[key]
                 role = "the target" if other_is_target else "a tag"

@@ -27,19 +27,16 @@ import msgspec
 from manyfest.engine import (
     Child,
     Engine,
-    Event,
     ListResult,
     PublishOptions,
     Source,
     run_all,
 )
 from manyfest.errors import ManyfestError, NotPublishedError, PlatformError
+from manyfest.events import Finished
 from manyfest.ops.plan import PlanList
 from manyfest.platform import validate
-from manyfest.transport import RequestStats, current_stats
-
-MAX_LISTS_IN_FLIGHT = 32
-"""Lists being published at once (requests are limited per registry separately)."""
+from manyfest.transport import RequestStats, Transport, current_stats
 
 
 def result_json(r: ListResult) -> dict[str, Any]:
@@ -53,6 +50,7 @@ def result_json(r: ListResult) -> dict[str, Any]:
         "error": r.error.one_line() if r.error else None,
         "requests": r.requests,
         "retries": r.retries,
+        "throttled": r.throttled,
         "duration_s": round(r.duration_s, 4),
     }
     if r.actions:
@@ -69,6 +67,9 @@ class PublishReport:
     results: list[ListResult] = field(default_factory=list)
     requests: int = 0
     retries: int = 0
+    throttled: int = 0
+    registries: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per registry: ``requests``, ``retries`` and ``throttled`` answers of the run."""
     duration_s: float = 0.0
     dry_run: bool = False
     stopped_by: ManyfestError | None = None
@@ -93,6 +94,8 @@ class PublishReport:
             "failed": self.failed,
             "requests": self.requests,
             "retries": self.retries,
+            "throttled": self.throttled,
+            "registries": self.registries,
             "duration_s": round(self.duration_s, 4),
             "dry_run": self.dry_run,
             "stopped": self.stopped_by.one_line() if self.stopped_by else None,
@@ -190,7 +193,8 @@ async def publish(
     opts = options or PublishOptions()
     started = time.monotonic()
     transport = engine.client.transport
-    before = (transport.total.requests, transport.total.retries)
+    before = (transport.total.requests, transport.total.retries, transport.total.throttled)
+    per_registry = transport.registry_stats()
     stats = [RequestStats() for _ in plan]
 
     # Phase 1: every distinct source, once, under the first list that names it.
@@ -226,15 +230,14 @@ async def publish(
             report.results.append(ListResult(
                 item.target, item.tags, status="failed", error=own or stopped,
                 requests=stats[i].requests, retries=stats[i].retries,
+                throttled=stats[i].throttled,
             ))
-        report.requests = transport.total.requests - before[0]
-        report.retries = transport.total.retries - before[1]
-        report.duration_s = time.monotonic() - started
+        _totals(report, transport, before, per_registry, started)
         return report
 
     # Phase 2: the lists.
     results: list[ListResult | None] = [None] * len(plan)
-    list_limiter = anyio.Semaphore(MAX_LISTS_IN_FLIGHT, fast_acquire=True)
+    list_limiter = anyio.Semaphore(opts.lists_in_flight, fast_acquire=True)
 
     async def one(i: int, item: PlanList) -> None:
         async with list_limiter:
@@ -244,10 +247,21 @@ async def publish(
 
     await run_all(*(partial(one, i, item) for i, item in enumerate(plan)))
     report = PublishReport([r for r in results if r is not None], dry_run=opts.dry_run)
-    report.requests = transport.total.requests - before[0]
-    report.retries = transport.total.retries - before[1]
-    report.duration_s = time.monotonic() - started
+    _totals(report, transport, before, per_registry, started)
     return report
+
+
+def _totals(report: PublishReport, transport: Transport, before: tuple[int, int, int],
+            per_registry: dict[str, dict[str, int]], started: float) -> None:
+    """Fill the run's totals (this run's share of the transport's counters)."""
+    total = transport.total
+    report.requests = total.requests - before[0]
+    report.retries = total.retries - before[1]
+    report.throttled = total.throttled - before[2]
+    for name, now in transport.registry_stats().items():
+        was = per_registry.get(name, {})
+        report.registries[name] = {k: v - was.get(k, 0) for k, v in now.items()}
+    report.duration_s = time.monotonic() - started
 
 
 async def _publish_one(
@@ -272,9 +286,10 @@ async def _publish_one(
             error=exc,
             requests=stats.requests,
             retries=stats.retries,
+            throttled=stats.throttled,
             duration_s=time.monotonic() - started,
         )
-        engine.on_event(Event("finished", str(item.target), "failed", result))
+        engine.on_event(Finished(target=str(item.target), result=result))
         return result
     return await engine.publish(
         item.target,

@@ -17,10 +17,15 @@ from manyfest import digest as digests
 from manyfest import mediatypes
 from manyfest.auth.tokens import scope
 from manyfest.content import Manifest
-from manyfest.errors import DigestMismatchError, NotFoundError, RegistryError
+from manyfest.errors import (
+    DigestMismatchError,
+    ManifestRejectedError,
+    NotFoundError,
+    RegistryError,
+    UnsupportedMediaTypeError,
+)
 from manyfest.reference import Reference
-from manyfest.transport import Response, Transport
-from manyfest.transport.http import MANIFEST_LIMIT
+from manyfest.transport import MANIFEST_LIMIT, Response, Transport
 
 _PULL = ("pull",)
 _PUSH = ("pull", "push")
@@ -103,7 +108,7 @@ class RegistryClient:
         resp = await self._manifest_request("GET", ref, f"look up {ref}", scopes, (200, 404))
         if resp.status == 404:
             return None
-        manifest = Manifest.from_bytes(resp.body, resp.headers.get("Content-Type", ""))
+        manifest = _decode(ref, resp)
         return ManifestHead(manifest.digest, manifest.size, manifest.media_type)
 
     async def get_manifest(self, ref: Reference) -> Manifest:
@@ -129,7 +134,7 @@ class RegistryClient:
                 errors=exc.errors,
                 hint="push the image first, or check its name and tag",
             ) from exc
-        manifest = Manifest.from_bytes(resp.body, resp.headers.get("Content-Type", ""))
+        manifest = _decode(ref, resp)
         if ref.digest:
             digests.verify(resp.body, ref.digest, f"manifest {ref}")
         else:
@@ -141,26 +146,40 @@ class RegistryClient:
                 )
         return manifest
 
-    async def put_manifest(self, ref: Reference, manifest: Manifest) -> str:
+    async def put_manifest(self, ref: Reference, manifest: Manifest, *, built: bool = False) -> str:
         """PUT ``manifest.raw`` unchanged at ``ref`` (tag or digest).
 
         ``Content-Type`` is the manifest's media type. Returns the digest; when the registry
         sends ``Docker-Content-Digest`` it must equal the digest of the bytes sent.
 
+        Args:
+            ref: where to put it.
+            manifest: the exact bytes and media type.
+            built: the manifest is a list manyfest built (its media type can be chosen: the
+                advice for a refused media type says how).
+
         Raises:
-            ManifestRejectedError: the registry refused it (e.g. a child or blob missing).
+            ManifestRejectedError: the registry refused it (a child or blob missing, a media
+                type it does not accept: 400 MANIFEST_INVALID/UNSUPPORTED, 415).
             DigestMismatchError: the registry reports another digest than the bytes have.
         """
-        resp = await self.transport.request(
-            "PUT",
-            ref.registry,
-            f"/v2/{ref.repository}/manifests/{ref.reference}",
-            what=f"push manifest {ref}",
-            scopes=self._scopes(ref, _PUSH),
-            headers={"Content-Type": manifest.media_type},
-            data=manifest.raw,
-            ok=(200, 201, 202),
-        )
+        kind = "list" if manifest.is_index else "manifest"
+        what = f"push {kind} {ref} ({manifest.media_type})"
+        try:
+            resp = await self.transport.request(
+                "PUT",
+                ref.registry,
+                f"/v2/{ref.repository}/manifests/{ref.reference}",
+                what=what,
+                scopes=self._scopes(ref, _PUSH),
+                headers={"Content-Type": manifest.media_type},
+                data=manifest.raw,
+                ok=(200, 201, 202),
+            )
+        except ManifestRejectedError as exc:
+            if _refuses_media_type(exc):
+                exc.hint = _media_type_advice(manifest, built=built)
+            raise
         served = resp.headers.get("Docker-Content-Digest", "")
         if served.startswith("sha256:") and served != manifest.digest:
             raise DigestMismatchError(
@@ -184,6 +203,84 @@ class RegistryClient:
         )
         digests.verify(resp.body, digest, f"blob {ref.name}@{digest}")
         return resp.body
+
+    async def copy_blob(
+        self, source: Reference, target: Reference, digest: str, size: int | None = None
+    ) -> int:
+        """Stream a blob from ``source``'s repository into ``target``'s; returns its size.
+
+        The body goes from the source's GET straight into the target's upload (``POST`` then
+        ``PUT ?digest=``), never held whole; its digest is computed while streaming and the
+        upload fails rather than complete with other bytes. A failure anywhere retries the
+        whole copy (a new upload session), within the transport's deadlines.
+
+        Args:
+            source: a reference in the repository holding the blob.
+            target: a reference in the repository to copy it into.
+            digest: the blob's digest.
+            size: its size in bytes from the descriptor (sent as Content-Length).
+
+        Raises:
+            NotFoundError: the blob is not in the source repository.
+            DigestMismatchError: the source served other bytes than the digest names.
+            RegistryError: the target refused the upload.
+        """
+        what = f"copy blob {source.name}@{digest} to {target.name}"
+
+        async def attempt() -> int:
+            location = await self._start_upload(target, digest)
+            async with self.transport.stream(
+                source.registry,
+                f"/v2/{source.repository}/blobs/{digest}",
+                digest,
+                what=f"get blob {source.name}@{digest}",
+                scopes=self._scopes(source, _PULL),
+            ) as body:
+                headers = {"Content-Type": "application/octet-stream"}
+                if size is not None:
+                    headers["Content-Length"] = str(size)
+                sep = "&" if "?" in location else "?"
+                try:
+                    await self.transport.request(
+                        "PUT",
+                        target.registry,
+                        f"{location}{sep}digest={digest}",
+                        what=f"upload {digest} to {target.name}",
+                        scopes=self._scopes(target, _PUSH),
+                        headers=headers,
+                        data=body,
+                        ok=(201, 204),
+                    )
+                except Exception:
+                    if body.failure is not None:
+                        raise body.failure from None
+                    raise
+                if body.failure is not None:
+                    raise body.failure
+                return body.size
+
+        return await self.transport.retrying(attempt, what=what)
+
+    async def _start_upload(self, target: Reference, digest: str) -> str:
+        """``POST .../blobs/uploads/``: the upload session's ``Location``."""
+        resp = await self.transport.request(
+            "POST",
+            target.registry,
+            f"/v2/{target.repository}/blobs/uploads/",
+            what=f"start upload of {digest} to {target.name}",
+            scopes=self._scopes(target, _PUSH),
+            ok=(202,),
+        )
+        location = resp.headers.get("Location", "")
+        if not location:
+            raise RegistryError(
+                f"start upload of {digest} to {target.name}: no Location header",
+                status=resp.status,
+                method="POST",
+                url=resp.url,
+                hint="the registry does not follow the distribution-spec upload protocol",
+            )
+        return location
 
     async def blob_exists(self, ref: Reference, digest: str) -> bool:
         """HEAD a blob in ``ref``'s repository: True when present."""
@@ -243,22 +340,7 @@ class RegistryClient:
         """
         dgst = digest or digests.sha256(data)
         scopes = self._scopes(target, _PUSH)
-        resp = await self.transport.request(
-            "POST",
-            target.registry,
-            f"/v2/{target.repository}/blobs/uploads/",
-            what=f"start upload of {dgst} to {target.name}",
-            scopes=scopes,
-            ok=(202,),
-        )
-        location = resp.headers.get("Location", "")
-        if not location:
-            raise RegistryError(
-                f"start upload of {dgst} to {target.name}: no Location header",
-                status=resp.status,
-                method="POST",
-                url=resp.url,
-            )
+        location = await self._start_upload(target, dgst)
         sep = "&" if "?" in location else "?"
         await self.transport.request(
             "PUT",
@@ -271,3 +353,42 @@ class RegistryClient:
             ok=(201, 204),
         )
         return dgst
+
+
+def _decode(ref: Reference, resp: Response) -> Manifest:
+    """The manifest in an answer; errors name the reference.
+
+    Raises:
+        UnsupportedMediaTypeError: not JSON, or not a media type manyfest uses (schema 1).
+    """
+    try:
+        return Manifest.from_bytes(resp.body, resp.headers.get("Content-Type", ""))
+    except UnsupportedMediaTypeError as exc:
+        raise UnsupportedMediaTypeError(f"{ref}: {exc.message}", hint=exc.hint) from exc
+
+
+_REFUSED_TYPE_CODES = frozenset({"MANIFEST_INVALID", "UNSUPPORTED", "MANIFEST_UNSUPPORTED"})
+
+
+def _refuses_media_type(exc: RegistryError) -> bool:
+    """True for a refusal of the media type itself (415; 400 saying it is not supported)."""
+    if exc.status == 415:
+        return True
+    said = " ".join(f"{e.message} {e.detail}" for e in exc.errors).lower()
+    return exc.status == 400 and (
+        "not supported" in said or "unsupported" in said or "UNSUPPORTED" in exc.codes
+    ) and bool(exc.codes & _REFUSED_TYPE_CODES or said)
+
+
+def _media_type_advice(manifest: Manifest, *, built: bool) -> str:
+    """What to do when a registry refuses a media type (permanent: retrying will not help)."""
+    if built:
+        other = "oci" if manifest.media_type == mediatypes.DOCKER_LIST else "docker"
+        return (
+            f"the registry does not accept {manifest.media_type}; this will not change by "
+            f"retrying: publish the list as the other type with --media-type {other}"
+        )
+    return (
+        f"the registry does not accept {manifest.media_type}; this will not change by "
+        "retrying: convert the image first (e.g. skopeo copy --format oci or --format v2s2)"
+    )

@@ -14,6 +14,11 @@ DEFAULT_CONCURRENCY = 64
 """Requests in flight per registry (chosen by measurement, see README "Benchmarks")."""
 
 
+DEFAULT_RETRY_DEADLINE = 300.0
+"""Seconds an exchange is retried while a registry throttles (5 minutes)."""
+DEFAULT_ERROR_RETRY_DEADLINE = 60.0
+"""Seconds an exchange is retried on 5xx and connection errors (a registry restarting)."""
+
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -51,9 +56,14 @@ class Settings:
         registry_concurrency: per-registry limits over ``concurrency`` (config file).
         connect_timeout: seconds to establish a new connection (TCP + TLS).
         read_timeout: seconds one HTTP exchange may take, from sending the request to the last
-            byte of the answer (bodies are at most 100 MiB: manifests, configs, copied blobs).
-        retry_attempts: tries of one HTTP exchange on 429, 5xx and connection errors.
-        retry_max_wait: longest backoff between tries, in seconds (Retry-After may ask longer).
+            byte of the answer (streamed blob copies: per chunk read, not in total).
+        retry_deadline: ``--retry-deadline``: seconds an exchange is retried, from its first
+            failure, while the registry throttles (429, 503, rate-limit codes).
+        error_retry_deadline: seconds an exchange is retried on 5xx, 408 and connection
+            errors (at most ``retry_deadline``). A refused connection to a registry that has
+            not answered in this run is not retried.
+        retry_max_wait: longest backoff between tries on errors, in seconds (a throttling
+            registry's wait hints are honoured up to 60 s).
     """
 
     insecure: bool = False
@@ -68,8 +78,9 @@ class Settings:
     registry_concurrency: Mapping[str, int] = field(default_factory=dict)
     connect_timeout: float = 30.0
     read_timeout: float = 60.0
-    retry_attempts: int = 5
-    retry_max_wait: float = 30.0
+    retry_deadline: float = DEFAULT_RETRY_DEADLINE
+    error_retry_deadline: float = DEFAULT_ERROR_RETRY_DEADLINE
+    retry_max_wait: float = 10.0
 
     def concurrency_for(self, registry: str) -> int:
         """Requests in flight allowed for ``registry``."""

@@ -1,0 +1,172 @@
+"""What to send to a registry that challenges: per-registry auth state, headers, token requests.
+
+The transport owns the HTTP; this module decides what goes in it (distribution's token auth
+spec ``docs/spec/auth/token.md`` and ``oauth.md``):
+
+* :class:`RegistryAuth` holds a registry's challenge (from its ``/v2/`` ping or a 401) and
+  its credentials, looked up once, the first time the registry asks for them;
+* :func:`basic_header`, :func:`token_request` and :func:`parse_token_answer` build and read
+  the exchanges; :func:`login_hint` and :func:`insufficient_scope_hint` word the advice.
+
+Credentials are looked up under the registry as written, then under its other spelling
+(``host`` and ``host:80`` are one registry, see :func:`manyfest.reference.same_registry`).
+"""
+
+from __future__ import annotations
+
+import base64
+import urllib.parse
+from dataclasses import dataclass, field
+
+import anyio
+import msgspec
+
+from manyfest.auth.challenge import Challenge
+from manyfest.auth.config import ANONYMOUS, Credentials, DockerConfig
+from manyfest.auth.tokens import Scopes, scope
+from manyfest.reference import DOCKER_HUB, DOCKER_HUB_AUTH_KEY, registry_aliases
+
+
+@dataclass(slots=True)
+class RegistryAuth:
+    """A registry's auth state for one run.
+
+    Attributes:
+        registry: host[:port] as written in references.
+        challenge: the last ``WWW-Authenticate`` challenge seen (``None``: no auth asked).
+        credentials: looked up on first need (``None`` before).
+    """
+
+    registry: str
+    challenge: Challenge | None = None
+    credentials: Credentials | None = None
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    def creds(self) -> Credentials:
+        """The credentials looked up so far (anonymous before any lookup)."""
+        return self.credentials or ANONYMOUS
+
+    async def lookup(self, config: DockerConfig) -> Credentials:
+        """The registry's credentials from ``config``, looked up once (one helper run).
+
+        Raises:
+            CredentialsError: config.json or the credential helper failed.
+        """
+        if self.credentials is not None:
+            return self.credentials
+        async with self.lock:
+            if self.credentials is None:
+                found = ANONYMOUS
+                for key in auth_keys(self.registry):
+                    found = await config.credentials(key)
+                    if not found.anonymous:
+                        break
+                self.credentials = found
+            return self.credentials
+
+
+def auth_keys(registry: str) -> list[str]:
+    """The config.json keys to look under, in order (Docker Hub's key; host, then host:80)."""
+    if registry == DOCKER_HUB:
+        return [DOCKER_HUB_AUTH_KEY]
+    return registry_aliases(registry)
+
+
+def basic_header(creds: Credentials) -> str:
+    """``Basic base64(user:password)``."""
+    raw = f"{creds.username}:{creds.password}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    """A token request to make: method, URL, headers, body (OAuth2 POST or token GET)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None = None
+
+
+def token_request(realm: str, chal: Challenge, creds: Credentials, scopes: Scopes) -> TokenRequest:
+    """The request for a token covering ``scopes`` at ``realm``.
+
+    With an identity token: OAuth2 ``POST grant_type=refresh_token``; otherwise ``GET
+    realm?service=..&scope=..`` with Basic credentials when there are any (anonymous
+    otherwise).
+    """
+    if creds.identity_token:
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": creds.identity_token,
+            "service": chal.service,
+            "client_id": "manyfest",
+            "scope": " ".join(sorted(scopes)),
+        }
+        return TokenRequest(
+            "POST", realm, {"Content-Type": "application/x-www-form-urlencoded"},
+            urllib.parse.urlencode(form).encode(),
+        )
+    query = [("service", chal.service)] if chal.service else []
+    query += [("scope", s) for s in sorted(scopes)]
+    headers: dict[str, str] = {}
+    if creds.username or creds.password:
+        headers["Authorization"] = basic_header(creds)
+    sep = "&" if "?" in realm else "?"
+    return TokenRequest("GET", realm + (sep + urllib.parse.urlencode(query) if query else ""),
+                        headers)
+
+
+class _TokenAnswer(msgspec.Struct):
+    token: str = ""
+    access_token: str = ""
+    expires_in: int = 0
+
+
+def parse_token_answer(body: bytes) -> tuple[str, float] | None:
+    """(token, expires_in seconds; 60 when absent) from a token server's JSON; None if none."""
+    try:
+        answer = msgspec.json.decode(body, type=_TokenAnswer)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    token = answer.token or answer.access_token
+    if not token:
+        return None
+    return token, float(answer.expires_in or 60)
+
+
+def login_command(registry: str) -> str:
+    """The docker command that stores credentials for ``registry``."""
+    return "`docker login`" if registry == DOCKER_HUB else f"`docker login {registry}`"
+
+
+def login_hint(auth: RegistryAuth, config_path: str) -> str:
+    """What to do about a 401: log in to this registry, or fix its credentials."""
+    key = auth_keys(auth.registry)[0]
+    login = login_command(auth.registry)
+    if auth.creds().anonymous:
+        return f"no credentials for {key} in {config_path}: log in with {login}"
+    return f"the credentials for {key} were refused: log in again with {login}"
+
+
+def normal_scope(text: str) -> str:
+    """``repository:<name>:<actions>`` with actions in :func:`scope` order; others as is."""
+    kind, _, rest = text.partition(":")
+    name, sep, actions = rest.rpartition(":")
+    if kind != "repository" or not sep or not name:
+        return text
+    return scope(name, [a for a in actions.split(",") if a])
+
+
+def insufficient_scope_hint(auth: RegistryAuth, asked_scopes: str) -> str:
+    """Advice for a login that worked but was not granted what was asked (``asked_scopes``
+    is the challenge's space-separated ``scope`` parameter)."""
+    creds = auth.creds()
+    who = f"user {creds.username!r}" if creds.username else "your account"
+    # Registries list scopes and actions in any order: sort them for a stable line.
+    asked = ", ".join(sorted(normal_scope(s) for s in asked_scopes.split()))
+    return (
+        f"{who} was not granted all of the access asked for"
+        + (f" ({asked})" if asked else "")
+        + f": ask for it, or log in as another user with {login_command(auth.registry)}"
+    )

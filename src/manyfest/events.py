@@ -1,0 +1,158 @@
+"""Typed progress events (msgspec Structs): what the library tells its caller as it works.
+
+The engine and the transport emit them to one sink (``on_event``); only ``cli/`` turns them
+into bars, lines or JSON (``msgspec.json.encode(event)`` works for every event but
+:class:`Finished`, whose ``result`` is a :class:`~manyfest.engine.ListResult`).
+
+Each class has a ``kind`` (``started``, ``resolved``, ``mounted``, ``copied``, ``pushed``,
+``skipped``, ``retried``, ``throttled``, ``finished``) and a ``target``: the list or
+reference the event concerns ('' for registry-wide events).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import msgspec
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every event. ``target``: the list or reference concerned."""
+
+    kind: ClassVar[str] = ""
+    target: str = ""
+
+    @property
+    def detail(self) -> str:
+        """A short text for the event (a digest, a reason): for plain-text displays."""
+        return ""
+
+
+class Started(Event, frozen=True, kw_only=True):
+    """Work on a list began."""
+
+    kind: ClassVar[str] = "started"
+
+
+class Resolved(Event, frozen=True, kw_only=True):
+    """A source reference was resolved to a manifest (``target`` is the source)."""
+
+    kind: ClassVar[str] = "resolved"
+    digest: str
+
+    @property
+    def detail(self) -> str:
+        return self.digest
+
+
+class Mounted(Event, frozen=True, kw_only=True):
+    """A blob was mounted into the target repository from another one (201)."""
+
+    kind: ClassVar[str] = "mounted"
+    digest: str
+    source: str = ""
+
+    @property
+    def detail(self) -> str:
+        return self.digest
+
+
+class Copied(Event, frozen=True, kw_only=True):
+    """A blob was copied (streamed) into the target repository; ``size`` in bytes."""
+
+    kind: ClassVar[str] = "copied"
+    digest: str
+    size: int = 0
+
+    @property
+    def detail(self) -> str:
+        return self.digest
+
+
+class Pushed(Event, frozen=True, kw_only=True):
+    """A child manifest was PUT by digest into the target repository."""
+
+    kind: ClassVar[str] = "pushed"
+    digest: str
+
+    @property
+    def detail(self) -> str:
+        return self.digest
+
+
+class Skipped(Event, frozen=True, kw_only=True):
+    """A list was already right: nothing was written (``unchanged``)."""
+
+    kind: ClassVar[str] = "skipped"
+    digest: str
+
+    @property
+    def detail(self) -> str:
+        return self.digest
+
+
+class Retried(Event, frozen=True, kw_only=True):
+    """An exchange is tried again after ``wait_s`` seconds.
+
+    Attributes:
+        registry: host[:port].
+        what: what the exchange does (``get manifest a/b:1``).
+        reason: why (``429 TOOMANYREQUESTS``, ``503``, ``cannot connect ...``,
+            ``MANIFEST_BLOB_UNKNOWN``).
+        wait_s: seconds waited before the next try.
+        attempt: the number of the try about to be made (2 for the first retry).
+    """
+
+    kind: ClassVar[str] = "retried"
+    registry: str
+    what: str
+    reason: str
+    wait_s: float
+    attempt: int
+
+    @property
+    def detail(self) -> str:
+        return f"{self.reason}; try {self.attempt} in {self.wait_s:.1f} s"
+
+
+class Throttled(Event, frozen=True, kw_only=True):
+    """A registry throttled: every request to it slows down.
+
+    Attributes:
+        registry: host[:port].
+        limit: requests now allowed in flight to it.
+        wait_s: seconds every request to it waits (the pause).
+        rate: pacing in requests per second (0 when not paced).
+        reason: the signal (``429``, ``503``, ``429 TOOMANYREQUESTS``).
+    """
+
+    kind: ClassVar[str] = "throttled"
+    registry: str
+    limit: int
+    wait_s: float
+    rate: float = 0.0
+    reason: str = ""
+
+    @property
+    def detail(self) -> str:
+        return f"throttled by {self.registry}, {self.limit} in flight, waiting {self.wait_s:.1f} s"
+
+
+class Finished(Event, frozen=True, kw_only=True):
+    """A list is done; ``result`` is its :class:`~manyfest.engine.ListResult`."""
+
+    kind: ClassVar[str] = "finished"
+    result: Any = None
+
+    @property
+    def detail(self) -> str:
+        return str(self.result.status) if self.result is not None else ""
+
+
+EventSink = Callable[[Event], None]
+"""Receives every event, in the event loop's thread; must not block."""
+
+
+def no_events(event: Event) -> None:
+    """The default sink: drops every event."""

@@ -1,0 +1,328 @@
+"""One throttle per registry: how many requests may be in flight, when, and how fast.
+
+Every task talking to a registry goes through that registry's :class:`Throttle` for each HTTP
+exchange (:meth:`Throttle.slot`), so a throttle signal seen by one task slows all of them:
+
+* **in flight** (AIMD): starts at ``--concurrency`` (the ceiling, never exceeded); halved on a
+  throttle signal, at most once per *epoch* (answers to requests sent before the last cut do
+  not cut again); grown back by ``1/limit`` per successful answer (one per window).
+* **pause**: no request starts before the end of the longest wait hint seen (``Retry-After``
+  in seconds or as an HTTP date, a wait written in the error body, ``RateLimit-Reset`` when
+  nothing remains); without a hint, a short pause that doubles while signals keep coming.
+* **pacing**: from the second throttle signal on, requests are spaced at 95% of the rate the
+  registry actually served between the two signals (successes / seconds), a token-bucket
+  limit learned from the registry's own answers, and the rate grows by 1% of itself per
+  second without a signal, so it probes upward slowly. ``RateLimit-Remaining`` and
+  ``RateLimit-Reset`` headers set the pace before the wall (remaining requests spread over
+  the seconds until the reset).
+
+A throttle signal is: status 429; status 503; or an OCI error code ``TOOMANYREQUESTS``,
+``Rate exceeded``/``ThrottlingException`` (AWS) on any status. :func:`signal_of` reads them.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+
+THROTTLE_CODES = frozenset({"TOOMANYREQUESTS", "THROTTLINGEXCEPTION", "RATE EXCEEDED",
+                            "RATEEXCEEDED", "THROTTLED", "SLOWDOWN"})
+"""Error codes (upper-cased) that mean "too many requests", whatever the status."""
+_BODY_WAIT = re.compile(
+    rb"retry[- _]?after\W{0,3}(\d+(?:\.\d+)?)\s*"
+    rb"(ms|milliseconds?|s|sec(?:onds?)?|m|min(?:utes?)?)?",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+MIN_PAUSE_S = 0.25
+"""Pause after a throttle signal that carries no wait hint (doubling while signals repeat)."""
+MAX_PAUSE_S = 60.0
+"""Longest pause taken from a hint (a registry asking for hours gets the retry deadline)."""
+PACE_FACTOR = 0.95
+"""Pacing rate as a fraction of the rate the registry served between two signals."""
+PACE_GROWTH = 0.01
+"""Pacing rate growth per second without a signal, as a fraction of the rate."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """What an answer says about the registry's load.
+
+    Attributes:
+        throttled: the answer is a throttle signal (429, 503, a rate-limit error code).
+        wait: seconds the registry asked to wait (``None`` when it gave no hint).
+        reason: a short text for events and errors, e.g. ``429 TOOMANYREQUESTS``.
+        remaining: requests left in the registry's window (``RateLimit-Remaining``).
+        reset: seconds until that window resets (``RateLimit-Reset``).
+    """
+
+    throttled: bool
+    wait: float | None = None
+    reason: str = ""
+    remaining: int | None = None
+    reset: float | None = None
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """A ``Retry-After`` value in seconds: delta-seconds (``"2"``, ``"1.5"``) or an HTTP date.
+
+    Returns ``None`` for a missing or unreadable value; a date in the past is 0.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if _NUMBER.fullmatch(value):
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def body_wait(body: bytes) -> float | None:
+    """A wait written in an error body (``retry-after: 12.5ms``, ``Retry after 2 s``), seconds."""
+    match = _BODY_WAIT.search(body[:4096])
+    if match is None:
+        return None
+    unit = (match.group(2) or b"s").lower()
+    if unit.startswith((b"ms", b"milli")):
+        scale = 0.001
+    elif unit.startswith(b"m"):
+        scale = 60.0
+    else:
+        scale = 1.0
+    return float(match.group(1)) * scale
+
+
+def _first_number(value: str | None) -> float | None:
+    if not value:
+        return None
+    match = _NUMBER.search(value)
+    return float(match.group(0)) if match else None
+
+
+def signal_of(status: int, headers: Mapping[str, str], body: bytes, codes: set[str]) -> Signal:
+    """Read the throttle signal and rate-limit headers of an answer.
+
+    Args:
+        status: the HTTP status.
+        headers: response headers (case-insensitive mapping).
+        body: the body read (may be empty for HEAD).
+        codes: the OCI error codes of the body.
+    """
+    remaining_f = _first_number(
+        headers.get("RateLimit-Remaining") or headers.get("X-RateLimit-Remaining")
+    )
+    reset = _first_number(headers.get("RateLimit-Reset") or headers.get("X-RateLimit-Reset"))
+    if reset is not None and reset > 1e9:  # an epoch timestamp (GitHub's X-RateLimit-Reset)
+        reset = max(0.0, reset - time.time())
+    remaining = None if remaining_f is None else int(remaining_f)
+    upper = {c.upper() for c in codes}
+    code = next(iter(sorted(upper & THROTTLE_CODES)), "")
+    throttled = status in (429, 503) or bool(code)
+    if not throttled:
+        return Signal(False, remaining=remaining, reset=reset)
+    wait = retry_after(headers.get("Retry-After"))
+    if wait is None:
+        wait = body_wait(body)
+    if wait is None and remaining == 0 and reset is not None:
+        wait = reset
+    return Signal(True, wait, f"{status}" + (f" {code}" if code else ""), remaining, reset)
+
+
+class Throttle:
+    """The shared throttle of one registry (see the module docstring).
+
+    Args:
+        registry: host[:port], for events.
+        ceiling: ``--concurrency``: requests in flight never exceed it.
+        clock: monotonic clock in seconds (tests may pass a fake one).
+        on_throttle: called with (throttle, wait seconds, reason) when a signal cuts the limit.
+
+    Attributes:
+        limit: requests allowed in flight now (1..ceiling).
+        in_flight: requests in flight now.
+        rate: pacing in requests per second, or ``None`` (not paced).
+        requests, throttled: exchanges made and throttle signals received, for reports.
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        ceiling: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_throttle: Callable[[Throttle, float, str], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.ceiling = max(1, ceiling)
+        self.limit = float(self.ceiling)
+        self.in_flight = 0
+        self.rate: float | None = None
+        self.paused_until = 0.0
+        self.requests = 0
+        self.throttled = 0
+        self.retries = 0
+        self._clock = clock
+        self._on_throttle = on_throttle
+        self._waiters: deque[anyio.Event] = deque()
+        self._epoch = 0
+        self._next_slot = 0.0
+        self._grown_at = 0.0
+        self._since_signal: float | None = None
+        self._ok_since_signal = 0
+        self._quiet_pause = MIN_PAUSE_S
+
+    @property
+    def capacity(self) -> int:
+        """Requests allowed in flight now, as a whole number (at least 1)."""
+        return max(1, int(self.limit))
+
+    def pause_left(self) -> float:
+        """Seconds until the current pause ends (0 when not paused)."""
+        return max(0.0, self.paused_until - self._clock())
+
+    # ------------------------------------------------------------------ slots
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[int]:
+        """Hold one request slot for one exchange; yields the epoch it was sent in."""
+        epoch = await self.acquire()
+        try:
+            yield epoch
+        finally:
+            self.release()
+
+    async def acquire(self) -> int:
+        """Wait for the pause, a free slot (FIFO) and the pace; returns the epoch."""
+        self.requests += 1
+        if (
+            self.rate is None
+            and self.in_flight < self.capacity
+            and not self._waiters
+            and self.paused_until <= 0.0
+        ):
+            self.in_flight += 1
+            return self._epoch
+        return await self._acquire_slow()
+
+    async def _acquire_slow(self) -> int:
+        woken = False
+        while True:
+            now = self._clock()
+            if self.paused_until > now:
+                await anyio.sleep(self.paused_until - now)
+                continue
+            self.paused_until = 0.0
+            if self.in_flight >= self.capacity or (self._waiters and not woken):
+                event = anyio.Event()
+                if woken:
+                    self._waiters.appendleft(event)  # keep its place in the queue
+                else:
+                    self._waiters.append(event)
+                try:
+                    await event.wait()
+                except BaseException:
+                    if event in self._waiters:
+                        self._waiters.remove(event)
+                    else:
+                        self._wake()  # pass on the wake-up it got
+                    raise
+                woken = True
+                continue
+            self.in_flight += 1
+            if self.rate is not None:
+                self._grow_rate(now)
+                at = max(now, self._next_slot)
+                self._next_slot = at + 1.0 / self.rate
+                if at > now:
+                    try:
+                        await anyio.sleep(at - now)
+                    except BaseException:
+                        self.release()
+                        raise
+                    if self.paused_until > self._clock():
+                        self.release()
+                        continue
+            return self._epoch
+
+    def release(self) -> None:
+        """Give a slot back; wakes the next waiter."""
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        free = self.capacity - self.in_flight
+        while free > 0 and self._waiters:
+            self._waiters.popleft().set()
+            free -= 1
+
+    # ------------------------------------------------------------------ answers
+
+    def answered(self, epoch: int, signal: Signal) -> float:
+        """Record an answer; returns the seconds the caller should wait before a retry.
+
+        A success grows the limit (additively) and the pace; a throttle signal pauses every
+        request of the registry for its hint, and cuts the limit (halves it, once per epoch)
+        and, from the second signal, sets the pace to what the registry served.
+        """
+        now = self._clock()
+        if not signal.throttled:
+            self._ok_since_signal += 1
+            self._quiet_pause = MIN_PAUSE_S
+            if self.limit < self.ceiling:
+                before = self.capacity
+                self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+                if self.capacity > before:
+                    self._wake()
+            if signal.remaining is not None:
+                self._before_the_wall(signal.remaining, signal.reset, now)
+            return 0.0
+        self.throttled += 1
+        hinted = signal.wait is not None
+        wait = min(MAX_PAUSE_S, signal.wait) if signal.wait is not None else self._quiet_pause
+        if not hinted:
+            self._quiet_pause = min(MAX_PAUSE_S / 4, self._quiet_pause * 2)
+        if now + wait > self.paused_until:
+            self.paused_until = now + wait
+        if epoch == self._epoch:
+            self._epoch += 1
+            self.limit = max(1.0, self.limit / 2)
+            if self._since_signal is not None and self._ok_since_signal > 0:
+                served = self._ok_since_signal / max(now - self._since_signal, 1e-3)
+                self.rate = max(0.5, served * PACE_FACTOR)
+                self._grown_at = now
+                self._next_slot = max(self._next_slot, self.paused_until)
+            self._since_signal = now
+            self._ok_since_signal = 0
+            if self._on_throttle is not None:
+                self._on_throttle(self, wait, signal.reason)
+        return wait
+
+    def _grow_rate(self, now: float) -> None:
+        assert self.rate is not None
+        elapsed = now - self._grown_at
+        if elapsed > 0:
+            self.rate *= math.exp(PACE_GROWTH * min(elapsed, 60.0))
+            self._grown_at = now
+
+    def _before_the_wall(self, remaining: int, reset: float | None, now: float) -> None:
+        """``RateLimit-Remaining`` is low: fewer in flight, and spread what is left."""
+        if remaining >= self.capacity * 2:
+            return
+        self.limit = max(1.0, min(self.limit, float(max(remaining, 1))))
+        if reset is not None and reset > 0:
+            pace = max(remaining, 1) / reset
+            if self.rate is None or pace < self.rate:
+                self.rate = pace
+                self._grown_at = now
