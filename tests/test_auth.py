@@ -151,6 +151,12 @@ def test_basic_auth_push_and_inspect(basic_registry: RegistryServer, ns: str) ->
     assert inspect_digests(f"{host}/{ns}/app@{digest}") == set(sources.values())
 
 
+def _pull_detail(repository: str) -> str:
+    """The detail Distribution adds to a 401: the access the request needed."""
+    return (f'(detail: [{{"Type":"repository","Class":"","Name":"{repository}",'
+            '"Action":"pull"}])')
+
+
 @pytest.mark.parametrize("password", ["wrong", None], ids=["wrong-password", "no-credentials"])
 def test_basic_auth_refused(
     basic_registry: RegistryServer, ns: str, password: str | None
@@ -163,7 +169,8 @@ def test_basic_auth_refused(
     assert proc.stdout == ""
     line = one_line(proc.stderr)
     said = (
-        f"get manifest {ref}: registry answered 401 (UNAUTHORIZED: authentication required); "
+        f"get manifest {ref}: registry answered 401 (UNAUTHORIZED: authentication required "
+        f"{_pull_detail(ns + '/app-amd64')}); "
     )
     if password:
         assert line == said + (
@@ -336,6 +343,12 @@ def test_token_with_identity_token(
     assert request.scopes == (scope(reference.parse(source).repository, ["pull"]),)
 
 
+def _pull_detail(repository: str) -> str:
+    """The detail Distribution adds to a 401: the access the request needed."""
+    return (f'(detail: [{{"Type":"repository","Class":"","Name":"{repository}",'
+            '"Action":"pull"}])')
+
+
 @pytest.mark.parametrize("password", ["wrong", None], ids=["wrong-password", "no-credentials"])
 def test_token_refused_by_token_server(
     token_registry: RegistryServer, issuer: TokenIssuer, ns: str, password: str | None
@@ -441,7 +454,8 @@ def test_credential_helper_without_credentials(
     proc = manyfest("inspect", ref)
     assert proc.returncode == 1
     assert one_line(proc.stderr) == (
-        f"get manifest {ref}: registry answered 401 (UNAUTHORIZED: authentication required); "
+        f"get manifest {ref}: registry answered 401 (UNAUTHORIZED: authentication required "
+        f"{_pull_detail(ns + '/app-amd64')}); "
         f"no credentials for {host} in {config}: log in with `docker login {host}`"
     )
     assert log.read_text().splitlines() == [f"get {host}"]
@@ -483,7 +497,7 @@ def test_token_without_push_access(
     assert re.fullmatch(
         rf"mount {re.escape(source.rsplit(':', 1)[0])}@sha256:[0-9a-f]{{64}} into "
         rf"{re.escape(host)}/{ns}/app: registry answered 401 \(UNAUTHORIZED: authentication "
-        r"required\); user 'reader' was not granted all of the access asked for "
+        r"required \(detail: \[\{.*\}\]\)\); user 'reader' was not granted all of the access asked for "
         rf"\(repository:{ns}/app-amd64:pull, repository:{ns}/app:pull,push\): ask for it, or "
         rf"log in as another user with `docker login {re.escape(host)}`",
         line,

@@ -57,7 +57,8 @@ def test_signals_of_answers() -> None:
     assert signal_of(429, headers(Retry_After="1"), b"slow down", set()) == Signal(
         True, 1.0, "429"
     )
-    assert signal_of(503, headers(), b"", set()) == Signal(True, None, "503")
+    assert signal_of(503, headers(Retry_After="2"), b"", set()) == Signal(True, 2.0, "503")
+    assert not signal_of(503, headers(), b"", set()).throttled  # unavailable: an error
     # AWS ECR: 400 ThrottlingException "Rate exceeded"
     ecr = signal_of(400, headers(), b"{}", {"ThrottlingException"})
     assert (ecr.throttled, ecr.reason) == (True, "400 THROTTLINGEXCEPTION")

@@ -452,14 +452,20 @@ class Engine:
         return await self._blobs.get(key, lambda: self._ensure_blob(target, blob, source))
 
     async def _ensure_blob(self, target: Reference, blob: Descriptor, source: Reference) -> bool:
+        refused: ManyfestError | None = None
         try:
             mounted = await self.client.mount_blob(target, blob.digest, source)
-        except (AuthenticationError, AuthorizationError):
-            mounted = False  # the mount's two scopes were not granted together: copy
+        except (AuthenticationError, AuthorizationError) as exc:
+            mounted, refused = False, exc  # the two scopes not granted together: copy
         if mounted:
             self.on_event(Mounted(target=str(target), digest=blob.digest, source=source.name))
             return True
-        size = await self.client.copy_blob(source, target, blob.digest, blob.size or None)
+        try:
+            size = await self.client.copy_blob(source, target, blob.digest, blob.size or None)
+        except (AuthenticationError, AuthorizationError):
+            if refused is not None:
+                raise refused from None  # the mount's refusal names every scope asked for
+            raise
         self.on_event(Copied(target=str(target), digest=blob.digest, size=size))
         return False
 

@@ -75,8 +75,9 @@ ERROR_BODY_LIMIT = 64 * 1024
 """Largest error body read; the rest is not needed to say what went wrong."""
 CHUNK = 1 << 16
 """Bytes read at a time from a streamed body."""
-_ERROR_STATUS = frozenset({408, 500, 502, 504})
-"""Statuses retried as errors (within ``error_retry_deadline``); 429/503 are throttle signals."""
+_ERROR_STATUS = frozenset({408, 500, 502, 503, 504})
+"""Statuses retried as errors (within ``error_retry_deadline``) unless they are throttle
+signals (429; 503 with Retry-After)."""
 _USER_AGENT = f"manyfest/{__version__}"
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 

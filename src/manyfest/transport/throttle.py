@@ -16,8 +16,9 @@ exchange (:meth:`Throttle.slot`), so a throttle signal seen by one task slows al
   ``RateLimit-Reset`` headers set the pace before the wall (remaining requests spread over
   the seconds until the reset).
 
-A throttle signal is: status 429; status 503; or an OCI error code ``TOOMANYREQUESTS``,
-``Rate exceeded``/``ThrottlingException`` (AWS) on any status. :func:`signal_of` reads them.
+A throttle signal is: status 429; status 503 with ``Retry-After``; or an OCI error code
+``TOOMANYREQUESTS``, ``Rate exceeded``/``ThrottlingException`` (AWS) on any status. A 503
+without a wait is "unavailable": an error, retried with backoff. :func:`signal_of` reads them.
 """
 
 from __future__ import annotations
@@ -129,10 +130,11 @@ def signal_of(status: int, headers: Mapping[str, str], body: bytes, codes: set[s
     remaining = None if remaining_f is None else int(remaining_f)
     upper = {c.upper() for c in codes}
     code = next(iter(sorted(upper & THROTTLE_CODES)), "")
-    throttled = status in (429, 503) or bool(code)
+    wait = retry_after(headers.get("Retry-After"))
+    # 503 is "unavailable" (an error, retried with backoff) unless it asks for a wait.
+    throttled = status == 429 or bool(code) or (status == 503 and wait is not None)
     if not throttled:
         return Signal(False, remaining=remaining, reset=reset)
-    wait = retry_after(headers.get("Retry-After"))
     if wait is None:
         wait = body_wait(body)
     if wait is None and remaining == 0 and reset is not None:
