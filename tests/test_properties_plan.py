@@ -313,7 +313,7 @@ def plans(draw: st.DrawFn) -> tuple[str, list[PlanList]]:
 # --- properties: valid plans ---------------------------------------------------------------
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(plans())
 def test_generated_plans_parse_as_written(plan: tuple[str, list[PlanList]]) -> None:
     text, expected = plan
@@ -437,7 +437,7 @@ def test_random_yaml_documents_fail_only_with_plan_errors(text: str) -> None:
     parse_or_usage_error(text)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(damaged_plans())
 def test_damaged_plans_fail_only_with_plan_errors(text: str) -> None:
     parse_or_usage_error(text)
