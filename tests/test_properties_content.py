@@ -290,6 +290,9 @@ def test_indexes_keep_exact_bytes(item: tuple[Any, bytes], content_type: str) ->
     index = m.index()
     assert index.annotations == doc.get("annotations", {})
     assert len(index.manifests) == len(doc["manifests"])
+    # The engine's exact descriptors line up with the decoded ones, each as written.
+    raws = engine._RAW_INDEX.decode(raw).manifests
+    assert [json.loads(bytes(r)) for r in raws] == doc["manifests"]
     for decoded, written in zip(index.manifests, doc["manifests"], strict=True):
         _check_descriptor(decoded, written)
         if "platform" not in written:
