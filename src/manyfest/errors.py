@@ -217,7 +217,7 @@ class InvalidManifestError(UnsupportedMediaTypeError):
     """A manifest body is not JSON, or not the shape its media type requires (a ``config``
     that is a string, a descriptor without ``digest``, nesting too deep to decode)."""
 
-    default_hint = "the registry holds a malformed manifest; re-push the image or report it"
+    default_hint = "the manifest is malformed: re-push the image, or report it to its builder"
 
 
 class VerificationError(ManyfestError):
