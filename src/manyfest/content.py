@@ -9,13 +9,13 @@ re-encoded. Only lists built by :func:`encode_list` are encoded, once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 
 from manyfest import digest as digests
 from manyfest import jsonfmt, mediatypes
-from manyfest.errors import UnsupportedMediaTypeError
+from manyfest.errors import InvalidManifestError, UnsupportedMediaTypeError
 from manyfest.models import (
     Descriptor,
     ImageManifestDoc,
@@ -31,6 +31,8 @@ _PROBE = msgspec.json.Decoder(MediaTypeProbe)
 _IMAGE = msgspec.json.Decoder(ImageManifestDoc)
 _INDEX = msgspec.json.Decoder(IndexDoc)
 _ENCODER = msgspec.json.Encoder()
+
+_Doc = TypeVar("_Doc", ImageManifestDoc, IndexDoc)
 
 JsonStyle = Literal["docker", "manifest-tool", "compact"]
 """Layout of built lists: docker's 3-space indent, manifest-tool's 2-space, or compact."""
@@ -55,13 +57,17 @@ class Manifest:
         """Wrap ``raw``; the media type is the body's ``mediaType``, else ``content_type``.
 
         Raises:
-            UnsupportedMediaTypeError: the body is not JSON, or neither the body nor the
-                Content-Type names a media type manyfest can use (schema 1 included).
+            InvalidManifestError: the body is not a JSON object (or is nested too deeply to
+                decode).
+            UnsupportedMediaTypeError: neither the body nor the Content-Type names a media
+                type manyfest can use (schema 1 included).
         """
         try:
             probe = _PROBE.decode(raw)
         except msgspec.DecodeError as exc:
-            raise UnsupportedMediaTypeError(f"manifest body is not valid JSON: {exc}") from exc
+            raise InvalidManifestError(f"manifest body is not valid JSON: {exc}") from exc
+        except RecursionError:  # msgspec's own, on deep nesting: not a DecodeError
+            raise InvalidManifestError("manifest body is nested too deeply to decode") from None
         media_type = probe.media_type or mediatypes.base(content_type)
         if media_type not in mediatypes.MANIFEST_TYPES:
             # An OCI body may omit mediaType: infer from its shape (image-spec allows it),
@@ -88,17 +94,43 @@ class Manifest:
         return mediatypes.is_index(self.media_type)
 
     def image(self) -> ImageManifestDoc:
-        """Decode as an image manifest (config + layers)."""
-        return _IMAGE.decode(self.raw)
+        """Decode as an image manifest (config + layers).
+
+        Raises:
+            InvalidManifestError: the body lacks a config descriptor or has a field of the
+                wrong type (the message names it, e.g. ``at `$.config```).
+        """
+        return self._decode(_IMAGE, "image manifest")
 
     def index(self) -> IndexDoc:
-        """Decode as an index / manifest list."""
-        return _INDEX.decode(self.raw)
+        """Decode as an index / manifest list.
+
+        Raises:
+            InvalidManifestError: a field has the wrong type (``manifests`` not a list of
+                descriptors, a descriptor without digest or size, ...).
+        """
+        return self._decode(_INDEX, "index")
 
     def blobs(self) -> list[Descriptor]:
-        """The blobs an image manifest references: the config, then every layer."""
+        """The blobs an image manifest references: the config, then every layer.
+
+        Raises:
+            InvalidManifestError: as :meth:`image`.
+        """
         doc = self.image()
         return [doc.config, *doc.layers]
+
+    def _decode(self, decoder: msgspec.json.Decoder[_Doc], what: str) -> _Doc:
+        try:
+            return decoder.decode(self.raw)
+        except msgspec.DecodeError as exc:  # ValidationError included
+            raise InvalidManifestError(
+                f"manifest {self.digest} is not a valid {what}: {exc}"
+            ) from exc
+        except RecursionError:
+            raise InvalidManifestError(
+                f"manifest {self.digest} is not a valid {what}: nested too deeply to decode"
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +155,12 @@ class Entry:
     descriptor: bytes | None = None
 
     def encode(self) -> bytes:
-        """The entry as compact JSON in docker's key order (or the exact descriptor)."""
+        """The entry as compact JSON in docker's key order, ``<``, ``>``, ``&``, U+2028 and
+        U+2029 escaped as Go's ``json.Marshal`` writes them; or the exact descriptor."""
         if self.descriptor is not None:
             return self.descriptor
         p = self.platform
-        return _ENCODER.encode(
+        return _escaped(
             ListEntry(
                 media_type=self.media_type,
                 size=self.size,
@@ -178,15 +211,21 @@ def encode_list(
         The list as a :class:`Manifest` whose digest is over exactly these bytes.
     """
     mt = media_type or list_media_type(entries, annotations)
+    # What manyfest encodes is HTML-escaped as Go's json.Marshal(Indent) writes it; a source
+    # index's exact descriptors are not (their bytes are kept, only re-indented).
     doc = ListDoc(
         schema_version=2,
         media_type=mt,
         manifests=[msgspec.Raw(e.encode()) for e in entries],
-        annotations=dict(annotations or {}),
+        annotations=msgspec.Raw(_escaped(annotations)) if annotations else None,
     )
-    raw = jsonfmt.escape_html(_ENCODER.encode(doc))  # as Go's json.Marshal(Indent)
-    if style == "docker":
-        raw = msgspec.json.format(raw, indent=3)
-    elif style == "manifest-tool":
-        raw = msgspec.json.format(raw, indent=2)
+    raw = msgspec.json.format(_ENCODER.encode(doc), indent=_INDENT[style])
     return Manifest(raw, mt, digests.sha256(raw))
+
+
+_INDENT: dict[JsonStyle, int] = {"docker": 3, "manifest-tool": 2, "compact": -1}
+"""msgspec.json.format indents: -1 strips the whitespace exact descriptors may carry."""
+
+
+def _escaped(value: object) -> bytes:
+    return jsonfmt.escape_html(_ENCODER.encode(value))

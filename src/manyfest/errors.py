@@ -24,6 +24,7 @@ Tree::
     │   └── ManifestRejectedError   400 MANIFEST_INVALID / BLOB_UNKNOWN, 413, 415
     ├── DigestMismatchError         content does not match the digest that named it
     ├── UnsupportedMediaTypeError
+    │   └── InvalidManifestError    a body that is not the JSON its media type requires
     ├── VerificationError           --verify found a tag or child not as published
     ├── NotPublishedError           a list left alone because the run stopped (--fail-fast)
     └── PublishFailed               a bulk publish finished with failed lists (exit 3)
@@ -247,6 +248,13 @@ class UnsupportedMediaTypeError(ManyfestError):
     """A manifest has a media type manyfest cannot use here."""
 
     default_hint = "use a Docker schema2 or OCI image manifest or index"
+
+
+class InvalidManifestError(UnsupportedMediaTypeError):
+    """A manifest body is not JSON, or not the shape its media type requires (a ``config``
+    that is a string, a descriptor without ``digest``, nesting too deep to decode)."""
+
+    default_hint = "the manifest is malformed: re-push the image, or report it to its builder"
 
 
 class VerificationError(ManyfestError):

@@ -101,10 +101,11 @@ class ListEntry(Struct, kw_only=True, omit_defaults=True):
 class ListDoc(Struct, kw_only=True, omit_defaults=True):
     """A manifest list / image index as manyfest writes it (docker's key order).
 
-    Entries are pre-encoded (:class:`ListEntry`, or a source index's exact descriptor).
+    Entries are pre-encoded (:class:`ListEntry`, or a source index's exact descriptor), and
+    so are the annotations (HTML-escaped as Go writes them; ``None``: omitted).
     """
 
     schema_version: int = field(name="schemaVersion")
     media_type: str = field(name="mediaType")
     manifests: list[msgspec.Raw]
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: msgspec.Raw | None = None

@@ -43,7 +43,8 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,}
 
 # \Z, not $: $ also matches before a trailing newline.
 _REFERENCE_RE = re.compile(
-    rf"^(?P<name>(?:{_DOMAIN}/)?{_PATH})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?\Z"
+    rf"^(?P<name>(?:(?P<domain>{_DOMAIN})/)?{_PATH})(?::(?P<tag>{_TAG}))?"
+    rf"(?:@(?P<digest>{_DIGEST}))?\Z"
 )
 _DOMAIN_RE = re.compile(rf"^{_DOMAIN}\Z")
 _PATH_RE = re.compile(rf"^{_PATH}\Z")
@@ -139,7 +140,9 @@ def parse(text: str, *, default_tag: str | None = "latest") -> Reference:
         )
     domain, remainder = _split_docker_domain(text)
     match = _REFERENCE_RE.match(f"{domain}/{remainder}")
-    if match is None:
+    # The name's domain must be the one split off: 'a_b.c/d' matches the grammar as a path
+    # alone, but 'a_b.c' (taken as the domain for its '.') is no host name.
+    if match is None or match.group("domain") != domain:
         path_only = re.split(r"[:@]", remainder, maxsplit=1)[0]
         if path_only != path_only.lower() and _PATH_RE.match(path_only.lower()):
             raise InvalidReferenceError(text, "repository name must be lowercase")

@@ -39,7 +39,7 @@ from __future__ import annotations
 import itertools
 import re
 import string
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,6 +145,8 @@ class _PlanLoader(_BaseLoader):  # type: ignore[valid-type,misc]
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # a list or mapping as key: BaseConstructor refuses it below
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping", node.start_mark,
@@ -212,7 +214,8 @@ def parse_documents(text: str, source: str = "plan") -> list[PlanList]:
     only.
 
     Raises:
-        PlanError: YAML syntax errors, unknown keys, missing fields, wrong shapes, invalid
+        PlanError: YAML syntax errors, text that is not Unicode (lone surrogates), nesting
+            too deep to read, unknown keys, missing fields, wrong shapes, invalid
             references or tags, unknown placeholders (``document 3: template: unknown
             placeholder {flavour}``), matrix keys that are not names or that shadow
             ``{os}``/``{arch}``/``{variant}``, empty or repeated matrix values, invalid
@@ -220,9 +223,18 @@ def parse_documents(text: str, source: str = "plan") -> list[PlanList]:
             both documents); the message names the document (1-based) and the field.
     """
     try:
+        return _parse_documents(text, source)
+    except RecursionError:  # libyaml allows 1000 levels; construct/convert recurse in Python
+        raise PlanError(f"{source}: the plan is nested too deeply to read") from None
+
+
+def _parse_documents(text: str, source: str) -> list[PlanList]:
+    try:
         documents = list(yaml.load_all(text, Loader=_PlanLoader))
     except yaml.YAMLError as exc:
         raise PlanError(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from exc
+    except UnicodeEncodeError as exc:  # libyaml encodes str to UTF-8 first
+        raise PlanError(f"{source}: invalid text: {exc}") from exc
     lists: list[PlanList] = []
     labels: list[str] = []
     number = 0
