@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import email.utils
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,15 @@ from typing import Any
 import anyio
 import pytest
 
-from benchmarks.ratelimit import Bucket, Policy, Storm, TokenBucket, go_duration, http_date
+from benchmarks.ratelimit import (
+    Bucket,
+    Policy,
+    RateLimitProcess,
+    Storm,
+    TokenBucket,
+    go_duration,
+    http_date,
+)
 from benchmarks.registry_server import RegistryServer
 from manyfest import reference
 from manyfest.content import Manifest
@@ -128,6 +138,32 @@ def test_go_duration_and_http_date() -> None:
     assert go_duration(1.5) == "1.5s"
     stamp = email.utils.parsedate_to_datetime(http_date(1.0, clock=lambda: 1_700_000_000.4))
     assert stamp.timestamp() == 1_700_000_001
+
+
+def test_proxy_process_limits_rewrites_and_counts(registry: RegistryServer) -> None:
+    """``python -m benchmarks.ratelimit``: port line, 429 from an empty bucket, Location
+    rewritten to the proxy, ``/_stats`` never limited, the counters printed on exit."""
+    # 0.01 tokens/s: no token comes back during the test, however slow the machine.
+    with RateLimitProcess(registry.host, "bucket", rate=0.01, burst=2) as proxy:
+        upload = urllib.request.Request(f"http://{proxy.host}/v2/proc/blobs/uploads/",
+                                        method="POST")
+        with urllib.request.urlopen(upload, timeout=30) as resp:
+            assert resp.status == 202
+            assert resp.headers["Location"].startswith(f"http://{proxy.host}/v2/proc/")
+        with urllib.request.urlopen(f"http://{proxy.host}/v2/", timeout=30) as resp:
+            assert resp.status == 200
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://{proxy.host}/v2/", timeout=30)
+        assert refused.value.code == 429
+        assert refused.value.headers["Retry-After"] == "1"
+        assert refused.value.headers["Content-Type"].startswith("text/plain")
+        refused.value.close()
+        expected = {"requests": 3, "answered": 2, "throttled": 1, "refused": 1,
+                    "forwarded_by_status": {"200": 1, "202": 1},
+                    "throttled_by_status": {"429": 1}, "unavailable_by_status": {}}
+        assert proxy.stats() == expected
+        assert proxy.stats() == expected  # /_stats itself is not counted nor limited
+    assert proxy.final == expected
 
 
 # ---------------------------------------------------------------------------- end to end
