@@ -152,14 +152,20 @@ def run_scenario(registry: RegistryServer, scenario: Scenario, index: int, workd
 
 
 def targets(rows: list[Row]) -> list[dict[str, str]]:
-    """The targets, informational: every list lands; throttled <= 5 %; wall <= 1.15x ideal
-    (token-bucket scenarios); the storm: every list lands."""
+    """The targets, informational: every list lands; the report's ``throttled`` equals the
+    proxy's count; throttled <= 5 % of requests and wall <= 1.15x ideal (token-bucket
+    scenarios)."""
     out = []
     for row in rows:
         landed = row.landed == row.lists and row.exit_code == 0
         out.append({"target": f"{row.scenario}: every list lands",
                     "measured": f"{row.landed}/{row.lists}, exit {row.exit_code}",
                     "result": "PASS" if landed else "FAIL"})
+        counted = row.client.get("throttled")
+        out.append({"target": f"{row.scenario}: the report counts the proxy's throttles",
+                    "measured": f"report {'-' if counted is None else counted}, "
+                    f"proxy {row.throttled}",
+                    "result": "PASS" if counted == row.throttled else "FAIL"})
         if row.mode == "storm":
             continue
         out.append({"target": f"{row.scenario}: throttled <= {THROTTLED_MAX:.0%} of requests",
