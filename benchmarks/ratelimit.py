@@ -35,8 +35,8 @@ Modes (``--mode``; :func:`policy_for`):
     the bucket is full again, rounded up), as in the IETF RateLimit header fields draft.
 ``storm``
     Count-based, no clock: every 4th request gets ``429`` (``text/plain`` body,
-    ``Retry-After`` an HTTP date ~1 s ahead), every other 5th gets ``503`` without
-    ``Retry-After`` (an overloaded backend, not a throttle signal).
+    ``Retry-After`` an HTTP date ~1 s ahead), every 5th that is not a 4th gets ``503``
+    without ``Retry-After`` (an overloaded backend, not a throttle signal).
 
 Accounting (:class:`Counts`): ``forwarded`` (answered by the registry, by status),
 ``throttled`` (throttle answers the proxy sent: 429s, 503 with ``Retry-After``, AWS

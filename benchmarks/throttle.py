@@ -9,7 +9,7 @@ repositories:
 * ``body-hint 50/s``: 50 lists, 50 requests/s, the wait written only in the 429's JSON body
   (GitHub's ``retry-after: 12.5ms``);
 * ``storm``: 10 lists, count-based: every 4th request 429 (Retry-After an HTTP date), every
-  other 5th 503.
+  5th that is not a 4th 503 (no Retry-After).
 
 ``--quick``: 50, 15, 15 and 10 lists. It prints a table and the targets (informational
 PASS/FAIL, never an assertion) and writes ``benchmarks/results/throttle-latest.json``.
