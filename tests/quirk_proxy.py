@@ -18,12 +18,22 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from benchmarks.ratelimit import (
+    Bucket,
+    Policy,
+    Refusal,
+    Storm,
+    ecr_rate_exceeded,
+    forward,
+    html_429,
+    oci_error,
+    refusal_response,
+    throttling_exception,
+)
 from benchmarks.registry_server import free_port
 
 Before = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 After = Callable[[web.Request, web.Response], Awaitable[web.Response]]
-_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host",
-        "content-encoding"}
 
 
 @dataclass
@@ -62,21 +72,10 @@ class QuirkProxy:
         return response
 
     async def forward(self, request: web.Request, *, query: str | None = None) -> web.Response:
-        """Send ``request`` to the registry (optionally with another query string)."""
+        """Send ``request`` to the registry (optionally with another query string); see
+        :func:`benchmarks.ratelimit.forward`."""
         assert self._session is not None
-        qs = request.query_string if query is None else query
-        url = f"http://{self.upstream}{request.path}" + (f"?{qs}" if qs else "")
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
-        body = await request.read()
-        async with self._session.request(request.method, url, headers=headers, data=body or None,
-                                         allow_redirects=False) as up:
-            data = await up.read()
-            out = {k: v for k, v in up.headers.items() if k.lower() not in _HOP}
-        for name in ("Location", "WWW-Authenticate"):
-            if name in out:
-                out[name] = out[name].replace(self.upstream, self.host)
-        return web.Response(status=up.status, body=data if request.method != "HEAD" else None,
-                            headers=out)
+        return await forward(self._session, self.upstream, self.host, request, query=query)
 
     def start(self) -> QuirkProxy:
         """Serve in a background thread until :meth:`stop`."""
@@ -192,3 +191,88 @@ def manifest_not_seen_yet(times: int, code: str = "MANIFEST_BLOB_UNKNOWN") -> Be
         return None
 
     return quirk
+
+
+# ---------------------------------------------------------------------- throttling
+# Built on benchmarks/ratelimit.py (the same policies the throttling benchmark runs as a
+# process). Each helper returns the policy: its ``counts`` say what the proxy let through and
+# what it refused (``counts.throttles``: throttle answers sent; ``counts.refused``: those
+# and the 503s without Retry-After).
+
+
+def throttle(proxy: QuirkProxy, policy: Policy) -> Policy:
+    """Put ``policy`` in front of the registry: a request it refuses gets its
+    :class:`~benchmarks.ratelimit.Refusal`; a forwarded one is counted by the registry's
+    status. Every answer gets the policy's extra headers (``RateLimit-*``)."""
+
+    async def before(request: web.Request) -> web.StreamResponse | None:
+        refusal = policy.check(request.method, request.path_qs)
+        if refusal is None:
+            return None
+        await request.read()
+        return refusal_response(refusal, request.method, policy.extra_headers())
+
+    async def after(request: web.Request, response: web.Response) -> web.Response:
+        policy.forwarded(response.status)
+        response.headers.update(policy.extra_headers())
+        return response
+
+    proxy.before.insert(0, before)
+    proxy.after.append(after)
+    return policy
+
+
+def token_bucket(proxy: QuirkProxy, rate: float, burst: float | None = None, *,
+                 answer: str = "seconds", remaining: bool = False) -> Bucket:
+    """A token bucket of ``rate`` requests/s (burst default ``rate``); an empty bucket
+    answers 429 as ``answer`` says (see :class:`~benchmarks.ratelimit.Bucket`)."""
+    policy = Bucket(rate, burst, answer=answer, remaining=remaining)
+    throttle(proxy, policy)
+    return policy
+
+
+def body_hint(proxy: QuirkProxy, rate: float, burst: float | None = None) -> Bucket:
+    """A token bucket whose 429 writes the wait in the JSON body only (GitHub's
+    ``retry-after: 12.5ms, allowed: N/minute``), no Retry-After header."""
+    return token_bucket(proxy, rate, burst, answer="body-hint")
+
+
+def storm(proxy: QuirkProxy, every_429: int = 4, every_503: int = 5, *,
+          answer: Callable[[], Refusal] | None = None, match: str = "",
+          limit: int | None = None) -> Storm:
+    """Count-based: every ``every_429``-th request a throttle answer (default text/plain 429,
+    Retry-After an HTTP date ~1 s ahead), every other ``every_503``-th a 503 without
+    Retry-After (see :class:`~benchmarks.ratelimit.Storm`)."""
+    policy = Storm(every_429, every_503, throttle_answer=answer, match=match, limit=limit)
+    throttle(proxy, policy)
+    return policy
+
+
+def html_storm(proxy: QuirkProxy, every: int = 3) -> Storm:
+    """Every ``every``-th request gets nginx's HTML 429 page (``Retry-After: 1``)."""
+    return storm(proxy, every, 0, answer=lambda: html_429("1"))
+
+
+def ecr_storm(proxy: QuirkProxy, every: int = 3) -> Storm:
+    """Every ``every``-th request gets ECR's 429 ``TOOMANYREQUESTS: Rate exceeded`` (no
+    Retry-After)."""
+    return storm(proxy, every, 0, answer=ecr_rate_exceeded)
+
+
+def throttling_exception_storm(proxy: QuirkProxy, every: int = 3) -> Storm:
+    """Every ``every``-th request gets an AWS ``ThrottlingException`` (400, ``Rate
+    exceeded``)."""
+    return storm(proxy, every, 0, answer=throttling_exception)
+
+
+def unavailable(proxy: QuirkProxy, times: int, match: str = "") -> Storm:
+    """The first ``times`` requests whose path contains ``match`` get 503 without
+    Retry-After."""
+    return storm(proxy, 0, 1, match=match, limit=times)
+
+
+def endless_429(proxy: QuirkProxy, message: str = "rate limit exceeded, try again later"
+                ) -> Storm:
+    """Every request, forever: 429 TOOMANYREQUESTS (JSON body with ``message``),
+    ``Retry-After: 1``."""
+    return storm(proxy, 1, 0, answer=lambda: oci_error(429, "TOOMANYREQUESTS", message, "1"))
