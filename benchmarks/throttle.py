@@ -210,6 +210,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 description="manyfest publish against rate-limited registries.")
     p.add_argument("--quick", action="store_true",
                    help="fewer lists per scenario (50, 15, 15, 10 instead of 200, 30, 50, 10)")
+    p.add_argument("--only", default="",
+                   help="comma-separated scenarios to run (bucket, body-hint, storm, or a "
+                   "full name such as 'bucket 20/s'); default all")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--live-src", action="store_true",
                    help="run src/ as it is at each moment, not a snapshot taken at the start")
@@ -239,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                if shm.is_dir() and os.access(shm, os.W_OK) else workdir / "registry")
     registry = RegistryServer(workdir=storage)
     plan = scenarios(args.quick)
+    if args.only:
+        wanted = {name.strip() for name in args.only.split(",")}
+        plan = [s for s in plan if s.name.split()[0] in wanted or s.name in wanted]
     rows: list[Row] = []
     try:
         registry.start()

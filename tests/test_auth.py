@@ -497,7 +497,8 @@ def test_token_without_push_access(
     assert re.fullmatch(
         rf"mount {re.escape(source.rsplit(':', 1)[0])}@sha256:[0-9a-f]{{64}} into "
         rf"{re.escape(host)}/{ns}/app: registry answered 401 \(UNAUTHORIZED: authentication "
-        r"required \(detail: \[\{.*\}\]\)\); user 'reader' was not granted all of the access asked for "
+        r"required \(detail: \[\{.*\}\]\)\); user 'reader' was not granted all of the access "
+        r"asked for "
         rf"\(repository:{ns}/app-amd64:pull, repository:{ns}/app:pull,push\): ask for it, or "
         rf"log in as another user with `docker login {re.escape(host)}`",
         line,

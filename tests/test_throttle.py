@@ -112,13 +112,37 @@ def test_cut_once_per_epoch_and_grow_back() -> None:
 def test_pace_learned_from_what_the_registry_served() -> None:
     clock = Clock()
     throttle = Throttle("r", 64, clock=clock)
-    throttle.answered(throttle._epoch, Signal(True, 1.0, "429"))
-    assert throttle.rate is None  # one signal says nothing about the rate yet
-    for _ in range(40):
+    for _ in range(20):  # a first burst
         throttle.answered(throttle._epoch, Signal(False))
-    clock.now += 2.0
+    clock.now += 0.05
     throttle.answered(throttle._epoch, Signal(True, 1.0, "429"))
-    assert throttle.rate == pytest.approx(40 / 2.0 * PACE_FACTOR)
+    assert throttle.rate is None  # a burst is not a rate
+    clock.now += 1.0  # the pause
+    for _ in range(10):
+        throttle.answered(throttle._epoch, Signal(False))
+        clock.now += 0.1
+    throttle.answered(throttle._epoch, Signal(True, 1.0, "429"))
+    # 30 answers over the 2.05 s since the first: the registry served 14.6/s
+    assert throttle.rate == pytest.approx(30 / 2.05 * PACE_FACTOR)
+    # Later signals measure the last 3 seconds only.
+    clock.now += 5.0
+    for _ in range(30):
+        throttle.answered(throttle._epoch, Signal(False))
+        clock.now += 0.1
+    clock.now -= 0.05  # the 30 answers lie within the last 3 s
+    throttle.answered(throttle._epoch, Signal(True, 1.0, "429"))
+    assert throttle.rate == pytest.approx(30 / 3.0 * PACE_FACTOR)
+
+
+def test_pace_not_lowered_by_a_throttle_that_ignores_the_rate() -> None:
+    clock = Clock()
+    throttle = Throttle("r", 64, clock=clock)
+    throttle.rate = 40.0
+    for _ in range(3):  # served 3 in 1.5 s while allowed 40/s: not a rate limit
+        throttle.answered(throttle._epoch, Signal(False))
+        clock.now += 0.5
+    throttle.answered(throttle._epoch, Signal(True, 1.0, "429"))
+    assert throttle.rate == pytest.approx(40.0)
 
 
 def test_no_hint_pause_doubles_while_signals_repeat() -> None:

@@ -454,6 +454,7 @@ class Transport:
             stats.requests += 1
         self.total.requests += 1
         throttle = state.throttle
+        throttle.requests += 1
         proxy = self._proxy(url)
         epoch = await throttle.acquire()
         held = True
@@ -487,6 +488,7 @@ class Transport:
                     if stats is not None:
                         stats.requests -= 1
                     self.total.requests -= 1
+                    throttle.requests -= 1
                     raise _TLSFailure(exc) from exc
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("%s %s -> %s", method, errormap.redact(url), errormap.describe(exc))

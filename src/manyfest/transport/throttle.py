@@ -5,16 +5,19 @@ exchange (:meth:`Throttle.slot`), so a throttle signal seen by one task slows al
 
 * **in flight** (AIMD): starts at ``--concurrency`` (the ceiling, never exceeded); halved on a
   throttle signal, at most once per *epoch* (answers to requests sent before the last cut do
-  not cut again); grown back by ``1/limit`` per successful answer (one per window).
+  not cut again), down to an eighth of the ceiling; grown back by ``1/limit`` per successful
+  answer (one per window).
 * **pause**: no request starts before the end of the longest wait hint seen (``Retry-After``
   in seconds or as an HTTP date, a wait written in the error body, ``RateLimit-Reset`` when
   nothing remains); without a hint, a short pause that doubles while signals keep coming.
-* **pacing**: from the second throttle signal on, requests are spaced at 95% of the rate the
-  registry actually served between the two signals (successes / seconds), a token-bucket
-  limit learned from the registry's own answers, and the rate grows by 1% of itself per
-  second without a signal, so it probes upward slowly. ``RateLimit-Remaining`` and
-  ``RateLimit-Reset`` headers set the pace before the wall (remaining requests spread over
-  the seconds until the reset).
+* **pacing**: on a throttle signal, requests are spaced at 95% of the rate the registry
+  actually served over the last 3 seconds (successes / seconds, pauses included; once there
+  is a second of answers), a token-bucket limit learned from the registry's own answers, and
+  the rate grows by 1% of itself per second, so it probes upward slowly. A signal after
+  serving less than half the pace kept does not lower it (the registry is not limiting the
+  rate then: a quota per request count).
+  ``RateLimit-Remaining`` and ``RateLimit-Reset`` headers set the pace before the wall
+  (remaining requests spread over the seconds until the reset).
 
 A throttle signal is: status 429; status 503 with ``Retry-After``; or an OCI error code
 ``TOOMANYREQUESTS``, ``Rate exceeded``/``ThrottlingException`` (AWS) on any status. A 503
@@ -52,6 +55,15 @@ PACE_FACTOR = 0.95
 """Pacing rate as a fraction of the rate the registry served between two signals."""
 PACE_GROWTH = 0.01
 """Pacing rate growth per second without a signal, as a fraction of the rate."""
+WINDOW_S = 3.0
+"""Seconds of answers the served rate is measured over."""
+MIN_SPAN_S = 1.0
+"""Answers needed (in seconds) before a served rate is trusted (a first burst is not a rate)."""
+MIN_RATE = 0.5
+"""Slowest pace, in requests per second."""
+FLOOR_FRACTION = 8
+"""The in-flight limit is never cut below ``ceiling // FLOOR_FRACTION`` (at least 1): under a
+throttle that does not depend on load, fewer requests in flight only waste the pauses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +180,7 @@ class Throttle:
     ) -> None:
         self.registry = registry
         self.ceiling = max(1, ceiling)
+        self.floor = float(max(1, self.ceiling // FLOOR_FRACTION))
         self.limit = float(self.ceiling)
         self.in_flight = 0
         self.rate: float | None = None
@@ -181,8 +194,8 @@ class Throttle:
         self._epoch = 0
         self._next_slot = 0.0
         self._grown_at = 0.0
-        self._since_signal: float | None = None
-        self._ok_since_signal = 0
+        self._served: deque[float] = deque(maxlen=16384)
+        self._first_answer: float | None = None
         self._quiet_pause = MIN_PAUSE_S
 
     @property
@@ -207,7 +220,6 @@ class Throttle:
 
     async def acquire(self) -> int:
         """Wait for the pause, a free slot (FIFO) and the pace; returns the epoch."""
-        self.requests += 1
         if (
             self.rate is None
             and self.in_flight < self.capacity
@@ -280,7 +292,9 @@ class Throttle:
         """
         now = self._clock()
         if not signal.throttled:
-            self._ok_since_signal += 1
+            self._served.append(now)
+            if self._first_answer is None:
+                self._first_answer = now
             self._quiet_pause = MIN_PAUSE_S
             if self.limit < self.ceiling:
                 before = self.capacity
@@ -299,17 +313,33 @@ class Throttle:
             self.paused_until = now + wait
         if epoch == self._epoch:
             self._epoch += 1
-            self.limit = max(1.0, self.limit / 2)
-            if self._since_signal is not None and self._ok_since_signal > 0:
-                served = self._ok_since_signal / max(now - self._since_signal, 1e-3)
-                self.rate = max(0.5, served * PACE_FACTOR)
+            self.limit = max(self.floor, self.limit / 2)
+            served = self.served_rate(now)
+            # A registry that throttles far below the pace we kept is not limiting the rate
+            # (a quota per request count, a storm): slowing down further would only starve.
+            if served is not None and (self.rate is None or served >= self.rate / 2):
+                self.rate = max(MIN_RATE, served * PACE_FACTOR)
                 self._grown_at = now
                 self._next_slot = max(self._next_slot, self.paused_until)
-            self._since_signal = now
-            self._ok_since_signal = 0
             if self._on_throttle is not None:
                 self._on_throttle(self, wait, signal.reason)
         return wait
+
+    def served_rate(self, now: float) -> float | None:
+        """Successful answers per second over the last :data:`WINDOW_S` seconds (pauses
+        included: what the registry actually served), or ``None`` before
+        :data:`MIN_SPAN_S` seconds of answers."""
+        if self._first_answer is None:
+            return None
+        start = now - WINDOW_S
+        served = self._served
+        while served and served[0] < start:
+            served.popleft()
+        oldest = served[0] if len(served) == served.maxlen else self._first_answer
+        span = now - max(start, oldest)
+        if span < MIN_SPAN_S or not served:
+            return None
+        return len(served) / span
 
     def _grow_rate(self, now: float) -> None:
         assert self.rate is not None
