@@ -10,6 +10,9 @@ own event loop, so synchronous tests and CLI subprocesses can use it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
+import json
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -68,7 +71,9 @@ class QuirkProxy:
         url = f"http://{self.upstream}{request.path}" + (f"?{qs}" if qs else "")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         body = await request.read()
-        async with self._session.request(request.method, url, headers=headers, data=body or None,
+        # a file-like body: aiohttp warns (an error under pytest) about large bytes bodies
+        data = io.BytesIO(body) if body else None
+        async with self._session.request(request.method, url, headers=headers, data=data,
                                          allow_redirects=False) as up:
             data = await up.read()
             out = {k: v for k, v in up.headers.items() if k.lower() not in _HOP}
@@ -190,5 +195,43 @@ def manifest_not_seen_yet(times: int, code: str = "MANIFEST_BLOB_UNKNOWN") -> Be
             return web.Response(status=400, body=body.encode(),
                                 headers={"Content-Type": "application/json"})
         return None
+
+    return quirk
+
+
+def oversized_manifest(path: str, size: int, *, chunked: bool = False) -> Before:
+    """GET/HEAD of the manifest at ``path`` (``/v2/<repository>/manifests/<tag>``) answers a
+    valid Docker image manifest of more than ``size`` bytes (its layer list padded), with its
+    ``Docker-Content-Digest``; ``chunked``: sent without Content-Length, in 64 KiB pieces."""
+    layers = []
+    body = b""
+    while len(body) <= size:
+        for i in range(len(layers), len(layers) + 2000):
+            layers.append({"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                           "size": 1024 + i, "digest": "sha256:" + hashlib.sha256(
+                               str(i).encode()).hexdigest()})
+        body = json.dumps({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                       "size": 2, "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()},
+            "layers": layers,
+        }, indent=3).encode()
+    headers = {"Content-Type": "application/vnd.docker.distribution.manifest.v2+json",
+               "Docker-Content-Digest": "sha256:" + hashlib.sha256(body).hexdigest()}
+
+    async def quirk(request: web.Request) -> web.StreamResponse | None:
+        if request.path != path or request.method not in ("GET", "HEAD"):
+            return None
+        if not chunked:
+            return web.Response(status=200, body=body, headers=headers)
+        response = web.StreamResponse(status=200, headers=headers)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        if request.method == "GET":
+            for start in range(0, len(body), 1 << 16):
+                await response.write(body[start:start + (1 << 16)])
+        await response.write_eof()
+        return response
 
     return quirk
