@@ -12,9 +12,9 @@ Dockerfile build pushes:
   more history steps and labels, as long-lived images accumulate); by default 6-10 KiB,
   varying with the seed;
 * 10-40 layers (default 12), each a real gzip'd tar with distinct content. The lower
-  :attr:`Shape.shared_layers` are the base image's: the same bytes for every image of one
-  platform and base (as the tags of one image share their base); the others are unique to
-  the seed;
+  :attr:`Shape.shared_layers` (default 9: OS, runtime, dependencies) are the base image's:
+  the same bytes for every image of one platform and base (as the tags of one image share
+  them); the others (default 3: the application's own) are unique to the seed;
 * optionally big layers (:attr:`Shape.big_layers`, sizes in bytes) generated
   deterministically chunk by chunk, never held whole: their digests are computed while
   generating, and they are uploaded streaming by :func:`upload_streamed` (plain aiohttp).
@@ -71,7 +71,7 @@ class Shape:
     """
 
     layers: int = 12
-    shared_layers: int = 8
+    shared_layers: int = 9
     config_bytes: int | None = None
     big_layers: tuple[int, ...] = ()
     base: str = "debian-bookworm"

@@ -7,12 +7,12 @@ import json
 import anyio
 import pytest
 
+from benchmarks.imagewriter import distinct_blobs
 from benchmarks.registry_server import RegistryServer
 from manyfest import digest as digests
 from manyfest import mediatypes, reference
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
-from benchmarks.imagewriter import distinct_blobs
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_built
 
 N_LISTS = 200

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import anyio
 
+from benchmarks.imagewriter import Image, distinct_blobs
 from benchmarks.registry_server import RegistryServer
 from manyfest import digest as digests
 from manyfest import reference
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
-from benchmarks.imagewriter import Image, distinct_blobs
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_built
 
 

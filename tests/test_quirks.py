@@ -9,11 +9,11 @@ from pathlib import Path
 import anyio
 import pytest
 
+from benchmarks.imagewriter import distinct_blobs
 from benchmarks.registry_server import RegistryServer
 from manyfest import reference
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
-from benchmarks.imagewriter import distinct_blobs
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_built
 from tests.quirk_proxy import (
     QuirkProxy,
