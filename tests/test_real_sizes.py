@@ -11,11 +11,14 @@ writes them (``json.dumps(indent=3)`` in docker's key order), blobs read back wi
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.imagewriter import KIB, MIB, Image, Shape, distinct_blobs
+from benchmarks.imagewriter import KIB, MIB, Image, Shape, build_image, distinct_blobs
 from benchmarks.registry_server import RegistryServer
 from manyfest import mediatypes
 from manyfest.platform import Platform
@@ -117,6 +120,56 @@ def plan(path: Path, target: str, sources: list[str]) -> Path:
     path.write_text(f"image: {target}\nmanifests:\n"
                     + "".join(f"  - image: {s}\n" for s in sources))
     return path
+
+
+# ---------------------------------------------------------------- the images themselves
+
+
+def test_images_have_real_shape() -> None:
+    """Configs of 6-10 KiB with one history entry per layer and diff_ids of the real tars;
+    12 distinct layers; a base shared by a platform's seeds; the same bytes when rebuilt."""
+    amd64, arm64 = PLATFORMS[0], PLATFORMS[2]
+    images = [build_image(amd64, f"shape-{i}") for i in range(20)]
+    sizes = [len(image.config) for image in images]
+    assert min(sizes) >= 6 * KIB
+    assert max(sizes) <= 11 * KIB
+    assert len(set(sizes)) > 10  # varies with the seed
+    for image in images[:3]:
+        doc = json.loads(image.config)
+        assert (doc["architecture"], doc["os"]) == ("amd64", "linux")
+        assert len(doc["config"]["Env"]) >= 12
+        assert len(doc["config"]["Labels"]) >= 24
+        labels = doc["config"]["Labels"]
+        assert sum(k.startswith("org.opencontainers.image.") for k in labels) >= 10
+        for key in ("Entrypoint", "Cmd", "WorkingDir"):
+            assert doc["config"][key]
+        for key in ("created", "author"):
+            assert doc[key]
+        layered = [h for h in doc["history"] if not h.get("empty_layer")]
+        assert len(layered) == 12 < len(doc["history"])
+        layers = [data for _, data in image.blobs[1:]]
+        assert len(set(layers)) == 12
+        assert doc["rootfs"]["diff_ids"] == [
+            "sha256:" + hashlib.sha256(gzip.decompress(data)).hexdigest() for data in layers]
+        for data in layers:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+                assert any(m.isfile() and m.size for m in tar.getmembers())
+    a, b = images[0], images[1]
+    assert a.blobs[1:10] == b.blobs[1:10]  # the base: 9 layers shared by the platform's tags
+    assert not set(a.blobs[10:]) & set(b.blobs[10:])  # the image's own layers
+    assert not set(a.blob_digests) & set(build_image(arm64, "shape-0").blob_digests)
+    assert build_image(amd64, "shape-0").manifest.raw == a.manifest.raw
+    big = build_image(arm64, "shape-big", shape=Shape(layers=40, shared_layers=30,
+                                                       config_bytes=200 * KIB,
+                                                       big_layers=(2 * MIB,)))
+    assert 200 * KIB <= len(big.config) < 201 * KIB
+    assert len(big.manifest.blobs()) == 1 + 40 + 1
+    [streamed] = big.streamed
+    blob = b"".join(streamed.chunks())
+    assert "sha256:" + hashlib.sha256(blob).hexdigest() == streamed.digest
+    assert len(blob) == streamed.size > 2 * MIB
+    assert json.loads(big.config)["rootfs"]["diff_ids"][-1] == (
+        "sha256:" + hashlib.sha256(gzip.decompress(blob)).hexdigest()) == streamed.diff_id
 
 
 # ---------------------------------------------------------------- configs of real sizes
