@@ -2,8 +2,10 @@
 
 * :func:`seed`: N tags x 4 platforms, one repository per platform (``bench/app-amd64``,
   ``bench/app-arm`` (linux/arm/v7), ``bench/app-arm64`` (linux/arm64/v8), ``bench/app-win``
-  (windows/amd64 with os.version)), one layer per image, pushed with
-  :func:`benchmarks.imagewriter.push_image`;
+  (windows/amd64 with os.version)), images of real shape (:data:`SHAPE`: 6-10 KiB configs,
+  12 layers of which 9 are the platform's shared base), pushed with
+  :func:`benchmarks.imagewriter.push_built`; it also returns the blobs of each tag, from
+  which the request counts are computed (:meth:`Seeded.floor_requests`);
 * :class:`Job`: what one timed run publishes (a fresh target repository, the source tags);
 * the peers: :func:`run_manyfest`, :func:`run_limit`, :func:`run_docker`,
   :func:`run_buildah`, each one child process measured by :func:`measure` (wall time from
@@ -31,7 +33,7 @@ from typing import Any
 import anyio
 
 from benchmarks import plans
-from benchmarks.imagewriter import push_images
+from benchmarks.imagewriter import Shape, build_images, distinct_blobs, push_built
 from benchmarks.registry_server import RegistryServer
 from manyfest import reference
 from manyfest.errors import ManyfestError
@@ -63,24 +65,75 @@ def source_repo(suffix: str) -> str:
     return f"bench/app-{suffix}"
 
 
-async def _seed(host: str, start: int, stop: int) -> dict[str, list[str]]:
+SHAPE = Shape()
+"""The seeded images' shape: real-size configs (6-10 KiB) and 12 layers, the lower 9 shared by
+every image of a platform (its base), the top 3 unique per tag."""
+CHILD_REQUESTS = 3
+"""Requests per child of a cold list besides its blobs' mounts: GET manifest, GET config,
+PUT the manifest by digest into the target repository."""
+
+
+@dataclass(slots=True)
+class Seeded:
+    """What :func:`seed` pushed, per tag.
+
+    Attributes:
+        children: the list's expected child digests, in platform order.
+        blobs: every blob digest (configs and layers) of the tag's 4 images.
+    """
+
+    children: dict[str, list[str]] = field(default_factory=dict)
+    blobs: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def update(self, other: Seeded) -> None:
+        """Add ``other``'s tags."""
+        self.children.update(other.children)
+        self.blobs.update(other.blobs)
+
+    def __len__(self) -> int:
+        return len(self.children)
+
+    def distinct_blobs(self, tags: Sequence[str]) -> int:
+        """Blobs a new target repository needs for the lists of ``tags``, each counted once
+        (the tags' images share their base layers)."""
+        return len(frozenset().union(*(self.blobs[t] for t in tags)))
+
+    def floor_requests(self, tags: Sequence[str]) -> int:
+        """The fewest requests that publish the lists of ``tags`` into a new repository, as
+        the limit client sends them: per list 3 per child (GET manifest, GET config, PUT by
+        digest) and 1 list PUT, plus one mount per distinct blob; no HEAD, no ping."""
+        per_list = CHILD_REQUESTS * len(PLATFORMS) + 1
+        return per_list * len(tags) + self.distinct_blobs(tags)
+
+    def cold_budget(self, tags: Sequence[str]) -> float:
+        """Requests per cold list manyfest may send (the run's ping aside): the floor per
+        list plus the HEAD of the target tag (what tells ``unchanged``)."""
+        return self.floor_requests(tags) / len(tags) + 1
+
+
+async def _seed(host: str, start: int, stop: int) -> Seeded:
     tags = [tag_of(i) for i in range(start, stop)]
-    digests = await push_images(
-        host,
+    images = build_images(
         (
             (f"{source_repo(suffix)}:{tag}", platform, f"bench {tag}")
             for tag in tags
             for suffix, platform in PLATFORMS.items()
         ),
-        check_blobs=False,
+        shape=SHAPE,
     )
-    return {tag: [digests[f"{source_repo(s)}:{tag}"] for s in PLATFORMS] for tag in tags}
+    digests = await push_built(host, images, check_blobs=False)
+    out = Seeded()
+    for tag in tags:
+        names = [f"{source_repo(s)}:{tag}" for s in PLATFORMS]
+        out.children[tag] = [digests[name] for name in names]
+        out.blobs[tag] = frozenset(distinct_blobs(images[name] for name in names))
+    return out
 
 
-def seed(host: str, start: int, stop: int) -> dict[str, list[str]]:
-    """Push tags ``tag_of(start)`` .. ``tag_of(stop - 1)`` for the 4 platforms.
+def seed(host: str, start: int, stop: int) -> Seeded:
+    """Push tags ``tag_of(start)`` .. ``tag_of(stop - 1)`` for the 4 platforms (:data:`SHAPE`).
 
-    Returns the expected child digests of each tag's list, in platform order.
+    Returns each tag's expected child digests (platform order) and blob digests.
     """
     return anyio.run(_seed, host, start, stop)
 

@@ -49,6 +49,7 @@ import argparse
 import asyncio
 import contextlib
 import email.utils
+import io
 import json
 import math
 import signal
@@ -441,7 +442,9 @@ async def forward(session: aiohttp.ClientSession, upstream: str, public: str,
     url = f"http://{upstream}{request.path}" + (f"?{qs}" if qs else "")
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
     body = await request.read()
-    async with session.request(request.method, url, headers=headers, data=body or None,
+    # a file-like body: aiohttp warns (an error under pytest) about large bytes bodies
+    async with session.request(request.method, url, headers=headers,
+                               data=io.BytesIO(body) if body else None,
                                allow_redirects=False) as up:
         data = await up.read()
         out = {k: v for k, v in up.headers.items() if k.lower() not in HOP_HEADERS}

@@ -11,7 +11,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from benchmarks.imagewriter import push_images
+from benchmarks.imagewriter import (
+    DEFAULT_SHAPE,
+    Image,
+    Shape,
+    build_images,
+    distinct_blobs,
+    push_built,
+)
 from manyfest.platform import Platform
 from manyfest.transport import Settings
 
@@ -37,9 +44,12 @@ async def seed_images(
     *,
     oci: bool = False,
     settings: Settings | None = None,
+    shape: Shape = DEFAULT_SHAPE,
+    check_blobs: bool = True,
 ) -> dict[str, str]:
     """Push synthetic images: ``(repository:tag, platform, seed)`` → {ref: digest}."""
-    return await push_images(host, names, oci=oci, settings=settings)
+    images = build_images(names, oci=oci, shape=shape)
+    return await push_built(host, images, settings=settings, check_blobs=check_blobs)
 
 
 def seed(host: str, names: list[tuple[str, Platform, str]], **kw: object) -> dict[str, str]:
@@ -47,9 +57,30 @@ def seed(host: str, names: list[tuple[str, Platform, str]], **kw: object) -> dic
     return anyio.run(lambda: seed_images(host, names, **kw))  # type: ignore[arg-type]
 
 
+def seed_built(host: str, names: list[tuple[str, Platform, str]], *, oci: bool = False,
+               shape: Shape = DEFAULT_SHAPE, settings: Settings | None = None,
+               check_blobs: bool = True) -> dict[str, Image]:
+    """Build and push images; returns ``{repository:tag: Image}`` (to compute expectations)."""
+    images = build_images(names, oci=oci, shape=shape)
+    anyio.run(lambda: push_built(host, images, settings=settings, check_blobs=check_blobs))
+    return images
+
+
+def walkthrough_names(ns: str, tag: str = "1", seed_text: str = "") -> list[
+        tuple[str, Platform, str]]:
+    """``(<ns>/app-<suffix>:<tag>, platform, seed)`` of the 4 walkthrough images."""
+    return [(f"{ns}/app-{platform_suffix(p)}:{tag}", p, seed_text or ns) for p in PLATFORMS]
+
+
+def walkthrough_blobs(ns: str, tag: str = "1", seed_text: str = "") -> int:
+    """How many blobs (configs + layers, each once) the 4 walkthrough images have: the mounts
+    a list of them needs in a new repository."""
+    return len(distinct_blobs(build_images(walkthrough_names(ns, tag, seed_text)).values()))
+
+
 def seed_walkthrough(host: str, ns: str, tag: str = "1", seed_text: str = "") -> list[str]:
     """Push the 4 walkthrough images ``<ns>/app-<suffix>:<tag>``; returns their references."""
-    names = [(f"{ns}/app-{platform_suffix(p)}:{tag}", p, seed_text or ns) for p in PLATFORMS]
+    names = walkthrough_names(ns, tag, seed_text)
     seed(host, names)
     return [f"{host}/{name}" for name, _, _ in names]
 

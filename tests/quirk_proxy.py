@@ -10,6 +10,8 @@ own event loop, so synchronous tests and CLI subprocesses can use it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -276,3 +278,41 @@ def endless_429(proxy: QuirkProxy, message: str = "rate limit exceeded, try agai
     """Every request, forever: 429 TOOMANYREQUESTS (JSON body with ``message``),
     ``Retry-After: 1``."""
     return storm(proxy, 1, 0, answer=lambda: oci_error(429, "TOOMANYREQUESTS", message, "1"))
+
+
+def oversized_manifest(path: str, size: int, *, chunked: bool = False) -> Before:
+    """GET/HEAD of the manifest at ``path`` (``/v2/<repository>/manifests/<tag>``) answers a
+    valid Docker image manifest of more than ``size`` bytes (its layer list padded), with its
+    ``Docker-Content-Digest``; ``chunked``: sent without Content-Length, in 64 KiB pieces."""
+    layers = []
+    body = b""
+    while len(body) <= size:
+        for i in range(len(layers), len(layers) + 2000):
+            layers.append({"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                           "size": 1024 + i, "digest": "sha256:" + hashlib.sha256(
+                               str(i).encode()).hexdigest()})
+        body = json.dumps({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                       "size": 2, "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()},
+            "layers": layers,
+        }, indent=3).encode()
+    headers = {"Content-Type": "application/vnd.docker.distribution.manifest.v2+json",
+               "Docker-Content-Digest": "sha256:" + hashlib.sha256(body).hexdigest()}
+
+    async def quirk(request: web.Request) -> web.StreamResponse | None:
+        if request.path != path or request.method not in ("GET", "HEAD"):
+            return None
+        if not chunked:
+            return web.Response(status=200, body=body, headers=headers)
+        response = web.StreamResponse(status=200, headers=headers)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        if request.method == "GET":
+            for start in range(0, len(body), 1 << 16):
+                await response.write(body[start:start + (1 << 16)])
+        await response.write_eof()
+        return response
+
+    return quirk

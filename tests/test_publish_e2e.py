@@ -7,12 +7,13 @@ import json
 import anyio
 import pytest
 
+from benchmarks.imagewriter import distinct_blobs
 from benchmarks.registry_server import RegistryServer
 from manyfest import digest as digests
 from manyfest import mediatypes, reference
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
-from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
+from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_built
 
 N_LISTS = 200
 
@@ -35,14 +36,16 @@ def _plan(host: str, ns: str, n: int) -> str:
 
 def test_publish_200_lists(registry: RegistryServer, ns: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     host = registry.host
-    images = seed(
+    built = seed_built(
         host,
         [
             (f"{ns}/app-{platform_suffix(p)}:1.{i}", p, f"{ns}-{i}")
             for i in range(N_LISTS)
             for p in PLATFORMS
         ],
+        check_blobs=False,  # new repositories: nothing to skip
     )
+    images = {name: image.manifest.digest for name, image in built.items()}
     plan = tmp_path / "plan.yaml"
     plan.write_text(_plan(host, ns, N_LISTS))
     before = registry.request_count()
@@ -54,13 +57,23 @@ def test_publish_200_lists(registry: RegistryServer, ns: str, tmp_path) -> None:
     assert report["summary"]["failed"] == 0
     results = {r["target"]: r for r in report["results"]}
     assert len(results) == N_LISTS
-    # Requests counted by the registry match the report and stay within budget:
-    # 4 x (GET manifest + GET config) + 8 mounts + 4 child PUTs + 3 HEADs + 3 PUTs
-    # (3 tags), plus the ping once per run.
+    # Requests counted by the registry match the report and the images' shape. Per list:
+    # 4 x (GET manifest + GET config), 4 child PUTs, 3 HEADs + 3 PUTs (3 tags); one mount per
+    # blob the target repository needs, each blob once in the run (images of one platform
+    # share their base layers); plus the ping once per run, and any retry.
     served = registry.request_count() - before
-    assert served == report["summary"]["requests"]
-    for r in report["results"]:
-        assert r["requests"] <= 8 + 8 + 4 + 3 + 3 + 1, r
+    summary = report["summary"]
+    assert served == summary["requests"]
+    blobs = distinct_blobs(built.values())
+    assert len(blobs) < sum(len(image.blob_digests) for image in built.values())  # shared
+    assert summary["requests"] == (
+        1 + N_LISTS * (4 * 2 + 4 + 3 + 3) + len(blobs) + summary["retries"]
+    ), summary
+    for i, r in enumerate(report["results"]):
+        names = [f"{ns}/app-{platform_suffix(p)}:1.{i}" for p in PLATFORMS]
+        assert r["target"] == f"{host}/{ns}/app:1.{i}"
+        own_blobs = len(distinct_blobs(built[name] for name in names))
+        assert r["requests"] <= 8 + own_blobs + 4 + 3 + 3 + 1 + r["retries"], r
 
     async def check() -> None:
         async with Transport(Settings()) as transport:
@@ -88,12 +101,17 @@ def test_publish_200_lists(registry: RegistryServer, ns: str, tmp_path) -> None:
                     child = await client.get_manifest(target.with_digest(m.digest))
                     assert child.size == m.size
                     assert digests.sha256(child.raw) == m.digest
-                    for blob in child.blobs():
-                        assert await client.blob_exists(target, blob.digest)
+                    assert [b.digest for b in child.blobs()] == list(
+                        built[f"{ns}/app-{platform_suffix(p)}:1.{i}"].blob_digests)
+
+            async def present(blob: str) -> None:
+                assert await client.blob_exists(reference.parse(f"{host}/{ns}/app"), blob)
 
             async with anyio.create_task_group() as tg:
                 for i in range(N_LISTS):
                     tg.start_soon(one, i)
+                for blob in blobs:  # every blob of every child, each once
+                    tg.start_soon(present, blob)
 
     anyio.run(check)
 

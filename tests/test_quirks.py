@@ -9,11 +9,12 @@ from pathlib import Path
 import anyio
 import pytest
 
+from benchmarks.imagewriter import distinct_blobs
 from benchmarks.registry_server import RegistryServer
 from manyfest import reference
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
-from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
+from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_built
 from tests.quirk_proxy import (
     QuirkProxy,
     drop_digest_header,
@@ -59,17 +60,22 @@ def _children_present(host: str, ns: str, digest: str) -> list[str]:
 
 def test_mount_202_copies_the_bytes(registry: RegistryServer, proxy: QuirkProxy, ns: str,
                                     tmp_path: Path) -> None:
-    images = seed(registry.host, [(f"{ns}/app-{platform_suffix(p)}:1", p, ns) for p in PLATFORMS])
+    built = seed_built(registry.host,
+                       [(f"{ns}/app-{platform_suffix(p)}:1", p, ns) for p in PLATFORMS])
+    blobs = len(distinct_blobs(built.values()))  # config + layers of each image, each once
+    assert blobs == sum(len(image.blob_digests) for image in built.values())  # 4 platforms
     proxy.before.append(mount_answers_202(proxy))
     proc = manyfest("publish", "--json", str(_plan(proxy.host, ns, tmp_path)))
     assert proc.returncode == 0, proc.stderr
     [result] = json.loads(proc.stdout)["results"]
     assert result["status"] == "created"
-    assert proxy.count("POST", "mount=") == 8
-    assert proxy.count("DELETE", "/blobs/uploads/") == 8  # the opened sessions are cancelled
-    assert proxy.count("GET", "/blobs/sha256:") == 8 + 4  # 8 copies + 4 configs
+    assert proxy.count("POST", "mount=") == blobs
+    assert proxy.count("DELETE", "/blobs/uploads/") == blobs  # the opened sessions cancelled
+    # every blob copied, plus each config read once more for its platform
+    assert proxy.count("GET", "/blobs/sha256:") == blobs + len(built)
     children = _children_present(registry.host, ns, result["digest"])
-    assert children == [images[f"{ns}/app-{platform_suffix(p)}:1"] for p in PLATFORMS]
+    assert children == [built[f"{ns}/app-{platform_suffix(p)}:1"].manifest.digest
+                        for p in PLATFORMS]
 
 
 def test_429_with_retry_after_is_retried(registry: RegistryServer, proxy: QuirkProxy, ns: str,
