@@ -112,18 +112,18 @@ def test_cut_once_per_epoch_and_grow_back() -> None:
 def test_pace_learned_from_what_the_registry_served() -> None:
     clock = Clock()
     throttle = Throttle("r", 64, clock=clock)
-    for _ in range(20):  # a first burst
+    for _ in range(20):  # a first burst: not a rate
         throttle.answered(throttle._epoch, Signal(False))
     clock.now += 0.05
     throttle.answered(throttle._epoch, Signal(True, 1.0, "429"))
-    assert throttle.rate is None  # a burst is not a rate
+    assert throttle.rate is None
     clock.now += 1.0  # the pause
     for _ in range(10):
         throttle.answered(throttle._epoch, Signal(False))
-        clock.now += 0.1
+        clock.now += 0.01
     throttle.answered(throttle._epoch, Signal(True, 1.0, "429"))
-    # 30 answers over the 2.05 s since the first: the registry served 14.6/s
-    assert throttle.rate == pytest.approx(30 / 2.05 * PACE_FACTOR)
+    # 10 answers in the 1.1 s since the first signal: the registry serves 9.1/s
+    assert throttle.rate == pytest.approx(10 / 1.1 * PACE_FACTOR)
     # Later signals measure the last 3 seconds only.
     clock.now += 5.0
     for _ in range(30):
@@ -134,11 +134,42 @@ def test_pace_learned_from_what_the_registry_served() -> None:
     assert throttle.rate == pytest.approx(30 / 3.0 * PACE_FACTOR)
 
 
+def test_pacing_dropped_when_it_does_not_help() -> None:
+    """Every 4th request throttled whatever the pace (a count quota): pacing goes."""
+    clock = Clock()
+    throttle = Throttle("r", 64, clock=clock)
+    for i in range(200):
+        throttle.answered(throttle._epoch, Signal(i % 4 == 3, 0.5 if i % 4 == 3 else None,
+                                                  "429"))
+        clock.now += 0.05
+    assert throttle.rate is None
+    assert throttle.capacity == 8  # an eighth of the ceiling: the floor
+
+
+def test_pacing_kept_when_it_helps() -> None:
+    clock = Clock()
+    throttle = Throttle("r", 64, clock=clock)
+    throttle.answered(throttle._epoch, Signal(True, 0.01, "429"))
+    for _ in range(10):  # bursts: mostly throttled
+        for _ in range(7):
+            throttle.answered(throttle._epoch - 1, Signal(True, 0.01, "429"))
+        throttle.answered(throttle._epoch, Signal(False))
+        clock.now += 0.02
+    throttle.answered(throttle._epoch, Signal(True, 0.01, "429"))
+    paced = throttle.rate
+    assert paced is not None
+    for _ in range(50):  # paced: the registry stops throttling
+        throttle.answered(throttle._epoch, Signal(False))
+        clock.now += 1 / paced
+    assert throttle.rate == pytest.approx(paced)
+
+
 def test_pace_not_lowered_by_a_throttle_that_ignores_the_rate() -> None:
     clock = Clock()
     throttle = Throttle("r", 64, clock=clock)
+    throttle.answered(throttle._epoch, Signal(True, 1.0, "429"))
     throttle.rate = 40.0
-    for _ in range(3):  # served 3 in 1.5 s while allowed 40/s: not a rate limit
+    for _ in range(6):  # served 6 in 3 s while allowed 40/s: not a rate limit
         throttle.answered(throttle._epoch, Signal(False))
         clock.now += 0.5
     throttle.answered(throttle._epoch, Signal(True, 1.0, "429"))

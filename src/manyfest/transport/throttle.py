@@ -11,11 +11,12 @@ exchange (:meth:`Throttle.slot`), so a throttle signal seen by one task slows al
   in seconds or as an HTTP date, a wait written in the error body, ``RateLimit-Reset`` when
   nothing remains); without a hint, a short pause that doubles while signals keep coming.
 * **pacing**: on a throttle signal, requests are spaced at 95% of the rate the registry
-  actually served over the last 3 seconds (successes / seconds, pauses included; once there
-  is a second of answers), a token-bucket limit learned from the registry's own answers, and
-  the rate grows by 1% of itself per second, so it probes upward slowly. A signal after
-  serving less than half the pace kept does not lower it (the registry is not limiting the
-  rate then: a quota per request count).
+  actually served since the first signal (successes / seconds, pauses included, over the last
+  3 seconds; the burst before the first signal is not a rate): a token-bucket limit learned
+  from the registry's own answers. The rate grows by 1% of itself per second, so it probes
+  upward slowly. Pacing is on probation: when the share of throttled answers does not fall
+  under it, the registry is not limiting the rate (a quota per request count) and pacing is
+  dropped for the run; a signal after serving less than half the pace does not lower it.
   ``RateLimit-Remaining`` and ``RateLimit-Reset`` headers set the pace before the wall
   (remaining requests spread over the seconds until the reset).
 
@@ -57,8 +58,10 @@ PACE_GROWTH = 0.01
 """Pacing rate growth per second without a signal, as a fraction of the rate."""
 WINDOW_S = 3.0
 """Seconds of answers the served rate is measured over."""
-MIN_SPAN_S = 1.0
-"""Answers needed (in seconds) before a served rate is trusted (a first burst is not a rate)."""
+MIN_SERVED = 5
+"""Successes since the first signal needed before a served rate is trusted."""
+PROBATION = 20
+"""Answers after a pace is set before judging whether it helped."""
 MIN_RATE = 0.5
 """Slowest pace, in requests per second."""
 FLOOR_FRACTION = 8
@@ -195,7 +198,10 @@ class Throttle:
         self._next_slot = 0.0
         self._grown_at = 0.0
         self._served: deque[float] = deque(maxlen=16384)
-        self._first_answer: float | None = None
+        self._first_signal: float | None = None
+        self._answers = 0
+        self._probe: tuple[int, int, float] | None = None
+        self._paceable = True
         self._quiet_pause = MIN_PAUSE_S
 
     @property
@@ -287,14 +293,13 @@ class Throttle:
         """Record an answer; returns the seconds the caller should wait before a retry.
 
         A success grows the limit (additively) and the pace; a throttle signal pauses every
-        request of the registry for its hint, and cuts the limit (halves it, once per epoch)
-        and, from the second signal, sets the pace to what the registry served.
+        request of the registry for its hint, cuts the limit (halves it, once per epoch) and
+        sets the pace to what the registry served since the first signal.
         """
         now = self._clock()
+        self._answers += 1
         if not signal.throttled:
             self._served.append(now)
-            if self._first_answer is None:
-                self._first_answer = now
             self._quiet_pause = MIN_PAUSE_S
             if self.limit < self.ceiling:
                 before = self.capacity
@@ -303,8 +308,12 @@ class Throttle:
                     self._wake()
             if signal.remaining is not None:
                 self._before_the_wall(signal.remaining, signal.reset, now)
+            if self._probe is not None:
+                self._judge_pace()
             return 0.0
         self.throttled += 1
+        if self._first_signal is None:
+            self._first_signal = now
         hinted = signal.wait is not None
         wait = min(MAX_PAUSE_S, signal.wait) if signal.wait is not None else self._quiet_pause
         if not hinted:
@@ -314,30 +323,56 @@ class Throttle:
         if epoch == self._epoch:
             self._epoch += 1
             self.limit = max(self.floor, self.limit / 2)
-            served = self.served_rate(now)
-            # A registry that throttles far below the pace we kept is not limiting the rate
-            # (a quota per request count, a storm): slowing down further would only starve.
-            if served is not None and (self.rate is None or served >= self.rate / 2):
-                self.rate = max(MIN_RATE, served * PACE_FACTOR)
-                self._grown_at = now
-                self._next_slot = max(self._next_slot, self.paused_until)
+            self._set_pace(now)
             if self._on_throttle is not None:
                 self._on_throttle(self, wait, signal.reason)
+        if self._probe is not None:
+            self._judge_pace()
         return wait
 
+    def _set_pace(self, now: float) -> None:
+        """Pace at what the registry served since the first signal (its limit, when busy)."""
+        if not self._paceable:
+            return
+        served = self.served_rate(now)
+        # A registry that throttles far below the pace we kept is not limiting the rate (a
+        # quota per request count, a storm): slowing down further would only starve us.
+        if served is None or (self.rate is not None and served < self.rate / 2):
+            return
+        if self._probe is None:
+            # On probation: if the share of throttled answers does not fall, the registry is
+            # not limiting the rate and pacing is dropped (see _judge_pace).
+            self._probe = (self._answers, self.throttled, self.throttled / self._answers)
+        self.rate = max(MIN_RATE, served * PACE_FACTOR)
+        self._grown_at = now
+        self._next_slot = max(self._next_slot, self.paused_until)
+
+    def _judge_pace(self) -> None:
+        assert self._probe is not None
+        answers, throttled, share_before = self._probe
+        seen = self._answers - answers
+        if seen < PROBATION:
+            return
+        self._probe = None
+        share = (self.throttled - throttled) / seen
+        if share > 0.1 and share >= 0.7 * share_before:
+            self.rate = None  # pacing did not help: throttling independent of the rate
+            self._paceable = False
+
     def served_rate(self, now: float) -> float | None:
-        """Successful answers per second over the last :data:`WINDOW_S` seconds (pauses
-        included: what the registry actually served), or ``None`` before
-        :data:`MIN_SPAN_S` seconds of answers."""
-        if self._first_answer is None:
+        """Successful answers per second since the first throttle signal, over the last
+        :data:`WINDOW_S` seconds (pauses included: what the registry actually served), or
+        ``None`` before :data:`MIN_SERVED` of them (a first burst is not a rate)."""
+        if self._first_signal is None:
             return None
-        start = now - WINDOW_S
+        start = max(now - WINDOW_S, self._first_signal)
         served = self._served
         while served and served[0] < start:
             served.popleft()
-        oldest = served[0] if len(served) == served.maxlen else self._first_answer
-        span = now - max(start, oldest)
-        if span < MIN_SPAN_S or not served:
+        if len(served) == served.maxlen:
+            start = served[0]
+        span = now - start
+        if len(served) < MIN_SERVED or span <= 0:
             return None
         return len(served) / span
 
