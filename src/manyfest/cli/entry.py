@@ -1,0 +1,33 @@
+"""The ``manyfest`` console script and ``python -m manyfest``: signal handlers first.
+
+SIGINT and SIGTERM handlers (:mod:`manyfest.interrupts`) are installed before the heavy
+imports (aiohttp, rich, typer take most of start-up), so a signal at any moment of start-up
+is one line on stderr and exit 130 / 143, never a ``KeyboardInterrupt`` traceback or a death
+by signal. Only the interpreter's own start-up, before this module runs, is not covered.
+"""
+
+from __future__ import annotations
+
+from manyfest import interrupts
+
+
+def main() -> None:
+    """Install the signal handlers, then import and run the CLI (:func:`manyfest.cli.main.run`).
+
+    Exits with the CLI's status; after a signal the run did not report itself, with 130
+    (SIGINT) or 143 (SIGTERM) and one line on stderr.
+    """
+    interrupts.install(at_once="during start-up, before any work: nothing was written; "
+                       "re-run the command")
+    from manyfest.cli.main import run
+
+    try:
+        run()
+    finally:
+        signum = interrupts.received()
+        if signum is not None and not interrupts.reported():
+            interrupts.exit_now(signum, "stopped; re-run the command to finish")
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m manyfest.cli.entry`
+    main()
