@@ -395,3 +395,41 @@ def test_console_script_installs_handlers_before_heavy_imports(
     entry = names.index("manyfest.cli.entry")
     assert names.index("manyfest.interrupts") < entry
     assert not {"aiohttp", "typer", "rich", "anyio", "asyncio"} & set(names[:entry])
+
+
+# ---------------------------------------------------------------------- the library
+
+
+def test_library_stop_request(registry: RegistryServer, seeded: str, ns: str) -> None:
+    """Session.publish(stop=...) ends early with a partial report (no signal involved)."""
+    import anyio
+
+    import manyfest
+    from manyfest.cache import FactCache
+    from manyfest.ops.publish import StopRequest
+
+    plan = manyfest.parse_plan(plan_text(registry.host, SRC, ns, N))
+    stop = StopRequest()
+
+    def on_event(event: manyfest.Event) -> None:
+        if event.kind == "finished" and not stop.requested():
+            stop.stop("a test")
+
+    async def main() -> manyfest.PublishReport:
+        async with manyfest.Session(on_event=on_event, cache=FactCache(enabled=False)) as s:
+            return await s.publish(plan, stop=stop)
+
+    report = anyio.run(main)
+    assert report.interrupted == "a test"
+    assert [str(r.target) for r in report.results] == [str(p.target) for p in plan]
+    published = report.published()
+    assert published >= 1
+    assert report.not_published == N - published
+    assert report.summary()["interrupted"] == "a test"
+    for r in report.results:
+        if r.status == "failed":
+            assert r.error is not None
+            assert r.error.message.startswith("not published: interrupted by a test")
+    _check_published_tags(registry, ns, [
+        {"status": r.status, "digest": r.digest} for r in report.results
+    ])

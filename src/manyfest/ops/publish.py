@@ -131,14 +131,15 @@ class PublishReport:
         published; re-run to finish``.
         """
         total = len(self.results)
+        verb = "checked (--dry-run)" if self.dry_run else "published"
         line = (
-            f"{self.published()} of {total} lists published ({self.count('created')} created, "
+            f"{self.published()} of {total} lists {verb} ({self.count('created')} created, "
             f"{self.count('updated')} updated, {self.count('unchanged')} unchanged)"
         )
         failed = self.failed - self.not_published
         if failed:
             line += f", {failed} failed"
-        line += f", {self.not_published} not published"
+        line += f", {self.not_published} not {verb.split()[0]}"
         notes = []
         if self.partly:
             notes.append(f"{self.partly} with some tags moved")
