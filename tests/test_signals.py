@@ -335,12 +335,14 @@ def test_store_commands_interrupted_at_startup(
 # ---------------------------------------------------------------------- the mechanism
 
 
-def test_second_signal_exits_at_once() -> None:
-    """A second signal while a command stops ends the process at once with the first code.
+def test_second_signal_exits_at_once(tmp_path: Path) -> None:
+    """A second signal while a command stops ends the process at once with the first code,
+    removing the temporary file of an atomic write it cut short.
 
     A real command stops within milliseconds, so the state "stopping" is held here by a
     process that runs the CLI's own handler and never stops by itself.
     """
+    partial = tmp_path / ".report.jsonl.tmp"
     code = (
         "import sys, time\n"
         "from manyfest import interrupts\n"
@@ -349,19 +351,24 @@ def test_second_signal_exits_at_once() -> None:
         "print('ready', file=sys.stderr, flush=True)\n"
         "while interrupts.received() is None:\n"
         "    time.sleep(0.01)\n"
-        "print('stopping', file=sys.stderr, flush=True)\n"
-        "while True:\n"
-        "    time.sleep(1)\n"
+        f"with interrupts.temporary({str(partial)!r}):\n"
+        f"    open({str(partial)!r}, 'wb').write(b'half')\n"
+        "    print('stopping', file=sys.stderr, flush=True)\n"
+        "    while True:\n"
+        "        time.sleep(1)\n"
     )
     run = Run(argv=[sys.executable, "-c", code])
     run.wait_line(lambda line: line == "ready", "ready")
     run.send(SIGTERM)
     run.wait_line(lambda line: line == "stopping", "stopping")
+    assert partial.exists()
     run.send(SIGINT)
     status, _, lines = _finish(run)
     assert status == 143
     assert lines[-1] == ("interrupted by SIGTERM: SIGINT received while stopping; stopped at "
                          "once, without a report; re-run to finish")
+    assert not any("Traceback" in line for line in lines)
+    assert not partial.exists()
 
 
 def test_console_script_installs_handlers_before_heavy_imports(

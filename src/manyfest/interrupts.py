@@ -28,7 +28,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -48,6 +48,7 @@ class _State:
 
 _state = _State()
 _lock = threading.Lock()
+_temporaries: set[str] = set()
 
 
 def exit_code(signum: int) -> int:
@@ -74,12 +75,32 @@ def _write_line(text: str) -> None:
         os.write(2, data)
 
 
+@contextlib.contextmanager
+def temporary(path: str) -> Iterator[None]:
+    """Mark ``path`` as a temporary file being written (then renamed over its target).
+
+    An exit at once (a second signal) removes the temporary files marked at that moment, so
+    an atomic write cut short leaves no half-written file behind. Safe from any thread.
+    """
+    with _lock:
+        _temporaries.add(path)
+    try:
+        yield
+    finally:
+        with _lock:
+            _temporaries.discard(path)
+
+
 def exit_now(signum: int, text: str) -> None:
     """Print ``interrupted by <SIG>: <text>`` on stderr and end the process at once.
 
     ``os._exit``: no cleanup handlers run and buffered output is dropped (used only where
-    nothing has been written, or on a second signal).
+    nothing has been written, or on a second signal); temporary files marked with
+    :func:`temporary` are removed first.
     """
+    for path in list(_temporaries):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
     _write_line(f"interrupted by {name(signum)}: {text}")
     os._exit(exit_code(signum))
 

@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from manyfest import interrupts
 from manyfest.engine import (
     Child,
     Engine,
@@ -150,6 +151,8 @@ class PublishReport:
             )
         if notes:
             line += f" ({'; '.join(notes)})"
+        if not self.not_published and not failed:
+            return line + "; the run had finished before the signal"
         return line + "; re-run to finish"
 
     def to_json(self) -> bytes:
@@ -165,13 +168,14 @@ class PublishReport:
         """Write :meth:`to_jsonl` to ``path`` atomically (temporary file, then rename)."""
         path = path.resolve()
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(self.to_jsonl())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with interrupts.temporary(tmp):
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(self.to_jsonl())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
 
 
 class StopRequest:
