@@ -440,3 +440,19 @@ def test_library_stop_request(registry: RegistryServer, seeded: str, ns: str) ->
     _check_published_tags(registry, ns, [
         {"status": r.status, "digest": r.digest} for r in report.results
     ])
+
+
+def test_run_called_directly_handles_signals(proxy: QuirkProxy, seeded: str) -> None:
+    """``manyfest.cli.main.run()`` (what a console script installed before the entry module
+    existed calls) installs the handlers too: SIGTERM in a held GET is 143 and one line."""
+    hold = Hold(proxy, "GET", f"/{SRC}/app-arm64/manifests/1.3")
+    proxy.before.append(hold)
+    code = "import sys\nsys.argv[0] = 'manyfest'\nfrom manyfest.cli.main import run\nrun()\n"
+    run = Run("inspect", f"{proxy.host}/{SRC}/app-arm64:1.3", argv=[sys.executable, "-c", code])
+    hold.wait_held()
+    run.send(SIGTERM)
+    status, out, lines = _finish(run)
+    assert status == 143
+    assert out == ""
+    assert assert_one_line(lines, SIGTERM).endswith(
+        "stopped (it only reads: nothing was changed)")

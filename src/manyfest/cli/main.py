@@ -539,8 +539,16 @@ def _check_writable(path: Path) -> None:
 
 
 def run() -> None:
-    """Console-script entry point: every usage error is one line on stderr, exit 2."""
+    """Run the CLI: every usage error is one line on stderr, exit 2.
+
+    The console script is :func:`manyfest.cli.entry.main`, which installs the signal
+    handlers before importing this module; they are (re)installed here too, so ``run()``
+    called directly (or by a console script installed before the entry module existed)
+    still exits 130/143 with one line on SIGINT/SIGTERM.
+    """
     from typer._click import exceptions as click_errors  # typer >= 0.26 vendors click
+
+    interrupts.install()
 
     command = typer.main.get_command(app)
     try:

@@ -9,6 +9,8 @@ the registry refuses a list whose children are missing) or not (the tag is where
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 
 from manyfest.content import Manifest
@@ -31,14 +33,15 @@ class RecordingClient(RegistryClient):
         self.tags_in_flight: set[str] = set()
         self.tags_written: set[str] = set()
 
-    async def put_manifest(self, ref: Reference, manifest: Manifest) -> str:
-        """PUT as :meth:`RegistryClient.put_manifest`, noting tag PUTs (not digest PUTs)."""
+    async def put_manifest(self, ref: Reference, manifest: Manifest, **options: Any) -> str:
+        """PUT as :meth:`RegistryClient.put_manifest` (``options`` passed on unchanged),
+        noting tag PUTs (not digest PUTs)."""
         if ref.digest or not ref.tag:
-            return await super().put_manifest(ref, manifest)
+            return await super().put_manifest(ref, manifest, **options)
         key = str(ref)
         self.tags_in_flight.add(key)
         try:
-            digest = await super().put_manifest(ref, manifest)
+            digest = await super().put_manifest(ref, manifest, **options)
         except anyio.get_cancelled_exc_class():
             raise  # cut off: the outcome is unknown, the PUT stays "in flight"
         except BaseException:
