@@ -347,7 +347,7 @@ def test_second_signal_exits_at_once(tmp_path: Path) -> None:
         "import sys, time\n"
         "from manyfest import interrupts\n"
         "interrupts.install()\n"
-        "interrupts.defer(again='stopped at once, without a report; re-run to finish')\n"
+        "interrupts.defer(again='stopped at once; re-run to finish')\n"
         "print('ready', file=sys.stderr, flush=True)\n"
         "while interrupts.received() is None:\n"
         "    time.sleep(0.01)\n"
@@ -366,7 +366,7 @@ def test_second_signal_exits_at_once(tmp_path: Path) -> None:
     status, _, lines = _finish(run)
     assert status == 143
     assert lines[-1] == ("interrupted by SIGTERM: SIGINT received while stopping; stopped at "
-                         "once, without a report; re-run to finish")
+                         "once; re-run to finish")
     assert not any("Traceback" in line for line in lines)
     assert not partial.exists()
 

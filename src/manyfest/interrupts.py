@@ -91,6 +91,12 @@ def temporary(path: str) -> Iterator[None]:
             _temporaries.discard(path)
 
 
+def _remove_temporaries() -> None:
+    for path in list(_temporaries):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 def exit_now(signum: int, text: str) -> None:
     """Print ``interrupted by <SIG>: <text>`` on stderr and end the process at once.
 
@@ -98,9 +104,7 @@ def exit_now(signum: int, text: str) -> None:
     nothing has been written, or on a second signal); temporary files marked with
     :func:`temporary` are removed first.
     """
-    for path in list(_temporaries):
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+    _remove_temporaries()
     _write_line(f"interrupted by {name(signum)}: {text}")
     os._exit(exit_code(signum))
 
@@ -111,6 +115,9 @@ def _handler(signum: int, frame: FrameType | None) -> None:
         if first is None:
             _state.received = signum
     if first is not None:
+        if _state.reported:  # the line is out: only the exit is left
+            _remove_temporaries()
+            os._exit(exit_code(first))
         exit_now(first, f"{name(signum)} received while stopping; {_state.again}")
         return
     if not _state.deferred:
@@ -162,11 +169,3 @@ def mark_reported() -> None:
 def reported() -> bool:
     """True when the interruption's line was printed."""
     return _state.reported
-
-
-def reset() -> None:
-    """Forget a received signal and go back to at-once mode (tests of the library)."""
-    _state.received = None
-    _state.deferred = False
-    _state.stopper = None
-    _state.reported = False

@@ -90,7 +90,8 @@ def main(
     """manyfest: docker manifest's commands, and a bulk `publish`."""
     _state["debug"] = debug
     # From here on a signal is recorded and handed to the command, which reports it.
-    interrupts.defer(again="stopped at once, without a report; re-run to finish")
+    interrupts.defer(again="stopped at once (a report not yet written is not written); re-run to "
+                     "finish")
     if debug:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
 
