@@ -134,13 +134,14 @@ def test_publish_interrupted_during_startup(
     assert code == expect_code(signum)
     line = assert_one_line(lines, signum)
     if "during start-up" in line:
-        # Stopped before the plan was read: nothing is known, nothing is written.
+        # Start-up outlasted the grace period: ended before the plan was read, so nothing is
+        # known and nothing is written.
         assert line.endswith("nothing was written; re-run the command"), line
         assert out == ""
         assert not report.exists()
     else:
-        # The signal landed once the command ran: the full report, nothing published
-        # or some lists published.
+        # The command handled the signal (recorded during start-up, or during the run):
+        # the full report, with every list not published or some published.
         results = check_reports(out, report, N, signum, line)
         _check_published_tags(registry, ns, results)
     _no_temporaries(report.parent)
@@ -346,8 +347,9 @@ def test_second_signal_exits_at_once(tmp_path: Path) -> None:
     code = (
         "import sys, time\n"
         "from manyfest import interrupts\n"
+        "interrupts.GRACE = 3600.0  # this test is about the second signal\n"
         "interrupts.install()\n"
-        "interrupts.defer(again='stopped at once; re-run to finish')\n"
+        "interrupts.command_started(again='stopped at once; re-run to finish')\n"
         "print('ready', file=sys.stderr, flush=True)\n"
         "while interrupts.received() is None:\n"
         "    time.sleep(0.01)\n"
@@ -368,6 +370,36 @@ def test_second_signal_exits_at_once(tmp_path: Path) -> None:
     assert lines[-1] == ("interrupted by SIGTERM: SIGINT received while stopping; stopped at "
                          "once; re-run to finish")
     assert not any("Traceback" in line for line in lines)
+    assert not partial.exists()
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_grace_period_ends_a_process_that_does_not_stop(tmp_path: Path, started: bool) -> None:
+    """A process that has not ended GRACE s after the signal (start-up still importing, or a
+    command blocked) is ended at once: the signal's code, one line, temporaries removed."""
+    partial = tmp_path / ".entry.tmp"
+    code = (
+        "import sys, time\n"
+        "from manyfest import interrupts\n"
+        "interrupts.install()\n"
+        + ("interrupts.command_started(again='stopped at once; re-run to finish')\n"
+           if started else "")
+        + f"with interrupts.temporary({str(partial)!r}):\n"
+        f"    open({str(partial)!r}, 'wb').write(b'half')\n"
+        "    print('ready', file=sys.stderr, flush=True)\n"
+        "    while True:\n"
+        "        time.sleep(1)\n"
+    )
+    run = Run(argv=[sys.executable, "-c", code])
+    run.wait_line(lambda line: line == "ready", "ready")
+    run.send(SIGINT)
+    status, _, lines = _finish(run)  # ends by itself: no second signal
+    assert status == 130
+    expected = ("interrupted by SIGINT: not stopped 1.5 s after the signal; stopped at once; "
+                "re-run to finish") if started else (
+                "interrupted by SIGINT: during start-up, before any work: nothing was written; "
+                "re-run the command")
+    assert lines == ["ready", expected]
     assert not partial.exists()
 
 

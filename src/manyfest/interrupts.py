@@ -1,15 +1,19 @@
 """SIGINT and SIGTERM for the whole life of a ``manyfest`` process, start-up included.
 
 One process-wide handler (installed by :mod:`manyfest.cli.entry` before any heavy import)
-serves three modes:
+records the first signal and passes it to the stopper of the running command, if any
+(:func:`set_stopper`: the CLI's event loop, which stops the run gracefully). The command
+then writes what it must (``publish``: ``--json``, ``--report``), prints one line saying
+what was done and what was not, and exits with the signal's code. So a signal during
+start-up (imports, argument parsing) is handled by the command as soon as it runs: the
+publish report is written then too.
 
-* **at once** (start-up: imports, argument parsing): nothing has been written yet, so the
-  handler prints one line on stderr and ends the process with the signal's code.
-* **deferred** (a command runs): the signal is recorded; when a stopper is set (an event
-  loop is running), it is called with the signal number so the run can stop gracefully
-  (:func:`set_stopper`). The command then reports what was done and exits with the code.
-* a **second** signal in either mode: one line, and the process ends at once with the code
-  of the first signal.
+Two things end the process at once, with the first signal's code, one line, and the
+temporary files of atomic writes removed (:func:`temporary`):
+
+* a **second** signal while stopping;
+* the **grace period** running out: the process has not ended :data:`GRACE` seconds after
+  the first signal (start-up still importing on a very slow machine, a command blocked).
 
 Exit codes: 130 for SIGINT, 143 for SIGTERM (128 + signal number, as shells report them).
 
@@ -34,20 +38,23 @@ from types import FrameType
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 """The signals handled: Ctrl-C and what CI systems send on cancel."""
 
+GRACE = 1.5
+"""Seconds the process has to end after the first signal before it is ended at once."""
+
 Stopper = Callable[[int], None]
 
 
 class _State:
     received: int | None = None
-    deferred: bool = False
+    started: bool = False
     stopper: Stopper | None = None
     reported: bool = False
-    at_once: str = "nothing was done; re-run the command"
+    at_once: str = "during start-up, before any work: nothing was written; re-run the command"
     again: str = "stopped at once; re-run to finish"
 
 
 _state = _State()
-_lock = threading.Lock()
+_lock = threading.RLock()  # the handler runs in the main thread, maybe inside a holder
 _temporaries: set[str] = set()
 
 
@@ -100,8 +107,8 @@ def _remove_temporaries() -> None:
 def exit_now(signum: int, text: str) -> None:
     """Print ``interrupted by <SIG>: <text>`` on stderr and end the process at once.
 
-    ``os._exit``: no cleanup handlers run and buffered output is dropped (used only where
-    nothing has been written, or on a second signal); temporary files marked with
+    ``os._exit``: no cleanup handlers run and buffered output is dropped (a second signal,
+    the grace period over, or a signal no command reported); temporary files marked with
     :func:`temporary` are removed first.
     """
     _remove_temporaries()
@@ -120,19 +127,31 @@ def _handler(signum: int, frame: FrameType | None) -> None:
             os._exit(exit_code(first))
         exit_now(first, f"{name(signum)} received while stopping; {_state.again}")
         return
-    if not _state.deferred:
-        exit_now(signum, _state.at_once)
-        return
+    timer = threading.Timer(GRACE, _overdue, (signum,))
+    timer.daemon = True
+    timer.start()
     stopper = _state.stopper
     if stopper is not None:
         stopper(signum)
 
 
+def _overdue(signum: int) -> None:
+    """The grace period ran out (timer thread): end the process at once."""
+    if _state.reported:
+        _remove_temporaries()
+        os._exit(exit_code(signum))
+    if not _state.started:
+        exit_now(signum, _state.at_once)
+        return
+    exit_now(signum, f"not stopped {GRACE:g} s after the signal; {_state.again}")
+
+
 def install(*, at_once: str | None = None) -> None:
-    """Install the handler for SIGINT and SIGTERM (main thread only), in at-once mode.
+    """Install the handler for SIGINT and SIGTERM (main thread only; again is harmless).
 
     Args:
-        at_once: the text after ``interrupted by <SIG>:`` printed in at-once mode.
+        at_once: the text after ``interrupted by <SIG>:`` when the grace period runs out
+            before a command started (:func:`command_started`).
     """
     if at_once is not None:
         _state.at_once = at_once
@@ -140,22 +159,24 @@ def install(*, at_once: str | None = None) -> None:
         signal.signal(signum, _handler)
 
 
-def defer(*, again: str | None = None) -> None:
-    """Switch to deferred mode: signals are recorded (and passed to the stopper, if any).
+def command_started(*, again: str | None = None) -> None:
+    """Record that a command runs: from now on it reports an interruption itself.
 
     Args:
-        again: the text printed when a second signal ends the process at once.
+        again: the text printed when the process is ended at once (second signal, grace
+            period over).
     """
-    _state.deferred = True
+    _state.started = True
     if again is not None:
         _state.again = again
 
 
 def set_stopper(stopper: Stopper | None) -> Stopper | None:
-    """Set the callable a signal is passed to in deferred mode; returns the previous one.
+    """Set the callable the first signal is passed to; returns the previous one.
 
     The stopper runs in the main thread, inside the signal handler: it must only schedule
-    work (e.g. ``loop.call_soon_threadsafe``), never block or raise.
+    work (e.g. ``loop.call_soon_threadsafe``), never block or raise. A command that sets it
+    must also check :func:`received` once it is set (a signal may have come before).
     """
     previous, _state.stopper = _state.stopper, stopper
     return previous

@@ -2,8 +2,11 @@
 
 SIGINT and SIGTERM handlers (:mod:`manyfest.interrupts`) are installed before the heavy
 imports (aiohttp, rich, typer take most of start-up), so a signal at any moment of start-up
-is one line on stderr and exit 130 / 143, never a ``KeyboardInterrupt`` traceback or a death
-by signal. Only the interpreter's own start-up, before this module runs, is not covered.
+is recorded and handled by the command once it runs (``publish`` then writes its report,
+every list "not published"), or, when start-up takes longer than the grace period, ends the
+process with one line: exit 130 / 143 either way, never a ``KeyboardInterrupt`` traceback or
+a death by signal. Only the interpreter's own start-up, before this module runs, is not
+covered.
 """
 
 from __future__ import annotations
@@ -17,8 +20,7 @@ def main() -> None:
     Exits with the CLI's status; after a signal the run did not report itself, with 130
     (SIGINT) or 143 (SIGTERM) and one line on stderr.
     """
-    interrupts.install(at_once="during start-up, before any work: nothing was written; "
-                       "re-run the command")
+    interrupts.install()
     from manyfest.cli.main import run
 
     try:

@@ -89,9 +89,10 @@ def main(
 ) -> None:
     """manyfest: docker manifest's commands, and a bulk `publish`."""
     _state["debug"] = debug
-    # From here on a signal is recorded and handed to the command, which reports it.
-    interrupts.defer(again="stopped at once (a report not yet written is not written); re-run to "
-                     "finish")
+    # From here on the command reports a signal itself (see manyfest.interrupts).
+    interrupts.command_started(
+        again="stopped at once (a report not yet written is not written); re-run to finish"
+    )
     if debug:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
 
