@@ -11,6 +11,10 @@ covered.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 from manyfest import interrupts
 
 
@@ -18,13 +22,25 @@ def main() -> None:
     """Install the signal handlers, then import and run the CLI (:func:`manyfest.cli.main.run`).
 
     Exits with the CLI's status; after a signal the run did not report itself, with 130
-    (SIGINT) or 143 (SIGTERM) and one line on stderr.
+    (SIGINT) or 143 (SIGTERM) and one line on stderr. After an interruption the command
+    reported, the process ends right after flushing stdout and stderr (``os._exit``): every
+    file it wrote is closed, and the interpreter's teardown would only delay the exit.
     """
     interrupts.install()
     from manyfest.cli.main import run
 
     try:
         run()
+    except SystemExit as done:
+        signum = interrupts.received()
+        if signum is None:
+            raise
+        if not interrupts.reported():
+            interrupts.exit_now(signum, "stopped; re-run the command to finish")
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(done.code if isinstance(done.code, int) else interrupts.exit_code(signum))
     finally:
         signum = interrupts.received()
         if signum is not None and not interrupts.reported():
