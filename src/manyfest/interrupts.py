@@ -86,8 +86,9 @@ def _write_line(text: str) -> None:
 def temporary(path: str) -> Iterator[None]:
     """Mark ``path`` as a temporary file being written (then renamed over its target).
 
-    An exit at once (a second signal) removes the temporary files marked at that moment, so
-    an atomic write cut short leaves no half-written file behind. Safe from any thread.
+    An exit at once (a second signal, the grace period over) removes the temporary files
+    marked at that moment, so an atomic write cut short leaves no half-written file behind.
+    Safe from any thread.
     """
     with _lock:
         _temporaries.add(path)
@@ -99,7 +100,9 @@ def temporary(path: str) -> Iterator[None]:
 
 
 def _remove_temporaries() -> None:
-    for path in list(_temporaries):
+    with _lock:
+        paths = list(_temporaries)
+    for path in paths:
         with contextlib.suppress(OSError):
             os.unlink(path)
 
