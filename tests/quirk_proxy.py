@@ -316,3 +316,46 @@ def oversized_manifest(path: str, size: int, *, chunked: bool = False) -> Before
         return response
 
     return quirk
+
+
+class Hold:
+    """A quirk that holds requests matching ``method`` and ``fragment`` until released.
+
+    ``held`` is set (a :class:`threading.Event`, for synchronous tests) when the first
+    matching request arrives; every matching request waits at the proxy until
+    :meth:`release`, then goes on to the registry. So a test can signal a client while a
+    request (e.g. a manifest PUT) is in flight.
+    """
+
+    def __init__(self, proxy: QuirkProxy, method: str, fragment: str) -> None:
+        self.proxy = proxy
+        self.method = method
+        self.fragment = fragment
+        self.held = threading.Event()
+        self.count = 0
+        self._released = False
+        self._event: asyncio.Event | None = None
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse | None:
+        if request.method != self.method or self.fragment not in request.path_qs:
+            return None
+        if self._event is None:
+            self._event = asyncio.Event()
+        self.count += 1
+        self.held.set()
+        if not self._released:
+            await self._event.wait()
+        return None
+
+    def wait_held(self, timeout: float = 120) -> None:
+        """Block until a matching request is held (a hang guard, not a timing assumption)."""
+        if not self.held.wait(timeout):
+            raise AssertionError(f"no {self.method} *{self.fragment}* request reached the proxy")
+
+    def release(self) -> None:
+        """Let every held (and later) matching request through."""
+        self._released = True
+        loop = self.proxy._loop
+        event = self._event
+        if loop is not None and event is not None:
+            loop.call_soon_threadsafe(event.set)

@@ -1,13 +1,11 @@
-"""CLI behaviour: interrupts, usage errors, proxies, entry points."""
+"""CLI behaviour: usage errors, proxies, entry points (interrupts: tests/test_signals.py)."""
 
 from __future__ import annotations
 
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,27 +43,6 @@ def blackhole() -> Iterator[int]:
     for conn in held:
         conn.close()
     server.close()
-
-
-def test_sigint_exits_130(blackhole: int, tmp_path: Path) -> None:
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(
-        f"image: 127.0.0.1:{blackhole}/app:1\nmanifests:\n"
-        f"  - image: 127.0.0.1:{blackhole}/app-amd64:1\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "manyfest", "publish", str(plan)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(2.0)
-    assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1].startswith("interrupted;")
-    assert out == ""
 
 
 def test_usage_errors_exit_2() -> None:

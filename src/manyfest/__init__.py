@@ -21,33 +21,89 @@ Public names: :class:`Session` (one run: transport, engine, store), :class:`Sett
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from manyfest._version import __version__
-from manyfest.api import Session
-from manyfest.content import Manifest
-from manyfest.engine import ListResult, PublishOptions
-from manyfest.errors import (
-    AuthenticationError,
-    AuthorizationError,
-    CertificateError,
-    InvalidReferenceError,
-    ManyfestError,
-    NotFoundError,
-    PlanError,
-    PublishFailed,
-    RateLimitedError,
-    RegistryError,
-    TransportError,
-    UsageError,
-)
-from manyfest.events import Event
-from manyfest.ops.plan import PlanList, parse_documents
-from manyfest.ops.publish import PublishReport
-from manyfest.platform import Platform
-from manyfest.reference import Reference
-from manyfest.reference import parse as parse_reference
-from manyfest.transport import Settings
+
+if TYPE_CHECKING:
+    from manyfest.api import Session
+    from manyfest.content import Manifest
+    from manyfest.engine import ListResult, PublishOptions
+    from manyfest.errors import (
+        AuthenticationError,
+        AuthorizationError,
+        CertificateError,
+        InvalidReferenceError,
+        ManyfestError,
+        NotFoundError,
+        PlanError,
+        PublishFailed,
+        RateLimitedError,
+        RegistryError,
+        TransportError,
+        UsageError,
+    )
+    from manyfest.events import Event
+    from manyfest.ops.plan import PlanList
+    from manyfest.ops.publish import PublishReport
+    from manyfest.platform import Platform
+    from manyfest.reference import Reference
+    from manyfest.reference import parse as parse_reference
+    from manyfest.transport import Settings
+
+# Public name -> (module, attribute). Imported on first use (PEP 562), so ``import manyfest``
+# stays light: the CLI installs its signal handlers before aiohttp, rich and typer load.
+_LAZY: dict[str, tuple[str, str]] = {
+    "Session": ("manyfest.api", "Session"),
+    "Manifest": ("manyfest.content", "Manifest"),
+    "Event": ("manyfest.events", "Event"),
+    "ListResult": ("manyfest.engine", "ListResult"),
+    "PublishOptions": ("manyfest.engine", "PublishOptions"),
+    "PlanList": ("manyfest.ops.plan", "PlanList"),
+    "PublishReport": ("manyfest.ops.publish", "PublishReport"),
+    "Platform": ("manyfest.platform", "Platform"),
+    "Reference": ("manyfest.reference", "Reference"),
+    "parse_reference": ("manyfest.reference", "parse"),
+    "Settings": ("manyfest.transport", "Settings"),
+    **{
+        name: ("manyfest.errors", name)
+        for name in (
+            "AuthenticationError",
+            "AuthorizationError",
+            "CertificateError",
+            "InvalidReferenceError",
+            "ManyfestError",
+            "NotFoundError",
+            "PlanError",
+            "PublishFailed",
+            "RateLimitedError",
+            "RegistryError",
+            "TransportError",
+            "UsageError",
+        )
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use (PEP 562).
+
+    Raises:
+        AttributeError: ``name`` is not a public name of manyfest.
+    """
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'manyfest' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where[0]), where[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "AuthenticationError",
@@ -96,4 +152,6 @@ def parse_plan(text: str) -> list[PlanList]:
     Raises:
         PlanError: the text is not a valid plan (names the document and field).
     """
+    from manyfest.ops.plan import parse_documents
+
     return parse_documents(text, "plan")

@@ -1,5 +1,5 @@
-"""``python -m manyfest``."""
+"""``python -m manyfest``: the console script's entry (signal handlers before imports)."""
 
-from manyfest.cli.main import run
+from manyfest.cli.entry import main
 
-run()
+main()

@@ -27,9 +27,9 @@ from manyfest.engine import Engine, PublishOptions
 from manyfest.events import EventSink, no_events
 from manyfest.ops import manifests
 from manyfest.ops.plan import PlanList
-from manyfest.ops.publish import PublishReport, publish
+from manyfest.ops.publish import PublishReport, StopRequest, publish
+from manyfest.ops.writes import RecordingClient
 from manyfest.reference import Reference
-from manyfest.registry import RegistryClient
 from manyfest.store import ManifestStore, StoredImage
 from manyfest.transport import Settings, Transport
 
@@ -55,7 +55,7 @@ class Session:
         cache: FactCache | None = None,
     ) -> None:
         self.transport = Transport(settings, on_event=on_event)
-        self.client = RegistryClient(self.transport)
+        self.client = RecordingClient(self.transport)
         self.engine = Engine(self.client, on_event, cache if cache is not None else FactCache())
         self.store = ManifestStore(store_root)
 
@@ -69,8 +69,10 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.transport.aclose()
+        # Shielded: a cancelled run (an interrupt) still closes its connections and writes
+        # the facts it learned (each cache file atomically).
         with anyio.CancelScope(shield=True):
+            await self.transport.aclose()
             await anyio.to_thread.run_sync(self.engine.cache.flush)
 
     async def publish(
@@ -79,9 +81,16 @@ class Session:
         *,
         options: PublishOptions | None = None,
         fail_fast: bool = False,
+        stop: StopRequest | None = None,
     ) -> PublishReport:
-        """Publish every list of a plan (see :func:`manyfest.ops.publish.publish`)."""
-        return await publish(self.engine, plan, options=options, fail_fast=fail_fast)
+        """Publish every list of a plan (see :func:`manyfest.ops.publish.publish`).
+
+        ``stop``: a :class:`~manyfest.ops.publish.StopRequest` that ends the run early with
+        a partial report (the CLI's SIGINT/SIGTERM).
+        """
+        return await publish(
+            self.engine, plan, options=options, fail_fast=fail_fast, stop=stop
+        )
 
     async def create(
         self, list_ref: Reference | str, images: Sequence[Reference | str], *, amend: bool = False

@@ -28,6 +28,7 @@ import msgspec
 import platformdirs
 
 from manyfest import digest as digests
+from manyfest import interrupts
 from manyfest.content import Manifest
 from manyfest.platform import Platform
 from manyfest.reference import Reference
@@ -99,18 +100,19 @@ class FactCache:
     def _write(path: str, data: bytes) -> None:
         """Write ``data`` to ``path`` atomically; a failure only means a cache miss later."""
         tmp = f"{path}.{os.getpid()}.{next(_unique)}.tmp"
-        try:
+        with interrupts.temporary(tmp):
             try:
-                fh = open(tmp, "xb")  # noqa: SIM115 - closed below; retried after mkdir
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                fh = open(tmp, "xb")  # noqa: SIM115
-            with fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                try:
+                    fh = open(tmp, "xb")  # noqa: SIM115 - closed below; retried after mkdir
+                except FileNotFoundError:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    fh = open(tmp, "xb")  # noqa: SIM115
+                with fh:
+                    fh.write(data)
+                os.replace(tmp, path)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
     def flush(self) -> int:
         """Write every pending entry (each atomically); returns how many files were written."""

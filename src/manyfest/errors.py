@@ -26,7 +26,7 @@ Tree::
     ├── UnsupportedMediaTypeError
     │   └── InvalidManifestError    a body that is not the JSON its media type requires
     ├── VerificationError           --verify found a tag or child not as published
-    ├── NotPublishedError           a list left alone because the run stopped (--fail-fast)
+    ├── NotPublishedError           a list left alone: the run stopped (--fail-fast, a signal)
     └── PublishFailed               a bulk publish finished with failed lists (exit 3)
 """
 
@@ -264,7 +264,8 @@ class VerificationError(ManyfestError):
 
 
 class NotPublishedError(ManyfestError):
-    """A list was not published because the run stopped before it (``--fail-fast``)."""
+    """A list was not published because the run stopped before it (``--fail-fast``, or
+    SIGINT/SIGTERM: see :class:`~manyfest.ops.publish.StopRequest`)."""
 
     default_hint = "fix the failing sources and re-run"
 
@@ -277,7 +278,9 @@ class PublishFailed(ManyfestError):
 
 
 class Interrupted(ManyfestError):
-    """The run was interrupted (SIGINT); exit 130."""
+    """A KeyboardInterrupt reached the CLI without its signal handlers (``run()`` called
+    directly, not through :mod:`manyfest.cli.entry`); exit 130. Signals themselves are
+    handled by :mod:`manyfest.interrupts` (130 for SIGINT, 143 for SIGTERM)."""
 
     exit_code = 130
     default_hint = "re-run to finish; tags already published stay as they are"

@@ -29,7 +29,7 @@ import filelock
 import msgspec
 
 from manyfest import digest as digests
-from manyfest import jsonfmt, mediatypes
+from manyfest import interrupts, jsonfmt, mediatypes
 from manyfest.auth.config import config_dir
 from manyfest.content import Manifest
 from manyfest.errors import NoSuchManifestError, StoreError
@@ -212,17 +212,18 @@ class ManifestStore:
         for image in images:
             data = self.encode(image)
             fd, tmp = tempfile.mkstemp(prefix=".manyfest-", dir=self.root)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, directory / filesafe(image.ref))
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            with interrupts.temporary(tmp):
+                try:
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(data)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    os.chmod(tmp, 0o644)
+                    os.replace(tmp, directory / filesafe(image.ref))
+                except BaseException:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+                    raise
 
     def remove(self, list_ref: Reference) -> None:
         """Delete a list directory.

@@ -2,11 +2,18 @@
 
 Arguments, flags and output lines are docker's (``docker manifest --help``). Every failure
 is one line on stderr saying what failed and what to do. Exit codes: 0 success, 1 failure,
-2 usage error, 3 publish finished with some lists failed, 130 interrupted.
+2 usage error, 3 publish finished with some lists failed, 130 interrupted by SIGINT, 143 by
+SIGTERM.
+
+Interrupts (:mod:`manyfest.interrupts`): once a command runs, a signal is recorded and passed
+to the running command, which stops (``publish`` stops starting lists and cancels those in
+flight; the others are cancelled), writes what it must (``publish``: ``--json`` and
+``--report``), prints one line saying what was done and what was not, and exits 130 / 143.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import os
@@ -19,14 +26,14 @@ import anyio
 import typer
 from rich.console import Console
 
-from manyfest import config, reference
+from manyfest import config, interrupts, reference
 from manyfest._version import __version__
 from manyfest.api import Session
 from manyfest.engine import PublishOptions, first_error
 from manyfest.errors import Interrupted, ManyfestError, PublishFailed, UsageError
 from manyfest.ops import manifests
 from manyfest.ops import plan as plans
-from manyfest.ops.publish import PublishReport
+from manyfest.ops.publish import PublishReport, StopRequest
 from manyfest.transport import Settings
 from manyfest.transport.settings import DEFAULT_CONCURRENCY
 
@@ -89,6 +96,10 @@ def main(
 ) -> None:
     """manyfest: docker manifest's commands, and a bulk `publish`."""
     _state["debug"] = debug
+    # From here on the command reports a signal itself (see manyfest.interrupts).
+    interrupts.command_started(
+        again="stopped at once (a report not yet written is not written); re-run to finish"
+    )
     if debug:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
 
@@ -98,16 +109,74 @@ def _fail(exc: ManyfestError) -> typer.Exit:
     return typer.Exit(exc.exit_code)
 
 
-def _execute(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run an async command body; map errors to one stderr line and an exit code."""
+class _Stopped(Exception):
+    """The command body was cancelled by a signal (see :func:`_execute`)."""
+
+
+def _interrupted(text: str) -> typer.Exit:
+    """Print ``interrupted by <SIG>: <text>`` on stderr; the exit for the signal (130/143)."""
+    signum = interrupts.received()
+    code = interrupts.exit_code(signum) if signum is not None else Interrupted.exit_code
+    what = interrupts.name(signum) if signum is not None else "SIGINT"
+    stderr.print(f"interrupted by {what}: {' '.join(text.split())}", markup=False)
+    interrupts.mark_reported()
+    return typer.Exit(code)
+
+
+def _execute(
+    fn: Callable[[], Awaitable[T]], *, on_signal: Callable[[int], None] | None = None
+) -> T:
+    """Run an async command body; map errors to one stderr line and an exit code.
+
+    A SIGINT/SIGTERM during the run (or before it, once the command started) is passed to
+    ``on_signal`` in the event loop (``publish`` stops gracefully and returns); without
+    ``on_signal`` the body is cancelled and :class:`_Stopped` is raised.
+
+    Raises:
+        _Stopped: the body was cancelled by a signal.
+        typer.Exit: the body failed (one line printed).
+    """
+    cancelled = False
+
+    async def guarded() -> T:
+        nonlocal cancelled
+        loop = asyncio.get_running_loop()
+        with anyio.CancelScope() as scope:
+
+            def stop(signum: int) -> None:
+                if on_signal is not None:
+                    on_signal(signum)
+                else:
+                    scope.cancel()
+
+            def from_handler(signum: int) -> None:
+                loop.call_soon_threadsafe(stop, signum)
+
+            previous = interrupts.set_stopper(from_handler)
+            try:
+                early = interrupts.received()
+                if early is not None:
+                    stop(early)
+                return await fn()
+            finally:
+                interrupts.set_stopper(previous)
+        cancelled = True
+        raise _Stopped
+
     try:
-        return anyio.run(fn)
+        return anyio.run(guarded)
+    except _Stopped:
+        raise
     except ManyfestError as exc:
+        if cancelled or interrupts.received() is not None:
+            raise _Stopped from None
         if _state["debug"]:
             raise
         raise _fail(exc) from None
     except BaseExceptionGroup as group:
         leaf = first_error(group)
+        if interrupts.received() is not None:
+            raise _Stopped from None
         if isinstance(leaf, ManyfestError) and not _state["debug"]:
             raise _fail(leaf) from None
         if isinstance(leaf, KeyboardInterrupt):
@@ -156,7 +225,14 @@ def inspect(
         async with Session(_settings(insecure)) as session:
             return await session.inspect(ref, list_ref=list_ref, verbose=verbose)
 
-    sys.stdout.write(_execute(body))
+    try:
+        shown = _execute(body)
+    except _Stopped:
+        raise _interrupted(f"inspect of {ref} stopped (it only reads: nothing was changed)")\
+            from None
+    if interrupts.received() is not None:
+        raise _interrupted(f"inspect of {ref} stopped before printing (nothing was changed)")
+    sys.stdout.write(shown)
 
 
 @app.command()
@@ -176,8 +252,17 @@ def create(
         async with Session(_settings(insecure)) as session:
             await session.create(parsed[0], parsed[1:], amend=amend)
 
-    _execute(body)
+    try:
+        _execute(body)
+    except _Stopped:
+        # The store is written in one step after every image resolved, between two awaits:
+        # a cancelled body never wrote anything.
+        raise _interrupted(
+            f"nothing was written to the local store; re-run to create {parsed[0]}"
+        ) from None
     print(f"Created manifest list {parsed[0]}")
+    if interrupts.received() is not None:
+        raise _interrupted(f"the local list {parsed[0]} had already been created")
 
 
 def _split_features(values: list[str]) -> list[str]:
@@ -223,7 +308,11 @@ def annotate(
             variant=variant,
         )
     except ManyfestError as exc:
+        if interrupts.received() is not None:
+            raise _interrupted(f"annotate failed: {exc.one_line()}") from None
         raise _fail(exc) from None
+    if interrupts.received() is not None:
+        raise _interrupted(f"{iref} in {lref} had already been annotated")
 
 
 @app.command()
@@ -237,13 +326,35 @@ def push(
     """Push a manifest list to a repository."""
     ref = _parse(list_ref)
 
+    sessions: list[Session] = []
+
     async def body() -> manifests.PushOutcome:
         async with Session(_settings(insecure)) as session:
+            sessions.append(session)
             return await session.push(ref, purge=purge)
 
-    outcome = _execute(body)
+    try:
+        outcome = _execute(body)
+    except _Stopped:
+        raise _interrupted(_push_stopped(ref, sessions)) from None
     for line in outcome.lines():
         print(line)
+    if interrupts.received() is not None:
+        raise _interrupted(f"{ref} had already been pushed: it points at {outcome.digest}")
+
+
+def _push_stopped(ref: reference.Reference, sessions: list[Session]) -> str:
+    """What a cancelled push did to its tag (the list PUT is the last write)."""
+    client = sessions[0].client if sessions else None
+    key = str(ref)
+    if client is not None and key in client.tags_written:
+        return f"the list PUT had landed: {ref} points at the new list; the local list is kept"
+    if client is not None and key in client.tags_in_flight:
+        return (
+            f"the list PUT to {ref} was in flight: the tag may point at the new list (complete: "
+            "its children were pushed first) or still where it was; re-run push to settle it"
+        )
+    return f"{ref} was left where it was (the list was not PUT); re-run to push"
 
 
 @app.command()
@@ -257,6 +368,9 @@ def rm(
     errors = manifests.remove(ManifestStore(), refs)
     for exc in errors:
         stderr.print(exc.one_line(), markup=False)
+    if interrupts.received() is not None:
+        raise _interrupted(f"rm had already run: {len(refs) - len(errors)} of {len(refs)} "
+                           "local lists removed")
     if errors:
         raise typer.Exit(1)
 
@@ -404,12 +518,22 @@ def publish(
         lists_in_flight=lists_in_flight or _lists_in_flight(),
     )
 
+    stop = StopRequest()
+
     async def body() -> PublishReport:
         async with Session(settings, on_event=progress) as session:
             with progress:
-                return await session.publish(plan, options=options, fail_fast=fail_fast)
+                return await session.publish(
+                    plan, options=options, fail_fast=fail_fast, stop=stop
+                )
 
-    report = _execute(body)
+    try:
+        report = _execute(body, on_signal=lambda signum: stop.stop(interrupts.name(signum)))
+    except _Stopped:
+        # Only when the session itself failed to start or close: no list was published.
+        raise _interrupted(
+            f"0 of {len(plan)} lists published, {len(plan)} not published; re-run to finish"
+        ) from None
     try:
         if json_out:
             sys.stdout.write(report.to_json().decode() + "\n")
@@ -421,6 +545,8 @@ def publish(
             f"cannot write the report: {exc.strerror or exc}",
             hint="the lists were published as reported on stderr; check the disk and path",
         )) from None
+    if report.interrupted is not None or interrupts.received() is not None:
+        raise _interrupted(report.interruption_line())
     print_summary(report, stderr)
     if report.stopped_by is not None:
         raise _fail(report.stopped_by)
@@ -456,8 +582,16 @@ def _check_writable(path: Path) -> None:
 
 
 def run() -> None:
-    """Console-script entry point: every usage error is one line on stderr, exit 2."""
+    """Run the CLI: every usage error is one line on stderr, exit 2.
+
+    The console script is :func:`manyfest.cli.entry.main`, which installs the signal
+    handlers before importing this module; they are (re)installed here too, so ``run()``
+    called directly (or by a console script installed before the entry module existed)
+    still exits 130/143 with one line on SIGINT/SIGTERM.
+    """
     from typer._click import exceptions as click_errors  # typer >= 0.26 vendors click
+
+    interrupts.install()
 
     command = typer.main.get_command(app)
     try:

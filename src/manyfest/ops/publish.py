@@ -9,13 +9,22 @@ Phases:
 2. publish each list whose sources resolved (the engine: HEAD tags → blobs → children →
    list → extra tags); a list whose source failed is ``failed`` without a write
    (keep-going), and the run ends with exit 3.
+
+A :class:`StopRequest` stops a run at any moment (the CLI's SIGINT/SIGTERM handling): no
+list is started after it, the lists in flight are cancelled, and :func:`publish` returns the
+partial report: the lists finished keep their results, every other list is ``failed`` with a
+:class:`~manyfest.errors.NotPublishedError` saying it was interrupted (and, for a list in
+flight, whether one of its tag PUTs was cut off: such a tag may point at the new list, never
+at an incomplete one, since the engine writes a list only after its children).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -24,6 +33,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from manyfest import interrupts
 from manyfest.engine import (
     Child,
     Engine,
@@ -35,6 +45,7 @@ from manyfest.engine import (
 from manyfest.errors import ManyfestError, NotPublishedError, PlatformError
 from manyfest.events import Finished
 from manyfest.ops.plan import PlanList
+from manyfest.ops.writes import RecordingClient
 from manyfest.platform import validate
 from manyfest.transport import RequestStats, Transport, current_stats
 
@@ -74,6 +85,16 @@ class PublishReport:
     dry_run: bool = False
     stopped_by: ManyfestError | None = None
     """With ``fail_fast``: the source error that stopped the run before any write."""
+    interrupted: str | None = None
+    """What stopped the run early (e.g. ``"SIGTERM"``, from :class:`StopRequest`), or None."""
+    not_published: int = 0
+    """Lists left ``failed`` because the run was interrupted before they were published."""
+    partly: int = 0
+    """Among :attr:`not_published`: lists some of whose tags had moved (a re-run moves the
+    rest)."""
+    uncertain: list[str] = field(default_factory=list)
+    """Tags whose PUT was cut off by the interruption: each may point at its new list (a
+    complete one) or where it was; a re-run settles them."""
 
     def count(self, status: str) -> int:
         """Lists with ``status``."""
@@ -99,7 +120,43 @@ class PublishReport:
             "duration_s": round(self.duration_s, 4),
             "dry_run": self.dry_run,
             "stopped": self.stopped_by.one_line() if self.stopped_by else None,
+            "interrupted": self.interrupted,
+            "not_published": self.not_published,
         }
+
+    def published(self) -> int:
+        """Lists whose every tag is right: created, updated or unchanged."""
+        return self.count("created") + self.count("updated") + self.count("unchanged")
+
+    def interruption_line(self) -> str:
+        """One line for an interrupted run: what was published and what was not.
+
+        E.g. ``37 of 200 lists published (30 created, 5 updated, 2 unchanged), 163 not
+        published; re-run to finish``.
+        """
+        total = len(self.results)
+        verb = "checked (--dry-run)" if self.dry_run else "published"
+        line = (
+            f"{self.published()} of {total} lists {verb} ({self.count('created')} created, "
+            f"{self.count('updated')} updated, {self.count('unchanged')} unchanged)"
+        )
+        failed = self.failed - self.not_published
+        if failed:
+            line += f", {failed} failed"
+        line += f", {self.not_published} not {verb.split()[0]}"
+        notes = []
+        if self.partly:
+            notes.append(f"{self.partly} with some tags moved")
+        if self.uncertain:
+            notes.append(
+                f"{len(self.uncertain)} tag PUTs cut off in flight: each tag points at its new "
+                "list or still where it was"
+            )
+        if notes:
+            line += f" ({'; '.join(notes)})"
+        if not self.not_published and not failed:
+            return line + "; the run had finished before the signal"
+        return line + "; re-run to finish"
 
     def to_json(self) -> bytes:
         """The ``--json`` report: ``{"results": [...], "summary": {...}}``."""
@@ -114,13 +171,49 @@ class PublishReport:
         """Write :meth:`to_jsonl` to ``path`` atomically (temporary file, then rename)."""
         path = path.resolve()
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(self.to_jsonl())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with interrupts.temporary(tmp):
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(self.to_jsonl())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+
+class StopRequest:
+    """Asks a running :func:`publish` to stop (no new list starts; lists in flight cancel).
+
+    Create it anywhere; call :meth:`stop` from the thread of the event loop running the
+    publish (a signal handler schedules it with ``loop.call_soon_threadsafe``).
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._scopes: list[anyio.CancelScope] = []
+
+    def requested(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self.reason is not None
+
+    def stop(self, reason: str) -> None:
+        """Stop the run; ``reason`` (e.g. ``"SIGTERM"``) goes to the report and errors."""
+        if self.reason is None:
+            self.reason = reason
+        for scope in self._scopes:
+            scope.cancel()
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope that :meth:`stop` cancels (already cancelled if stop came first)."""
+        with anyio.CancelScope() as scope:
+            if self.requested():
+                scope.cancel()
+            self._scopes.append(scope)
+            try:
+                yield scope
+            finally:
+                self._scopes.remove(scope)
 
 
 def _children(plan: PlanList, sources: dict[str, Source]) -> list[Child]:
@@ -175,6 +268,7 @@ async def publish(
     *,
     options: PublishOptions | None = None,
     fail_fast: bool = False,
+    stop: StopRequest | None = None,
 ) -> PublishReport:
     """Publish every list of ``plan``.
 
@@ -183,6 +277,9 @@ async def publish(
         plan: the lists, in plan order.
         options: style, dry-run, verify (see :class:`~manyfest.engine.PublishOptions`).
         fail_fast: stop before any write when a source does not resolve.
+        stop: stops the run early when its :meth:`StopRequest.stop` is called; the report
+            then has :attr:`PublishReport.interrupted` set and the lists not published
+            ``failed`` with a :class:`~manyfest.errors.NotPublishedError`.
 
     Returns:
         A :class:`PublishReport` with one :class:`ListResult` per list, in plan order. With
@@ -217,7 +314,13 @@ async def publish(
         finally:
             current_stats.reset(token)
 
-    await run_all(*(partial(resolve, key) for key in refs))
+    stop = stop or StopRequest()
+    with stop.scope():
+        await run_all(*(partial(resolve, key) for key in refs))
+    if stop.requested():
+        # Phase 1 only reads: nothing was written.
+        return _interrupted(engine, plan, [None] * len(plan), set(), stats, stop, opts,
+                            started, before, per_registry)
     if fail_fast and errors:
         first = errors[next(key for key in refs if key in errors)]
         stopped = NotPublishedError(
@@ -239,13 +342,21 @@ async def publish(
     results: list[ListResult | None] = [None] * len(plan)
     list_limiter = anyio.Semaphore(opts.lists_in_flight, fast_acquire=True)
 
+    in_flight: set[int] = set()
+
     async def one(i: int, item: PlanList) -> None:
         async with list_limiter:
+            in_flight.add(i)
             results[i] = await _publish_one(
                 engine, item, sources, errors, opts, stats[i], time.monotonic()
             )
+            in_flight.discard(i)
 
-    await run_all(*(partial(one, i, item) for i, item in enumerate(plan)))
+    with stop.scope():
+        await run_all(*(partial(one, i, item) for i, item in enumerate(plan)))
+    if stop.requested():
+        return _interrupted(engine, plan, results, in_flight, stats, stop, opts, started,
+                            before, per_registry)
     report = PublishReport([r for r in results if r is not None], dry_run=opts.dry_run)
     _totals(report, transport, before, per_registry, started)
     return report
@@ -262,6 +373,62 @@ def _totals(report: PublishReport, transport: Transport, before: tuple[int, int,
         was = per_registry.get(name, {})
         report.registries[name] = {k: v - was.get(k, 0) for k, v in now.items()}
     report.duration_s = time.monotonic() - started
+
+
+def _interrupted(
+    engine: Engine,
+    plan: list[PlanList],
+    results: list[ListResult | None],
+    in_flight: set[int],
+    stats: list[RequestStats],
+    stop: StopRequest,
+    opts: PublishOptions,
+    started: float,
+    before: tuple[int, int, int],
+    per_registry: dict[str, dict[str, int]],
+) -> PublishReport:
+    """The partial report of a stopped run: finished lists as they are, the rest failed."""
+    reason = stop.reason or "a stop request"
+    client = engine.client
+    cut_off = client.tags_in_flight if isinstance(client, RecordingClient) else set()
+    written = client.tags_written if isinstance(client, RecordingClient) else set()
+    report = PublishReport(dry_run=opts.dry_run, interrupted=stop.reason)
+    for i, item in enumerate(plan):
+        done = results[i]
+        if done is not None:
+            report.results.append(done)
+            continue
+        refs = [str(item.target.with_tag(tag)) for tag in item.tags]
+        moved = [r for r in refs if r in written]
+        maybe = [r for r in refs if r in cut_off]
+        if i not in in_flight:
+            message = f"not published: interrupted by {reason} before it was published"
+        elif moved or maybe:
+            parts = []
+            if moved:
+                parts.append(f"{', '.join(moved)} moved")
+            if maybe:
+                parts.append(f"the PUT of {', '.join(maybe)} was in flight (it may have landed)")
+            message = (
+                f"not published: interrupted by {reason} while it was being published: "
+                f"{'; '.join(parts)}; every tag points at a complete list"
+            )
+        else:
+            message = (
+                f"not published: interrupted by {reason} while it was being published, "
+                "before any of its tags moved"
+            )
+        report.uncertain.extend(maybe)
+        report.partly += bool(moved)
+        report.not_published += 1
+        report.results.append(ListResult(
+            item.target, item.tags, status="failed",
+            error=NotPublishedError(message, hint="re-run to finish"),
+            requests=stats[i].requests, retries=stats[i].retries,
+            throttled=stats[i].throttled,
+        ))
+    _totals(report, engine.client.transport, before, per_registry, started)
+    return report
 
 
 async def _publish_one(
