@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class QuirkProxy:
     before: list[Before] = field(default_factory=list)
     after: list[After] = field(default_factory=list)
     seen: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
@@ -64,14 +66,27 @@ class QuirkProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.seen[f"{request.method} {request.path_qs}"] += 1
-        for quirk in self.before:
-            answer = await quirk(request)
-            if answer is not None:
-                return answer
-        response = await self.forward(request)
-        for hook in self.after:
-            response = await hook(request, response)
-        return response
+        self.in_flight += 1
+        try:
+            for quirk in self.before:
+                answer = await quirk(request)
+                if answer is not None:
+                    return answer
+            response = await self.forward(request)
+            for hook in self.after:
+                response = await hook(request, response)
+            return response
+        finally:
+            self.in_flight -= 1
+
+    def wait_idle(self, timeout: float = 120.0) -> None:
+        """Wait until no request is being handled (e.g. after its client was killed, a
+        request already sent may still reach the registry)."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the proxy still handles {self.in_flight} requests")
+            time.sleep(0.01)
 
     async def forward(self, request: web.Request, *, query: str | None = None) -> web.Response:
         """Send ``request`` to the registry (optionally with another query string); see

@@ -85,6 +85,7 @@ def test_sigkill_never_leaves_a_broken_tag(
                     hold.release()
                     proxy.before.clear()
             assert code == -signal.SIGKILL
+            proxy.wait_idle()  # what the killed run had sent reaches the registry first
             done = _progress(lines)
             if point == "resolve":
                 assert done == {}

@@ -110,10 +110,14 @@ class CredentialsError(ManyfestError):
 
 
 class TransportError(ManyfestError):
-    """The registry could not be reached: connection refused, timeout, TLS failure."""
+    """The registry could not be reached: connection refused, timeout, TLS failure.
+
+    ``refused``: the connection was refused (nothing listens on the port).
+    """
 
     default_hint = "check that the registry is up and reachable"
     retryable = True
+    refused = False
 
 
 class CertificateError(TransportError):

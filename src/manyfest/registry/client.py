@@ -252,7 +252,9 @@ class RegistryClient:
                         ok=(201, 204),
                     )
                 except Exception:
-                    if body.failure is not None:
+                    # Bytes that do not match the digest are the source's fault (no retry);
+                    # a broken connection on either side retries the whole copy.
+                    if isinstance(body.failure, DigestMismatchError):
                         raise body.failure from None
                     raise
                 if body.failure is not None:

@@ -12,6 +12,7 @@ import html
 import os
 import re
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -33,6 +34,10 @@ from manyfest.transport.throttle import THROTTLE_CODES
 
 class _ErrorBody(msgspec.Struct):
     errors: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    # AWS JSON protocol errors (ECR's API): {"__type": "...#ThrottlingException", "message"}
+    aws_type: str = msgspec.field(name="__type", default="")
+    message: str = ""
+    Message: str = ""
 
 
 _TAGS = re.compile(r"<[^>]*>")
@@ -46,20 +51,32 @@ def _text(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def error_details(body: bytes) -> list[ErrorDetail]:
-    """The OCI error details of a body, each with code, message and detail; [] when none."""
-    if not body or not body.lstrip().startswith(b"{"):
-        return []
-    try:
-        parsed = msgspec.json.decode(body, type=_ErrorBody)
-    except msgspec.DecodeError:
-        return []
+def error_details(body: bytes, headers: Mapping[str, str] | None = None) -> list[ErrorDetail]:
+    """The error details of an answer, each with code, message and detail; [] when none.
+
+    Reads the OCI error body (``{"errors": [{"code", "message", "detail"}]}``) and the AWS
+    JSON protocol's (``{"__type": "ThrottlingException", "message"}``, or the
+    ``x-amzn-ErrorType`` header), as ECR's API answers.
+    """
+    aws = (headers or {}).get("x-amzn-ErrorType", "").split(":", 1)[0]
+    parsed = None
+    if body and body.lstrip().startswith(b"{"):
+        try:
+            parsed = msgspec.json.decode(body, type=_ErrorBody)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            parsed = None
     details = []
-    for item in parsed.errors:
-        details.append(
-            ErrorDetail(_text(item.get("code")), _text(item.get("message")),
-                        _text(item.get("detail")))
-        )
+    if parsed is not None:
+        for item in parsed.errors:
+            details.append(
+                ErrorDetail(_text(item.get("code")), _text(item.get("message")),
+                            _text(item.get("detail")))
+            )
+        aws = parsed.aws_type.rpartition("#")[2] or aws
+        if aws and not details:
+            details.append(ErrorDetail(aws, _text(parsed.message or parsed.Message)))
+    if aws and not details:
+        details.append(ErrorDetail(aws, ""))
     return details
 
 
@@ -79,7 +96,7 @@ def _first_line(body: bytes) -> str:
 
 def registry_error(what: str, method: str, resp: Response) -> RegistryError:
     """The exception class for an error answer, carrying the registry's whole answer."""
-    details = error_details(resp.body)
+    details = error_details(resp.body, resp.headers)
     codes = {d.code for d in details}
     upper = {c.upper() for c in codes}
     cls: type[RegistryError] = RegistryError

@@ -341,7 +341,7 @@ class Transport:
             resp = await self._ping_exchange(state, "https", state.tls())
             state.scheme = "https"
         except (_TLSFailure, TransportError) as exc:
-            refused = isinstance(exc, TransportError) and getattr(exc, "refused", False)
+            refused = isinstance(exc, TransportError) and exc.refused
             if not state.insecure or not (isinstance(exc, _TLSFailure) or refused):
                 if isinstance(exc, _TLSFailure):
                     raise self._tls_error(state, exc.cause) from exc.cause
@@ -422,10 +422,7 @@ class Transport:
                 body = b""
             else:
                 cap = limit if resp.status < 400 else min(limit, ERROR_BODY_LIMIT)
-                try:
-                    body = await _read_body(resp, cap, what, truncate=resp.status >= 400)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    raise self._no_answer(state, method, url, exc) from exc
+                body = await _read_body(resp, cap, what, truncate=resp.status >= 400)
             return Response(resp.status, resp.headers, body, str(resp.url))
 
     @asynccontextmanager
@@ -472,7 +469,7 @@ class Transport:
                         body = await _read_body(resp, ERROR_BODY_LIMIT, what, truncate=True)
                         resp._body = body  # aiohttp serves read() from here afterwards
                         signal = signal_of(resp.status, resp.headers, body,
-                                           {d.code for d in errormap.error_details(body)})
+                                           {d.code for d in errormap.error_details(body, resp.headers)})
                     throttle.answered(epoch, signal)
                     if signal.throttled:
                         self._count_throttled(stats)
@@ -482,7 +479,8 @@ class Transport:
                         throttle.release()
                         held = False
                     yield resp
-            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
+                    TimeoutError) as exc:
                 if tls.is_tls_failure(exc, url, handshake=handshake):
                     # No HTTP request happened: the TLS handshake failed.
                     if stats is not None:
@@ -508,7 +506,7 @@ class Transport:
         error = errormap.connection_error(method, url, exc, insecure=state.insecure,
                                           read_timeout=self.settings.read_timeout)
         refused = errormap.is_refused(exc)
-        error.refused = refused  # type: ignore[attr-defined]
+        error.refused = refused
         return _Retryable(error, state, throttled=False, reason=errormap.describe(exc),
                           refused=refused)
 
@@ -632,7 +630,7 @@ class Transport:
                 wait *= 0.75 + random.random() / 2
             never_answered = failure.refused and not state.answered
             if never_answered or elapsed + wait > deadline:
-                raise _final(failure, deadline, never_answered) from failure.__cause__
+                raise _final(failure, deadline, retried=tries > 1) from failure.__cause__
             tries += 1
             stats = current_stats.get()
             if stats is not None:
@@ -656,7 +654,7 @@ class Transport:
         if resp.status < 400:
             return
         signal = signal_of(resp.status, resp.headers, resp.body,
-                           {d.code for d in errormap.error_details(resp.body)})
+                           {d.code for d in errormap.error_details(resp.body, resp.headers)})
         if signal.throttled:
             raise _Retryable(errormap.registry_error(what, method, resp), state,
                              throttled=True, reason=signal.reason)
@@ -892,10 +890,10 @@ class Transport:
         return f"{scheme}://{state.api_host}{path}"
 
 
-def _final(failure: _Retryable, deadline: float, never_answered: bool) -> ManyfestError:
+def _final(failure: _Retryable, deadline: float, *, retried: bool) -> ManyfestError:
     """The error raised when retries end: the registry's words, and the deadline."""
     error = failure.error
-    if never_answered:
+    if not retried:
         return error
     if failure.throttled and isinstance(error, RegistryError):
         error.hint = (
