@@ -468,8 +468,8 @@ class Transport:
                         # The body may say more (codes, waits): read under the slot, as usual.
                         body = await _read_body(resp, ERROR_BODY_LIMIT, what, truncate=True)
                         resp._body = body  # aiohttp serves read() from here afterwards
-                        signal = signal_of(resp.status, resp.headers, body,
-                                           {d.code for d in errormap.error_details(body, resp.headers)})
+                        codes = {d.code for d in errormap.error_details(body, resp.headers)}
+                        signal = signal_of(resp.status, resp.headers, body, codes)
                     throttle.answered(epoch, signal)
                     if signal.throttled:
                         self._count_throttled(stats)
