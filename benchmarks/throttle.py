@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         registry.start()
         need = max(s.lists for s in plan)
         seeded_at = time.monotonic()
-        expected = harness.seed(registry.host, 0, need)
+        expected = harness.seed(registry.host, 0, need).children
         console.print(f"docker-registry on {registry.host}; seeded {need * 4} images in "
                       f"{time.monotonic() - seeded_at:.1f} s")
         for i, scenario in enumerate(plan):

@@ -44,6 +44,11 @@ def test_retry_after_seconds_and_dates() -> None:
         (b"retry_after=3 seconds", 3.0),
         (b"Retry-After: 1 minute", 60.0),
         (b"retry after 250 milliseconds", 0.25),
+        ("retry-after: 260.653µs, allowed: 44000/minute".encode(), 0.000260653),
+        (b"retry-after: 1m30s", 90.0),
+        (b"retry-after: 150ns", 1.5e-7),
+        # json.dumps escapes the micro sign
+        (b'{"message": "retry-after: 260.653\\u00b5s, allowed: 3000/minute"}', 0.000260653),
         (b"<html><body>429 Too Many Requests</body></html>", None),
     ],
 )

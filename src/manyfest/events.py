@@ -136,7 +136,9 @@ class Throttled(Event, frozen=True, kw_only=True):
 
     @property
     def detail(self) -> str:
-        return f"throttled by {self.registry}, {self.limit} in flight, waiting {self.wait_s:.1f} s"
+        paced = f", paced at {self.rate:g}/s" if self.rate else ""
+        return (f"throttled by {self.registry}, {self.limit} in flight{paced}, waiting "
+                f"{self.wait_s:.1f} s")
 
 
 class Finished(Event, frozen=True, kw_only=True):

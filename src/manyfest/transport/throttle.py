@@ -15,7 +15,8 @@ exchange (:meth:`Throttle.slot`), so a throttle signal seen by one task slows al
   3 seconds; the burst before the first signal is not a rate): a token-bucket limit learned
   from the registry's own answers. The rate grows by 1% of itself per second, so it probes
   upward slowly. Pacing is on probation: when the share of throttled answers does not fall
-  under it, the registry is not limiting the rate (a quota per request count) and pacing is
+  under it, the pace is set again to what was served meanwhile, and if that does not help
+  either, the registry is not limiting the rate (a quota per request count) and pacing is
   dropped for the run; a signal after serving less than half the pace does not lower it.
   ``RateLimit-Remaining`` and ``RateLimit-Reset`` headers set the pace before the wall
   (remaining requests spread over the seconds until the reset).
@@ -28,6 +29,7 @@ without a wait is "unavailable": an error, retried with backoff. :func:`signal_o
 from __future__ import annotations
 
 import email.utils
+import logging
 import math
 import re
 import time
@@ -38,14 +40,22 @@ from dataclasses import dataclass
 
 import anyio
 
+log = logging.getLogger("manyfest.throttle")
+
 THROTTLE_CODES = frozenset({"TOOMANYREQUESTS", "THROTTLINGEXCEPTION", "RATE EXCEEDED",
                             "RATEEXCEEDED", "THROTTLED", "SLOWDOWN"})
 """Error codes (upper-cased) that mean "too many requests", whatever the status."""
-_BODY_WAIT = re.compile(
-    rb"retry[- _]?after\W{0,3}(\d+(?:\.\d+)?)\s*"
-    rb"(ms|milliseconds?|s|sec(?:onds?)?|m|min(?:utes?)?)?",
-    re.IGNORECASE,
+_UNITS = (
+    rb"ns|us|\xc2\xb5s|\xce\xbcs|\\u00b5s|\\u03bcs|ms|milliseconds?|seconds?|secs?|s|minutes?|"
+    rb"mins?|m|h"
 )
+"""Go duration units (µ as UTF-8 or JSON-escaped) and words."""
+_BODY_WAIT = re.compile(
+    rb"retry[- _]?after\W{0,3}((?:\d+(?:\.\d+)?\s*(?:" + _UNITS + rb")?)+)", re.IGNORECASE
+)
+_DURATION_PART = re.compile(rb"(\d+(?:\.\d+)?)\s*(" + _UNITS + rb")?", re.IGNORECASE)
+_SCALE = {b"ns": 1e-9, b"us": 1e-6, "µs".encode(): 1e-6, "μs".encode(): 1e-6,
+          b"\\u00b5s": 1e-6, b"\\u03bcs": 1e-6, b"ms": 1e-3, b"h": 3600.0}
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 MIN_PAUSE_S = 0.25
@@ -106,18 +116,29 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
 
 
 def body_wait(body: bytes) -> float | None:
-    """A wait written in an error body (``retry-after: 12.5ms``, ``Retry after 2 s``), seconds."""
+    """A wait written in an error body, in seconds.
+
+    Go durations as GitHub's registry writes them (``retry-after: 12.5ms``, ``260.653µs``,
+    ``1m30s``) and words (``Retry after 2 s``, ``retry_after=3 seconds``); a bare number is
+    seconds.
+    """
     match = _BODY_WAIT.search(body[:4096])
     if match is None:
         return None
-    unit = (match.group(2) or b"s").lower()
-    if unit.startswith((b"ms", b"milli")):
-        scale = 0.001
-    elif unit.startswith(b"m"):
-        scale = 60.0
-    else:
-        scale = 1.0
-    return float(match.group(1)) * scale
+    total = 0.0
+    for number, unit in _DURATION_PART.findall(match.group(1)):
+        total += float(number) * _unit_scale(unit.lower())
+    return total
+
+
+def _unit_scale(unit: bytes) -> float:
+    if unit in _SCALE:
+        return _SCALE[unit]
+    if unit.startswith(b"milli"):
+        return 1e-3
+    if unit.startswith(b"m"):
+        return 60.0
+    return 1.0
 
 
 def _first_number(value: str | None) -> float | None:
@@ -155,6 +176,18 @@ def signal_of(status: int, headers: Mapping[str, str], body: bytes, codes: set[s
     if wait is None and remaining == 0 and reset is not None:
         wait = reset
     return Signal(True, wait, f"{status}" + (f" {code}" if code else ""), remaining, reset)
+
+
+@dataclass(slots=True)
+class _Probe:
+    """A pace on probation: answers to requests sent from ``epoch`` on, and how many of them
+    were throttled, against the share throttled before (``share_before``)."""
+
+    epoch: int
+    share_before: float
+    since: float
+    seen: int = 0
+    refused: int = 0
 
 
 class Throttle:
@@ -200,7 +233,8 @@ class Throttle:
         self._served: deque[float] = deque(maxlen=16384)
         self._first_signal: float | None = None
         self._answers = 0
-        self._probe: tuple[int, int, float] | None = None
+        self._probe: _Probe | None = None
+        self._strikes = 0
         self._paceable = True
         self._quiet_pause = MIN_PAUSE_S
 
@@ -309,7 +343,7 @@ class Throttle:
             if signal.remaining is not None:
                 self._before_the_wall(signal.remaining, signal.reset, now)
             if self._probe is not None:
-                self._judge_pace()
+                self._judge_pace(epoch, False)
             return 0.0
         self.throttled += 1
         if self._first_signal is None:
@@ -320,6 +354,9 @@ class Throttle:
             self._quiet_pause = min(MAX_PAUSE_S / 4, self._quiet_pause * 2)
         if now + wait > self.paused_until:
             self.paused_until = now + wait
+        log.debug("%s: %s (wait %.3f s%s); epoch %d/%d, limit %.1f, rate %s", self.registry,
+                  signal.reason, wait, "" if hinted else ", no hint", epoch, self._epoch,
+                  self.limit, f"{self.rate:.2f}/s" if self.rate else "none")
         if epoch == self._epoch:
             self._epoch += 1
             self.limit = max(self.floor, self.limit / 2)
@@ -327,7 +364,7 @@ class Throttle:
             if self._on_throttle is not None:
                 self._on_throttle(self, wait, signal.reason)
         if self._probe is not None:
-            self._judge_pace()
+            self._judge_pace(epoch, True)
         return wait
 
     def _set_pace(self, now: float) -> None:
@@ -339,25 +376,47 @@ class Throttle:
         # quota per request count, a storm): slowing down further would only starve us.
         if served is None or (self.rate is not None and served < self.rate / 2):
             return
+        self._pace_at(served * PACE_FACTOR, now)
+
+    def _pace_at(self, rate: float, now: float) -> None:
         if self._probe is None:
-            # On probation: if the share of throttled answers does not fall, the registry is
-            # not limiting the rate and pacing is dropped (see _judge_pace).
-            self._probe = (self._answers, self.throttled, self.throttled / self._answers)
-        self.rate = max(MIN_RATE, served * PACE_FACTOR)
+            # On probation: if the share of throttled answers does not fall, the pace was too
+            # high, or the registry is not limiting the rate (see _judge_pace).
+            self._probe = _Probe(self._epoch, self.throttled / self._answers, now)
+        self.rate = max(MIN_RATE, rate)
         self._grown_at = now
         self._next_slot = max(self._next_slot, self.paused_until)
 
-    def _judge_pace(self) -> None:
-        assert self._probe is not None
-        answers, throttled, share_before = self._probe
-        seen = self._answers - answers
-        if seen < PROBATION:
+    def _judge_pace(self, epoch: int, throttled: bool) -> None:
+        """Count an answer to a request sent under the pace; after :data:`PROBATION` of
+        them: did the pace help?
+
+        If the share of throttled answers did not fall, the pace is set once more to what
+        the registry served meanwhile (the first estimate may include a burst); if that does
+        not help either, the throttling does not depend on the rate (a quota per request
+        count) and pacing is dropped for the run.
+        """
+        probe = self._probe
+        assert probe is not None
+        if epoch < probe.epoch:
+            return  # sent before the pace: says nothing about it
+        probe.seen += 1
+        probe.refused += throttled
+        if probe.seen < PROBATION:
             return
         self._probe = None
-        share = (self.throttled - throttled) / seen
-        if share > 0.1 and share >= 0.7 * share_before:
-            self.rate = None  # pacing did not help: throttling independent of the rate
-            self._paceable = False
+        share = probe.refused / probe.seen
+        if share <= 0.1 or share < 0.7 * probe.share_before:
+            self._strikes = 0
+            return
+        now = self._clock()
+        if self._strikes == 0 and now > probe.since:
+            self._strikes = 1
+            served = (probe.seen - probe.refused) / (now - probe.since)
+            self._pace_at(served * PACE_FACTOR, now)
+            return
+        self.rate = None  # pacing did not help: throttling independent of the rate
+        self._paceable = False
 
     def served_rate(self, now: float) -> float | None:
         """Successful answers per second since the first throttle signal, over the last
