@@ -68,8 +68,9 @@ def test_signals_of_answers() -> None:
     ecr = signal_of(400, headers(), b"{}", {"ThrottlingException"})
     assert (ecr.throttled, ecr.reason) == (True, "400 THROTTLINGEXCEPTION")
     hinted = signal_of(429, headers(), b'{"errors":[{"code":"TOOMANYREQUESTS","message":'
-                       b'"retry-after: 40ms"}]}', {"TOOMANYREQUESTS"})
+                       b'"retry-after: 40ms, allowed: 3000/minute"}]}', {"TOOMANYREQUESTS"})
     assert hinted.wait == pytest.approx(0.04)
+    assert hinted.allowed == pytest.approx(50.0)
     assert hinted.reason == "429 TOOMANYREQUESTS"
     # Docker Hub's headers: "76;w=21600"
     hub = signal_of(200, headers(ratelimit_remaining="76;w=21600", ratelimit_reset="30"),
@@ -122,6 +123,8 @@ def test_pace_learned_from_what_the_registry_served() -> None:
     clock.now += 0.05
     throttle.answered(throttle._epoch, Signal(True, 1.0, "429"))
     assert throttle.rate is None
+    for _ in range(30):  # the rest of the first burst: answered late, not a rate
+        throttle.answered(0, Signal(False))
     clock.now += 1.0  # the pause
     for _ in range(10):
         throttle.answered(throttle._epoch, Signal(False))
@@ -179,6 +182,13 @@ def test_pace_not_lowered_by_a_throttle_that_ignores_the_rate() -> None:
         clock.now += 0.5
     throttle.answered(throttle._epoch, Signal(True, 1.0, "429"))
     assert throttle.rate == pytest.approx(40.0)
+
+
+def test_pace_from_the_rate_the_registry_states() -> None:
+    clock = Clock()
+    throttle = Throttle("r", 64, clock=clock)
+    throttle.answered(0, Signal(True, 0.01, "429", allowed=50.0))
+    assert throttle.rate == pytest.approx(50.0 * PACE_FACTOR)
 
 
 def test_no_hint_pause_doubles_while_signals_repeat() -> None:

@@ -13,8 +13,8 @@ exchange (:meth:`Throttle.slot`), so a throttle signal seen by one task slows al
 * **pacing**: on a throttle signal, requests are spaced at 95% of the rate the registry
   actually served since the first signal (successes / seconds, pauses included, over the last
   3 seconds; the burst before the first signal is not a rate): a token-bucket limit learned
-  from the registry's own answers. The rate grows by 1% of itself per second, so it probes
-  upward slowly. Pacing is on probation: when the share of throttled answers does not fall
+  from the registry's own answers, or the rate an error body states (GitHub's ``allowed:
+  44000/minute``). The rate grows by 2% of itself per second, so it probes upward slowly. Pacing is on probation: when the share of throttled answers does not fall
   under it, the pace is set again to what was served meanwhile, and if that does not help
   either, the registry is not limiting the rate (a quota per request count) and pacing is
   dropped for the run; a signal after serving less than half the pace does not lower it.
@@ -53,6 +53,12 @@ _UNITS = (
 _BODY_WAIT = re.compile(
     rb"retry[- _]?after\W{0,3}((?:\d+(?:\.\d+)?\s*(?:" + _UNITS + rb")?)+)", re.IGNORECASE
 )
+_ALLOWED = re.compile(
+    rb"allowed\W{0,3}(\d+(?:\.\d+)?)\s*/\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|h)\b",
+    re.IGNORECASE,
+)
+"""The rate a registry says it allows (GitHub: ``allowed: 44000/minute``)."""
+_PER = {b"s": 1.0, b"m": 60.0, b"h": 3600.0}
 _DURATION_PART = re.compile(rb"(\d+(?:\.\d+)?)\s*(" + _UNITS + rb")?", re.IGNORECASE)
 _SCALE = {b"ns": 1e-9, b"us": 1e-6, "µs".encode(): 1e-6, "μs".encode(): 1e-6,
           b"\\u00b5s": 1e-6, b"\\u03bcs": 1e-6, b"ms": 1e-3, b"h": 3600.0}
@@ -64,7 +70,7 @@ MAX_PAUSE_S = 60.0
 """Longest pause taken from a hint (a registry asking for hours gets the retry deadline)."""
 PACE_FACTOR = 0.95
 """Pacing rate as a fraction of the rate the registry served between two signals."""
-PACE_GROWTH = 0.01
+PACE_GROWTH = 0.02
 """Pacing rate growth per second without a signal, as a fraction of the rate."""
 WINDOW_S = 3.0
 """Seconds of answers the served rate is measured over."""
@@ -89,6 +95,7 @@ class Signal:
         reason: a short text for events and errors, e.g. ``429 TOOMANYREQUESTS``.
         remaining: requests left in the registry's window (``RateLimit-Remaining``).
         reset: seconds until that window resets (``RateLimit-Reset``).
+        allowed: requests per second the registry says it allows (in the error body).
     """
 
     throttled: bool
@@ -96,6 +103,7 @@ class Signal:
     reason: str = ""
     remaining: int | None = None
     reset: float | None = None
+    allowed: float | None = None
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -129,6 +137,14 @@ def body_wait(body: bytes) -> float | None:
     for number, unit in _DURATION_PART.findall(match.group(1)):
         total += float(number) * _unit_scale(unit.lower())
     return total
+
+
+def body_allowed(body: bytes) -> float | None:
+    """The rate an error body says is allowed (``allowed: 44000/minute``), per second."""
+    match = _ALLOWED.search(body[:4096])
+    if match is None:
+        return None
+    return float(match.group(1)) / _PER[match.group(2)[:1].lower()]
 
 
 def _unit_scale(unit: bytes) -> float:
@@ -175,7 +191,8 @@ def signal_of(status: int, headers: Mapping[str, str], body: bytes, codes: set[s
         wait = body_wait(body)
     if wait is None and remaining == 0 and reset is not None:
         wait = reset
-    return Signal(True, wait, f"{status}" + (f" {code}" if code else ""), remaining, reset)
+    return Signal(True, wait, f"{status}" + (f" {code}" if code else ""), remaining, reset,
+                  body_allowed(body))
 
 
 @dataclass(slots=True)
@@ -333,7 +350,10 @@ class Throttle:
         now = self._clock()
         self._answers += 1
         if not signal.throttled:
-            self._served.append(now)
+            if epoch > 0:
+                # Sent after the first signal: answers to the first burst come late (the
+                # registry serves them while it refuses at once) and are not a rate.
+                self._served.append(now)
             self._quiet_pause = MIN_PAUSE_S
             if self.limit < self.ceiling:
                 before = self.capacity
@@ -357,10 +377,13 @@ class Throttle:
         log.debug("%s: %s (wait %.3f s%s); epoch %d/%d, limit %.1f, rate %s", self.registry,
                   signal.reason, wait, "" if hinted else ", no hint", epoch, self._epoch,
                   self.limit, f"{self.rate:.2f}/s" if self.rate else "none")
+        if signal.allowed and (self.rate is None or self.rate > signal.allowed):
+            self._pace_at(signal.allowed * PACE_FACTOR, now)  # the registry said its rate
         if epoch == self._epoch:
             self._epoch += 1
             self.limit = max(self.floor, self.limit / 2)
-            self._set_pace(now)
+            if not signal.allowed:
+                self._set_pace(now)
             if self._on_throttle is not None:
                 self._on_throttle(self, wait, signal.reason)
         if self._probe is not None:
