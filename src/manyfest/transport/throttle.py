@@ -247,12 +247,15 @@ class Throttle:
         self._epoch = 0
         self._next_slot = 0.0
         self._grown_at = 0.0
-        self._served: deque[float] = deque(maxlen=16384)
-        self._first_signal: float | None = None
+        self._starts: dict[int, float] = {}
+        """When each epoch (from 1, the first signal) began."""
+        self._ok: dict[int, int] = {}
+        """Successful answers per epoch the request was sent in (from 1)."""
         self._answers = 0
         self._probe: _Probe | None = None
         self._strikes = 0
         self._paceable = True
+        self._stated: float | None = None
         self._quiet_pause = MIN_PAUSE_S
 
     @property
@@ -351,9 +354,11 @@ class Throttle:
         self._answers += 1
         if not signal.throttled:
             if epoch > 0:
-                # Sent after the first signal: answers to the first burst come late (the
-                # registry serves them while it refuses at once) and are not a rate.
-                self._served.append(now)
+                # Counted by the epoch it was sent in: answers to a burst come late (the
+                # registry serves them while it refuses at once).
+                self._ok[epoch] = self._ok.get(epoch, 0) + 1
+                if epoch == self._epoch - 1 and self._paceable:
+                    self._refine_pace(now)
             self._quiet_pause = MIN_PAUSE_S
             if self.limit < self.ceiling:
                 before = self.capacity
@@ -366,8 +371,6 @@ class Throttle:
                 self._judge_pace(epoch, False)
             return 0.0
         self.throttled += 1
-        if self._first_signal is None:
-            self._first_signal = now
         hinted = signal.wait is not None
         wait = min(MAX_PAUSE_S, signal.wait) if signal.wait is not None else self._quiet_pause
         if not hinted:
@@ -378,9 +381,11 @@ class Throttle:
                   signal.reason, wait, "" if hinted else ", no hint", epoch, self._epoch,
                   self.limit, f"{self.rate:.2f}/s" if self.rate else "none")
         if signal.allowed and (self.rate is None or self.rate > signal.allowed):
+            self._stated = signal.allowed
             self._pace_at(signal.allowed * PACE_FACTOR, now)  # the registry said its rate
         if epoch == self._epoch:
             self._epoch += 1
+            self._starts[self._epoch] = now
             self.limit = max(self.floor, self.limit / 2)
             if not signal.allowed:
                 self._set_pace(now)
@@ -394,7 +399,7 @@ class Throttle:
         """Pace at what the registry served since the first signal (its limit, when busy)."""
         if not self._paceable:
             return
-        served = self.served_rate(now)
+        served = self.served_rate()
         # A registry that throttles far below the pace we kept is not limiting the rate (a
         # quota per request count, a storm): slowing down further would only starve us.
         if served is None or (self.rate is not None and served < self.rate / 2):
@@ -441,22 +446,43 @@ class Throttle:
         self.rate = None  # pacing did not help: throttling independent of the rate
         self._paceable = False
 
-    def served_rate(self, now: float) -> float | None:
-        """Successful answers per second since the first throttle signal, over the last
-        :data:`WINDOW_S` seconds (pauses included: what the registry actually served), or
-        ``None`` before :data:`MIN_SERVED` of them (a first burst is not a rate)."""
-        if self._first_signal is None:
+    def served_rate(self) -> float | None:
+        """Successful answers per second to the requests sent since the first signal (pauses
+        included: what the registry actually served), from at most :data:`WINDOW_S` seconds
+        before the last signal up to it; ``None`` before :data:`MIN_SERVED` of them.
+
+        Answers are counted by the epoch their request was sent in: a refusal comes back
+        faster than a success, so the epoch that just ended is still being answered (its
+        late successes raise the pace, see :meth:`_refine_pace`); the requests sent before
+        the first signal are left out (a first burst is not a rate).
+        """
+        epoch = self._epoch
+        if epoch < 2:
             return None
-        start = max(now - WINDOW_S, self._first_signal)
-        served = self._served
-        while served and served[0] < start:
-            served.popleft()
-        if len(served) == served.maxlen:
-            start = served[0]
-        span = now - start
-        if len(served) < MIN_SERVED or span <= 0:
+        end = self._starts[epoch]
+        first = epoch - 1
+        while first > 1 and self._starts[first - 1] >= end - WINDOW_S:
+            first -= 1
+        for old in [e for e in self._starts if e < first - 1]:
+            del self._starts[old]
+            self._ok.pop(old, None)
+        span = end - self._starts[first]
+        served = sum(self._ok.get(e, 0) for e in range(first, epoch))
+        if served < MIN_SERVED or span <= 0:
             return None
-        return len(served) / span
+        return served / span
+
+    def _refine_pace(self, now: float) -> None:
+        """A late success of the epoch that just ended: the served rate was higher."""
+        served = self.served_rate()
+        if served is None or self.rate is None:
+            return
+        pace = served * PACE_FACTOR
+        if self._stated is not None:
+            pace = min(pace, self._stated * PACE_FACTOR)
+        if pace > self.rate:
+            self.rate = pace
+            self._grown_at = now
 
     def _grow_rate(self, now: float) -> None:
         assert self.rate is not None
