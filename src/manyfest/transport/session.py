@@ -735,7 +735,7 @@ class Transport:
         for first in (True, False):
             auth, token = await self._authorization(state, call.scopes)
             headers = dict(call.headers or {})
-            if auth is not None:
+            if auth is not None and self._may_send_credentials(state, call.url):
                 headers["Authorization"] = auth
             async with self._open(state, call.method, call.url, headers, None,
                                   ssl_ctx=self._ssl_for(state, call.url), what=call.what,
@@ -771,10 +771,18 @@ class Transport:
             raise self._tls_error(state, exc.cause) from exc.cause
 
     def _may_send_credentials(self, state: _RegistryState, url: str) -> bool:
+        """True when ``url`` is the registry's own address (host and port), in HTTPS or, for
+        an insecure registry, in plain HTTP.
+
+        The port compared is the one the registry is reached on: ``http://host/`` and
+        ``http://host:80/`` are one address (registries write ``Location`` from the ``Host``
+        header, which omits a default port), ``https://host:80/`` is another.
+        """
         parts = urllib.parse.urlsplit(url)
-        if parts.netloc != state.api_host:
+        if parts.scheme != "https" and not state.insecure:
             return False
-        return parts.scheme == "https" or state.insecure
+        own = _address(state.api_host, state.scheme or parts.scheme)
+        return own is not None and _address(parts.netloc, parts.scheme) == own
 
     async def _authorization(
         self, state: _RegistryState, scopes: Scopes
@@ -902,6 +910,22 @@ def _final(failure: _Retryable, deadline: float, never_answered: bool) -> Manyfe
     elif isinstance(error, RegistryError | TransportError):
         error.message = f"{error.message} (still failing after {deadline:g} s of retries)"
     return error
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _address(netloc: str, scheme: str) -> tuple[str, int] | None:
+    """(lowercase host, port) of ``netloc`` reached in ``scheme`` (default port filled in);
+    None when it has user info or no valid port."""
+    parts = urllib.parse.urlsplit(f"{scheme}://{netloc}")
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return None
+    if "@" in netloc or not parts.hostname or port is None:
+        return None
+    return parts.hostname.lower(), port
 
 
 def _response(resp: aiohttp.ClientResponse, body: bytes) -> Response:
