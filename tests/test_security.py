@@ -26,6 +26,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -328,3 +329,332 @@ def test_credentials_for_other_spelling_only_when_the_same_registry(
     assert one_line(proc.stderr).endswith(
         f"no credentials for {address} in {config}: log in with `docker login {address}`"
     )
+
+
+# ---------------------------------------------------------------- 2) unreadable certs.d
+
+_PR_CAPBSET_DROP = 24
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
+
+
+def _drop_file_capabilities() -> None:
+    """In the child before exec: drop the capabilities that let root ignore permission
+    bits (from the bounding set, so the exec'd program lacks them: it stays uid 0 and can
+    run the interpreter under /root, but a 0o000 directory is unreadable to it)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def manyfest_unprivileged(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The CLI without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH (permission bits apply)."""
+    full_env = {**os.environ, "COLUMNS": "200", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "manyfest", *args], capture_output=True, text=True,
+        env=full_env, timeout=120, check=False, preexec_fn=_drop_file_capabilities,
+    )
+
+
+@pytest.mark.parametrize("locked", ["certs.d", "host-folder"])
+def test_unreadable_certs_d_is_absent(
+    registry: RegistryServer, ns: str, tmp_path: Path, locked: str
+) -> None:
+    """The python interpreter lives under /root (0700): a process of another uid could not
+    even start it, so the CLI runs as root without the two DAC capabilities instead."""
+    [source] = seed_sources(registry.host, ns, count=1)
+    certs = tmp_path / "certs.d"
+    folder = certs / registry.host
+    folder.mkdir(parents=True)
+    env = {"MANYFEST_CERTS_DIR": str(certs), **LOOPBACK_OFF}
+    expected = manyfest_unprivileged("inspect", "--insecure", source, env=env)
+    assert expected.returncode == 0, expected.stderr
+    assert json.loads(expected.stdout)["schemaVersion"] == 2
+    (folder / "ca.crt").write_text("not a certificate\n")  # an error, were it read
+    # Readable, the folder is read: its bad CA is one error (so the test can fail).
+    proc = manyfest_unprivileged("inspect", "--insecure", source, env=env)
+    assert proc.returncode == 1
+    assert one_line(proc.stderr).startswith(f"cannot load {folder / 'ca.crt'}: "), proc.stderr
+
+    (certs if locked == "certs.d" else folder).chmod(0)
+    try:
+        for flags in ([], ["-D"]):
+            proc = manyfest_unprivileged(*flags, "inspect", "--insecure", source, env=env)
+            assert proc.returncode == 0, proc.stderr
+            assert proc.stdout == expected.stdout
+            assert "Traceback" not in proc.stderr
+            if flags:
+                assert f"ignoring {folder}: Permission denied" in proc.stderr
+            else:
+                assert proc.stderr == ""
+    finally:
+        (certs if locked == "certs.d" else folder).chmod(0o755)
+
+
+# ---------------------------------------------------------------- 3) where credentials go
+
+
+@pytest.fixture
+def redirecting(storage: StorageHost) -> Iterator[Any]:
+    """``start(upstream)``: a quirk proxy whose blob GETs are redirected to ``storage``."""
+    proxies: list[QuirkProxy] = []
+
+    def start(upstream: str) -> QuirkProxy:
+        proxy = QuirkProxy(upstream=upstream)
+        proxy.before.append(redirect_blob_gets(proxy, storage, SIGNATURE))
+        proxies.append(proxy.start())
+        return proxy
+
+    yield start
+    for proxy in proxies:
+        proxy.stop()
+
+
+def assert_no_credentials_sent(storage: StorageHost, digests: set[str]) -> None:
+    """The storage host got one signed GET per digest, none with credentials."""
+    assert {r.path_qs for r in storage.requests} == {
+        f"/blobs/{d}?signature={SIGNATURE}" for d in digests
+    }
+    for request in storage.requests:
+        assert request.method == "GET"
+        names = {name.lower() for name in request.headers}
+        assert not names & {"authorization", "proxy-authorization", "cookie"}, request
+
+
+def config_digests(refs: list[str]) -> set[str]:
+    """The config digests of images (read by ``manyfest inspect``)."""
+    out = set()
+    for ref in refs:
+        proc = manyfest("inspect", ref)
+        assert proc.returncode == 0, proc.stderr
+        out.add(json.loads(proc.stdout)["config"]["digest"])
+    return out
+
+
+@pytest.mark.parametrize("auth", ["token", "htpasswd"])
+def test_redirected_blob_get_reaches_storage_without_authorization(
+    request: pytest.FixtureRequest, redirecting: Any, storage: StorageHost, ns: str,
+    auth: str,
+) -> None:
+    registry: RegistryServer = request.getfixturevalue(
+        "token_registry" if auth == "token" else "basic80"
+    )
+    proxy: QuirkProxy = redirecting(registry.host)
+    write_config({"auths": {name: {"auth": basic_auth()} for name in (registry.host,
+                                                                       proxy.host)}})
+    sources = seed_sources(registry.host, ns)
+    via = [respell(ref, proxy.host) for ref in sources]
+    configs = config_digests(list(sources))
+    # create reads each image's config (its platform): a blob GET, redirected.
+    digest = create_push(f"{proxy.host}/{ns}/app:1", via)
+    assert proxy.count("GET", "/blobs/sha256:") >= len(configs)
+    assert_no_credentials_sent(storage, configs)
+    assert children(f"{registry.host}/{ns}/app@{digest}") == set(sources.values())
+
+
+def tls_token_registry(workdir: Path, issuer: TokenIssuer) -> tuple[RegistryServer, Path]:
+    """A TLS registry with token auth (realm: the issuer's plain-HTTP URL) and its CA."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    workdir.mkdir(parents=True, exist_ok=True)
+    cert.private_key_pem.write_to_path(str(workdir / "server.key"))
+    for i, pem in enumerate(cert.cert_chain_pems):
+        pem.write_to_path(str(workdir / "server.pem"), append=i > 0)
+    ca.cert_pem.write_to_path(str(workdir / "ca.crt"))
+    server = RegistryServer(workdir=workdir / "registry",
+                            tls=(workdir / "server.pem", workdir / "server.key"),
+                            token=issuer.registry_config())
+    return server.start(), workdir / "ca.crt"
+
+
+@pytest.mark.parametrize("creds", ["password", "identity-token"])
+def test_plain_http_token_realm_of_a_secure_registry_is_refused(
+    issuer: TokenIssuer, ns: str, tmp_path: Path, creds: str
+) -> None:
+    server, ca = tls_token_registry(tmp_path / "tls", issuer)
+    try:
+        host = server.host
+        certs = Path(os.environ["MANYFEST_CERTS_DIR"]) / host
+        certs.mkdir(parents=True)
+        (certs / "ca.crt").write_bytes(ca.read_bytes())
+        login(host)
+        [source] = seed_sources(host, ns, count=1)  # the loopback rule: realm insecure
+        if creds == "identity-token":
+            write_config({"auths": {host: {"identitytoken": REFRESH_TOKEN}}})
+        mark = issuer.mark()
+        realm = f"127.0.0.1:{issuer.port}"
+        proc = manyfest("inspect", source, env=LOOPBACK_OFF)
+        assert proc.returncode == 1
+        assert one_line(proc.stderr) == (
+            f"get a token from {realm} for {host}: the token realm http://{realm}/token is "
+            "plain HTTP; credentials are not sent in clear text; mark "
+            f"{realm} insecure in the configuration file if that is intended"
+        )
+        assert issuer.since(mark) == []  # nothing was sent to it
+        # Marked insecure as the hint says, the realm gets the credentials.
+        config = tmp_path / "manyfest.yaml"
+        config.write_text(f"registries:\n  '{realm}':\n    insecure: true\n")
+        proc = manyfest("inspect", source, env={**LOOPBACK_OFF, "MANYFEST_CONFIG": str(config)})
+        assert proc.returncode == 0, proc.stderr
+        [asked] = issuer.since(mark)
+        assert (asked.user, asked.status) == (USER, 200)
+        assert asked.method == ("POST" if creds == "identity-token" else "GET")
+        assert asked.scopes == (scope(reference.parse(source).repository, ["pull"]),)
+    finally:
+        server.stop()
+
+
+def test_one_scope_token_server_mounts_become_copies(
+    token_registry: RegistryServer, issuer: TokenIssuer, redirecting: Any,
+    storage: StorageHost, ns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy: QuirkProxy = redirecting(token_registry.host)
+    write_config({"auths": {name: {"auth": basic_auth()}
+                            for name in (token_registry.host, proxy.host)}})
+    sources = seed_sources(token_registry.host, ns)
+    blobs: set[str] = set()
+    for ref in sources:
+        shown = manyfest("inspect", ref)
+        assert shown.returncode == 0, shown.stderr
+        manifest = json.loads(shown.stdout)
+        blobs |= {manifest["config"]["digest"]} | {layer["digest"] for layer in
+                                                  manifest["layers"]}
+    monkeypatch.setattr(issuer, "one_scope", True)
+    plan = tmp_path / "plan.yaml"
+    target = f"{proxy.host}/{ns}/app:1"
+    plan.write_text(f"image: {target}\nmanifests:\n"
+                    + "".join(f"  - image: {respell(ref, proxy.host)}\n" for ref in sources))
+    mark = issuer.mark()
+    proc = manyfest("publish", "--json", str(plan))
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads(proc.stdout)["results"]
+    assert result["status"] == "created", result
+    assert children(f"{token_registry.host}/{ns}/app@{result['digest']}") == set(
+        sources.values()
+    )
+    # Every blob: a mount refused (its token covered one of its two scopes), then a copy:
+    # streamed from the source (redirected to storage, no credentials there) into an upload.
+    assert proxy.count("POST", "mount=") >= len(blobs)
+    assert proxy.count("PUT", "digest=sha256:") == len(blobs)
+    assert_no_credentials_sent(storage, blobs)
+    asked = issuer.since(mark)
+    assert {r.status for r in asked} == {200}
+    target_scope = f"repository:{ns}/app:pull,push"
+    repos = [reference.parse(ref).repository for ref in sources]
+    # The least scope: pull for reads (sources, the target's current tag), pull,push on
+    # the target, pull on a mount's source.
+    assert set(scope_sets(asked)) == (
+        {frozenset({scope(repo, ["pull"])}) for repo in [*repos, f"{ns}/app"]}
+        | {frozenset({target_scope})}
+        | {frozenset({target_scope, scope(repo, ["pull"])}) for repo in repos}
+    )
+    assert not any("*" in s for r in asked for s in r.scopes)
+
+
+# ---------------------------------------------------------------- 4) no secret in any output
+
+
+def test_no_secret_in_any_output(
+    token_registry: RegistryServer, basic80: RegistryServer, issuer: TokenIssuer,
+    redirecting: Any, storage: StorageHost, ns: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy: QuirkProxy = redirecting(token_registry.host)
+    reader_password = PASSWORD + "-reader"
+    wrong_password, wrong_refresh = "pw-wrong-5ecret-Zt6", "idtoken-wrong-5ecret-Yq1"
+    monkeypatch.setattr(issuer, "echo_refused", True)  # refusals repeat what they got
+    th, bh = token_registry.host, basic80.host
+    logins = {name: {"auth": basic_auth()} for name in (th, proxy.host, bh)}
+    write_config({"auths": logins})
+    sources = seed_sources(th, ns)
+    basic_sources = seed_sources(bh, ns)
+    [first] = list(sources)[:1]
+    repository = reference.parse(first).repository
+    now = int(time.time())
+    registry_token = issuer.sign(
+        USER, [{"type": "repository", "name": repository, "actions": ["pull"]}],
+        exp=now + 300, iat=now,
+    )
+    outputs: list[tuple[str, str]] = []
+
+    def run(label: str, *args: str, ok: bool = True, config: dict[str, Any] | None = None,
+            report: Path | None = None) -> subprocess.CompletedProcess[str]:
+        write_config(config if config is not None else {"auths": logins})
+        proc = manyfest(*args)
+        assert (proc.returncode == 0) == ok, (label, proc.returncode, proc.stderr)
+        outputs.extend([(f"{label} stdout", proc.stdout), (f"{label} stderr", proc.stderr)])
+        if report is not None:
+            outputs.append((f"{label} report", report.read_text()))
+        return proc
+
+    via = [respell(ref, proxy.host) for ref in sources]
+    target = f"{proxy.host}/{ns}/app:1"
+    # Succeeding: token auth through blob redirects (Basic to the token server), htpasswd.
+    run("create", "-D", "create", target, *via)
+    run("push", "-D", "push", target)
+    run("inspect list", "-D", "inspect", target)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"image: {proxy.host}/{ns}/pub:1\ntags: [latest]\nmanifests:\n"
+                    + "".join(f"  - image: {ref}\n" for ref in via))
+    report = tmp_path / "report.jsonl"
+    run("publish", "-D", "publish", "--json", "--report", str(report), str(plan), report=report)
+    run("publish quiet", "publish", "--report", str(report), str(plan), report=report)
+    run("identity token", "-D", "inspect", first,
+        config={"auths": {th: {"identitytoken": REFRESH_TOKEN}}})
+    run("registry token", "-D", "inspect", first,
+        config={"auths": {th: {"registrytoken": registry_token}}})
+    basic_target = f"{bh}/{ns}/app:1"
+    run("basic create", "-D", "create", basic_target, *basic_sources)
+    run("basic push", "-D", "push", basic_target)
+    # Failing, with and without tracebacks.
+    wrong = {"auths": {th: {"auth": basic_auth(password=wrong_password)},
+                       bh: {"auth": basic_auth(password=wrong_password)}}}
+    for flags in ([], ["-D"]):
+        run(f"wrong password {flags}", *flags, "inspect", first, ok=False, config=wrong)
+        run(f"basic wrong password {flags}", *flags, "inspect", next(iter(basic_sources)),
+            ok=False, config=wrong)
+        run(f"wrong identity token {flags}", *flags, "inspect", first, ok=False,
+            config={"auths": {th: {"identitytoken": wrong_refresh}}})
+    reader = {"auths": {name: {"auth": basic_auth("reader", reader_password)}
+                        for name in (th, proxy.host)}}
+    run("reader create", "-D", "create", "--amend", f"{proxy.host}/{ns}/ro:1", *via,
+        config=reader)
+    run("reader push", "-D", "push", f"{proxy.host}/{ns}/ro:1", ok=False, config=reader)
+    failed = tmp_path / "failed.jsonl"
+    ro_plan = tmp_path / "ro.yaml"
+    ro_plan.write_text(plan.read_text().replace(f"/{ns}/pub:1", f"/{ns}/ro-pub:1"))
+    run("reader publish", "-D", "publish", "--json", "--report", str(failed), str(ro_plan),
+        ok=False, config=reader, report=failed)
+    run("reader publish quiet", "publish", "--json", str(ro_plan), ok=False, config=reader)
+
+    assert len(issuer.issued) >= 10
+    secrets = {
+        "password": PASSWORD, "reader password": reader_password,
+        "wrong password": wrong_password, "identity token": REFRESH_TOKEN,
+        "wrong identity token": wrong_refresh, "storage signature": SIGNATURE,
+        "registry token": registry_token,
+        "registry token signature": registry_token.rsplit(".", 1)[1],
+    }
+    for who, password in ((USER, PASSWORD), ("reader", reader_password),
+                          (USER, wrong_password)):
+        secrets[f"basic auth of {who}:{password}"] = basic_auth(who, password)
+    for i, token in enumerate(issuer.issued):
+        secrets[f"issued token {i}"] = token
+        secrets[f"issued token {i} signature"] = token.rsplit(".", 1)[1]
+    everything = "\n".join(text for _, text in outputs)
+    # The outputs are those of what was meant: logged exchanges, tracebacks, reports.
+    assert "Authorization: Bearer [redacted]" in everything
+    assert "Authorization: Basic [redacted]" in everything
+    assert f"POST http://127.0.0.1:{issuer.port}/token -> 200" in everything
+    assert f"GET http://127.0.0.1:{issuer.port}/token -> 200" in everything
+    assert "Traceback (most recent call last)" in everything
+    assert f"(redirected to http://{storage.host}/blobs/sha256:" in everything
+    # The token server's refusals echoed the credentials; the message shows none of them.
+    assert "token server answered 401 (UNAUTHORIZED: bad credentials: Basic [redacted])" in (
+        everything
+    )
+    assert "(UNAUTHORIZED: bad credentials: [redacted])" in everything
+    assert f"GET http://{proxy.host}/v2/{ns}/app-amd64/blobs/sha256:" in everything
+    for label, text in outputs:
+        for what, secret in secrets.items():
+            assert secret not in text, f"{what} in the {label}"

@@ -77,6 +77,8 @@ class TokenIssuer:
             several scopes gets access for the first one it names only (so a cross-repository
             mount, which needs the target's ``pull,push`` and the source's ``pull`` in one
             token, is refused by the registry).
+        echo_refused: a refusal's message repeats what was presented (the Authorization
+            header, the refresh token), as some token servers do, to check it is not shown.
         issued: every token issued so far (to look for them in outputs).
     """
 
@@ -88,6 +90,7 @@ class TokenIssuer:
     anonymous_pull: bool = False
     read_only: set[str] = field(default_factory=set)
     one_scope: bool = False
+    echo_refused: bool = False
     issued: list[str] = field(default_factory=list)
     requests: list[TokenRequest] = field(default_factory=list)
     port: int = 0
@@ -208,7 +211,11 @@ class TokenIssuer:
                 )
             )
         if status != 200:
-            body = {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]}
+            message = "bad credentials"
+            if self.echo_refused:
+                presented = form.get("refresh_token") or request.headers.get("Authorization", "")
+                message += f": {presented}"
+            body = {"errors": [{"code": "UNAUTHORIZED", "message": message}]}
             return web.json_response(body, status=status)
         access: list[dict[str, object]] = []
         for text in scopes[:1] if self.one_scope else scopes:

@@ -79,6 +79,7 @@ _ERROR_STATUS = frozenset({408, 500, 502, 504})
 """Statuses retried as errors (within ``error_retry_deadline``); 429/503 are throttle signals."""
 _USER_AGENT = f"manyfest/{__version__}"
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+_URL_HEADERS = frozenset({"location", "content-location"})
 
 T = TypeVar("T")
 
@@ -645,13 +646,15 @@ class Transport:
                 failure = exc
 
     def _check_retryable(self, state: _RegistryState, what: str, method: str,
-                         resp: Response) -> None:
+                         resp: Response, creds_of: _RegistryState | None = None) -> None:
         """Raise :class:`_Retryable` for a throttle signal or a retryable error status.
 
         A throttle signal's wait is the registry's pause (the throttle took its hint).
+        The error's words have the secrets of ``creds_of`` (default: ``state``) cut out.
         """
         if resp.status < 400:
             return
+        resp = self._scrubbed(creds_of or state, resp)
         signal = signal_of(resp.status, resp.headers, resp.body,
                            {d.code for d in errormap.error_details(resp.body)})
         if signal.throttled:
@@ -670,10 +673,23 @@ class Transport:
         raise self._error(call, what, resp)
 
     def _error(self, call: _Call, what: str, resp: Response) -> RegistryError:
+        resp = self._scrubbed(call.state, resp)
         error = errormap.registry_error(what, call.method, resp)
         if resp.status == 401:
             error = self._unauthorized(call.state, what, resp, error)
         return error
+
+    def _scrubbed(self, state: _RegistryState, resp: Response) -> Response:
+        """``resp`` with the registry's secrets cut out of its body, should the answer have
+        echoed them (the body's words go into error messages)."""
+        creds = state.auth.credentials
+        if creds is None or creds.anonymous or not resp.body:
+            return resp
+        text = resp.body.decode(errors="replace")
+        scrubbed = flow.scrub(text, creds)
+        if scrubbed == text:
+            return resp
+        return Response(resp.status, resp.headers, scrubbed.encode(), resp.url)
 
     def _unauthorized(
         self, state: _RegistryState, what: str, resp: Response, error: RegistryError
@@ -868,7 +884,9 @@ class Transport:
                 raise self._tls_error(realm, exc.cause) from exc.cause
             if resp.status == 200:
                 return resp
-            self._check_retryable(realm, what, method, resp)
+            # The realm's state has no credentials: the registry's are cut out of errors.
+            self._check_retryable(realm, what, method, resp, creds_of=registry_state)
+            resp = self._scrubbed(registry_state, resp)
             if resp.status in (401, 403):
                 error = AuthenticationError(
                     what, status=resp.status, method=method, url=errormap.redact(url),
@@ -973,20 +991,30 @@ def _too_large(resp: aiohttp.ClientResponse, limit: int, what: str) -> Transport
 
 
 def _redacted_headers(headers: Mapping[str, str]) -> str:
+    """``Name: value; ...`` with credentials replaced by ``[redacted]`` (their scheme kept)
+    and the query of ``Location`` URLs dropped (pre-signed storage URLs carry credentials)."""
     out = []
     for name, value in headers.items():
-        if name.lower() in _SECRET_HEADERS:
+        lower = name.lower()
+        if lower in _SECRET_HEADERS:
             scheme = value.split(" ", 1)[0] if " " in value else ""
             value = f"{scheme} [redacted]".strip()
+        elif lower in _URL_HEADERS and "?" in value:
+            value = errormap.redact(value) + "?[redacted]"
         out.append(f"{name}: {value}")
     return "; ".join(out)
 
 
 def _log_exchange(method: str, url: str, headers: Mapping[str, str],
                   resp: aiohttp.ClientResponse, seconds: float) -> None:
+    """One debug line per exchange: request, status, time, headers (redacted); a redirect
+    followed shows where the answer came from (without its query)."""
+    final = str(resp.url)
+    via = f" (redirected to {errormap.redact(final)})" if resp.history else ""
     log.debug(
-        "%s %s -> %d in %.3f s; sent {%s}; got {%s}", method, errormap.redact(url),
-        resp.status, seconds, _redacted_headers(headers), _redacted_headers(resp.headers),
+        "%s %s -> %d%s in %.3f s; sent {%s}; got {%s}", method, errormap.redact(url),
+        resp.status, via, seconds, _redacted_headers(headers),
+        _redacted_headers(resp.headers),
     )
 
 
