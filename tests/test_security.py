@@ -24,19 +24,23 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import trustme
 
 from benchmarks.registry_server import RegistryServer
 from manyfest import reference
 from manyfest.auth.tokens import scope
+from manyfest.transport import Settings, Transport, errormap, tls
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
 from tests.quirk_proxy import QuirkProxy, StorageHost, redirect_blob_gets
 from tests.token_issuer import TokenIssuer, TokenRequest
@@ -269,6 +273,43 @@ def test_no_insecure_advice_when_insecure(
         assert "--insecure" not in line
 
 
+def _tls_causes() -> dict[str, BaseException]:
+    """One cause per wording of :func:`manyfest.transport.tls.tls_error`."""
+    untrusted = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    untrusted.verify_message = "self-signed certificate"
+    causes: dict[str, BaseException] = {"untrusted": untrusted}
+    for name, reason in (("plain-http", "WRONG_VERSION_NUMBER"),
+                         ("client-certificate", "TLSV13_ALERT_CERTIFICATE_REQUIRED"),
+                         ("other", "NO_SHARED_CIPHER")):
+        error = ssl.SSLError(1, reason.lower())
+        error.reason = reason
+        causes[name] = error
+    causes["closed"] = aiohttp.ServerDisconnectedError()
+    return causes
+
+
+@pytest.mark.parametrize("cause", sorted(_tls_causes()))
+def test_tls_hints_never_advise_insecure_when_insecure(cause: str) -> None:
+    """Every wording of a failed handshake and of a refused connection: ``--insecure`` is
+    advised to a registry that is not insecure only (where it helps: not for a client
+    certificate), never to one that is."""
+    certs = Path("/etc/docker/certs.d/reg.example")
+    secure = tls.tls_error("reg.example", _tls_causes()[cause], certs, insecure=False)
+    insecure = tls.tls_error("reg.example", _tls_causes()[cause], certs, insecure=True)
+    assert secure.message == insecure.message
+    assert ("--insecure" in secure.one_line()) == (cause != "client-certificate")
+    assert "--insecure" not in insecure.one_line()
+    key = types.SimpleNamespace(host="reg.example", port=443, ssl=True)
+    refused = aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))
+    for url in ("https://reg.example/v2/", "http://reg.example/v2/",
+                "https://reg.example:5000/v2/"):
+        error = errormap.connection_error("GET", url, refused, insecure=True, read_timeout=60)
+        assert "--insecure" not in error.one_line()
+    advised = errormap.connection_error("GET", "https://reg.example/v2/", refused,
+                                        insecure=False, read_timeout=60)
+    assert advised.one_line().endswith("; a plain-HTTP registry on port 80 needs --insecure")
+
+
 # ---------------------------------------------------------------- 1) host and host:80
 
 
@@ -356,7 +397,7 @@ def manyfest_unprivileged(*args: str, env: dict[str, str]) -> subprocess.Complet
     )
 
 
-@pytest.mark.parametrize("locked", ["certs.d", "host-folder"])
+@pytest.mark.parametrize("locked", ["certs.d", "host-folder", "host-folder-listable-only"])
 def test_unreadable_certs_d_is_absent(
     registry: RegistryServer, ns: str, tmp_path: Path, locked: str
 ) -> None:
@@ -376,7 +417,7 @@ def test_unreadable_certs_d_is_absent(
     assert proc.returncode == 1
     assert one_line(proc.stderr).startswith(f"cannot load {folder / 'ca.crt'}: "), proc.stderr
 
-    (certs if locked == "certs.d" else folder).chmod(0)
+    (certs if locked == "certs.d" else folder).chmod(0o444 if "listable" in locked else 0)
     try:
         for flags in ([], ["-D"]):
             proc = manyfest_unprivileged(*flags, "inspect", "--insecure", source, env=env)
@@ -445,8 +486,15 @@ def test_redirected_blob_get_reaches_storage_without_authorization(
     sources = seed_sources(registry.host, ns)
     via = [respell(ref, proxy.host) for ref in sources]
     configs = config_digests(list(sources))
+    issuer: TokenIssuer | None = request.getfixturevalue("issuer") if auth == "token" else None
+    mark = issuer.mark() if issuer else 0
     # create reads each image's config (its platform): a blob GET, redirected.
     digest = create_push(f"{proxy.host}/{ns}/app:1", via)
+    if issuer is not None:  # the least scope: pull on each source, never `*`
+        asked = issuer.since(mark)
+        repos = [reference.parse(ref).repository for ref in sources]
+        assert {frozenset({scope(repo, ["pull"])}) for repo in repos} <= set(scope_sets(asked))
+        assert not any("*" in s for r in asked for s in r.scopes)
     assert proxy.count("GET", "/blobs/sha256:") >= len(configs)
     assert_no_credentials_sent(storage, configs)
     assert children(f"{registry.host}/{ns}/app@{digest}") == set(sources.values())
@@ -551,14 +599,46 @@ def test_one_scope_token_server_mounts_become_copies(
     assert not any("*" in s for r in asked for s in r.scopes)
 
 
+@pytest.mark.parametrize(
+    ("registry", "scheme", "url", "sent"),
+    [
+        ("reg.example", "https", "https://reg.example/v2/a/blobs/uploads/1", True),
+        ("reg.example", "https", "https://REG.example:443/v2/a/blobs/uploads/1", True),
+        ("reg.example", "https", "http://reg.example/v2/a/blobs/uploads/1", False),
+        ("reg.example", "https", "https://reg.example:80/v2/a/blobs/uploads/1", False),
+        ("reg.example", "https", "https://storage.example/blob?signature=x", False),
+        ("reg.example", "https", "https://someone@reg.example/v2/", False),
+        ("plain.example", "http", "http://plain.example:80/v2/a/blobs/uploads/1", True),
+        ("plain.example:80", "http", "http://plain.example/v2/a/blobs/uploads/1", True),
+        ("plain.example", "https", "http://plain.example/v2/a/blobs/uploads/1", False),
+        ("plain.example", "http", "http://127.0.0.2/blobs/sha256:0", False),
+    ],
+)
+def test_credentials_go_to_the_registry_address_only(
+    registry: str, scheme: str, url: str, sent: bool
+) -> None:
+    """Credentials go to the address the registry is reached on: its host and port (a
+    ``Location`` without ``:80`` for a registry written ``host:80`` is the same address), in
+    HTTPS, or in plain HTTP for an insecure one (``plain.example``, under either spelling)."""
+    transport = Transport(Settings(loopback_insecure=False,
+                                   insecure_registries=frozenset({"plain.example"})))
+    state = transport._state(registry)
+    state.scheme = scheme
+    assert transport._may_send_credentials(state, url) is sent
+
+
 # ---------------------------------------------------------------- 4) no secret in any output
 
 
+@pytest.mark.parametrize("runs", ["succeeding", "failing"])
 def test_no_secret_in_any_output(
     token_registry: RegistryServer, basic80: RegistryServer, issuer: TokenIssuer,
     redirecting: Any, storage: StorageHost, ns: str, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, runs: str,
 ) -> None:
+    """Secrets planted: passwords (right and wrong), identity tokens (right and wrong), a
+    registry token, the storage signature; and every token the issuer hands out. Outputs:
+    stdout, stderr (progress, ``-D`` logs, tracebacks) and ``--report`` files."""
     proxy: QuirkProxy = redirecting(token_registry.host)
     reader_password = PASSWORD + "-reader"
     wrong_password, wrong_refresh = "pw-wrong-5ecret-Zt6", "idtoken-wrong-5ecret-Yq1"
@@ -568,66 +648,78 @@ def test_no_secret_in_any_output(
     write_config({"auths": logins})
     sources = seed_sources(th, ns)
     basic_sources = seed_sources(bh, ns)
+    via = [respell(ref, proxy.host) for ref in sources]
     [first] = list(sources)[:1]
-    repository = reference.parse(first).repository
     now = int(time.time())
     registry_token = issuer.sign(
-        USER, [{"type": "repository", "name": repository, "actions": ["pull"]}],
+        USER,
+        [{"type": "repository", "name": reference.parse(first).repository, "actions": ["pull"]}],
         exp=now + 300, iat=now,
     )
+    issued_before = len(issuer.issued)
     outputs: list[tuple[str, str]] = []
 
     def run(label: str, *args: str, ok: bool = True, config: dict[str, Any] | None = None,
-            report: Path | None = None) -> subprocess.CompletedProcess[str]:
+            report: Path | None = None) -> None:
         write_config(config if config is not None else {"auths": logins})
         proc = manyfest(*args)
         assert (proc.returncode == 0) == ok, (label, proc.returncode, proc.stderr)
         outputs.extend([(f"{label} stdout", proc.stdout), (f"{label} stderr", proc.stderr)])
         if report is not None:
             outputs.append((f"{label} report", report.read_text()))
-        return proc
 
-    via = [respell(ref, proxy.host) for ref in sources]
-    target = f"{proxy.host}/{ns}/app:1"
-    # Succeeding: token auth through blob redirects (Basic to the token server), htpasswd.
-    run("create", "-D", "create", target, *via)
-    run("push", "-D", "push", target)
-    run("inspect list", "-D", "inspect", target)
     plan = tmp_path / "plan.yaml"
     plan.write_text(f"image: {proxy.host}/{ns}/pub:1\ntags: [latest]\nmanifests:\n"
                     + "".join(f"  - image: {ref}\n" for ref in via))
     report = tmp_path / "report.jsonl"
-    run("publish", "-D", "publish", "--json", "--report", str(report), str(plan), report=report)
-    run("publish quiet", "publish", "--report", str(report), str(plan), report=report)
-    run("identity token", "-D", "inspect", first,
-        config={"auths": {th: {"identitytoken": REFRESH_TOKEN}}})
-    run("registry token", "-D", "inspect", first,
-        config={"auths": {th: {"registrytoken": registry_token}}})
-    basic_target = f"{bh}/{ns}/app:1"
-    run("basic create", "-D", "create", basic_target, *basic_sources)
-    run("basic push", "-D", "push", basic_target)
-    # Failing, with and without tracebacks.
-    wrong = {"auths": {th: {"auth": basic_auth(password=wrong_password)},
-                       bh: {"auth": basic_auth(password=wrong_password)}}}
-    for flags in ([], ["-D"]):
-        run(f"wrong password {flags}", *flags, "inspect", first, ok=False, config=wrong)
-        run(f"basic wrong password {flags}", *flags, "inspect", next(iter(basic_sources)),
-            ok=False, config=wrong)
-        run(f"wrong identity token {flags}", *flags, "inspect", first, ok=False,
-            config={"auths": {th: {"identitytoken": wrong_refresh}}})
-    reader = {"auths": {name: {"auth": basic_auth("reader", reader_password)}
-                        for name in (th, proxy.host)}}
-    run("reader create", "-D", "create", "--amend", f"{proxy.host}/{ns}/ro:1", *via,
-        config=reader)
-    run("reader push", "-D", "push", f"{proxy.host}/{ns}/ro:1", ok=False, config=reader)
-    failed = tmp_path / "failed.jsonl"
-    ro_plan = tmp_path / "ro.yaml"
-    ro_plan.write_text(plan.read_text().replace(f"/{ns}/pub:1", f"/{ns}/ro-pub:1"))
-    run("reader publish", "-D", "publish", "--json", "--report", str(failed), str(ro_plan),
-        ok=False, config=reader, report=failed)
-    run("reader publish quiet", "publish", "--json", str(ro_plan), ok=False, config=reader)
-
-    assert len(issuer.issued) >= 10
+    if runs == "succeeding":
+        # Token auth through blob redirects (Basic to the token server), htpasswd, tokens.
+        target = f"{proxy.host}/{ns}/app:1"
+        run("create", "-D", "create", target, *via)
+        run("push", "-D", "push", target)
+        run("publish", "-D", "publish", "--json", "--report", str(report), str(plan),
+            report=report)
+        run("publish again", "publish", "--report", str(report), str(plan), report=report)
+        run("identity token", "-D", "inspect", first,
+            config={"auths": {th: {"identitytoken": REFRESH_TOKEN}}})
+        run("registry token", "-D", "inspect", first,
+            config={"auths": {th: {"registrytoken": registry_token}}})
+        run("basic create", "-D", "create", f"{bh}/{ns}/app:1", *basic_sources)
+        run("basic push", "-D", "push", f"{bh}/{ns}/app:1")
+        sentinels = [
+            "Authorization: Bearer [redacted]", "Authorization: Basic [redacted]",
+            f"POST http://127.0.0.1:{issuer.port}/token -> 200",
+            f"GET http://127.0.0.1:{issuer.port}/token -> 200",
+            f"GET http://{proxy.host}/v2/{ns}/app-amd64/blobs/sha256:",
+            f"(redirected to http://{storage.host}/blobs/sha256:",
+            f"PUT http://{bh}/v2/{ns}/app/manifests/1 -> 201",
+        ]
+    else:
+        wrong = {"auths": {name: {"auth": basic_auth(password=wrong_password)}
+                           for name in (th, bh)}}
+        basic_source = next(iter(basic_sources))
+        for flags in ([], ["-D"]):
+            run(f"wrong password {flags}", *flags, "inspect", first, ok=False, config=wrong)
+            run(f"basic wrong password {flags}", *flags, "inspect", basic_source, ok=False,
+                config=wrong)
+            run(f"wrong identity token {flags}", *flags, "inspect", first, ok=False,
+                config={"auths": {th: {"identitytoken": wrong_refresh}}})
+        reader = {"auths": {name: {"auth": basic_auth("reader", reader_password)}
+                            for name in (th, proxy.host)}}
+        run("reader create", "-D", "create", f"{proxy.host}/{ns}/ro:1", *via, config=reader)
+        run("reader push", "-D", "push", f"{proxy.host}/{ns}/ro:1", ok=False, config=reader)
+        run("reader publish", "-D", "publish", "--json", "--report", str(report), str(plan),
+            ok=False, config=reader, report=report)
+        run("reader publish quiet", "publish", "--json", str(plan), ok=False, config=reader)
+        sentinels = [
+            "Traceback (most recent call last)", "Authorization: Bearer [redacted]",
+            # The token server's refusals echoed the credentials; the messages show none.
+            "token server answered 401 (UNAUTHORIZED: bad credentials: Basic [redacted])",
+            "token server answered 401 (UNAUTHORIZED: bad credentials: [redacted])",
+            "user 'reader' was not granted all of the access asked for",
+        ]
+    issued = issuer.issued[issued_before:]
+    assert issued, "no token was issued: the runs did not authenticate"
     secrets = {
         "password": PASSWORD, "reader password": reader_password,
         "wrong password": wrong_password, "identity token": REFRESH_TOKEN,
@@ -638,23 +730,12 @@ def test_no_secret_in_any_output(
     for who, password in ((USER, PASSWORD), ("reader", reader_password),
                           (USER, wrong_password)):
         secrets[f"basic auth of {who}:{password}"] = basic_auth(who, password)
-    for i, token in enumerate(issuer.issued):
+    for i, token in enumerate(issued):
         secrets[f"issued token {i}"] = token
         secrets[f"issued token {i} signature"] = token.rsplit(".", 1)[1]
     everything = "\n".join(text for _, text in outputs)
-    # The outputs are those of what was meant: logged exchanges, tracebacks, reports.
-    assert "Authorization: Bearer [redacted]" in everything
-    assert "Authorization: Basic [redacted]" in everything
-    assert f"POST http://127.0.0.1:{issuer.port}/token -> 200" in everything
-    assert f"GET http://127.0.0.1:{issuer.port}/token -> 200" in everything
-    assert "Traceback (most recent call last)" in everything
-    assert f"(redirected to http://{storage.host}/blobs/sha256:" in everything
-    # The token server's refusals echoed the credentials; the message shows none of them.
-    assert "token server answered 401 (UNAUTHORIZED: bad credentials: Basic [redacted])" in (
-        everything
-    )
-    assert "(UNAUTHORIZED: bad credentials: [redacted])" in everything
-    assert f"GET http://{proxy.host}/v2/{ns}/app-amd64/blobs/sha256:" in everything
+    for sentinel in sentinels:  # the outputs are those meant: logs, tracebacks, reports
+        assert sentinel in everything, sentinel
     for label, text in outputs:
         for what, secret in secrets.items():
             assert secret not in text, f"{what} in the {label}"
