@@ -19,10 +19,10 @@
 from __future__ import annotations
 
 import base64
-import ctypes
 import json
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -374,26 +374,19 @@ def test_credentials_for_other_spelling_only_when_the_same_registry(
 
 # ---------------------------------------------------------------- 2) unreadable certs.d
 
-_PR_CAPBSET_DROP = 24
-_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
-
-
-def _drop_file_capabilities() -> None:
-    """In the child before exec: drop the capabilities that let root ignore permission
-    bits (from the bounding set, so the exec'd program lacks them: it stays uid 0 and can
-    run the interpreter under /root, but a 0o000 directory is unreadable to it)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
-        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
 
 def manyfest_unprivileged(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The CLI without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH (permission bits apply)."""
-    full_env = {**os.environ, "COLUMNS": "200", **env}
+    """The CLI as root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, so that permission
+    bits apply to it (``setpriv`` drops them from the bounding set: the exec'd interpreter
+    never has them)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.fail("setpriv (util-linux) is not installed")
     return subprocess.run(
-        [sys.executable, "-m", "manyfest", *args], capture_output=True, text=True,
-        env=full_env, timeout=120, check=False, preexec_fn=_drop_file_capabilities,
+        [setpriv, "--bounding-set=-dac_override,-dac_read_search",
+         sys.executable, "-m", "manyfest", *args],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **env},
+        timeout=120, check=False,
     )
 
 
@@ -539,15 +532,19 @@ def test_plain_http_token_realm_of_a_secure_registry_is_refused(
             f"{realm} insecure in the configuration file if that is intended"
         )
         assert issuer.since(mark) == []  # nothing was sent to it
-        # Marked insecure as the hint says, the realm gets the credentials.
+        # Insecure by the configuration file (as the hint says), by --insecure, or by the
+        # loopback rule: the realm gets the credentials.
         config = tmp_path / "manyfest.yaml"
         config.write_text(f"registries:\n  '{realm}':\n    insecure: true\n")
-        proc = manyfest("inspect", source, env={**LOOPBACK_OFF, "MANYFEST_CONFIG": str(config)})
-        assert proc.returncode == 0, proc.stderr
-        [asked] = issuer.since(mark)
-        assert (asked.user, asked.status) == (USER, 200)
-        assert asked.method == ("POST" if creds == "identity-token" else "GET")
-        assert asked.scopes == (scope(reference.parse(source).repository, ["pull"]),)
+        for flags, env in (([], {**LOOPBACK_OFF, "MANYFEST_CONFIG": str(config)}),
+                           (["--insecure"], LOOPBACK_OFF), ([], {})):
+            mark = issuer.mark()
+            proc = manyfest("inspect", *flags, source, env=env)
+            assert proc.returncode == 0, proc.stderr
+            [asked] = issuer.since(mark)
+            assert (asked.user, asked.status) == (USER, 200)
+            assert asked.method == ("POST" if creds == "identity-token" else "GET")
+            assert asked.scopes == (scope(reference.parse(source).repository, ["pull"]),)
     finally:
         server.stop()
 
