@@ -596,6 +596,43 @@ def test_one_scope_token_server_mounts_become_copies(
     assert not any("*" in s for r in asked for s in r.scopes)
 
 
+def test_token_realm_with_user_info(
+    token_registry: RegistryServer, issuer: TokenIssuer, ns: str
+) -> None:
+    """A realm written ``http://user:secret@host/token``: its user info is neither sent nor
+    shown (the client authenticates with its own credentials), and nothing crashes."""
+    proxy = QuirkProxy(upstream=token_registry.host)
+    secret = "realm-5ecret-Pq2"
+
+    async def realm_with_user_info(request: Any, response: Any) -> Any:
+        challenge = response.headers.get("WWW-Authenticate")
+        if challenge:
+            response.headers["WWW-Authenticate"] = challenge.replace(
+                "realm=\"http://", f"realm=\"http://someone:{secret}@", 1)
+        return response
+
+    proxy.after.append(realm_with_user_info)
+    proxy.start()
+    try:
+        write_config({"auths": {name: {"auth": basic_auth()}
+                                for name in (token_registry.host, proxy.host)}})
+        [source] = seed_sources(token_registry.host, ns, count=1)
+        mark = issuer.mark()
+        proc = manyfest("-D", "inspect", respell(source, proxy.host))
+        assert proc.returncode == 0, proc.stderr
+        assert secret not in proc.stderr + proc.stdout
+        [asked] = issuer.since(mark)
+        assert (asked.user, asked.status) == (USER, 200)  # our credentials, not the realm's
+        write_config({})  # anonymous: the realm's user info is not sent either
+        mark = issuer.mark()
+        proc = manyfest("-D", "inspect", respell(source, proxy.host))
+        assert proc.returncode == 1
+        assert secret not in proc.stderr + proc.stdout
+        assert [(r.user, r.status) for r in issuer.since(mark)] == [("", 401)]
+    finally:
+        proxy.stop()
+
+
 @pytest.mark.parametrize(
     ("registry", "scheme", "url", "sent"),
     [

@@ -31,6 +31,7 @@ import contextvars
 import hashlib
 import logging
 import random
+import re
 import ssl
 import time
 import urllib.parse
@@ -835,7 +836,9 @@ class Transport:
                 f"{registry} asked for a bearer token without a realm",
                 status=401, method="GET", url="",
             )
-        realm = self._url(state, chal.realm)
+        # User info in a realm is not ours to send (nor to show): the request carries the
+        # registry's credentials, and aiohttp refuses both at once.
+        realm = _without_user_info(self._url(state, chal.realm))
         creds = await self._credentials(state)
         realm_state = self._realm_state(state, realm)
         netloc = urllib.parse.urlsplit(realm).netloc
@@ -931,6 +934,16 @@ def _final(failure: _Retryable, deadline: float, never_answered: bool) -> Manyfe
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_USER_INFO = re.compile(r"(?<=://)[^/@\s\"']+@")
+"""User info in a URL written inside a header value (``realm="https://user:pw@host/"``)."""
+
+
+def _without_user_info(url: str) -> str:
+    """``url`` without ``user:password@``."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _address(netloc: str, scheme: str) -> tuple[str, int] | None:
@@ -991,8 +1004,9 @@ def _too_large(resp: aiohttp.ClientResponse, limit: int, what: str) -> Transport
 
 
 def _redacted_headers(headers: Mapping[str, str]) -> str:
-    """``Name: value; ...`` with credentials replaced by ``[redacted]`` (their scheme kept)
-    and the query of ``Location`` URLs dropped (pre-signed storage URLs carry credentials)."""
+    """``Name: value; ...`` with credentials replaced by ``[redacted]`` (their scheme kept),
+    the query of ``Location`` URLs dropped (pre-signed storage URLs carry credentials) and
+    user info in URLs (a challenge's realm) redacted."""
     out = []
     for name, value in headers.items():
         lower = name.lower()
@@ -1001,7 +1015,7 @@ def _redacted_headers(headers: Mapping[str, str]) -> str:
             value = f"{scheme} [redacted]".strip()
         elif lower in _URL_HEADERS and "?" in value:
             value = errormap.redact(value) + "?[redacted]"
-        out.append(f"{name}: {value}")
+        out.append(f"{name}: {_USER_INFO.sub('[redacted]@', value)}")
     return "; ".join(out)
 
 
