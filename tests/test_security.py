@@ -633,6 +633,35 @@ def test_token_realm_with_user_info(
         proxy.stop()
 
 
+@pytest.mark.parametrize("says", ["credentials", "error"])
+def test_failing_credential_helper_never_shows_a_secret(
+    basic80: RegistryServer, ns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    says: str,
+) -> None:
+    """A helper that fails (exit 1) after printing credentials, or an error of its own: the
+    one line quotes the error, never the secret."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    answer = json.dumps({"ServerURL": basic80.host, "Username": USER, "Secret": PASSWORD})
+    said = answer if says == "credentials" else "keychain is locked\nsecond line"
+    helper = bin_dir / "docker-credential-leaky"
+    helper.write_text(f"#!/bin/sh\ncat > /dev/null\nprintf '%s\\n' '{said}'\nexit 1\n")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    write_config({"credHelpers": {basic80.host: "leaky"}})
+    for flags in ([], ["-D"]):
+        proc = manyfest(*flags, "inspect", f"{basic80.host}/{ns}/app-amd64:1")
+        assert proc.returncode == 1
+        assert PASSWORD not in proc.stderr + proc.stdout
+        if not flags:
+            assert one_line(proc.stderr) == (
+                f"credential helper docker-credential-leaky failed for {basic80.host}: "
+                + ("it printed credentials but exited with status 1" if says == "credentials"
+                   else "keychain is locked")
+                + "; check $DOCKER_CONFIG/config.json and its credential helpers"
+            )
+
+
 @pytest.mark.parametrize(
     ("registry", "scheme", "url", "sent"),
     [
