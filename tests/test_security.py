@@ -13,7 +13,8 @@
   scope; a token server granting one scope per token turns mounts into copies;
 * no secret (password, identity token, registry token, issued bearer tokens, a pre-signed
   storage URL's signature) in any output: stdout, stderr, ``--json``, ``--report``,
-  progress, ``-D`` logs and tracebacks.
+  progress, ``-D`` logs and tracebacks, also when a token server's refusal echoes what it
+  was sent, a realm carries user info, or a failing credential helper printed credentials.
 """
 
 from __future__ import annotations
