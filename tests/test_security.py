@@ -43,7 +43,8 @@ from manyfest import reference
 from manyfest.auth.tokens import scope
 from manyfest.transport import Settings, Transport, errormap, tls
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
-from tests.quirk_proxy import QuirkProxy, StorageHost, redirect_blob_gets
+from tests.quirk_proxy import QuirkProxy
+from tests.storage_host import StorageHost, redirect_blob_gets
 from tests.token_issuer import TokenIssuer, TokenRequest
 
 USER = "user"
