@@ -32,10 +32,10 @@ def find_binary() -> str | None:
     return None
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port free on ``address`` (a loopback IPv4 address) right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, 0))
         return int(sock.getsockname()[1])
 
 
@@ -50,6 +50,8 @@ class RegistryServer:
         token: dict with realm, service, issuer, rootcertbundle for token auth.
         client_cas: CA certificate paths (``http.tls.clientcas``): with ``tls``, clients must
             present a certificate issued by one of them.
+        address: the loopback IPv4 address to listen on (``127.0.0.1``; any of 127.0.0.0/8).
+        port: the port to listen on (0: a free one; 80 needs root).
     """
 
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="manyfest-reg-")))
@@ -57,6 +59,7 @@ class RegistryServer:
     htpasswd: Path | None = None
     token: dict[str, str] | None = None
     client_cas: tuple[Path, ...] = ()
+    address: str = "127.0.0.1"
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     _counted_bytes: int = field(default=0, repr=False)
@@ -64,8 +67,8 @@ class RegistryServer:
 
     @property
     def host(self) -> str:
-        """``127.0.0.1:<port>``: the registry as written in references."""
-        return f"127.0.0.1:{self.port}"
+        """``<address>:<port>`` (``127.0.0.1:<port>``): the registry as written in references."""
+        return f"{self.address}:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -89,7 +92,7 @@ class RegistryServer:
             "    uploadpurging:",
             "      enabled: false",
             "http:",
-            f"  addr: 127.0.0.1:{self.port}",
+            f"  addr: {self.address}:{self.port}",
             "  headers:",
             "    X-Content-Type-Options: [nosniff]",
         ]
@@ -115,7 +118,7 @@ class RegistryServer:
             raise RuntimeError("docker-registry is not installed (apt-get install docker-registry)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.port:
-            self.port = free_port()
+            self.port = free_port(self.address)
         config = self.workdir / "config.yml"
         config.write_text(self._config())
         log = self.log_path.open("ab")
@@ -130,7 +133,7 @@ class RegistryServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"registry exited: {self.log_path.read_text()[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection((self.address, self.port), timeout=0.5):
                     pass
                 if scheme == "http":
                     with contextlib.suppress(urllib.error.HTTPError):

@@ -73,6 +73,13 @@ class TokenIssuer:
             ``expires_in`` promises 300 s: a token that goes bad while the client caches it.
         anonymous_pull: grant ``pull`` to requests without credentials (else 401).
         read_only: users granted ``pull`` only, whatever they ask for.
+        one_scope: grant one scope per token, as some token servers do: a request asking for
+            several scopes gets access for the first one it names only (so a cross-repository
+            mount, which needs the target's ``pull,push`` and the source's ``pull`` in one
+            token, is refused by the registry).
+        echo_refused: a refusal's message repeats what was presented (the Authorization
+            header, the refresh token), as some token servers do, to check it is not shown.
+        issued: every token issued so far (to look for them in outputs).
     """
 
     workdir: Path
@@ -82,6 +89,9 @@ class TokenIssuer:
     stale_first: bool = False
     anonymous_pull: bool = False
     read_only: set[str] = field(default_factory=set)
+    one_scope: bool = False
+    echo_refused: bool = False
+    issued: list[str] = field(default_factory=list)
     requests: list[TokenRequest] = field(default_factory=list)
     port: int = 0
     _stale_done: set[tuple[str, ...]] = field(default_factory=set)
@@ -201,10 +211,14 @@ class TokenIssuer:
                 )
             )
         if status != 200:
-            body = {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]}
+            message = "bad credentials"
+            if self.echo_refused:
+                presented = form.get("refresh_token") or request.headers.get("Authorization", "")
+                message += f": {presented}"
+            body = {"errors": [{"code": "UNAUTHORIZED", "message": message}]}
             return web.json_response(body, status=status)
         access: list[dict[str, object]] = []
-        for text in scopes:
+        for text in scopes[:1] if self.one_scope else scopes:
             parsed = parse_scope(text)
             if parsed is None or parsed[0] != "repository":
                 continue
@@ -220,6 +234,8 @@ class TokenIssuer:
                 self._stale_done.add(scopes)
                 exp, expires_in = now - 120, 300
         token = self.sign(user or "anonymous", access, exp=exp, iat=now)
+        with self._lock:
+            self.issued.append(token)
         issued = datetime.datetime.fromtimestamp(now, datetime.UTC).isoformat()
         answer: dict[str, object] = {"expires_in": expires_in, "issued_at": issued}
         answer["access_token" if form else "token"] = token

@@ -80,6 +80,17 @@ class _HelperAnswer(msgspec.Struct):
     Secret: str = ""
 
 
+def _helper_error(text: str, status: int) -> str:
+    """What a failed credential helper said (its first 200 characters, one line), unless it
+    printed credentials: their secret is never shown."""
+    if '"Secret"' in text:
+        return f"it printed credentials but exited with status {status}"
+    for line in text.splitlines():
+        if line.strip():
+            return " ".join(line.split())[:200]
+    return f"exit status {status}"
+
+
 def _hostname(key: str) -> str:
     """docker's ``ConvertToHostname``: strip a scheme and any path."""
     for scheme in ("http://", "https://"):
@@ -176,7 +187,8 @@ class DockerConfig:
         if result.returncode != 0:
             if _NOT_FOUND in out:
                 return ANONYMOUS
-            err = (result.stderr.decode(errors="replace").strip() or out)[:200]
+            err = _helper_error(result.stderr.decode(errors="replace").strip() or out,
+                                result.returncode)
             raise CredentialsError(f"credential helper {program} failed for {key}: {err}")
         try:
             answer = msgspec.json.decode(result.stdout, type=_HelperAnswer)

@@ -78,6 +78,28 @@ def basic_header(creds: Credentials) -> str:
     return "Basic " + base64.b64encode(raw).decode()
 
 
+_MIN_SECRET = 8
+"""Shorter values are not cut out of messages: common as parts of words and names (a
+password ``wrong`` in a repository ``wrong-password``), they would garble them."""
+
+
+def secrets_of(creds: Credentials) -> list[str]:
+    """The values of ``creds`` never to show (password, tokens, the Basic header's base64),
+    longest first."""
+    values = [creds.password, creds.identity_token, creds.registry_token]
+    if creds.username or creds.password:
+        values.append(basic_header(creds).partition(" ")[2])
+    return sorted({v for v in values if len(v) >= _MIN_SECRET}, key=len, reverse=True)
+
+
+def scrub(text: str, creds: Credentials) -> str:
+    """``text`` with every secret of ``creds`` replaced by ``[redacted]`` (an answer that
+    echoes what it was sent, e.g. a token server's "invalid refresh token <token>")."""
+    for secret in secrets_of(creds):
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class TokenRequest:
     """A token request to make: method, URL, headers, body (OAuth2 POST or token GET)."""

@@ -31,6 +31,7 @@ import contextvars
 import hashlib
 import logging
 import random
+import re
 import ssl
 import time
 import urllib.parse
@@ -80,6 +81,7 @@ _ERROR_STATUS = frozenset({408, 500, 502, 503, 504})
 signals (429; 503 with Retry-After)."""
 _USER_AGENT = f"manyfest/{__version__}"
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+_URL_HEADERS = frozenset({"location", "content-location"})
 
 T = TypeVar("T")
 
@@ -646,13 +648,15 @@ class Transport:
                 failure = exc
 
     def _check_retryable(self, state: _RegistryState, what: str, method: str,
-                         resp: Response) -> None:
+                         resp: Response, creds_of: _RegistryState | None = None) -> None:
         """Raise :class:`_Retryable` for a throttle signal or a retryable error status.
 
         A throttle signal's wait is the registry's pause (the throttle took its hint).
+        The error's words have the secrets of ``creds_of`` (default: ``state``) cut out.
         """
         if resp.status < 400:
             return
+        resp = self._scrubbed(creds_of or state, resp)
         signal = signal_of(resp.status, resp.headers, resp.body,
                            {d.code for d in errormap.error_details(resp.body, resp.headers)})
         if signal.throttled:
@@ -671,10 +675,23 @@ class Transport:
         raise self._error(call, what, resp)
 
     def _error(self, call: _Call, what: str, resp: Response) -> RegistryError:
+        resp = self._scrubbed(call.state, resp)
         error = errormap.registry_error(what, call.method, resp)
         if resp.status == 401:
             error = self._unauthorized(call.state, what, resp, error)
         return error
+
+    def _scrubbed(self, state: _RegistryState, resp: Response) -> Response:
+        """``resp`` with the registry's secrets cut out of its body, should the answer have
+        echoed them (the body's words go into error messages)."""
+        creds = state.auth.credentials
+        if creds is None or creds.anonymous or not resp.body:
+            return resp
+        text = resp.body.decode(errors="replace")
+        scrubbed = flow.scrub(text, creds)
+        if scrubbed == text:
+            return resp
+        return Response(resp.status, resp.headers, scrubbed.encode(), resp.url)
 
     def _unauthorized(
         self, state: _RegistryState, what: str, resp: Response, error: RegistryError
@@ -736,7 +753,7 @@ class Transport:
         for first in (True, False):
             auth, token = await self._authorization(state, call.scopes)
             headers = dict(call.headers or {})
-            if auth is not None:
+            if auth is not None and self._may_send_credentials(state, call.url):
                 headers["Authorization"] = auth
             async with self._open(state, call.method, call.url, headers, None,
                                   ssl_ctx=self._ssl_for(state, call.url), what=call.what,
@@ -772,10 +789,18 @@ class Transport:
             raise self._tls_error(state, exc.cause) from exc.cause
 
     def _may_send_credentials(self, state: _RegistryState, url: str) -> bool:
+        """True when ``url`` is the registry's own address (host and port), in HTTPS or, for
+        an insecure registry, in plain HTTP.
+
+        The port compared is the one the registry is reached on: ``http://host/`` and
+        ``http://host:80/`` are one address (registries write ``Location`` from the ``Host``
+        header, which omits a default port), ``https://host:80/`` is another.
+        """
         parts = urllib.parse.urlsplit(url)
-        if parts.netloc != state.api_host:
+        if parts.scheme != "https" and not state.insecure:
             return False
-        return parts.scheme == "https" or state.insecure
+        own = _address(state.api_host, state.scheme or parts.scheme)
+        return own is not None and _address(parts.netloc, parts.scheme) == own
 
     async def _authorization(
         self, state: _RegistryState, scopes: Scopes
@@ -812,7 +837,9 @@ class Transport:
                 f"{registry} asked for a bearer token without a realm",
                 status=401, method="GET", url="",
             )
-        realm = self._url(state, chal.realm)
+        # User info in a realm is not ours to send (nor to show): the request carries the
+        # registry's credentials, and aiohttp refuses both at once.
+        realm = _without_user_info(self._url(state, chal.realm))
         creds = await self._credentials(state)
         realm_state = self._realm_state(state, realm)
         netloc = urllib.parse.urlsplit(realm).netloc
@@ -861,7 +888,9 @@ class Transport:
                 raise self._tls_error(realm, exc.cause) from exc.cause
             if resp.status == 200:
                 return resp
-            self._check_retryable(realm, what, method, resp)
+            # The realm's state has no credentials: the registry's are cut out of errors.
+            self._check_retryable(realm, what, method, resp, creds_of=registry_state)
+            resp = self._scrubbed(registry_state, resp)
             if resp.status in (401, 403):
                 error = AuthenticationError(
                     what, status=resp.status, method=method, url=errormap.redact(url),
@@ -903,6 +932,32 @@ def _final(failure: _Retryable, deadline: float, *, retried: bool) -> ManyfestEr
     elif isinstance(error, RegistryError | TransportError):
         error.message = f"{error.message} (still failing after {deadline:g} s of retries)"
     return error
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_USER_INFO = re.compile(r"(?<=://)[^/@\s\"']+@")
+"""User info in a URL written inside a header value (``realm="https://user:pw@host/"``)."""
+
+
+def _without_user_info(url: str) -> str:
+    """``url`` without ``user:password@``."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _address(netloc: str, scheme: str) -> tuple[str, int] | None:
+    """(lowercase host, port) of ``netloc`` reached in ``scheme`` (default port filled in);
+    None when it has user info or no valid port."""
+    parts = urllib.parse.urlsplit(f"{scheme}://{netloc}")
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return None
+    if "@" in netloc or not parts.hostname or port is None:
+        return None
+    return parts.hostname.lower(), port
 
 
 def _response(resp: aiohttp.ClientResponse, body: bytes) -> Response:
@@ -950,20 +1005,31 @@ def _too_large(resp: aiohttp.ClientResponse, limit: int, what: str) -> Transport
 
 
 def _redacted_headers(headers: Mapping[str, str]) -> str:
+    """``Name: value; ...`` with credentials replaced by ``[redacted]`` (their scheme kept),
+    the query of ``Location`` URLs dropped (pre-signed storage URLs carry credentials) and
+    user info in URLs (a challenge's realm) redacted."""
     out = []
     for name, value in headers.items():
-        if name.lower() in _SECRET_HEADERS:
+        lower = name.lower()
+        if lower in _SECRET_HEADERS:
             scheme = value.split(" ", 1)[0] if " " in value else ""
             value = f"{scheme} [redacted]".strip()
-        out.append(f"{name}: {value}")
+        elif lower in _URL_HEADERS and "?" in value:
+            value = errormap.redact(value) + "?[redacted]"
+        out.append(f"{name}: {_USER_INFO.sub('[redacted]@', value)}")
     return "; ".join(out)
 
 
 def _log_exchange(method: str, url: str, headers: Mapping[str, str],
                   resp: aiohttp.ClientResponse, seconds: float) -> None:
+    """One debug line per exchange: request, status, time, headers (redacted); a redirect
+    followed shows where the answer came from (without its query)."""
+    final = str(resp.url)
+    via = f" (redirected to {errormap.redact(final)})" if resp.history else ""
     log.debug(
-        "%s %s -> %d in %.3f s; sent {%s}; got {%s}", method, errormap.redact(url),
-        resp.status, seconds, _redacted_headers(headers), _redacted_headers(resp.headers),
+        "%s %s -> %d%s in %.3f s; sent {%s}; got {%s}", method, errormap.redact(url),
+        resp.status, via, seconds, _redacted_headers(headers),
+        _redacted_headers(resp.headers),
     )
 
 

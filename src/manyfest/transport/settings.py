@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from manyfest.errors import UsageError
-from manyfest.reference import is_loopback
+from manyfest.reference import is_loopback, registry_aliases
 
 DEFAULT_CONCURRENCY = 64
 """Requests in flight per registry (chosen by measurement, see README "Benchmarks")."""
@@ -87,9 +87,13 @@ class Settings:
         return self.registry_concurrency.get(registry, self.concurrency)
 
     def is_insecure(self, registry: str) -> bool:
-        """True when ``registry`` may skip TLS verification and fall back to plain HTTP."""
+        """True when ``registry`` may skip TLS verification and fall back to plain HTTP.
+
+        A registry marked insecure under either spelling (``host`` or ``host:80``, one
+        registry: :func:`manyfest.reference.registry_key`) is insecure in both.
+        """
         return (
             self.insecure
-            or registry in self.insecure_registries
+            or any(alias in self.insecure_registries for alias in registry_aliases(registry))
             or (self.loopback_insecure and is_loopback(registry))
         )

@@ -38,9 +38,16 @@ _CLIENT_CERT_REASONS = frozenset(
 
 
 def _entries(directory: Path) -> list[Path]:
-    """The files of a certs.d host folder, sorted; [] when it is missing or unreadable."""
+    """The files of a certs.d host folder, sorted; [] when it is missing or unreadable.
+
+    Unreadable: not listable, or listable but not searchable (mode ``r--``: its files could
+    not be opened). A file there that is itself unreadable is an error when loaded.
+    """
     try:
-        return sorted(directory.iterdir())
+        entries = sorted(directory.iterdir())
+        for entry in entries[:1]:
+            entry.lstat()  # EACCES when the folder cannot be searched
+        return entries
     except OSError as exc:  # missing, not a directory, or unreadable: absent, as in docker
         if not isinstance(exc, FileNotFoundError | NotADirectoryError):
             log.debug("ignoring %s: %s", directory, exc.strerror or exc)
