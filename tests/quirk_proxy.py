@@ -35,6 +35,9 @@ class QuirkProxy:
     before: list[Before] = field(default_factory=list)
     after: list[After] = field(default_factory=list)
     seen: Counter[str] = field(default_factory=Counter)
+    streaming: bool = False
+    """Forward blob bodies chunk by chunk (both ways) instead of reading them whole: for
+    big layers, when no ``after`` hook needs the whole answer."""
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
@@ -56,6 +59,8 @@ class QuirkProxy:
             answer = await quirk(request)
             if answer is not None:
                 return answer
+        if self.streaming and not self.after and "/blobs/" in request.path:
+            return await self.forward_stream(request)
         response = await self.forward(request)
         for hook in self.after:
             response = await hook(request, response)
@@ -77,6 +82,39 @@ class QuirkProxy:
                 out[name] = out[name].replace(self.upstream, self.host)
         return web.Response(status=up.status, body=data if request.method != "HEAD" else None,
                             headers=out)
+
+    async def forward_stream(
+        self, request: web.Request, *, transform: Callable[[int, bytes], bytes] | None = None
+    ) -> web.StreamResponse:
+        """Send ``request`` to the registry streaming both bodies (never held whole).
+
+        ``transform(offset, chunk)`` may change each chunk of the answer's body (``offset``:
+        bytes of the body before this chunk), e.g. to corrupt a blob.
+        """
+        assert self._session is not None
+        qs = request.query_string
+        url = f"http://{self.upstream}{request.path}" + (f"?{qs}" if qs else "")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        data = request.content if request.body_exists else None
+        async with self._session.request(request.method, url, headers=headers, data=data,
+                                         allow_redirects=False) as up:
+            out = {k: v for k, v in up.headers.items() if k.lower() not in _HOP}
+            for name in ("Location", "WWW-Authenticate"):
+                if name in out:
+                    out[name] = out[name].replace(self.upstream, self.host)
+            response = web.StreamResponse(status=up.status, headers=out)
+            if up.content_length is not None:
+                response.content_length = up.content_length
+            await response.prepare(request)
+            if request.method != "HEAD":
+                offset = 0
+                async for chunk in up.content.iter_chunked(1 << 16):
+                    if transform is not None:
+                        chunk = transform(offset, chunk)
+                    offset += len(chunk)
+                    await response.write(chunk)
+            await response.write_eof()
+        return response
 
     def start(self) -> QuirkProxy:
         """Serve in a background thread until :meth:`stop`."""
@@ -189,6 +227,23 @@ def manifest_not_seen_yet(times: int, code: str = "MANIFEST_BLOB_UNKNOWN") -> Be
             body = f'{{"errors":[{{"code":"{code}","message":"blob unknown to registry"}}]}}'
             return web.Response(status=400, body=body.encode(),
                                 headers={"Content-Type": "application/json"})
+        return None
+
+    return quirk
+
+
+def corrupt_blob(proxy: QuirkProxy, digest: str) -> Before:
+    """GETs of blob ``digest`` answer the registry's bytes with the first byte flipped
+    (same length, streamed): a source whose content does not match its digest."""
+
+    def flip(offset: int, chunk: bytes) -> bytes:
+        if offset == 0 and chunk:
+            return bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+        return chunk
+
+    async def quirk(request: web.Request) -> web.StreamResponse | None:
+        if request.method == "GET" and request.path.endswith(f"/blobs/{digest}"):
+            return await proxy.forward_stream(request, transform=flip)
         return None
 
     return quirk
