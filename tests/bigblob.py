@@ -53,8 +53,9 @@ class BigImage:
     layer_size: int
 
 
-async def _upload(session: aiohttp.ClientSession, base: str, repository: str, digest: str,
-                  body: bytes | AsyncIterator[bytes]) -> None:
+async def upload_blob(session: aiohttp.ClientSession, base: str, repository: str, digest: str,
+                      body: bytes | AsyncIterator[bytes]) -> None:
+    """Upload ``body`` (bytes, or chunks as they come) as blob ``digest``: POST, then PUT."""
     async with session.post(f"{base}/v2/{repository}/blobs/uploads/") as resp:
         assert resp.status == 202, f"POST upload: {resp.status} {await resp.text()}"
         location = resp.headers["Location"]
@@ -113,11 +114,11 @@ async def push_big_image(host: str, repository: str, tag: str, seed: str, layer_
     config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        await _upload(session, base, repository, big, stream())
+        await upload_blob(session, base, repository, big, stream())
         for data in small:
-            await _upload(session, base, repository, "sha256:" + hashlib.sha256(data).hexdigest(),
-                          data)
-        await _upload(session, base, repository, config_digest, config)
+            dgst = "sha256:" + hashlib.sha256(data).hexdigest()
+            await upload_blob(session, base, repository, dgst, data)
+        await upload_blob(session, base, repository, config_digest, config)
         manifest = json.dumps({
             "schemaVersion": 2,
             "mediaType": DOCKER_MANIFEST,

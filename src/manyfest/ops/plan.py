@@ -594,10 +594,15 @@ def load(path: Path) -> list[PlanList]:
     """Read and parse a plan file (see :func:`parse_documents`).
 
     Raises:
-        PlanError: the file cannot be read or is not a valid plan.
+        PlanError: the file cannot be read, is not UTF-8 or is not a valid plan.
     """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PlanError(f"cannot read plan {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise PlanError(
+            f"plan {path} is not UTF-8 text (byte {exc.start} is not valid UTF-8)",
+            hint="a plan is a YAML file in UTF-8",
+        ) from None
     return parse_documents(text, str(path))
