@@ -46,7 +46,6 @@ def check(proc: object, code: int, *needles: str) -> str:
     assert returncode == code, stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
-    print(returncode, lines[0])
     return lines[0]
 
 
@@ -416,6 +415,10 @@ def test_list_put_refused_for_its_media_type(proxy: QuirkProxy, ns: str, tmp_pat
     line = check(manyfest("publish", str(plan)), 3, f"{proxy.host}/{ns}/list:1",
                  mediatypes.DOCKER_LIST, str(status), detail, "--media-type oci")
     assert "retry later" not in line
+    line = check(manyfest("publish", "--media-type", "oci", str(plan)), 3,
+                 f"{proxy.host}/{ns}/list:1", mediatypes.OCI_INDEX, str(status), detail,
+                 "--media-type docker")
+    assert "retry later" not in line
     # docker's workflow: push has no --media-type; the advice fits it.
     list_ref = f"{proxy.host}/{ns}/list:2"
     created = manyfest("create", list_ref, f"{proxy.host}/{ns}/app-amd64:1",
@@ -424,3 +427,79 @@ def test_list_put_refused_for_its_media_type(proxy: QuirkProxy, ns: str, tmp_pat
     line = check(manyfest("push", list_ref), 1, list_ref, mediatypes.DOCKER_LIST, str(status),
                  detail, "manyfest publish --media-type oci")
     assert "retry later" not in line
+
+
+# ---------------------------------------------------------------- DOCKER_CONFIG config.json
+
+DOCKER_CONFIGS: dict[str, bytes] = {
+    "garbage": b"{{{ not json",
+    "binary": bytes(range(256)),
+    "list": b"[1, 2]",
+    "auths-int": b'{"auths": 5}',
+    "auth-not-base64": b'{"auths": {"HOST": {"auth": "%%%not base64"}}}',
+    "auth-no-colon": b'{"auths": {"HOST": {"auth": "bm9jb2xvbg=="}}}',
+    "helper-missing": b'{"credHelpers": {"HOST": "manyfest-no-such-helper"}}',
+    "store-int": b'{"credsStore": 7}',
+}
+
+
+def _challenge_everything() -> object:
+    """Every request answers 401 with a Basic challenge: credentials are looked up."""
+    async def before(request: web.Request) -> web.StreamResponse | None:
+        await request.read()
+        return web.Response(status=401, body=b'{"errors":[{"code":"UNAUTHORIZED"}]}',
+                            headers={"WWW-Authenticate": 'Basic realm="test"',
+                                     "Content-Type": "application/json"})
+    return before
+
+
+@pytest.mark.parametrize("name", sorted(DOCKER_CONFIGS))
+def test_bad_docker_config_json(proxy: QuirkProxy, isolated_env: Path, tmp_path: Path,
+                                name: str) -> None:
+    config = isolated_env / ".docker" / "config.json"
+    config.write_bytes(DOCKER_CONFIGS[name].replace(b"HOST", proxy.host.encode()))
+    proxy.before.append(_challenge_everything())  # type: ignore[arg-type]
+    ref = f"{proxy.host}/a/b:1"
+    needle = "manyfest-no-such-helper" if name == "helper-missing" else str(config)
+    check(manyfest("inspect", ref), 1, needle)
+    check(manyfest("create", f"{proxy.host}/a/list:1", ref), 1, needle)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"image: {proxy.host}/a/list:1\nmanifests:\n  - image: {ref}\n")
+    check(manyfest("publish", str(plan)), 3, needle)
+
+
+def test_docker_config_json_is_a_directory(proxy: QuirkProxy, isolated_env: Path) -> None:
+    config = isolated_env / ".docker" / "config.json"
+    config.mkdir()
+    proxy.before.append(_challenge_everything())  # type: ignore[arg-type]
+    check(manyfest("inspect", f"{proxy.host}/a/b:1"), 1, str(config))
+
+
+def test_push_target_answers_an_html_500(proxy: QuirkProxy, ns: str,
+                                         fast_config: dict[str, str]) -> None:
+    seed(proxy.upstream, [(f"{ns}/app-{platform_suffix(p)}:1", p, ns) for p in PLATFORMS[:2]])
+    list_ref = f"{proxy.host}/{ns}/list:1"
+    created = manyfest("create", list_ref, f"{proxy.host}/{ns}/app-amd64:1",
+                       f"{proxy.host}/{ns}/app-arm:1")
+    assert created.returncode == 0, created.stderr
+
+    async def html_500(request: web.Request) -> web.StreamResponse | None:
+        if request.method == "PUT" and request.path == f"/v2/{ns}/list/manifests/1":
+            await request.read()
+            return web.Response(status=500, content_type="text/html",
+                                body=b"<html><title>Bad Gateway Thing</title><p>x</p></html>")
+        return None
+
+    proxy.before.append(html_500)
+    check(manyfest("push", list_ref, env=fast_config), 1, list_ref, "500",
+          "Bad Gateway Thing", "still failing after 0.5 s of retries")
+
+
+def test_the_last_net_words() -> None:
+    from manyfest.cli.main import unexpected
+
+    assert unexpected(NotADirectoryError(20, "Not a directory", "/x/manifests")) == \
+        "/x/manifests: Not a directory; check the path and its permissions"
+    assert unexpected(ExceptionGroup("g", [KeyError("k")])) == (
+        "internal error: KeyError: 'k'; this is a manyfest bug: please report it with the "
+        "output of the same command run with -D")
