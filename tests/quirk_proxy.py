@@ -35,6 +35,8 @@ class QuirkProxy:
     before: list[Before] = field(default_factory=list)
     after: list[After] = field(default_factory=list)
     seen: Counter[str] = field(default_factory=Counter)
+    answered: Counter[str] = field(default_factory=Counter)
+    """Answers the registry gave to streamed requests: ``"<method> <path?query> <status>"``."""
     streaming: bool = False
     """Forward blob bodies chunk by chunk (both ways) instead of reading them whole: for
     big layers, when no ``after`` hook needs the whole answer."""
@@ -98,6 +100,7 @@ class QuirkProxy:
         data = request.content if request.body_exists else None
         async with self._session.request(request.method, url, headers=headers, data=data,
                                          allow_redirects=False) as up:
+            self.answered[f"{request.method} {request.path_qs} {up.status}"] += 1
             out = {k: v for k, v in up.headers.items() if k.lower() not in _HOP}
             for name in ("Location", "WWW-Authenticate"):
                 if name in out:

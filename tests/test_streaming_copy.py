@@ -84,5 +84,10 @@ def test_corrupt_source_blob_fails_the_list(registry: RegistryServer, proxy: Qui
     assert proxy.count("GET", f"/blobs/{image.layer_digest}") == 1  # not retried
     status, _ = anyio.run(lambda: blob_status(registry.host, f"{ns}/app", image.layer_digest))
     assert status == 404
+    # manyfest withheld the last chunk: the registry never got a whole upload to judge (it
+    # would have answered 400 DIGEST_INVALID), so no upload PUT was answered at all.
+    hex_digest = image.layer_digest.partition(":")[2]
+    uploads = [key for key in proxy.answered if key.startswith("PUT ") and hex_digest in key]
+    assert uploads == [], uploads
     # The tag was never written.
     assert proxy.count("PUT", f"/v2/{ns}/app/manifests/1") == 0

@@ -175,11 +175,18 @@ class BlobStream:
                                  else "sha256")
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        # Each chunk is passed on only once the next one has come, and the last one only
+        # once the digest has been checked: with wrong bytes, the upload fed from this stream
+        # ends short of its Content-Length and the target never completes it (not even a
+        # registry that would not check the digest itself).
+        held = b""
         try:
             async for chunk in self._resp.content.iter_chunked(CHUNK):
                 self._hash.update(chunk)
                 self.size += len(chunk)
-                yield chunk
+                if held:
+                    yield held
+                held = chunk
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.failure = TransportError(f"{self.what}: {errormap.describe(exc)}")
             raise
@@ -189,6 +196,8 @@ class BlobStream:
                 f"{self.what}: content has digest {actual}, expected {self.digest}"
             )
             raise self.failure
+        if held:
+            yield held
 
 
 class Transport:
