@@ -140,7 +140,9 @@ def test_huge_plan_file(tmp_path: Path) -> None:
         line = b"# " + b"x" * 1022 + b"\n"
         for _ in range(64 * 1024):  # 64 MiB
             fh.write(line)
-    check(manyfest("publish", str(plan)), 2, str(plan))
+    check(manyfest("publish", str(plan)), 2, f"plan {plan} is larger than 32 MiB")
+    # An endless file is read up to the limit, not forever.
+    check(manyfest("publish", "/dev/zero"), 2, "plan /dev/zero is larger than 32 MiB")
 
 
 def test_missing_plan_and_directory_as_plan(tmp_path: Path) -> None:
@@ -206,6 +208,11 @@ def test_config_file_missing_or_a_directory(tmp_path: Path, command: str) -> Non
     check(proc, 2, "nope")
     proc = manyfest(*_COMMANDS[command], env={"MANYFEST_CONFIG": str(tmp_path)})
     check(proc, 2, str(tmp_path))
+
+
+def test_endless_config_file() -> None:
+    proc = manyfest("inspect", "127.0.0.1:1/a/b:1", env={"MANYFEST_CONFIG": "/dev/zero"})
+    check(proc, 2, "/dev/zero: larger than 1 MiB")
 
 
 def test_bad_environment_flag() -> None:
