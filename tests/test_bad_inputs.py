@@ -171,6 +171,8 @@ CONFIGS: dict[str, bytes] = {
     "concurrency-float": b"concurrency: 1.5\n",
     "deadline-negative": b"error_retry_deadline: -1\n",
     "deadline-str": b"retry_deadline: soon\n",
+    "deadline-nan": b"error_retry_deadline: .nan\n",  # compares false: retried forever
+    "timeout-inf": b"read_timeout: .inf\n",
     "registries-list": b"registries: [a, b]\n",
     "registry-scalar": b"registries:\n  r.example.com: 5\n",
     "registry-insecure-str": b"registries:\n  r.example.com: {insecure: maybe}\n",

@@ -24,6 +24,7 @@ variables (``MANYFEST_LOOPBACK_INSECURE``, ``MANYFEST_CERTS_DIR``) win over the 
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def load(path: Path | None = None) -> ConfigFile:
                           ("retry_deadline", config.retry_deadline),
                           ("error_retry_deadline", config.error_retry_deadline),
                           ("retry_max_wait", config.retry_max_wait)):
-        if seconds is not None and seconds <= 0:
+        if seconds is not None and not (0 < seconds < math.inf):  # NaN fails too
             raise ConfigError(f"{path}: {name} must be more than 0 seconds, got {seconds}")
     return config
 
