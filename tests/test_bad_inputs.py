@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -512,3 +514,45 @@ def test_the_last_net_words() -> None:
     assert unexpected(ExceptionGroup("g", [KeyError("k")])) == (
         "internal error: KeyError: 'k'; this is a manyfest bug: please report it with the "
         "output of the same command run with -D")
+
+
+@pytest.fixture
+def not_http() -> Iterator[str]:
+    """A loopback server that answers ``GET /v2/`` in HTTP and anything else as SSH would."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            data = conn.recv(65536)  # a TLS ClientHello, or the start of a request
+            if data.startswith(b"GET /v2/ "):
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n"
+                             b"\r\n{}")
+            else:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (close alone does not)
+    server.close()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_an_answer_that_is_not_http(not_http: str) -> None:
+    ref = f"{not_http}/a/b:1"
+    check(manyfest("inspect", ref), 1,
+          f"GET http://{not_http}/v2/a/b/manifests/1: the answer is not valid HTTP (",
+          "SSH-2.0-OpenSSH_9.2", "check the registry's address and port")

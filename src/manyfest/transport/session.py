@@ -489,6 +489,10 @@ class Transport:
                         throttle.release()
                         held = False
                     yield resp
+            except aiohttp.ClientResponseError as exc:
+                # aiohttp could not parse the answer as HTTP (another protocol on the port, a
+                # malformed status line or header): not worth another try.
+                raise errormap.not_http(method, url, exc) from exc
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                 if tls.is_tls_failure(exc, url, handshake=handshake):
                     # No HTTP request happened: the TLS handshake failed.
