@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -86,18 +86,28 @@ class QuirkProxy:
                             headers=out)
 
     async def forward_stream(
-        self, request: web.Request, *, transform: Callable[[int, bytes], bytes] | None = None
+        self, request: web.Request, *, transform: Callable[[int, bytes], bytes] | None = None,
+        pause: float = 0,
     ) -> web.StreamResponse:
         """Send ``request`` to the registry streaming both bodies (never held whole).
 
         ``transform(offset, chunk)`` may change each chunk of the answer's body (``offset``:
-        bytes of the body before this chunk), e.g. to corrupt a blob.
+        bytes of the body before this chunk), e.g. to corrupt a blob. ``pause``: seconds
+        waited before passing on each 64 KiB of the request's body (a slow link).
         """
         assert self._session is not None
         qs = request.query_string
         url = f"http://{self.upstream}{request.path}" + (f"?{qs}" if qs else "")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
-        data = request.content if request.body_exists else None
+
+        async def paced() -> AsyncIterator[bytes]:
+            async for chunk in request.content.iter_chunked(1 << 16):
+                await asyncio.sleep(pause)
+                yield chunk
+
+        data: object = None
+        if request.body_exists:
+            data = paced() if pause else request.content
         async with self._session.request(request.method, url, headers=headers, data=data,
                                          allow_redirects=False) as up:
             self.answered[f"{request.method} {request.path_qs} {up.status}"] += 1
@@ -247,6 +257,19 @@ def corrupt_blob(proxy: QuirkProxy, digest: str) -> Before:
     async def quirk(request: web.Request) -> web.StreamResponse | None:
         if request.method == "GET" and request.path.endswith(f"/blobs/{digest}"):
             return await proxy.forward_stream(request, transform=flip)
+        return None
+
+    return quirk
+
+
+def slow_upload(proxy: QuirkProxy, digest: str, pause: float) -> Before:
+    """The upload PUT of blob ``digest`` reaches the registry ``pause`` seconds per 64 KiB
+    later (a slow link: the whole upload takes at least size / 64 KiB * pause seconds)."""
+    hex_digest = digest.partition(":")[2]
+
+    async def quirk(request: web.Request) -> web.StreamResponse | None:
+        if request.method == "PUT" and hex_digest in request.query_string:
+            return await proxy.forward_stream(request, pause=pause)
         return None
 
     return quirk

@@ -14,7 +14,8 @@ import pytest
 
 from benchmarks.registry_server import RegistryServer
 from tests.bigblob import MIB, blob_digest, blob_status, push_big_image
-from tests.quirk_proxy import QuirkProxy, corrupt_blob, mount_answers_202
+from tests.helpers import manyfest
+from tests.quirk_proxy import QuirkProxy, corrupt_blob, mount_answers_202, slow_upload
 
 RSS_LIMIT_MB = 150
 
@@ -62,7 +63,9 @@ def test_300_mib_layer_is_copied_streaming(registry: RegistryServer, proxy: Quir
     dgst, size = anyio.run(lambda: blob_digest(registry.host, f"{ns}/app", image.layer_digest))
     assert (dgst, size) == (image.layer_digest, 300 * MIB)
     print(f"manyfest peak RSS copying a 300 MiB layer: {maxrss_kib / 1024:.0f} MB")
-    assert maxrss_kib / 1024 < RSS_LIMIT_MB, f"peak RSS {maxrss_kib / 1024:.0f} MB"
+    assert maxrss_kib / 1024 < RSS_LIMIT_MB, (
+        f"peak RSS {maxrss_kib / 1024:.0f} MB; retries {result['retries']}, "
+        f"{result['duration_s']} s; {stderr}")
 
 
 def test_corrupt_source_blob_fails_the_list(registry: RegistryServer, proxy: QuirkProxy,
@@ -91,3 +94,25 @@ def test_corrupt_source_blob_fails_the_list(registry: RegistryServer, proxy: Qui
     assert uploads == [], uploads
     # The tag was never written.
     assert proxy.count("PUT", f"/v2/{ns}/app/manifests/1") == 0
+
+
+def test_a_copy_may_take_longer_than_read_timeout(registry: RegistryServer, proxy: QuirkProxy,
+                                                  ns: str, tmp_path: Path) -> None:
+    """read_timeout bounds each read of a streamed copy, not the whole copy (Settings)."""
+    image = anyio.run(lambda: push_big_image(registry.host, f"{ns}/big", "1", ns, 16 * MIB))
+    # 256 pieces of 64 KiB, 10 ms each: the upload takes at least 2.56 s, more than the 1 s
+    # read_timeout below, however fast the machine; no single read waits near 1 s.
+    proxy.before.append(slow_upload(proxy, image.layer_digest, 0.01))
+    proxy.before.append(mount_answers_202(proxy))
+    config = tmp_path / "manyfest.yaml"
+    config.write_text("read_timeout: 1\nerror_retry_deadline: 1\n")
+    proc = manyfest("publish", "--json", str(_plan(tmp_path, proxy.host, ns)),
+                    env={"MANYFEST_CONFIG": str(config)})
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads(proc.stdout)["results"]
+    assert (result["status"], result["retries"]) == ("created", 0)
+    hex_digest = image.layer_digest.partition(":")[2]
+    assert [key.rsplit(" ", 1)[1] for key in proxy.answered
+            if key.startswith("PUT ") and hex_digest in key] == ["201"]
+    dgst, size = anyio.run(lambda: blob_digest(registry.host, f"{ns}/app", image.layer_digest))
+    assert (dgst, size) == (image.layer_digest, 16 * MIB)
