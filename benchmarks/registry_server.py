@@ -52,6 +52,10 @@ class RegistryServer:
             present a certificate issued by one of them.
         address: the loopback IPv4 address to listen on (``127.0.0.1``; any of 127.0.0.0/8).
         port: the port to listen on (0: a free one; 80 needs root).
+        drain_timeout: seconds :meth:`stop` lets requests in flight finish (``http.
+            draintimeout``: on SIGTERM the registry stops accepting, then drains), as an
+            orderly restart does; 0 (default) exits at once, which can leave a write half done
+            in its storage.
     """
 
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="manyfest-reg-")))
@@ -60,6 +64,7 @@ class RegistryServer:
     token: dict[str, str] | None = None
     client_cas: tuple[Path, ...] = ()
     address: str = "127.0.0.1"
+    drain_timeout: float = 0
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     _counted_bytes: int = field(default=0, repr=False)
@@ -96,6 +101,8 @@ class RegistryServer:
             "  headers:",
             "    X-Content-Type-Options: [nosniff]",
         ]
+        if self.drain_timeout:
+            lines.append(f"  draintimeout: {self.drain_timeout:g}s")
         if self.tls:
             lines += ["  tls:", f"    certificate: {self.tls[0]}", f"    key: {self.tls[1]}"]
             if self.client_cas:
@@ -149,7 +156,7 @@ class RegistryServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=10 + self.drain_timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

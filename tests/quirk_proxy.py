@@ -15,13 +15,14 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 
 from benchmarks.ratelimit import (
+    HOP_HEADERS,
     Bucket,
     Policy,
     Refusal,
@@ -49,6 +50,11 @@ class QuirkProxy:
     after: list[After] = field(default_factory=list)
     seen: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0
+    answered: Counter[str] = field(default_factory=Counter)
+    """Answers the registry gave to streamed requests: ``"<method> <path?query> <status>"``."""
+    streaming: bool = False
+    """Forward blob bodies chunk by chunk (both ways) instead of reading them whole: for
+    big layers, when no ``after`` hook needs the whole answer."""
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
@@ -72,6 +78,8 @@ class QuirkProxy:
                 answer = await quirk(request)
                 if answer is not None:
                     return answer
+            if self.streaming and not self.after and "/blobs/" in request.path:
+                return await self.forward_stream(request)
             response = await self.forward(request)
             for hook in self.after:
                 response = await hook(request, response)
@@ -93,6 +101,50 @@ class QuirkProxy:
         :func:`benchmarks.ratelimit.forward`."""
         assert self._session is not None
         return await forward(self._session, self.upstream, self.host, request, query=query)
+
+    async def forward_stream(
+        self, request: web.Request, *, transform: Callable[[int, bytes], bytes] | None = None,
+        pause: float = 0,
+    ) -> web.StreamResponse:
+        """Send ``request`` to the registry streaming both bodies (never held whole).
+
+        ``transform(offset, chunk)`` may change each chunk of the answer's body (``offset``:
+        bytes of the body before this chunk), e.g. to corrupt a blob. ``pause``: seconds
+        waited before passing on each 64 KiB of the request's body (a slow link).
+        """
+        assert self._session is not None
+        qs = request.query_string
+        url = f"http://{self.upstream}{request.path}" + (f"?{qs}" if qs else "")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+
+        async def paced() -> AsyncIterator[bytes]:
+            async for chunk in request.content.iter_chunked(1 << 16):
+                await asyncio.sleep(pause)
+                yield chunk
+
+        data: object = None
+        if request.body_exists:
+            data = paced() if pause else request.content
+        async with self._session.request(request.method, url, headers=headers, data=data,
+                                         allow_redirects=False) as up:
+            self.answered[f"{request.method} {request.path_qs} {up.status}"] += 1
+            out = {k: v for k, v in up.headers.items() if k.lower() not in HOP_HEADERS}
+            for name in ("Location", "WWW-Authenticate"):
+                if name in out:
+                    out[name] = out[name].replace(self.upstream, self.host)
+            response = web.StreamResponse(status=up.status, headers=out)
+            if up.content_length is not None:
+                response.content_length = up.content_length
+            await response.prepare(request)
+            if request.method != "HEAD":
+                offset = 0
+                async for chunk in up.content.iter_chunked(1 << 16):
+                    if transform is not None:
+                        chunk = transform(offset, chunk)
+                    offset += len(chunk)
+                    await response.write(chunk)
+            await response.write_eof()
+        return response
 
     def start(self) -> QuirkProxy:
         """Serve in a background thread until :meth:`stop`."""
@@ -333,6 +385,23 @@ def oversized_manifest(path: str, size: int, *, chunked: bool = False) -> Before
     return quirk
 
 
+def corrupt_blob(proxy: QuirkProxy, digest: str) -> Before:
+    """GETs of blob ``digest`` answer the registry's bytes with the first byte flipped
+    (same length, streamed): a source whose content does not match its digest."""
+
+    def flip(offset: int, chunk: bytes) -> bytes:
+        if offset == 0 and chunk:
+            return bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+        return chunk
+
+    async def quirk(request: web.Request) -> web.StreamResponse | None:
+        if request.method == "GET" and request.path.endswith(f"/blobs/{digest}"):
+            return await proxy.forward_stream(request, transform=flip)
+        return None
+
+    return quirk
+
+
 class Hold:
     """A quirk that holds requests matching ``method`` and ``fragment`` until released.
 
@@ -374,3 +443,16 @@ class Hold:
         event = self._event
         if loop is not None and event is not None:
             loop.call_soon_threadsafe(event.set)
+
+
+def slow_upload(proxy: QuirkProxy, digest: str, pause: float) -> Before:
+    """The upload PUT of blob ``digest`` reaches the registry ``pause`` seconds per 64 KiB
+    later (a slow link: the whole upload takes at least size / 64 KiB * pause seconds)."""
+    hex_digest = digest.partition(":")[2]
+
+    async def quirk(request: web.Request) -> web.StreamResponse | None:
+        if request.method == "PUT" and hex_digest in request.query_string:
+            return await proxy.forward_stream(request, pause=pause)
+        return None
+
+    return quirk

@@ -24,6 +24,7 @@ variables (``MANYFEST_LOOPBACK_INSECURE``, ``MANYFEST_CERTS_DIR``) win over the 
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -62,6 +63,10 @@ class ConfigFile(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     registries: dict[str, RegistryConfig] = msgspec.field(default_factory=dict)
 
 
+CONFIG_LIMIT = 1024 * 1024
+"""Largest configuration file read, in bytes (so ``/dev/zero`` is refused, not read forever)."""
+
+
 def config_path() -> Path:
     """``$MANYFEST_CONFIG``, else ``<user config dir>/manyfest/config.yaml``."""
     env = os.environ.get("MANYFEST_CONFIG")
@@ -72,12 +77,14 @@ def load(path: Path | None = None) -> ConfigFile:
     """Read the configuration file (defaults when it does not exist).
 
     Raises:
-        ConfigError: unreadable, not YAML, unknown keys or wrong types (names the key).
+        ConfigError: unreadable, larger than :data:`CONFIG_LIMIT`, not YAML, unknown keys or
+            wrong types (names the key).
     """
     named = path is not None or bool(os.environ.get("MANYFEST_CONFIG"))
     path = path or config_path()
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(CONFIG_LIMIT + 1)
     except FileNotFoundError:
         if named:  # a file the user named must exist; the default one may not
             raise ConfigError(
@@ -87,6 +94,9 @@ def load(path: Path | None = None) -> ConfigFile:
         return ConfigFile()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    if len(data) > CONFIG_LIMIT:
+        raise ConfigError(f"{path}: larger than {CONFIG_LIMIT // 1024 // 1024} MiB: not a "
+                          "configuration file")
     try:
         config = msgspec.yaml.decode(data or b"{}", type=ConfigFile)
     except msgspec.ValidationError as exc:
@@ -104,7 +114,7 @@ def load(path: Path | None = None) -> ConfigFile:
                           ("retry_deadline", config.retry_deadline),
                           ("error_retry_deadline", config.error_retry_deadline),
                           ("retry_max_wait", config.retry_max_wait)):
-        if seconds is not None and seconds <= 0:
+        if seconds is not None and not (0 < seconds < math.inf):  # NaN fails too
             raise ConfigError(f"{path}: {name} must be more than 0 seconds, got {seconds}")
     return config
 

@@ -614,4 +614,27 @@ def run() -> None:
     except KeyboardInterrupt:
         stderr.print(Interrupted("interrupted").one_line(), markup=False)
         sys.exit(130)
+    except Exception as exc:  # the last net: one line, never a traceback (unless -D)
+        if _state["debug"]:
+            raise
+        stderr.print(unexpected(exc), markup=False)
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def unexpected(exc: BaseException) -> str:
+    """One line for an exception no layer mapped to a :class:`ManyfestError`.
+
+    An ``OSError`` (a local file or directory: the store, ``$DOCKER_CONFIG``) says which path
+    and why; anything else is a manyfest bug, said so, with how to see the traceback.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        exc = first_error(exc)
+    if isinstance(exc, ManyfestError):
+        return exc.one_line()
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}; check the path and its permissions"
+    text = " ".join(str(exc).split()) or "no detail"
+    return (f"internal error: {type(exc).__name__}: {text}; this is a manyfest bug: please "
+            "report it with the output of the same command run with -D")

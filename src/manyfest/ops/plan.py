@@ -602,14 +602,33 @@ def _validate(spec: ListSpec, where: str, number: int) -> PlanList:
     return PlanList(target, extra, dict(spec.annotations), tuple(entries), number)
 
 
+PLAN_LIMIT = 32 * 1024 * 1024
+"""Largest plan file read, in bytes (a 1,000-list plan is about 200 KiB)."""
+
+
 def load(path: Path) -> list[PlanList]:
-    """Read and parse a plan file (see :func:`parse_documents`).
+    """Read and parse a plan file (see :func:`parse_documents`), at most
+    :data:`PLAN_LIMIT` bytes.
 
     Raises:
-        PlanError: the file cannot be read or is not a valid plan.
+        PlanError: the file cannot be read, is larger than :data:`PLAN_LIMIT` (or endless,
+            like ``/dev/zero``), is not UTF-8 or is not a valid plan.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            data = fh.read(PLAN_LIMIT + 1)
     except OSError as exc:
         raise PlanError(f"cannot read plan {path}: {exc.strerror}") from exc
+    if len(data) > PLAN_LIMIT:
+        raise PlanError(
+            f"plan {path} is larger than {PLAN_LIMIT // (1024 * 1024)} MiB",
+            hint="a plan of thousands of lists is a few MiB: check the file, or split it",
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlanError(
+            f"plan {path} is not UTF-8 text (byte {exc.start} is not valid UTF-8)",
+            hint="a plan is a YAML file in UTF-8",
+        ) from None
     return parse_documents(text, str(path))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+import msgspec
+
 from manyfest import digest as digests
 from manyfest import mediatypes
 from manyfest.auth.tokens import scope
@@ -358,15 +360,59 @@ class RegistryClient:
 
 
 def _decode(ref: Reference, resp: Response) -> Manifest:
-    """The manifest in an answer; errors name the reference.
+    """The manifest in an answer, its shape checked now; errors name the reference.
 
     Raises:
-        UnsupportedMediaTypeError: not JSON, or not a media type manyfest uses (schema 1).
+        UnsupportedMediaTypeError: not JSON, a Docker schema 1 manifest, not a media type
+            manyfest uses, or fields of the wrong type for its media type (a list whose
+            ``manifests`` is not a list of descriptors, say).
     """
+    content_type = resp.headers.get("Content-Type", "")
+    if not resp.body.strip():
+        raise UnsupportedMediaTypeError(
+            f"{ref}: the registry answered {resp.status} with an empty manifest body",
+            hint="the registry or a proxy in front of it is broken: check its logs",
+        )
     try:
-        return Manifest.from_bytes(resp.body, resp.headers.get("Content-Type", ""))
+        manifest = Manifest.from_bytes(resp.body, content_type)
     except UnsupportedMediaTypeError as exc:
+        if _is_schema1(resp.body, content_type):
+            served = mediatypes.base(content_type) or "schemaVersion 1"
+            raise UnsupportedMediaTypeError(
+                f"{ref}: a Docker schema 1 manifest ({served}): schema 1 is deprecated and "
+                "not supported",
+                hint="push the image again with a current docker or buildah, or convert it "
+                "(skopeo copy --format v2s2)",
+            ) from exc
         raise UnsupportedMediaTypeError(f"{ref}: {exc.message}", hint=exc.hint) from exc
+    try:
+        if manifest.is_index:
+            manifest.index()
+        else:
+            manifest.blobs()
+    except msgspec.ValidationError as exc:
+        raise UnsupportedMediaTypeError(
+            f"{ref}: not a valid {manifest.media_type}: {exc}",
+            hint="the registry holds a malformed manifest: push the image again",
+        ) from exc
+    return manifest
+
+
+_SCHEMA1_TYPES = frozenset({
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+})
+
+
+def _is_schema1(body: bytes, content_type: str) -> bool:
+    """True for a Docker schema 1 manifest (by Content-Type or ``schemaVersion: 1``)."""
+    if mediatypes.base(content_type) in _SCHEMA1_TYPES:
+        return True
+    try:
+        probe = msgspec.json.decode(body, type=dict[str, object])
+    except msgspec.DecodeError:
+        return False
+    return probe.get("schemaVersion") == 1
 
 
 _REFUSED_TYPE_CODES = frozenset({"MANIFEST_INVALID", "UNSUPPORTED", "MANIFEST_UNSUPPORTED"})
@@ -388,7 +434,8 @@ def _media_type_advice(manifest: Manifest, *, built: bool) -> str:
         other = "oci" if manifest.media_type == mediatypes.DOCKER_LIST else "docker"
         return (
             f"the registry does not accept {manifest.media_type}; this will not change by "
-            f"retrying: publish the list as the other type with --media-type {other}"
+            f"retrying: publish the list as the other type (manyfest publish --media-type "
+            f"{other})"
         )
     return (
         f"the registry does not accept {manifest.media_type}; this will not change by "

@@ -182,6 +182,20 @@ def connection_error(method: str, url: str, exc: BaseException, *, insecure: boo
     return TransportError(f"{where}: {text}", hint=hint)
 
 
+def not_http(method: str, url: str, exc: aiohttp.ClientResponseError) -> TransportError:
+    """A :class:`TransportError` for an answer that is not HTTP (aiohttp's parser refused it).
+
+    The parser's message (``Bad status line ... b'SSH-2.0-OpenSSH_9.2'``) is kept on one line.
+    """
+    detail = " ".join(str(exc.message).split()) or type(exc).__name__
+    error = TransportError(
+        f"{method} {redact(url)}: the answer is not valid HTTP ({detail})",
+        hint="check the registry's address and port: something else answers there",
+    )
+    error.retryable = False
+    return error
+
+
 def redact(url: str) -> str:
     """``url`` without user info and query (which may carry credentials or upload state)."""
     parts = urllib.parse.urlsplit(url)

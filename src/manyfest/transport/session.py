@@ -76,6 +76,8 @@ ERROR_BODY_LIMIT = 64 * 1024
 """Largest error body read; the rest is not needed to say what went wrong."""
 CHUNK = 1 << 16
 """Bytes read at a time from a streamed body."""
+MIN_UPLOAD_RATE = 256 * 1024
+"""Bytes per second a streamed upload may not stay below (on average) without failing."""
 _ERROR_STATUS = frozenset({408, 500, 502, 503, 504})
 """Statuses retried as errors (within ``error_retry_deadline``) unless they are throttle
 signals (429; 503 with Retry-After)."""
@@ -178,11 +180,18 @@ class BlobStream:
                                  else "sha256")
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        # Each chunk is passed on only once the next one has come, and the last one only
+        # once the digest has been checked: with wrong bytes, the upload fed from this stream
+        # ends short of its Content-Length and the target never completes it (not even a
+        # registry that would not check the digest itself).
+        held = b""
         try:
             async for chunk in self._resp.content.iter_chunked(CHUNK):
                 self._hash.update(chunk)
                 self.size += len(chunk)
-                yield chunk
+                if held:
+                    yield held
+                held = chunk
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.failure = TransportError(f"{self.what}: {errormap.describe(exc)}")
             raise
@@ -192,6 +201,8 @@ class BlobStream:
                 f"{self.what}: content has digest {actual}, expected {self.digest}"
             )
             raise self.failure
+        if held:
+            yield held
 
 
 class Transport:
@@ -216,6 +227,9 @@ class Transport:
         self._proxies: dict[str, str | None] = {}
         self.on_event = on_event
         self.total = RequestStats()
+        self._streamed_timeout = aiohttp.ClientTimeout(
+            sock_read=self.settings.read_timeout, sock_connect=self.settings.connect_timeout
+        )
 
     async def __aenter__(self) -> Transport:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=False)
@@ -452,6 +466,21 @@ class Transport:
         if stats is not None:
             stats.requests += 1
         self.total.requests += 1
+        # A streamed blob may take longer in total than ``read_timeout``. Its GET (read as it
+        # comes) gets ``read_timeout`` per read instead. The upload fed from it cannot have a
+        # read timeout (aiohttp's ``sock_read`` also runs while the body is being sent, and a
+        # GET paused by a slow upload drops its own): it gets ``read_timeout`` plus its size
+        # at :data:`MIN_UPLOAD_RATE`, so a target that stops reading still ends the copy.
+        timeout = self.session.timeout
+        if not hold:
+            timeout = self._streamed_timeout
+        elif not (data is None or isinstance(data, bytes | str)):
+            declared = str((headers or {}).get("Content-Length", "") or "0")
+            size = int(declared) if declared.isdigit() else MAX_BODY
+            timeout = aiohttp.ClientTimeout(
+                total=self.settings.read_timeout + size / MIN_UPLOAD_RATE,
+                sock_connect=self.settings.connect_timeout,
+            )
         throttle = state.throttle
         throttle.requests += 1
         proxy = self._proxy(url)
@@ -463,6 +492,7 @@ class Transport:
                 async with self.session.request(
                     method, url, headers=headers, data=data, params=params, ssl=ssl_ctx,
                     allow_redirects=method in ("GET", "HEAD"), proxy=proxy,
+                    timeout=timeout,
                 ) as resp:
                     state.answered = True
                     signal = signal_of(resp.status, resp.headers, b"", set())
@@ -481,6 +511,10 @@ class Transport:
                         throttle.release()
                         held = False
                     yield resp
+            except aiohttp.ClientResponseError as exc:
+                # aiohttp could not parse the answer as HTTP (another protocol on the port, a
+                # malformed status line or header): not worth another try.
+                raise errormap.not_http(method, url, exc) from exc
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
                     TimeoutError) as exc:
                 if tls.is_tls_failure(exc, url, handshake=handshake):

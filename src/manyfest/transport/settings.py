@@ -56,7 +56,8 @@ class Settings:
         registry_concurrency: per-registry limits over ``concurrency`` (config file).
         connect_timeout: seconds to establish a new connection (TCP + TLS).
         read_timeout: seconds one HTTP exchange may take, from sending the request to the last
-            byte of the answer (streamed blob copies: per chunk read, not in total).
+            byte of the answer (streamed blob copies: the GET per chunk read, not in total;
+            the upload fed from it ``read_timeout`` plus its size at 256 KiB/s).
         retry_deadline: ``--retry-deadline``: seconds an exchange is retried, from its first
             failure, while the registry throttles (429, 503, rate-limit codes).
         error_retry_deadline: seconds an exchange is retried on 5xx, 408 and connection

@@ -11,13 +11,15 @@ exchange (:meth:`Throttle.slot`), so a throttle signal seen by one task slows al
   in seconds or as an HTTP date, a wait written in the error body, ``RateLimit-Reset`` when
   nothing remains); without a hint, a short pause that doubles while signals keep coming.
 * **pacing**: on a throttle signal, requests are spaced at 95% of the rate the registry
-  actually served since the first signal (successes / seconds, pauses included, over the last
-  3 seconds; the burst before the first signal is not a rate): a token-bucket limit learned
+  actually served to the requests sent since the first signal (successes / seconds, pauses
+  included, over the last 3 seconds; answers counted by the epoch their request was sent
+  in, so a first burst and late successes do not skew it), a token-bucket limit learned
   from the registry's own answers, or the rate an error body states (GitHub's ``allowed:
-  44000/minute``). The rate grows by 2% of itself per second, so it probes upward slowly. Pacing is on probation: when the share of throttled answers does not fall
-  under it, the pace is set again to what was served meanwhile, and if that does not help
-  either, the registry is not limiting the rate (a quota per request count) and pacing is
-  dropped for the run; a signal after serving less than half the pace does not lower it.
+  44000/minute``). The rate grows by 2% of itself per second, so it probes upward slowly.
+  Pacing is on probation: when the share of throttled answers does not fall under it, the
+  pace is set again to what was served meanwhile, and if that does not help either, the
+  registry is not limiting the rate (a quota per request count) and pacing is dropped for
+  the run; a signal after serving less than half the pace does not lower it.
   ``RateLimit-Remaining`` and ``RateLimit-Reset`` headers set the pace before the wall
   (remaining requests spread over the seconds until the reset).
 
