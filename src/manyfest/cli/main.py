@@ -101,9 +101,7 @@ def main(
         again="stopped at once (a report not yet written is not written); re-run to finish"
     )
     if debug:
-        logging.basicConfig(
-            level=logging.DEBUG, format="%(relativeCreated)9.1f ms %(name)s: %(message)s"
-        )
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
 
 
 def _fail(exc: ManyfestError) -> typer.Exit:
