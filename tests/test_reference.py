@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from manyfest import reference
@@ -299,6 +299,11 @@ _digest = st.binary(min_size=32, max_size=32).map(lambda b: f"sha256:{b.hex()}")
     digest=st.one_of(st.none(), _digest),
 )
 def test_round_trip(domain: str | None, path: str, tag: str | None, digest: str | None) -> None:
+    first = path.split("/", 1)[0]
+    # Without a domain, a first component with "." (or "localhost") would be read as one
+    # (docker's rule), and "0_0.0" is no valid host: that is the parser's refusal, tested
+    # in test_properties_reference.py.
+    assume(domain is not None or "/" not in path or ("." not in first and first != "localhost"))
     text = path if domain is None else f"{domain}/{path}"
     if tag is not None:
         text += f":{tag}"

@@ -390,7 +390,7 @@ def _decode(ref: Reference, resp: Response) -> Manifest:
             manifest.index()
         else:
             manifest.blobs()
-    except msgspec.ValidationError as exc:
+    except (msgspec.ValidationError, UnsupportedMediaTypeError) as exc:
         raise UnsupportedMediaTypeError(
             f"{ref}: not a valid {manifest.media_type}: {exc}",
             hint="the registry holds a malformed manifest: push the image again",
