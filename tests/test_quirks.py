@@ -87,6 +87,10 @@ def test_429_with_retry_after_is_retried(registry: RegistryServer, proxy: QuirkP
     report = json.loads(proc.stdout)
     assert report["summary"]["retries"] == 3
     assert report["results"][0]["retries"] == 3
+    # The progress shows the throttling as it happens (a line when stderr is no terminal):
+    # the first 429 halves the 64 requests in flight and pauses for its Retry-After.
+    assert (f"throttled by {proxy.host}, 32 in flight, waiting 0.0 s (429 TOOMANYREQUESTS)"
+            in proc.stderr.splitlines()), proc.stderr
     _children_present(registry.host, ns, report["results"][0]["digest"])
 
 
