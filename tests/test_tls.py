@@ -336,8 +336,9 @@ def test_unreachable_registry_is_one_error_not_a_crash(no_loopback_rule: None) -
     with pytest.raises(TransportError) as info:
         run(body)
     assert type(info.value) is TransportError
+    # HTTPS refused, then plain HTTP (insecure) refused too: the last attempt is the error.
     assert str(info.value) == (
-        f"GET https://{host}/v2/: cannot connect to {host}: Connection refused"
+        f"GET http://{host}/v2/: cannot connect to {host}: Connection refused"
     )
 
 

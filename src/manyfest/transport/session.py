@@ -371,7 +371,7 @@ class Transport:
                 log.debug("plain HTTP to %s failed too: %s", state.registry, http_exc)
                 if isinstance(exc, _TLSFailure):
                     raise self._tls_error(state, exc.cause) from exc.cause
-                raise exc from None
+                raise  # both refused: the plain-HTTP attempt, the last one, says where
             if resp.status == 400 and tls.plain_http_answer(resp.body):
                 if isinstance(exc, _TLSFailure):
                     raise self._tls_error(state, exc.cause) from exc.cause
