@@ -161,3 +161,31 @@ def test_every_docker_pair_accepted() -> None:
     assert set(DOCKER_OS_ARCHES) <= platform.VALID_OS_ARCH
     for os_, arch in DOCKER_OS_ARCHES:
         platform.validate(os_, arch, "")
+
+
+@pytest.mark.parametrize(
+    ("entry", "wanted", "expected"),
+    [
+        (Platform("linux", "arm64", "v8"), "linux/arm64", True),
+        (Platform("linux", "arm64"), "linux/arm64/v8", True),
+        (Platform("linux", "arm64", "v9"), "linux/arm64/v8", False),
+        (Platform("linux", "arm64", "v9"), "linux/arm64", True),
+        (Platform("linux", "arm", "v7"), "linux/arm", True),
+        (Platform("linux", "arm"), "linux/arm/v7", True),
+        (Platform("linux", "arm", "v6"), "linux/arm/v7", False),
+        (Platform("linux", "amd64"), "linux/amd64/v1", True),
+        (Platform("linux", "amd64", "v3"), "linux/amd64", True),
+        (Platform("linux", "amd64"), "linux/arm64", False),
+        (Platform("linux", "amd64"), "windows/amd64", False),
+        (Platform("linux", "aarch64"), "linux/arm64", True),
+        (Platform("windows", "amd64", "", "10.0.17763.1879"), "windows/amd64:10.0.17763", True),
+        (Platform("windows", "amd64", "", "10.0.20348.1"), "windows/amd64:10.0.17763", False),
+        (Platform("unknown", "unknown"), "unknown/unknown", False),
+    ],
+)
+def test_matches(entry: Platform, wanted: str, expected: bool) -> None:
+    assert platform.matches(entry, platform.parse(wanted)) is expected
+
+
+def test_matches_nothing_for_no_platform() -> None:
+    assert platform.matches(None, Platform("linux", "amd64")) is False

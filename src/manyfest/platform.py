@@ -123,3 +123,41 @@ def _variant_hint(architecture: str) -> str:
         "riscv64": "riscv64 takes a profile such as rva22u64",
     }
     return known.get(architecture, f"{architecture} has no variants")
+
+
+_DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
+"""The variant an entry without one is taken to have when matching (containerd's
+normalisation: ``linux/arm64`` is ``linux/arm64/v8``, ``linux/arm`` is ``linux/arm/v7``,
+``linux/amd64`` is ``linux/amd64/v1``)."""
+
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
+                 "armel": "arm", "i386": "386"}
+
+
+def normalize(p: Platform) -> Platform:
+    """``p`` with os lower-cased, architecture aliases resolved (``aarch64`` → ``arm64``,
+    ``x86_64`` → ``amd64``) and the architecture's default variant filled in."""
+    arch = _ARCH_ALIASES.get(p.architecture.lower(), p.architecture.lower())
+    variant = p.variant or _DEFAULT_VARIANT.get(arch, "")
+    if arch == "arm64" and variant == "8":
+        variant = "v8"
+    return Platform(p.os.lower(), arch, variant, p.os_version, p.os_features)
+
+
+def matches(entry: Platform | None, wanted: Platform) -> bool:
+    """True when a list entry's platform is what a ``--platform os/arch[/variant]`` asks for.
+
+    As docker's and containerd's matchers: os and architecture must be equal (after
+    :func:`normalize`); a variant in ``wanted`` must equal the entry's (normalised, so
+    ``linux/arm64/v8`` matches an entry without a variant); a ``wanted`` without a variant
+    matches any variant. An ``os.version`` in ``wanted`` (``windows/amd64:10.0.17763``) must
+    be a prefix of the entry's. ``unknown/unknown`` (attestation) entries never match.
+    """
+    if entry is None or entry.is_unknown:
+        return False
+    e, w = normalize(entry), normalize(wanted)
+    if (e.os, e.architecture) != (w.os, w.architecture):
+        return False
+    if wanted.variant and e.variant != w.variant:
+        return False
+    return not wanted.os_version or e.os_version.startswith(wanted.os_version)
