@@ -5,7 +5,7 @@ into bars, lines or JSON (``msgspec.json.encode(event)`` works for every event b
 :class:`Finished`, whose ``result`` is a :class:`~manyfest.engine.ListResult`).
 
 Each class has a ``kind`` (``started``, ``resolved``, ``mounted``, ``copied``, ``pushed``,
-``skipped``, ``retried``, ``throttled``, ``finished``) and a ``target``: the list or
+``skipped``, ``retried``, ``throttled``, ``warned``, ``finished``) and a ``target``: the list or
 reference the event concerns ('' for registry-wide events).
 """
 
@@ -139,6 +139,23 @@ class Throttled(Event, frozen=True, kw_only=True):
         paced = f", paced at {self.rate:g}/s" if self.rate else ""
         return (f"throttled by {self.registry}, {self.limit} in flight{paced}, waiting "
                 f"{self.wait_s:.1f} s")
+
+
+class Warned(Event, frozen=True, kw_only=True):
+    """Something the user should know that does not stop the command (printed on stderr as
+    ``warning: <message>``): a source index flattened, a platform outside the known table
+    under ``--platform-check warn``, a list mixing Docker and OCI media types.
+
+    Attributes:
+        message: one line, naming the reference(s) concerned.
+    """
+
+    kind: ClassVar[str] = "warned"
+    message: str
+
+    @property
+    def detail(self) -> str:
+        return self.message
 
 
 class Finished(Event, frozen=True, kw_only=True):

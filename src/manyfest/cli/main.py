@@ -31,6 +31,7 @@ from manyfest._version import __version__
 from manyfest.api import Session
 from manyfest.engine import PublishOptions, first_error
 from manyfest.errors import Interrupted, ManyfestError, PublishFailed, UsageError
+from manyfest.events import Event, Warned
 from manyfest.ops import manifests
 from manyfest.ops import plan as plans
 from manyfest.ops.publish import PublishReport, StopRequest
@@ -186,6 +187,13 @@ def _execute(
         raise _fail(Interrupted("interrupted")) from None
 
 
+def _warn(event: Event) -> None:
+    """The event sink of the docker-style commands: a :class:`Warned` event is one
+    ``warning: ...`` line on stderr; other events are not shown."""
+    if isinstance(event, Warned):
+        stderr.print(f"warning: {event.message}", markup=False, highlight=False)
+
+
 def _parse(text: str) -> reference.Reference:
     try:
         return reference.parse(text)
@@ -222,7 +230,7 @@ def inspect(
     list_ref, ref = (parsed[0], parsed[1]) if len(parsed) == 2 else (None, parsed[0])
 
     async def body() -> str:
-        async with Session(_settings(insecure)) as session:
+        async with Session(_settings(insecure), on_event=_warn) as session:
             return await session.inspect(ref, list_ref=list_ref, verbose=verbose)
 
     try:
@@ -249,7 +257,7 @@ def create(
     parsed = [_parse(r) for r in refs]
 
     async def body() -> None:
-        async with Session(_settings(insecure)) as session:
+        async with Session(_settings(insecure), on_event=_warn) as session:
             await session.create(parsed[0], parsed[1:], amend=amend)
 
     try:
@@ -329,7 +337,7 @@ def push(
     sessions: list[Session] = []
 
     async def body() -> manifests.PushOutcome:
-        async with Session(_settings(insecure)) as session:
+        async with Session(_settings(insecure), on_event=_warn) as session:
             sessions.append(session)
             return await session.push(ref, purge=purge)
 

@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from manyfest.events import Event, Finished, Throttled
+from manyfest.events import Event, Finished, Throttled, Warned
 from manyfest.ops.publish import PublishReport
 
 
@@ -79,6 +79,11 @@ class PublishProgress:
         """
         if isinstance(event, Throttled):
             self._throttled(event)
+            return
+        if isinstance(event, Warned):
+            console = self._progress.console if self._progress is not None else self.console
+            console.print(f"warning: {event.message}", highlight=False, markup=False,
+                          soft_wrap=True)
             return
         if not isinstance(event, Finished) or event.result is None:
             return
