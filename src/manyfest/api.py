@@ -25,6 +25,7 @@ from manyfest import reference
 from manyfest.cache import FactCache
 from manyfest.engine import Engine, PublishOptions
 from manyfest.events import EventSink, no_events
+from manyfest.ops import inspect as inspecting
 from manyfest.ops import manifests
 from manyfest.ops.plan import PlanList
 from manyfest.ops.publish import PublishReport, StopRequest, publish
@@ -116,8 +117,8 @@ class Session:
         list_ref: Reference | str | None = None,
         verbose: bool = False,
     ) -> str:
-        """docker's inspect text (see :func:`manyfest.ops.manifests.inspect`)."""
-        return await manifests.inspect(
+        """docker's inspect text (see :func:`manyfest.ops.inspect.inspect`)."""
+        return await inspecting.inspect(
             self.engine,
             self.store,
             _ref(ref),
