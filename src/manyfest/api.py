@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Literal, overload
 
 import anyio
 
@@ -30,8 +31,11 @@ from manyfest.ops import manifests
 from manyfest.ops.plan import PlanList
 from manyfest.ops.publish import PublishReport, StopRequest, publish
 from manyfest.ops.writes import RecordingClient
+from manyfest.platform import Platform
+from manyfest.platform import parse as parse_platform
 from manyfest.reference import Reference
 from manyfest.store import ManifestStore, StoredImage
+from manyfest.template import Template
 from manyfest.transport import Settings, Transport
 
 
@@ -110,20 +114,81 @@ class Session:
         """Push a local list (see :func:`manyfest.ops.manifests.push`)."""
         return await manifests.push(self.engine, self.store, _ref(list_ref), purge=purge)
 
+    @overload
     async def inspect(
         self,
         ref: Reference | str,
         *,
         list_ref: Reference | str | None = None,
         verbose: bool = False,
-    ) -> str:
-        """docker's inspect text (see :func:`manyfest.ops.inspect.inspect`)."""
+        raw: Literal[False] = False,
+        platform: Platform | str | None = None,
+        format: str | Template = "json",
+    ) -> str: ...
+
+    @overload
+    async def inspect(
+        self,
+        ref: Reference | str,
+        *,
+        list_ref: Reference | str | None = None,
+        verbose: bool = False,
+        raw: Literal[True],
+        platform: Platform | str | None = None,
+        format: str | Template = "json",
+    ) -> bytes: ...
+
+    async def inspect(
+        self,
+        ref: Reference | str,
+        *,
+        list_ref: Reference | str | None = None,
+        verbose: bool = False,
+        raw: bool = False,
+        platform: Platform | str | None = None,
+        format: str | Template = "json",  # noqa: A002
+    ) -> str | bytes:
+        """docker's inspect text, or with ``raw`` the exact bytes (see
+        :func:`manyfest.ops.inspect.inspect` and :func:`~manyfest.ops.inspect.inspect_raw`).
+
+        Args:
+            ref: the manifest, or local list, to show (text or :class:`Reference`).
+            list_ref: show the entry ``ref`` of this local list.
+            verbose: docker's ``-v`` (``ImageManifest`` objects with platform and layers).
+            raw: return the exact bytes the registry served for ``ref`` (``bytes``); for a
+                local list, the bytes :meth:`push` would write.
+            platform: ``os/arch[/variant]`` (text or :class:`~manyfest.platform.Platform`):
+                pick that child of a list as docker's ``--platform`` does; on an image, its
+                platform must match.
+            format: ``"json"`` (docker's output), ``"table"`` (one row per entry) or a
+                template such as ``"{{.Platform}} {{.Digest}}"`` (text or a parsed
+                :class:`~manyfest.template.Template`; fields in
+                :data:`manyfest.ops.inspect.FIELDS`), printed once per entry.
+
+        Raises:
+            UsageError: a bad ``format`` or ``platform``, or options that do not go together
+                (``raw`` with ``verbose`` or a non-json ``format``; ``verbose`` with a
+                ``table`` or template format), before any request.
+            NoSuchManifestError, NotFoundError: no such local list or entry, or remote
+                manifest.
+            NoMatchingPlatformError: ``platform`` matches no entry (or not the image).
+        """
+        fmt = format if isinstance(format, Template) else inspecting.parse_format(format)
+        wanted = parse_platform(platform) if isinstance(platform, str) else platform
+        inspecting.check_options(verbose=verbose, raw=raw, format=fmt)
+        lref = None if list_ref is None else _ref(list_ref)
+        if raw:
+            return await inspecting.inspect_raw(
+                self.engine, self.store, _ref(ref), list_ref=lref, platform=wanted
+            )
         return await inspecting.inspect(
             self.engine,
             self.store,
             _ref(ref),
-            list_ref=None if list_ref is None else _ref(list_ref),
+            list_ref=lref,
             verbose=verbose,
+            platform=wanted,
+            format=fmt,
         )
 
 

@@ -25,6 +25,7 @@ Tree::
     ├── DigestMismatchError         content does not match the digest that named it
     ├── UnsupportedMediaTypeError
     │   └── InvalidManifestError    a body that is not the JSON its media type requires
+    ├── NoMatchingPlatformError     inspect --platform: no entry (or not the image) matches
     ├── VerificationError           --verify found a tag or child not as published
     ├── NotPublishedError           a list left alone: the run stopped (--fail-fast, a signal)
     └── PublishFailed               a bulk publish finished with failed lists (exit 3)
@@ -259,6 +260,12 @@ class InvalidManifestError(UnsupportedMediaTypeError):
     that is a string, a descriptor without ``digest``, nesting too deep to decode)."""
 
     default_hint = "the manifest is malformed: re-push the image, or report it to its builder"
+
+
+class NoMatchingPlatformError(ManyfestError):
+    """``inspect --platform``: no entry of the list, or not the image, is that platform."""
+
+    default_hint = "ask for one of the platforms it has"
 
 
 class VerificationError(ManyfestError):

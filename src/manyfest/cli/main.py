@@ -32,9 +32,11 @@ from manyfest.api import Session
 from manyfest.engine import PublishOptions, first_error
 from manyfest.errors import Interrupted, ManyfestError, PublishFailed, UsageError
 from manyfest.events import Event, Warned
+from manyfest.ops import inspect as inspecting
 from manyfest.ops import manifests
 from manyfest.ops import plan as plans
 from manyfest.ops.publish import PublishReport, StopRequest
+from manyfest.platform import parse as parse_platform
 from manyfest.transport import Settings
 from manyfest.transport.settings import DEFAULT_CONCURRENCY
 
@@ -222,16 +224,55 @@ def inspect(
             "--verbose", "-v", help="Output additional info including layers and platform"
         ),
     ] = False,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="Print the exact bytes the registry served, nothing added (for a local "
+            "list: the bytes `push` would write; with --platform: the chosen child's)",
+        ),
+    ] = False,
+    platform: Annotated[
+        str | None,
+        typer.Option(
+            "--platform",
+            metavar="OS/ARCH[/VARIANT]",
+            help="Show the child of a list for this platform, chosen as docker's --platform "
+            "does (attestations never match); on an image, fail unless it is this platform",
+        ),
+    ] = None,
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="json|table|TEMPLATE",
+            help="json (docker's output), table (platform, digest, size, media type, "
+            "attestation, annotations; one row per entry) or a template printed once per "
+            "entry, with fields " + ", ".join("{{." + f + "}}" for f in inspecting.FIELDS)
+            + " and {{json .Field}}",
+        ),
+    ] = "json",
 ) -> None:
     """Display an image manifest, or manifest list."""
     if len(refs) > 2:
         raise _fail(UsageError('"inspect" requires at least 1 and at most 2 arguments'))
+    try:
+        fmt = inspecting.parse_format(format_)
+        wanted = None if platform is None else parse_platform(platform)
+        inspecting.check_options(verbose=verbose, raw=raw, format=fmt)
+    except ManyfestError as exc:
+        raise _fail(exc) from None
     parsed = [_parse(r) for r in refs]
     list_ref, ref = (parsed[0], parsed[1]) if len(parsed) == 2 else (None, parsed[0])
 
-    async def body() -> str:
+    async def body() -> str | bytes:
         async with Session(_settings(insecure), on_event=_warn) as session:
-            return await session.inspect(ref, list_ref=list_ref, verbose=verbose)
+            if raw:
+                return await session.inspect(ref, list_ref=list_ref, raw=True, platform=wanted)
+            return await session.inspect(
+                ref, list_ref=list_ref, verbose=verbose, platform=wanted, format=fmt
+            )
 
     try:
         shown = _execute(body)
@@ -240,7 +281,12 @@ def inspect(
             from None
     if interrupts.received() is not None:
         raise _interrupted(f"inspect of {ref} stopped before printing (nothing was changed)")
-    sys.stdout.write(shown)
+    if isinstance(shown, bytes):
+        sys.stdout.flush()
+        sys.stdout.buffer.write(shown)
+        sys.stdout.buffer.flush()
+    else:
+        sys.stdout.write(shown)
 
 
 @app.command()
