@@ -17,7 +17,8 @@ manifests ``unknown/unknown``) of real-size images:
   exits 2 naming it and listing the fields, before any request (the proxy saw none);
 * ``-v`` on a remote list fetches its children concurrently: the proxy holds every child GET
   until all of them are in flight at once (a sequential client never gets there);
-* the library: ``Session.inspect(raw=True)`` returns bytes, ``platform``/``format`` as text.
+* the library: ``Session.inspect(raw=True)`` returns bytes, ``platform``/``format`` as text;
+  bad options are refused before any request.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from benchmarks.registry_server import RegistryServer
 from manyfest import jsonfmt, mediatypes, reference
 from manyfest.api import Session
 from manyfest.content import Manifest
+from manyfest.errors import PlatformError, UsageError
 from manyfest.platform import Platform
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
@@ -317,9 +319,11 @@ def test_table_of_a_remote_list(seeded: Seeded) -> None:
     # --platform: the chosen child's row; an image: one row, its platform from its config.
     chosen = manyfest("inspect", "-f", "table", "--platform", "linux/arm/v7", f"{seeded.app}:1")
     assert chosen.stdout == _table([rows[2]])
-    image = manyfest("inspect", "--format", "table",
-                     f"{seeded.app}@{seeded.items['arm64'].image.manifest.digest}")
+    image_ref = f"{seeded.app}@{seeded.items['arm64'].image.manifest.digest}"
+    image = manyfest("inspect", "--format", "table", image_ref)
     assert image.stdout == _table([rows[1]])
+    line = manyfest("inspect", "--format", "{{.Ref}} {{.Platform}} {{.Size}}", image_ref)
+    assert line.stdout == f"{image_ref} linux/arm64/v8 {rows[1][2]}\n"
 
 
 def test_table_of_a_local_list(seeded: Seeded, ns: str) -> None:
@@ -333,6 +337,10 @@ def test_table_of_a_local_list(seeded: Seeded, ns: str) -> None:
     # The store's order is its file names' (docker's): ...@sha256:<hex> sorted by digest.
     rows.sort(key=lambda r: r[1])
     assert proc.stdout == _table(rows)
+    entry = manyfest("inspect", "--format", "table", target, refs[1], check=True)
+    assert entry.stdout == _table([r for r in rows if r[0] == "linux/arm/v7"])
+    refs_shown = manyfest("inspect", "--format", "{{.Ref}}", target, check=True).stdout
+    assert sorted(refs_shown.splitlines()) == sorted(refs)
 
 
 def test_template_per_entry(seeded: Seeded) -> None:
@@ -455,3 +463,19 @@ def test_session_inspect_raw_platform_format(seeded: Seeded) -> None:
     assert child == seeded.items["arm64"].image.manifest.raw
     assert text == ("linux/amd64\nlinux/arm64/v8\nlinux/arm/v7\n"
                     "unknown/unknown\nunknown/unknown\nunknown/unknown\n")
+
+
+def test_session_inspect_refuses_bad_options_before_any_request() -> None:
+    async def attempt(**options: object) -> None:
+        async with Session() as session:
+            await session.inspect("127.0.0.1:1/a/b:1", **options)  # type: ignore[call-overload]
+
+    for options, error, needle in (
+        ({"format": "{{.Arch}}"}, UsageError, "unknown field .Arch"),
+        ({"platform": "linux"}, PlatformError, "invalid platform 'linux'"),
+        ({"raw": True, "verbose": True}, UsageError, "--raw and -v"),
+        ({"verbose": True, "format": "table"}, UsageError, "-v only applies to --format json"),
+    ):
+        with pytest.raises(error) as info:
+            anyio.run(lambda o=options: attempt(**o))  # type: ignore[misc]
+        assert needle in str(info.value)
