@@ -28,6 +28,7 @@ from manyfest.events import EventSink, no_events
 from manyfest.ops import manifests
 from manyfest.ops.plan import PlanList
 from manyfest.ops.publish import PublishReport, StopRequest, publish
+from manyfest.ops.remote_annotate import EntryChange, RemoteAnnotation, annotate_remote
 from manyfest.ops.writes import RecordingClient
 from manyfest.reference import Reference
 from manyfest.store import ManifestStore, StoredImage
@@ -108,6 +109,13 @@ class Session:
     ) -> manifests.PushOutcome:
         """Push a local list (see :func:`manyfest.ops.manifests.push`)."""
         return await manifests.push(self.engine, self.store, _ref(list_ref), purge=purge)
+
+    async def annotate_remote(
+        self, list_ref: Reference | str, entry: str, change: EntryChange
+    ) -> RemoteAnnotation:
+        """Change one entry of a remote index and PUT it back to its tag (see
+        :func:`manyfest.ops.remote_annotate.annotate_remote`)."""
+        return await annotate_remote(self.engine, _ref(list_ref), entry, change)
 
     async def inspect(
         self,
