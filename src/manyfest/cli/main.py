@@ -360,6 +360,12 @@ def annotate(
     if remote:
         change = EntryChange(os_, arch, variant, os_version, tuple(features),
                              tuple(annotations.items()), tuple(removed))
+        if not (change.touches_platform or annotations or removed):
+            raise _fail(UsageError(
+                "annotate --remote: nothing to change",
+                hint="give --annotation, --remove-annotation or a platform flag (--os, "
+                "--arch, --variant, --os-version, --os-features)",
+            ))
         _annotate_remote(lref, image_ref, change, insecure)
         return
     iref = _parse(image_ref)

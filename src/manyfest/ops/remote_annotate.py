@@ -553,7 +553,7 @@ async def pick_entry(engine: Engine, list_ref: Reference, doc: IndexDoc, entry: 
                  if platforms.matches(descriptor_platform(d), wanted)]
         what = f"platform {entry}"
     else:
-        if digests.is_valid(entry) and "/" not in entry:
+        if entry.partition(":")[0] in ("sha256", "sha512") and digests.is_valid(entry):
             dgst = entry
         else:
             ref = references.parse(entry)
