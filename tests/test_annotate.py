@@ -6,6 +6,7 @@ buildx-shaped indexes (image + attestation per platform):
 * local: ``--annotation k=v`` / ``k=`` / ``--remove-annotation k`` land in the store's
   ``Descriptor.annotations`` (platform untouched); ``push`` writes them into the OCI index
   (exact bytes and digest); on a Docker manifest list they are refused before any write;
+  docker keeps them when it annotates the entry and pushes without them;
 * remote: the index at LIST's tag is rewritten with only the change (every other byte as
   served: top-level fields, the other descriptors, attestations), PUT back to the tag with
   one GET, one HEAD and one PUT (no child or blob request); the entry named by digest, by
@@ -34,7 +35,7 @@ from manyfest.content import Manifest
 from manyfest.reference import filesafe
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
-from tests.helpers import PLATFORMS, manyfest, seed_built
+from tests.helpers import PLATFORMS, docker, manyfest, requires_docker, seed_built
 from tests.quirk_proxy import QuirkProxy
 
 OCI_INDEX = mediatypes.OCI_INDEX
@@ -179,6 +180,42 @@ def test_annotations_on_a_docker_list_are_refused_at_push(registry: RegistryServ
             _entry(amd, {"architecture": "amd64", "os": "linux"}),
             _entry(arm, {"architecture": "arm", "os": "linux", "variant": "v7"}),
         ]})
+
+
+@requires_docker
+def test_docker_keeps_and_ignores_stored_annotations(registry: RegistryServer, ns: str) -> None:
+    """docker reads an annotated entry manyfest wrote, keeps the annotations when it annotates
+    it, and pushes the list without them (docker drops descriptor annotations)."""
+    host = registry.host
+    names = [(f"{ns}/app-amd64:1", PLATFORMS[0], ns), (f"{ns}/app-arm64:1", PLATFORMS[2], ns)]
+    images = seed_built(host, names, oci=True)
+    refs = [f"{host}/{n}" for n, _, _ in names]
+    target = f"{host}/{ns}/app:1"
+    manyfest("create", target, *refs, check=True)
+    manyfest("annotate", "--annotation", f"{TITLE}=arm", target, refs[1], check=True)
+    docker("manifest", "annotate", "--os-features", "x", target, refs[1], check=True)
+    stored = _store_entry(target, refs[1])["Descriptor"]
+    assert stored["annotations"] == {TITLE: "arm"}
+    assert stored["platform"]["os.features"] == ["x"]
+    d_pushed = docker("manifest", "push", "--insecure", target, check=True)
+    amd, arm = (images[n].manifest for n, _, _ in names)
+    plain = _docker_bytes({
+        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            _entry(amd, {"architecture": "amd64", "os": "linux"}),
+            _entry(arm, {"architecture": "arm64", "os": "linux", "os.features": ["x"],
+                         "variant": "v8"}),
+        ]})
+    assert _get(target).raw == plain
+    assert d_pushed.stdout.splitlines()[-1] == "sha256:" + hashlib.sha256(plain).hexdigest()
+    pushed = manyfest("push", target, check=True)  # manyfest writes them
+    with_title = _docker_bytes({
+        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            _entry(amd, {"architecture": "amd64", "os": "linux"}),
+            _entry(arm, {"architecture": "arm64", "os": "linux", "os.features": ["x"],
+                         "variant": "v8"}, {TITLE: "arm"}),
+        ]})
+    assert _get(target).raw == with_title
+    assert pushed.stdout.splitlines()[-1] == "sha256:" + hashlib.sha256(with_title).hexdigest()
 
 
 @pytest.mark.parametrize(("flags", "message"), [
