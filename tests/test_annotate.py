@@ -12,13 +12,15 @@ buildx-shaped indexes (image + attestation per platform):
   one GET, one HEAD and one PUT (no child or blob request); the entry named by digest, by
   platform, or by a reference whose digest is an entry; refusals (not an entry, not an
   index, annotations on a Docker list, an invalid platform, the tag moved meanwhile) write
-  nothing; a change that changes nothing says so and writes nothing.
+  nothing; a change that changes nothing says so and writes nothing; a signal during the
+  GET leaves the tag, during the PUT says the outcome is unknown (one line, 130/143).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,8 @@ from manyfest.reference import filesafe
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, docker, manyfest, requires_docker, seed_built
-from tests.quirk_proxy import QuirkProxy
+from tests.quirk_proxy import Hold, QuirkProxy
+from tests.signal_helpers import Run, assert_one_line, expect_code
 
 OCI_INDEX = mediatypes.OCI_INDEX
 TITLE = "org.opencontainers.image.title"
@@ -457,3 +460,36 @@ def test_remote_refuses_when_the_tag_moved(registry: RegistryServer, proxy: Quir
     )
     assert not any(key.startswith("PUT ") for key in proxy.seen)
     assert _get(f"{registry.host}/{repo}:1").raw == intruder
+
+
+@pytest.mark.parametrize(("method", "signum"), [("GET", signal.SIGTERM), ("PUT", signal.SIGINT)])
+def test_remote_annotate_interrupted(registry: RegistryServer, proxy: QuirkProxy, ns: str,
+                                     method: str, signum: int) -> None:
+    """A signal while the GET (nothing written) or the PUT (outcome unknown) is held."""
+    repo, raw, _ = _buildx_list(registry.host, ns)
+    hold = Hold(proxy, method, f"/v2/{repo}/manifests/1")
+    proxy.before.append(hold)
+    target = f"{proxy.host}/{repo}:1"
+    run = Run("annotate", "--remote", target, "linux/amd64", "--annotation", "k=v")
+    try:
+        hold.wait_held()
+        run.send(signum)
+        code, out, lines = run.finish()
+    finally:
+        hold.release()
+        run.kill()
+    assert code == expect_code(signum)
+    assert out == ""
+    line = assert_one_line(lines, signum)
+    if method == "GET":
+        assert line.endswith(f"{target} was left where it was (nothing was written); re-run "
+                             "to annotate")
+        proxy.wait_idle()
+        assert _get(f"{registry.host}/{repo}:1").raw == raw
+    else:
+        assert line.endswith(f"the index PUT to {target} was in flight: the tag may point at "
+                             "the annotated index or still where it was; re-run annotate to "
+                             "settle it")
+        proxy.wait_idle()
+        now = _get(f"{registry.host}/{repo}:1").raw
+        assert now == raw or b'"annotations":{"k":"v"}' in now
