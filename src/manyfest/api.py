@@ -104,18 +104,18 @@ class Session:
             self.engine, self.store, _ref(list_ref), [_ref(i) for i in images], amend=amend
         )
 
-    async def push(
-        self, list_ref: Reference | str, *, purge: bool = False
-    ) -> manifests.PushOutcome:
-        """Push a local list (see :func:`manyfest.ops.manifests.push`)."""
-        return await manifests.push(self.engine, self.store, _ref(list_ref), purge=purge)
-
     async def annotate_remote(
         self, list_ref: Reference | str, entry: str, change: EntryChange
     ) -> RemoteAnnotation:
         """Change one entry of a remote index and PUT it back to its tag (see
         :func:`manyfest.ops.remote_annotate.annotate_remote`)."""
         return await annotate_remote(self.engine, _ref(list_ref), entry, change)
+
+    async def push(
+        self, list_ref: Reference | str, *, purge: bool = False
+    ) -> manifests.PushOutcome:
+        """Push a local list (see :func:`manyfest.ops.manifests.push`)."""
+        return await manifests.push(self.engine, self.store, _ref(list_ref), purge=purge)
 
     async def inspect(
         self,
