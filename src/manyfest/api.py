@@ -30,6 +30,7 @@ from manyfest.ops import inspect as inspecting
 from manyfest.ops import manifests
 from manyfest.ops.plan import PlanList
 from manyfest.ops.publish import PublishReport, StopRequest, publish
+from manyfest.ops.remote_annotate import EntryChange, RemoteAnnotation, annotate_remote
 from manyfest.ops.writes import RecordingClient
 from manyfest.platform import Platform
 from manyfest.platform import parse as parse_platform
@@ -107,6 +108,13 @@ class Session:
         return await manifests.create(
             self.engine, self.store, _ref(list_ref), [_ref(i) for i in images], amend=amend
         )
+
+    async def annotate_remote(
+        self, list_ref: Reference | str, entry: str, change: EntryChange
+    ) -> RemoteAnnotation:
+        """Change one entry of a remote index and PUT it back to its tag (see
+        :func:`manyfest.ops.remote_annotate.annotate_remote`)."""
+        return await annotate_remote(self.engine, _ref(list_ref), entry, change)
 
     async def push(
         self, list_ref: Reference | str, *, purge: bool = False

@@ -36,6 +36,7 @@ from manyfest.ops import inspect as inspecting
 from manyfest.ops import manifests
 from manyfest.ops import plan as plans
 from manyfest.ops.publish import PublishReport, StopRequest
+from manyfest.ops.remote_annotate import EntryChange, RemoteAnnotation
 from manyfest.platform import parse as parse_platform
 from manyfest.transport import Settings
 from manyfest.transport.settings import DEFAULT_CONCURRENCY
@@ -326,6 +327,29 @@ def _split_features(values: list[str]) -> list[str]:
     return out
 
 
+def _annotation_flags(values: list[str], removed: list[str]) -> dict[str, str]:
+    """``--annotation KEY=VALUE`` values as a dict (``KEY=`` sets ''), checked against the
+    ``--remove-annotation`` keys."""
+    out: dict[str, str] = {}
+    for value in values:
+        key, eq, text = value.partition("=")
+        if not eq or not key:
+            raise _fail(UsageError(
+                f"--annotation {value!r}: expected KEY=VALUE",
+                hint="write --annotation KEY=VALUE (KEY= sets an empty value; "
+                "--remove-annotation KEY removes one)",
+            ))
+        out[key] = text
+    for key in removed:
+        if not key or "=" in key:
+            raise _fail(UsageError(f"--remove-annotation {key!r}: expected a KEY",
+                                   hint="write --remove-annotation KEY (no value)"))
+        if key in out:
+            raise _fail(UsageError(f"annotation {key!r} is both set and removed",
+                                   hint="give --annotation or --remove-annotation for a key"))
+    return out
+
+
 @app.command()
 def annotate(
     list_ref: Annotated[str, typer.Argument(metavar="MANIFEST_LIST")],
@@ -345,9 +369,52 @@ def annotate(
             help="Set architecture variant ('' clears it; a new --arch clears the old one)",
         ),
     ] = None,
+    annotation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotation",
+            metavar="KEY=VALUE",
+            help="Set a descriptor annotation of the entry (repeatable; KEY= sets an empty "
+            "value).",
+        ),
+    ] = None,
+    remove_annotation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--remove-annotation",
+            metavar="KEY",
+            help="Remove a descriptor annotation of the entry (repeatable).",
+        ),
+    ] = None,
+    remote: Annotated[
+        bool,
+        typer.Option(
+            "--remote",
+            help="MANIFEST_LIST is a list in a registry: rewrite that index with only this "
+            "change and push it to its tag (children untouched). MANIFEST: the entry's "
+            "digest, os/arch[/variant], or a reference whose digest is an entry.",
+        ),
+    ] = False,
+    insecure: InsecureOpt = False,
 ) -> None:
-    """Add additional information to a local image manifest."""
-    lref, iref = _parse(list_ref), _parse(image_ref)
+    """Add additional information to a local image manifest (or, with --remote, to an
+    entry of a list in a registry)."""
+    removed = list(remove_annotation or [])
+    annotations = _annotation_flags(list(annotation or []), removed)
+    features = _split_features(os_features or [])
+    lref = _parse(list_ref)
+    if remote:
+        change = EntryChange(os_, arch, variant, os_version, tuple(features),
+                             tuple(annotations.items()), tuple(removed))
+        if not (change.touches_platform or annotations or removed):
+            raise _fail(UsageError(
+                "annotate --remote: nothing to change",
+                hint="give --annotation, --remove-annotation or a platform flag (--os, "
+                "--arch, --variant, --os-version, --os-features)",
+            ))
+        _annotate_remote(lref, image_ref, change, insecure)
+        return
+    iref = _parse(image_ref)
     from manyfest.store import ManifestStore
 
     try:
@@ -358,8 +425,10 @@ def annotate(
             os=os_,
             arch=arch,
             os_version=os_version,
-            os_features=_split_features(os_features or []),
+            os_features=features,
             variant=variant,
+            annotations=annotations,
+            remove_annotations=removed,
         )
     except ManyfestError as exc:
         if interrupts.received() is not None:
@@ -367,6 +436,39 @@ def annotate(
         raise _fail(exc) from None
     if interrupts.received() is not None:
         raise _interrupted(f"{iref} in {lref} had already been annotated")
+
+
+def _annotate_remote(
+    list_ref: reference.Reference, entry: str, change: EntryChange, insecure: bool
+) -> None:
+    """``annotate --remote``: the new digest on stdout (unchanged: a note on stderr too)."""
+    sessions: list[Session] = []
+
+    async def body() -> RemoteAnnotation:
+        async with Session(_settings(insecure), on_event=_warn) as session:
+            sessions.append(session)
+            return await session.annotate_remote(list_ref, entry, change)
+
+    try:
+        outcome = _execute(body)
+    except _Stopped:
+        client = sessions[0].client if sessions else None
+        key = str(list_ref)
+        if client is not None and key in client.tags_written:
+            text = f"the index PUT had landed: {list_ref} points at the annotated index"
+        elif client is not None and key in client.tags_in_flight:
+            text = (f"the index PUT to {list_ref} was in flight: the tag may point at the "
+                    "annotated index or still where it was; re-run annotate to settle it")
+        else:
+            text = f"{list_ref} was left where it was (nothing was written); re-run to annotate"
+        raise _interrupted(text) from None
+    if not outcome.changed:
+        stderr.print(f"{list_ref}: entry {outcome.entry} already has these values; nothing "
+                     "was written", markup=False)
+    print(outcome.digest)
+    if interrupts.received() is not None:
+        raise _interrupted(f"{list_ref} had already been annotated: it points at "
+                           f"{outcome.digest}")
 
 
 @app.command()

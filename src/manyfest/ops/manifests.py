@@ -15,9 +15,11 @@ lines, list bytes), with the documented differences:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
+from manyfest import mediatypes
+from manyfest.content import list_media_type
 from manyfest.engine import Child, Engine, PublishOptions, Source, run_all
 from manyfest.errors import (
     ManyfestError,
@@ -94,13 +96,20 @@ def annotate(
     os_version: str = "",
     os_features: list[str] | None = None,
     variant: str | None = None,
+    annotations: dict[str, str] | None = None,
+    remove_annotations: list[str] | None = None,
 ) -> StoredImage:
-    """``docker manifest annotate``: set platform fields of one local entry.
+    """``docker manifest annotate``: set platform fields and annotations of one local entry.
 
     Empty values leave a field as it is; ``os_features`` are added when not present yet.
     ``variant``: ``None`` keeps the entry's variant unless ``arch`` changes the
     architecture (a variant belongs to its architecture, so it is cleared then); ``""``
-    clears it.
+    clears it. The platform is only checked when a platform field is given.
+
+    ``annotations`` are set (a value may be '') and ``remove_annotations`` removed (an
+    absent key is ignored) in the entry's descriptor annotations: docker's store keeps them
+    (``Descriptor.annotations``) and ignores them on push; ``manyfest push`` writes them
+    into the list entry.
 
     Raises:
         NoSuchManifestError: no such list or entry (``manifest for image X does not exist in
@@ -114,6 +123,7 @@ def annotate(
         for feature in os_features or []:
             if feature not in features:
                 features.append(feature)
+        variant_given = variant is not None
         if variant is None:
             variant = p.variant if not arch or arch == p.architecture else ""
         new = Platform(
@@ -123,8 +133,19 @@ def annotate(
             os_version or p.os_version,
             tuple(features),
         )
-        validate(new.os, new.architecture, new.variant)
-        updated = image.with_platform(new)
+        # Annotations alone leave the platform as it is (an attestation's unknown/unknown).
+        platform_given = bool(os or arch or os_version or os_features or variant_given) or not (
+            annotations or remove_annotations
+        )
+        if platform_given:
+            validate(new.os, new.architecture, new.variant)
+        updated = image.with_platform(new) if platform_given else image
+        if annotations or remove_annotations:
+            merged = dict(updated.annotations)
+            for key in remove_annotations or []:
+                merged.pop(key, None)
+            merged.update(annotations or {})
+            updated = replace(updated, annotations=tuple(sorted(merged.items())))
         store.save(list_ref, [updated])
     return updated
 
@@ -167,8 +188,36 @@ def build_from_store(list_ref: Reference, images: list[StoredImage]) -> list[Chi
                 f"{image.ref} is on {image.ref.registry}, {list_ref} on {list_ref.registry}",
                 hint="copy the image to the target registry first (e.g. crane copy/skopeo copy)",
             )
-        children.append(Child(Source(image.ref, image.manifest, p), p))
+        children.append(Child(Source(image.ref, image.manifest, p), p, image.annotations))
     return children
+
+
+def refuse_docker_list_annotations(
+    list_ref: Reference, images: list[StoredImage], media_type: str
+) -> None:
+    """Refuse descriptor annotations on a list that comes out as a Docker manifest list.
+
+    The Docker manifest list format (distribution ``docs/spec/manifest-v2-2.md``) defines
+    ``mediaType``, ``size``, ``digest`` and ``platform`` for an entry; annotations exist in
+    the OCI index only (docker's own push drops them silently).
+
+    Raises:
+        UsageError: an entry has annotations and ``media_type`` is the Docker list's.
+    """
+    if media_type != mediatypes.DOCKER_LIST:
+        return
+    annotated = [i for i in images if i.annotations]
+    if annotated:
+        names = ", ".join(
+            f"{i.ref} ({', '.join(k for k, _ in i.annotations)})" for i in annotated
+        )
+        raise UsageError(
+            f"{list_ref} would be a Docker manifest list ({mediatypes.DOCKER_LIST}), whose "
+            f"entries have no annotations; annotated: {names}",
+            hint="descriptor annotations need an OCI index (a list whose first entry is an "
+            "OCI image manifest), or remove them: `manyfest annotate --remove-annotation KEY "
+            f"{list_ref} IMAGE`",
+        )
 
 
 async def push(
@@ -183,7 +232,8 @@ async def push(
 
     Raises:
         NoSuchManifestError: the list is not in the local store.
-        UsageError: an entry without os/arch or on another registry (nothing written).
+        UsageError: an entry without os/arch or on another registry, or descriptor
+            annotations on a Docker list (nothing written).
         RegistryError, TransportError: the push failed; the tag is left where it was.
     """
     if list_ref.digest:
@@ -192,6 +242,9 @@ async def push(
     if not images:
         raise NoSuchManifestError(f"No such manifest: {list_ref}")
     children = build_from_store(list_ref, images)
+    refuse_docker_list_annotations(
+        list_ref, images, list_media_type([c.entry() for c in children])
+    )
     result = await engine.publish(
         list_ref, children, options=PublishOptions(skip_unchanged=False)
     )
