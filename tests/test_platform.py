@@ -61,7 +61,7 @@ def test_valid(os_: str, arch: str, variant: str) -> None:
         ("linux", "386", "v7", "386 has no variants"),
         ("linux", "386", "sse2", "386 has no variants"),
         ("linux", "s390x", "v1", "s390x has no variants"),
-        ("linux", "riscv64", "v1", "riscv64 takes a profile such as rva22u64"),
+        ("linux", "riscv64", "v1", "riscv64 takes a profile: rva20u64, rva22u64 or rva23u64"),
     ],
 )
 def test_bad_variant(os_: str, arch: str, variant: str, hint: str) -> None:

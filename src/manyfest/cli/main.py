@@ -14,6 +14,7 @@ flight; the others are cancelled), writes what it must (``publish``: ``--json`` 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import os
@@ -46,6 +47,31 @@ class MediaTypeChoice(enum.StrEnum):
 
     oci = "oci"
     docker = "docker"
+
+
+class PlatformCheckChoice(enum.StrEnum):
+    """``--platform-check`` values."""
+
+    error = "error"
+    warn = "warn"
+    off = "off"
+
+
+PlatformCheckOpt = Annotated[
+    PlatformCheckChoice | None,
+    typer.Option(
+        "--platform-check",
+        help="Platforms outside the table of valid os/arch/variant: refuse (error), warn and "
+        "go on (warn), or do not check (off). Default: refuse platforms you write, warn about "
+        "platforms read from images.",
+        show_default=False,
+    ),
+]
+
+
+def _mode(choice: PlatformCheckChoice | None) -> str:
+    """The ``platform_check`` value of a ``--platform-check`` choice ('' when not given)."""
+    return choice.value if choice is not None else ""
 
 
 class JsonStyleChoice(enum.StrEnum):
@@ -250,6 +276,7 @@ def create(
         bool, typer.Option("--amend", "-a", help="Amend an existing manifest list")
     ] = False,
     insecure: InsecureOpt = False,
+    platform_check: PlatformCheckOpt = None,
 ) -> None:
     """Create a local manifest list for annotating and pushing to a registry."""
     if len(refs) < 2:
@@ -258,7 +285,8 @@ def create(
 
     async def body() -> None:
         async with Session(_settings(insecure), on_event=_warn) as session:
-            await session.create(parsed[0], parsed[1:], amend=amend)
+            await session.create(parsed[0], parsed[1:], amend=amend,
+                                 platform_check=_mode(platform_check))
 
     try:
         _execute(body)
@@ -299,6 +327,7 @@ def annotate(
             help="Set architecture variant ('' clears it; a new --arch clears the old one)",
         ),
     ] = None,
+    platform_check: PlatformCheckOpt = None,
 ) -> None:
     """Add additional information to a local image manifest."""
     lref, iref = _parse(list_ref), _parse(image_ref)
@@ -314,6 +343,8 @@ def annotate(
             os_version=os_version,
             os_features=_split_features(os_features or []),
             variant=variant,
+            platform_check=_mode(platform_check),
+            warn=lambda message: _warn(Warned(target=str(lref), message=message)),
         )
     except ManyfestError as exc:
         if interrupts.received() is not None:
@@ -482,6 +513,26 @@ def publish(
         typer.Option("--lists-in-flight", min=1,
                      help="Lists published at once (default 32, or the configuration file's)."),
     ] = None,
+    platform_check: PlatformCheckOpt = None,
+    platform_filter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--platform",
+            metavar="OS/ARCH[/VARIANT]",
+            help="Publish only the images of each list matching one of these platforms "
+            "(docker's --platform matching; comma-separated, repeatable); attestations "
+            "follow their images.",
+        ),
+    ] = None,
+    require_platforms: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--require-platforms",
+            metavar="OS/ARCH[/VARIANT],...",
+            help="Every list must have these platforms, or it fails before any write "
+            "(comma-separated, repeatable; overrides the plan's require_platforms).",
+        ),
+    ] = None,
 ) -> None:
     """Publish every manifest list of a plan, concurrently.
 
@@ -500,7 +551,7 @@ def publish(
                     f"PLAN.yaml and {', '.join(given + with_target)} cannot be used together",
                     hint="give a plan file, or --target, --template and --platforms",
                 )
-            plan = plans.load(plan_file)
+            plan = plans.load(plan_file, platform_check=_mode(platform_check) or None)
         elif not given:
             raise UsageError(
                 "publish needs PLAN.yaml, or --target, --template and --platforms",
@@ -513,7 +564,14 @@ def publish(
                 hint="a plan from arguments needs --target, --template and --platforms",
             )
         else:
-            plan = plans.from_args(platforms, template, target, tags or [], annotations or [])
+            plan = plans.from_args(platforms, template, target, tags or [], annotations or [],
+                                   platform_check=_mode(platform_check))
+        filters = plans.platform_values(platform_filter or [], "--platform",
+                                        _mode(platform_check))
+        if require_platforms is not None:
+            required = plans.platform_values(require_platforms, "--require-platforms",
+                                             _mode(platform_check))
+            plan = [dataclasses.replace(item, require_platforms=required) for item in plan]
     except ManyfestError as exc:
         raise _fail(exc) from None
     if report_file is not None:
@@ -532,7 +590,7 @@ def publish(
         async with Session(settings, on_event=progress) as session:
             with progress:
                 return await session.publish(
-                    plan, options=options, fail_fast=fail_fast, stop=stop
+                    plan, options=options, fail_fast=fail_fast, stop=stop, platforms=filters
                 )
 
     try:

@@ -15,6 +15,7 @@ lines, list bytes), with the documented differences:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -30,7 +31,8 @@ from manyfest.errors import (
     UnsupportedMediaTypeError,
     UsageError,
 )
-from manyfest.platform import Platform, validate
+from manyfest.events import Warned
+from manyfest.platform import Platform, enforce
 from manyfest.reference import Reference, same_registry
 from manyfest.store import ManifestStore, StoredImage
 
@@ -44,11 +46,15 @@ async def create(
     image_refs: list[Reference],
     *,
     amend: bool = False,
+    platform_check: str = "",
 ) -> list[StoredImage]:
     """``docker manifest create [--amend] LIST IMAGE...``: resolve images, store entries.
 
     Every image is resolved (concurrently) before anything is written; an entry that exists
-    is replaced by what its reference resolves to now.
+    is replaced by what its reference resolves to now. Each entry's platform (read from the
+    image) goes through :func:`manyfest.platform.enforce` under ``platform_check``
+    (``error|warn|off``; default: a :class:`~manyfest.events.Warned` event for a platform
+    outside the table, the entry kept as built).
 
     Returns:
         The entries written.
@@ -57,6 +63,8 @@ async def create(
         StoreError: the list exists and ``amend`` is False (docker's phrase).
         NotFoundError: a source does not exist; nothing is written.
         UnsupportedMediaTypeError: a source is a list, not an image.
+        PlatformError: ``platform_check="error"`` and a platform outside the table; nothing
+            is written.
     """
     if list_ref.digest:
         raise UsageError(f"manifest list {list_ref} must be named by a tag, not a digest")
@@ -79,6 +87,7 @@ async def create(
                 "flattens index sources",
             )
         images.append(StoredImage(source.ref, source.manifest, source.platform))
+    _check_platforms(engine, list_ref, images, platform_check)
     with store.locked(list_ref):
         if store.exists(list_ref) and not amend:
             raise StoreError(
@@ -86,6 +95,24 @@ async def create(
             )
         store.save(list_ref, images)
     return images
+
+
+def _check_platforms(
+    engine: Engine, list_ref: Reference, images: list[StoredImage], mode: str
+) -> None:
+    """Entries read from images: :func:`manyfest.platform.enforce` as built, warnings as
+    :class:`~manyfest.events.Warned` events."""
+
+    def warn(message: str) -> None:
+        engine.on_event(Warned(target=str(list_ref), message=message))
+
+    for image in images:
+        if image.platform is not None:
+            enforce(image.platform, mode=mode, written=False, name=str(image.ref), warn=warn)
+
+
+def _no_warning(message: str) -> None:
+    """The default warning sink of :func:`annotate`: drops the message."""
 
 
 def annotate(
@@ -98,6 +125,8 @@ def annotate(
     os_version: str = "",
     os_features: list[str] | None = None,
     variant: str | None = None,
+    platform_check: str = "",
+    warn: Callable[[str], None] = _no_warning,
 ) -> StoredImage:
     """``docker manifest annotate``: set platform fields of one local entry.
 
@@ -106,11 +135,18 @@ def annotate(
     architecture (a variant belongs to its architecture, so it is cleared then); ``""``
     clears it.
 
+    The resulting platform goes through :func:`manyfest.platform.enforce` under
+    ``platform_check`` (``error|warn|off``; default: refused when ``os``, ``arch`` or
+    ``variant`` was given, or os or architecture is left empty; else, the platform being
+    the one read from the image, a warning to ``warn`` and the entry annotated).
+
     Raises:
         NoSuchManifestError: no such list or entry (``manifest for image X does not exist in
             Y``).
-        PlatformError: the resulting os/arch pair or variant is not valid.
+        PlatformError: the resulting os/arch pair or variant is not valid (under the
+            policy above); nothing is written.
     """
+    variant_given = variant is not None
     with store.locked(list_ref):
         image = store.get(list_ref, image_ref)
         p = image.platform or Platform("", "")
@@ -127,7 +163,8 @@ def annotate(
             os_version or p.os_version,
             tuple(features),
         )
-        validate(new.os, new.architecture, new.variant)
+        written = bool(os or arch or variant_given or not new.os or not new.architecture)
+        enforce(new, mode=platform_check, written=written, name=str(image_ref), warn=warn)
         updated = image.with_platform(new)
         store.save(list_ref, [updated])
     return updated
