@@ -488,7 +488,8 @@ def publish(
     ] = False,
     fail_fast: Annotated[
         bool,
-        typer.Option("--fail-fast", help="Stop before any write if a source does not resolve."),
+        typer.Option("--fail-fast", help="Stop before any write if a source does not resolve "
+                     "or a list fails its checks (platforms, require_platforms)."),
     ] = False,
     json_style: Annotated[
         JsonStyleChoice,
