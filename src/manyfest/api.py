@@ -88,25 +88,35 @@ class Session:
         options: PublishOptions | None = None,
         fail_fast: bool = False,
         stop: StopRequest | None = None,
+        platforms: Sequence[Platform | str] = (),
     ) -> PublishReport:
         """Publish every list of a plan (see :func:`manyfest.ops.publish.publish`).
 
         ``stop``: a :class:`~manyfest.ops.publish.StopRequest` that ends the run early with
-        a partial report (the CLI's SIGINT/SIGTERM).
+        a partial report (the CLI's SIGINT/SIGTERM). ``platforms``: ``--platform`` filters
+        (``os/arch[/variant]`` text or :class:`~manyfest.platform.Platform`).
         """
+        filters = [p if isinstance(p, Platform) else parse_platform(p) for p in platforms]
         return await publish(
-            self.engine, plan, options=options, fail_fast=fail_fast, stop=stop
+            self.engine, plan, options=options, fail_fast=fail_fast, stop=stop,
+            platforms=filters,
         )
 
     async def create(
-        self, list_ref: Reference | str, images: Sequence[Reference | str], *, amend: bool = False
+        self,
+        list_ref: Reference | str,
+        images: Sequence[Reference | str],
+        *,
+        amend: bool = False,
+        platform_check: str = "",
     ) -> list[StoredImage]:
         """Create a local list (see :func:`manyfest.ops.manifests.create`).
 
         References may be given as text (parsed as docker does) or :class:`Reference`.
         """
         return await manifests.create(
-            self.engine, self.store, _ref(list_ref), [_ref(i) for i in images], amend=amend
+            self.engine, self.store, _ref(list_ref), [_ref(i) for i in images], amend=amend,
+            platform_check=platform_check,
         )
 
     async def annotate_remote(

@@ -28,6 +28,7 @@ Tree::
     ├── NoMatchingPlatformError     inspect --platform: no entry (or not the image) matches
     ├── VerificationError           --verify found a tag or child not as published
     ├── NotPublishedError           a list left alone: the run stopped (--fail-fast, a signal)
+    ├── MissingPlatformsError       a list lacks required platforms, or --platform left no image
     └── PublishFailed               a bulk publish finished with failed lists (exit 3)
 """
 
@@ -279,6 +280,14 @@ class NotPublishedError(ManyfestError):
     SIGINT/SIGTERM: see :class:`~manyfest.ops.publish.StopRequest`)."""
 
     default_hint = "fix the failing sources and re-run"
+
+
+class MissingPlatformsError(ManyfestError):
+    """A list would be published without platforms it must have: one of its plan's
+    ``require_platforms`` (or ``--require-platforms``) is missing, or the ``--platform``
+    filter left it no image. Raised after the sources resolved, before any write."""
+
+    default_hint = "add a source for each missing platform, or change the platform policy"
 
 
 class PublishFailed(ManyfestError):

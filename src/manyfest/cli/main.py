@@ -14,6 +14,7 @@ flight; the others are cancelled), writes what it must (``publish``: ``--json`` 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import os
@@ -49,6 +50,31 @@ class MediaTypeChoice(enum.StrEnum):
 
     oci = "oci"
     docker = "docker"
+
+
+class PlatformCheckChoice(enum.StrEnum):
+    """``--platform-check`` values."""
+
+    error = "error"
+    warn = "warn"
+    off = "off"
+
+
+PlatformCheckOpt = Annotated[
+    PlatformCheckChoice | None,
+    typer.Option(
+        "--platform-check",
+        help="Platforms outside the table of valid os/arch/variant: refuse (error), warn and "
+        "go on (warn), or do not check (off). Default: refuse platforms you write, warn about "
+        "platforms read from images.",
+        show_default=False,
+    ),
+]
+
+
+def _mode(choice: PlatformCheckChoice | None) -> str:
+    """The ``platform_check`` value of a ``--platform-check`` choice ('' when not given)."""
+    return choice.value if choice is not None else ""
 
 
 class JsonStyleChoice(enum.StrEnum):
@@ -297,6 +323,7 @@ def create(
         bool, typer.Option("--amend", "-a", help="Amend an existing manifest list")
     ] = False,
     insecure: InsecureOpt = False,
+    platform_check: PlatformCheckOpt = None,
 ) -> None:
     """Create a local manifest list for annotating and pushing to a registry."""
     if len(refs) < 2:
@@ -305,7 +332,8 @@ def create(
 
     async def body() -> None:
         async with Session(_settings(insecure), on_event=_warn) as session:
-            await session.create(parsed[0], parsed[1:], amend=amend)
+            await session.create(parsed[0], parsed[1:], amend=amend,
+                                 platform_check=_mode(platform_check))
 
     try:
         _execute(body)
@@ -396,6 +424,7 @@ def annotate(
         ),
     ] = False,
     insecure: InsecureOpt = False,
+    platform_check: PlatformCheckOpt = None,
 ) -> None:
     """Add additional information to a local image manifest (or, with --remote, to an
     entry of a list in a registry)."""
@@ -429,6 +458,8 @@ def annotate(
             variant=variant,
             annotations=annotations,
             remove_annotations=removed,
+            platform_check=_mode(platform_check),
+            warn=lambda message: _warn(Warned(target=str(lref), message=message)),
         )
     except ManyfestError as exc:
         if interrupts.received() is not None:
@@ -605,7 +636,8 @@ def publish(
     ] = False,
     fail_fast: Annotated[
         bool,
-        typer.Option("--fail-fast", help="Stop before any write if a source does not resolve."),
+        typer.Option("--fail-fast", help="Stop before any write if a source does not resolve "
+                     "or a list fails its checks (platforms, require_platforms)."),
     ] = False,
     json_style: Annotated[
         JsonStyleChoice,
@@ -630,6 +662,26 @@ def publish(
         typer.Option("--lists-in-flight", min=1,
                      help="Lists published at once (default 32, or the configuration file's)."),
     ] = None,
+    platform_check: PlatformCheckOpt = None,
+    platform_filter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--platform",
+            metavar="OS/ARCH[/VARIANT]",
+            help="Publish only the images of each list matching one of these platforms "
+            "(docker's --platform matching; comma-separated, repeatable); attestations "
+            "follow their images.",
+        ),
+    ] = None,
+    require_platforms: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--require-platforms",
+            metavar="OS/ARCH[/VARIANT],...",
+            help="Every list must have these platforms, or it fails before any write "
+            "(comma-separated, repeatable; overrides the plan's require_platforms).",
+        ),
+    ] = None,
 ) -> None:
     """Publish every manifest list of a plan, concurrently.
 
@@ -648,7 +700,7 @@ def publish(
                     f"PLAN.yaml and {', '.join(given + with_target)} cannot be used together",
                     hint="give a plan file, or --target, --template and --platforms",
                 )
-            plan = plans.load(plan_file)
+            plan = plans.load(plan_file, platform_check=_mode(platform_check) or None)
         elif not given:
             raise UsageError(
                 "publish needs PLAN.yaml, or --target, --template and --platforms",
@@ -661,7 +713,14 @@ def publish(
                 hint="a plan from arguments needs --target, --template and --platforms",
             )
         else:
-            plan = plans.from_args(platforms, template, target, tags or [], annotations or [])
+            plan = plans.from_args(platforms, template, target, tags or [], annotations or [],
+                                   platform_check=_mode(platform_check))
+        filters = plans.platform_values(platform_filter or [], "--platform",
+                                        _mode(platform_check))
+        if require_platforms is not None:
+            required = plans.platform_values(require_platforms, "--require-platforms",
+                                             _mode(platform_check))
+            plan = [dataclasses.replace(item, require_platforms=required) for item in plan]
     except ManyfestError as exc:
         raise _fail(exc) from None
     if report_file is not None:
@@ -680,7 +739,7 @@ def publish(
         async with Session(settings, on_event=progress) as session:
             with progress:
                 return await session.publish(
-                    plan, options=options, fail_fast=fail_fast, stop=stop
+                    plan, options=options, fail_fast=fail_fast, stop=stop, platforms=filters
                 )
 
     try:

@@ -15,6 +15,7 @@ lines, list bytes), with the documented differences:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -28,7 +29,8 @@ from manyfest.errors import (
     UnsupportedMediaTypeError,
     UsageError,
 )
-from manyfest.platform import Platform, validate
+from manyfest.events import Warned
+from manyfest.platform import Platform, enforce
 from manyfest.reference import Reference, same_registry
 from manyfest.store import ManifestStore, StoredImage
 
@@ -42,11 +44,15 @@ async def create(
     image_refs: list[Reference],
     *,
     amend: bool = False,
+    platform_check: str = "",
 ) -> list[StoredImage]:
     """``docker manifest create [--amend] LIST IMAGE...``: resolve images, store entries.
 
     Every image is resolved (concurrently) before anything is written; an entry that exists
-    is replaced by what its reference resolves to now.
+    is replaced by what its reference resolves to now. Each entry's platform (read from the
+    image) goes through :func:`manyfest.platform.enforce` under ``platform_check``
+    (``error|warn|off``; default: a :class:`~manyfest.events.Warned` event for a platform
+    outside the table, the entry kept as built).
 
     Returns:
         The entries written.
@@ -55,6 +61,8 @@ async def create(
         StoreError: the list exists and ``amend`` is False (docker's phrase).
         NotFoundError: a source does not exist; nothing is written.
         UnsupportedMediaTypeError: a source is a list, not an image.
+        PlatformError: ``platform_check="error"`` and a platform outside the table; nothing
+            is written.
     """
     if list_ref.digest:
         raise UsageError(f"manifest list {list_ref} must be named by a tag, not a digest")
@@ -77,6 +85,7 @@ async def create(
                 "flattens index sources",
             )
         images.append(StoredImage(source.ref, source.manifest, source.platform))
+    _check_platforms(engine, list_ref, images, platform_check)
     with store.locked(list_ref):
         if store.exists(list_ref) and not amend:
             raise StoreError(
@@ -84,6 +93,24 @@ async def create(
             )
         store.save(list_ref, images)
     return images
+
+
+def _check_platforms(
+    engine: Engine, list_ref: Reference, images: list[StoredImage], mode: str
+) -> None:
+    """Entries read from images: :func:`manyfest.platform.enforce` as built, warnings as
+    :class:`~manyfest.events.Warned` events."""
+
+    def warn(message: str) -> None:
+        engine.on_event(Warned(target=str(list_ref), message=message))
+
+    for image in images:
+        if image.platform is not None:
+            enforce(image.platform, mode=mode, written=False, name=str(image.ref), warn=warn)
+
+
+def _no_warning(message: str) -> None:
+    """The default warning sink of :func:`annotate`: drops the message."""
 
 
 def annotate(
@@ -98,6 +125,8 @@ def annotate(
     variant: str | None = None,
     annotations: dict[str, str] | None = None,
     remove_annotations: list[str] | None = None,
+    platform_check: str = "",
+    warn: Callable[[str], None] = _no_warning,
 ) -> StoredImage:
     """``docker manifest annotate``: set platform fields and annotations of one local entry.
 
@@ -111,10 +140,16 @@ def annotate(
     (``Descriptor.annotations``) and ignores them on push; ``manyfest push`` writes them
     into the list entry.
 
+    The resulting platform goes through :func:`manyfest.platform.enforce` under
+    ``platform_check`` (``error|warn|off``; default: refused when ``os``, ``arch`` or
+    ``variant`` was given, or os or architecture is left empty; else, the platform being
+    the one read from the image, a warning to ``warn`` and the entry annotated).
+
     Raises:
         NoSuchManifestError: no such list or entry (``manifest for image X does not exist in
             Y``).
-        PlatformError: the resulting os/arch pair or variant is not valid.
+        PlatformError: the resulting os/arch pair or variant is not valid (under the
+            policy above); nothing is written.
     """
     with store.locked(list_ref):
         image = store.get(list_ref, image_ref)
@@ -137,9 +172,11 @@ def annotate(
         platform_given = bool(os or arch or os_version or os_features or variant_given) or not (
             annotations or remove_annotations
         )
+        updated = image
         if platform_given:
-            validate(new.os, new.architecture, new.variant)
-        updated = image.with_platform(new) if platform_given else image
+            written = bool(os or arch or variant_given or not new.os or not new.architecture)
+            enforce(new, mode=platform_check, written=written, name=str(image_ref), warn=warn)
+            updated = image.with_platform(new)
         if annotations or remove_annotations:
             merged = dict(updated.annotations)
             for key in remove_annotations or []:

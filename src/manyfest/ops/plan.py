@@ -49,7 +49,7 @@ import yaml
 
 from manyfest import reference
 from manyfest.errors import InvalidReferenceError, PlanError, PlatformError
-from manyfest.platform import Platform, validate
+from manyfest.platform import CHECK_MODES, Platform, normalize, parse, validate
 from manyfest.reference import Reference, registry_key
 
 
@@ -77,6 +77,8 @@ class ListSpec(msgspec.Struct, forbid_unknown_fields=True):
     manifests: list[ManifestSpec]
     tags: list[str] = msgspec.field(default_factory=list)
     annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    require_platforms: list[str] = msgspec.field(default_factory=list)
+    platform_check: str = ""
 
 
 class CompactSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -89,6 +91,8 @@ class CompactSpec(msgspec.Struct, forbid_unknown_fields=True):
     platforms: list[str] | None = None
     template: str | None = None
     manifests: list[ManifestSpec] | None = None
+    require_platforms: list[str] = msgspec.field(default_factory=list)
+    platform_check: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +122,20 @@ class PlanEntry:
 
 @dataclass(frozen=True, slots=True)
 class PlanList:
-    """A validated target list: target reference, all tags, annotations, entries in order."""
+    """A validated target list: target reference, all tags, annotations, entries in order.
+
+    ``require_platforms``: platforms the published list must have (``platform.matches``);
+    ``platform_check``: ``error``, ``warn``, ``off`` or '' (the default policy, see
+    :func:`manyfest.platform.enforce`), the command line's when it gave one.
+    """
 
     target: Reference
     extra_tags: tuple[str, ...]
     annotations: dict[str, str]
     entries: tuple[PlanEntry, ...]
     document: int
+    require_platforms: tuple[Platform, ...] = ()
+    platform_check: str = ""
 
     @property
     def tags(self) -> list[str]:
@@ -191,7 +202,9 @@ def _normalise_platform(doc: dict[str, Any], where: str) -> None:
             platform["os.features"] = [f.strip() for f in features.split(",") if f.strip()]
 
 
-def parse_documents(text: str, source: str = "plan") -> list[PlanList]:
+def parse_documents(
+    text: str, source: str = "plan", *, platform_check: str | None = None
+) -> list[PlanList]:
     """Parse plan YAML text: manifest-tool documents and compact documents, mixed freely.
 
     A document with a ``matrix`` key is compact; any other is a manifest-tool document (one
@@ -209,6 +222,14 @@ def parse_documents(text: str, source: str = "plan") -> list[PlanList]:
     documents are; their errors name the combination, e.g. ``document 2 (version='1.0',
     flavor='')``.
 
+    ``require_platforms`` (``os/arch[/variant]`` strings) and ``platform_check``
+    (``error|warn|off``) may be given on either kind of document; ``platform_check``, when
+    given here, overrides every document's (the command line's ``--platform-check``). Under
+    ``error`` and by default, a platform override naming os and architecture and every
+    ``require_platforms`` entry must be in the platform table
+    (:func:`manyfest.platform.validate`); under ``warn`` they are checked when the list is
+    built, under ``off`` never.
+
     Lists come in file order, a compact document's in matrix order; ``PlanList.document``
     is the 1-based document number. Every tag (target or extra) may be written by one list
     only.
@@ -223,12 +244,12 @@ def parse_documents(text: str, source: str = "plan") -> list[PlanList]:
             both documents); the message names the document (1-based) and the field.
     """
     try:
-        return _parse_documents(text, source)
+        return _parse_documents(text, source, platform_check)
     except RecursionError:  # libyaml allows 1000 levels; construct/convert recurse in Python
         raise PlanError(f"{source}: the plan is nested too deeply to read") from None
 
 
-def _parse_documents(text: str, source: str) -> list[PlanList]:
+def _parse_documents(text: str, source: str, platform_check: str | None) -> list[PlanList]:
     try:
         documents = list(yaml.load_all(text, Loader=_PlanLoader))
     except yaml.YAMLError as exc:
@@ -245,7 +266,7 @@ def _parse_documents(text: str, source: str) -> list[PlanList]:
         if not isinstance(doc, dict):
             raise PlanError(f"{where}: expected a mapping with image, tags and manifests")
         if "matrix" in doc:
-            for label, plan in _expand(doc, source, number):
+            for label, plan in _expand(doc, source, number, platform_check):
                 labels.append(label)
                 lists.append(plan)
             continue
@@ -256,7 +277,7 @@ def _parse_documents(text: str, source: str) -> list[PlanList]:
         except msgspec.ValidationError as exc:
             raise PlanError(f"{where}: {exc}") from exc
         labels.append(f"document {number}")
-        lists.append(_validate(spec, where, number))
+        lists.append(_validate(spec, where, number, platform_check))
     if not lists:
         raise PlanError(f"{source}: no list in the plan", hint="add at least one YAML document")
     _check_unique_tags(lists, labels, source)
@@ -355,7 +376,9 @@ def _platform_manifests(
     return manifests
 
 
-def _expand(doc: dict[str, Any], source: str, number: int) -> list[tuple[str, PlanList]]:
+def _expand(
+    doc: dict[str, Any], source: str, number: int, platform_check: str | None
+) -> list[tuple[str, PlanList]]:
     """A compact document's lists, in matrix order, each with its label for errors."""
     doc_where = f"{source}: document {number}"
     matrix = doc.get("matrix")
@@ -416,7 +439,7 @@ def _expand(doc: dict[str, Any], source: str, number: int) -> list[tuple[str, Pl
         if names:
             label += " (" + ", ".join(f"{k}={v!r}" for k, v in names.items()) + ")"
         listspec = _combination(spec, names, platforms, doc_where, f"{source}: {label}")
-        out.append((label, _validate(listspec, f"{source}: {label}", number)))
+        out.append((label, _validate(listspec, f"{source}: {label}", number, platform_check)))
     return out
 
 
@@ -461,7 +484,8 @@ def _combination(
             f"{where}: template",
             "use {os}, {arch} and {variant} in the template",
         )
-    return ListSpec(image, manifests, tags, annotations)
+    required = [render(p, f"require_platforms[{i}]") for i, p in enumerate(spec.require_platforms)]
+    return ListSpec(image, manifests, tags, annotations, required, spec.platform_check)
 
 
 def _check_unique_tags(lists: Sequence[PlanList], labels: Sequence[str], source: str) -> None:
@@ -495,6 +519,8 @@ def from_args(
     target: str,
     tags: Iterable[str] = (),
     annotations: Iterable[str] = (),
+    *,
+    platform_check: str = "",
 ) -> list[PlanList]:
     """The one-list plan of manifest-tool's ``push from-args``.
 
@@ -514,6 +540,8 @@ def from_args(
         target: the target list reference (a tag, not a digest).
         tags: extra tags, comma-separated items as ``platforms``.
         annotations: ``key=value`` index annotations, comma-separated items as ``platforms``.
+        platform_check: ``error``, ``warn``, ``off`` or '' (default: the platforms, written
+            by the user, must be in the platform table).
 
     Returns:
         One :class:`PlanList` (``document`` 1), entries in platform order.
@@ -564,11 +592,51 @@ def from_args(
     manifests = _platform_manifests(
         parsed, source_of, "--template", "use ARCH, OS and VARIANT in --template"
     )
-    spec = ListSpec(target, manifests, tag_items, annotation_map)
+    spec = ListSpec(target, manifests, tag_items, annotation_map, platform_check=platform_check)
     return [_validate(spec, "arguments", 1)]
 
 
-def _validate(spec: ListSpec, where: str, number: int) -> PlanList:
+def platform_values(values: Iterable[str], where: str, mode: str = "") -> tuple[Platform, ...]:
+    """Platforms a user wrote as a list (``--platform``, ``--require-platforms``,
+    ``require_platforms:``): ``os/arch[/variant][:os.version]`` items, comma-separated and
+    repeatable; repeated items are kept once.
+
+    Unless ``mode`` is ``warn`` or ``off``, each must be in the platform table once
+    normalised (``linux/aarch64`` is ``linux/arm64/v8``, as ``--platform`` matching does).
+
+    Raises:
+        PlanError: (exit 2, named by ``where``) an item that is not a platform, or one not in
+            the table (``linux/arm64/v7``).
+    """
+    out: list[Platform] = []
+    for text in _split_values(values):
+        try:
+            p = parse(text)
+        except PlatformError as exc:
+            raise PlanError(f"{where}: {exc.message}") from None
+        if mode in ("", "error"):
+            n = normalize(p)
+            try:
+                validate(n.os, n.architecture, n.variant)
+            except PlatformError as exc:
+                raise PlanError(f"{where}: {text}: {exc.message}", hint=exc.hint) from None
+        if p not in out:
+            out.append(p)
+    return tuple(out)
+
+
+def _check_mode(value: str, where: str) -> str:
+    if value not in ("", *CHECK_MODES):
+        raise PlanError(
+            f"{where}: platform_check: {value!r} is not error, warn or off",
+            hint="platform_check: error (refuse platforms outside the table), warn or off",
+        )
+    return value
+
+
+def _validate(
+    spec: ListSpec, where: str, number: int, platform_check: str | None = None
+) -> PlanList:
     try:
         target = reference.parse(spec.image)
     except InvalidReferenceError as exc:
@@ -580,6 +648,8 @@ def _validate(spec: ListSpec, where: str, number: int) -> PlanList:
             raise PlanError(f"{where}: tags: invalid tag {tag!r}")
     if not spec.manifests:
         raise PlanError(f"{where}: manifests: a list needs at least one image")
+    mode = _check_mode(platform_check or _check_mode(spec.platform_check, where), where)
+    required = platform_values(spec.require_platforms, f"{where}: require_platforms", mode)
     entries = []
     for i, m in enumerate(spec.manifests):
         try:
@@ -587,9 +657,10 @@ def _validate(spec: ListSpec, where: str, number: int) -> PlanList:
         except InvalidReferenceError as exc:
             raise PlanError(f"{where}: manifests[{i}].image: {exc}") from exc
         p = m.platform
-        if p is not None and p.os and p.architecture:
+        if p is not None and p.os and p.architecture and mode in ("", "error"):
             # A platform written in the plan is checked now, before any request; one read
-            # from an image's config is what was built and is taken as it is.
+            # from an image's config is checked when the list is built (a warning by
+            # default: what was built is taken as built).
             try:
                 validate(p.os, p.architecture, p.variant)
             except PlatformError as exc:
@@ -599,14 +670,16 @@ def _validate(spec: ListSpec, where: str, number: int) -> PlanList:
                 ) from exc
         entries.append(PlanEntry(ref, m.platform))
     extra = tuple(t for t in dict.fromkeys(spec.tags) if t != target.tag)
-    return PlanList(target, extra, dict(spec.annotations), tuple(entries), number)
+    return PlanList(
+        target, extra, dict(spec.annotations), tuple(entries), number, required, mode
+    )
 
 
 PLAN_LIMIT = 32 * 1024 * 1024
 """Largest plan file read, in bytes (a 1,000-list plan is about 200 KiB)."""
 
 
-def load(path: Path) -> list[PlanList]:
+def load(path: Path, *, platform_check: str | None = None) -> list[PlanList]:
     """Read and parse a plan file (see :func:`parse_documents`), at most
     :data:`PLAN_LIMIT` bytes.
 
@@ -631,4 +704,4 @@ def load(path: Path) -> list[PlanList]:
             f"plan {path} is not UTF-8 text (byte {exc.start} is not valid UTF-8)",
             hint="a plan is a YAML file in UTF-8",
         ) from None
-    return parse_documents(text, str(path))
+    return parse_documents(text, str(path), platform_check=platform_check)

@@ -4,10 +4,12 @@ Phases:
 
 1. resolve every distinct source of the plan, once each, concurrently, before anything is
    written; the requests of a source are counted against the first list (in plan order)
-   that names it. With ``fail_fast`` a source that does not resolve stops the run here,
-   before any write.
-2. publish each list whose sources resolved (the engine: HEAD tags → blobs → children →
-   list → extra tags); a list whose source failed is ``failed`` without a write
+   that names it.
+2. build every list's entries and check them (platform table, duplicate platforms,
+   ``--platform`` filters, ``require_platforms``); with ``fail_fast`` a source that does not
+   resolve or a list failing a check stops the run here, before any write.
+3. publish each list whose entries were built (the engine: HEAD tags → blobs → children →
+   list → extra tags); a list that failed in 1 or 2 is ``failed`` without a write
    (keep-going), and the run ends with exit 3.
 
 A :class:`StopRequest` stops a run at any moment (the CLI's SIGINT/SIGTERM handling): no
@@ -24,7 +26,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,11 +44,16 @@ from manyfest.engine import (
     Source,
     run_all,
 )
-from manyfest.errors import ManyfestError, NotPublishedError, PlatformError
-from manyfest.events import Finished
+from manyfest.errors import (
+    ManyfestError,
+    MissingPlatformsError,
+    NotPublishedError,
+    PlatformError,
+)
+from manyfest.events import Finished, Warned
 from manyfest.ops.plan import PlanList
 from manyfest.ops.writes import RecordingClient
-from manyfest.platform import validate
+from manyfest.platform import Platform, enforce, matches
 from manyfest.transport import RequestStats, Transport, current_stats
 
 
@@ -216,7 +223,17 @@ class StopRequest:
                 self._scopes.remove(scope)
 
 
-def _children(plan: PlanList, sources: dict[str, Source]) -> list[Child]:
+def _no_warning(message: str) -> None:
+    """The default warning sink of :func:`_children`: drops the message."""
+
+
+def _children(
+    plan: PlanList,
+    sources: dict[str, Source],
+    *,
+    platforms: Sequence[Platform] = (),
+    warn: Callable[[str], None] = _no_warning,
+) -> list[Child]:
     """The entries of a list, in plan order: images first, then attestations.
 
     An image source gives one entry (platform: the plan's fields over the config's). An
@@ -224,26 +241,36 @@ def _children(plan: PlanList, sources: dict[str, Source]) -> list[Child]:
     does not apply, as in manifest-tool) and, at the end of the list, its attestation entries
     whose image is in the list. Attestations never count as platforms.
 
+    ``platforms`` (``--platform``) keeps only the images matching one of them
+    (:func:`manyfest.platform.matches`); attestations follow their images. Each kept image's
+    platform goes through :func:`manyfest.platform.enforce` under the list's
+    ``platform_check``: as written when the plan's override sets os, architecture or
+    variant, as built otherwise (``warn`` receives the warnings).
+
     Raises:
         PlatformError: an invalid platform, or two images with the same platform.
+        MissingPlatformsError: ``platforms`` matched no image of the list.
     """
     images: list[Child] = []
     attestations: list[Child] = []
+    written: set[int] = set()
     for entry in plan.entries:
         source = sources[str(entry.ref)]
         if source.platform is None:
             for child in source.entries:
                 (attestations if child.attestation_for else images).append(child)
             continue
-        platform = entry.platform(source.platform)
-        if entry.override is not None:
-            # The plan changed the platform: check what it makes (the config's own platform
-            # is what was built and is taken as it is, as docker and manifest-tool do).
-            try:
-                validate(platform.os, platform.architecture, platform.variant)
-            except PlatformError as exc:
-                raise PlatformError(f"{entry.ref}: {exc.message}", hint=exc.hint) from exc
-        images.append(Child(source, platform))
+        child = Child(source, entry.platform(source.platform))
+        o = entry.override
+        if o is not None and (o.os or o.architecture or o.variant):
+            written.add(id(child))  # the plan changed the platform: checked as written
+        images.append(child)
+    if platforms:
+        images = _filtered(plan, images, platforms)
+    for child in images:
+        if child.platform is not None:
+            enforce(child.platform, mode=plan.platform_check, written=id(child) in written,
+                    name=str(child.source.ref), warn=warn)
     seen: dict[tuple[str, str, str, str, tuple[str, ...]], str] = {}
     for child in images:
         p = child.platform
@@ -262,6 +289,53 @@ def _children(plan: PlanList, sources: dict[str, Source]) -> list[Child]:
     return images + kept
 
 
+def _platform_names(children: Sequence[Child]) -> str:
+    """The images' platforms, in list order, each once (``linux/amd64, linux/arm64/v8``)."""
+    names = dict.fromkeys(str(c.platform) for c in children if c.platform is not None)
+    return ", ".join(names) or "no platform"
+
+
+def _filtered(plan: PlanList, images: list[Child], platforms: Sequence[Platform]) -> list[Child]:
+    """The images matching one of ``platforms`` (``--platform``), in list order.
+
+    Raises:
+        MissingPlatformsError: none matches.
+    """
+    kept = [c for c in images if any(matches(c.platform, w) for w in platforms)]
+    if not kept:
+        raise MissingPlatformsError(
+            f"{plan.target}: no image matches --platform "
+            f"{', '.join(str(w) for w in platforms)}; its sources have {_platform_names(images)}",
+            hint="drop or widen --platform, or add a source for the platform",
+        )
+    return kept
+
+
+def check_required(plan: PlanList, children: Sequence[Child]) -> None:
+    """Refuse a list missing one of its ``require_platforms``.
+
+    A required platform is present when an image entry (attestations never count) matches
+    it as ``--platform`` matching does (:func:`manyfest.platform.matches`: an entry
+    ``linux/arm64`` satisfies ``linux/arm64/v8``).
+
+    Raises:
+        MissingPlatformsError: one line naming the list, the missing platforms and the
+            platforms the list has.
+    """
+    images = [c for c in children if not c.attestation_for]
+    missing = [
+        str(r) for r in plan.require_platforms
+        if not any(matches(c.platform, r) for c in images)
+    ]
+    if missing:
+        raise MissingPlatformsError(
+            f"{plan.target}: missing required platform{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)}; the list has {_platform_names(images)}",
+            hint="add the missing sources (a tag that lost an architecture is left where it "
+            "was), or change require_platforms / --require-platforms",
+        )
+
+
 async def publish(
     engine: Engine,
     plan: list[PlanList],
@@ -269,6 +343,7 @@ async def publish(
     options: PublishOptions | None = None,
     fail_fast: bool = False,
     stop: StopRequest | None = None,
+    platforms: Sequence[Platform] = (),
 ) -> PublishReport:
     """Publish every list of ``plan``.
 
@@ -280,12 +355,19 @@ async def publish(
         stop: stops the run early when its :meth:`StopRequest.stop` is called; the report
             then has :attr:`PublishReport.interrupted` set and the lists not published
             ``failed`` with a :class:`~manyfest.errors.NotPublishedError`.
+        platforms: ``--platform`` filters: each list keeps only its images matching one of
+            them (attestations follow their images); a list left with no image fails.
+
+    Between resolving and writing, every list's entries are built and checked: platform
+    table (each list's ``platform_check``; warnings are :class:`~manyfest.events.Warned`
+    events, once per image and message), duplicate platforms, ``platforms`` filters and
+    ``require_platforms``. A list failing there is ``failed`` without a write.
 
     Returns:
         A :class:`PublishReport` with one :class:`ListResult` per list, in plan order. With
-        ``fail_fast`` and a source that did not resolve, nothing is written: every list is
-        ``failed`` (with its own source's error, or "not published") and
-        :attr:`PublishReport.stopped_by` is the first source error.
+        ``fail_fast`` and a source that did not resolve or a list failing its checks,
+        nothing is written: every list is ``failed`` (with its own error, or "not
+        published") and :attr:`PublishReport.stopped_by` is the first list's error.
     """
     opts = options or PublishOptions()
     started = time.monotonic()
@@ -321,15 +403,40 @@ async def publish(
         # Phase 1 only reads: nothing was written.
         return _interrupted(engine, plan, [None] * len(plan), set(), stats, stop, opts,
                             started, before, per_registry)
-    if fail_fast and errors:
-        first = errors[next(key for key in refs if key in errors)]
+    # Phase 2: each list's entries, built and checked before any write.
+    built: dict[int, list[Child]] = {}
+    failures: dict[int, ManyfestError] = {}
+    warned: set[str] = set()
+
+    def warner(target: str) -> Callable[[str], None]:
+        def warn(message: str) -> None:
+            if message not in warned:  # an image shared by many lists: one warning
+                warned.add(message)
+                engine.on_event(Warned(target=target, message=message))
+        return warn
+
+    for i, item in enumerate(plan):
+        try:
+            for entry in item.entries:
+                if str(entry.ref) in errors:
+                    raise errors[str(entry.ref)]
+            children = _children(
+                item, sources, platforms=platforms, warn=warner(str(item.target))
+            )
+            check_required(item, children)
+            built[i] = children
+        except ManyfestError as exc:
+            failures[i] = exc
+    if fail_fast and failures:
+        first = failures[min(failures)]
+        what = "the missing sources" if errors else "the failing lists"
         stopped = NotPublishedError(
             f"not published: --fail-fast stopped the run before any write ({first})",
-            hint="fix the missing sources, or run without --fail-fast to publish the rest",
+            hint=f"fix {what}, or run without --fail-fast to publish the rest",
         )
         report = PublishReport(dry_run=opts.dry_run, stopped_by=first)
         for i, item in enumerate(plan):
-            own = next((errors[str(e.ref)] for e in item.entries if str(e.ref) in errors), None)
+            own = failures.get(i)
             report.results.append(ListResult(
                 item.target, item.tags, status="failed", error=own or stopped,
                 requests=stats[i].requests, retries=stats[i].retries,
@@ -338,7 +445,7 @@ async def publish(
         _totals(report, transport, before, per_registry, started)
         return report
 
-    # Phase 2: the lists.
+    # Phase 3: the lists.
     results: list[ListResult | None] = [None] * len(plan)
     list_limiter = anyio.Semaphore(opts.lists_in_flight, fast_acquire=True)
 
@@ -348,7 +455,8 @@ async def publish(
         async with list_limiter:
             in_flight.add(i)
             results[i] = await _publish_one(
-                engine, item, sources, errors, opts, stats[i], time.monotonic()
+                engine, item, built.get(i, []), failures.get(i), opts, stats[i],
+                time.monotonic(),
             )
             in_flight.discard(i)
 
@@ -434,23 +542,18 @@ def _interrupted(
 async def _publish_one(
     engine: Engine,
     item: PlanList,
-    sources: dict[str, Source],
-    errors: dict[str, ManyfestError],
+    children: list[Child],
+    error: ManyfestError | None,
     opts: PublishOptions,
     stats: RequestStats,
     started: float,
 ) -> ListResult:
-    try:
-        for entry in item.entries:
-            if str(entry.ref) in errors:
-                raise errors[str(entry.ref)]
-        children = _children(item, sources)
-    except ManyfestError as exc:
+    if error is not None:  # failed before any write: a source or a platform rule
         result = ListResult(
             item.target,
             item.tags,
             status="failed",
-            error=exc,
+            error=error,
             requests=stats.requests,
             retries=stats.retries,
             throttled=stats.throttled,
