@@ -26,6 +26,7 @@ from manyfest.cache import FactCache
 from manyfest.engine import Engine, PublishOptions
 from manyfest.events import EventSink, no_events
 from manyfest.ops import manifests
+from manyfest.ops.entries import Attestations
 from manyfest.ops.plan import PlanList
 from manyfest.ops.publish import PublishReport, StopRequest, publish
 from manyfest.ops.writes import RecordingClient
@@ -93,14 +94,23 @@ class Session:
         )
 
     async def create(
-        self, list_ref: Reference | str, images: Sequence[Reference | str], *, amend: bool = False
+        self,
+        list_ref: Reference | str,
+        images: Sequence[Reference | str],
+        *,
+        amend: bool = False,
+        attestations: Attestations = "keep",
+        allow_duplicate_platforms: bool = False,
     ) -> list[StoredImage]:
         """Create a local list (see :func:`manyfest.ops.manifests.create`).
 
         References may be given as text (parsed as docker does) or :class:`Reference`.
+        Index sources are flattened; ``attestations="drop"`` stores none of their
+        attestations; ``allow_duplicate_platforms`` stores two images of one platform.
         """
         return await manifests.create(
-            self.engine, self.store, _ref(list_ref), [_ref(i) for i in images], amend=amend
+            self.engine, self.store, _ref(list_ref), [_ref(i) for i in images], amend=amend,
+            attestations=attestations, allow_duplicate_platforms=allow_duplicate_platforms,
         )
 
     async def push(

@@ -225,6 +225,16 @@ class ManifestStore:
                         os.unlink(tmp)
                     raise
 
+    def remove_entries(self, list_ref: Reference, file_names: list[str]) -> None:
+        """Delete entries of a list by file name (call under :meth:`locked`); one that is
+        already gone is skipped. Each unlink is atomic: a reader sees an entry or none."""
+        directory = self.list_dir(list_ref)
+        for name in file_names:
+            if not name or "/" in name or name.startswith("."):
+                raise StoreError(f"refusing to remove {name!r} from {directory}")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(directory / name)
+
     def remove(self, list_ref: Reference) -> None:
         """Delete a list directory.
 

@@ -14,6 +14,7 @@ flight; the others are cancelled), writes what it must (``publish``: ``--json`` 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import os
@@ -46,6 +47,22 @@ class MediaTypeChoice(enum.StrEnum):
 
     oci = "oci"
     docker = "docker"
+
+
+class AttestationsChoice(enum.StrEnum):
+    """``--attestations`` values: keep or drop index sources' attestation entries."""
+
+    keep = "keep"
+    drop = "drop"
+
+
+AllowDuplicatesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-duplicate-platforms",
+        help="Allow two images with the same platform in one list (refused by default).",
+    ),
+]
 
 
 class JsonStyleChoice(enum.StrEnum):
@@ -250,15 +267,28 @@ def create(
         bool, typer.Option("--amend", "-a", help="Amend an existing manifest list")
     ] = False,
     insecure: InsecureOpt = False,
+    attestations: Annotated[
+        AttestationsChoice,
+        typer.Option("--attestations", help="Keep or drop the attestation manifests of index "
+                     "sources (kept only with the image they describe)."),
+    ] = AttestationsChoice.keep,
+    allow_duplicate_platforms: AllowDuplicatesOpt = False,
 ) -> None:
-    """Create a local manifest list for annotating and pushing to a registry."""
+    """Create a local manifest list for annotating and pushing to a registry.
+
+    A MANIFEST may be an index / manifest list (e.g. buildx's image + attestation): its
+    entries are added as they are, images first, then attestations.
+    """
     if len(refs) < 2:
         raise _fail(UsageError('"create" requires at least 2 arguments'))
     parsed = [_parse(r) for r in refs]
 
     async def body() -> None:
         async with Session(_settings(insecure), on_event=_warn) as session:
-            await session.create(parsed[0], parsed[1:], amend=amend)
+            await session.create(
+                parsed[0], parsed[1:], amend=amend, attestations=attestations.value,
+                allow_duplicate_platforms=allow_duplicate_platforms,
+            )
 
     try:
         _execute(body)
@@ -299,6 +329,7 @@ def annotate(
             help="Set architecture variant ('' clears it; a new --arch clears the old one)",
         ),
     ] = None,
+    allow_duplicate_platforms: AllowDuplicatesOpt = False,
 ) -> None:
     """Add additional information to a local image manifest."""
     lref, iref = _parse(list_ref), _parse(image_ref)
@@ -314,6 +345,7 @@ def annotate(
             os_version=os_version,
             os_features=_split_features(os_features or []),
             variant=variant,
+            allow_duplicate_platforms=allow_duplicate_platforms,
         )
     except ManyfestError as exc:
         if interrupts.received() is not None:
@@ -482,6 +514,17 @@ def publish(
         typer.Option("--lists-in-flight", min=1,
                      help="Lists published at once (default 32, or the configuration file's)."),
     ] = None,
+    attestations: Annotated[
+        AttestationsChoice | None,
+        typer.Option("--attestations", help="Keep or drop the attestation manifests of index "
+                     "sources, for every list (default: the plan's `attestations`, else keep)."),
+    ] = None,
+    allow_duplicate_platforms: Annotated[
+        bool,
+        typer.Option("--allow-duplicate-platforms",
+                     help="Allow two images with the same platform in a list, for every list "
+                     "(default: the plan's `allow_duplicate_platforms`, else refused)."),
+    ] = False,
 ) -> None:
     """Publish every manifest list of a plan, concurrently.
 
@@ -516,6 +559,10 @@ def publish(
             plan = plans.from_args(platforms, template, target, tags or [], annotations or [])
     except ManyfestError as exc:
         raise _fail(exc) from None
+    if attestations is not None:
+        plan = [dataclasses.replace(p, attestations=attestations.value) for p in plan]
+    if allow_duplicate_platforms:
+        plan = [dataclasses.replace(p, allow_duplicate_platforms=True) for p in plan]
     if report_file is not None:
         _check_writable(report_file)
     progress = PublishProgress(len(plan), stderr, dry_run=dry_run)

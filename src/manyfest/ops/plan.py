@@ -6,6 +6,8 @@ them). A manifest-tool document (estesp/manifest-tool ``v2/pkg/types``) is one l
     image: registry/repo:tag          # the target list
     tags: ["1.0", "latest"]           # extra tags (optional)
     annotations: {key: value}         # index annotations (optional; makes an OCI index)
+    attestations: keep                # or drop: index sources' attestations (optional)
+    allow_duplicate_platforms: false  # true: two images may share a platform (optional)
     manifests:
       - image: registry/repo-arm:tag  # a source image
         platform:                     # optional override
@@ -49,6 +51,7 @@ import yaml
 
 from manyfest import reference
 from manyfest.errors import InvalidReferenceError, PlanError, PlatformError
+from manyfest.ops.entries import Attestations
 from manyfest.platform import Platform, validate
 from manyfest.reference import Reference, registry_key
 
@@ -77,6 +80,8 @@ class ListSpec(msgspec.Struct, forbid_unknown_fields=True):
     manifests: list[ManifestSpec]
     tags: list[str] = msgspec.field(default_factory=list)
     annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    attestations: Attestations = "keep"
+    allow_duplicate_platforms: bool = False
 
 
 class CompactSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -89,6 +94,8 @@ class CompactSpec(msgspec.Struct, forbid_unknown_fields=True):
     platforms: list[str] | None = None
     template: str | None = None
     manifests: list[ManifestSpec] | None = None
+    attestations: Attestations = "keep"
+    allow_duplicate_platforms: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +125,19 @@ class PlanEntry:
 
 @dataclass(frozen=True, slots=True)
 class PlanList:
-    """A validated target list: target reference, all tags, annotations, entries in order."""
+    """A validated target list: target reference, all tags, annotations, entries in order.
+
+    ``attestations``: keep or drop the attestation entries of index sources;
+    ``allow_duplicate_platforms``: two images may have the same platform.
+    """
 
     target: Reference
     extra_tags: tuple[str, ...]
     annotations: dict[str, str]
     entries: tuple[PlanEntry, ...]
     document: int
+    attestations: Attestations = "keep"
+    allow_duplicate_platforms: bool = False
 
     @property
     def tags(self) -> list[str]:
@@ -191,6 +204,23 @@ def _normalise_platform(doc: dict[str, Any], where: str) -> None:
             platform["os.features"] = [f.strip() for f in features.split(",") if f.strip()]
 
 
+_BOOLEANS = ("allow_duplicate_platforms",)
+_TRUE, _FALSE = ("true", "True", "TRUE"), ("false", "False", "FALSE")
+
+
+def _booleans(doc: dict[str, Any], where: str) -> None:
+    """Boolean keys (every scalar is read as its text): ``true``/``false`` as YAML 1.2 and
+    Go's YAML write them; anything else is an error naming the key."""
+    for key in _BOOLEANS:
+        value = doc.get(key)
+        if value in _TRUE:
+            doc[key] = True
+        elif value in _FALSE:
+            doc[key] = False
+        elif key in doc:
+            raise PlanError(f"{where}: {key}: expected true or false, not {value!r}")
+
+
 def parse_documents(text: str, source: str = "plan") -> list[PlanList]:
     """Parse plan YAML text: manifest-tool documents and compact documents, mixed freely.
 
@@ -251,6 +281,7 @@ def _parse_documents(text: str, source: str) -> list[PlanList]:
             continue
         doc = _drop_null_keys(doc)
         _normalise_platform(doc, where)
+        _booleans(doc, where)
         try:
             spec = msgspec.convert(doc, ListSpec)
         except msgspec.ValidationError as exc:
@@ -370,6 +401,7 @@ def _expand(doc: dict[str, Any], source: str, number: int) -> list[tuple[str, Pl
                 )
     doc = _drop_null_keys(doc)
     _normalise_platform(doc, doc_where)
+    _booleans(doc, doc_where)
     try:
         spec = msgspec.convert(doc, CompactSpec)
     except msgspec.ValidationError as exc:
@@ -461,7 +493,8 @@ def _combination(
             f"{where}: template",
             "use {os}, {arch} and {variant} in the template",
         )
-    return ListSpec(image, manifests, tags, annotations)
+    return ListSpec(image, manifests, tags, annotations, attestations=spec.attestations,
+                    allow_duplicate_platforms=spec.allow_duplicate_platforms)
 
 
 def _check_unique_tags(lists: Sequence[PlanList], labels: Sequence[str], source: str) -> None:
@@ -599,7 +632,9 @@ def _validate(spec: ListSpec, where: str, number: int) -> PlanList:
                 ) from exc
         entries.append(PlanEntry(ref, m.platform))
     extra = tuple(t for t in dict.fromkeys(spec.tags) if t != target.tag)
-    return PlanList(target, extra, dict(spec.annotations), tuple(entries), number)
+    return PlanList(target, extra, dict(spec.annotations), tuple(entries), number,
+                    attestations=spec.attestations,
+                    allow_duplicate_platforms=spec.allow_duplicate_platforms)
 
 
 PLAN_LIMIT = 32 * 1024 * 1024

@@ -44,9 +44,11 @@ from manyfest.engine import (
 )
 from manyfest.errors import ManyfestError, NotPublishedError, PlatformError
 from manyfest.events import Finished
+from manyfest.ops.entries import Listed, check_unique_platforms
 from manyfest.ops.plan import PlanList
 from manyfest.ops.writes import RecordingClient
 from manyfest.platform import validate
+from manyfest.reference import Reference
 from manyfest.transport import RequestStats, Transport, current_stats
 
 
@@ -222,18 +224,28 @@ def _children(plan: PlanList, sources: dict[str, Source]) -> list[Child]:
     An image source gives one entry (platform: the plan's fields over the config's). An
     index source gives its image entries with their exact descriptors (the plan's platform
     does not apply, as in manifest-tool) and, at the end of the list, its attestation entries
-    whose image is in the list. Attestations never count as platforms.
+    whose image is in the list (none with ``attestations: drop``). Attestations never count
+    as platforms; two images with the same platform are refused
+    (:func:`~manyfest.ops.entries.check_unique_platforms`) unless the plan allows them.
 
     Raises:
         PlatformError: an invalid platform, or two images with the same platform.
     """
     images: list[Child] = []
+    names: list[str] = []
     attestations: list[Child] = []
     for entry in plan.entries:
         source = sources[str(entry.ref)]
         if source.platform is None:
             for child in source.entries:
-                (attestations if child.attestation_for else images).append(child)
+                if child.attestation_for:
+                    attestations.append(child)
+                    continue
+                images.append(child)
+                # Named by the tag given and the child's digest, as `create` stores it.
+                ref = entry.ref
+                names.append(str(Reference(ref.registry, ref.repository, ref.tag,
+                                           child.source.manifest.digest)))
             continue
         platform = entry.platform(source.platform)
         if entry.override is not None:
@@ -244,19 +256,13 @@ def _children(plan: PlanList, sources: dict[str, Source]) -> list[Child]:
             except PlatformError as exc:
                 raise PlatformError(f"{entry.ref}: {exc.message}", hint=exc.hint) from exc
         images.append(Child(source, platform))
-    seen: dict[tuple[str, str, str, str, tuple[str, ...]], str] = {}
-    for child in images:
-        p = child.platform
-        if p is None:
-            continue
-        key = (p.os, p.architecture, p.variant, p.os_version, p.os_features)
-        name = str(child.source.ref)
-        if key in seen:
-            raise PlatformError(
-                f"{name} and {seen[key]} have the same platform {p}",
-                hint="a list holds one image per platform: drop one or fix its platform",
-            )
-        seen[key] = name
+        names.append(str(entry.ref))
+    check_unique_platforms(
+        [Listed(name, c.platform) for name, c in zip(names, images, strict=True)],
+        allow=plan.allow_duplicate_platforms,
+    )
+    if plan.attestations == "drop":
+        return images
     digests_in_list = {c.source.manifest.digest for c in images}
     kept = [a for a in attestations if a.attestation_for in digests_in_list]
     return images + kept
