@@ -279,6 +279,15 @@ def test_attestation_named_directly(registry: RegistryServer, ns: str) -> None:
     )
     assert not _store_dir(target).exists()
 
+    dropped = manyfest("create", "--attestations", "drop", target, att_ref, img_ref)
+    assert dropped.returncode == 0, dropped.stderr
+    assert dropped.stderr == (
+        f"warning: {att_ref} is an attestation manifest (of image {image}): not added "
+        "(--attestations drop)\n"
+    )
+    assert [p.name for p in _store_dir(target).iterdir()] == [filesafe(img_ref)]
+    manyfest("rm", target, check=True)
+
     both = manyfest("create", target, att_ref, img_ref)
     assert (both.returncode, both.stderr) == (0, ""), both.stderr
     stored = json.loads((_store_dir(target) / filesafe(att_ref)).read_bytes())

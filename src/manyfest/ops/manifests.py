@@ -72,7 +72,8 @@ async def create(
     ``<name>:<tag>@...``) are replaced by what the tag holds now.
 
     An attestation manifest named directly (by digest) is stored as an attestation entry
-    of the image its in-toto subject names, which must be in the list.
+    of the image its in-toto subject names, which must be in the list (with
+    ``attestations="drop"`` it is left out, with a warning).
 
     Args:
         engine: the run's engine (its ``on_event`` receives the warnings).
@@ -142,6 +143,12 @@ async def create(
         kept_images = [e for e in kept if not _attests(e)]
         in_list = {i.manifest.digest for i in [*kept_images, *images]}
         for ref, entry, image_digest in direct:
+            if attestations == "drop":
+                engine.on_event(Warned(target=str(ref), message=(
+                    f"{ref} is an attestation manifest (of image {image_digest}): not added "
+                    "(--attestations drop)"
+                )))
+                continue
             if image_digest not in in_list:
                 raise UsageError(
                     f"{ref} is the attestation manifest {entry.manifest.digest} of image "
@@ -149,8 +156,7 @@ async def create(
                     hint="add the image too (or the index holding both), or leave the "
                     "attestation out",
                 )
-            if attestations == "keep":
-                found.append(replace(entry, annotations=attestation_annotations(image_digest)))
+            found.append(replace(entry, annotations=attestation_annotations(image_digest)))
         check_unique_platforms(
             [Listed(str(i.ref), i.platform) for i in [*kept_images, *images]],
             allow=allow_duplicate_platforms,
