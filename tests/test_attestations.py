@@ -538,3 +538,46 @@ def test_image_without_attestation_index_source(registry: RegistryServer, ns: st
     created = manyfest("create", f"{host}/{ns}/app:1", str(ref))
     assert created.returncode == 0, created.stderr
     assert created.stderr == f"warning: {ref} is an index: added its 1 image\n"
+
+
+def test_build_from_store_order() -> None:
+    """Images in store order, then attestations in their images' order; an attestation whose
+    image is not in the list is left out, with a warning."""
+    from manyfest.events import Event, Warned
+    from manyfest.ops.entries import attestation_annotations
+    from manyfest.ops.manifests import build_from_store
+    from manyfest.store import StoredImage
+
+    def manifest(n: int) -> Manifest:
+        return Manifest.from_bytes(json.dumps({
+            "schemaVersion": 2, "mediaType": mediatypes.OCI_MANIFEST,
+            "config": {"mediaType": mediatypes.OCI_CONFIG, "digest": "sha256:" + "0" * 64,
+                       "size": n},
+            "layers": [],
+        }).encode())
+
+    unknown = Platform("unknown", "unknown")
+    img_a, img_b, att_a, att_b, orphan = (manifest(n) for n in range(5))
+    ref = reference.parse("r.example/app:1")
+    stored = [  # file-name order: attestations of b and a before the images
+        StoredImage(ref.with_digest(att_b.digest), att_b, unknown,
+                    attestation_annotations(img_b.digest)),
+        StoredImage(ref.with_digest(att_a.digest), att_a, unknown,
+                    attestation_annotations(img_a.digest)),
+        StoredImage(ref.with_digest(orphan.digest), orphan, unknown,
+                    attestation_annotations("sha256:" + "1" * 64)),
+        StoredImage(ref.with_digest(img_a.digest), img_a, AMD64),
+        StoredImage(ref.with_digest(img_b.digest), img_b, ARM64),
+    ]
+    events: list[Event] = []
+    children = build_from_store(reference.parse("r.example/list:1"), stored, events.append)
+    assert [c.source.manifest.digest for c in children] == [
+        img_a.digest, img_b.digest, att_a.digest, att_b.digest
+    ]
+    assert [c.entry().annotations for c in children] == [
+        (), (), attestation_annotations(img_a.digest), attestation_annotations(img_b.digest)
+    ]
+    assert events == [Warned(target="r.example/list:1", message=(
+        f"r.example/app@{orphan.digest} in r.example/list:1 is an attestation of "
+        f"sha256:{'1' * 64}, which is not in the list: not pushed"
+    ))]

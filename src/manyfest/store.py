@@ -10,6 +10,11 @@ descriptor with ``platform``), ``Raw`` (base64 of the manifest's exact bytes) an
 ``SchemaV2Manifest`` or ``OCIManifest`` (the manifest, compacted as Go does). So docker and
 manyfest each read, annotate and push what the other wrote.
 
+An index source's entries (``create`` flattens them) are named ``<name>[:<tag>]@<child
+digest>`` (a reference docker's ``ParseNamed`` accepts, so docker reads, inspects and pushes
+them); an attestation entry keeps its ``unknown/unknown`` platform and its descriptor
+annotations (``vnd.docker.reference.type``, ``vnd.docker.reference.digest``).
+
 Writes are atomic (a temporary file in the store root, then ``os.replace``) and locked (one
 ``filelock`` lock file, ``.manyfest.lock``, in the store root). Nothing but entry files ever
 goes inside a list directory: docker reads every file there.
