@@ -341,7 +341,8 @@ def test_push_refuses_other_registry_before_any_write(registry: RegistryServer, 
     [amd64, *_] = seed_walkthrough(host, ns)
     other = amd64.replace("127.0.0.1", "localhost")
     target = f"{host}/{ns}/app:cross"
-    manyfest("create", target, amd64, other, check=True)
+    # the same image twice (one platform): allowed here, the registry check is the subject
+    manyfest("create", "--allow-duplicate-platforms", target, amd64, other, check=True)
     before = registry.request_count()
     refused = manyfest("push", target)
     assert refused.returncode == 2

@@ -28,6 +28,7 @@ from manyfest.engine import Engine, PublishOptions
 from manyfest.events import EventSink, no_events
 from manyfest.ops import inspect as inspecting
 from manyfest.ops import manifests
+from manyfest.ops.entries import Attestations
 from manyfest.ops.plan import PlanList
 from manyfest.ops.publish import PublishReport, StopRequest, publish
 from manyfest.ops.remote_annotate import EntryChange, RemoteAnnotation, annotate_remote
@@ -109,14 +110,19 @@ class Session:
         *,
         amend: bool = False,
         platform_check: str = "",
+        attestations: Attestations = "keep",
+        allow_duplicate_platforms: bool = False,
     ) -> list[StoredImage]:
         """Create a local list (see :func:`manyfest.ops.manifests.create`).
 
         References may be given as text (parsed as docker does) or :class:`Reference`.
+        Index sources are flattened; ``attestations="drop"`` stores none of their
+        attestations; ``allow_duplicate_platforms`` stores two images of one platform.
         """
         return await manifests.create(
             self.engine, self.store, _ref(list_ref), [_ref(i) for i in images], amend=amend,
             platform_check=platform_check,
+            attestations=attestations, allow_duplicate_platforms=allow_duplicate_platforms,
         )
 
     async def annotate_remote(

@@ -321,8 +321,8 @@ class Engine:
 
         Raises:
             NotFoundError: the manifest does not exist (``no such manifest: <ref>``).
-            UnsupportedMediaTypeError: not an image manifest or index, or an index nested in
-                an index.
+            UnsupportedMediaTypeError: not an image manifest or index, an index nested in
+                an index, or an index attestation whose image the index does not hold.
         """
         return await self._sources.get(str(ref), lambda: self._resolve(ref))
 
@@ -389,7 +389,13 @@ class Engine:
         return source
 
     async def _flatten(self, ref: Reference, index: Manifest) -> Source:
-        """An index source: every entry's child fetched; images first, then attestations."""
+        """An index source: every entry's child fetched; images first, then attestations.
+
+        Raises:
+            UnsupportedMediaTypeError: an entry is itself an index (nested indexes are not
+                flattened), or an attestation describes an image the index does not hold
+                (or names none).
+        """
         doc = index.index()
         raws = _RAW_INDEX.decode(index.raw).manifests
         children: dict[int, Child] = {}
@@ -419,13 +425,26 @@ class Engine:
                 Source(child_ref, manifest, platform or Platform("", "")),
                 platform,
                 descriptor=bytes(raws[i]),
-                attestation_for=target if is_attestation else "",
+                attestation_for=(target or "?") if is_attestation else "",
             )
 
         await run_all(*(partial(child, i) for i in range(len(doc.manifests))))
         ordered = [children[i] for i in range(len(doc.manifests))]
         images = [c for c in ordered if not c.attestation_for]
         attestations = [c for c in ordered if c.attestation_for]
+        in_index = {c.source.manifest.digest for c in images}
+        for a in attestations:
+            if a.attestation_for not in in_index:
+                names = (
+                    "names no image (no vnd.docker.reference.digest annotation)"
+                    if a.attestation_for == "?"
+                    else f"describes image {a.attestation_for}, which is not in the index"
+                )
+                raise UnsupportedMediaTypeError(
+                    f"{ref}: attestation {a.source.manifest.digest} {names}",
+                    hint="re-push the index with the image it attests, or name the image "
+                    "directly",
+                )
         return Source(ref, index, None, tuple(images + attestations))
 
     async def _platform(self, ref: Reference, config_digest: str) -> Platform:

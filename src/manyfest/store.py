@@ -10,6 +10,11 @@ descriptor with ``platform``), ``Raw`` (base64 of the manifest's exact bytes) an
 ``SchemaV2Manifest`` or ``OCIManifest`` (the manifest, compacted as Go does). So docker and
 manyfest each read, annotate and push what the other wrote.
 
+An index source's entries (``create`` flattens them) are named ``<name>[:<tag>]@<child
+digest>`` (a reference docker's ``ParseNamed`` accepts, so docker reads, inspects and pushes
+them); an attestation entry keeps its ``unknown/unknown`` platform and its descriptor
+annotations (``vnd.docker.reference.type``, ``vnd.docker.reference.digest``).
+
 Writes are atomic (a temporary file in the store root, then ``os.replace``) and locked (one
 ``filelock`` lock file, ``.manyfest.lock``, in the store root). Nothing but entry files ever
 goes inside a list directory: docker reads every file there.
@@ -224,6 +229,16 @@ class ManifestStore:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(tmp)
                     raise
+
+    def remove_entries(self, list_ref: Reference, file_names: list[str]) -> None:
+        """Delete entries of a list by file name (call under :meth:`locked`); one that is
+        already gone is skipped. Each unlink is atomic: a reader sees an entry or none."""
+        directory = self.list_dir(list_ref)
+        for name in file_names:
+            if not name or "/" in name or name.startswith("."):
+                raise StoreError(f"refusing to remove {name!r} from {directory}")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(directory / name)
 
     def remove(self, list_ref: Reference) -> None:
         """Delete a list directory.

@@ -72,6 +72,22 @@ PlatformCheckOpt = Annotated[
 ]
 
 
+class AttestationsChoice(enum.StrEnum):
+    """``--attestations`` values: keep or drop index sources' attestation entries."""
+
+    keep = "keep"
+    drop = "drop"
+
+
+AllowDuplicatesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-duplicate-platforms",
+        help="Allow two images with the same platform in one list (refused by default).",
+    ),
+]
+
+
 def _mode(choice: PlatformCheckChoice | None) -> str:
     """The ``platform_check`` value of a ``--platform-check`` choice ('' when not given)."""
     return choice.value if choice is not None else ""
@@ -324,16 +340,29 @@ def create(
     ] = False,
     insecure: InsecureOpt = False,
     platform_check: PlatformCheckOpt = None,
+    attestations: Annotated[
+        AttestationsChoice,
+        typer.Option("--attestations", help="Keep or drop the attestation manifests of index "
+                     "sources (kept only with the image they describe)."),
+    ] = AttestationsChoice.keep,
+    allow_duplicate_platforms: AllowDuplicatesOpt = False,
 ) -> None:
-    """Create a local manifest list for annotating and pushing to a registry."""
+    """Create a local manifest list for annotating and pushing to a registry.
+
+    A MANIFEST may be an index / manifest list (e.g. buildx's image + attestation): its
+    entries are added as they are, images first, then attestations.
+    """
     if len(refs) < 2:
         raise _fail(UsageError('"create" requires at least 2 arguments'))
     parsed = [_parse(r) for r in refs]
 
     async def body() -> None:
         async with Session(_settings(insecure), on_event=_warn) as session:
-            await session.create(parsed[0], parsed[1:], amend=amend,
-                                 platform_check=_mode(platform_check))
+            await session.create(
+                parsed[0], parsed[1:], amend=amend, platform_check=_mode(platform_check),
+                attestations=attestations.value,
+                allow_duplicate_platforms=allow_duplicate_platforms,
+            )
 
     try:
         _execute(body)
@@ -425,6 +454,7 @@ def annotate(
     ] = False,
     insecure: InsecureOpt = False,
     platform_check: PlatformCheckOpt = None,
+    allow_duplicate_platforms: AllowDuplicatesOpt = False,
 ) -> None:
     """Add additional information to a local image manifest (or, with --remote, to an
     entry of a list in a registry)."""
@@ -460,6 +490,7 @@ def annotate(
             remove_annotations=removed,
             platform_check=_mode(platform_check),
             warn=lambda message: _warn(Warned(target=str(lref), message=message)),
+            allow_duplicate_platforms=allow_duplicate_platforms,
         )
     except ManyfestError as exc:
         if interrupts.received() is not None:
@@ -682,6 +713,17 @@ def publish(
             "(comma-separated, repeatable; overrides the plan's require_platforms).",
         ),
     ] = None,
+    attestations: Annotated[
+        AttestationsChoice | None,
+        typer.Option("--attestations", help="Keep or drop the attestation manifests of index "
+                     "sources, for every list (default: the plan's `attestations`, else keep)."),
+    ] = None,
+    allow_duplicate_platforms: Annotated[
+        bool,
+        typer.Option("--allow-duplicate-platforms",
+                     help="Allow two images with the same platform in a list, for every list "
+                     "(default: the plan's `allow_duplicate_platforms`, else refused)."),
+    ] = False,
 ) -> None:
     """Publish every manifest list of a plan, concurrently.
 
@@ -723,6 +765,10 @@ def publish(
             plan = [dataclasses.replace(item, require_platforms=required) for item in plan]
     except ManyfestError as exc:
         raise _fail(exc) from None
+    if attestations is not None:
+        plan = [dataclasses.replace(p, attestations=attestations.value) for p in plan]
+    if allow_duplicate_platforms:
+        plan = [dataclasses.replace(p, allow_duplicate_platforms=True) for p in plan]
     if report_file is not None:
         _check_writable(report_file)
     progress = PublishProgress(len(plan), stderr, dry_run=dry_run)

@@ -8,7 +8,9 @@ lines, list bytes), with the documented differences:
 * ``annotate`` checks variants per architecture and a current os/arch list (docker checks 28
   pairs and never variants);
 * ``push`` makes blobs present concurrently and copies a blob whose mount is refused (docker
-  fails on a ``202``).
+  fails on a ``202``), and keeps descriptor annotations (attestations after the images);
+* ``create`` takes index sources (flattened, with their attestations) and refuses two images
+  with the same platform (``annotate`` too, for the entry it changes);
 
 ``inspect`` is in :mod:`manyfest.ops.inspect`.
 """
@@ -19,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
+import msgspec
+
 from manyfest import mediatypes
 from manyfest.content import list_media_type
 from manyfest.engine import Child, Engine, PublishOptions, Source, run_all
@@ -26,12 +30,20 @@ from manyfest.errors import (
     ManyfestError,
     NoSuchManifestError,
     StoreError,
-    UnsupportedMediaTypeError,
     UsageError,
 )
-from manyfest.events import Warned
+from manyfest.events import EventSink, Warned, no_events
+from manyfest.models import Descriptor
+from manyfest.ops.entries import (
+    ATTESTATION_CHOICES,
+    Attestations,
+    Listed,
+    attestation_annotations,
+    attested_digest,
+    check_unique_platforms,
+)
 from manyfest.platform import Platform, enforce
-from manyfest.reference import Reference, same_registry
+from manyfest.reference import Reference, filesafe, same_registry
 from manyfest.store import ManifestStore, StoredImage
 
 REFUSE_AMEND = "refusing to amend an existing manifest list with no --amend flag"
@@ -45,6 +57,8 @@ async def create(
     *,
     amend: bool = False,
     platform_check: str = "",
+    attestations: Attestations = "keep",
+    allow_duplicate_platforms: bool = False,
 ) -> list[StoredImage]:
     """``docker manifest create [--amend] LIST IMAGE...``: resolve images, store entries.
 
@@ -54,45 +68,200 @@ async def create(
     (``error|warn|off``; default: a :class:`~manyfest.events.Warned` event for a platform
     outside the table, the entry kept as built).
 
+    An index / manifest list source (buildx: image + attestation manifest) is flattened:
+    each of its entries is stored as one entry of the list, its descriptor copied (digest,
+    size, media type, platform, annotations), named ``<name>:<tag>@<child digest>`` (docker
+    reads, inspects and pushes such entries); images in source order, then attestations.
+    A :class:`~manyfest.events.Warned` event says what was added. With ``amend``, the entries
+    an earlier ``create`` stored for a tag given again (``<name>:<tag>`` or
+    ``<name>:<tag>@...``) are replaced by what the tag holds now.
+
+    An attestation manifest named directly (by digest) is stored as an attestation entry
+    of the image its in-toto subject names, which must be in the list (with
+    ``attestations="drop"`` it is left out, with a warning).
+
+    Args:
+        engine: the run's engine (its ``on_event`` receives the warnings).
+        store: the local store.
+        list_ref: the list (a tag).
+        image_refs: images or indexes, in command-line order.
+        amend: add to an existing list.
+        attestations: ``keep`` or ``drop`` (no attestation entry is stored).
+        allow_duplicate_platforms: store two images with the same platform.
+
     Returns:
-        The entries written.
+        The entries written: images, then attestations.
 
     Raises:
         StoreError: the list exists and ``amend`` is False (docker's phrase).
         NotFoundError: a source does not exist; nothing is written.
-        UnsupportedMediaTypeError: a source is a list, not an image.
+        UnsupportedMediaTypeError: a source is neither an image nor an index, holds a nested
+            index, or holds an attestation whose image it lacks.
+        PlatformError: two images would have the same platform (naming both).
+        UsageError: an attestation manifest named without the image it describes (naming
+            both digests), or ``attestations`` is neither keep nor drop.
         PlatformError: ``platform_check="error"`` and a platform outside the table; nothing
             is written.
     """
     if list_ref.digest:
         raise UsageError(f"manifest list {list_ref} must be named by a tag, not a digest")
+    if attestations not in ATTESTATION_CHOICES:
+        raise UsageError(f"--attestations must be keep or drop, not {attestations!r}")
     if store.exists(list_ref) and not amend:
         raise StoreError(REFUSE_AMEND, hint="pass --amend to add to it, or `manyfest rm` it first")
     sources: dict[str, Source] = {}
+    attested: dict[str, str] = {}
 
     async def resolve(ref: Reference) -> None:
-        sources[str(ref)] = await engine.resolve(ref)
+        source = await engine.resolve(ref)
+        sources[str(ref)] = source
+        if source.platform is not None and source.platform.is_unknown:
+            attested[str(ref)] = await _attested_image(engine, source)
 
     await run_all(*(partial(resolve, ref) for ref in image_refs))
-    images = []
+    images: list[StoredImage] = []
+    found: list[StoredImage] = []
+    direct: list[tuple[Reference, StoredImage, str]] = []
     for ref in _unique(image_refs):
         source = sources[str(ref)]
         if source.platform is None:
-            # docker's store holds one image manifest per entry: no place for an index.
-            raise UnsupportedMediaTypeError(
-                f"{ref} is a manifest list",
-                hint="name one of its images by digest, or use `manyfest publish`, which "
-                "flattens index sources",
-            )
-        images.append(StoredImage(source.ref, source.manifest, source.platform))
+            got_images, got_attestations = _flattened(ref, source)
+            images += got_images
+            if attestations == "keep":
+                found += got_attestations
+            engine.on_event(Warned(target=str(ref), message=_flattened_note(
+                ref, len(got_images), len(got_attestations), attestations
+            )))
+        elif attested.get(str(ref)):
+            direct.append((ref, StoredImage(source.ref, source.manifest, source.platform),
+                           attested[str(ref)]))
+        else:
+            images.append(StoredImage(source.ref, source.manifest, source.platform))
     _check_platforms(engine, list_ref, images, platform_check)
     with store.locked(list_ref):
         if store.exists(list_ref) and not amend:
             raise StoreError(
                 REFUSE_AMEND, hint="pass --amend to add to it, or `manyfest rm` it first"
             )
-        store.save(list_ref, images)
-    return images
+        existing = store.get_list(list_ref) if store.exists(list_ref) else []
+        writing = {filesafe(i.ref) for i in [*images, *found, *(d[1] for d in direct)]}
+        stale = [e.file_name for e in existing
+                 if e.file_name not in writing and _replaced(e.ref, image_refs)]
+        kept = [e for e in existing if e.file_name not in writing and e.file_name not in stale]
+        kept_images = [e for e in kept if not _attests(e)]
+        in_list = {i.manifest.digest for i in [*kept_images, *images]}
+        for ref, entry, image_digest in direct:
+            if attestations == "drop":
+                engine.on_event(Warned(target=str(ref), message=(
+                    f"{ref} is an attestation manifest (of image {image_digest}): not added "
+                    "(--attestations drop)"
+                )))
+                continue
+            if image_digest not in in_list:
+                raise UsageError(
+                    f"{ref} is the attestation manifest {entry.manifest.digest} of image "
+                    f"{image_digest}, which is not in {list_ref}",
+                    hint="add the image too (or the index holding both), or leave the "
+                    "attestation out",
+                )
+            found.append(replace(entry, annotations=attestation_annotations(image_digest)))
+        check_unique_platforms(
+            [Listed(str(i.ref), i.platform) for i in [*kept_images, *images]],
+            allow=allow_duplicate_platforms,
+            changed={str(i.ref) for i in images} if kept_images else None,
+        )
+        store.save(list_ref, images + found)
+        if stale:
+            store.remove_entries(list_ref, stale)
+    return images + found
+
+
+def _flattened(ref: Reference, source: Source) -> tuple[list[StoredImage], list[StoredImage]]:
+    """An index source's entries as store entries: its images, then its attestations.
+
+    Each is named ``<name>[:<tag>]@<child digest>`` (the source's tag kept, so ``create
+    --amend`` can tell which entries a tag gave) and keeps its descriptor's platform and
+    annotations.
+    """
+    images: list[StoredImage] = []
+    attestations: list[StoredImage] = []
+    for child in source.entries:
+        m = child.source.manifest
+        annotations: tuple[tuple[str, str], ...] = ()
+        if child.descriptor is not None:
+            desc = _DESCRIPTOR.decode(child.descriptor)
+            annotations = tuple(sorted(desc.annotations.items()))
+        entry = StoredImage(
+            Reference(ref.registry, ref.repository, ref.tag, m.digest),
+            m, child.platform, annotations,
+        )
+        (attestations if child.attestation_for else images).append(entry)
+    return images, attestations
+
+
+def _flattened_note(ref: Reference, images: int, attestations: int, mode: Attestations) -> str:
+    """``<ref> is an index: added its 2 images and 2 attestations`` (or what was dropped)."""
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}{'' if n == 1 else 's'}"
+
+    text = f"{ref} is an index: added its {count(images, 'image')}"
+    if not attestations:
+        return text
+    if mode == "drop":
+        return f"{text}; dropped its {count(attestations, 'attestation')} (--attestations drop)"
+    return f"{text} and {count(attestations, 'attestation')}"
+
+
+def _replaced(entry_ref: Reference, given: list[Reference]) -> bool:
+    """True when an entry came from a tag given again: ``name:tag`` or ``name:tag@...``."""
+    return any(
+        g.digest is None and g.tag is not None and g.tag == entry_ref.tag
+        and g.repository == entry_ref.repository and g.registry == entry_ref.registry
+        for g in given
+    )
+
+
+def _attests(image: StoredImage) -> str:
+    """The image digest a stored entry attests ('' for an image entry)."""
+    return attested_digest(image.platform, dict(image.annotations))
+
+
+class _Subject(msgspec.Struct):
+    digest: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class _Statement(msgspec.Struct):
+    subject: list[_Subject] = msgspec.field(default_factory=list)
+
+
+_STATEMENT = msgspec.json.Decoder(_Statement)
+_DESCRIPTOR = msgspec.json.Decoder(Descriptor)
+_IN_TOTO = "application/vnd.in-toto+json"
+_STATEMENT_LIMIT = 4 * 1024 * 1024
+
+
+async def _attested_image(engine: Engine, source: Source) -> str:
+    """For an ``unknown/unknown`` image: the digest of the image it attests, else ''.
+
+    The manifest's OCI ``subject`` when it has one, else the first ``sha256`` subject of its
+    in-toto statement layers (``application/vnd.in-toto+json``, as buildx writes them).
+    """
+    doc = source.manifest.image()
+    if doc.subject is not None and doc.subject.digest:
+        return doc.subject.digest
+    for layer in doc.layers:
+        if layer.media_type != _IN_TOTO or layer.size > _STATEMENT_LIMIT:
+            continue
+        data = await engine.client.get_blob(source.ref, layer.digest)
+        try:
+            statement = _STATEMENT.decode(data)
+        except msgspec.DecodeError:
+            continue
+        for subject in statement.subject:
+            hexdigest = subject.digest.get("sha256", "")
+            if len(hexdigest) == 64:
+                return f"sha256:{hexdigest}"
+    return ""
 
 
 def _check_platforms(
@@ -127,6 +296,7 @@ def annotate(
     remove_annotations: list[str] | None = None,
     platform_check: str = "",
     warn: Callable[[str], None] = _no_warning,
+    allow_duplicate_platforms: bool = False,
 ) -> StoredImage:
     """``docker manifest annotate``: set platform fields and annotations of one local entry.
 
@@ -149,7 +319,8 @@ def annotate(
         NoSuchManifestError: no such list or entry (``manifest for image X does not exist in
             Y``).
         PlatformError: the resulting os/arch pair or variant is not valid (under the
-            policy above); nothing is written.
+            policy above), or the entry would have the platform of another image of the list
+            (unless ``allow_duplicate_platforms``); nothing is written.
     """
     with store.locked(list_ref):
         image = store.get(list_ref, image_ref)
@@ -183,6 +354,13 @@ def annotate(
                 merged.pop(key, None)
             merged.update(annotations or {})
             updated = replace(updated, annotations=tuple(sorted(merged.items())))
+        if platform_given and not allow_duplicate_platforms and not _attests(updated):
+            entries = [updated if e.file_name == image.file_name else e
+                       for e in store.get_list(list_ref)]
+            check_unique_platforms(
+                [Listed(str(e.ref), e.platform, bool(_attests(e))) for e in entries],
+                changed={str(updated.ref)},
+            )
         store.save(list_ref, [updated])
     return updated
 
@@ -202,8 +380,16 @@ class PushOutcome:
         return [*out, self.digest]
 
 
-def build_from_store(list_ref: Reference, images: list[StoredImage]) -> list[Child]:
+def build_from_store(
+    list_ref: Reference, images: list[StoredImage], on_event: EventSink = no_events
+) -> list[Child]:
     """Check stored entries as docker's ``buildManifestList`` does and make list children.
+
+    Order: the images in store order (docker's: file names), then the attestation entries,
+    each after the ones of images listed before its own (file names among equals). An
+    attestation whose image is not in the list is left out, with a
+    :class:`~manyfest.events.Warned` event. Stored descriptor annotations are written into
+    the list (docker-written entries have none, so a plain list's bytes are docker's).
 
     Raises:
         UsageError: an entry lacks os or architecture, or lives on another registry than the
@@ -225,8 +411,22 @@ def build_from_store(list_ref: Reference, images: list[StoredImage]) -> list[Chi
                 f"{image.ref} is on {image.ref.registry}, {list_ref} on {list_ref.registry}",
                 hint="copy the image to the target registry first (e.g. crane copy/skopeo copy)",
             )
-        children.append(Child(Source(image.ref, image.manifest, p), p, image.annotations))
-    return children
+        children.append(Child(Source(image.ref, image.manifest, p), p, image.annotations,
+                              attestation_for=_attests(image)))
+    plain = [c for c in children if not c.attestation_for]
+    position = {c.source.manifest.digest: i for i, c in reversed(list(enumerate(plain)))}
+    attestations: list[tuple[int, int, Child]] = []
+    for i, c in enumerate(children):
+        if not c.attestation_for:
+            continue
+        if c.attestation_for not in position:
+            on_event(Warned(target=str(list_ref), message=(
+                f"{c.source.ref} in {list_ref} is an attestation of {c.attestation_for}, "
+                "which is not in the list: not pushed"
+            )))
+            continue
+        attestations.append((position[c.attestation_for], i, c))
+    return plain + [c for _, _, c in sorted(attestations, key=lambda t: t[:2])]
 
 
 def refuse_docker_list_annotations(
@@ -263,9 +463,11 @@ async def push(
     """``docker manifest push [--purge] LIST``: publish a local list.
 
     Blobs of cross-repo children are made present in the target repository (mount, else
-    copy), children PUT by digest concurrently, then the list PUT at its tag. The list bytes
-    are docker's (entries in store file-name order), so the digest equals
-    ``docker manifest push``'s for the same store.
+    copy), children PUT by digest concurrently (attestation manifests too), then the list PUT
+    at its tag. Entries are in store file-name order (docker's), attestation entries moved
+    after the images (:func:`build_from_store`); a list without attestations or stored
+    annotations has docker's bytes, so its digest equals ``docker manifest push``'s for the
+    same store.
 
     Raises:
         NoSuchManifestError: the list is not in the local store.
@@ -278,7 +480,7 @@ async def push(
     images = store.get_list(list_ref)
     if not images:
         raise NoSuchManifestError(f"No such manifest: {list_ref}")
-    children = build_from_store(list_ref, images)
+    children = build_from_store(list_ref, images, engine.on_event)
     refuse_docker_list_annotations(
         list_ref, images, list_media_type([c.entry() for c in children])
     )

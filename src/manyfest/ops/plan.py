@@ -6,6 +6,8 @@ them). A manifest-tool document (estesp/manifest-tool ``v2/pkg/types``) is one l
     image: registry/repo:tag          # the target list
     tags: ["1.0", "latest"]           # extra tags (optional)
     annotations: {key: value}         # index annotations (optional; makes an OCI index)
+    attestations: keep                # or drop: index sources' attestations (optional)
+    allow_duplicate_platforms: false  # true: two images may share a platform (optional)
     manifests:
       - image: registry/repo-arm:tag  # a source image
         platform:                     # optional override
@@ -49,6 +51,7 @@ import yaml
 
 from manyfest import reference
 from manyfest.errors import InvalidReferenceError, PlanError, PlatformError
+from manyfest.ops.entries import Attestations
 from manyfest.platform import CHECK_MODES, Platform, normalize, parse, validate
 from manyfest.reference import Reference, registry_key
 
@@ -79,6 +82,8 @@ class ListSpec(msgspec.Struct, forbid_unknown_fields=True):
     annotations: dict[str, str] = msgspec.field(default_factory=dict)
     require_platforms: list[str] = msgspec.field(default_factory=list)
     platform_check: str = ""
+    attestations: Attestations = "keep"
+    allow_duplicate_platforms: bool = False
 
 
 class CompactSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -93,6 +98,8 @@ class CompactSpec(msgspec.Struct, forbid_unknown_fields=True):
     manifests: list[ManifestSpec] | None = None
     require_platforms: list[str] = msgspec.field(default_factory=list)
     platform_check: str = ""
+    attestations: Attestations = "keep"
+    allow_duplicate_platforms: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +134,8 @@ class PlanList:
     ``require_platforms``: platforms the published list must have (``platform.matches``);
     ``platform_check``: ``error``, ``warn``, ``off`` or '' (the default policy, see
     :func:`manyfest.platform.enforce`), the command line's when it gave one.
+    ``attestations``: keep or drop the attestation entries of index sources;
+    ``allow_duplicate_platforms``: two images may have the same platform.
     """
 
     target: Reference
@@ -136,6 +145,8 @@ class PlanList:
     document: int
     require_platforms: tuple[Platform, ...] = ()
     platform_check: str = ""
+    attestations: Attestations = "keep"
+    allow_duplicate_platforms: bool = False
 
     @property
     def tags(self) -> list[str]:
@@ -200,6 +211,23 @@ def _normalise_platform(doc: dict[str, Any], where: str) -> None:
         features = platform.get("os.features")
         if isinstance(features, str):
             platform["os.features"] = [f.strip() for f in features.split(",") if f.strip()]
+
+
+_BOOLEANS = ("allow_duplicate_platforms",)
+_TRUE, _FALSE = ("true", "True", "TRUE"), ("false", "False", "FALSE")
+
+
+def _booleans(doc: dict[str, Any], where: str) -> None:
+    """Boolean keys (every scalar is read as its text): ``true``/``false`` as YAML 1.2 and
+    Go's YAML write them; anything else is an error naming the key."""
+    for key in _BOOLEANS:
+        value = doc.get(key)
+        if value in _TRUE:
+            doc[key] = True
+        elif value in _FALSE:
+            doc[key] = False
+        elif key in doc:
+            raise PlanError(f"{where}: {key}: expected true or false, not {value!r}")
 
 
 def parse_documents(
@@ -272,6 +300,7 @@ def _parse_documents(text: str, source: str, platform_check: str | None) -> list
             continue
         doc = _drop_null_keys(doc)
         _normalise_platform(doc, where)
+        _booleans(doc, where)
         try:
             spec = msgspec.convert(doc, ListSpec)
         except msgspec.ValidationError as exc:
@@ -393,6 +422,7 @@ def _expand(
                 )
     doc = _drop_null_keys(doc)
     _normalise_platform(doc, doc_where)
+    _booleans(doc, doc_where)
     try:
         spec = msgspec.convert(doc, CompactSpec)
     except msgspec.ValidationError as exc:
@@ -485,7 +515,9 @@ def _combination(
             "use {os}, {arch} and {variant} in the template",
         )
     required = [render(p, f"require_platforms[{i}]") for i, p in enumerate(spec.require_platforms)]
-    return ListSpec(image, manifests, tags, annotations, required, spec.platform_check)
+    return ListSpec(image, manifests, tags, annotations, required, spec.platform_check,
+                    attestations=spec.attestations,
+                    allow_duplicate_platforms=spec.allow_duplicate_platforms)
 
 
 def _check_unique_tags(lists: Sequence[PlanList], labels: Sequence[str], source: str) -> None:
@@ -671,7 +703,9 @@ def _validate(
         entries.append(PlanEntry(ref, m.platform))
     extra = tuple(t for t in dict.fromkeys(spec.tags) if t != target.tag)
     return PlanList(
-        target, extra, dict(spec.annotations), tuple(entries), number, required, mode
+        target, extra, dict(spec.annotations), tuple(entries), number, required, mode,
+        attestations=spec.attestations,
+        allow_duplicate_platforms=spec.allow_duplicate_platforms,
     )
 
 

@@ -48,12 +48,13 @@ from manyfest.errors import (
     ManyfestError,
     MissingPlatformsError,
     NotPublishedError,
-    PlatformError,
 )
 from manyfest.events import Finished, Warned
+from manyfest.ops.entries import Listed, check_unique_platforms
 from manyfest.ops.plan import PlanList
 from manyfest.ops.writes import RecordingClient
 from manyfest.platform import Platform, enforce, matches
+from manyfest.reference import Reference
 from manyfest.transport import RequestStats, Transport, current_stats
 
 
@@ -239,7 +240,9 @@ def _children(
     An image source gives one entry (platform: the plan's fields over the config's). An
     index source gives its image entries with their exact descriptors (the plan's platform
     does not apply, as in manifest-tool) and, at the end of the list, its attestation entries
-    whose image is in the list. Attestations never count as platforms.
+    whose image is in the list (none with ``attestations: drop``). Attestations never count
+    as platforms; two images with the same platform are refused
+    (:func:`~manyfest.ops.entries.check_unique_platforms`) unless the plan allows them.
 
     ``platforms`` (``--platform``) keeps only the images matching one of them
     (:func:`manyfest.platform.matches`); attestations follow their images. Each kept image's
@@ -252,38 +255,40 @@ def _children(
         MissingPlatformsError: ``platforms`` matched no image of the list.
     """
     images: list[Child] = []
+    names: dict[int, str] = {}
     attestations: list[Child] = []
     written: set[int] = set()
     for entry in plan.entries:
         source = sources[str(entry.ref)]
         if source.platform is None:
             for child in source.entries:
-                (attestations if child.attestation_for else images).append(child)
+                if child.attestation_for:
+                    attestations.append(child)
+                    continue
+                images.append(child)
+                # Named by the tag given and the child's digest, as `create` stores it.
+                ref = entry.ref
+                names[id(child)] = str(Reference(ref.registry, ref.repository, ref.tag,
+                                                 child.source.manifest.digest))
             continue
         child = Child(source, entry.platform(source.platform))
         o = entry.override
         if o is not None and (o.os or o.architecture or o.variant):
             written.add(id(child))  # the plan changed the platform: checked as written
         images.append(child)
+        names[id(child)] = str(entry.ref)
     if platforms:
         images = _filtered(plan, images, platforms)
     for child in images:
         if child.platform is not None:
             enforce(child.platform, mode=plan.platform_check, written=id(child) in written,
                     name=str(child.source.ref), warn=warn)
-    seen: dict[tuple[str, str, str, str, tuple[str, ...]], str] = {}
-    for child in images:
-        p = child.platform
-        if p is None:
-            continue
-        key = (p.os, p.architecture, p.variant, p.os_version, p.os_features)
-        name = str(child.source.ref)
-        if key in seen:
-            raise PlatformError(
-                f"{name} and {seen[key]} have the same platform {p}",
-                hint="a list holds one image per platform: drop one or fix its platform",
-            )
-        seen[key] = name
+    check_unique_platforms(
+        [Listed(names[id(c)], c.platform) for c in images],
+        allow=plan.allow_duplicate_platforms,
+    )
+    if plan.attestations == "drop":
+        return images
     digests_in_list = {c.source.manifest.digest for c in images}
     kept = [a for a in attestations if a.attestation_for in digests_in_list]
     return images + kept
