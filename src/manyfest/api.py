@@ -30,7 +30,7 @@ from manyfest.ops.plan import PlanList
 from manyfest.ops.publish import PublishReport, StopRequest, publish
 from manyfest.ops.writes import RecordingClient
 from manyfest.reference import Reference
-from manyfest.store import ManifestStore, StoredImage
+from manyfest.store import ListSettings, ManifestStore, StoredImage
 from manyfest.transport import Settings, Transport
 
 
@@ -93,21 +93,36 @@ class Session:
         )
 
     async def create(
-        self, list_ref: Reference | str, images: Sequence[Reference | str], *, amend: bool = False
+        self,
+        list_ref: Reference | str,
+        images: Sequence[Reference | str],
+        *,
+        amend: bool = False,
+        settings: ListSettings | None = None,
     ) -> list[StoredImage]:
         """Create a local list (see :func:`manyfest.ops.manifests.create`).
 
         References may be given as text (parsed as docker does) or :class:`Reference`.
+        ``settings``: the list's media type, index annotations, artifactType, subject and
+        labels to copy, kept for ``push``.
         """
         return await manifests.create(
-            self.engine, self.store, _ref(list_ref), [_ref(i) for i in images], amend=amend
+            self.engine, self.store, _ref(list_ref), [_ref(i) for i in images], amend=amend,
+            settings=settings,
         )
 
     async def push(
-        self, list_ref: Reference | str, *, purge: bool = False
+        self,
+        list_ref: Reference | str,
+        *,
+        purge: bool = False,
+        settings: ListSettings | None = None,
     ) -> manifests.PushOutcome:
-        """Push a local list (see :func:`manyfest.ops.manifests.push`)."""
-        return await manifests.push(self.engine, self.store, _ref(list_ref), purge=purge)
+        """Push a local list (see :func:`manyfest.ops.manifests.push`); ``settings`` override
+        what ``create`` stored."""
+        return await manifests.push(
+            self.engine, self.store, _ref(list_ref), purge=purge, settings=settings
+        )
 
     async def inspect(
         self,

@@ -22,7 +22,15 @@ import msgspec
 
 from manyfest import jsonfmt, mediatypes
 from manyfest.content import Entry, Manifest, encode_list
-from manyfest.engine import Child, Engine, PublishOptions, Source, run_all
+from manyfest.engine import (
+    Child,
+    Engine,
+    PublishOptions,
+    Source,
+    choose_media_type,
+    mixed_warning,
+    run_all,
+)
 from manyfest.errors import (
     ManyfestError,
     NoSuchManifestError,
@@ -31,8 +39,14 @@ from manyfest.errors import (
     UsageError,
 )
 from manyfest.platform import Platform, validate
-from manyfest.reference import Reference, same_registry
-from manyfest.store import ManifestStore, StoredImage
+from manyfest.reference import Reference, filesafe, same_registry
+from manyfest.store import (
+    ListSettings,
+    ManifestStore,
+    StoredImage,
+    merge_settings,
+    replace_settings,
+)
 
 REFUSE_AMEND = "refusing to amend an existing manifest list with no --amend flag"
 
@@ -44,11 +58,18 @@ async def create(
     image_refs: list[Reference],
     *,
     amend: bool = False,
+    settings: ListSettings | None = None,
 ) -> list[StoredImage]:
     """``docker manifest create [--amend] LIST IMAGE...``: resolve images, store entries.
 
     Every image is resolved (concurrently) before anything is written; an entry that exists
     is replaced by what its reference resolves to now.
+
+    ``settings`` (media type, index annotations, artifactType, subject, labels to copy) are
+    kept beside the store for ``push`` (:meth:`ManifestStore.save_settings`); with ``amend``
+    they are merged over the list's. The subject is resolved now and pinned by digest. The
+    list ``push`` would build is checked now: settings a Docker list cannot hold are refused
+    before anything is written, and a mixed list is warned about.
 
     Returns:
         The entries written.
@@ -57,9 +78,12 @@ async def create(
         StoreError: the list exists and ``amend`` is False (docker's phrase).
         NotFoundError: a source does not exist; nothing is written.
         UnsupportedMediaTypeError: a source is a list, not an image.
+        UsageError: index annotations, artifactType, subject or labels to copy for a list
+            that comes out as a Docker manifest list; a subject in another repository.
     """
     if list_ref.digest:
         raise UsageError(f"manifest list {list_ref} must be named by a tag, not a digest")
+    settings = await _pin_subject(engine, list_ref, settings)
     if store.exists(list_ref) and not amend:
         raise StoreError(REFUSE_AMEND, hint="pass --amend to add to it, or `manyfest rm` it first")
     sources: dict[str, Source] = {}
@@ -84,8 +108,56 @@ async def create(
             raise StoreError(
                 REFUSE_AMEND, hint="pass --amend to add to it, or `manyfest rm` it first"
             )
+        merged = _checked_settings(engine, store, list_ref, images, settings)
         store.save(list_ref, images)
+        store.save_settings(list_ref, merged)
     return images
+
+
+async def _pin_subject(
+    engine: Engine, list_ref: Reference, settings: ListSettings | None
+) -> ListSettings | None:
+    """``settings`` with the subject resolved now and named by digest (``name@digest``)."""
+    if settings is None or not settings.subject:
+        return settings
+    desc = await engine.subject(list_ref, settings.subject)
+    return replace_settings(settings, subject=f"{list_ref.name}@{desc.digest}")
+
+
+def _checked_settings(
+    engine: Engine,
+    store: ManifestStore,
+    list_ref: Reference,
+    images: list[StoredImage],
+    settings: ListSettings | None,
+) -> ListSettings:
+    """The list's settings after this create (call under the lock), checked against the
+    list ``push`` would build from the entries after it (docker's file-name order)."""
+    existing = store.exists(list_ref)
+    stored = store.get_settings(list_ref) if existing else ListSettings()
+    merged = merge_settings(stored, settings)
+    entries = {i.file_name: i for i in (store.get_list(list_ref) if existing else [])}
+    entries.update({filesafe(i.ref): i for i in images})
+    listed = [
+        Entry(i.manifest.media_type, i.manifest.size, i.manifest.digest, i.platform)
+        for _, i in sorted(entries.items())
+    ]
+    media_type = choose_media_type(list_ref, listed, merged.annotations, _options(merged))
+    warning = mixed_warning(list_ref, media_type, listed)
+    if warning is not None:
+        engine.on_event(warning)
+    return merged
+
+
+def _options(settings: ListSettings, *, skip_unchanged: bool = True) -> PublishOptions:
+    """The engine options a list's settings make."""
+    return PublishOptions(
+        media_type=settings.media_type,
+        artifact_type=settings.artifact_type,
+        subject=settings.subject,
+        labels_to_annotations=settings.labels_to_annotations,
+        skip_unchanged=skip_unchanged,
+    )
 
 
 def annotate(
@@ -176,14 +248,20 @@ def build_from_store(list_ref: Reference, images: list[StoredImage]) -> list[Chi
 
 
 async def push(
-    engine: Engine, store: ManifestStore, list_ref: Reference, *, purge: bool = False
+    engine: Engine,
+    store: ManifestStore,
+    list_ref: Reference,
+    *,
+    purge: bool = False,
+    settings: ListSettings | None = None,
 ) -> PushOutcome:
     """``docker manifest push [--purge] LIST``: publish a local list.
 
     Blobs of cross-repo children are made present in the target repository (mount, else
     copy), children PUT by digest concurrently, then the list PUT at its tag. The list bytes
     are docker's (entries in store file-name order), so the digest equals
-    ``docker manifest push``'s for the same store.
+    ``docker manifest push``'s for the same store, unless list settings were given: those
+    ``create`` stored, with ``settings`` (the command line's) over them.
 
     Raises:
         NoSuchManifestError: the list is not in the local store.
@@ -196,8 +274,10 @@ async def push(
     if not images:
         raise NoSuchManifestError(f"No such manifest: {list_ref}")
     children = build_from_store(list_ref, images)
+    wanted = merge_settings(store.get_settings(list_ref), settings)
     result = await engine.publish(
-        list_ref, children, options=PublishOptions(skip_unchanged=False)
+        list_ref, children, annotations=wanted.annotations or None,
+        options=_options(wanted, skip_unchanged=False),
     )
     if result.error is not None:
         raise result.error

@@ -5,7 +5,11 @@ them). A manifest-tool document (estesp/manifest-tool ``v2/pkg/types``) is one l
 
     image: registry/repo:tag          # the target list
     tags: ["1.0", "latest"]           # extra tags (optional)
-    annotations: {key: value}         # index annotations (optional; makes an OCI index)
+    annotations: {key: value}         # index annotations (optional; OCI index only)
+    media_type: auto                  # auto (docker's first-entry rule), oci or docker
+    artifact_type: application/x.y    # the index's artifactType (optional; OCI index only)
+    subject: registry/repo@sha256:... # the index's subject (optional; OCI index only)
+    labels_to_annotations: true       # copy common org.opencontainers.image.* labels
     manifests:
       - image: registry/repo-arm:tag  # a source image
         platform:                     # optional override
@@ -77,6 +81,10 @@ class ListSpec(msgspec.Struct, forbid_unknown_fields=True):
     manifests: list[ManifestSpec]
     tags: list[str] = msgspec.field(default_factory=list)
     annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    media_type: str = ""
+    artifact_type: str = ""
+    subject: str = ""
+    labels_to_annotations: str = ""
 
 
 class CompactSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -89,6 +97,10 @@ class CompactSpec(msgspec.Struct, forbid_unknown_fields=True):
     platforms: list[str] | None = None
     template: str | None = None
     manifests: list[ManifestSpec] | None = None
+    media_type: str = ""
+    artifact_type: str = ""
+    subject: str = ""
+    labels_to_annotations: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +130,22 @@ class PlanEntry:
 
 @dataclass(frozen=True, slots=True)
 class PlanList:
-    """A validated target list: target reference, all tags, annotations, entries in order."""
+    """A validated target list: target reference, all tags, annotations, entries in order.
+
+    ``media_type`` ('' = auto, ``auto``, ``oci``, ``docker``), ``artifact_type``, ``subject``
+    (as written: a reference, ``@DIGEST`` or ``:TAG``) and ``labels_to_annotations`` are the
+    plan keys of the same names; command-line flags override them.
+    """
 
     target: Reference
     extra_tags: tuple[str, ...]
     annotations: dict[str, str]
     entries: tuple[PlanEntry, ...]
     document: int
+    media_type: str = ""
+    artifact_type: str = ""
+    subject: str = ""
+    labels_to_annotations: bool = False
 
     @property
     def tags(self) -> list[str]:
@@ -461,7 +482,11 @@ def _combination(
             f"{where}: template",
             "use {os}, {arch} and {variant} in the template",
         )
-    return ListSpec(image, manifests, tags, annotations)
+    return ListSpec(
+        image, manifests, tags, annotations, spec.media_type,
+        render(spec.artifact_type, "artifact_type"), render(spec.subject, "subject"),
+        spec.labels_to_annotations,
+    )
 
 
 def _check_unique_tags(lists: Sequence[PlanList], labels: Sequence[str], source: str) -> None:
@@ -599,7 +624,99 @@ def _validate(spec: ListSpec, where: str, number: int) -> PlanList:
                 ) from exc
         entries.append(PlanEntry(ref, m.platform))
     extra = tuple(t for t in dict.fromkeys(spec.tags) if t != target.tag)
-    return PlanList(target, extra, dict(spec.annotations), tuple(entries), number)
+    labels = _boolean(spec.labels_to_annotations, where, "labels_to_annotations")
+    media_type = check_list_settings(
+        spec.media_type, spec.annotations, spec.artifact_type, spec.subject, labels,
+        where=where, keys=PLAN_KEYS,
+    )
+    return PlanList(target, extra, dict(spec.annotations), tuple(entries), number,
+                    media_type, spec.artifact_type, spec.subject, labels)
+
+
+PLAN_KEYS = {
+    "media_type": "media_type", "annotations": "annotations",
+    "artifact_type": "artifact_type", "subject": "subject",
+    "labels_to_annotations": "labels_to_annotations",
+}
+_FLAGS = {
+    "media_type": "--media-type", "annotations": "--annotation",
+    "artifact_type": "--artifact-type", "subject": "--subject",
+    "labels_to_annotations": "--labels-to-annotations",
+}
+"""How each list setting is named in errors: plan keys, or command-line flags."""
+
+_MEDIA_TYPE_RE = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\Z"
+)
+_DIGEST_ONLY = re.compile(r"@?(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})\Z")
+
+
+def _boolean(text: str, where: str, key: str) -> bool:
+    """A plan boolean as BaseLoader reads it: ``true``/``false`` in any case ('' false)."""
+    value = text.strip().lower()
+    if value in ("", "false"):
+        return False
+    if value == "true":
+        return True
+    raise PlanError(f"{where}: {key}: expected true or false, not {text!r}")
+
+
+def check_list_settings(
+    media_type: str,
+    annotations: Mapping[str, str],
+    artifact_type: str,
+    subject: str,
+    labels_to_annotations: bool,
+    *,
+    where: str,
+    keys: Mapping[str, str] | None = None,
+) -> str:
+    """Check list-level settings before any request; returns the media type choice.
+
+    ``media_type`` must be '' / ``auto`` / ``oci`` / ``docker``; ``artifact_type`` a media
+    type (``type/subtype``, RFC 6838); ``subject`` a reference, ``@DIGEST`` or ``:TAG``;
+    with ``docker`` none of annotations, artifact type, subject or labels to copy may be
+    given (a Docker manifest list has none of them). Errors name the settings as ``keys``
+    says (default: the command-line flags).
+
+    Raises:
+        PlanError: (exit 2) a setting is invalid; the message starts with ``where``.
+    """
+    names = keys or _FLAGS
+    if media_type not in ("", "auto", "oci", "docker"):
+        raise PlanError(
+            f"{where}: {names['media_type']}: {media_type!r} is not auto, oci or docker"
+        )
+    if artifact_type and not _MEDIA_TYPE_RE.match(artifact_type):
+        raise PlanError(
+            f"{where}: {names['artifact_type']}: {artifact_type!r} is not a media type",
+            hint="an artifactType is a media type such as application/vnd.example.sbom+json",
+        )
+    if subject and not (
+        _DIGEST_ONLY.match(subject) or (subject.startswith(":") and reference.valid_tag(
+            subject[1:]))
+    ):
+        try:
+            reference.parse(subject)
+        except InvalidReferenceError as exc:
+            raise PlanError(f"{where}: {names['subject']}: {exc.message}",
+                            hint="give a reference, @DIGEST or :TAG") from exc
+    if media_type == "docker":
+        given = [
+            names[key] for key, value in (
+                ("annotations", bool(annotations)), ("artifact_type", bool(artifact_type)),
+                ("subject", bool(subject)), ("labels_to_annotations", labels_to_annotations),
+            ) if value
+        ]
+        if given:
+            key = names["media_type"]
+            sep = " " if key.startswith("--") else ": "
+            raise PlanError(
+                f"{where}: {', '.join(given)} given for a Docker manifest list "
+                f"({key}{sep}docker), which has none of them",
+                hint=f"use {key}{sep}oci to write an OCI index",
+            )
+    return media_type
 
 
 PLAN_LIMIT = 32 * 1024 * 1024
