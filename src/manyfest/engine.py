@@ -545,13 +545,18 @@ class Engine:
             NotFoundError: no such manifest in the target repository.
         """
         ref = subject_reference(target, text)
-        return await self._subjects.get(str(ref), lambda: self._subject(ref))
+        return await self._subjects.get(str(ref), lambda: self._subject(target, ref))
 
-    async def _subject(self, ref: Reference) -> SubjectDescriptor:
+    async def _subject(self, target: Reference, ref: Reference) -> SubjectDescriptor:
         try:
             manifest = await self._manifest(ref, confirm=True)
         except NotFoundError as exc:
-            raise _no_such_manifest(ref, exc) from exc
+            raise NotFoundError(
+                f"{target}: no such subject {ref}", status=exc.status, method=exc.method,
+                url=exc.url,
+                hint=f"push the subject to {target.name} first, or check --subject (plan key "
+                "subject)",
+            ) from exc
         return SubjectDescriptor(
             media_type=manifest.media_type, digest=manifest.digest, size=manifest.size
         )
