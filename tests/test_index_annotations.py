@@ -420,3 +420,28 @@ def test_publish_artifact_type_and_subject_flags(registry: RegistryServer, ns: s
         f"push the subject to {host}/{ns}/app first, or check --subject (plan key subject)"
     )
     assert _get(f"{host}/{ns}/app:1").digest == expected.digest
+
+
+def test_create_amend_merges_settings(registry: RegistryServer, ns: str) -> None:
+    host = registry.host
+    images = _seed(host, ns)
+    amd64, arm64 = sorted(images)
+    target = f"{host}/{ns}/app:1"
+    first = manyfest("create", target, amd64, "--annotation", "a=1", "--annotation", "b=1",
+                     "--artifact-type", "application/x.first")
+    assert (first.returncode, first.stderr) == (0, ""), first.stderr
+    # --amend adds an entry; its settings go over the list's (annotations key by key)
+    amended = manyfest("create", "--amend", target, arm64, "--annotation", "b=2")
+    assert (amended.returncode, amended.stderr) == (0, ""), amended.stderr
+    pushed = manyfest("push", target)
+    assert pushed.returncode == 0, pushed.stderr
+    expected = encode_list(_entries(images), annotations={"a": "1", "b": "2"},
+                           artifact_type="application/x.first")
+    assert pushed.stdout.splitlines()[-1] == expected.digest
+    assert _get(target).raw == expected.raw
+    # a create refused for lack of --amend makes no request and changes nothing
+    before = registry.request_count()
+    refused = manyfest("create", target, amd64, "--subject", ":base")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("refusing to amend an existing manifest list")
+    assert registry.request_count() == before

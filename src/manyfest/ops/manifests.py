@@ -83,9 +83,9 @@ async def create(
     """
     if list_ref.digest:
         raise UsageError(f"manifest list {list_ref} must be named by a tag, not a digest")
-    settings = await _pin_subject(engine, list_ref, settings)
     if store.exists(list_ref) and not amend:
         raise StoreError(REFUSE_AMEND, hint="pass --amend to add to it, or `manyfest rm` it first")
+    settings = await _pin_subject(engine, list_ref, settings)
     sources: dict[str, Source] = {}
 
     async def resolve(ref: Reference) -> None:
