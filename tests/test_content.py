@@ -205,26 +205,37 @@ DOCKER_ENTRY = Entry(DM, 1, ARM, Platform("linux", "arm", "v7"))
     ("entries", "annotations", "expected"),
     [
         ([OCI_ENTRY], None, mediatypes.OCI_INDEX),
+        ([OCI_ENTRY], {"a": "b"}, mediatypes.OCI_INDEX),
         ([OCI_ENTRY, DOCKER_ENTRY], None, mediatypes.OCI_INDEX),
         ([DOCKER_ENTRY, OCI_ENTRY], None, mediatypes.DOCKER_LIST),
         ([DOCKER_ENTRY], None, mediatypes.DOCKER_LIST),
         ([DOCKER_ENTRY], {}, mediatypes.DOCKER_LIST),
-        ([DOCKER_ENTRY], {"a": "b"}, mediatypes.OCI_INDEX),
         ([], None, mediatypes.DOCKER_LIST),
-        ([], {"a": "b"}, mediatypes.OCI_INDEX),
     ],
 )
 def test_list_media_type(
     entries: list[Entry], annotations: dict[str, str] | None, expected: str
 ) -> None:
-    assert list_media_type(entries, annotations) == expected
+    # docker's first-entry rule only: annotations never switch a Docker list to OCI
+    assert list_media_type(entries) == expected
     assert encode_list(entries, annotations=annotations).media_type == expected
+
+
+@pytest.mark.parametrize("entries", [[DOCKER_ENTRY], [DOCKER_ENTRY, OCI_ENTRY], []])
+def test_annotations_on_a_docker_list_are_refused(entries: list[Entry]) -> None:
+    # They were silently turned into an OCI index; a Docker list has no annotations.
+    with pytest.raises(ValueError, match="a Docker manifest list has no annotations"):
+        encode_list(entries, annotations={"a": "b"})
+    with pytest.raises(ValueError, match="has no annotations, artifactType"):
+        encode_list(entries, annotations={"a": "b"}, artifact_type="application/x.y",
+                    media_type=mediatypes.DOCKER_LIST)
 
 
 def test_docker_style_escapes_html_like_go() -> None:
     # Go's json.MarshalIndent (docker, manifest-tool) writes & < > in strings as \u0026 ...
     entry = Entry(DM, 1, AMD64, Platform("linux", "amd64", os_features=("a&b<c>",)))
-    raw = encode_list([entry], style="compact", annotations={"u": "https://x/?a=1&b=2"}).raw
+    raw = encode_list([entry], style="compact", annotations={"u": "https://x/?a=1&b=2"},
+                      media_type=mediatypes.OCI_INDEX).raw
     assert b'"a\\u0026b\\u003cc\\u003e"' in raw
     assert b'"https://x/?a=1\\u0026b=2"' in raw
 

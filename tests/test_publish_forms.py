@@ -82,6 +82,7 @@ matrix:
 image: {host}/{ns}/app:{{version}}{{flavor}}
 tags: ["{{version}}{{flavor}}-stable"]
 annotations: {{org.opencontainers.image.version: "{{version}}"}}
+media_type: oci
 platforms: [linux/amd64, linux/arm64/v8, linux/arm/v7]
 template: {host}/{ns}/app-{{os}}-{{arch}}{{variant}}:{{version}}{{flavor}}
 """,
@@ -142,6 +143,7 @@ def test_publish_from_args(registry: RegistryServer, ns: str, tmp_path: Path) ->
         "--tags", "1.0,latest",
         "--tags", "stable",
         "--annotations", "org.opencontainers.image.version=1,com.example.k=v",
+        "--media-type", "oci",  # annotations need an OCI index; the children are Docker's
         "--json",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

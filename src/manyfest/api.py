@@ -36,7 +36,7 @@ from manyfest.ops.writes import RecordingClient
 from manyfest.platform import Platform
 from manyfest.platform import parse as parse_platform
 from manyfest.reference import Reference
-from manyfest.store import ManifestStore, StoredImage
+from manyfest.store import ListSettings, ManifestStore, StoredImage
 from manyfest.template import Template
 from manyfest.transport import Settings, Transport
 
@@ -112,17 +112,21 @@ class Session:
         platform_check: str = "",
         attestations: Attestations = "keep",
         allow_duplicate_platforms: bool = False,
+        settings: ListSettings | None = None,
     ) -> list[StoredImage]:
         """Create a local list (see :func:`manyfest.ops.manifests.create`).
 
         References may be given as text (parsed as docker does) or :class:`Reference`.
         Index sources are flattened; ``attestations="drop"`` stores none of their
         attestations; ``allow_duplicate_platforms`` stores two images of one platform.
+        ``settings``: the list's media type, index annotations, artifactType, subject and
+        labels to copy, kept for ``push``.
         """
         return await manifests.create(
             self.engine, self.store, _ref(list_ref), [_ref(i) for i in images], amend=amend,
             platform_check=platform_check,
             attestations=attestations, allow_duplicate_platforms=allow_duplicate_platforms,
+            settings=settings,
         )
 
     async def annotate_remote(
@@ -133,10 +137,17 @@ class Session:
         return await annotate_remote(self.engine, _ref(list_ref), entry, change)
 
     async def push(
-        self, list_ref: Reference | str, *, purge: bool = False
+        self,
+        list_ref: Reference | str,
+        *,
+        purge: bool = False,
+        settings: ListSettings | None = None,
     ) -> manifests.PushOutcome:
-        """Push a local list (see :func:`manyfest.ops.manifests.push`)."""
-        return await manifests.push(self.engine, self.store, _ref(list_ref), purge=purge)
+        """Push a local list (see :func:`manyfest.ops.manifests.push`); ``settings`` override
+        what ``create`` stored."""
+        return await manifests.push(
+            self.engine, self.store, _ref(list_ref), purge=purge, settings=settings
+        )
 
     @overload
     async def inspect(

@@ -3,8 +3,9 @@
 Layout under the cache directory (``$MANYFEST_CACHE_DIR``, else platformdirs'
 ``user_cache_dir("manyfest")``, e.g. ``~/.cache/manyfest``)::
 
-    manifests/<algorithm>/<hex>     exact manifest bytes, media type, and the platform read
-                                    from the image's config (verified against the name on read)
+    manifests/<algorithm>/<hex>     exact manifest bytes, media type, and the platform and
+                                    ``org.opencontainers.image.*`` labels read from the
+                                    image's config (verified against the name on read)
     tags/<sha256 of registry/repo>  {tag: digest} the repository's tags pointed at when last seen
 
 A manifest and its config never change for a digest, so any process may write them at any
@@ -46,6 +47,9 @@ class _ManifestRecord(msgspec.Struct, array_like=True):
     media_type: str
     raw: bytes
     platform: _PlatformRecord | None = None
+    # The config's org.opencontainers.image.* labels; None: not recorded (a record written
+    # before labels were kept), {} none. A trailing optional field: old records still decode.
+    labels: dict[str, str] | None = None
 
 
 _MANIFEST = msgspec.msgpack.Decoder(_ManifestRecord)
@@ -168,22 +172,46 @@ class FactCache:
         r = record.platform
         return Platform(r.os, r.architecture, r.variant, r.os_version, tuple(r.os_features))
 
-    def put_manifest(self, manifest: Manifest, platform: Platform | None = None) -> None:
-        """Remember a manifest's exact bytes and media type (and an image's platform)."""
+    def labels(self, digest: str) -> dict[str, str] | None:
+        """The ``org.opencontainers.image.*`` labels of the image manifest ``digest``'s config,
+        if cached (``{}``: it has none; ``None``: not known)."""
+        if not self.enabled:
+            return None
+        record = self._record(digest)
+        return None if record is None or record.labels is None else dict(record.labels)
+
+    def put_manifest(
+        self,
+        manifest: Manifest,
+        platform: Platform | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        """Remember a manifest's exact bytes and media type (and an image's platform and its
+        config's ``org.opencontainers.image.*`` labels)."""
         if not self.enabled:
             return
         old = self._record(manifest.digest)
-        if old is not None and (platform is None or old.platform is not None):
-            return
+        if old is not None:
+            if platform is None or old.platform is not None:
+                platform = None
+            if labels is None or old.labels is not None:
+                labels = None
+            if platform is None and labels is None:
+                return
         p = platform
-        self._manifests[manifest.digest] = _ManifestRecord(
+        record = _ManifestRecord(
             manifest.media_type,
             manifest.raw,
             None
             if p is None
             else _PlatformRecord(p.os, p.architecture, p.variant, p.os_version,
                                  list(p.os_features)),
+            labels,
         )
+        if old is not None:
+            record.platform = record.platform or old.platform
+            record.labels = record.labels if record.labels is not None else old.labels
+        self._manifests[manifest.digest] = record
         self._pending.add(manifest.digest)
 
     # ------------------------------------------------------------------ tag hints

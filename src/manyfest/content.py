@@ -24,6 +24,7 @@ from manyfest.models import (
     ListEntry,
     ListPlatform,
     MediaTypeProbe,
+    SubjectDescriptor,
 )
 from manyfest.platform import Platform
 
@@ -179,15 +180,35 @@ class Entry:
         )
 
 
-def list_media_type(entries: list[Entry], annotations: dict[str, str] | None = None) -> str:
+def list_media_type(entries: list[Entry]) -> str:
     """docker's rule: an OCI index when the first entry is an OCI manifest, else a Docker list.
 
-    Index annotations only exist in the OCI index, so a list carrying them is an OCI index
-    (manifest-tool refuses annotations on a Docker list; we pick the type that has them).
+    Only the first entry decides (``manifestlist.FromDescriptors``): index annotations,
+    ``artifactType`` or ``subject`` never switch the type; a Docker list cannot hold them
+    and :func:`encode_list` refuses them there.
     """
-    if annotations or (entries and entries[0].media_type == mediatypes.OCI_MANIFEST):
+    if entries and entries[0].media_type == mediatypes.OCI_MANIFEST:
         return mediatypes.OCI_INDEX
     return mediatypes.DOCKER_LIST
+
+
+def mixed_children(media_type: str, entries: list[Entry]) -> list[Entry]:
+    """The entries whose family differs from the list's: OCI children of a Docker list, or
+    Docker children of an OCI index (some registries refuse such mixed lists)."""
+    family = "application/vnd.oci." if media_type == mediatypes.OCI_INDEX else (
+        "application/vnd.docker."
+    )
+    return [e for e in entries if not e.media_type.startswith(family)]
+
+
+def oci_only_fields(
+    annotations: dict[str, str] | None, artifact_type: str, subject: SubjectDescriptor | None
+) -> list[str]:
+    """The OCI-index-only fields given (``annotations``, ``artifactType``, ``subject``), in
+    that order; a Docker manifest list has none of them."""
+    given = [("annotations", bool(annotations)), ("artifactType", bool(artifact_type)),
+             ("subject", subject is not None)]
+    return [name for name, present in given if present]
 
 
 def encode_list(
@@ -196,27 +217,45 @@ def encode_list(
     annotations: dict[str, str] | None = None,
     style: JsonStyle = "docker",
     media_type: str | None = None,
+    artifact_type: str = "",
+    subject: SubjectDescriptor | None = None,
 ) -> Manifest:
     """Build a list's bytes, once.
 
+    Top-level keys in image-spec ``image-index.md`` order: ``schemaVersion``, ``mediaType``,
+    ``artifactType``, ``manifests``, ``subject``, ``annotations``; the last three keys (and
+    ``artifactType``) only when given, so a list without them is byte for byte docker's.
+
     Args:
         entries: the entries, in the order they go into the list.
-        annotations: index-level annotations (makes the list an OCI index).
+        annotations: index-level annotations (OCI index only).
         style: ``docker`` (3-space indent, no trailing newline: ``docker manifest push``'s
             ``json.MarshalIndent(list, "", "   ")``), ``manifest-tool`` (2-space) or
             ``compact``.
         media_type: force the list media type; default: :func:`list_media_type`.
+        artifact_type: the index's ``artifactType`` (OCI index only; '' omitted).
+        subject: the index's ``subject`` descriptor (OCI index only).
 
     Returns:
         The list as a :class:`Manifest` whose digest is over exactly these bytes.
+
+    Raises:
+        ValueError: annotations, ``artifactType`` or ``subject`` for a Docker manifest list
+            (callers refuse it first with a message naming the list).
     """
-    mt = media_type or list_media_type(entries, annotations)
+    mt = media_type or list_media_type(entries)
+    if mt != mediatypes.OCI_INDEX:
+        fields = oci_only_fields(annotations, artifact_type, subject)
+        if fields:
+            raise ValueError(f"a Docker manifest list has no {', '.join(fields)}")
     # What manyfest encodes is HTML-escaped as Go's json.Marshal(Indent) writes it; a source
     # index's exact descriptors are not (their bytes are kept, only re-indented).
     doc = ListDoc(
         schema_version=2,
         media_type=mt,
+        artifact_type=artifact_type,
         manifests=[msgspec.Raw(e.encode()) for e in entries],
+        subject=msgspec.Raw(_escaped(subject)) if subject is not None else None,
         annotations=msgspec.Raw(_escaped(annotations)) if annotations else None,
     )
     raw = msgspec.json.format(_ENCODER.encode(doc), indent=_INDENT[style])

@@ -18,6 +18,7 @@ the tag where it was.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
@@ -27,16 +28,26 @@ from typing import Any, Generic, Literal, TypeVar
 import anyio
 import msgspec
 
-from manyfest import mediatypes
+from manyfest import mediatypes, reference
 from manyfest.cache import FactCache
-from manyfest.content import Entry, JsonStyle, Manifest, encode_list
+from manyfest.content import (
+    Entry,
+    JsonStyle,
+    Manifest,
+    encode_list,
+    list_media_type,
+    mixed_children,
+    oci_only_fields,
+)
 from manyfest.errors import (
     AuthenticationError,
     AuthorizationError,
+    InvalidReferenceError,
     ManifestRejectedError,
     ManyfestError,
     NotFoundError,
     UnsupportedMediaTypeError,
+    UsageError,
     VerificationError,
 )
 from manyfest.events import (
@@ -49,9 +60,10 @@ from manyfest.events import (
     Retried,
     Skipped,
     Started,
+    Warned,
     no_events,
 )
-from manyfest.models import Descriptor, ImageConfig
+from manyfest.models import ConfigSection, Descriptor, ImageConfig, SubjectDescriptor
 from manyfest.platform import Platform
 from manyfest.reference import Reference
 from manyfest.registry import RegistryClient
@@ -59,6 +71,10 @@ from manyfest.transport import RequestStats, current_stats
 
 T = TypeVar("T")
 _CONFIG = msgspec.json.Decoder(ImageConfig)
+_CONFIG_SECTION = msgspec.json.Decoder(ConfigSection)
+
+OCI_LABEL_PREFIX = "org.opencontainers.image."
+"""Config labels copied into index annotations by ``labels_to_annotations``."""
 
 _NOT_YET_SEEN = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "DIGEST_INVALID"})
 """Manifest PUT refusals that mean "not seen yet" when the content was just made present."""
@@ -221,13 +237,21 @@ class PublishOptions:
 
     Attributes:
         style: bytes layout of built lists (docker's 3-space by default).
-        media_type: ``oci`` or ``docker`` forces the list's media type; '' follows docker's
-            rule (an OCI index when the first entry is an OCI manifest).
+        media_type: ``oci`` or ``docker`` forces the list's media type; ``auto`` follows
+            docker's rule (an OCI index when the first entry is an OCI manifest, else a
+            Docker list); '' is ``auto`` unless a plan document says otherwise.
         lists_in_flight: lists published at once (requests are limited per registry).
         skip_unchanged: HEAD the tags first; write nothing when they already hold the list
             (``publish``). ``False`` always PUTs (``docker manifest push``).
         dry_run: read only: HEAD tags and children, report what would be written.
         verify: after publishing, re-resolve every tag and check every child is present.
+        artifact_type: the index's ``artifactType`` (OCI index only; '' none, or the plan's).
+        subject: the index's ``subject``, a reference resolved to its descriptor (a full
+            reference, ``@DIGEST``/``DIGEST`` or ``:TAG`` in the target repository; it must
+            be in the target repository); '' none, or the plan's.
+        labels_to_annotations: copy the ``org.opencontainers.image.*`` labels every image
+            child's config agrees on into the index annotations (given annotations win);
+            ``None``: as the plan says (off by default).
     """
 
     style: JsonStyle = "docker"
@@ -236,6 +260,9 @@ class PublishOptions:
     skip_unchanged: bool = True
     dry_run: bool = False
     verify: bool = False
+    artifact_type: str = ""
+    subject: str = ""
+    labels_to_annotations: bool | None = None
 
     def __post_init__(self) -> None:
         if self.style not in ("docker", "manifest-tool", "compact"):
@@ -243,9 +270,10 @@ class PublishOptions:
                 f"PublishOptions.style must be docker, manifest-tool or compact, not "
                 f"{self.style!r}"
             )
-        if self.media_type not in ("", "oci", "docker"):
+        if self.media_type not in ("", "auto", "oci", "docker"):
             raise ValueError(
-                f"PublishOptions.media_type must be '', oci or docker, not {self.media_type!r}"
+                f"PublishOptions.media_type must be '', auto, oci or docker, not "
+                f"{self.media_type!r}"
             )
         if self.lists_in_flight < 1:
             raise ValueError("PublishOptions.lists_in_flight must be at least 1")
@@ -305,9 +333,12 @@ class Engine:
         self.on_event = on_event
         self.cache = cache if cache is not None else FactCache(enabled=False)
         self._sources: OnceMap[Source] = OnceMap()
-        self._configs: OnceMap[Platform] = OnceMap()
+        self._configs: OnceMap[tuple[Platform, dict[str, str]]] = OnceMap()
         self._blobs: OnceMap[bool] = OnceMap()
         self._children: OnceMap[str] = OnceMap()
+        self._subjects: OnceMap[SubjectDescriptor] = OnceMap()
+        self._labels: dict[str, dict[str, str]] = {}
+        """Config ``org.opencontainers.image.*`` labels per image manifest digest."""
 
     # ------------------------------------------------------------------ resolve
 
@@ -377,11 +408,14 @@ class Engine:
         elif mediatypes.is_image(manifest.media_type):
             platform = self.cache.platform(manifest.digest)
             if platform is None:
-                config = manifest.image().config
-                platform = await self._configs.get(
-                    (ref.registry, config.digest), lambda: self._platform(ref, config.digest)
-                )
-                self.cache.put_manifest(manifest, platform)
+                # The config is read once for its platform and its labels (no extra request
+                # for labels_to_annotations): both are cached by manifest digest.
+                platform, labels = await self._config(ref, manifest)
+                self.cache.put_manifest(manifest, platform, labels)
+            else:
+                cached = self.cache.labels(manifest.digest)
+                if cached is not None:
+                    self._labels[manifest.digest] = cached
             source = Source(ref, manifest, platform)
         else:
             raise UnsupportedMediaTypeError(f"{ref}: unsupported media type {manifest.media_type}")
@@ -447,14 +481,137 @@ class Engine:
                 )
         return Source(ref, index, None, tuple(images + attestations))
 
-    async def _platform(self, ref: Reference, config_digest: str) -> Platform:
+    async def _config(self, ref: Reference, manifest: Manifest) -> tuple[Platform, dict[str, str]]:
+        """An image's platform and ``org.opencontainers.image.*`` labels, from its config blob
+        (fetched once per config digest); the labels are remembered for the manifest."""
+        config = manifest.image().config
+        facts = await self._configs.get(
+            (ref.registry, config.digest), lambda: self._platform(ref, config.digest)
+        )
+        self._labels[manifest.digest] = facts[1]
+        return facts
+
+    async def _platform(
+        self, ref: Reference, config_digest: str
+    ) -> tuple[Platform, dict[str, str]]:
         data = await self.client.get_blob(ref, config_digest)
         try:
             cfg = _CONFIG.decode(data)
         except msgspec.DecodeError as exc:
             raise UnsupportedMediaTypeError(f"{ref}: config {config_digest} is not JSON") from exc
-        return Platform(
+        labels: dict[str, str] = {}
+        if bytes(cfg.config) not in (b"", b"null"):
+            try:
+                section = _CONFIG_SECTION.decode(cfg.config)
+            except msgspec.DecodeError:
+                section = ConfigSection()  # not an object: no labels (the platform stands)
+            for key, value in (section.labels or {}).items():
+                if key.startswith(OCI_LABEL_PREFIX) and isinstance(value, str):
+                    labels[key] = value
+        platform = Platform(
             cfg.os, cfg.architecture, cfg.variant, cfg.os_version, tuple(cfg.os_features)
+        )
+        return platform, labels
+
+    async def labels(self, child: Source) -> dict[str, str]:
+        """The ``org.opencontainers.image.*`` labels of an image child's config.
+
+        Known without a request for an image resolved in this run or cached; the config of
+        a child taken from an index source (whose platform came from the index) is fetched
+        then, once per config digest.
+        """
+        digest = child.manifest.digest
+        known = self._labels.get(digest)
+        if known is None:
+            known = self.cache.labels(digest)
+        if known is None:
+            platform, known = await self._config(child.ref, child.manifest)
+            self.cache.put_manifest(child.manifest, self.cache.platform(digest) or platform, known)
+        self._labels[digest] = known
+        return known
+
+    async def common_labels(self, children: list[Child]) -> dict[str, str]:
+        """The ``org.opencontainers.image.*`` labels every image child agrees on.
+
+        Attestations are left out; a label missing from one image or differing between two
+        is not copied. Keys are sorted (the annotations' order in the list bytes).
+        """
+        images = [c.source for c in children if not c.attestation_for]
+        if not images:
+            return {}
+        found: dict[int, dict[str, str]] = {}
+
+        async def one(i: int) -> None:
+            found[i] = await self.labels(images[i])
+
+        await run_all(*(partial(one, i) for i in range(len(images))))
+        common = dict(found[0])
+        for i in range(1, len(images)):
+            other = found[i]
+            common = {k: v for k, v in common.items() if other.get(k) == v}
+        return dict(sorted(common.items()))
+
+    async def subject(self, target: Reference, text: str) -> SubjectDescriptor:
+        """The descriptor (media type, digest, size) of ``text``, the subject of ``target``.
+
+        ``text`` is a full reference, or ``@DIGEST``/``DIGEST``/``:TAG`` in the target
+        repository. The subject must be in the target repository: referrers are listed per
+        repository (distribution-spec "Listing Referrers"), and the manifest is fetched
+        (one GET, verified) so the descriptor is exact.
+
+        Raises:
+            UsageError: ``text`` is not a reference, or names another repository.
+            NotFoundError: no such manifest in the target repository.
+        """
+        ref = subject_reference(target, text)
+        return await self._subjects.get(str(ref), lambda: self._subject(target, ref))
+
+    async def _subject(self, target: Reference, ref: Reference) -> SubjectDescriptor:
+        try:
+            manifest = await self._manifest(ref, confirm=True)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"{target}: no such subject {ref}", status=exc.status, method=exc.method,
+                url=exc.url,
+                hint=f"push the subject to {target.name} first, or check --subject (plan key "
+                "subject)",
+            ) from exc
+        return SubjectDescriptor(
+            media_type=manifest.media_type, digest=manifest.digest, size=manifest.size
+        )
+
+    async def build_list(
+        self,
+        target: Reference,
+        children: list[Child],
+        annotations: dict[str, str] | None,
+        opts: PublishOptions,
+    ) -> Manifest:
+        """The bytes of the list ``target`` (see :func:`~manyfest.content.encode_list`).
+
+        Media type: ``opts.media_type`` (``auto``/'': docker's first-entry rule).
+        Annotations: ``annotations`` over the children's common labels when
+        ``opts.labels_to_annotations``. A Docker list mixing OCI children (or an OCI index
+        with Docker children) is written, with a :class:`~manyfest.events.Warned` event.
+
+        Raises:
+            UsageError: annotations, ``artifactType`` or ``subject`` (or labels to copy) for a
+                list that comes out as a Docker manifest list (nothing is written).
+            NotFoundError: the subject does not exist in the target repository.
+        """
+        entries = [c.entry() for c in children]
+        media_type = choose_media_type(target, entries, annotations, opts)
+        given = dict(annotations or {})
+        merged = given
+        if opts.labels_to_annotations:
+            merged = {**await self.common_labels(children), **given}
+        subject = await self.subject(target, opts.subject) if opts.subject else None
+        warning = mixed_warning(target, media_type, entries)
+        if warning is not None:
+            self.on_event(warning)
+        return encode_list(
+            entries, annotations=merged or None, style=opts.style, media_type=media_type,
+            artifact_type=opts.artifact_type, subject=subject,
         )
 
     # ------------------------------------------------------------------ write path
@@ -577,10 +734,7 @@ class Engine:
         started = time.monotonic() if started is None else started
         self.on_event(Started(target=str(target)))
         try:
-            listed = built or encode_list(
-                [c.entry() for c in children], annotations=annotations, style=opts.style,
-                media_type=_LIST_TYPES.get(opts.media_type),
-            )
+            listed = built or await self.build_list(target, children, annotations, opts)
             result.digest = listed.digest
             plan = await self.plan(target, children, tags, listed, opts)
             result.old_digest = plan.heads.get(tags[0], "")
@@ -694,6 +848,92 @@ class Engine:
                 f"verify {target}: children missing from {target.name}: {', '.join(missing)}"
             )
         result.verified = True
+
+
+def choose_media_type(
+    target: Reference,
+    entries: list[Entry],
+    annotations: dict[str, str] | None,
+    opts: PublishOptions,
+) -> str:
+    """The media type of the list ``target``: ``opts.media_type`` when ``oci`` or
+    ``docker``, else docker's first-entry rule (:func:`~manyfest.content.list_media_type`).
+
+    Raises:
+        UsageError: the list comes out as a Docker manifest list but annotations,
+            ``artifactType``, ``subject`` or labels to copy were asked for (a Docker list has
+            none of them); the hint says how to get an OCI index.
+    """
+    media_type = _LIST_TYPES.get(opts.media_type) or list_media_type(entries)
+    if media_type == mediatypes.OCI_INDEX:
+        return media_type
+    fields = oci_only_fields(annotations, opts.artifact_type, None)
+    if opts.subject:
+        fields.append("subject")
+    if opts.labels_to_annotations:
+        fields.append("labels copied to annotations")
+    if fields:
+        why = (
+            "--media-type docker" if opts.media_type == "docker"
+            else "its first entry is a Docker image" if entries
+            else "it has no entry"
+        )
+        raise UsageError(
+            f"{target}: index {', '.join(fields)} asked for a Docker manifest list ({why}), "
+            "which has none",
+            hint="pass --media-type oci (plan key media_type: oci) to write an OCI index",
+        )
+    return media_type
+
+
+def mixed_warning(target: Reference, media_type: str, entries: list[Entry]) -> Warned | None:
+    """The warning for a Docker list with OCI children or an OCI index with Docker children
+    (allowed, but some registries refuse mixed lists); ``None`` when not mixed."""
+    mixed = mixed_children(media_type, entries)
+    if not mixed:
+        return None
+    docker = media_type == mediatypes.DOCKER_LIST
+    kind, other = ("a Docker manifest list", "OCI") if docker else ("an OCI index", "Docker")
+    first = mixed[0].digest
+    return Warned(
+        target=str(target),
+        message=f"{target} is {kind} with {len(mixed)} {other} "
+        f"{'child' if len(mixed) == 1 else 'children'} of {len(entries)} (first {first}); "
+        "some registries refuse mixed lists: --media-type sets the list's type",
+    )
+
+
+def subject_reference(target: Reference, text: str) -> Reference:
+    """The reference a subject ``text`` names for the list ``target``.
+
+    ``@DIGEST`` or ``DIGEST`` (``sha256:<hex>``) and ``:TAG`` name a manifest of the target
+    repository; anything else is parsed as a reference, which must be in the target
+    repository (same registry and repository).
+
+    Raises:
+        UsageError: not a reference, or in another repository.
+    """
+    hint = "give the subject as a reference in the list's repository, @DIGEST or :TAG"
+    body = text.strip()
+    try:
+        if body.startswith("@") or _DIGEST_ONLY.match(body):
+            ref = reference.parse(f"{target.name}@{body.lstrip('@')}")
+        elif body.startswith(":"):
+            ref = reference.parse(f"{target.name}{body}")
+        else:
+            ref = reference.parse(body)
+    except InvalidReferenceError as exc:
+        raise UsageError(f"subject {text!r}: {exc.message}", hint=hint) from exc
+    if not ref.in_repository(target):
+        raise UsageError(
+            f"subject {ref} is not in {target.name}: the subject of {target} must be in its "
+            "repository (referrers are listed per repository)",
+            hint=f"copy it into {target.name} first, or name it there",
+        )
+    return ref
+
+
+_DIGEST_ONLY = re.compile(r"(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})\Z")
 
 
 async def run_all(*calls: Callable[[], Coroutine[Any, Any, object]]) -> None:

@@ -8,7 +8,9 @@ Encoding structs (``ListDoc``, ``ListEntry``, ``ListPlatform``) define the exact
 the lists manyfest writes, which is docker's (``manifestlist.ManifestList`` in
 ``github.com/distribution/distribution``: ``schemaVersion``, ``mediaType``, ``manifests``; each
 entry ``mediaType``, ``size``, ``digest``, then ``platform`` with ``architecture``, ``os``,
-``os.version``, ``os.features``, ``variant``, empty ones omitted).
+``os.version``, ``os.features``, ``variant``, empty ones omitted), with the OCI 1.1 index
+fields in the image-spec's order (``image-index.md``: ``schemaVersion``, ``mediaType``,
+``artifactType``, ``manifests``, ``subject``, ``annotations``), omitted when not set.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ class IndexDoc(Struct, kw_only=True):
 
     schema_version: int = field(name="schemaVersion", default=2)
     media_type: str = field(name="mediaType", default="")
+    artifact_type: str = field(name="artifactType", default="")
     manifests: list[Descriptor] = field(default_factory=list)
+    subject: Descriptor | None = None
     annotations: dict[str, str] = field(default_factory=dict)
 
 
@@ -68,14 +72,32 @@ class MediaTypeProbe(Struct):
     schema_version: int = field(name="schemaVersion", default=0)
 
 
+class ConfigSection(Struct, kw_only=True):
+    """The ``config`` object of an image config blob: only its ``Labels`` (null allowed)."""
+
+    labels: dict[str, object] | None = field(name="Labels", default=None)
+
+
 class ImageConfig(Struct, kw_only=True):
-    """The platform fields of an image config blob (image-spec ``config.md``)."""
+    """The platform fields and labels of an image config blob (image-spec ``config.md``)."""
 
     architecture: str = ""
     os: str = ""
     os_version: str = field(name="os.version", default="")
     os_features: list[str] = field(name="os.features", default_factory=list)
     variant: str = ""
+    config: msgspec.Raw = msgspec.Raw()
+    """The ``config`` object's bytes (empty when absent), decoded only for its labels
+    (:class:`ConfigSection`)."""
+
+
+class SubjectDescriptor(Struct, kw_only=True):
+    """The ``subject`` descriptor of an index manyfest writes: ``mediaType``, ``digest``,
+    ``size`` (image-spec ``descriptor.md`` order)."""
+
+    media_type: str = field(name="mediaType")
+    digest: str
+    size: int
 
 
 class ListPlatform(Struct, kw_only=True, omit_defaults=True):
@@ -102,10 +124,13 @@ class ListDoc(Struct, kw_only=True, omit_defaults=True):
     """A manifest list / image index as manyfest writes it (docker's key order).
 
     Entries are pre-encoded (:class:`ListEntry`, or a source index's exact descriptor), and
-    so are the annotations (HTML-escaped as Go writes them; ``None``: omitted).
+    so are the subject and the annotations (HTML-escaped as Go writes them; ``None``:
+    omitted). ``artifactType`` ('' omitted) and ``subject`` only go in OCI indexes.
     """
 
     schema_version: int = field(name="schemaVersion")
     media_type: str = field(name="mediaType")
+    artifact_type: str = field(name="artifactType", default="")
     manifests: list[msgspec.Raw]
+    subject: msgspec.Raw | None = None
     annotations: msgspec.Raw | None = None

@@ -18,6 +18,17 @@ annotations (``vnd.docker.reference.type``, ``vnd.docker.reference.digest``).
 Writes are atomic (a temporary file in the store root, then ``os.replace``) and locked (one
 ``filelock`` lock file, ``.manyfest.lock``, in the store root). Nothing but entry files ever
 goes inside a list directory: docker reads every file there.
+
+List-level settings docker's layout has no place for (``create --media-type``,
+``--annotation``, ``--artifact-type``, ``--subject``, ``--labels-to-annotations``) are kept
+beside it, one small JSON file per list::
+
+    $DOCKER_CONFIG/manifests/.manyfest/<filesafe(list ref)>.json
+
+It records which list directory it belongs to (the directory's inode and the entry file
+names when it was written): a list docker removed and created anew does not pick up the
+settings of the old one (they are ignored, and replaced or removed by manyfest's next
+``create``); ``rm`` and ``push --purge`` remove it with the list.
 """
 
 from __future__ import annotations
@@ -72,6 +83,42 @@ class _StoreFile(msgspec.Struct, omit_defaults=True):
 
 _DECODER = msgspec.json.Decoder(_StoreFile)
 _ENCODER = msgspec.json.Encoder()
+
+SETTINGS_DIR = ".manyfest"
+"""Directory of the list settings files, in the store root (never a list directory)."""
+
+
+class ListSettings(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """List-level settings of a local list that docker's store cannot hold.
+
+    Attributes:
+        media_type: ``auto``, ``oci`` or ``docker`` ('' = auto).
+        annotations: index annotations.
+        artifact_type: the index's ``artifactType``.
+        subject: the index's subject, pinned by digest (``registry/repository@digest``).
+        labels_to_annotations: copy the children's common ``org.opencontainers.image.*``
+            config labels into the index annotations at push.
+        directory_inode: the list directory these settings were written for.
+        entries: the entry file names then (a list created anew by docker has other ones).
+    """
+
+    media_type: str = ""
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    artifact_type: str = ""
+    subject: str = ""
+    labels_to_annotations: bool = False
+    directory_inode: int = 0
+    entries: list[str] = msgspec.field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        """True when no setting is given (nothing to keep)."""
+        return (
+            self.media_type in ("", "auto") and not self.annotations
+            and not self.artifact_type and not self.subject and not self.labels_to_annotations
+        )
+
+
+_SETTINGS = msgspec.json.Decoder(ListSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,14 +286,77 @@ class ManifestStore:
                 raise StoreError(f"refusing to remove {name!r} from {directory}")
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(directory / name)
+    def settings_path(self, list_ref: Reference) -> Path:
+        """The settings file of a list (in :data:`SETTINGS_DIR`, outside list directories)."""
+        return self.root / SETTINGS_DIR / f"{filesafe(list_ref)}.json"
+
+    def get_settings(self, list_ref: Reference) -> ListSettings:
+        """The list's settings; empty ones when there are none, or when the file belongs to
+        another list directory of that name (docker removed the list and created it anew).
+
+        Raises:
+            StoreError: the settings file is unreadable or corrupt.
+        """
+        path = self.settings_path(list_ref)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return ListSettings()
+        except OSError as exc:
+            raise StoreError(f"cannot read local list settings {path}: {exc.strerror}") from exc
+        try:
+            settings = _SETTINGS.decode(data)
+        except msgspec.DecodeError as exc:
+            raise StoreError(
+                f"local list settings {path} are corrupt: {exc}",
+                hint=f"remove the file, or `manyfest rm {list_ref}` and create the list again",
+            ) from exc
+        directory = self.list_dir(list_ref)
+        try:
+            inode = directory.stat().st_ino
+            names = {p.name for p in directory.iterdir()}
+        except OSError:
+            return ListSettings()
+        if inode != settings.directory_inode or not set(settings.entries) <= names:
+            return ListSettings()
+        return settings
+
+    def save_settings(self, list_ref: Reference, settings: ListSettings) -> None:
+        """Write (or, when empty, remove) a list's settings atomically; call under
+        :meth:`locked`, after the entries are saved (the file records the directory)."""
+        path = self.settings_path(list_ref)
+        if settings.is_empty():
+            path.unlink(missing_ok=True)
+            return
+        directory = self.list_dir(list_ref)
+        settings = replace_settings(
+            settings,
+            directory_inode=directory.stat().st_ino,
+            entries=sorted(p.name for p in directory.iterdir()),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".manyfest-", dir=self.root)
+        with interrupts.temporary(tmp):
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(msgspec.json.encode(settings))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
 
     def remove(self, list_ref: Reference) -> None:
-        """Delete a list directory.
+        """Delete a list directory and its settings file.
 
         Raises:
             NoSuchManifestError: the list does not exist.
         """
         directory = self.list_dir(list_ref)
+        self.settings_path(list_ref).unlink(missing_ok=True)
         if not directory.is_dir():
             raise NoSuchManifestError(f"No such manifest: {list_ref}")
         # Rename first so a concurrent reader never sees a half-deleted list.
@@ -254,3 +364,23 @@ class ManifestStore:
         target = Path(fd_dir) / "list"
         os.replace(directory, target)
         shutil.rmtree(fd_dir)
+
+
+def replace_settings(settings: ListSettings, **changes: object) -> ListSettings:
+    """A copy of ``settings`` with ``changes`` (field name → value)."""
+    return msgspec.structs.replace(settings, **changes)
+
+
+def merge_settings(stored: ListSettings, given: ListSettings | None) -> ListSettings:
+    """``given`` over ``stored``: each setting given wins; annotations are merged key by key
+    (a given key wins); ``labels_to_annotations`` is on when either says so."""
+    if given is None:
+        return stored
+    return replace_settings(
+        stored,
+        media_type=given.media_type or stored.media_type,
+        annotations={**stored.annotations, **given.annotations},
+        artifact_type=given.artifact_type or stored.artifact_type,
+        subject=given.subject or stored.subject,
+        labels_to_annotations=given.labels_to_annotations or stored.labels_to_annotations,
+    )

@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import anyio
 import typer
@@ -42,14 +42,18 @@ from manyfest.platform import parse as parse_platform
 from manyfest.transport import Settings
 from manyfest.transport.settings import DEFAULT_CONCURRENCY
 
+if TYPE_CHECKING:
+    from manyfest.store import ListSettings
+
 T = TypeVar("T")
 
 
 class MediaTypeChoice(enum.StrEnum):
-    """``--media-type`` values: the list's media type."""
+    """``--media-type`` values: the list's media type (auto: docker's first-entry rule)."""
 
     oci = "oci"
     docker = "docker"
+    auto = "auto"
 
 
 class PlatformCheckChoice(enum.StrEnum):
@@ -122,6 +126,75 @@ InsecureOpt = Annotated[
         "when the TLS handshake fails).",
     ),
 ]
+
+
+MediaTypeOpt = Annotated[
+    MediaTypeChoice | None,
+    typer.Option(
+        "--media-type",
+        help="The list's media type: oci (an OCI index), docker (a Docker manifest list) or "
+        "auto (docker's rule: an OCI index when the first entry is an OCI image; the default).",
+    ),
+]
+AnnotationOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--annotation", metavar="KEY=VALUE",
+        help="Index annotation (repeatable; OCI index only).",
+    ),
+]
+ArtifactTypeOpt = Annotated[
+    str,
+    typer.Option(
+        "--artifact-type", metavar="MEDIA_TYPE",
+        help="The index's artifactType (OCI index only).",
+    ),
+]
+SubjectOpt = Annotated[
+    str,
+    typer.Option(
+        "--subject", metavar="REF",
+        help="The index's subject: a manifest in the list's repository (reference, @DIGEST "
+        "or :TAG), written as its descriptor (OCI index only).",
+    ),
+]
+LabelsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--labels-to-annotations",
+        help="Copy the org.opencontainers.image.* labels all images' configs agree on into "
+        "the index annotations (given annotations win; attestations not counted).",
+    ),
+]
+
+
+def _list_settings(
+    where: str,
+    media_type: MediaTypeChoice | None,
+    annotations: list[str] | None,
+    artifact_type: str,
+    subject: str,
+    labels: bool,
+) -> ListSettings:
+    """The list settings of create/push's flags, checked (exit 2 on a bad one)."""
+    from manyfest.store import ListSettings
+
+    parsed: dict[str, str] = {}
+    try:
+        for item in annotations or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise UsageError(
+                    f"--annotation {item!r} is not KEY=VALUE",
+                    hint="give each annotation as --annotation key=value",
+                )
+            parsed[key] = value
+        mt = media_type.value if media_type else ""
+        plans.check_list_settings(mt, parsed, artifact_type, subject, labels, where=where)
+    except ManyfestError as exc:
+        raise _fail(exc) from None
+    return ListSettings(media_type=mt, annotations=parsed, artifact_type=artifact_type,
+                        subject=subject, labels_to_annotations=labels)
 
 
 def _version(value: bool) -> None:
@@ -346,6 +419,11 @@ def create(
                      "sources (kept only with the image they describe)."),
     ] = AttestationsChoice.keep,
     allow_duplicate_platforms: AllowDuplicatesOpt = False,
+    media_type: MediaTypeOpt = None,
+    annotation: AnnotationOpt = None,
+    artifact_type: ArtifactTypeOpt = "",
+    subject: SubjectOpt = "",
+    labels_to_annotations: LabelsOpt = False,
 ) -> None:
     """Create a local manifest list for annotating and pushing to a registry.
 
@@ -355,13 +433,15 @@ def create(
     if len(refs) < 2:
         raise _fail(UsageError('"create" requires at least 2 arguments'))
     parsed = [_parse(r) for r in refs]
+    wanted = _list_settings(str(parsed[0]), media_type, annotation, artifact_type, subject,
+                            labels_to_annotations)
 
     async def body() -> None:
         async with Session(_settings(insecure), on_event=_warn) as session:
             await session.create(
                 parsed[0], parsed[1:], amend=amend, platform_check=_mode(platform_check),
                 attestations=attestations.value,
-                allow_duplicate_platforms=allow_duplicate_platforms,
+                allow_duplicate_platforms=allow_duplicate_platforms, settings=wanted,
             )
 
     try:
@@ -540,16 +620,27 @@ def push(
         bool, typer.Option("--purge", "-p", help="Remove the local manifest list after push")
     ] = False,
     insecure: InsecureOpt = False,
+    media_type: MediaTypeOpt = None,
+    annotation: AnnotationOpt = None,
+    artifact_type: ArtifactTypeOpt = "",
+    subject: SubjectOpt = "",
+    labels_to_annotations: LabelsOpt = False,
 ) -> None:
-    """Push a manifest list to a repository."""
+    """Push a manifest list to a repository.
+
+    --media-type, --annotation, --artifact-type, --subject and --labels-to-annotations
+    override what `create` stored for the list.
+    """
     ref = _parse(list_ref)
+    wanted = _list_settings(str(ref), media_type, annotation, artifact_type, subject,
+                            labels_to_annotations)
 
     sessions: list[Session] = []
 
     async def body() -> manifests.PushOutcome:
         async with Session(_settings(insecure), on_event=_warn) as session:
             sessions.append(session)
-            return await session.push(ref, purge=purge)
+            return await session.push(ref, purge=purge, settings=wanted)
 
     try:
         outcome = _execute(body)
@@ -677,9 +768,9 @@ def publish(
     ] = JsonStyleChoice.docker,
     media_type: Annotated[
         MediaTypeChoice | None,
-        typer.Option("--media-type", help="Media type of built lists: an OCI index or a "
-                     "Docker manifest list (default: docker's rule, OCI when the first entry "
-                     "is an OCI image)."),
+        typer.Option("--media-type", help="Media type of built lists: oci (an OCI index), "
+                     "docker (a Docker manifest list) or auto (docker's rule: OCI when the "
+                     "first entry is an OCI image); default: the plan's media_type, else auto."),
     ] = None,
     retry_deadline: Annotated[
         float | None,
@@ -724,6 +815,24 @@ def publish(
                      help="Allow two images with the same platform in a list, for every list "
                      "(default: the plan's `allow_duplicate_platforms`, else refused)."),
     ] = False,
+    artifact_type: Annotated[
+        str,
+        typer.Option("--artifact-type", metavar="MEDIA_TYPE",
+                     help="Every list's artifactType (OCI index only; overrides the plan's "
+                     "artifact_type)."),
+    ] = "",
+    subject: Annotated[
+        str,
+        typer.Option("--subject", metavar="REF",
+                     help="Every list's subject, a manifest in its repository (reference, "
+                     "@DIGEST or :TAG; OCI index only; overrides the plan's subject)."),
+    ] = "",
+    labels_to_annotations: Annotated[
+        bool | None,
+        typer.Option("--labels-to-annotations/--no-labels-to-annotations",
+                     help="Copy the org.opencontainers.image.* labels all images agree on into "
+                     "the index annotations (default: the plan's labels_to_annotations)."),
+    ] = None,
 ) -> None:
     """Publish every manifest list of a plan, concurrently.
 
@@ -777,7 +886,15 @@ def publish(
         style=json_style.value, media_type=media_type.value if media_type else "",
         dry_run=dry_run, verify=verify,
         lists_in_flight=lists_in_flight or _lists_in_flight(),
+        artifact_type=artifact_type, subject=subject,
+        labels_to_annotations=labels_to_annotations,
     )
+    try:
+        plans.check_list_settings(
+            options.media_type, {}, artifact_type, subject, False, where="publish"
+        )
+    except ManyfestError as exc:
+        raise _fail(exc) from None
 
     stop = StopRequest()
 

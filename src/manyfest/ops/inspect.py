@@ -29,9 +29,9 @@ import msgspec
 from manyfest import jsonfmt, mediatypes
 from manyfest.content import Entry, Manifest, encode_list
 from manyfest.engine import ATTESTATION, REFERENCE_DIGEST, REFERENCE_TYPE, Engine, run_all
-from manyfest.errors import NoMatchingPlatformError, NoSuchManifestError, UsageError
+from manyfest.errors import NoMatchingPlatformError, UsageError
 from manyfest.models import Descriptor
-from manyfest.ops.manifests import build_from_store
+from manyfest.ops.manifests import build_local_list
 from manyfest.platform import Platform, matches, normalize
 from manyfest.reference import Reference
 from manyfest.store import ManifestStore, StoredImage
@@ -268,18 +268,6 @@ def _check_image(ref: Reference, platform: Platform | None, wanted: Platform) ->
         raise NoMatchingPlatformError(f"no manifest for {wanted} in {ref}: it is {what}")
 
 
-def push_bytes(list_ref: Reference, images: list[StoredImage]) -> bytes:
-    """The exact bytes ``push`` writes for a local list (entries in store order).
-
-    Raises:
-        NoSuchManifestError: the list has no entries.
-        UsageError: ``push`` would refuse an entry (no os/arch, another registry).
-    """
-    if not images:
-        raise NoSuchManifestError(f"No such manifest: {list_ref}")
-    return encode_list([c.entry() for c in build_from_store(list_ref, images)]).raw
-
-
 # ---------------------------------------------------------------------- inspect
 
 
@@ -358,8 +346,9 @@ async def inspect_raw(
     """``inspect --raw``: the exact bytes the registry served for ``ref``.
 
     A local entry (``list_ref``): its manifest's bytes. A local list: the bytes ``push``
-    would write (:func:`push_bytes`). With ``platform``: the bytes of the child chosen as in
-    :func:`inspect` (a remote child is fetched by digest and checked against it).
+    would write (:func:`~manyfest.ops.manifests.build_local_list`). With ``platform``: the
+    bytes of the child chosen as in :func:`inspect` (a remote child is fetched by digest and
+    checked against it).
 
     Raises:
         NoSuchManifestError, NotFoundError, NoMatchingPlatformError: as :func:`inspect`.
@@ -373,7 +362,7 @@ async def inspect_raw(
     if store.exists(ref):
         images = store.get_list(ref)
         if platform is None:
-            return push_bytes(ref, images)
+            return (await build_local_list(engine, store, ref)).listed.raw
         return images[choose(ref, [_stored_row(i) for i in images], platform)].manifest.raw
     manifest = await engine.client.get_manifest(ref)
     if platform is None:

@@ -24,8 +24,16 @@ from functools import partial
 import msgspec
 
 from manyfest import mediatypes
-from manyfest.content import list_media_type
-from manyfest.engine import Child, Engine, PublishOptions, Source, run_all
+from manyfest.content import Entry, Manifest
+from manyfest.engine import (
+    Child,
+    Engine,
+    PublishOptions,
+    Source,
+    choose_media_type,
+    mixed_warning,
+    run_all,
+)
 from manyfest.errors import (
     ManyfestError,
     NoSuchManifestError,
@@ -44,7 +52,13 @@ from manyfest.ops.entries import (
 )
 from manyfest.platform import Platform, enforce
 from manyfest.reference import Reference, filesafe, same_registry
-from manyfest.store import ManifestStore, StoredImage
+from manyfest.store import (
+    ListSettings,
+    ManifestStore,
+    StoredImage,
+    merge_settings,
+    replace_settings,
+)
 
 REFUSE_AMEND = "refusing to amend an existing manifest list with no --amend flag"
 
@@ -59,6 +73,7 @@ async def create(
     platform_check: str = "",
     attestations: Attestations = "keep",
     allow_duplicate_platforms: bool = False,
+    settings: ListSettings | None = None,
 ) -> list[StoredImage]:
     """``docker manifest create [--amend] LIST IMAGE...``: resolve images, store entries.
 
@@ -89,6 +104,12 @@ async def create(
         attestations: ``keep`` or ``drop`` (no attestation entry is stored).
         allow_duplicate_platforms: store two images with the same platform.
 
+    ``settings`` (media type, index annotations, artifactType, subject, labels to copy) are
+    kept beside the store for ``push`` (:meth:`ManifestStore.save_settings`); with ``amend``
+    they are merged over the list's. The subject is resolved now and pinned by digest. The
+    list ``push`` would build is checked now: settings a Docker list cannot hold are refused
+    before anything is written, and a mixed list is warned about.
+
     Returns:
         The entries written: images, then attestations.
 
@@ -102,6 +123,8 @@ async def create(
             both digests), or ``attestations`` is neither keep nor drop.
         PlatformError: ``platform_check="error"`` and a platform outside the table; nothing
             is written.
+        UsageError: index annotations, artifactType, subject or labels to copy for a list
+            that comes out as a Docker manifest list; a subject in another repository.
     """
     if list_ref.digest:
         raise UsageError(f"manifest list {list_ref} must be named by a tag, not a digest")
@@ -109,6 +132,7 @@ async def create(
         raise UsageError(f"--attestations must be keep or drop, not {attestations!r}")
     if store.exists(list_ref) and not amend:
         raise StoreError(REFUSE_AMEND, hint="pass --amend to add to it, or `manyfest rm` it first")
+    settings = await _pin_subject(engine, list_ref, settings)
     sources: dict[str, Source] = {}
     attested: dict[str, str] = {}
 
@@ -170,9 +194,11 @@ async def create(
             allow=allow_duplicate_platforms,
             changed={str(i.ref) for i in images} if kept_images else None,
         )
+        merged = _checked_settings(engine, store, list_ref, [*kept, *images, *found], settings)
         store.save(list_ref, images + found)
         if stale:
             store.remove_entries(list_ref, stale)
+        store.save_settings(list_ref, merged)
     return images + found
 
 
@@ -280,6 +306,51 @@ def _check_platforms(
 
 def _no_warning(message: str) -> None:
     """The default warning sink of :func:`annotate`: drops the message."""
+
+
+async def _pin_subject(
+    engine: Engine, list_ref: Reference, settings: ListSettings | None
+) -> ListSettings | None:
+    """``settings`` with the subject resolved now and named by digest (``name@digest``)."""
+    if settings is None or not settings.subject:
+        return settings
+    desc = await engine.subject(list_ref, settings.subject)
+    return replace_settings(settings, subject=f"{list_ref.name}@{desc.digest}")
+
+
+def _checked_settings(
+    engine: Engine,
+    store: ManifestStore,
+    list_ref: Reference,
+    entries: list[StoredImage],
+    settings: ListSettings | None,
+) -> ListSettings:
+    """The list's settings after this create (call under the lock), checked against the
+    list ``push`` would build from ``entries`` (every entry the list will hold: images in
+    file-name order, then attestations, as :func:`build_from_store` orders them)."""
+    stored = store.get_settings(list_ref) if store.exists(list_ref) else ListSettings()
+    merged = merge_settings(stored, settings)
+    ordered = sorted(entries, key=lambda i: (bool(_attests(i)), i.file_name or filesafe(i.ref)))
+    listed = [
+        Entry(i.manifest.media_type, i.manifest.size, i.manifest.digest, i.platform)
+        for i in ordered
+    ]
+    media_type = choose_media_type(list_ref, listed, merged.annotations, _options(merged))
+    warning = mixed_warning(list_ref, media_type, listed)
+    if warning is not None:
+        engine.on_event(warning)
+    return merged
+
+
+def _options(settings: ListSettings, *, skip_unchanged: bool = True) -> PublishOptions:
+    """The engine options a list's settings make."""
+    return PublishOptions(
+        media_type=settings.media_type,
+        artifact_type=settings.artifact_type,
+        subject=settings.subject,
+        labels_to_annotations=settings.labels_to_annotations,
+        skip_unchanged=skip_unchanged,
+    )
 
 
 def annotate(
@@ -457,8 +528,58 @@ def refuse_docker_list_annotations(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class LocalList:
+    """A local list as ``push`` writes it: the children, the settings, the bytes.
+
+    Attributes:
+        children: the entries (images in store order, then attestations).
+        settings: what ``create`` stored with the command line's settings over it.
+        options: the engine options the settings make (``skip_unchanged`` off: docker's
+            push always PUTs).
+        listed: the list's bytes.
+    """
+
+    children: list[Child]
+    settings: ListSettings
+    options: PublishOptions
+    listed: Manifest
+
+
+async def build_local_list(
+    engine: Engine,
+    store: ManifestStore,
+    list_ref: Reference,
+    settings: ListSettings | None = None,
+) -> LocalList:
+    """The list ``push`` writes for a local list (``inspect --raw`` shows the same bytes).
+
+    Raises:
+        NoSuchManifestError: the list is not in the local store, or has no entry.
+        UsageError: an entry without os/arch or on another registry; descriptor or index
+            annotations, artifactType or subject on a list that comes out as a Docker list.
+        NotFoundError: the subject is not in the target repository.
+    """
+    images = store.get_list(list_ref)
+    if not images:
+        raise NoSuchManifestError(f"No such manifest: {list_ref}")
+    children = build_from_store(list_ref, images, engine.on_event)
+    wanted = merge_settings(store.get_settings(list_ref), settings)
+    options = _options(wanted, skip_unchanged=False)
+    refuse_docker_list_annotations(list_ref, images, choose_media_type(
+        list_ref, [c.entry() for c in children], wanted.annotations, options
+    ))
+    listed = await engine.build_list(list_ref, children, wanted.annotations or None, options)
+    return LocalList(children, wanted, options, listed)
+
+
 async def push(
-    engine: Engine, store: ManifestStore, list_ref: Reference, *, purge: bool = False
+    engine: Engine,
+    store: ManifestStore,
+    list_ref: Reference,
+    *,
+    purge: bool = False,
+    settings: ListSettings | None = None,
 ) -> PushOutcome:
     """``docker manifest push [--purge] LIST``: publish a local list.
 
@@ -467,7 +588,9 @@ async def push(
     at its tag. Entries are in store file-name order (docker's), attestation entries moved
     after the images (:func:`build_from_store`); a list without attestations or stored
     annotations has docker's bytes, so its digest equals ``docker manifest push``'s for the
-    same store.
+    same store. Unless list
+    settings were given: those ``create`` stored, with ``settings`` (the command line's) over
+    them.
 
     Raises:
         NoSuchManifestError: the list is not in the local store.
@@ -477,15 +600,10 @@ async def push(
     """
     if list_ref.digest:
         raise UsageError(f"manifest list {list_ref} must be named by a tag, not a digest")
-    images = store.get_list(list_ref)
-    if not images:
-        raise NoSuchManifestError(f"No such manifest: {list_ref}")
-    children = build_from_store(list_ref, images, engine.on_event)
-    refuse_docker_list_annotations(
-        list_ref, images, list_media_type([c.entry() for c in children])
-    )
+    local = await build_local_list(engine, store, list_ref, settings)
     result = await engine.publish(
-        list_ref, children, options=PublishOptions(skip_unchanged=False)
+        list_ref, local.children, annotations=local.settings.annotations or None,
+        options=local.options, built=local.listed,
     )
     if result.error is not None:
         raise result.error

@@ -5,9 +5,13 @@ them). A manifest-tool document (estesp/manifest-tool ``v2/pkg/types``) is one l
 
     image: registry/repo:tag          # the target list
     tags: ["1.0", "latest"]           # extra tags (optional)
-    annotations: {key: value}         # index annotations (optional; makes an OCI index)
+    annotations: {key: value}         # index annotations (optional; OCI index only)
     attestations: keep                # or drop: index sources' attestations (optional)
     allow_duplicate_platforms: false  # true: two images may share a platform (optional)
+    media_type: auto                  # auto (docker's first-entry rule), oci or docker
+    artifact_type: application/x.y    # the index's artifactType (optional; OCI index only)
+    subject: registry/repo@sha256:... # the index's subject (optional; OCI index only)
+    labels_to_annotations: true       # copy common org.opencontainers.image.* labels
     manifests:
       - image: registry/repo-arm:tag  # a source image
         platform:                     # optional override
@@ -84,6 +88,10 @@ class ListSpec(msgspec.Struct, forbid_unknown_fields=True):
     platform_check: str = ""
     attestations: Attestations = "keep"
     allow_duplicate_platforms: bool = False
+    media_type: str = ""
+    artifact_type: str = ""
+    subject: str = ""
+    labels_to_annotations: str = ""
 
 
 class CompactSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -100,6 +108,10 @@ class CompactSpec(msgspec.Struct, forbid_unknown_fields=True):
     platform_check: str = ""
     attestations: Attestations = "keep"
     allow_duplicate_platforms: bool = False
+    media_type: str = ""
+    artifact_type: str = ""
+    subject: str = ""
+    labels_to_annotations: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +148,9 @@ class PlanList:
     :func:`manyfest.platform.enforce`), the command line's when it gave one.
     ``attestations``: keep or drop the attestation entries of index sources;
     ``allow_duplicate_platforms``: two images may have the same platform.
+    ``media_type`` ('' = auto, ``auto``, ``oci``, ``docker``), ``artifact_type``, ``subject``
+    (as written: a reference, ``@DIGEST`` or ``:TAG``) and ``labels_to_annotations`` are the
+    plan keys of the same names; command-line flags override them.
     """
 
     target: Reference
@@ -147,6 +162,10 @@ class PlanList:
     platform_check: str = ""
     attestations: Attestations = "keep"
     allow_duplicate_platforms: bool = False
+    media_type: str = ""
+    artifact_type: str = ""
+    subject: str = ""
+    labels_to_annotations: bool = False
 
     @property
     def tags(self) -> list[str]:
@@ -515,9 +534,15 @@ def _combination(
             "use {os}, {arch} and {variant} in the template",
         )
     required = [render(p, f"require_platforms[{i}]") for i, p in enumerate(spec.require_platforms)]
-    return ListSpec(image, manifests, tags, annotations, required, spec.platform_check,
-                    attestations=spec.attestations,
-                    allow_duplicate_platforms=spec.allow_duplicate_platforms)
+    return ListSpec(
+        image, manifests, tags, annotations, required, spec.platform_check,
+        attestations=spec.attestations,
+        allow_duplicate_platforms=spec.allow_duplicate_platforms,
+        media_type=spec.media_type,
+        artifact_type=render(spec.artifact_type, "artifact_type"),
+        subject=render(spec.subject, "subject"),
+        labels_to_annotations=spec.labels_to_annotations,
+    )
 
 
 def _check_unique_tags(lists: Sequence[PlanList], labels: Sequence[str], source: str) -> None:
@@ -702,11 +727,104 @@ def _validate(
                 ) from exc
         entries.append(PlanEntry(ref, m.platform))
     extra = tuple(t for t in dict.fromkeys(spec.tags) if t != target.tag)
+    labels = _boolean(spec.labels_to_annotations, where, "labels_to_annotations")
+    media_type = check_list_settings(
+        spec.media_type, spec.annotations, spec.artifact_type, spec.subject, labels,
+        where=where, keys=PLAN_KEYS,
+    )
     return PlanList(
         target, extra, dict(spec.annotations), tuple(entries), number, required, mode,
         attestations=spec.attestations,
         allow_duplicate_platforms=spec.allow_duplicate_platforms,
+        media_type=media_type, artifact_type=spec.artifact_type, subject=spec.subject,
+        labels_to_annotations=labels,
     )
+
+
+PLAN_KEYS = {
+    "media_type": "media_type", "annotations": "annotations",
+    "artifact_type": "artifact_type", "subject": "subject",
+    "labels_to_annotations": "labels_to_annotations",
+}
+_FLAGS = {
+    "media_type": "--media-type", "annotations": "--annotation",
+    "artifact_type": "--artifact-type", "subject": "--subject",
+    "labels_to_annotations": "--labels-to-annotations",
+}
+"""How each list setting is named in errors: plan keys, or command-line flags."""
+
+_MEDIA_TYPE_RE = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\Z"
+)
+_DIGEST_ONLY = re.compile(r"@?(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})\Z")
+
+
+def _boolean(text: str, where: str, key: str) -> bool:
+    """A plan boolean as BaseLoader reads it: ``true``/``false`` in any case ('' false)."""
+    value = text.strip().lower()
+    if value in ("", "false"):
+        return False
+    if value == "true":
+        return True
+    raise PlanError(f"{where}: {key}: expected true or false, not {text!r}")
+
+
+def check_list_settings(
+    media_type: str,
+    annotations: Mapping[str, str],
+    artifact_type: str,
+    subject: str,
+    labels_to_annotations: bool,
+    *,
+    where: str,
+    keys: Mapping[str, str] | None = None,
+) -> str:
+    """Check list-level settings before any request; returns the media type choice.
+
+    ``media_type`` must be '' / ``auto`` / ``oci`` / ``docker``; ``artifact_type`` a media
+    type (``type/subtype``, RFC 6838); ``subject`` a reference, ``@DIGEST`` or ``:TAG``;
+    with ``docker`` none of annotations, artifact type, subject or labels to copy may be
+    given (a Docker manifest list has none of them). Errors name the settings as ``keys``
+    says (default: the command-line flags).
+
+    Raises:
+        PlanError: (exit 2) a setting is invalid; the message starts with ``where``.
+    """
+    names = keys or _FLAGS
+    if media_type not in ("", "auto", "oci", "docker"):
+        raise PlanError(
+            f"{where}: {names['media_type']}: {media_type!r} is not auto, oci or docker"
+        )
+    if artifact_type and not _MEDIA_TYPE_RE.match(artifact_type):
+        raise PlanError(
+            f"{where}: {names['artifact_type']}: {artifact_type!r} is not a media type",
+            hint="an artifactType is a media type such as application/vnd.example.sbom+json",
+        )
+    if subject and not (
+        _DIGEST_ONLY.match(subject) or (subject.startswith(":") and reference.valid_tag(
+            subject[1:]))
+    ):
+        try:
+            reference.parse(subject)
+        except InvalidReferenceError as exc:
+            raise PlanError(f"{where}: {names['subject']}: {exc.message}",
+                            hint="give a reference, @DIGEST or :TAG") from exc
+    if media_type == "docker":
+        given = [
+            names[key] for key, value in (
+                ("annotations", bool(annotations)), ("artifact_type", bool(artifact_type)),
+                ("subject", bool(subject)), ("labels_to_annotations", labels_to_annotations),
+            ) if value
+        ]
+        if given:
+            key = names["media_type"]
+            sep = " " if key.startswith("--") else ": "
+            raise PlanError(
+                f"{where}: {', '.join(given)} given for a Docker manifest list "
+                f"({key}{sep}docker), which has none of them",
+                hint=f"use {key}{sep}oci to write an OCI index",
+            )
+    return media_type
 
 
 PLAN_LIMIT = 32 * 1024 * 1024

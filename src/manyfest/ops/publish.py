@@ -27,7 +27,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ from manyfest.errors import (
 )
 from manyfest.events import Finished, Warned
 from manyfest.ops.entries import Listed, check_unique_platforms
-from manyfest.ops.plan import PlanList
+from manyfest.ops.plan import PLAN_KEYS, PlanList, check_list_settings
 from manyfest.ops.writes import RecordingClient
 from manyfest.platform import Platform, enforce, matches
 from manyfest.reference import Reference
@@ -355,7 +355,9 @@ async def publish(
     Args:
         engine: the run's engine.
         plan: the lists, in plan order.
-        options: style, dry-run, verify (see :class:`~manyfest.engine.PublishOptions`).
+        options: style, dry-run, verify (see :class:`~manyfest.engine.PublishOptions`); its
+            ``media_type``, ``artifact_type``, ``subject`` and ``labels_to_annotations``,
+            when set, override every plan document's.
         fail_fast: stop before any write when a source does not resolve.
         stop: stops the run early when its :meth:`StopRequest.stop` is called; the report
             then has :attr:`PublishReport.interrupted` set and the lists not published
@@ -373,8 +375,18 @@ async def publish(
         ``fail_fast`` and a source that did not resolve or a list failing its checks,
         nothing is written: every list is ``failed`` (with its own error, or "not
         published") and :attr:`PublishReport.stopped_by` is the first list's error.
+
+    Raises:
+        PlanError: a list's settings contradict each other (annotations, artifactType,
+            subject or labels to copy with media type ``docker``); before any request.
     """
     opts = options or PublishOptions()
+    for item in plan:
+        # Settings that contradict each other fail the run before any request (exit 2).
+        o = list_options(opts, item)
+        keys = {**PLAN_KEYS, "media_type": "--media-type" if opts.media_type else "media_type"}
+        check_list_settings(o.media_type, item.annotations, o.artifact_type, o.subject,
+                            bool(o.labels_to_annotations), where=str(item.target), keys=keys)
     started = time.monotonic()
     transport = engine.client.transport
     before = (transport.total.requests, transport.total.retries, transport.total.throttled)
@@ -571,7 +583,21 @@ async def _publish_one(
         children,
         extra_tags=list(item.extra_tags),
         annotations=item.annotations or None,
-        options=opts,
+        options=list_options(opts, item),
         stats=stats,
         started=started,
+    )
+
+
+def list_options(opts: PublishOptions, item: PlanList) -> PublishOptions:
+    """The options of one list: the run's (the command line's flags) where given, else the
+    plan document's ``media_type``, ``artifact_type``, ``subject`` and
+    ``labels_to_annotations``."""
+    labels = opts.labels_to_annotations
+    return replace(
+        opts,
+        media_type=opts.media_type or item.media_type,
+        artifact_type=opts.artifact_type or item.artifact_type,
+        subject=opts.subject or item.subject,
+        labels_to_annotations=item.labels_to_annotations if labels is None else labels,
     )

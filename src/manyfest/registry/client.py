@@ -434,8 +434,8 @@ def _media_type_advice(manifest: Manifest, *, built: bool) -> str:
         other = "oci" if manifest.media_type == mediatypes.DOCKER_LIST else "docker"
         return (
             f"the registry does not accept {manifest.media_type}; this will not change by "
-            f"retrying: publish the list as the other type (manyfest publish --media-type "
-            f"{other})"
+            f"retrying: write the list as the other type (--media-type {other} on manyfest "
+            "push or publish)"
         )
     return (
         f"the registry does not accept {manifest.media_type}; this will not change by "
