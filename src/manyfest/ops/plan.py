@@ -77,41 +77,37 @@ class ManifestSpec(msgspec.Struct, forbid_unknown_fields=True):
     platform: PlatformSpec | None = None
 
 
-class ListSpec(msgspec.Struct, forbid_unknown_fields=True):
+class ListKeys(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The keys a manifest-tool document and a compact document share: a list's tags and
+    settings (see :class:`PlanList`)."""
+
+    tags: list[str] = msgspec.field(default_factory=list)
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    require_platforms: list[str] = msgspec.field(default_factory=list)
+    platform_check: str = ""
+    attestations: Attestations = "keep"
+    allow_duplicate_platforms: bool = False
+    media_type: str = ""
+    artifact_type: str = ""
+    subject: str = ""
+    labels_to_annotations: bool = False
+
+
+class ListSpec(ListKeys, kw_only=True, forbid_unknown_fields=True):
     """One plan document: a target list."""
 
     image: str
     manifests: list[ManifestSpec]
-    tags: list[str] = msgspec.field(default_factory=list)
-    annotations: dict[str, str] = msgspec.field(default_factory=dict)
-    require_platforms: list[str] = msgspec.field(default_factory=list)
-    platform_check: str = ""
-    attestations: Attestations = "keep"
-    allow_duplicate_platforms: bool = False
-    media_type: str = ""
-    artifact_type: str = ""
-    subject: str = ""
-    labels_to_annotations: str = ""
 
 
-class CompactSpec(msgspec.Struct, forbid_unknown_fields=True):
+class CompactSpec(ListKeys, kw_only=True, forbid_unknown_fields=True):
     """A compact document: a matrix of values and the templates of its lists."""
 
     matrix: dict[str, list[str]]
     image: str
-    tags: list[str] = msgspec.field(default_factory=list)
-    annotations: dict[str, str] = msgspec.field(default_factory=dict)
     platforms: list[str] | None = None
     template: str | None = None
     manifests: list[ManifestSpec] | None = None
-    require_platforms: list[str] = msgspec.field(default_factory=list)
-    platform_check: str = ""
-    attestations: Attestations = "keep"
-    allow_duplicate_platforms: bool = False
-    media_type: str = ""
-    artifact_type: str = ""
-    subject: str = ""
-    labels_to_annotations: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +228,7 @@ def _normalise_platform(doc: dict[str, Any], where: str) -> None:
             platform["os.features"] = [f.strip() for f in features.split(",") if f.strip()]
 
 
-_BOOLEANS = ("allow_duplicate_platforms",)
+_BOOLEANS = ("allow_duplicate_platforms", "labels_to_annotations")
 _TRUE, _FALSE = ("true", "True", "TRUE"), ("false", "False", "FALSE")
 
 
@@ -535,7 +531,8 @@ def _combination(
         )
     required = [render(p, f"require_platforms[{i}]") for i, p in enumerate(spec.require_platforms)]
     return ListSpec(
-        image, manifests, tags, annotations, required, spec.platform_check,
+        image=image, manifests=manifests, tags=tags, annotations=annotations,
+        require_platforms=required, platform_check=spec.platform_check,
         attestations=spec.attestations,
         allow_duplicate_platforms=spec.allow_duplicate_platforms,
         media_type=spec.media_type,
@@ -649,7 +646,8 @@ def from_args(
     manifests = _platform_manifests(
         parsed, source_of, "--template", "use ARCH, OS and VARIANT in --template"
     )
-    spec = ListSpec(target, manifests, tag_items, annotation_map, platform_check=platform_check)
+    spec = ListSpec(image=target, manifests=manifests, tags=tag_items,
+                    annotations=annotation_map, platform_check=platform_check)
     return [_validate(spec, "arguments", 1)]
 
 
@@ -727,7 +725,7 @@ def _validate(
                 ) from exc
         entries.append(PlanEntry(ref, m.platform))
     extra = tuple(t for t in dict.fromkeys(spec.tags) if t != target.tag)
-    labels = _boolean(spec.labels_to_annotations, where, "labels_to_annotations")
+    labels = spec.labels_to_annotations
     media_type = check_list_settings(
         spec.media_type, spec.annotations, spec.artifact_type, spec.subject, labels,
         where=where, keys=PLAN_KEYS,
@@ -757,16 +755,6 @@ _MEDIA_TYPE_RE = re.compile(
     r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\Z"
 )
 _DIGEST_ONLY = re.compile(r"@?(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})\Z")
-
-
-def _boolean(text: str, where: str, key: str) -> bool:
-    """A plan boolean as BaseLoader reads it: ``true``/``false`` in any case ('' false)."""
-    value = text.strip().lower()
-    if value in ("", "false"):
-        return False
-    if value == "true":
-        return True
-    raise PlanError(f"{where}: {key}: expected true or false, not {text!r}")
 
 
 def check_list_settings(
