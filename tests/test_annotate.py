@@ -428,6 +428,33 @@ def test_remote_docker_list_platform_change_and_annotation_refusal(
     assert proc.stdout == listed.digest + "\n"
 
 
+def test_remote_platform_change_to_a_duplicate_is_refused(registry: RegistryServer,
+                                                          ns: str) -> None:
+    """annotate --remote checks duplicates as the local annotate does; the flag allows."""
+    host = registry.host
+    names = [(f"{ns}/app-amd64:1", PLATFORMS[0], ns), (f"{ns}/app-arm:1", PLATFORMS[1], ns)]
+    digests = seed_built(host, names)
+    target = f"{host}/{ns}/app:1"
+    manyfest("create", target, *(f"{host}/{n}" for n, _, _ in names), check=True)
+    manyfest("push", target, check=True)
+    raw = _get(target).raw
+    arm = digests[names[1][0]].manifest.digest
+    amd = digests[names[0][0]].manifest.digest
+    refused = manyfest("annotate", "--remote", target, "linux/arm/v7", "--arch", "amd64")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(
+        f"{host}/{ns}/app@{amd} and {host}/{ns}/app@{arm} have the same platform linux/amd64; "
+    )
+    assert "--allow-duplicate-platforms" in refused.stderr
+    assert _get(target).raw == raw  # nothing written
+    allowed = manyfest("annotate", "--remote", target, "linux/arm/v7", "--arch", "amd64",
+                       "--allow-duplicate-platforms")
+    assert allowed.returncode == 0, allowed.stderr
+    assert _head(target) == allowed.stdout.strip()
+    assert json.loads(_get(target).raw)["manifests"][1]["platform"] == {
+        "architecture": "amd64", "os": "linux"}
+
+
 def test_remote_refuses_when_the_tag_moved(registry: RegistryServer, proxy: QuirkProxy,
                                            ns: str) -> None:
     """Someone publishes between annotate's GET and its PUT: nothing is written."""

@@ -130,11 +130,17 @@ class Session:
         )
 
     async def annotate_remote(
-        self, list_ref: Reference | str, entry: str, change: EntryChange
+        self,
+        list_ref: Reference | str,
+        entry: str,
+        change: EntryChange,
+        *,
+        allow_duplicate_platforms: bool = False,
     ) -> RemoteAnnotation:
         """Change one entry of a remote index and PUT it back to its tag (see
         :func:`manyfest.ops.remote_annotate.annotate_remote`)."""
-        return await annotate_remote(self.engine, _ref(list_ref), entry, change)
+        return await annotate_remote(self.engine, _ref(list_ref), entry, change,
+                                     allow_duplicate_platforms=allow_duplicate_platforms)
 
     async def push(
         self,

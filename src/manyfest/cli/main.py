@@ -551,7 +551,7 @@ def annotate(
                 hint="give --annotation, --remove-annotation or a platform flag (--os, "
                 "--arch, --variant, --os-version, --os-features)",
             ))
-        _annotate_remote(lref, image_ref, change, insecure)
+        _annotate_remote(lref, image_ref, change, insecure, allow_duplicate_platforms)
         return
     iref = _parse(image_ref)
     from manyfest.store import ManifestStore
@@ -581,7 +581,8 @@ def annotate(
 
 
 def _annotate_remote(
-    list_ref: reference.Reference, entry: str, change: EntryChange, insecure: bool
+    list_ref: reference.Reference, entry: str, change: EntryChange, insecure: bool,
+    allow_duplicate_platforms: bool,
 ) -> None:
     """``annotate --remote``: the new digest on stdout (unchanged: a note on stderr too)."""
     sessions: list[Session] = []
@@ -589,7 +590,9 @@ def _annotate_remote(
     async def body() -> RemoteAnnotation:
         async with Session(_settings(insecure), on_event=_warn) as session:
             sessions.append(session)
-            return await session.annotate_remote(list_ref, entry, change)
+            return await session.annotate_remote(
+                list_ref, entry, change, allow_duplicate_platforms=allow_duplicate_platforms
+            )
 
     try:
         outcome = _execute(body)

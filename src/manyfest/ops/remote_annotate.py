@@ -47,6 +47,7 @@ from manyfest.errors import (
 )
 from manyfest.jsonfmt import escape_html
 from manyfest.models import Descriptor, IndexDoc
+from manyfest.ops.entries import Listed, attested_digest, check_unique_platforms
 from manyfest.platform import Platform
 from manyfest.reference import Reference
 
@@ -410,6 +411,16 @@ def _platform_values(p: Platform) -> dict[str, str | list[str]]:
 _DESCRIPTOR = msgspec.json.Decoder(Descriptor)
 
 
+def _check_unique(list_ref: Reference, index: Manifest, changed: str) -> None:
+    """Refuse the changed entry (digest ``changed``) taking another image's platform."""
+    entries = [
+        Listed(f"{list_ref.name}@{d.digest}", descriptor_platform(d),
+               bool(attested_digest(descriptor_platform(d), d.annotations)))
+        for d in index.index().manifests
+    ]
+    check_unique_platforms(entries, changed={f"{list_ref.name}@{changed}"})
+
+
 def descriptor_platform(desc: Descriptor) -> Platform | None:
     """The :class:`Platform` of a decoded descriptor (``None`` when it has none)."""
     p = desc.platform
@@ -584,7 +595,12 @@ async def pick_entry(engine: Engine, list_ref: Reference, doc: IndexDoc, entry: 
 
 
 async def annotate_remote(
-    engine: Engine, list_ref: Reference, entry: str, change: EntryChange
+    engine: Engine,
+    list_ref: Reference,
+    entry: str,
+    change: EntryChange,
+    *,
+    allow_duplicate_platforms: bool = False,
 ) -> RemoteAnnotation:
     """Rewrite one entry of the remote index at ``list_ref``'s tag and PUT it back.
 
@@ -596,7 +612,8 @@ async def annotate_remote(
         UnsupportedMediaTypeError: ``list_ref`` is not an index / manifest list.
         ManyfestError: ``entry`` is not one entry of the index; the tag moved between the
             GET and the PUT (nothing written).
-        PlatformError: the resulting platform is not valid.
+        PlatformError: the resulting platform is not valid, or is another image's of the
+            list (unless ``allow_duplicate_platforms``).
         RegistryError, TransportError: a request failed; the tag is where it was.
     """
     if list_ref.digest or not list_ref.tag:
@@ -625,6 +642,8 @@ async def annotate_remote(
     if raw == manifest.raw:
         return RemoteAnnotation(list_ref, desc.digest, manifest.digest, manifest.digest, False)
     new = Manifest(raw, manifest.media_type, digests.sha256(raw))
+    if change.touches_platform and not allow_duplicate_platforms:
+        _check_unique(list_ref, new, desc.digest)
     head = await engine.client.head_manifest(list_ref, push=True)
     now = head.digest if head is not None else ""
     if now != manifest.digest:
