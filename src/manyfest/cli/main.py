@@ -551,7 +551,8 @@ def annotate(
                 hint="give --annotation, --remove-annotation or a platform flag (--os, "
                 "--arch, --variant, --os-version, --os-features)",
             ))
-        _annotate_remote(lref, image_ref, change, insecure)
+        _annotate_remote(lref, image_ref, change, insecure, _mode(platform_check),
+                         allow_duplicate_platforms)
         return
     iref = _parse(image_ref)
     from manyfest.store import ManifestStore
@@ -581,7 +582,8 @@ def annotate(
 
 
 def _annotate_remote(
-    list_ref: reference.Reference, entry: str, change: EntryChange, insecure: bool
+    list_ref: reference.Reference, entry: str, change: EntryChange, insecure: bool,
+    platform_check: str, allow_duplicate_platforms: bool,
 ) -> None:
     """``annotate --remote``: the new digest on stdout (unchanged: a note on stderr too)."""
     sessions: list[Session] = []
@@ -589,7 +591,11 @@ def _annotate_remote(
     async def body() -> RemoteAnnotation:
         async with Session(_settings(insecure), on_event=_warn) as session:
             sessions.append(session)
-            return await session.annotate_remote(list_ref, entry, change)
+            return await session.annotate_remote(
+                list_ref, entry, change, platform_check=platform_check,
+                allow_duplicate_platforms=allow_duplicate_platforms,
+                warn=lambda message: _warn(Warned(target=str(list_ref), message=message)),
+            )
 
     try:
         outcome = _execute(body)
