@@ -170,7 +170,7 @@ def test_annotations_on_a_docker_list_are_refused_at_push(registry: RegistryServ
     assert line == (
         f"{target} would be a Docker manifest list ({mediatypes.DOCKER_LIST}), whose entries "
         f"have no annotations; annotated: {refs[1]} (k); descriptor annotations need an OCI "
-        "index (a list whose first entry is an OCI image manifest), or remove them: "
+        "index: push with --media-type oci (or create the list with it), or remove them: "
         f"`manyfest annotate --remove-annotation KEY {target} IMAGE`"
     )
     assert _head(target) == ""  # nothing written

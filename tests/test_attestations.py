@@ -581,3 +581,71 @@ def test_build_from_store_order() -> None:
         f"r.example/app@{orphan.digest} in r.example/list:1 is an attestation of "
         f"sha256:{'1' * 64}, which is not in the list: not pushed"
     ))]
+
+
+def test_attestations_in_a_docker_list_refused_by_publish_and_push(
+        registry: RegistryServer, ns: str, tmp_path: Path) -> None:
+    """A Docker image first and a buildx index: docker's rule makes a Docker manifest list,
+    whose entries cannot carry the attestation's ``vnd.docker.reference.*`` annotations.
+    ``publish`` refuses it as ``push`` does (it used to write the annotations into the Docker
+    list), nothing is written, and both say how to get an OCI index or drop attestations."""
+    host = registry.host
+    s390x = Platform("linux", "s390x")
+    built = seed_built(host, [(f"{ns}/a-s390x:1", s390x, ns)])
+    plain = built[f"{ns}/a-s390x:1"].manifest
+    item = build_attested_index(ARM64, ns)
+    _push_indexes(host, {f"{ns}/b-arm64:1": item})
+    image_desc, att_desc = _descriptors(item)
+    sources = [f"{host}/{ns}/a-s390x:1", f"{host}/{ns}/b-arm64:1"]
+    plain_entry = {"mediaType": plain.media_type, "size": plain.size, "digest": plain.digest,
+                   "platform": {"architecture": "s390x", "os": "linux"}}
+    keys = "vnd.docker.reference.digest, vnd.docker.reference.type"
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"image: {host}/{ns}/app:p\nmanifests:\n"
+                    + "".join(f"  - image: {r}\n" for r in sources))
+    refused = manyfest("publish", "--json", str(plan))
+    assert refused.returncode == 3, refused.stderr
+    [result] = json.loads(refused.stdout)["results"]
+    assert result["status"] == "failed"
+    assert result["error"] == (
+        f"{host}/{ns}/app:p would be a Docker manifest list (its first entry is a Docker "
+        f"image), whose entries have no annotations; annotated: {host}/{ns}/b-arm64@"
+        f"{att_desc['digest']} ({keys}); pass --media-type oci (plan key media_type: oci) to "
+        "write an OCI index, or --attestations drop (plan key attestations: drop) to leave "
+        "the attestations out"
+    )
+    assert _client_run(lambda c: c.head_manifest(reference.parse(f"{host}/{ns}/app:p"))) is None
+
+    dropped = manyfest("publish", "--json", "--attestations", "drop", str(plan))
+    assert dropped.returncode == 0, dropped.stderr
+    listed = _get(f"{host}/{ns}/app:p")
+    assert listed.media_type == mediatypes.DOCKER_LIST
+    assert json.loads(listed.raw)["manifests"] == [plain_entry, image_desc]
+    assert json.loads(dropped.stdout)["results"][0]["digest"] == listed.digest
+    oci = manyfest("publish", "--json", "--media-type", "oci", str(plan))
+    assert oci.returncode == 0, oci.stderr
+    listed = _get(f"{host}/{ns}/app:p")
+    assert listed.media_type == mediatypes.OCI_INDEX
+    assert json.loads(listed.raw)["manifests"] == [plain_entry, image_desc, att_desc]
+
+    # push: the same refusal, with create's and push's remedies; nothing written
+    target = f"{host}/{ns}/app:c"
+    manyfest("create", target, *sources, check=True)
+    pushed = manyfest("push", target)
+    assert pushed.returncode == 2
+    assert pushed.stdout == ""
+    assert pushed.stderr == (
+        f"{target} would be a Docker manifest list ({mediatypes.DOCKER_LIST}), whose entries "
+        f"have no annotations; annotated: {sources[1]}@{att_desc['digest']} ({keys}); "
+        "descriptor annotations need an OCI index: push with --media-type oci (or create the "
+        "list with it), or leave the attestations out: `manyfest create --amend "
+        f"--attestations drop {target} SOURCE...`\n"
+    )
+    assert _client_run(lambda c: c.head_manifest(reference.parse(target))) is None
+    ok = manyfest("push", "--media-type", "oci", target)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(_get(target).raw)["manifests"] == [
+        plain_entry, {k: image_desc[k] for k in ("mediaType", "size", "digest", "platform")},
+        {k: att_desc[k] for k in ("mediaType", "size", "digest", "annotations", "platform")},
+    ]

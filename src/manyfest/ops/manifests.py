@@ -519,12 +519,17 @@ def refuse_docker_list_annotations(
         names = ", ".join(
             f"{i.ref} ({', '.join(k for k, _ in i.annotations)})" for i in annotated
         )
+        attestations = [i for i in annotated if _attests(i)]
+        remedy = (
+            f"or leave the attestations out: `manyfest create --amend --attestations drop "
+            f"{list_ref} SOURCE...`" if attestations
+            else f"or remove them: `manyfest annotate --remove-annotation KEY {list_ref} IMAGE`"
+        )
         raise UsageError(
             f"{list_ref} would be a Docker manifest list ({mediatypes.DOCKER_LIST}), whose "
             f"entries have no annotations; annotated: {names}",
-            hint="descriptor annotations need an OCI index (a list whose first entry is an "
-            "OCI image manifest), or remove them: `manyfest annotate --remove-annotation KEY "
-            f"{list_ref} IMAGE`",
+            hint="descriptor annotations need an OCI index: push with --media-type oci (or "
+            f"create the list with it), {remedy}",
         )
 
 
