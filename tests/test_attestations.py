@@ -649,3 +649,41 @@ def test_attestations_in_a_docker_list_refused_by_publish_and_push(
         plain_entry, {k: image_desc[k] for k in ("mediaType", "size", "digest", "platform")},
         {k: att_desc[k] for k in ("mediaType", "size", "digest", "annotations", "platform")},
     ]
+
+
+def test_annotate_or_inspect_an_index_source_by_its_tag(registry: RegistryServer,
+                                                        ns: str) -> None:
+    """The tag of an index source names no entry (create stored it flattened, one entry per
+    child): annotate and inspect LIST TAG list the entries it became and name one to use
+    (they advised `create --amend`, which stores the same entries again)."""
+    host = registry.host
+    item = build_attested_index(AMD64, ns)
+    _push_indexes(host, {f"{ns}/app-amd64:1": item})
+    source = f"{host}/{ns}/app-amd64:1"
+    target = f"{host}/{ns}/app:1"
+    manyfest("create", target, source, check=True)
+    image_desc, att_desc = _descriptors(item)
+    entries = sorted([(f"{source}@{image_desc['digest']}", "linux/amd64"),
+                      (f"{source}@{att_desc['digest']}", "unknown/unknown")],
+                     key=lambda e: filesafe(e[0]))
+    listed = ", ".join(f"{ref} ({platform})" for ref, platform in entries)
+    before = {p.name: p.read_bytes() for p in _store_dir(target).iterdir()}
+    for args in (["annotate", "--os-features", "sse4", target, source],
+                 ["inspect", target, source]):
+        proc = manyfest(*args)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stdout == ""
+        assert proc.stderr == (
+            f"{source} is an index source of {target}, stored as its entries: {listed}; name "
+            f"one entry, e.g. `{source}@{image_desc['digest']}`\n"
+        )
+    assert {p.name: p.read_bytes() for p in _store_dir(target).iterdir()} == before
+    named = manyfest("annotate", "--os-features", "sse4", target,
+                     f"{source}@{image_desc['digest']}")
+    assert named.returncode == 0, named.stderr
+    # a reference that is no source at all keeps docker's message
+    other = f"{host}/{ns}/other:1"
+    missing = manyfest("inspect", target, other)
+    assert missing.returncode == 1
+    assert missing.stderr == (f"manifest for image {other} does not exist in {target}; add it "
+                              f"with `manyfest create --amend {target} {other}`\n")
