@@ -687,3 +687,53 @@ def test_annotate_or_inspect_an_index_source_by_its_tag(registry: RegistryServer
     assert missing.returncode == 1
     assert missing.stderr == (f"manifest for image {other} does not exist in {target}; add it "
                               f"with `manyfest create --amend {target} {other}`\n")
+
+
+def test_publish_attestation_named_directly(registry: RegistryServer, ns: str,
+                                            tmp_path: Path) -> None:
+    """publish takes an attestation manifest named by digest as create does: refused without
+    its image (it was published as an unknown/unknown image with no annotation), listed as
+    buildx lists it with its image (the same bytes as create + push), left out with
+    attestations: drop."""
+    host = registry.host
+    item = build_attested_index(AMD64, ns)
+    other = build_attested_index(ARM64, ns)
+    _push_indexes(host, {f"{ns}/app-amd64:1": item, f"{ns}/app-arm64:1": other})
+    image, attestation = (d["digest"] for d in _descriptors(item))
+    att_ref = f"{host}/{ns}/app-amd64@{attestation}"
+    img_ref = f"{host}/{ns}/app-amd64@{image}"
+    arm_ref = f"{host}/{ns}/app-arm64:1"
+
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(f"image: {host}/{ns}/app:alone\nmanifests:\n  - image: {att_ref}\n"
+                     f"  - image: {arm_ref}\n")
+    refused = manyfest("publish", "--json", str(alone))
+    assert refused.returncode == 3, refused.stderr
+    [result] = json.loads(refused.stdout)["results"]
+    assert result["error"] == (
+        f"{att_ref} is the attestation manifest {attestation} of image {image}, which is not "
+        f"in {host}/{ns}/app:alone; add the image too (or the index holding both), or leave "
+        "the attestation out"
+    )
+    assert _client_run(
+        lambda c: c.head_manifest(reference.parse(f"{host}/{ns}/app:alone"))) is None
+    dropped = manyfest("publish", "--json", "--attestations", "drop", str(alone))
+    assert dropped.returncode == 0, dropped.stderr
+    assert json.loads(_get(f"{host}/{ns}/app:alone").raw)["manifests"] == [
+        _descriptors(other)[0]]
+
+    both = tmp_path / "both.yaml"
+    both.write_text(f"image: {host}/{ns}/app:both\nmanifests:\n  - image: {att_ref}\n"
+                    f"  - image: {img_ref}\n")
+    done = manyfest("publish", "--json", str(both))
+    assert done.returncode == 0, done.stderr
+    listed = _get(f"{host}/{ns}/app:both")
+    assert json.loads(listed.raw)["manifests"] == _descriptors(item)
+    # create + push of the same two references: the same list, byte for byte
+    target = f"{host}/{ns}/app:pushed"
+    manyfest("create", target, att_ref, img_ref, check=True)
+    pushed = manyfest("push", target)
+    assert pushed.returncode == 0, pushed.stderr
+    assert _get(target).raw == listed.raw
+    assert json.loads(done.stdout)["results"][0]["digest"] == listed.digest
+    _check_all_present(f"{host}/{ns}/app:both", _descriptors(item))
