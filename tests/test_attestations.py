@@ -737,3 +737,56 @@ def test_publish_attestation_named_directly(registry: RegistryServer, ns: str,
     assert _get(target).raw == listed.raw
     assert json.loads(done.stdout)["results"][0]["digest"] == listed.digest
     _check_all_present(f"{host}/{ns}/app:both", _descriptors(item))
+
+
+def test_index_source_entry_without_platform(registry: RegistryServer, ns: str,
+                                             tmp_path: Path) -> None:
+    """An index source whose image entry has no platform: publish refuses the list, as push
+    refuses the entry create stored (publish wrote an entry without a platform into the
+    list); naming the image directly takes its platform from its config."""
+    host = registry.host
+    image = build_image(AMD64, ns, oci=True)
+    index = Manifest.from_bytes(json.dumps({
+        "schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX,
+        "manifests": [{"mediaType": image.manifest.media_type, "digest": image.manifest.digest,
+                       "size": image.manifest.size}],
+    }).encode())
+    ref = reference.parse(f"{host}/{ns}/one:1")
+
+    async def push(client: RegistryClient) -> None:
+        await push_image(client, ref.with_digest(image.manifest.digest), image)
+        await client.put_manifest(ref, index)
+
+    _client_run(push)
+    target = f"{host}/{ns}/app:p"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"image: {target}\nmanifests:\n  - image: {ref}\n")
+    refused = manyfest("publish", "--json", str(plan))
+    assert refused.returncode == 3, refused.stderr
+    [result] = json.loads(refused.stdout)["results"]
+    direct = f"{host}/{ns}/one@{image.manifest.digest}"
+    assert result["error"] == (
+        f"{ref}: entry {image.manifest.digest} has no platform (os and architecture), which "
+        f"every image of {target} needs; re-push the index with the entry's platform, or name "
+        f"the image directly ({direct}): its platform then comes from its config"
+    )
+    assert _client_run(lambda c: c.head_manifest(reference.parse(target))) is None
+
+    plan.write_text(f"image: {target}\nmanifests:\n  - image: {direct}\n")
+    done = manyfest("publish", "--json", str(plan))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(_get(target).raw)["manifests"] == [{
+        "mediaType": image.manifest.media_type, "size": image.manifest.size,
+        "digest": image.manifest.digest, "platform": {"architecture": "amd64", "os": "linux"},
+    }]
+
+    # create stores the entry as it is; push refuses it (docker's rule), naming the fix
+    listed = f"{host}/{ns}/app:c"
+    manyfest("create", listed, str(ref), check=True)
+    pushed = manyfest("push", listed)
+    assert pushed.returncode == 2
+    entry = f"{ref}@{image.manifest.digest}"
+    assert pushed.stderr == (
+        f"manifest {entry} must have an OS and Architecture to be pushed to a registry; set "
+        f"them with `manyfest annotate --os OS --arch ARCH {listed} {entry}`\n"
+    )

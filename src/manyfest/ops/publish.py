@@ -264,7 +264,8 @@ def _children(
     Raises:
         PlatformError: an invalid platform, or two images with the same platform.
         MissingPlatformsError: ``platforms`` matched no image of the list.
-        UsageError: an attestation manifest named directly without the image it describes.
+        UsageError: an attestation manifest named directly without the image it describes;
+            an index source's image entry without os and architecture.
     """
     attested = attested or {}
     images: list[Child] = []
@@ -278,6 +279,15 @@ def _children(
                 if child.attestation_for:
                     attestations.append(child)
                     continue
+                p = child.platform
+                if p is None or not p.os or not p.architecture:
+                    raise UsageError(
+                        f"{entry.ref}: entry {child.source.manifest.digest} has no platform "
+                        f"(os and architecture), which every image of {plan.target} needs",
+                        hint="re-push the index with the entry's platform, or name the image "
+                        f"directly ({entry.ref.name}@{child.source.manifest.digest}): its "
+                        "platform then comes from its config",
+                    )
                 images.append(child)
                 # Named by the tag given and the child's digest, as `create` stores it.
                 ref = entry.ref
