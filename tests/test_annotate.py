@@ -34,6 +34,7 @@ from benchmarks.imagewriter import AttestedIndex, build_attested_index, push_att
 from benchmarks.registry_server import RegistryServer
 from manyfest import mediatypes, reference
 from manyfest.content import Manifest
+from manyfest.ops.entries import DUPLICATE_HINT
 from manyfest.reference import filesafe
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
@@ -169,7 +170,7 @@ def test_annotations_on_a_docker_list_are_refused_at_push(registry: RegistryServ
     assert line == (
         f"{target} would be a Docker manifest list ({mediatypes.DOCKER_LIST}), whose entries "
         f"have no annotations; annotated: {refs[1]} (k); descriptor annotations need an OCI "
-        "index (a list whose first entry is an OCI image manifest), or remove them: "
+        "index: push with --media-type oci (or create the list with it), or remove them: "
         f"`manyfest annotate --remove-annotation KEY {target} IMAGE`"
     )
     assert _head(target) == ""  # nothing written
@@ -362,10 +363,12 @@ def test_remote_refusals_write_nothing(registry: RegistryServer, proxy: QuirkPro
                            f"{mediatypes.OCI_MANIFEST}); name a multi-platform list; to change "
                            "a local list, drop --remote\n")
 
-    # An invalid resulting platform.
+    # An invalid resulting platform: the line names the entry.
     proc = manyfest("annotate", "--remote", target, "linux/arm64", "--variant", "v7")
     assert proc.returncode == 2
-    assert proc.stderr.startswith("unsupported variant 'v7' for architecture 'arm64'")
+    arm_digest = json.loads(items["arm64"].index.raw)["manifests"][0]["digest"]
+    assert proc.stderr.startswith(f"{proxy.host}/{repo}@{arm_digest}: unsupported variant "
+                                  "'v7' for architecture 'arm64'")
 
     # A platform two entries have: ambiguous, name it by digest.
     dup = json.loads(raw)
@@ -393,6 +396,67 @@ def test_remote_refusals_write_nothing(registry: RegistryServer, proxy: QuirkPro
 
     assert not any(key.startswith("PUT ") for key in proxy.seen)
     assert _get(f"{registry.host}/{repo}:1").raw == raw
+
+
+def test_remote_platform_change_follows_the_platform_rules(registry: RegistryServer,
+                                                          ns: str) -> None:
+    """annotate --remote refuses, as the local annotate does, a platform another image of the
+    index has (attestations never count) unless --allow-duplicate-platforms, and applies
+    --platform-check to the platform written (warn: kept with a warning line; off: silent)."""
+    repo, raw, items = _buildx_list(registry.host, ns)
+    target = f"{registry.host}/{repo}:1"
+    amd, amd_att = json.loads(items["amd64"].index.raw)["manifests"]
+    arm = json.loads(items["arm64"].index.raw)["manifests"][0]
+
+    proc = manyfest("annotate", "--remote", target, "linux/amd64", "--arch", "arm64",
+                    "--variant", "v8")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        f"{registry.host}/{repo}@{amd['digest']} and {registry.host}/{repo}@{arm['digest']} "
+        f"have the same platform linux/arm64/v8; {DUPLICATE_HINT}\n"
+    )
+    # arm64 written without its default variant is the same platform (normalised).
+    proc = manyfest("annotate", "--remote", target, "linux/amd64", "--arch", "arm64")
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"{registry.host}/{repo}@{amd['digest']} (linux/arm64) and {registry.host}/{repo}@"
+        f"{arm['digest']} (linux/arm64/v8) have the same platform; {DUPLICATE_HINT}\n"
+    )
+    assert _get(target).raw == raw  # nothing written
+
+    # An attestation is never a duplicate: giving the amd64 one a platform like its own is
+    # refused by the table only (unknown/unknown is never checked), and moving the image to
+    # a platform nobody has is fine.
+    allowed = manyfest("annotate", "--remote", "--allow-duplicate-platforms", target,
+                       "linux/amd64", "--arch", "arm64", "--variant", "v8")
+    assert allowed.returncode == 0, allowed.stderr
+    moved = {**amd, "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}}
+    expected = raw.replace(_compact(amd), _compact(moved))
+    listed = _get(target)
+    assert listed.raw == expected
+    assert allowed.stdout == listed.digest + "\n"
+    assert allowed.stderr == ""
+    assert _compact(amd_att) in listed.raw
+
+    # --platform-check warn: an invalid written platform is kept, with one warning line.
+    warned = manyfest("annotate", "--remote", "--platform-check", "warn", target,
+                      arm["digest"], "--variant", "v7")
+    assert warned.returncode == 0, warned.stderr
+    assert warned.stderr == (
+        f"warning: {registry.host}/{repo}@{arm['digest']}: unsupported variant 'v7' for "
+        "architecture 'arm64' (linux/arm64/v7); not in the platform table, kept as written\n"
+    )
+    v7 = {**arm, "platform": {**arm["platform"], "variant": "v7"}}
+    expected = expected.replace(_compact(arm), _compact(v7))
+    assert _get(target).raw == expected
+    # --platform-check off: no check, no line.
+    off = manyfest("annotate", "--remote", "--platform-check", "off", target, arm["digest"],
+                   "--variant", "v6")
+    assert off.returncode == 0, off.stderr
+    assert off.stderr == ""
+    v6 = {**arm, "platform": {**arm["platform"], "variant": "v6"}}
+    assert _get(target).raw == expected.replace(_compact(v7), _compact(v6))
 
 
 def test_remote_docker_list_platform_change_and_annotation_refusal(

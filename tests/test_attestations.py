@@ -581,3 +581,212 @@ def test_build_from_store_order() -> None:
         f"r.example/app@{orphan.digest} in r.example/list:1 is an attestation of "
         f"sha256:{'1' * 64}, which is not in the list: not pushed"
     ))]
+
+
+def test_attestations_in_a_docker_list_refused_by_publish_and_push(
+        registry: RegistryServer, ns: str, tmp_path: Path) -> None:
+    """A Docker image first and a buildx index: docker's rule makes a Docker manifest list,
+    whose entries cannot carry the attestation's ``vnd.docker.reference.*`` annotations.
+    ``publish`` refuses it as ``push`` does (it used to write the annotations into the Docker
+    list), nothing is written, and both say how to get an OCI index or drop attestations."""
+    host = registry.host
+    s390x = Platform("linux", "s390x")
+    built = seed_built(host, [(f"{ns}/a-s390x:1", s390x, ns)])
+    plain = built[f"{ns}/a-s390x:1"].manifest
+    item = build_attested_index(ARM64, ns)
+    _push_indexes(host, {f"{ns}/b-arm64:1": item})
+    image_desc, att_desc = _descriptors(item)
+    sources = [f"{host}/{ns}/a-s390x:1", f"{host}/{ns}/b-arm64:1"]
+    plain_entry = {"mediaType": plain.media_type, "size": plain.size, "digest": plain.digest,
+                   "platform": {"architecture": "s390x", "os": "linux"}}
+    keys = "vnd.docker.reference.digest, vnd.docker.reference.type"
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"image: {host}/{ns}/app:p\nmanifests:\n"
+                    + "".join(f"  - image: {r}\n" for r in sources))
+    refused = manyfest("publish", "--json", str(plan))
+    assert refused.returncode == 3, refused.stderr
+    [result] = json.loads(refused.stdout)["results"]
+    assert result["status"] == "failed"
+    assert result["error"] == (
+        f"{host}/{ns}/app:p would be a Docker manifest list (its first entry is a Docker "
+        f"image), whose entries have no annotations; annotated: {host}/{ns}/b-arm64@"
+        f"{att_desc['digest']} ({keys}); pass --media-type oci (plan key media_type: oci) to "
+        "write an OCI index, or --attestations drop (plan key attestations: drop) to leave "
+        "the attestations out"
+    )
+    assert _client_run(lambda c: c.head_manifest(reference.parse(f"{host}/{ns}/app:p"))) is None
+
+    dropped = manyfest("publish", "--json", "--attestations", "drop", str(plan))
+    assert dropped.returncode == 0, dropped.stderr
+    listed = _get(f"{host}/{ns}/app:p")
+    assert listed.media_type == mediatypes.DOCKER_LIST
+    assert json.loads(listed.raw)["manifests"] == [plain_entry, image_desc]
+    assert json.loads(dropped.stdout)["results"][0]["digest"] == listed.digest
+    oci = manyfest("publish", "--json", "--media-type", "oci", str(plan))
+    assert oci.returncode == 0, oci.stderr
+    listed = _get(f"{host}/{ns}/app:p")
+    assert listed.media_type == mediatypes.OCI_INDEX
+    assert json.loads(listed.raw)["manifests"] == [plain_entry, image_desc, att_desc]
+
+    # push: the same refusal, with create's and push's remedies; nothing written
+    target = f"{host}/{ns}/app:c"
+    manyfest("create", target, *sources, check=True)
+    pushed = manyfest("push", target)
+    assert pushed.returncode == 2
+    assert pushed.stdout == ""
+    assert pushed.stderr == (
+        f"{target} would be a Docker manifest list ({mediatypes.DOCKER_LIST}), whose entries "
+        f"have no annotations; annotated: {sources[1]}@{att_desc['digest']} ({keys}); "
+        "descriptor annotations need an OCI index: push with --media-type oci (or create the "
+        "list with it), or leave the attestations out: `manyfest create --amend "
+        f"--attestations drop {target} SOURCE...`\n"
+    )
+    assert _client_run(lambda c: c.head_manifest(reference.parse(target))) is None
+    ok = manyfest("push", "--media-type", "oci", target)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(_get(target).raw)["manifests"] == [
+        plain_entry, {k: image_desc[k] for k in ("mediaType", "size", "digest", "platform")},
+        {k: att_desc[k] for k in ("mediaType", "size", "digest", "annotations", "platform")},
+    ]
+
+
+def test_annotate_or_inspect_an_index_source_by_its_tag(registry: RegistryServer,
+                                                        ns: str) -> None:
+    """The tag of an index source names no entry (create stored it flattened, one entry per
+    child): annotate and inspect LIST TAG list the entries it became and name one to use
+    (they advised `create --amend`, which stores the same entries again)."""
+    host = registry.host
+    item = build_attested_index(AMD64, ns)
+    _push_indexes(host, {f"{ns}/app-amd64:1": item})
+    source = f"{host}/{ns}/app-amd64:1"
+    target = f"{host}/{ns}/app:1"
+    manyfest("create", target, source, check=True)
+    image_desc, att_desc = _descriptors(item)
+    entries = sorted([(f"{source}@{image_desc['digest']}", "linux/amd64"),
+                      (f"{source}@{att_desc['digest']}", "unknown/unknown")],
+                     key=lambda e: filesafe(e[0]))
+    listed = ", ".join(f"{ref} ({platform})" for ref, platform in entries)
+    before = {p.name: p.read_bytes() for p in _store_dir(target).iterdir()}
+    for args in (["annotate", "--os-features", "sse4", target, source],
+                 ["inspect", target, source]):
+        proc = manyfest(*args)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stdout == ""
+        assert proc.stderr == (
+            f"{source} is an index source of {target}, stored as its entries: {listed}; name "
+            f"one entry, e.g. `{source}@{image_desc['digest']}`\n"
+        )
+    assert {p.name: p.read_bytes() for p in _store_dir(target).iterdir()} == before
+    named = manyfest("annotate", "--os-features", "sse4", target,
+                     f"{source}@{image_desc['digest']}")
+    assert named.returncode == 0, named.stderr
+    # a reference that is no source at all keeps docker's message
+    other = f"{host}/{ns}/other:1"
+    missing = manyfest("inspect", target, other)
+    assert missing.returncode == 1
+    assert missing.stderr == (f"manifest for image {other} does not exist in {target}; add it "
+                              f"with `manyfest create --amend {target} {other}`\n")
+
+
+def test_publish_attestation_named_directly(registry: RegistryServer, ns: str,
+                                            tmp_path: Path) -> None:
+    """publish takes an attestation manifest named by digest as create does: refused without
+    its image (it was published as an unknown/unknown image with no annotation), listed as
+    buildx lists it with its image (the same bytes as create + push), left out with
+    attestations: drop."""
+    host = registry.host
+    item = build_attested_index(AMD64, ns)
+    other = build_attested_index(ARM64, ns)
+    _push_indexes(host, {f"{ns}/app-amd64:1": item, f"{ns}/app-arm64:1": other})
+    image, attestation = (d["digest"] for d in _descriptors(item))
+    att_ref = f"{host}/{ns}/app-amd64@{attestation}"
+    img_ref = f"{host}/{ns}/app-amd64@{image}"
+    arm_ref = f"{host}/{ns}/app-arm64:1"
+
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(f"image: {host}/{ns}/app:alone\nmanifests:\n  - image: {att_ref}\n"
+                     f"  - image: {arm_ref}\n")
+    refused = manyfest("publish", "--json", str(alone))
+    assert refused.returncode == 3, refused.stderr
+    [result] = json.loads(refused.stdout)["results"]
+    assert result["error"] == (
+        f"{att_ref} is the attestation manifest {attestation} of image {image}, which is not "
+        f"in {host}/{ns}/app:alone; add the image too (or the index holding both), or leave "
+        "the attestation out"
+    )
+    assert _client_run(
+        lambda c: c.head_manifest(reference.parse(f"{host}/{ns}/app:alone"))) is None
+    dropped = manyfest("publish", "--json", "--attestations", "drop", str(alone))
+    assert dropped.returncode == 0, dropped.stderr
+    assert json.loads(_get(f"{host}/{ns}/app:alone").raw)["manifests"] == [
+        _descriptors(other)[0]]
+
+    both = tmp_path / "both.yaml"
+    both.write_text(f"image: {host}/{ns}/app:both\nmanifests:\n  - image: {att_ref}\n"
+                    f"  - image: {img_ref}\n")
+    done = manyfest("publish", "--json", str(both))
+    assert done.returncode == 0, done.stderr
+    listed = _get(f"{host}/{ns}/app:both")
+    assert json.loads(listed.raw)["manifests"] == _descriptors(item)
+    # create + push of the same two references: the same list, byte for byte
+    target = f"{host}/{ns}/app:pushed"
+    manyfest("create", target, att_ref, img_ref, check=True)
+    pushed = manyfest("push", target)
+    assert pushed.returncode == 0, pushed.stderr
+    assert _get(target).raw == listed.raw
+    assert json.loads(done.stdout)["results"][0]["digest"] == listed.digest
+    _check_all_present(f"{host}/{ns}/app:both", _descriptors(item))
+
+
+def test_index_source_entry_without_platform(registry: RegistryServer, ns: str,
+                                             tmp_path: Path) -> None:
+    """An index source whose image entry has no platform: publish refuses the list, as push
+    refuses the entry create stored (publish wrote an entry without a platform into the
+    list); naming the image directly takes its platform from its config."""
+    host = registry.host
+    image = build_image(AMD64, ns, oci=True)
+    index = Manifest.from_bytes(json.dumps({
+        "schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX,
+        "manifests": [{"mediaType": image.manifest.media_type, "digest": image.manifest.digest,
+                       "size": image.manifest.size}],
+    }).encode())
+    ref = reference.parse(f"{host}/{ns}/one:1")
+
+    async def push(client: RegistryClient) -> None:
+        await push_image(client, ref.with_digest(image.manifest.digest), image)
+        await client.put_manifest(ref, index)
+
+    _client_run(push)
+    target = f"{host}/{ns}/app:p"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"image: {target}\nmanifests:\n  - image: {ref}\n")
+    refused = manyfest("publish", "--json", str(plan))
+    assert refused.returncode == 3, refused.stderr
+    [result] = json.loads(refused.stdout)["results"]
+    direct = f"{host}/{ns}/one@{image.manifest.digest}"
+    assert result["error"] == (
+        f"{ref}: entry {image.manifest.digest} has no platform (os and architecture), which "
+        f"every image of {target} needs; re-push the index with the entry's platform, or name "
+        f"the image directly ({direct}): its platform then comes from its config"
+    )
+    assert _client_run(lambda c: c.head_manifest(reference.parse(target))) is None
+
+    plan.write_text(f"image: {target}\nmanifests:\n  - image: {direct}\n")
+    done = manyfest("publish", "--json", str(plan))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(_get(target).raw)["manifests"] == [{
+        "mediaType": image.manifest.media_type, "size": image.manifest.size,
+        "digest": image.manifest.digest, "platform": {"architecture": "amd64", "os": "linux"},
+    }]
+
+    # create stores the entry as it is; push refuses it (docker's rule), naming the fix
+    listed = f"{host}/{ns}/app:c"
+    manyfest("create", listed, str(ref), check=True)
+    pushed = manyfest("push", listed)
+    assert pushed.returncode == 2
+    entry = f"{ref}@{image.manifest.digest}"
+    assert pushed.stderr == (
+        f"manifest {entry} must have an OS and Architecture to be pushed to a registry; set "
+        f"them with `manyfest annotate --os OS --arch ARCH {listed} {entry}`\n"
+    )

@@ -346,6 +346,14 @@ def test_platform_filter(registry: RegistryServer, ns: str, tmp_path: Path) -> N
         "(linux/arm64/v7); arm64 takes v8, v8.x, v9 or v9.x (arm/v7 is --arch arm --variant "
         "v7)\n"
     )
+    # not a platform at all: the advice is about the flag's value, not the plan file
+    for flag in ("--platform", "--require-platforms"):
+        malformed = manyfest("publish", flag, "linux", str(plan))
+        assert malformed.returncode == 2
+        assert malformed.stderr == (
+            f"{flag}: invalid platform 'linux': expected os/arch[/variant]; use a valid "
+            "os/arch/variant, e.g. linux/arm/v7 or linux/arm64/v8\n"
+        )
     assert registry.request_count() == before
 
 

@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, overload
@@ -135,12 +135,17 @@ class Session:
         entry: str,
         change: EntryChange,
         *,
+        platform_check: str = "",
         allow_duplicate_platforms: bool = False,
+        warn: Callable[[str], None] | None = None,
     ) -> RemoteAnnotation:
         """Change one entry of a remote index and PUT it back to its tag (see
-        :func:`manyfest.ops.remote_annotate.annotate_remote`)."""
-        return await annotate_remote(self.engine, _ref(list_ref), entry, change,
-                                     allow_duplicate_platforms=allow_duplicate_platforms)
+        :func:`manyfest.ops.remote_annotate.annotate_remote`: ``platform_check`` is
+        ``error|warn|off`` or '' for the default, ``warn`` receives the warnings)."""
+        return await annotate_remote(
+            self.engine, _ref(list_ref), entry, change, platform_check=platform_check,
+            allow_duplicate_platforms=allow_duplicate_platforms, warn=warn,
+        )
 
     async def push(
         self,

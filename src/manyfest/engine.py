@@ -595,12 +595,15 @@ class Engine:
         with Docker children) is written, with a :class:`~manyfest.events.Warned` event.
 
         Raises:
-            UsageError: annotations, ``artifactType`` or ``subject`` (or labels to copy) for a
+            UsageError: annotations, ``artifactType`` or ``subject`` (or labels to copy), or
+                an entry with descriptor annotations (an index source's attestations), for a
                 list that comes out as a Docker manifest list (nothing is written).
             NotFoundError: the subject does not exist in the target repository.
         """
         entries = [c.entry() for c in children]
         media_type = choose_media_type(target, entries, annotations, opts)
+        if media_type == mediatypes.DOCKER_LIST:
+            refuse_annotated_entries(target, children, opts)
         given = dict(annotations or {})
         merged = given
         if opts.labels_to_annotations:
@@ -884,6 +887,44 @@ def choose_media_type(
             hint="pass --media-type oci (plan key media_type: oci) to write an OCI index",
         )
     return media_type
+
+
+_DESCRIPTOR = msgspec.json.Decoder(Descriptor)
+
+
+def entry_annotation_keys(child: Child) -> list[str]:
+    """The descriptor annotation keys ``child`` is written with (built or exact), sorted."""
+    if child.descriptor is not None:
+        return sorted(_DESCRIPTOR.decode(child.descriptor).annotations)
+    return sorted(k for k, _ in child.annotations)
+
+
+def refuse_annotated_entries(target: Reference, children: list[Child],
+                             opts: PublishOptions) -> None:
+    """Refuse descriptor annotations in a list that comes out as a Docker manifest list.
+
+    A Docker manifest list's entries are ``mediaType``, ``size``, ``digest`` and
+    ``platform`` only (distribution ``docs/spec/manifest-v2-2.md``): an index source's
+    attestation (``vnd.docker.reference.*``) or annotated image cannot be written there.
+    ``push`` refuses a local list's annotated entries in the same way.
+
+    Raises:
+        UsageError: an entry has annotations; the hint says how to get an OCI index (and,
+            for attestations, how to leave them out).
+    """
+    annotated = [(c, keys) for c in children if (keys := entry_annotation_keys(c))]
+    if not annotated:
+        return
+    why = ("--media-type docker" if opts.media_type == "docker"
+           else "its first entry is a Docker image")
+    names = ", ".join(f"{c.source.ref} ({', '.join(keys)})" for c, keys in annotated)
+    drop = (", or --attestations drop (plan key attestations: drop) to leave the attestations "
+            "out" if any(c.attestation_for for c, _ in annotated) else "")
+    raise UsageError(
+        f"{target} would be a Docker manifest list ({why}), whose entries have no "
+        f"annotations; annotated: {names}",
+        hint=f"pass --media-type oci (plan key media_type: oci) to write an OCI index{drop}",
+    )
 
 
 def mixed_warning(target: Reference, media_type: str, entries: list[Entry]) -> Warned | None:

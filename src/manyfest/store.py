@@ -196,11 +196,34 @@ class ManifestStore:
         if not path.is_file():
             if not self.list_dir(list_ref).is_dir():
                 raise NoSuchManifestError(f"No such manifest: {list_ref}")
+            flattened = self._flattened(list_ref, image_ref)
+            if flattened:
+                listed = ", ".join(
+                    f"{e.ref} ({e.platform if e.platform is not None else 'no platform'})"
+                    for e in flattened
+                )
+                images = [e for e in flattened
+                          if e.platform is None or not e.platform.is_unknown] or flattened
+                raise NoSuchManifestError(
+                    f"{image_ref} is an index source of {list_ref}, stored as its entries: "
+                    f"{listed}",
+                    hint=f"name one entry, e.g. `{images[0].ref}`",
+                )
             raise NoSuchManifestError(
                 f"manifest for image {image_ref} does not exist in {list_ref}",
                 hint=f"add it with `manyfest create --amend {list_ref} {image_ref}`",
             )
         return self._read(path)
+
+    def _flattened(self, list_ref: Reference, image_ref: Reference) -> list[StoredImage]:
+        """The entries ``create`` stored for the index source ``image_ref`` (named
+        ``<name>:<tag>@<child digest>``), in file-name order; [] for a reference by digest."""
+        if image_ref.digest:
+            return []
+        prefix = filesafe(image_ref) + "@"
+        directory = self.list_dir(list_ref)
+        return [self._read(path) for path in sorted(directory.iterdir())
+                if path.is_file() and path.name.startswith(prefix)]
 
     def _read(self, path: Path) -> StoredImage:
         try:

@@ -551,7 +551,8 @@ def annotate(
                 hint="give --annotation, --remove-annotation or a platform flag (--os, "
                 "--arch, --variant, --os-version, --os-features)",
             ))
-        _annotate_remote(lref, image_ref, change, insecure, allow_duplicate_platforms)
+        _annotate_remote(lref, image_ref, change, insecure, _mode(platform_check),
+                         allow_duplicate_platforms)
         return
     iref = _parse(image_ref)
     from manyfest.store import ManifestStore
@@ -582,7 +583,7 @@ def annotate(
 
 def _annotate_remote(
     list_ref: reference.Reference, entry: str, change: EntryChange, insecure: bool,
-    allow_duplicate_platforms: bool,
+    platform_check: str, allow_duplicate_platforms: bool,
 ) -> None:
     """``annotate --remote``: the new digest on stdout (unchanged: a note on stderr too)."""
     sessions: list[Session] = []
@@ -591,7 +592,9 @@ def _annotate_remote(
         async with Session(_settings(insecure), on_event=_warn) as session:
             sessions.append(session)
             return await session.annotate_remote(
-                list_ref, entry, change, allow_duplicate_platforms=allow_duplicate_platforms
+                list_ref, entry, change, platform_check=platform_check,
+                allow_duplicate_platforms=allow_duplicate_platforms,
+                warn=lambda message: _warn(Warned(target=str(list_ref), message=message)),
             )
 
     try:

@@ -16,13 +16,15 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Literal, NamedTuple
 
-from manyfest.engine import ATTESTATION, REFERENCE_DIGEST, REFERENCE_TYPE
+import msgspec
+
+from manyfest.engine import ATTESTATION, REFERENCE_DIGEST, REFERENCE_TYPE, Engine, Source
 from manyfest.errors import PlatformError
 from manyfest.platform import Platform, normalize
 
 __all__ = [
     "ATTESTATION", "ATTESTATION_CHOICES", "DUPLICATE_HINT", "REFERENCE_DIGEST", "REFERENCE_TYPE",
-    "Attestations", "Listed", "attestation_annotations", "attested_digest",
+    "Attestations", "Listed", "attestation_annotations", "attested_digest", "attested_image",
     "check_unique_platforms",
 ]
 
@@ -117,3 +119,42 @@ def check_unique_platforms(
                 what = f"{other.name} ({a}) and {entry.name} ({b}) have the same platform"
             raise PlatformError(what, hint=DUPLICATE_HINT)
         seen.setdefault(key, []).append(entry)
+
+
+class _Subject(msgspec.Struct):
+    digest: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class _Statement(msgspec.Struct):
+    subject: list[_Subject] = msgspec.field(default_factory=list)
+
+
+_STATEMENT = msgspec.json.Decoder(_Statement)
+_IN_TOTO = "application/vnd.in-toto+json"
+_STATEMENT_LIMIT = 4 * 1024 * 1024
+
+
+async def attested_image(engine: Engine, source: Source) -> str:
+    """For an ``unknown/unknown`` image named directly: the digest of the image it attests,
+    else ''.
+
+    The manifest's OCI ``subject`` when it has one, else the first ``sha256`` subject of its
+    in-toto statement layers (``application/vnd.in-toto+json``, as buildx writes them; one
+    blob GET per such layer of at most 4 MiB).
+    """
+    doc = source.manifest.image()
+    if doc.subject is not None and doc.subject.digest:
+        return doc.subject.digest
+    for layer in doc.layers:
+        if layer.media_type != _IN_TOTO or layer.size > _STATEMENT_LIMIT:
+            continue
+        data = await engine.client.get_blob(source.ref, layer.digest)
+        try:
+            statement = _STATEMENT.decode(data)
+        except msgspec.DecodeError:
+            continue
+        for subject in statement.subject:
+            hexdigest = subject.digest.get("sha256", "")
+            if len(hexdigest) == 64:
+                return f"sha256:{hexdigest}"
+    return ""

@@ -48,6 +48,7 @@ from manyfest.ops.entries import (
     Listed,
     attestation_annotations,
     attested_digest,
+    attested_image,
     check_unique_platforms,
 )
 from manyfest.platform import Platform, enforce
@@ -140,7 +141,7 @@ async def create(
         source = await engine.resolve(ref)
         sources[str(ref)] = source
         if source.platform is not None and source.platform.is_unknown:
-            attested[str(ref)] = await _attested_image(engine, source)
+            attested[str(ref)] = await attested_image(engine, source)
 
     await run_all(*(partial(resolve, ref) for ref in image_refs))
     images: list[StoredImage] = []
@@ -252,42 +253,7 @@ def _attests(image: StoredImage) -> str:
     return attested_digest(image.platform, dict(image.annotations))
 
 
-class _Subject(msgspec.Struct):
-    digest: dict[str, str] = msgspec.field(default_factory=dict)
-
-
-class _Statement(msgspec.Struct):
-    subject: list[_Subject] = msgspec.field(default_factory=list)
-
-
-_STATEMENT = msgspec.json.Decoder(_Statement)
 _DESCRIPTOR = msgspec.json.Decoder(Descriptor)
-_IN_TOTO = "application/vnd.in-toto+json"
-_STATEMENT_LIMIT = 4 * 1024 * 1024
-
-
-async def _attested_image(engine: Engine, source: Source) -> str:
-    """For an ``unknown/unknown`` image: the digest of the image it attests, else ''.
-
-    The manifest's OCI ``subject`` when it has one, else the first ``sha256`` subject of its
-    in-toto statement layers (``application/vnd.in-toto+json``, as buildx writes them).
-    """
-    doc = source.manifest.image()
-    if doc.subject is not None and doc.subject.digest:
-        return doc.subject.digest
-    for layer in doc.layers:
-        if layer.media_type != _IN_TOTO or layer.size > _STATEMENT_LIMIT:
-            continue
-        data = await engine.client.get_blob(source.ref, layer.digest)
-        try:
-            statement = _STATEMENT.decode(data)
-        except msgspec.DecodeError:
-            continue
-        for subject in statement.subject:
-            hexdigest = subject.digest.get("sha256", "")
-            if len(hexdigest) == 64:
-                return f"sha256:{hexdigest}"
-    return ""
 
 
 def _check_platforms(
@@ -519,12 +485,17 @@ def refuse_docker_list_annotations(
         names = ", ".join(
             f"{i.ref} ({', '.join(k for k, _ in i.annotations)})" for i in annotated
         )
+        attestations = [i for i in annotated if _attests(i)]
+        remedy = (
+            f"or leave the attestations out: `manyfest create --amend --attestations drop "
+            f"{list_ref} SOURCE...`" if attestations
+            else f"or remove them: `manyfest annotate --remove-annotation KEY {list_ref} IMAGE`"
+        )
         raise UsageError(
             f"{list_ref} would be a Docker manifest list ({mediatypes.DOCKER_LIST}), whose "
             f"entries have no annotations; annotated: {names}",
-            hint="descriptor annotations need an OCI index (a list whose first entry is an "
-            "OCI image manifest), or remove them: `manyfest annotate --remove-annotation KEY "
-            f"{list_ref} IMAGE`",
+            hint="descriptor annotations need an OCI index: push with --media-type oci (or "
+            f"create the list with it), {remedy}",
         )
 
 

@@ -668,7 +668,7 @@ def platform_values(values: Iterable[str], where: str, mode: str = "") -> tuple[
         try:
             p = parse(text)
         except PlatformError as exc:
-            raise PlanError(f"{where}: {exc.message}") from None
+            raise PlanError(f"{where}: {exc.message}", hint=exc.hint) from None
         if mode in ("", "error"):
             n = normalize(p)
             try:

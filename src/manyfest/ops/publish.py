@@ -26,7 +26,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -48,9 +48,15 @@ from manyfest.errors import (
     ManyfestError,
     MissingPlatformsError,
     NotPublishedError,
+    UsageError,
 )
 from manyfest.events import Finished, Warned
-from manyfest.ops.entries import Listed, check_unique_platforms
+from manyfest.ops.entries import (
+    Listed,
+    attestation_annotations,
+    attested_image,
+    check_unique_platforms,
+)
 from manyfest.ops.plan import PLAN_KEYS, PlanList, check_list_settings
 from manyfest.ops.writes import RecordingClient
 from manyfest.platform import Platform, enforce, matches
@@ -234,6 +240,7 @@ def _children(
     *,
     platforms: Sequence[Platform] = (),
     warn: Callable[[str], None] = _no_warning,
+    attested: Mapping[str, str] | None = None,
 ) -> list[Child]:
     """The entries of a list, in plan order: images first, then attestations.
 
@@ -250,10 +257,17 @@ def _children(
     ``platform_check``: as written when the plan's override sets os, architecture or
     variant, as built otherwise (``warn`` receives the warnings).
 
+    An attestation manifest named directly (``attested``: source reference → the image it
+    describes, see :func:`~manyfest.ops.entries.attested_image`) is an attestation entry
+    too, annotated as buildx lists it, as ``create`` stores it.
+
     Raises:
         PlatformError: an invalid platform, or two images with the same platform.
         MissingPlatformsError: ``platforms`` matched no image of the list.
+        UsageError: an attestation manifest named directly without the image it describes;
+            an index source's image entry without os and architecture.
     """
+    attested = attested or {}
     images: list[Child] = []
     names: dict[int, str] = {}
     attestations: list[Child] = []
@@ -265,11 +279,26 @@ def _children(
                 if child.attestation_for:
                     attestations.append(child)
                     continue
+                p = child.platform
+                if p is None or not p.os or not p.architecture:
+                    raise UsageError(
+                        f"{entry.ref}: entry {child.source.manifest.digest} has no platform "
+                        f"(os and architecture), which every image of {plan.target} needs",
+                        hint="re-push the index with the entry's platform, or name the image "
+                        f"directly ({entry.ref.name}@{child.source.manifest.digest}): its "
+                        "platform then comes from its config",
+                    )
                 images.append(child)
                 # Named by the tag given and the child's digest, as `create` stores it.
                 ref = entry.ref
                 names[id(child)] = str(Reference(ref.registry, ref.repository, ref.tag,
                                                  child.source.manifest.digest))
+            continue
+        image_digest = attested.get(str(entry.ref), "")
+        if image_digest:
+            attestations.append(Child(source, source.platform,
+                                      attestation_annotations(image_digest),
+                                      attestation_for=image_digest))
             continue
         child = Child(source, entry.platform(source.platform))
         o = entry.override
@@ -277,6 +306,15 @@ def _children(
             written.add(id(child))  # the plan changed the platform: checked as written
         images.append(child)
         names[id(child)] = str(entry.ref)
+    every_image = {c.source.manifest.digest for c in images}
+    for a in attestations if plan.attestations != "drop" else ():
+        if a.descriptor is None and a.attestation_for not in every_image:
+            raise UsageError(
+                f"{a.source.ref} is the attestation manifest {a.source.manifest.digest} of "
+                f"image {a.attestation_for}, which is not in {plan.target}",
+                hint="add the image too (or the index holding both), or leave the "
+                "attestation out",
+            )
     if platforms:
         images = _filtered(plan, images, platforms)
     for child in images:
@@ -401,13 +439,18 @@ async def publish(
             owner.setdefault(str(entry.ref), i)
             refs.setdefault(str(entry.ref), entry.ref)
     sources: dict[str, Source] = {}
+    attested: dict[str, str] = {}
     errors: dict[str, ManyfestError] = {}
 
     async def resolve(key: str) -> None:
         # No limit here: the transport's per-registry limit bounds the requests.
         token = current_stats.set(stats[owner[key]])
         try:
-            sources[key] = await engine.resolve(refs[key])
+            source = await engine.resolve(refs[key])
+            if source.platform is not None and source.platform.is_unknown:
+                # an attestation manifest named directly: which image it describes
+                attested[key] = await attested_image(engine, source)
+            sources[key] = source
         except ManyfestError as exc:
             errors[key] = exc
         finally:
@@ -438,7 +481,8 @@ async def publish(
                 if str(entry.ref) in errors:
                     raise errors[str(entry.ref)]
             children = _children(
-                item, sources, platforms=platforms, warn=warner(str(item.target))
+                item, sources, platforms=platforms, warn=warner(str(item.target)),
+                attested=attested,
             )
             check_required(item, children)
             built[i] = children

@@ -87,11 +87,19 @@ class EntryChange:
         )
 
 
-def annotated_platform(p: Platform | None, change: EntryChange) -> Platform:
+def annotated_platform(
+    p: Platform | None, change: EntryChange, *, check: bool = True
+) -> Platform:
     """The platform ``annotate`` makes of ``p`` (``None``: no platform yet).
 
+    Args:
+        p: the entry's platform now.
+        change: the flags given.
+        check: validate the result against the platform table (``False``: the caller
+            applies ``--platform-check`` itself).
+
     Raises:
-        PlatformError: the resulting os/arch pair or variant is not valid.
+        PlatformError: ``check`` and the resulting os/arch pair or variant is not valid.
     """
     p = p or Platform("", "")
     features = list(p.os_features)
@@ -108,7 +116,8 @@ def annotated_platform(p: Platform | None, change: EntryChange) -> Platform:
         change.os_version or p.os_version,
         tuple(features),
     )
-    platforms.validate(new.os, new.architecture, new.variant)
+    if check:
+        platforms.validate(new.os, new.architecture, new.variant)
     return new
 
 
@@ -411,16 +420,6 @@ def _platform_values(p: Platform) -> dict[str, str | list[str]]:
 _DESCRIPTOR = msgspec.json.Decoder(Descriptor)
 
 
-def _check_unique(list_ref: Reference, index: Manifest, changed: str) -> None:
-    """Refuse the changed entry (digest ``changed``) taking another image's platform."""
-    entries = [
-        Listed(f"{list_ref.name}@{d.digest}", descriptor_platform(d),
-               bool(attested_digest(descriptor_platform(d), d.annotations)))
-        for d in index.index().manifests
-    ]
-    check_unique_platforms(entries, changed={f"{list_ref.name}@{changed}"})
-
-
 def descriptor_platform(desc: Descriptor) -> Platform | None:
     """The :class:`Platform` of a decoded descriptor (``None`` when it has none)."""
     p = desc.platform
@@ -429,7 +428,7 @@ def descriptor_platform(desc: Descriptor) -> Platform | None:
     return Platform(p.os, p.architecture, p.variant, p.os_version, tuple(p.os_features))
 
 
-def rewrite_entry(raw: bytes, position: int, change: EntryChange) -> bytes:
+def rewrite_entry(raw: bytes, position: int, change: EntryChange, *, check: bool = True) -> bytes:
     """An index's bytes with the descriptor at ``position`` of ``manifests`` changed.
 
     Everything outside that descriptor is returned byte for byte; inside it, only the
@@ -440,10 +439,12 @@ def rewrite_entry(raw: bytes, position: int, change: EntryChange) -> bytes:
         raw: the index's exact bytes (a JSON object with a ``manifests`` array).
         position: the index of the descriptor in ``manifests`` (0-based).
         change: what to set (platform fields, annotations).
+        check: validate the resulting platform (``False``: the caller has applied
+            ``--platform-check``).
 
     Raises:
         InvalidManifestError: ``raw`` is not an index (or ``position`` is out of range).
-        PlatformError: the resulting platform is not a valid os/arch/variant.
+        PlatformError: ``check`` and the resulting platform is not a valid os/arch/variant.
     """
     spans = entry_spans(raw)
     if not 0 <= position < len(spans):
@@ -460,7 +461,7 @@ def rewrite_entry(raw: bytes, position: int, change: EntryChange) -> bytes:
     updates: dict[str, _Update] = {}
     if change.touches_platform:
         old = descriptor_platform(desc)
-        new_values = _platform_values(annotated_platform(old, change))
+        new_values = _platform_values(annotated_platform(old, change, check=check))
         old_values = _platform_values(old) if old is not None else {}
         changed: dict[str, _Update] = {}
         for key, value in new_values.items():
@@ -600,20 +601,28 @@ async def annotate_remote(
     entry: str,
     change: EntryChange,
     *,
+    platform_check: str = "",
     allow_duplicate_platforms: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> RemoteAnnotation:
     """Rewrite one entry of the remote index at ``list_ref``'s tag and PUT it back.
 
     Requests: GET the index by tag; HEAD ``entry`` when it is a tag; HEAD the tag again;
     PUT the index at the tag. No child or blob is read or written.
 
+    A platform change follows the local ``annotate``'s rules: the new platform goes through
+    :func:`manyfest.platform.enforce` under ``platform_check`` (default: refused when not
+    in the table), and the entry may not get the platform of another image of the index
+    (:func:`~manyfest.ops.entries.check_unique_platforms`; attestations never count) unless
+    ``allow_duplicate_platforms``. Entries are named ``<repository>@<digest>``.
+
     Raises:
         UsageError: ``list_ref`` names a digest, or annotations are set on a Docker list.
         UnsupportedMediaTypeError: ``list_ref`` is not an index / manifest list.
         ManyfestError: ``entry`` is not one entry of the index; the tag moved between the
             GET and the PUT (nothing written).
-        PlatformError: the resulting platform is not valid, or is another image's of the
-            list (unless ``allow_duplicate_platforms``).
+        PlatformError: the resulting platform is not valid, or another image of the index
+            has it (nothing written).
         RegistryError, TransportError: a request failed; the tag is where it was.
     """
     if list_ref.digest or not list_ref.tag:
@@ -638,12 +647,13 @@ async def annotate_remote(
             hint="publish the list as an OCI index (application/vnd.oci.image.index.v1+json) "
             "to carry descriptor annotations",
         )
-    raw = rewrite_entry(manifest.raw, position, change)
+    if change.touches_platform:
+        _check_platform(list_ref, doc, position, change, platform_check,
+                        allow_duplicate_platforms, warn)
+    raw = rewrite_entry(manifest.raw, position, change, check=False)
     if raw == manifest.raw:
         return RemoteAnnotation(list_ref, desc.digest, manifest.digest, manifest.digest, False)
     new = Manifest(raw, manifest.media_type, digests.sha256(raw))
-    if change.touches_platform and not allow_duplicate_platforms:
-        _check_unique(list_ref, new, desc.digest)
     head = await engine.client.head_manifest(list_ref, push=True)
     now = head.digest if head is not None else ""
     if now != manifest.digest:
@@ -654,3 +664,29 @@ async def annotate_remote(
         )
     await engine.put_manifest(list_ref, new)
     return RemoteAnnotation(list_ref, desc.digest, manifest.digest, new.digest, True)
+
+
+def _check_platform(
+    list_ref: Reference,
+    doc: IndexDoc,
+    position: int,
+    change: EntryChange,
+    mode: str,
+    allow_duplicates: bool,
+    warn: Callable[[str], None] | None,
+) -> None:
+    """The platform rules for the entry at ``position`` once ``change`` is applied."""
+    desc = doc.manifests[position]
+    new = annotated_platform(descriptor_platform(desc), change, check=False)
+    name = f"{list_ref.name}@{desc.digest}"
+    platforms.enforce(new, mode=mode, written=True, name=name, warn=warn or _ignore)
+    listed = []
+    for i, d in enumerate(doc.manifests):
+        p = new if i == position else descriptor_platform(d)
+        listed.append(Listed(f"{list_ref.name}@{d.digest}", p,
+                             bool(attested_digest(p, d.annotations))))
+    check_unique_platforms(listed, allow=allow_duplicates, changed={name})
+
+
+def _ignore(message: str) -> None:
+    """The default warning sink: drops the message."""
