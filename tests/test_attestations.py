@@ -81,6 +81,13 @@ def _docker_list_bytes(entries: list[dict[str, Any]]) -> bytes:
     return json.dumps(doc, indent=3).encode()
 
 
+def _exact_list_bytes(entries: list[dict[str, Any]]) -> bytes:
+    """A list of source-index entries as manyfest writes it (push and publish alike): the
+    exact descriptors, in their own key order, 3-space indent."""
+    doc = {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries}
+    return json.dumps(doc, indent=3).encode()
+
+
 def _check_all_present(target: str, entries: list[dict[str, Any]]) -> None:
     """Every child of the list, and every blob of every child, is in the target repository."""
 
@@ -144,7 +151,9 @@ def test_create_push_attested_sources(registry: RegistryServer, ns: str, where: 
     assert pushed.stderr == ""
     order = [_descriptors(amd)[0], _descriptors(arm)[0], _descriptors(amd)[1],
              _descriptors(arm)[1]]
-    expected = _docker_list_bytes(order)
+    # the entries are the source indexes' exact descriptors (their own key order), as
+    # `publish` writes them, so both commands give one digest for the same sources
+    expected = _exact_list_bytes(order)
     digest = "sha256:" + hashlib.sha256(expected).hexdigest()
     lines = pushed.stdout.splitlines()
     assert lines[-1] == digest
@@ -159,6 +168,11 @@ def test_create_push_attested_sources(registry: RegistryServer, ns: str, where: 
     assert listed.media_type == mediatypes.OCI_INDEX
     assert json.loads(listed.raw)["manifests"] == order
     _check_all_present(target, order)
+    published = manyfest("publish", "--target", f"{host}/{ns}/app:2", "--json",
+                         "--platforms", "linux/amd64,linux/arm64",
+                         "--template", f"{host}/{names['amd64'].replace('amd64', 'ARCH')}")
+    assert published.returncode == 0, published.stderr
+    assert json.loads(published.stdout)["results"][0]["digest"] == digest
 
 
 def test_docker_reads_and_pushes_what_manyfest_stored(registry: RegistryServer, ns: str) -> None:
@@ -230,7 +244,7 @@ def test_attestations_drop_on_create_and_publish(registry: RegistryServer, ns: s
     )
     pushed = manyfest("push", target)
     assert pushed.returncode == 0, pushed.stderr
-    assert _get(target).raw == _docker_list_bytes(images)
+    assert _get(target).raw == _exact_list_bytes(images)
     bad = manyfest("create", "--attestations", "maybe", f"{host}/{ns}/app:x", *refs)
     assert bad.returncode == 2
     assert bad.stderr == ("Invalid value for '--attestations': Value error, 'maybe' is not one "

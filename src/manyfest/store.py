@@ -13,7 +13,10 @@ manyfest each read, annotate and push what the other wrote.
 An index source's entries (``create`` flattens them) are named ``<name>[:<tag>]@<child
 digest>`` (a reference docker's ``ParseNamed`` accepts, so docker reads, inspects and pushes
 them); an attestation entry keeps its ``unknown/unknown`` platform and its descriptor
-annotations (``vnd.docker.reference.type``, ``vnd.docker.reference.digest``).
+annotations (``vnd.docker.reference.type``, ``vnd.docker.reference.digest``). Such an entry
+also keeps the source index's exact descriptor bytes in one more field, ``SourceDescriptor``
+(docker's JSON decoder ignores fields it does not know, and drops it when docker rewrites the
+entry), so ``push`` writes the list ``publish`` writes for the same sources, byte for byte.
 
 Writes are atomic (a temporary file in the store root, then ``os.replace``) and locked (one
 ``filelock`` lock file, ``.manyfest.lock``, in the store root). Nothing but entry files ever
@@ -49,6 +52,7 @@ from manyfest import interrupts, jsonfmt, mediatypes
 from manyfest.auth.config import config_dir
 from manyfest.content import Manifest
 from manyfest.errors import NoSuchManifestError, StoreError
+from manyfest.models import Descriptor
 from manyfest.platform import Platform
 from manyfest.reference import Reference, filesafe
 
@@ -79,6 +83,7 @@ class _StoreFile(msgspec.Struct, omit_defaults=True):
     Raw: bytes = b""
     SchemaV2Manifest: msgspec.Raw = _EMPTY
     OCIManifest: msgspec.Raw = _EMPTY
+    SourceDescriptor: msgspec.Raw = _EMPTY
 
 
 _DECODER = msgspec.json.Decoder(_StoreFile)
@@ -131,6 +136,10 @@ class StoredImage:
         platform: the platform written into the list (``None`` if unknown).
         annotations: descriptor annotations kept in the entry.
         file_name: the entry's file name in the list directory (docker's sort key).
+        descriptor: for an entry flattened from a source index, that index's exact
+            descriptor bytes, so ``push`` writes the entry as ``publish`` does (same list
+            digest); kept only while it still says what the entry says (see
+            :func:`descriptor_agrees`).
     """
 
     ref: Reference
@@ -138,10 +147,41 @@ class StoredImage:
     platform: Platform | None
     annotations: tuple[tuple[str, str], ...] = ()
     file_name: str = ""
+    descriptor: bytes | None = None
 
     def with_platform(self, platform: Platform) -> StoredImage:
         """A copy with another platform."""
         return replace(self, platform=platform)
+
+    def exact_descriptor(self) -> bytes | None:
+        """:attr:`descriptor` when it agrees with the entry's fields, else ``None``."""
+        if self.descriptor is None or not descriptor_agrees(self.descriptor, self):
+            return None
+        return self.descriptor
+
+
+_SOURCE_DESCRIPTOR = msgspec.json.Decoder(Descriptor)
+
+
+def descriptor_agrees(raw: bytes, image: StoredImage) -> bool:
+    """True when the descriptor ``raw`` names the entry's manifest (digest, size, media
+    type) with the entry's platform and annotations: an entry annotated since (by manyfest
+    or docker) no longer agrees, and is then written from its fields."""
+    try:
+        desc = _SOURCE_DESCRIPTOR.decode(raw)
+    except msgspec.DecodeError:
+        return False
+    m = image.manifest
+    p = desc.platform
+    platform = (
+        None if p is None
+        else Platform(p.os, p.architecture, p.variant, p.os_version, tuple(p.os_features))
+    )
+    return (
+        (desc.digest, desc.size, desc.media_type) == (m.digest, m.size, m.media_type)
+        and platform == image.platform
+        and tuple(sorted(desc.annotations.items())) == image.annotations
+    )
 
 
 class ManifestStore:
@@ -247,9 +287,11 @@ class ManifestStore:
         if desc.platform is not None:
             p = desc.platform
             platform = Platform(p.os, p.architecture, p.variant, p.os_version, tuple(p.os_features))
-        return StoredImage(
+        image = StoredImage(
             ref, manifest, platform, tuple(sorted(desc.annotations.items())), path.name
         )
+        source = bytes(doc.SourceDescriptor)
+        return replace(image, descriptor=source) if source else image
 
     def encode(self, image: StoredImage) -> bytes:
         """An entry file's bytes, as docker's ``json.Marshal(types.ImageManifest)`` writes it."""
@@ -273,6 +315,8 @@ class ManifestStore:
             Raw=m.raw,
             SchemaV2Manifest=body if m.media_type == mediatypes.DOCKER_MANIFEST else _EMPTY,
             OCIManifest=body if m.media_type == mediatypes.OCI_MANIFEST else _EMPTY,
+            SourceDescriptor=msgspec.Raw(exact) if (exact := image.exact_descriptor())
+            else _EMPTY,
         )
         return jsonfmt.compact(_ENCODER.encode(doc))
 

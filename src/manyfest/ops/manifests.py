@@ -220,7 +220,7 @@ def _flattened(ref: Reference, source: Source) -> tuple[list[StoredImage], list[
             annotations = tuple(sorted(desc.annotations.items()))
         entry = StoredImage(
             Reference(ref.registry, ref.repository, ref.tag, m.digest),
-            m, child.platform, annotations,
+            m, child.platform, annotations, descriptor=child.descriptor,
         )
         (attestations if child.attestation_for else images).append(entry)
     return images, attestations
@@ -426,7 +426,9 @@ def build_from_store(
     each after the ones of images listed before its own (file names among equals). An
     attestation whose image is not in the list is left out, with a
     :class:`~manyfest.events.Warned` event. Stored descriptor annotations are written into
-    the list (docker-written entries have none, so a plain list's bytes are docker's).
+    the list (docker-written entries have none, so a plain list's bytes are docker's); an
+    entry flattened from a source index is written as that index's exact descriptor while
+    it agrees with the entry (so ``push`` and ``publish`` give the same list digest).
 
     Raises:
         UsageError: an entry lacks os or architecture, or lives on another registry than the
@@ -449,6 +451,7 @@ def build_from_store(
                 hint="copy the image to the target registry first (e.g. crane copy/skopeo copy)",
             )
         children.append(Child(Source(image.ref, image.manifest, p), p, image.annotations,
+                              descriptor=image.exact_descriptor(),
                               attestation_for=_attests(image)))
     plain = [c for c in children if not c.attestation_for]
     position = {c.source.manifest.digest: i for i, c in reversed(list(enumerate(plain)))}
