@@ -315,8 +315,8 @@ def test_enforce_error_refuses_built() -> None:
         _enforce(ODD, "error", False)
     assert info.value.one_line() == (
         f"reg.io/app:1: {ODD_MESSAGE}; the image's config declares this platform: rebuild "
-        "it, override its platform in the plan, or pass --platform-check warn to take it as "
-        "built"
+        "it, set the platform (`manyfest annotate`, or a platform in the plan), or pass "
+        "--platform-check warn to take it as built"
     )
 
 

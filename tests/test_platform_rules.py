@@ -28,8 +28,8 @@ ODD = Platform("linux", "amd64", "v8")
 ODD_MESSAGE = "unsupported variant 'v8' for architecture 'amd64' (linux/amd64/v8)"
 AMD64_HINT = "amd64 takes v1, v2, v3 or v4 (v8 is an arm64 variant)"
 BUILT_HINT = (
-    "the image's config declares this platform: rebuild it, override its platform in the "
-    "plan, or pass --platform-check warn to take it as built"
+    "the image's config declares this platform: rebuild it, set the platform (`manyfest "
+    "annotate`, or a platform in the plan), or pass --platform-check warn to take it as built"
 )
 REQUIRED_HINT = (
     "add the missing sources (a tag that lost an architecture is left where it was), or "

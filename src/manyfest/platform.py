@@ -233,7 +233,8 @@ def enforce(
             warn(f"{name}: {exc.message}; not in the platform table, kept {origin}")
             return
         hint = exc.hint if written else (
-            "the image's config declares this platform: rebuild it, override its platform in "
-            "the plan, or pass --platform-check warn to take it as built"
+            "the image's config declares this platform: rebuild it, set the platform "
+            "(`manyfest annotate`, or a platform in the plan), or pass --platform-check warn "
+            "to take it as built"
         )
         raise PlatformError(f"{name}: {exc.message}", hint=hint) from exc
