@@ -519,6 +519,29 @@ def test_remote_platform_change_to_a_duplicate_is_refused(registry: RegistryServ
         "architecture": "amd64", "os": "linux"}
 
 
+def test_remote_entry_on_another_registry_is_not_looked_up(registry: RegistryServer,
+                                                           ns: str) -> None:
+    """`unknown/unknown` reads as docker.io/unknown/unknown: refused at once (exit 2), never
+    asked of another registry (no DNS, no internet)."""
+    host = registry.host
+    names = [(f"{ns}/app-amd64:1", PLATFORMS[0], ns), (f"{ns}/app-arm:1", PLATFORMS[1], ns)]
+    seed_built(host, names)
+    target = f"{host}/{ns}/app:1"
+    manyfest("create", target, *(f"{host}/{n}" for n, _, _ in names), check=True)
+    manyfest("push", target, check=True)
+    proc = manyfest("annotate", "--remote", target, "unknown/unknown", "--annotation", "k=v")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(
+        f"unknown/unknown names a manifest on docker.io, not on {host} where {target} is; "
+        "its entries: "
+    )
+    assert proc.stderr.endswith(
+        f"; name the entry by digest, by os/arch[/variant], or by a reference on {host} "
+        "(attestation entries, unknown/unknown, by digest)\n"
+    )
+    assert len(proc.stderr.splitlines()) == 1
+
+
 def test_remote_refuses_when_the_tag_moved(registry: RegistryServer, proxy: QuirkProxy,
                                            ns: str) -> None:
     """Someone publishes between annotate's GET and its PUT: nothing is written."""

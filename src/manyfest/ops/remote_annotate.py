@@ -555,6 +555,7 @@ async def pick_entry(engine: Engine, list_ref: Reference, doc: IndexDoc, entry: 
         ManyfestError: no entry, or more than one, is what ``entry`` names (the entries are
             listed).
         NotFoundError: a reference that does not exist.
+        UsageError: a reference on another registry than the list's (not looked up).
         InvalidReferenceError: ``entry`` is none of the three forms.
     """
     from manyfest import reference as references
@@ -569,6 +570,14 @@ async def pick_entry(engine: Engine, list_ref: Reference, doc: IndexDoc, entry: 
             dgst = entry
         else:
             ref = references.parse(entry)
+            if not references.same_registry(ref.registry, list_ref.registry):
+                # An entry of the index is in the list's own registry: never ask another.
+                raise UsageError(
+                    f"{entry} names a manifest on {ref.registry}, not on {list_ref.registry} "
+                    f"where {list_ref} is; its entries: {_entries_text(doc)}",
+                    hint="name the entry by digest, by os/arch[/variant], or by a reference "
+                    f"on {list_ref.registry} (attestation entries, unknown/unknown, by digest)",
+                )
             if ref.digest:
                 dgst = ref.digest
             else:
