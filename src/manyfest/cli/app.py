@@ -1,0 +1,322 @@
+"""The ``manyfest`` application: the typer app, its options and the helpers every command
+uses (one-line failures, exit codes, interrupts, the event sink of warnings).
+
+Arguments, flags and output lines are docker's (``docker manifest --help``). Every failure
+is one line on stderr saying what failed and what to do. Exit codes: 0 success, 1 failure,
+2 usage error, 3 publish finished with some lists failed, 130 interrupted by SIGINT, 143 by
+SIGTERM.
+
+Interrupts (:mod:`manyfest.interrupts`): once a command runs, a signal is recorded and passed
+to the running command, which stops (``publish`` stops starting lists and cancels those in
+flight; the others are cancelled), writes what it must (``publish``: ``--json`` and
+``--report``), prints one line saying what was done and what was not, and exits 130 / 143.
+The commands are in :mod:`manyfest.cli.inspect`, :mod:`manyfest.cli.lists` and
+:mod:`manyfest.cli.publish`; :mod:`manyfest.cli.main` runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+
+from manyfest import config, interrupts, reference
+from manyfest._version import __version__
+from manyfest.engine import first_error
+from manyfest.errors import Interrupted, ManyfestError, UsageError
+from manyfest.events import Event, Warned
+from manyfest.ops import plan as plans
+from manyfest.transport import Settings
+
+if TYPE_CHECKING:
+    from manyfest.store import ListSettings
+
+T = TypeVar("T")
+
+
+class MediaTypeChoice(enum.StrEnum):
+    """``--media-type`` values: the list's media type (auto: docker's first-entry rule)."""
+
+    oci = "oci"
+    docker = "docker"
+    auto = "auto"
+
+
+class PlatformCheckChoice(enum.StrEnum):
+    """``--platform-check`` values."""
+
+    error = "error"
+    warn = "warn"
+    off = "off"
+
+
+PlatformCheckOpt = Annotated[
+    PlatformCheckChoice | None,
+    typer.Option(
+        "--platform-check",
+        help="Platforms outside the table of valid os/arch/variant: refuse (error), warn and "
+        "go on (warn), or do not check (off). Default: refuse platforms you write, warn about "
+        "platforms read from images.",
+        show_default=False,
+    ),
+]
+
+
+class AttestationsChoice(enum.StrEnum):
+    """``--attestations`` values: keep or drop index sources' attestation entries."""
+
+    keep = "keep"
+    drop = "drop"
+
+
+AllowDuplicatesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-duplicate-platforms",
+        help="Allow two images with the same platform in one list (refused by default).",
+    ),
+]
+
+
+def check_mode(choice: PlatformCheckChoice | None) -> str:
+    """The ``platform_check`` value of a ``--platform-check`` choice ('' when not given)."""
+    return choice.value if choice is not None else ""
+
+
+class JsonStyleChoice(enum.StrEnum):
+    """``--json-style`` values."""
+
+    docker = "docker"
+    manifest_tool = "manifest-tool"
+    compact = "compact"
+
+app = typer.Typer(
+    name="manyfest",
+    help="Publish multi-architecture manifest lists / OCI indexes, fast; a drop-in for "
+    "`docker manifest`.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+state = {"debug": False}
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+InsecureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="Allow communication with an insecure registry (no TLS verification; plain HTTP "
+        "when the TLS handshake fails).",
+    ),
+]
+
+
+MediaTypeOpt = Annotated[
+    MediaTypeChoice | None,
+    typer.Option(
+        "--media-type",
+        help="The list's media type: oci (an OCI index), docker (a Docker manifest list) or "
+        "auto (docker's rule: an OCI index when the first entry is an OCI image; the default).",
+    ),
+]
+AnnotationOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--annotation", metavar="KEY=VALUE",
+        help="Index annotation (repeatable; OCI index only).",
+    ),
+]
+ArtifactTypeOpt = Annotated[
+    str,
+    typer.Option(
+        "--artifact-type", metavar="MEDIA_TYPE",
+        help="The index's artifactType (OCI index only).",
+    ),
+]
+SubjectOpt = Annotated[
+    str,
+    typer.Option(
+        "--subject", metavar="REF",
+        help="The index's subject: a manifest in the list's repository (reference, @DIGEST "
+        "or :TAG), written as its descriptor (OCI index only).",
+    ),
+]
+LabelsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--labels-to-annotations",
+        help="Copy the org.opencontainers.image.* labels all images' configs agree on into "
+        "the index annotations (given annotations win; attestations not counted).",
+    ),
+]
+
+
+def list_settings(
+    where: str,
+    media_type: MediaTypeChoice | None,
+    annotations: list[str] | None,
+    artifact_type: str,
+    subject: str,
+    labels: bool,
+) -> ListSettings:
+    """The list settings of create/push's flags, checked (exit 2 on a bad one)."""
+    from manyfest.store import ListSettings
+
+    parsed: dict[str, str] = {}
+    try:
+        for item in annotations or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise UsageError(
+                    f"--annotation {item!r} is not KEY=VALUE",
+                    hint="give each annotation as --annotation key=value",
+                )
+            parsed[key] = value
+        mt = media_type.value if media_type else ""
+        plans.check_list_settings(mt, parsed, artifact_type, subject, labels, where=where)
+    except ManyfestError as exc:
+        raise fail(exc) from None
+    return ListSettings(media_type=mt, annotations=parsed, artifact_type=artifact_type,
+                        subject=subject, labels_to_annotations=labels)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"manyfest {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: Annotated[
+        bool, typer.Option("--debug", "-D", help="Show debug logs and tracebacks.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """manyfest: docker manifest's commands, and a bulk `publish`."""
+    state["debug"] = debug
+    # From here on the command reports a signal itself (see manyfest.interrupts).
+    interrupts.command_started(
+        again="stopped at once (a report not yet written is not written); re-run to finish"
+    )
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+
+
+def fail(exc: ManyfestError) -> typer.Exit:
+    stderr.print(exc.one_line(), markup=False)
+    return typer.Exit(exc.exit_code)
+
+
+class Stopped(Exception):
+    """The command body was cancelled by a signal (see :func:`execute`)."""
+
+
+def interrupted_exit(text: str) -> typer.Exit:
+    """Print ``interrupted by <SIG>: <text>`` on stderr; the exit for the signal (130/143)."""
+    signum = interrupts.received()
+    code = interrupts.exit_code(signum) if signum is not None else Interrupted.exit_code
+    what = interrupts.name(signum) if signum is not None else "SIGINT"
+    stderr.print(f"interrupted by {what}: {' '.join(text.split())}", markup=False)
+    interrupts.mark_reported()
+    return typer.Exit(code)
+
+
+def execute(
+    fn: Callable[[], Awaitable[T]], *, on_signal: Callable[[int], None] | None = None
+) -> T:
+    """Run an async command body; map errors to one stderr line and an exit code.
+
+    A SIGINT/SIGTERM during the run (or before it, once the command started) is passed to
+    ``on_signal`` in the event loop (``publish`` stops gracefully and returns); without
+    ``on_signal`` the body is cancelled and :class:`Stopped` is raised.
+
+    Raises:
+        Stopped: the body was cancelled by a signal.
+        typer.Exit: the body failed (one line printed).
+    """
+    cancelled = False
+
+    async def guarded() -> T:
+        nonlocal cancelled
+        loop = asyncio.get_running_loop()
+        with anyio.CancelScope() as scope:
+
+            def stop(signum: int) -> None:
+                if on_signal is not None:
+                    on_signal(signum)
+                else:
+                    scope.cancel()
+
+            def from_handler(signum: int) -> None:
+                loop.call_soon_threadsafe(stop, signum)
+
+            previous = interrupts.set_stopper(from_handler)
+            try:
+                early = interrupts.received()
+                if early is not None:
+                    stop(early)
+                return await fn()
+            finally:
+                interrupts.set_stopper(previous)
+        cancelled = True
+        raise Stopped
+
+    try:
+        return anyio.run(guarded)
+    except Stopped:
+        raise
+    except ManyfestError as exc:
+        if cancelled or interrupts.received() is not None:
+            raise Stopped from None
+        if state["debug"]:
+            raise
+        raise fail(exc) from None
+    except BaseExceptionGroup as group:
+        leaf = first_error(group)
+        if interrupts.received() is not None:
+            raise Stopped from None
+        if isinstance(leaf, ManyfestError) and not state["debug"]:
+            raise fail(leaf) from None
+        if isinstance(leaf, KeyboardInterrupt):
+            raise fail(Interrupted("interrupted")) from None
+        raise
+    except KeyboardInterrupt:
+        raise fail(Interrupted("interrupted")) from None
+
+
+def print_warning(event: Event) -> None:
+    """The event sink of the docker-style commands: a :class:`Warned` event is one
+    ``warning: ...`` line on stderr; other events are not shown."""
+    if isinstance(event, Warned):
+        stderr.print(f"warning: {event.message}", markup=False, highlight=False)
+
+
+def parse_ref(text: str) -> reference.Reference:
+    try:
+        return reference.parse(text)
+    except ManyfestError as exc:
+        raise fail(exc) from None
+
+
+def settings_from(
+    insecure: bool, concurrency: int | None = None, retry_deadline: float | None = None
+) -> Settings:
+    """Settings from the configuration file with the command line's flags on top."""
+    try:
+        return config.settings(config.load(), insecure=insecure, concurrency=concurrency,
+                               retry_deadline=retry_deadline)
+    except ManyfestError as exc:
+        raise fail(exc) from None

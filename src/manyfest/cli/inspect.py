@@ -1,0 +1,105 @@
+"""``manyfest inspect``: docker's ``manifest inspect``, plus ``--raw``, ``--platform`` and
+``--format``."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from manyfest import interrupts
+from manyfest.api import Session
+from manyfest.errors import ManyfestError, UsageError
+from manyfest.ops import inspect as inspecting
+from manyfest.platform import parse as parse_platform
+
+if TYPE_CHECKING:
+    pass
+
+from manyfest.cli.app import (
+    InsecureOpt,
+    Stopped,
+    app,
+    execute,
+    fail,
+    interrupted_exit,
+    parse_ref,
+    print_warning,
+    settings_from,
+)
+
+
+@app.command()
+def inspect(
+    refs: Annotated[list[str], typer.Argument(metavar="[MANIFEST_LIST] MANIFEST")],
+    insecure: InsecureOpt = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Output additional info including layers and platform"
+        ),
+    ] = False,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="Print the exact bytes the registry served, nothing added (for a local "
+            "list: the bytes `push` would write; with --platform: the chosen child's)",
+        ),
+    ] = False,
+    platform: Annotated[
+        str | None,
+        typer.Option(
+            "--platform",
+            metavar="OS/ARCH[/VARIANT]",
+            help="Show the child of a list for this platform, chosen as docker's --platform "
+            "does (attestations never match); on an image, fail unless it is this platform",
+        ),
+    ] = None,
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="json|table|TEMPLATE",
+            help="json (docker's output), table (platform, digest, size, media type, "
+            "attestation, annotations; one row per entry) or a template printed once per "
+            "entry, with fields " + ", ".join("{{." + f + "}}" for f in inspecting.FIELDS)
+            + " and {{json .Field}}",
+        ),
+    ] = "json",
+) -> None:
+    """Display an image manifest, or manifest list."""
+    if len(refs) > 2:
+        raise fail(UsageError('"inspect" requires at least 1 and at most 2 arguments'))
+    try:
+        fmt = inspecting.parse_format(format_)
+        wanted = None if platform is None else parse_platform(platform)
+        inspecting.check_options(verbose=verbose, raw=raw, format=fmt)
+    except ManyfestError as exc:
+        raise fail(exc) from None
+    parsed = [parse_ref(r) for r in refs]
+    list_ref, ref = (parsed[0], parsed[1]) if len(parsed) == 2 else (None, parsed[0])
+
+    async def body() -> str | bytes:
+        async with Session(settings_from(insecure), on_event=print_warning) as session:
+            if raw:
+                return await session.inspect(ref, list_ref=list_ref, raw=True, platform=wanted)
+            return await session.inspect(
+                ref, list_ref=list_ref, verbose=verbose, platform=wanted, format=fmt
+            )
+
+    try:
+        shown = execute(body)
+    except Stopped:
+        raise interrupted_exit(f"inspect of {ref} stopped (it only reads: nothing was changed)")\
+            from None
+    if interrupts.received() is not None:
+        raise interrupted_exit(f"inspect of {ref} stopped before printing (nothing was changed)")
+    if isinstance(shown, bytes):
+        sys.stdout.flush()
+        sys.stdout.buffer.write(shown)
+        sys.stdout.buffer.flush()
+    else:
+        sys.stdout.write(shown)

@@ -1,0 +1,326 @@
+"""The local-list commands, docker's: ``create``, ``annotate`` (and ``annotate --remote``),
+``push``, ``rm``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from manyfest import interrupts, reference
+from manyfest.api import Session
+from manyfest.errors import ManyfestError, UsageError
+from manyfest.events import Warned
+from manyfest.ops import manifests
+from manyfest.ops.remote_annotate import EntryChange, RemoteAnnotation
+
+if TYPE_CHECKING:
+    pass
+
+from manyfest.cli.app import (
+    AllowDuplicatesOpt,
+    AnnotationOpt,
+    ArtifactTypeOpt,
+    AttestationsChoice,
+    InsecureOpt,
+    LabelsOpt,
+    MediaTypeOpt,
+    PlatformCheckOpt,
+    Stopped,
+    SubjectOpt,
+    app,
+    check_mode,
+    execute,
+    fail,
+    interrupted_exit,
+    list_settings,
+    parse_ref,
+    print_warning,
+    settings_from,
+    stderr,
+)
+
+
+@app.command()
+def create(
+    refs: Annotated[list[str], typer.Argument(metavar="MANIFEST_LIST MANIFEST [MANIFEST...]")],
+    amend: Annotated[
+        bool, typer.Option("--amend", "-a", help="Amend an existing manifest list")
+    ] = False,
+    insecure: InsecureOpt = False,
+    platform_check: PlatformCheckOpt = None,
+    attestations: Annotated[
+        AttestationsChoice,
+        typer.Option("--attestations", help="Keep or drop the attestation manifests of index "
+                     "sources (kept only with the image they describe)."),
+    ] = AttestationsChoice.keep,
+    allow_duplicate_platforms: AllowDuplicatesOpt = False,
+    media_type: MediaTypeOpt = None,
+    annotation: AnnotationOpt = None,
+    artifact_type: ArtifactTypeOpt = "",
+    subject: SubjectOpt = "",
+    labels_to_annotations: LabelsOpt = False,
+) -> None:
+    """Create a local manifest list for annotating and pushing to a registry.
+
+    A MANIFEST may be an index / manifest list (e.g. buildx's image + attestation): its
+    entries are added as they are, images first, then attestations.
+    """
+    if len(refs) < 2:
+        raise fail(UsageError('"create" requires at least 2 arguments'))
+    parsed = [parse_ref(r) for r in refs]
+    wanted = list_settings(str(parsed[0]), media_type, annotation, artifact_type, subject,
+                            labels_to_annotations)
+
+    async def body() -> None:
+        async with Session(settings_from(insecure), on_event=print_warning) as session:
+            await session.create(
+                parsed[0], parsed[1:], amend=amend, platform_check=check_mode(platform_check),
+                attestations=attestations.value,
+                allow_duplicate_platforms=allow_duplicate_platforms, settings=wanted,
+            )
+
+    try:
+        execute(body)
+    except Stopped:
+        # The store is written in one step after every image resolved, between two awaits:
+        # a cancelled body never wrote anything.
+        raise interrupted_exit(
+            f"nothing was written to the local store; re-run to create {parsed[0]}"
+        ) from None
+    print(f"Created manifest list {parsed[0]}")
+    if interrupts.received() is not None:
+        raise interrupted_exit(f"the local list {parsed[0]} had already been created")
+
+
+def _split_features(values: list[str]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        out.extend(v.strip() for v in value.split(",") if v.strip())
+    return out
+
+
+def _annotation_flags(values: list[str], removed: list[str]) -> dict[str, str]:
+    """``--annotation KEY=VALUE`` values as a dict (``KEY=`` sets ''), checked against the
+    ``--remove-annotation`` keys."""
+    out: dict[str, str] = {}
+    for value in values:
+        key, eq, text = value.partition("=")
+        if not eq or not key:
+            raise fail(UsageError(
+                f"--annotation {value!r}: expected KEY=VALUE",
+                hint="write --annotation KEY=VALUE (KEY= sets an empty value; "
+                "--remove-annotation KEY removes one)",
+            ))
+        out[key] = text
+    for key in removed:
+        if not key or "=" in key:
+            raise fail(UsageError(f"--remove-annotation {key!r}: expected a KEY",
+                                   hint="write --remove-annotation KEY (no value)"))
+        if key in out:
+            raise fail(UsageError(f"annotation {key!r} is both set and removed",
+                                   hint="give --annotation or --remove-annotation for a key"))
+    return out
+
+
+@app.command()
+def annotate(
+    list_ref: Annotated[str, typer.Argument(metavar="MANIFEST_LIST")],
+    image_ref: Annotated[str, typer.Argument(metavar="MANIFEST")],
+    arch: Annotated[str, typer.Option("--arch", help="Set architecture")] = "",
+    os_: Annotated[str, typer.Option("--os", help="Set operating system")] = "",
+    os_version: Annotated[
+        str, typer.Option("--os-version", help="Set operating system version")
+    ] = "",
+    os_features: Annotated[
+        list[str] | None, typer.Option("--os-features", help="Set operating system feature")
+    ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            "--variant",
+            help="Set architecture variant ('' clears it; a new --arch clears the old one)",
+        ),
+    ] = None,
+    annotation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotation",
+            metavar="KEY=VALUE",
+            help="Set a descriptor annotation of the entry (repeatable; KEY= sets an empty "
+            "value).",
+        ),
+    ] = None,
+    remove_annotation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--remove-annotation",
+            metavar="KEY",
+            help="Remove a descriptor annotation of the entry (repeatable).",
+        ),
+    ] = None,
+    remote: Annotated[
+        bool,
+        typer.Option(
+            "--remote",
+            help="MANIFEST_LIST is a list in a registry: rewrite that index with only this "
+            "change and push it to its tag (children untouched). MANIFEST: the entry's "
+            "digest, os/arch[/variant], or a reference whose digest is an entry.",
+        ),
+    ] = False,
+    insecure: InsecureOpt = False,
+    platform_check: PlatformCheckOpt = None,
+    allow_duplicate_platforms: AllowDuplicatesOpt = False,
+) -> None:
+    """Add additional information to a local image manifest (or, with --remote, to an
+    entry of a list in a registry)."""
+    removed = list(remove_annotation or [])
+    annotations = _annotation_flags(list(annotation or []), removed)
+    features = _split_features(os_features or [])
+    lref = parse_ref(list_ref)
+    if remote:
+        change = EntryChange(os_, arch, variant, os_version, tuple(features),
+                             tuple(annotations.items()), tuple(removed))
+        if not (change.touches_platform or annotations or removed):
+            raise fail(UsageError(
+                "annotate --remote: nothing to change",
+                hint="give --annotation, --remove-annotation or a platform flag (--os, "
+                "--arch, --variant, --os-version, --os-features)",
+            ))
+        _annotate_remote(lref, image_ref, change, insecure, check_mode(platform_check),
+                         allow_duplicate_platforms)
+        return
+    iref = parse_ref(image_ref)
+    from manyfest.store import ManifestStore
+
+    try:
+        manifests.annotate(
+            ManifestStore(),
+            lref,
+            iref,
+            os=os_,
+            arch=arch,
+            os_version=os_version,
+            os_features=features,
+            variant=variant,
+            annotations=annotations,
+            remove_annotations=removed,
+            platform_check=check_mode(platform_check),
+            warn=lambda message: print_warning(Warned(target=str(lref), message=message)),
+            allow_duplicate_platforms=allow_duplicate_platforms,
+        )
+    except ManyfestError as exc:
+        if interrupts.received() is not None:
+            raise interrupted_exit(f"annotate failed: {exc.one_line()}") from None
+        raise fail(exc) from None
+    if interrupts.received() is not None:
+        raise interrupted_exit(f"{iref} in {lref} had already been annotated")
+
+
+def _annotate_remote(
+    list_ref: reference.Reference, entry: str, change: EntryChange, insecure: bool,
+    platform_check: str, allow_duplicate_platforms: bool,
+) -> None:
+    """``annotate --remote``: the new digest on stdout (unchanged: a note on stderr too)."""
+    sessions: list[Session] = []
+
+    async def body() -> RemoteAnnotation:
+        async with Session(settings_from(insecure), on_event=print_warning) as session:
+            sessions.append(session)
+            return await session.annotate_remote(
+                list_ref, entry, change, platform_check=platform_check,
+                allow_duplicate_platforms=allow_duplicate_platforms,
+                warn=lambda message: print_warning(Warned(target=str(list_ref), message=message)),
+            )
+
+    try:
+        outcome = execute(body)
+    except Stopped:
+        client = sessions[0].client if sessions else None
+        key = str(list_ref)
+        if client is not None and key in client.tags_written:
+            text = f"the index PUT had landed: {list_ref} points at the annotated index"
+        elif client is not None and key in client.tags_in_flight:
+            text = (f"the index PUT to {list_ref} was in flight: the tag may point at the "
+                    "annotated index or still where it was; re-run annotate to settle it")
+        else:
+            text = f"{list_ref} was left where it was (nothing was written); re-run to annotate"
+        raise interrupted_exit(text) from None
+    if not outcome.changed:
+        stderr.print(f"{list_ref}: entry {outcome.entry} already has these values; nothing "
+                     "was written", markup=False)
+    print(outcome.digest)
+    if interrupts.received() is not None:
+        raise interrupted_exit(f"{list_ref} had already been annotated: it points at "
+                           f"{outcome.digest}")
+
+
+@app.command()
+def push(
+    list_ref: Annotated[str, typer.Argument(metavar="MANIFEST_LIST")],
+    purge: Annotated[
+        bool, typer.Option("--purge", "-p", help="Remove the local manifest list after push")
+    ] = False,
+    insecure: InsecureOpt = False,
+    media_type: MediaTypeOpt = None,
+    annotation: AnnotationOpt = None,
+    artifact_type: ArtifactTypeOpt = "",
+    subject: SubjectOpt = "",
+    labels_to_annotations: LabelsOpt = False,
+) -> None:
+    """Push a manifest list to a repository.
+
+    --media-type, --annotation, --artifact-type, --subject and --labels-to-annotations
+    override what `create` stored for the list.
+    """
+    ref = parse_ref(list_ref)
+    wanted = list_settings(str(ref), media_type, annotation, artifact_type, subject,
+                            labels_to_annotations)
+
+    sessions: list[Session] = []
+
+    async def body() -> manifests.PushOutcome:
+        async with Session(settings_from(insecure), on_event=print_warning) as session:
+            sessions.append(session)
+            return await session.push(ref, purge=purge, settings=wanted)
+
+    try:
+        outcome = execute(body)
+    except Stopped:
+        raise interrupted_exit(_push_stopped(ref, sessions)) from None
+    for line in outcome.lines():
+        print(line)
+    if interrupts.received() is not None:
+        raise interrupted_exit(f"{ref} had already been pushed: it points at {outcome.digest}")
+
+
+def _push_stopped(ref: reference.Reference, sessions: list[Session]) -> str:
+    """What a cancelled push did to its tag (the list PUT is the last write)."""
+    client = sessions[0].client if sessions else None
+    key = str(ref)
+    if client is not None and key in client.tags_written:
+        return f"the list PUT had landed: {ref} points at the new list; the local list is kept"
+    if client is not None and key in client.tags_in_flight:
+        return (
+            f"the list PUT to {ref} was in flight: the tag may point at the new list (complete: "
+            "its children were pushed first) or still where it was; re-run push to settle it"
+        )
+    return f"{ref} was left where it was (the list was not PUT); re-run to push"
+
+
+@app.command()
+def rm(
+    list_refs: Annotated[list[str], typer.Argument(metavar="MANIFEST_LIST [MANIFEST_LIST...]")],
+) -> None:
+    """Delete one or more manifest lists from local storage."""
+    from manyfest.store import ManifestStore
+
+    refs = [parse_ref(r) for r in list_refs]
+    errors = manifests.remove(ManifestStore(), refs)
+    for exc in errors:
+        stderr.print(exc.one_line(), markup=False)
+    if interrupts.received() is not None:
+        raise interrupted_exit(f"rm had already run: {len(refs) - len(errors)} of {len(refs)} "
+                           "local lists removed")
+    if errors:
+        raise typer.Exit(1)

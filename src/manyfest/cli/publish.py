@@ -1,0 +1,313 @@
+"""``manyfest publish``: every list of a plan, concurrently."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from manyfest import config, interrupts
+from manyfest.api import Session
+from manyfest.engine import PublishOptions
+from manyfest.errors import ManyfestError, PublishFailed, UsageError
+from manyfest.ops import plan as plans
+from manyfest.ops.publish import PublishReport, StopRequest
+from manyfest.transport.settings import DEFAULT_CONCURRENCY
+
+if TYPE_CHECKING:
+    pass
+
+from manyfest.cli.app import (
+    AttestationsChoice,
+    InsecureOpt,
+    JsonStyleChoice,
+    MediaTypeChoice,
+    PlatformCheckOpt,
+    Stopped,
+    app,
+    check_mode,
+    execute,
+    fail,
+    interrupted_exit,
+    settings_from,
+    stderr,
+)
+
+
+@app.command()
+def publish(
+    plan_file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="PLAN.yaml",
+            help="YAML plan: manifest-tool documents and/or compact `matrix` documents.",
+            show_default=False,
+        ),
+    ] = None,
+    platforms: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--platforms",
+            metavar="OS/ARCH[/VARIANT],...",
+            help="Without PLAN.yaml: the platforms of the one list (comma-separated, "
+            "repeatable).",
+        ),
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            "--template",
+            help="Without PLAN.yaml: the source image per platform; the first ARCH, OS and "
+            "VARIANT are replaced (manifest-tool's from-args).",
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="Without PLAN.yaml: the list to publish."),
+    ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tags",
+            metavar="TAG,...",
+            help="With --target: extra tags (comma-separated, repeatable).",
+        ),
+    ] = None,
+    annotations: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotations",
+            metavar="KEY=VALUE,...",
+            help="With --target: index annotations (comma-separated, repeatable).",
+        ),
+    ] = None,
+    insecure: InsecureOpt = False,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            help=f"Requests in flight per registry (default {DEFAULT_CONCURRENCY}, or the "
+            "configuration file's).",
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print a JSON report on stdout.")
+    ] = False,
+    report_file: Annotated[
+        Path | None,
+        typer.Option("--report", metavar="FILE", help="Write a JSON Lines report, one per list."),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Read only: show what would be pushed, mounted, moved."),
+    ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify", help="Re-resolve every tag and check every child afterwards."),
+    ] = False,
+    fail_fast: Annotated[
+        bool,
+        typer.Option("--fail-fast", help="Stop before any write if a source does not resolve "
+                     "or a list fails its checks (platforms, require_platforms)."),
+    ] = False,
+    json_style: Annotated[
+        JsonStyleChoice,
+        typer.Option("--json-style", help="Bytes of built lists: docker's 3-space indent, "
+                     "manifest-tool's 2-space, or compact."),
+    ] = JsonStyleChoice.docker,
+    media_type: Annotated[
+        MediaTypeChoice | None,
+        typer.Option("--media-type", help="Media type of built lists: oci (an OCI index), "
+                     "docker (a Docker manifest list) or auto (docker's rule: OCI when the "
+                     "first entry is an OCI image); default: the plan's media_type, else auto."),
+    ] = None,
+    retry_deadline: Annotated[
+        float | None,
+        typer.Option("--retry-deadline", metavar="SECONDS", min=0.1,
+                     help="How long a request is retried while a registry throttles (default "
+                     "300, or the configuration file's); 5xx and connection errors are retried "
+                     "for at most 60 s of it."),
+    ] = None,
+    lists_in_flight: Annotated[
+        int | None,
+        typer.Option("--lists-in-flight", min=1,
+                     help="Lists published at once (default 32, or the configuration file's)."),
+    ] = None,
+    platform_check: PlatformCheckOpt = None,
+    platform_filter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--platform",
+            metavar="OS/ARCH[/VARIANT]",
+            help="Publish only the images of each list matching one of these platforms "
+            "(docker's --platform matching; comma-separated, repeatable); attestations "
+            "follow their images.",
+        ),
+    ] = None,
+    require_platforms: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--require-platforms",
+            metavar="OS/ARCH[/VARIANT],...",
+            help="Every list must have these platforms, or it fails before any write "
+            "(comma-separated, repeatable; overrides the plan's require_platforms).",
+        ),
+    ] = None,
+    attestations: Annotated[
+        AttestationsChoice | None,
+        typer.Option("--attestations", help="Keep or drop the attestation manifests of index "
+                     "sources, for every list (default: the plan's `attestations`, else keep)."),
+    ] = None,
+    allow_duplicate_platforms: Annotated[
+        bool,
+        typer.Option("--allow-duplicate-platforms",
+                     help="Allow two images with the same platform in a list, for every list "
+                     "(default: the plan's `allow_duplicate_platforms`, else refused)."),
+    ] = False,
+    artifact_type: Annotated[
+        str,
+        typer.Option("--artifact-type", metavar="MEDIA_TYPE",
+                     help="Every list's artifactType (OCI index only; overrides the plan's "
+                     "artifact_type)."),
+    ] = "",
+    subject: Annotated[
+        str,
+        typer.Option("--subject", metavar="REF",
+                     help="Every list's subject, a manifest in its repository (reference, "
+                     "@DIGEST or :TAG; OCI index only; overrides the plan's subject)."),
+    ] = "",
+    labels_to_annotations: Annotated[
+        bool | None,
+        typer.Option("--labels-to-annotations/--no-labels-to-annotations",
+                     help="Copy the org.opencontainers.image.* labels all images agree on into "
+                     "the index annotations (default: the plan's labels_to_annotations)."),
+    ] = None,
+) -> None:
+    """Publish every manifest list of a plan, concurrently.
+
+    The plan is PLAN.yaml, or one list given by --target, --template and --platforms
+    (manifest-tool's `push from-args`), never both.
+    """
+    from manyfest.cli.progress import PublishProgress, print_summary
+
+    from_args = {"--platforms": platforms, "--template": template, "--target": target}
+    given = [name for name, value in from_args.items() if value is not None]
+    with_target = [n for n, v in (("--tags", tags), ("--annotations", annotations)) if v]
+    try:
+        if plan_file is not None:
+            if given or with_target:
+                raise UsageError(
+                    f"PLAN.yaml and {', '.join(given + with_target)} cannot be used together",
+                    hint="give a plan file, or --target, --template and --platforms",
+                )
+            plan = plans.load(plan_file, platform_check=check_mode(platform_check) or None)
+        elif not given:
+            raise UsageError(
+                "publish needs PLAN.yaml, or --target, --template and --platforms",
+                hint="see `manyfest publish --help`",
+            )
+        elif platforms is None or template is None or target is None:
+            missing = [name for name in from_args if name not in given]
+            raise UsageError(
+                f"{', '.join(given)} given without {' and '.join(missing)}",
+                hint="a plan from arguments needs --target, --template and --platforms",
+            )
+        else:
+            plan = plans.from_args(platforms, template, target, tags or [], annotations or [],
+                                   platform_check=check_mode(platform_check))
+        filters = plans.platform_values(platform_filter or [], "--platform",
+                                        check_mode(platform_check))
+        if require_platforms is not None:
+            required = plans.platform_values(require_platforms, "--require-platforms",
+                                             check_mode(platform_check))
+            plan = [dataclasses.replace(item, require_platforms=required) for item in plan]
+    except ManyfestError as exc:
+        raise fail(exc) from None
+    if attestations is not None:
+        plan = [dataclasses.replace(p, attestations=attestations.value) for p in plan]
+    if allow_duplicate_platforms:
+        plan = [dataclasses.replace(p, allow_duplicate_platforms=True) for p in plan]
+    if report_file is not None:
+        _check_writable(report_file)
+    progress = PublishProgress(len(plan), stderr, dry_run=dry_run)
+    settings = settings_from(insecure, concurrency, retry_deadline)
+    options = PublishOptions(
+        style=json_style.value, media_type=media_type.value if media_type else "",
+        dry_run=dry_run, verify=verify,
+        lists_in_flight=lists_in_flight or _lists_in_flight(),
+        artifact_type=artifact_type, subject=subject,
+        labels_to_annotations=labels_to_annotations,
+    )
+    try:
+        plans.check_list_settings(
+            options.media_type, {}, artifact_type, subject, False, where="publish"
+        )
+    except ManyfestError as exc:
+        raise fail(exc) from None
+
+    stop = StopRequest()
+
+    async def body() -> PublishReport:
+        async with Session(settings, on_event=progress) as session:
+            with progress:
+                return await session.publish(
+                    plan, options=options, fail_fast=fail_fast, stop=stop, platforms=filters
+                )
+
+    try:
+        report = execute(body, on_signal=lambda signum: stop.stop(interrupts.name(signum)))
+    except Stopped:
+        # Only when the session itself failed to start or close: no list was published.
+        raise interrupted_exit(
+            f"0 of {len(plan)} lists published, {len(plan)} not published; re-run to finish"
+        ) from None
+    try:
+        if json_out:
+            sys.stdout.write(report.to_json().decode() + "\n")
+            sys.stdout.flush()
+        if report_file is not None:
+            report.write_jsonl(report_file)
+    except OSError as exc:
+        raise fail(ManyfestError(
+            f"cannot write the report: {exc.strerror or exc}",
+            hint="the lists were published as reported on stderr; check the disk and path",
+        )) from None
+    if report.interrupted is not None or interrupts.received() is not None:
+        raise interrupted_exit(report.interruption_line())
+    print_summary(report, stderr)
+    if report.stopped_by is not None:
+        raise fail(report.stopped_by)
+    if report.failed:
+        if dry_run:
+            raise fail(PublishFailed(
+                f"{report.failed} of {len(report.results)} lists would fail",
+                hint="see the per-list errors above; nothing was written (--dry-run)",
+            ))
+        raise fail(PublishFailed(f"{report.failed} of {len(report.results)} lists failed"))
+
+
+def _lists_in_flight() -> int:
+    """The configuration file's ``lists_in_flight`` (default 32)."""
+    try:
+        return config.load().lists_in_flight or 32
+    except ManyfestError as exc:
+        raise fail(exc) from None
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse, before any registry work, a --report path that cannot be written."""
+    parent = path.resolve().parent
+    problem = ""
+    if path.is_dir():
+        problem = "is a directory"
+    elif not parent.is_dir():
+        problem = f"directory {parent} does not exist"
+    elif not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        problem = "is not writable"
+    if problem:
+        raise fail(UsageError(f"--report {path}: {problem}", hint="give a writable file path"))
