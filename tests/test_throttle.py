@@ -115,6 +115,18 @@ def test_cut_once_per_epoch_and_grow_back() -> None:
     assert throttle.limit == 64
 
 
+def test_a_zero_wait_is_no_hint() -> None:
+    """`Retry-After: 0` repeated: the pause doubles as without a hint (never 0 s: a registry
+    refusing "now" is not asked again thousands of times a second)."""
+    from manyfest.transport.throttle import MIN_PAUSE_S
+
+    throttle = Throttle("r", 64, clock=Clock())
+    waits = [throttle.answered(throttle._epoch, Signal(True, 0.0, "429")) for _ in range(4)]
+    assert waits == [MIN_PAUSE_S, 2 * MIN_PAUSE_S, 4 * MIN_PAUSE_S, 8 * MIN_PAUSE_S]
+    throttle.answered(throttle._epoch, Signal(False))  # a success resets the pause
+    assert throttle.answered(throttle._epoch, Signal(True, 0.0, "429")) == MIN_PAUSE_S
+
+
 def test_pace_learned_from_what_the_registry_served() -> None:
     clock = Clock()
     throttle = Throttle("r", 64, clock=clock)

@@ -9,7 +9,8 @@ exchange (:meth:`Throttle.slot`), so a throttle signal seen by one task slows al
   answer (one per window).
 * **pause**: no request starts before the end of the longest wait hint seen (``Retry-After``
   in seconds or as an HTTP date, a wait written in the error body, ``RateLimit-Reset`` when
-  nothing remains); without a hint, a short pause that doubles while signals keep coming.
+  nothing remains); without a hint (or with a zero one, ``Retry-After: 0``), a short pause
+  that doubles while signals keep coming.
 * **pacing**: on a throttle signal, requests are spaced at 95% of the rate the registry
   actually served to the requests sent since the first signal (successes / seconds, pauses
   included, over the last 3 seconds; answers counted by the epoch their request was sent
@@ -373,8 +374,10 @@ class Throttle:
                 self._judge_pace(epoch, False)
             return 0.0
         self.throttled += 1
-        hinted = signal.wait is not None
-        wait = min(MAX_PAUSE_S, signal.wait) if signal.wait is not None else self._quiet_pause
+        # A zero wait (`Retry-After: 0`) is no hint: a registry that keeps refusing "now"
+        # would otherwise be asked again at once, thousands of times a second.
+        hinted = signal.wait is not None and signal.wait > 0
+        wait = min(MAX_PAUSE_S, signal.wait) if signal.wait and hinted else self._quiet_pause
         if not hinted:
             self._quiet_pause = min(MAX_PAUSE_S / 4, self._quiet_pause * 2)
         if now + wait > self.paused_until:
