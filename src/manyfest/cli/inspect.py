@@ -4,19 +4,12 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from manyfest import interrupts
 from manyfest.api import Session
-from manyfest.errors import ManyfestError, UsageError
-from manyfest.ops import inspect as inspecting
-from manyfest.platform import parse as parse_platform
-
-if TYPE_CHECKING:
-    pass
-
 from manyfest.cli.app import (
     InsecureOpt,
     Stopped,
@@ -28,6 +21,9 @@ from manyfest.cli.app import (
     print_warning,
     settings_from,
 )
+from manyfest.errors import ManyfestError, UsageError
+from manyfest.ops import inspect as inspecting
+from manyfest.platform import parse as parse_platform
 
 
 @app.command()

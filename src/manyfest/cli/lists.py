@@ -3,20 +3,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from manyfest import interrupts, reference
 from manyfest.api import Session
-from manyfest.errors import ManyfestError, UsageError
-from manyfest.events import Warned
-from manyfest.ops import manifests
-from manyfest.ops.remote_annotate import EntryChange, RemoteAnnotation
-
-if TYPE_CHECKING:
-    pass
-
 from manyfest.cli.app import (
     AllowDuplicatesOpt,
     AnnotationOpt,
@@ -39,6 +31,10 @@ from manyfest.cli.app import (
     settings_from,
     stderr,
 )
+from manyfest.errors import ManyfestError, UsageError
+from manyfest.events import Warned
+from manyfest.ops import manifests
+from manyfest.ops.remote_annotate import EntryChange, RemoteAnnotation
 
 
 @app.command()

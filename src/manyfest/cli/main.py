@@ -6,21 +6,16 @@ See :mod:`manyfest.cli.app` for exit codes and interrupts.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 import typer
 
 from manyfest import interrupts
-from manyfest.engine import first_error
-from manyfest.errors import Interrupted, ManyfestError
-
-if TYPE_CHECKING:
-    pass
-
 from manyfest.cli import inspect as _inspect  # noqa: F401 - registers the command
 from manyfest.cli import lists as _lists  # noqa: F401
 from manyfest.cli import publish as _publish  # noqa: F401
 from manyfest.cli.app import app, state, stderr
+from manyfest.engine import first_error
+from manyfest.errors import Interrupted, ManyfestError
 
 
 def run() -> None:

@@ -6,21 +6,12 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from manyfest import config, interrupts
 from manyfest.api import Session
-from manyfest.engine import PublishOptions
-from manyfest.errors import ManyfestError, PublishFailed, UsageError
-from manyfest.ops import plan as plans
-from manyfest.ops.publish import PublishReport, StopRequest
-from manyfest.transport.settings import DEFAULT_CONCURRENCY
-
-if TYPE_CHECKING:
-    pass
-
 from manyfest.cli.app import (
     AttestationsChoice,
     InsecureOpt,
@@ -36,6 +27,11 @@ from manyfest.cli.app import (
     settings_from,
     stderr,
 )
+from manyfest.engine import PublishOptions
+from manyfest.errors import ManyfestError, PublishFailed, UsageError
+from manyfest.ops import plan as plans
+from manyfest.ops.publish import PublishReport, StopRequest
+from manyfest.transport.settings import DEFAULT_CONCURRENCY
 
 
 @app.command()
