@@ -95,7 +95,8 @@ def test_usage_errors_are_one_line() -> None:
         (["bogus"], "No such command 'bogus'"),
         (["publish", "--json-style", "bogus", "x"], "Invalid value for '--json-style'"),
         (["publish", "--concurrency", "0", "x"], "Invalid value for '--concurrency'"),
-        (["push", "--nope", "a/b:1"], "No such option: --nope"),
+        (["push", "--nope", "a/b:1"], "No such option '--nope' (did you mean '--purge'?); see "
+                                        "`manyfest push --help`"),
     ):
         proc = manyfest(*args)
         assert proc.returncode == 2, args

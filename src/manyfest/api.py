@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 import anyio
 
@@ -29,9 +29,6 @@ from manyfest.events import EventSink, no_events
 from manyfest.ops import inspect as inspecting
 from manyfest.ops import manifests
 from manyfest.ops.entries import Attestations
-from manyfest.ops.plan import PlanList
-from manyfest.ops.publish import PublishReport, StopRequest, publish
-from manyfest.ops.remote_annotate import EntryChange, RemoteAnnotation, annotate_remote
 from manyfest.ops.writes import RecordingClient
 from manyfest.platform import Platform
 from manyfest.platform import parse as parse_platform
@@ -39,6 +36,11 @@ from manyfest.reference import Reference
 from manyfest.store import ListSettings, ManifestStore, StoredImage
 from manyfest.template import Template
 from manyfest.transport import Settings, Transport
+
+if TYPE_CHECKING:  # imported where used: `inspect` and `push` start without the plan parser
+    from manyfest.ops.plan import PlanList
+    from manyfest.ops.publish import PublishReport, StopRequest
+    from manyfest.ops.remote_annotate import EntryChange, RemoteAnnotation
 
 
 class Session:
@@ -97,6 +99,8 @@ class Session:
         a partial report (the CLI's SIGINT/SIGTERM). ``platforms``: ``--platform`` filters
         (``os/arch[/variant]`` text or :class:`~manyfest.platform.Platform`).
         """
+        from manyfest.ops.publish import publish
+
         filters = [p if isinstance(p, Platform) else parse_platform(p) for p in platforms]
         return await publish(
             self.engine, plan, options=options, fail_fast=fail_fast, stop=stop,
@@ -142,6 +146,8 @@ class Session:
         """Change one entry of a remote index and PUT it back to its tag (see
         :func:`manyfest.ops.remote_annotate.annotate_remote`: ``platform_check`` is
         ``error|warn|off`` or '' for the default, ``warn`` receives the warnings)."""
+        from manyfest.ops.remote_annotate import annotate_remote
+
         return await annotate_remote(
             self.engine, _ref(list_ref), entry, change, platform_check=platform_check,
             allow_duplicate_platforms=allow_duplicate_platforms, warn=warn,

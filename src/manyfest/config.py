@@ -32,7 +32,7 @@ import msgspec
 import platformdirs
 
 from manyfest.errors import UsageError
-from manyfest.transport import Settings
+from manyfest.transport.settings import Settings
 
 
 class ConfigError(UsageError):

@@ -49,6 +49,7 @@ from manyfest.errors import (
     UnsupportedMediaTypeError,
     UsageError,
     VerificationError,
+    first_error,
 )
 from manyfest.events import (
     Copied,
@@ -79,9 +80,9 @@ OCI_LABEL_PREFIX = "org.opencontainers.image."
 _NOT_YET_SEEN = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "DIGEST_INVALID"})
 """Manifest PUT refusals that mean "not seen yet" when the content was just made present."""
 
-REFERENCE_TYPE = "vnd.docker.reference.type"
-REFERENCE_DIGEST = "vnd.docker.reference.digest"
-ATTESTATION = "attestation-manifest"
+ATTESTATION = mediatypes.ATTESTATION
+REFERENCE_DIGEST = mediatypes.REFERENCE_DIGEST
+REFERENCE_TYPE = mediatypes.REFERENCE_TYPE
 
 
 class _RawIndex(msgspec.Struct):
@@ -997,9 +998,3 @@ async def run_all(*calls: Callable[[], Coroutine[Any, Any, object]]) -> None:
         raise first_error(group) from None
 
 
-def first_error(group: BaseExceptionGroup[Any]) -> BaseException:
-    """The first leaf exception of a (nested) exception group."""
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc

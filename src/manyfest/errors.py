@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class ManyfestError(Exception):
@@ -304,3 +305,12 @@ class Interrupted(ManyfestError):
 
     exit_code = 130
     default_hint = "re-run to finish; tags already published stay as they are"
+
+
+def first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first leaf exception of a (nested) exception group (``group`` itself when it holds
+    no group)."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc

@@ -16,6 +16,13 @@ IMAGE_TYPES = frozenset({DOCKER_MANIFEST, OCI_MANIFEST})
 INDEX_TYPES = frozenset({DOCKER_LIST, OCI_INDEX})
 MANIFEST_TYPES = IMAGE_TYPES | INDEX_TYPES
 
+REFERENCE_TYPE = "vnd.docker.reference.type"
+"""Descriptor annotation buildx writes on an attestation manifest's index entry."""
+REFERENCE_DIGEST = "vnd.docker.reference.digest"
+"""Descriptor annotation naming the image an attestation manifest describes."""
+ATTESTATION = "attestation-manifest"
+"""The value of :data:`REFERENCE_TYPE` on an attestation manifest."""
+
 ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 """The Accept header of every manifest GET/HEAD: all four manifest and index types."""
 

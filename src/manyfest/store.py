@@ -44,7 +44,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import filelock
 import msgspec
 
 from manyfest import digest as digests
@@ -211,6 +210,8 @@ class ManifestStore:
         up beside docker's directories.
         """
         self.root.mkdir(parents=True, exist_ok=True)
+        import filelock  # here: 55 ms to import, and only the writers lock
+
         with filelock.FileLock(str(self.root / ".manyfest.lock")):
             yield
 

@@ -22,7 +22,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 import msgspec
 
 from manyfest.errors import CredentialsError
@@ -175,6 +174,8 @@ class DockerConfig:
         return Credentials(username, password, entry.identitytoken, entry.registrytoken)
 
     async def _from_helper(self, name: str, key: str) -> Credentials:
+        import anyio  # here: the local store reads config_dir() without loading anyio
+
         program = f"docker-credential-{name}"
         try:
             result = await anyio.run_process([program, "get"], input=key.encode(), check=False)

@@ -12,30 +12,30 @@ flight; the others are cancelled), writes what it must (``publish``: ``--json`` 
 ``--report``), prints one line saying what was done and what was not, and exits 130 / 143.
 The commands are in :mod:`manyfest.cli.inspect`, :mod:`manyfest.cli.lists` and
 :mod:`manyfest.cli.publish`; :mod:`manyfest.cli.main` runs them.
+
+Start-up: this module and the command modules import only typer and manyfest's light
+modules at their top; what a command needs (the engine, aiohttp, rich, the plan parser) is
+imported in its body, so ``manyfest --help``, ``--version`` and the local-store commands
+start without them (``tests/test_startup.py`` guards the import set).
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
-import anyio
 import typer
-from rich.console import Console
 
-from manyfest import config, interrupts, reference
-from manyfest._version import __version__
-from manyfest.engine import first_error
-from manyfest.errors import Interrupted, ManyfestError, UsageError
-from manyfest.events import Event, Warned
-from manyfest.ops import plan as plans
-from manyfest.transport import Settings
+from manyfest import interrupts
+from manyfest.errors import Interrupted, ManyfestError, UsageError, first_error
 
 if TYPE_CHECKING:
+    from manyfest.events import Event
+    from manyfest.reference import Reference
     from manyfest.store import ListSettings
+    from manyfest.transport.settings import Settings
 
 T = TypeVar("T")
 
@@ -96,19 +96,41 @@ class JsonStyleChoice(enum.StrEnum):
     manifest_tool = "manifest-tool"
     compact = "compact"
 
-app = typer.Typer(
-    name="manyfest",
-    help="Publish multi-architecture manifest lists / OCI indexes, fast; a drop-in for "
-    "`docker manifest`.",
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+"""click context settings of the root and of every command."""
+
+
+def command_app() -> typer.Typer:
+    """The typer app of one command module: plain help text (no rich), no completion options,
+    no pretty exceptions. :mod:`manyfest.cli.main` loads a module, and builds its commands,
+    only when one of them runs or its help is asked for."""
+    return typer.Typer(
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings=CONTEXT_SETTINGS,
+    )
+
 
 state = {"debug": False}
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Stderr:
+    """stderr for the commands' lines: plain text, one write and a flush per line.
+
+    rich's console is loaded only where a command draws (``publish``'s progress), so a
+    command that prints one line does not pay for it.
+    """
+
+    def print(self, text: str = "", *, markup: bool = False, highlight: bool = False) -> None:
+        """Write ``text`` and a newline to stderr (``markup``/``highlight``: accepted for
+        rich's signature, never interpreted)."""
+        del markup, highlight
+        sys.stderr.write(f"{text}\n")
+        sys.stderr.flush()
+
+
+stderr = Stderr()
 
 InsecureOpt = Annotated[
     bool,
@@ -169,6 +191,7 @@ def list_settings(
     labels: bool,
 ) -> ListSettings:
     """The list settings of create/push's flags, checked (exit 2 on a bad one)."""
+    from manyfest.ops import plan as plans
     from manyfest.store import ListSettings
 
     parsed: dict[str, str] = {}
@@ -190,12 +213,19 @@ def list_settings(
 
 
 def _version(value: bool) -> None:
+    """``--version``: the installed distribution's version (its metadata), else, run from a
+    source tree that is not installed, :data:`manyfest._version.__version__`."""
     if value:
-        print(f"manyfest {__version__}")
+        import importlib.metadata
+
+        try:
+            version = importlib.metadata.version("manyfest")
+        except importlib.metadata.PackageNotFoundError:
+            from manyfest._version import __version__ as version
+        print(f"manyfest {version}")
         raise typer.Exit()
 
 
-@app.callback()
 def main(
     debug: Annotated[
         bool, typer.Option("--debug", "-D", help="Show debug logs and tracebacks.")
@@ -212,6 +242,8 @@ def main(
         again="stopped at once (a report not yet written is not written); re-run to finish"
     )
     if debug:
+        import logging
+
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
 
 
@@ -247,6 +279,10 @@ def execute(
         Stopped: the body was cancelled by a signal.
         typer.Exit: the body failed (one line printed).
     """
+    import asyncio
+
+    import anyio
+
     cancelled = False
 
     async def guarded() -> T:
@@ -300,11 +336,16 @@ def execute(
 def print_warning(event: Event) -> None:
     """The event sink of the docker-style commands: a :class:`Warned` event is one
     ``warning: ...`` line on stderr; other events are not shown."""
+    from manyfest.events import Warned
+
     if isinstance(event, Warned):
         stderr.print(f"warning: {event.message}", markup=False, highlight=False)
 
 
-def parse_ref(text: str) -> reference.Reference:
+def parse_ref(text: str) -> Reference:
+    """``text`` parsed as docker parses a reference (exit 2 with one line when invalid)."""
+    from manyfest import reference
+
     try:
         return reference.parse(text)
     except ManyfestError as exc:
@@ -315,6 +356,8 @@ def settings_from(
     insecure: bool, concurrency: int | None = None, retry_deadline: float | None = None
 ) -> Settings:
     """Settings from the configuration file with the command line's flags on top."""
+    from manyfest import config
+
     try:
         return config.settings(config.load(), insecure=insecure, concurrency=concurrency,
                                retry_deadline=retry_deadline)

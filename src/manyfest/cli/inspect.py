@@ -9,11 +9,10 @@ from typing import Annotated
 import typer
 
 from manyfest import interrupts
-from manyfest.api import Session
 from manyfest.cli.app import (
     InsecureOpt,
     Stopped,
-    app,
+    command_app,
     execute,
     fail,
     interrupted_exit,
@@ -22,8 +21,17 @@ from manyfest.cli.app import (
     settings_from,
 )
 from manyfest.errors import ManyfestError, UsageError
-from manyfest.ops import inspect as inspecting
-from manyfest.platform import parse as parse_platform
+
+# manyfest.ops.inspect.FIELDS, written out so that --help does not load the inspect module
+# (the store, msgspec); tests/test_startup.py checks the two agree.
+TEMPLATE_FIELDS = (
+    "Ref", "Digest", "Size", "MediaType", "Platform", "Attestation", "AttestationFor",
+    "Annotations",
+)
+
+
+app = command_app()
+"""This module's commands (loaded by :mod:`manyfest.cli.main` when one runs)."""
 
 
 @app.command()
@@ -61,12 +69,16 @@ def inspect(
             metavar="json|table|TEMPLATE",
             help="json (docker's output), table (platform, digest, size, media type, "
             "attestation, annotations; one row per entry) or a template printed once per "
-            "entry, with fields " + ", ".join("{{." + f + "}}" for f in inspecting.FIELDS)
+            "entry, with fields " + ", ".join("{{." + f + "}}" for f in TEMPLATE_FIELDS)
             + " and {{json .Field}}",
         ),
     ] = "json",
 ) -> None:
     """Display an image manifest, or manifest list."""
+    from manyfest.api import Session
+    from manyfest.ops import inspect as inspecting
+    from manyfest.platform import parse as parse_platform
+
     if len(refs) > 2:
         raise fail(UsageError('"inspect" requires at least 1 and at most 2 arguments'))
     try:

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from manyfest import interrupts, reference
-from manyfest.api import Session
+from manyfest import interrupts
 from manyfest.cli.app import (
     AllowDuplicatesOpt,
     AnnotationOpt,
@@ -20,8 +19,8 @@ from manyfest.cli.app import (
     PlatformCheckOpt,
     Stopped,
     SubjectOpt,
-    app,
     check_mode,
+    command_app,
     execute,
     fail,
     interrupted_exit,
@@ -32,9 +31,16 @@ from manyfest.cli.app import (
     stderr,
 )
 from manyfest.errors import ManyfestError, UsageError
-from manyfest.events import Warned
-from manyfest.ops import manifests
-from manyfest.ops.remote_annotate import EntryChange, RemoteAnnotation
+
+if TYPE_CHECKING:  # imported in the commands' bodies: see manyfest.cli.app on start-up
+    from manyfest.api import Session
+    from manyfest.ops.manifests import PushOutcome
+    from manyfest.ops.remote_annotate import EntryChange, RemoteAnnotation
+    from manyfest.reference import Reference
+
+
+app = command_app()
+"""This module's commands (loaded by :mod:`manyfest.cli.main` when one runs)."""
 
 
 @app.command()
@@ -62,6 +68,8 @@ def create(
     A MANIFEST may be an index / manifest list (e.g. buildx's image + attestation): its
     entries are added as they are, images first, then attestations.
     """
+    from manyfest.api import Session
+
     if len(refs) < 2:
         raise fail(UsageError('"create" requires at least 2 arguments'))
     parsed = [parse_ref(r) for r in refs]
@@ -175,6 +183,8 @@ def annotate(
     features = _split_features(os_features or [])
     lref = parse_ref(list_ref)
     if remote:
+        from manyfest.ops.remote_annotate import EntryChange
+
         change = EntryChange(os_, arch, variant, os_version, tuple(features),
                              tuple(annotations.items()), tuple(removed))
         if not (change.touches_platform or annotations or removed):
@@ -187,10 +197,12 @@ def annotate(
                          allow_duplicate_platforms)
         return
     iref = parse_ref(image_ref)
+    from manyfest.events import Warned
+    from manyfest.ops.local import annotate as annotate_local
     from manyfest.store import ManifestStore
 
     try:
-        manifests.annotate(
+        annotate_local(
             ManifestStore(),
             lref,
             iref,
@@ -214,10 +226,13 @@ def annotate(
 
 
 def _annotate_remote(
-    list_ref: reference.Reference, entry: str, change: EntryChange, insecure: bool,
+    list_ref: Reference, entry: str, change: EntryChange, insecure: bool,
     platform_check: str, allow_duplicate_platforms: bool,
 ) -> None:
     """``annotate --remote``: the new digest on stdout (unchanged: a note on stderr too)."""
+    from manyfest.api import Session
+    from manyfest.events import Warned
+
     sessions: list[Session] = []
 
     async def body() -> RemoteAnnotation:
@@ -269,13 +284,15 @@ def push(
     --media-type, --annotation, --artifact-type, --subject and --labels-to-annotations
     override what `create` stored for the list.
     """
+    from manyfest.api import Session
+
     ref = parse_ref(list_ref)
     wanted = list_settings(str(ref), media_type, annotation, artifact_type, subject,
                             labels_to_annotations)
 
     sessions: list[Session] = []
 
-    async def body() -> manifests.PushOutcome:
+    async def body() -> PushOutcome:
         async with Session(settings_from(insecure), on_event=print_warning) as session:
             sessions.append(session)
             return await session.push(ref, purge=purge, settings=wanted)
@@ -290,7 +307,7 @@ def push(
         raise interrupted_exit(f"{ref} had already been pushed: it points at {outcome.digest}")
 
 
-def _push_stopped(ref: reference.Reference, sessions: list[Session]) -> str:
+def _push_stopped(ref: Reference, sessions: list[Session]) -> str:
     """What a cancelled push did to its tag (the list PUT is the last write)."""
     client = sessions[0].client if sessions else None
     key = str(ref)
@@ -309,10 +326,11 @@ def rm(
     list_refs: Annotated[list[str], typer.Argument(metavar="MANIFEST_LIST [MANIFEST_LIST...]")],
 ) -> None:
     """Delete one or more manifest lists from local storage."""
+    from manyfest.ops.local import remove
     from manyfest.store import ManifestStore
 
     refs = [parse_ref(r) for r in list_refs]
-    errors = manifests.remove(ManifestStore(), refs)
+    errors = remove(ManifestStore(), refs)
     for exc in errors:
         stderr.print(exc.one_line(), markup=False)
     if interrupts.received() is not None:

@@ -1,21 +1,87 @@
-"""The ``manyfest`` CLI: registers the commands (in ``manyfest --help`` order) and runs them.
+"""The ``manyfest`` CLI: the root command, its commands (loaded when used) and :func:`run`.
 
 See :mod:`manyfest.cli.app` for exit codes and interrupts.
+
+Start-up: a command's module (and what it imports) is loaded only when that command runs or
+its help is shown; ``manyfest --help`` lists the commands from :data:`COMMANDS` without
+loading any of them.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import Any
 
+import click
 import typer
+import typer.core
 
 from manyfest import interrupts
-from manyfest.cli import inspect as _inspect  # noqa: F401 - registers the command
-from manyfest.cli import lists as _lists  # noqa: F401
-from manyfest.cli import publish as _publish  # noqa: F401
-from manyfest.cli.app import app, state, stderr
-from manyfest.engine import first_error
-from manyfest.errors import Interrupted, ManyfestError
+from manyfest.cli.app import CONTEXT_SETTINGS, main, state, stderr
+from manyfest.errors import Interrupted, ManyfestError, first_error
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "inspect": ("manyfest.cli.inspect", "Display an image manifest, or manifest list."),
+    "create": ("manyfest.cli.lists",
+               "Create a local manifest list for annotating and pushing to a registry."),
+    "annotate": ("manyfest.cli.lists", "Add additional information to a local image "
+                 "manifest (or, with --remote, to an entry of a list in a registry)."),
+    "push": ("manyfest.cli.lists", "Push a manifest list to a repository."),
+    "rm": ("manyfest.cli.lists", "Delete one or more manifest lists from local storage."),
+    "publish": ("manyfest.cli.publish",
+                "Publish every manifest list of a plan, concurrently."),
+}
+"""Command name -> (its module, the one-line summary ``manyfest --help`` shows), in
+``--help`` order. The summary is the first paragraph of the command's docstring, checked by
+``tests/test_startup.py``."""
+
+
+class LazyGroup(typer.core.TyperGroup):
+    """The root command: its commands are built from their module on first use.
+
+    ``list_commands`` and the help listing read :data:`COMMANDS` alone; ``get_command`` imports
+    the command's module and builds its click command (typer's conversion), once.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded: dict[str, click.Command] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The command names, in ``--help`` order."""
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The click command ``cmd_name`` (its module imported now), or None if no such."""
+        if cmd_name not in COMMANDS:
+            return None
+        if cmd_name not in self._loaded:
+            module = importlib.import_module(COMMANDS[cmd_name][0])
+            group = typer.main.get_group(module.app)
+            assert isinstance(group, click.Group)
+            self._loaded.update(group.commands)
+        return self._loaded.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The ``Commands:`` section of ``manyfest --help``: each summary whole, from
+        :data:`COMMANDS` (click would load every command and cut its summary short)."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, summary) in COMMANDS.items()])
+
+
+app = typer.Typer(
+    name="manyfest",
+    cls=LazyGroup,
+    help="Publish multi-architecture manifest lists / OCI indexes, fast; a drop-in for "
+    "`docker manifest`.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    no_args_is_help=True,
+    context_settings=CONTEXT_SETTINGS,
+)
+app.callback()(main)
 
 
 def run() -> None:
@@ -26,24 +92,22 @@ def run() -> None:
     called directly (or by a console script installed before the entry module existed)
     still exits 130/143 with one line on SIGINT/SIGTERM.
     """
-    from typer._click import exceptions as click_errors  # typer >= 0.26 vendors click
-
     interrupts.install()
 
     command = typer.main.get_command(app)
     try:
         code = command.main(prog_name="manyfest", standalone_mode=False)
-    except click_errors.NoArgsIsHelpError as exc:
+    except click.exceptions.NoArgsIsHelpError as exc:
         ctx = getattr(exc, "ctx", None)
         stderr.print(ctx.get_help() if ctx is not None else "", markup=False)
         sys.exit(2)
-    except click_errors.UsageError as exc:
+    except click.exceptions.UsageError as exc:
         ctx = getattr(exc, "ctx", None)
         sub = ctx.command.name if ctx is not None and ctx.parent is not None else None
-        message = " ".join(exc.format_message().split()).rstrip(".")
+        message = _one_sentence(exc.format_message())
         stderr.print(f"{message}; see `manyfest {sub + ' ' if sub else ''}--help`", markup=False)
         sys.exit(2)
-    except click_errors.ClickException as exc:
+    except click.exceptions.ClickException as exc:
         stderr.print(" ".join(exc.format_message().split()), markup=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -55,6 +119,16 @@ def run() -> None:
         stderr.print(unexpected(exc), markup=False)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_sentence(text: str) -> str:
+    """click's usage message as one clause: ``No such option '--nope'. Did you mean
+    '--purge'?`` becomes ``No such option '--nope' (did you mean '--purge'?)``."""
+    message = " ".join(text.split())
+    head, sep, suggestion = message.partition(". Did you mean ")
+    if sep:
+        return f"{head} (did you mean {suggestion.rstrip('.')})"
+    return message.rstrip(".")
 
 
 def unexpected(exc: BaseException) -> str:

@@ -6,12 +6,11 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from manyfest import config, interrupts
-from manyfest.api import Session
+from manyfest import interrupts
 from manyfest.cli.app import (
     AttestationsChoice,
     InsecureOpt,
@@ -19,19 +18,22 @@ from manyfest.cli.app import (
     MediaTypeChoice,
     PlatformCheckOpt,
     Stopped,
-    app,
     check_mode,
+    command_app,
     execute,
     fail,
     interrupted_exit,
     settings_from,
-    stderr,
 )
-from manyfest.engine import PublishOptions
 from manyfest.errors import ManyfestError, PublishFailed, UsageError
-from manyfest.ops import plan as plans
-from manyfest.ops.publish import PublishReport, StopRequest
 from manyfest.transport.settings import DEFAULT_CONCURRENCY
+
+if TYPE_CHECKING:  # imported in the command's body: see manyfest.cli.app on start-up
+    from manyfest.ops.publish import PublishReport
+
+
+app = command_app()
+"""This module's commands (loaded by :mod:`manyfest.cli.main` when one runs)."""
 
 
 @app.command()
@@ -189,7 +191,13 @@ def publish(
     The plan is PLAN.yaml, or one list given by --target, --template and --platforms
     (manifest-tool's `push from-args`), never both.
     """
+    from rich.console import Console
+
+    from manyfest.api import Session
     from manyfest.cli.progress import PublishProgress, print_summary
+    from manyfest.engine import PublishOptions
+    from manyfest.ops import plan as plans
+    from manyfest.ops.publish import StopRequest
 
     from_args = {"--platforms": platforms, "--template": template, "--target": target}
     given = [name for name, value in from_args.items() if value is not None]
@@ -230,7 +238,8 @@ def publish(
         plan = [dataclasses.replace(p, allow_duplicate_platforms=True) for p in plan]
     if report_file is not None:
         _check_writable(report_file)
-    progress = PublishProgress(len(plan), stderr, dry_run=dry_run)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    progress = PublishProgress(len(plan), console, dry_run=dry_run)
     settings = settings_from(insecure, concurrency, retry_deadline)
     options = PublishOptions(
         style=json_style.value, media_type=media_type.value if media_type else "",
@@ -275,7 +284,7 @@ def publish(
         )) from None
     if report.interrupted is not None or interrupts.received() is not None:
         raise interrupted_exit(report.interruption_line())
-    print_summary(report, stderr)
+    print_summary(report, console)
     if report.stopped_by is not None:
         raise fail(report.stopped_by)
     if report.failed:
@@ -289,6 +298,8 @@ def publish(
 
 def _lists_in_flight() -> int:
     """The configuration file's ``lists_in_flight`` (default 32)."""
+    from manyfest import config
+
     try:
         return config.load().lists_in_flight or 32
     except ManyfestError as exc:

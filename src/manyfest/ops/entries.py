@@ -14,13 +14,16 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import msgspec
 
-from manyfest.engine import ATTESTATION, REFERENCE_DIGEST, REFERENCE_TYPE, Engine, Source
 from manyfest.errors import PlatformError
+from manyfest.mediatypes import ATTESTATION, REFERENCE_DIGEST, REFERENCE_TYPE
 from manyfest.platform import Platform, normalize
+
+if TYPE_CHECKING:  # the local-store commands use this module without the engine
+    from manyfest.engine import Engine, Source
 
 __all__ = [
     "ATTESTATION", "ATTESTATION_CHOICES", "DUPLICATE_HINT", "REFERENCE_DIGEST", "REFERENCE_TYPE",

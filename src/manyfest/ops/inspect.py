@@ -22,21 +22,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
 from manyfest import jsonfmt, mediatypes
 from manyfest.content import Entry, Manifest, encode_list
-from manyfest.engine import ATTESTATION, REFERENCE_DIGEST, REFERENCE_TYPE, Engine, run_all
 from manyfest.errors import NoMatchingPlatformError, UsageError
+from manyfest.mediatypes import ATTESTATION, REFERENCE_DIGEST, REFERENCE_TYPE
 from manyfest.models import Descriptor
-from manyfest.ops.manifests import build_local_list
 from manyfest.platform import Platform, matches, normalize
 from manyfest.reference import Reference
 from manyfest.store import ManifestStore, StoredImage
 from manyfest.template import Template, Value
 from manyfest.template import parse as parse_template
+
+if TYPE_CHECKING:  # the engine is imported where it is used: --format is checked without it
+    from manyfest.engine import Engine
 
 FIELDS = (
     "Ref", "Digest", "Size", "MediaType", "Platform", "Attestation", "AttestationFor",
@@ -362,6 +364,8 @@ async def inspect_raw(
     if store.exists(ref):
         images = store.get_list(ref)
         if platform is None:
+            from manyfest.ops.manifests import build_local_list
+
             return (await build_local_list(engine, store, ref)).listed.raw
         return images[choose(ref, [_stored_row(i) for i in images], platform)].manifest.raw
     manifest = await engine.client.get_manifest(ref)
@@ -429,6 +433,8 @@ async def _remote_list(
         # docker names a remote list's children name:tag@digest (tag kept).
         child_ref = Reference(ref.registry, ref.repository, ref.tag, desc.digest)
         children[i] = _child_image(child_ref, desc, await engine.client.get_manifest(child_ref))
+
+    from manyfest.engine import run_all
 
     await run_all(*(partial(fetch, i) for i in range(len(index.manifests))))
     images = [children[i] for i in range(len(index.manifests))]

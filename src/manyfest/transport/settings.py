@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from manyfest.errors import UsageError
-from manyfest.reference import is_loopback, registry_aliases
 
 DEFAULT_CONCURRENCY = 64
 """Requests in flight per registry (chosen by measurement, see README "Benchmarks")."""
@@ -93,6 +92,10 @@ class Settings:
         A registry marked insecure under either spelling (``host`` or ``host:80``, one
         registry: :func:`manyfest.reference.registry_key`) is insecure in both.
         """
+        # Imported here: ``manyfest publish --help`` shows DEFAULT_CONCURRENCY from this
+        # module, and the reference grammar's regular expressions take 10 ms to compile.
+        from manyfest.reference import is_loopback, registry_aliases
+
         return (
             self.insecure
             or any(alias in self.insecure_registries for alias in registry_aliases(registry))
