@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> None:
         env = harness.base_env(workdir)
         env["MANYFEST_CACHE_DIR"] = str(workdir / "cache")
         env["HOME"] = str(workdir / "home")
+        # As installed: byte-code cached (a shell may set this to keep trees clean; every
+        # run would then compile manyfest from source, which no installed copy does).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         py = sys.executable
         manyfest = [py, "-m", "manyfest"]
         script = shutil.which("manyfest", path=str(Path(py).parent))

@@ -27,7 +27,6 @@ from manyfest.cache import FactCache
 from manyfest.engine import Engine, PublishOptions
 from manyfest.events import EventSink, no_events
 from manyfest.ops import inspect as inspecting
-from manyfest.ops import manifests
 from manyfest.ops.entries import Attestations
 from manyfest.ops.writes import RecordingClient
 from manyfest.platform import Platform
@@ -38,6 +37,7 @@ from manyfest.template import Template
 from manyfest.transport import Settings, Transport
 
 if TYPE_CHECKING:  # imported where used: `inspect` and `push` start without the plan parser
+    from manyfest.ops.manifests import PushOutcome
     from manyfest.ops.plan import PlanList
     from manyfest.ops.publish import PublishReport, StopRequest
     from manyfest.ops.remote_annotate import EntryChange, RemoteAnnotation
@@ -126,6 +126,8 @@ class Session:
         ``settings``: the list's media type, index annotations, artifactType, subject and
         labels to copy, kept for ``push``.
         """
+        from manyfest.ops import manifests
+
         return await manifests.create(
             self.engine, self.store, _ref(list_ref), [_ref(i) for i in images], amend=amend,
             platform_check=platform_check,
@@ -159,9 +161,11 @@ class Session:
         *,
         purge: bool = False,
         settings: ListSettings | None = None,
-    ) -> manifests.PushOutcome:
+    ) -> PushOutcome:
         """Push a local list (see :func:`manyfest.ops.manifests.push`); ``settings`` override
         what ``create`` stored."""
+        from manyfest.ops import manifests
+
         return await manifests.push(
             self.engine, self.store, _ref(list_ref), purge=purge, settings=settings
         )
