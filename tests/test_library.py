@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -35,6 +36,25 @@ def test_readme_library_example_runs(registry: RegistryServer) -> None:
     assert digest.startswith("sha256:")
     assert int(requests) > 0
     assert "'created': 1" in lines[2]
+
+
+def test_readme_library_example_says_why_a_list_failed() -> None:
+    """No registry there: the example prints the failure's one line, not a bare "failed"."""
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    host = f"127.0.0.1:{port}"
+    env = dict(os.environ, REGISTRY=host)
+    proc = subprocess.run([sys.executable, "-c", _example()], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"finished {host}/demo/lib-example:1.0.0 failed"
+    assert lines[1] == (
+        f"{host}/demo/lib-example:1.0.0 failed: GET http://{host}/v2/: cannot connect to "
+        f"{host}: Connection refused; check that the registry is running and listens on {host}"
+    )
+    assert "'failed': 1" in lines[2]
 
 
 def test_public_names() -> None:
