@@ -264,9 +264,30 @@ def test_plan_example_publishes_dry_run(block: Block, registry: RegistryServer, 
     plan_text = proc.stderr  # the plan is progress output: stderr, stdout stays for --json
     assert f"would publish {len(lists)} lists: {len(lists)} created, 0 updated, 0 unchanged, " \
         "0 failed" in plan_text, plan_text
+    indexes = block.option("sources") == "index"
     for plan in lists:
         for tag in plan.tags:
             assert f"  put {plan.target.with_tag(tag)} -> sha256:" in plan_text, tag
+        section = _section(plan_text, str(plan.target))
+        children = re.findall(r"^  push child sha256:[0-9a-f]{64} \((\S+)\)$", section, re.M)
+        images = [c for c in children if c != "unknown/unknown"]
+        assert len(images) == len(plan.entries), section
+        attestations = len(plan.entries) if indexes and plan.attestations == "keep" else 0
+        assert children.count("unknown/unknown") == attestations, section
+        for entry in plan.entries:
+            if entry.override is not None and entry.override.os_version:
+                assert f"{entry.override.os}/{entry.override.architecture}:" \
+                    f"{entry.override.os_version}" in images, (entry, images)
+
+
+def _section(plan_text: str, target: str) -> str:
+    """The dry-run's lines for one list: its ``TARGET: OLD -> NEW`` line and those indented
+    under it."""
+    lines = plan_text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}: "))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("  ")),
+               len(lines))
+    return "\n".join(lines[start:end])
 
 
 # ------------------------------------------------------------------ the library
