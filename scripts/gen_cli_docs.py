@@ -62,7 +62,8 @@ def _params(command: Any, ctx: Any, kind: str) -> list[str]:
     for param in command.get_params(ctx):
         if param.param_type_name != kind or getattr(param, "hidden", False):
             continue
-        record = param.get_help_record(ctx)
+        get_help_record = getattr(param, "get_help_record", None)
+        record = get_help_record(ctx) if get_help_record is not None else None
         if record is None:
             if kind != "argument":
                 continue
@@ -97,11 +98,13 @@ def _section(command: Any, ctx: Any, level: str) -> list[str]:
 
 def render() -> str:
     """The whole of docs/commands.md, as text ending in one newline."""
+    import importlib
+
     import typer
 
-    from manyfest.cli.main import app
-
-    root = typer.main.get_command(app)
+    # The root typer app, with every command registered (or loadable) once this is imported.
+    app = importlib.import_module("manyfest.cli.main").app
+    root: Any = typer.main.get_command(app)  # a group: click's API, whichever click it is
     ctx = root.make_context(PROG, [], resilient_parsing=True)
     lines = [HEADER, *_section(root, ctx, "##")]
     names = [n for n in root.list_commands(ctx) if not root.get_command(ctx, n).hidden]

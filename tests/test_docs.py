@@ -337,7 +337,9 @@ def test_exit_code_table_matches_the_error_tree() -> None:
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.marker.startswith("stderr ")],
                          ids=lambda b: b.where)
 def test_documented_error_line(block: Block) -> None:
-    exit_code, command = re.fullmatch(r"stderr exit=(\d+): manyfest (.*)", block.marker).groups()
+    marker = re.fullmatch(r"stderr exit=(\d+): manyfest (.*)", block.marker)
+    assert marker is not None, f"{block.where}: marker {block.marker!r}"
+    exit_code, command = marker.groups()
     proc = run_manyfest(*command.split())
     assert proc.returncode == int(exit_code)
     assert proc.stderr == block.text
