@@ -264,6 +264,14 @@ def test_plan_example_publishes_dry_run(block: Block, registry: RegistryServer, 
     plan_text = proc.stderr  # the plan is progress output: stderr, stdout stays for --json
     assert f"would publish {len(lists)} lists: {len(lists)} created, 0 updated, 0 unchanged, " \
         "0 failed" in plan_text, plan_text
+    for line in plan_text.splitlines():
+        if line.startswith("warning: "):  # only the mixed-list warning of an OCI index of
+            # Docker-built images is expected; a platform or other warning is a bad example
+            assert re.fullmatch(r"warning: \S+ is an OCI index with \d+ Docker "
+                                r"(?:child|children) of \d+ \(first sha256:[0-9a-f]{64}\); "
+                                r"some registries refuse mixed lists: --media-type sets the "
+                                r"list's type", line), line
+            assert any(p.media_type == "oci" for p in lists), line
     indexes = block.option("sources") == "index"
     for plan in lists:
         for tag in plan.tags:
