@@ -11,6 +11,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from manyfest._version import __version__
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -91,11 +93,12 @@ def test_sdist_holds_only_the_source(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "manyfest-0.1.0.tar.gz"
-    with tarfile.open(out / "manyfest-0.1.0.tar.gz") as sdist:
+    base = f"manyfest-{__version__}"
+    assert proc.stdout.strip() == f"{base}.tar.gz"
+    with tarfile.open(out / f"{base}.tar.gz") as sdist:
         names = [m.name for m in sdist.getmembers() if m.isfile()]
-    assert all(n.startswith("manyfest-0.1.0/") for n in names), names
-    members = {n.removeprefix("manyfest-0.1.0/") for n in names}
+    assert all(n.startswith(f"{base}/") for n in names), names
+    members = {n.removeprefix(f"{base}/") for n in names}
     assert {m.split("/", 1)[0] for m in members} == SDIST_TOP
     assert members - {"PKG-INFO"} == _source_files(tree)
     for junk in JUNK:
