@@ -75,10 +75,10 @@ class LoginTarget:
 def podman_auth_files(environ: Mapping[str, str]) -> list[Path]:
     """podman's auth.json locations, in its order (containers/image ``getAuthFilePaths``)."""
     runtime = environ.get("XDG_RUNTIME_DIR")
-    first = (Path(runtime) if runtime else Path(f"/run/containers/{os.getuid()}"))
+    first = (Path(runtime) / "containers" if runtime else Path(f"/run/containers/{os.getuid()}"))
     config_home = environ.get("XDG_CONFIG_HOME")
     second = Path(config_home) if config_home else Path.home() / ".config"
-    return [first / "containers" / "auth.json", second / "containers" / "auth.json"]
+    return [first / "auth.json", second / "containers" / "auth.json"]
 
 
 class CredentialSources:
