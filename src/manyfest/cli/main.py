@@ -12,6 +12,7 @@ import typer
 from manyfest import interrupts
 from manyfest.cli import inspect as _inspect  # noqa: F401 - registers the command
 from manyfest.cli import lists as _lists  # noqa: F401
+from manyfest.cli import login as _login  # noqa: F401
 from manyfest.cli import publish as _publish  # noqa: F401
 from manyfest.cli.app import app, state, stderr
 from manyfest.engine import first_error
