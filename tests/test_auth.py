@@ -778,3 +778,36 @@ def test_lookup_keys_and_repository_of_scopes() -> None:
     plain = CredentialSources({"DOCKER_CONFIG": "/d"}).login_target()
     assert (plain.path, plain.key("docker.io"), plain.key("h:5000")) == (
         Path("/d/config.json"), "https://index.docker.io/v1/", "h:5000")
+
+
+def test_namespaced_credentials_per_repository(
+    token_registry: RegistryServer, issuer: TokenIssuer, ns: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """auth.json gives a pull-only user for the registry and a full user for the target
+    repository: sources are read as the reader, the push (mounts included: their token
+    names the target, pushed to) goes as the full user."""
+    host = token_registry.host
+    login(host)
+    sources = seed_sources(host, ns)
+    write_config({})
+    monkeypatch.setitem(issuer.users, "reader", "reader-pass")
+    monkeypatch.setattr(issuer, "read_only", {"reader"})
+    auths = {**auths_doc(host, "reader", "reader-pass")["auths"],
+             **auths_doc(f"{host}/{ns}/app")["auths"]}
+    put_source("auth-file", {"auths": auths}, tmp_path, monkeypatch)
+    target = f"{host}/{ns}/app:1"
+    mark = issuer.mark()
+    digest = create_and_push(target, sources)
+    users: dict[frozenset[str], set[str]] = {}
+    for request in issuer.since(mark):
+        assert request.status == 200, request
+        users.setdefault(frozenset(request.scopes), set()).add(request.user)
+    repos = [reference.parse(r).repository for r in sources]
+    app = f"repository:{ns}/app:pull,push"
+    assert users == {
+        **{frozenset({scope(repo, ["pull"])}): {"reader"} for repo in repos},
+        frozenset({app}): {USER},
+        **{frozenset({app, scope(repo, ["pull"])}): {USER} for repo in repos},
+    }
+    assert inspect_digests(f"{host}/{ns}/app@{digest}") == set(sources.values())

@@ -69,7 +69,8 @@ class RegistryAuth:
     def known(self) -> list[Credentials]:
         """Every set of credentials of this registry so far (their secrets are never shown)."""
         found = [f.credentials for f in self.found.values()]
-        return [self.credentials, *found] if self.credentials is not None else found
+        every = [self.credentials, *found] if self.credentials is not None else found
+        return list(dict.fromkeys(every))
 
     async def lookup(self, sources: CredentialSources, repository: str = "") -> Credentials:
         """The credentials for ``repository`` from ``sources``, looked up once per repository
