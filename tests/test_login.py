@@ -27,7 +27,7 @@ import pytest
 from benchmarks.registry_server import RegistryServer
 from manyfest.auth.tokens import scope
 from tests import test_auth
-from tests.helpers import manyfest
+from tests.helpers import docker_cli, manyfest, requires_docker
 from tests.test_auth import (
     PASSWORD,
     USER,
@@ -523,3 +523,40 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     auths = json.loads(writers.read_text())["auths"]
     assert set(auths) == {f"w{i}-{n}.example:5000" for i in range(6) for n in range(15)}
     assert auths["w3-7.example:5000"] == {"auth": b64("u:p7")}
+
+
+# ---------------------------------------------------------------- the docker CLI
+
+
+def docker_in(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """The docker CLI with its own DOCKER_CONFIG (no daemon needed: it logs in itself)."""
+    binary = docker_cli()
+    assert binary is not None
+    return subprocess.run([binary, *args], input=stdin, capture_output=True, text=True,
+                          env={**os.environ, "DOCKER_CONFIG": str(config)}, timeout=120,
+                          check=False)
+
+
+@requires_docker
+def test_same_file_as_docker_login(basic_registry: RegistryServer, tmp_path: Path) -> None:
+    """docker login and manyfest login write the same bytes; each logout undoes the other's
+    login, to the same bytes again."""
+    host = basic_registry.host
+    theirs = tmp_path / "docker-config"
+    theirs.mkdir()
+    refused = docker_in(theirs, "login", "-u", USER, "--password-stdin", host,
+                        stdin="wrong-password\n")
+    assert refused.returncode == 1  # the same refusal as ours (test_wrong_password_...)
+    docker_login = docker_in(theirs, "login", "-u", USER, "--password-stdin", host,
+                             stdin=PASSWORD + "\n")
+    assert docker_login.returncode == 0, docker_login.stderr
+    assert docker_login.stdout == "Login Succeeded\n"
+    ours = login(host)
+    assert ours.returncode == 0, ours.stderr
+    assert config_path().read_bytes() == (theirs / "config.json").read_bytes()
+    # docker logs out of what manyfest wrote, manyfest out of what docker wrote.
+    assert docker_in(config_path().parent, "logout", host).returncode == 0
+    out = run("logout", host, env={"DOCKER_CONFIG": str(theirs)})
+    assert out.stdout == f"Removing login credentials for {host}\n"
+    assert config_path().read_bytes() == (theirs / "config.json").read_bytes() == (
+        b'{\n\t"auths": {}\n}')

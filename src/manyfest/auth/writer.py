@@ -72,8 +72,9 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _save(path: Path, doc: dict[str, Any]) -> None:
-    """Write ``doc`` to ``path`` atomically, mode 0600 (tab-indented, as docker writes it)."""
-    data = (json.dumps(doc, indent="\t", ensure_ascii=False) + "\n").encode()
+    """Write ``doc`` to ``path`` atomically, mode 0600 (tab-indented, no final newline: the
+    bytes docker writes)."""
+    data = json.dumps(doc, indent="\t", ensure_ascii=False).encode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
