@@ -560,3 +560,14 @@ def test_same_file_as_docker_login(basic_registry: RegistryServer, tmp_path: Pat
     assert out.stdout == f"Removing login credentials for {host}\n"
     assert config_path().read_bytes() == (theirs / "config.json").read_bytes() == (
         b'{\n\t"auths": {}\n}')
+
+
+def test_login_to_a_registry_without_auth(registry: RegistryServer) -> None:
+    """A registry that asks for nothing accepts any credentials (docker stores them too); the
+    server may be written as a URL, as docker accepts it."""
+    proc = login(f"http://{registry.host}/v2/", user="anyone", password="anything")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "Login Succeeded\n"
+    assert json.loads(config_path().read_text()) == {
+        "auths": {registry.host: {"auth": b64("anyone:anything")}}
+    }
