@@ -811,3 +811,28 @@ def test_namespaced_credentials_per_repository(
         **{frozenset({app, scope(repo, ["pull"])}): {USER} for repo in repos},
     }
     assert inspect_digests(f"{host}/{ns}/app@{digest}") == set(sources.values())
+
+
+def test_auth_file_lookup_for_docker_hub() -> None:
+    """containers-auth.json(5) names Docker Hub ``docker.io`` (``index.docker.io`` and
+    docker's ``https://index.docker.io/v1/`` key count as it); docker's config.json uses
+    ``https://index.docker.io/v1/`` only."""
+    from manyfest.auth.config import AuthDocument, Credentials
+
+    def doc(auths: dict[str, str], *, namespaced: bool = True) -> AuthDocument:
+        body = {"auths": {k: {"auth": base64.b64encode(v.encode()).decode()}
+                          for k, v in auths.items()}}
+        return AuthDocument(json.dumps(body).encode(), "test", namespaced=namespaced)
+
+    def found(document: AuthDocument, repository: str) -> Credentials:
+        return anyio.run(document.lookup, "docker.io", repository)
+
+    hub = doc({"docker.io": "hub:1", "docker.io/library": "lib:2",
+               "index.docker.io/team/app": "app:3"})
+    assert found(hub, "library/alpine") == Credentials("lib", "2")
+    assert found(hub, "team/app") == Credentials("app", "3")
+    assert found(hub, "team/other") == Credentials("hub", "1")
+    assert found(doc({"https://index.docker.io/v1/": "old:4"}), "x/y") == Credentials("old", "4")
+    docker_style = doc({"docker.io": "no:5", "https://index.docker.io/v1/": "yes:6"},
+                       namespaced=False)
+    assert found(docker_style, "library/alpine") == Credentials("yes", "6")
