@@ -18,6 +18,7 @@ Credentials are looked up under the registry as written, then under its other sp
 from __future__ import annotations
 
 import base64
+import functools
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -92,6 +93,7 @@ class RegistryAuth:
         return hit.credentials
 
 
+@functools.lru_cache(maxsize=4096)
 def repository_of(scopes: Scopes) -> str:
     """The repository whose credentials a request covering ``scopes`` uses: the one pushed
     to (a mount's target), else the first named ('' when none)."""
