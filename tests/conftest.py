@@ -25,7 +25,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServe
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test has its own HOME, DOCKER_CONFIG and (empty) certs.d; no proxies."""
+    """Every test has its own HOME, DOCKER_CONFIG, XDG directories and (empty) certs.d; no
+    proxies, no credentials from the environment."""
     home = tmp_path / "home"
     (home / ".docker").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
@@ -33,6 +34,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MANYFEST_CERTS_DIR", str(tmp_path / "certs.d"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    # podman's auth.json is read from $XDG_RUNTIME_DIR/containers (a credential source).
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     for name in (
         "REGISTRY_AUTH_FILE", "DOCKER_AUTH_CONFIG", "MANYFEST_LOOPBACK_INSECURE",
         "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy",

@@ -5,12 +5,17 @@
 * token auth (``auth: token``) with a token server of our own (tests/token_issuer.py):
   tokens cached per scope set, reads ask for ``pull`` only, mounts ask for ``pull,push`` on
   the target and ``pull`` on the source, a token refreshed when it expires or is refused;
-* credential helpers (``credHelpers``, ``credsStore``) run from PATH.
+* credential helpers (``credHelpers``, ``credsStore``) run from PATH;
+* credential sources in their documented order (``$DOCKER_AUTH_CONFIG``,
+  ``$REGISTRY_AUTH_FILE``, docker's config.json, podman's auth.json), auth.json namespace
+  keys, malformed sources.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import itertools
 import json
 import os
 import re
@@ -174,15 +179,16 @@ def test_basic_auth_refused(
     )
     if password:
         assert line == said + (
-            f"the credentials for {host} were refused: log in again with `docker login {host}`"
+            f"the credentials for {host} in {config} were refused: log in again with "
+            f"`manyfest login {host}`"
         )
     else:
         assert line == said + f"no credentials for {host} in {config}: log in with " + (
-            f"`docker login {host}`"
+            f"`manyfest login {host}`"
         )
     created = manyfest("create", f"{host}/{ns}/app:1", ref)
     assert created.returncode == 1
-    assert f"`docker login {host}`" in one_line(created.stderr)
+    assert f"`manyfest login {host}`" in one_line(created.stderr)
 
 
 # ---------------------------------------------------------------- b) token auth
@@ -365,11 +371,12 @@ def test_token_refused_by_token_server(
     )
     if password:
         assert line == said + (
-            f"the credentials for {host} were refused: log in again with `docker login {host}`"
+            f"the credentials for {host} in {config} were refused: log in again with "
+            f"`manyfest login {host}`"
         )
     else:
         assert line == said + (
-            f"no credentials for {host} in {config}: log in with `docker login {host}`"
+            f"no credentials for {host} in {config}: log in with `manyfest login {host}`"
         )
     assert [r.status for r in issuer.since(mark)] == [401]
 
@@ -456,7 +463,7 @@ def test_credential_helper_without_credentials(
     assert one_line(proc.stderr) == (
         f"get manifest {ref}: registry answered 401 (UNAUTHORIZED: authentication required "
         f"{_pull_detail(ns + '/app-amd64')}); "
-        f"no credentials for {host} in {config}: log in with `docker login {host}`"
+        f"no credentials for {host} in {config}: log in with `manyfest login {host}`"
     )
     assert log.read_text().splitlines() == [f"get {host}"]
 
@@ -500,7 +507,7 @@ def test_token_without_push_access(
         r"required \(detail: \[\{.*\}\]\)\); user 'reader' was not granted all of the access "
         r"asked for "
         rf"\(repository:{ns}/app-amd64:pull, repository:{ns}/app:pull,push\): ask for it, or "
-        rf"log in as another user with `docker login {re.escape(host)}`",
+        rf"log in as another user with `manyfest login {re.escape(host)}`",
         line,
     ), line
     # Anonymous: pulling works, pushing asks to log in.
@@ -511,7 +518,7 @@ def test_token_without_push_access(
     anonymous = manyfest("push", target)
     assert anonymous.returncode == 1
     assert one_line(anonymous.stderr).endswith(
-        f"; no credentials for {host} in {config}: log in with `docker login {host}`"
+        f"; no credentials for {host} in {config}: log in with `manyfest login {host}`"
     )
 
 
@@ -556,3 +563,276 @@ def test_auths_keys_as_docker_writes_them(
             return head.digest if head else None
 
     assert anyio.run(body) == digest
+
+
+# ---------------------------------------------------------------- d) credential sources
+
+
+def auths_doc(key: str, user: str = USER, password: str = PASSWORD) -> dict[str, Any]:
+    """``{"auths": {key: {"auth": base64(user:password)}}}``."""
+    return {"auths": {key: {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}}}
+
+
+SOURCE_ORDER = ["env", "auth-file", "docker", "podman-runtime", "podman-config"]
+"""The sources, in the documented order."""
+
+
+def put_source(kind: str, doc: dict[str, Any], tmp_path: Path,
+               monkeypatch: pytest.MonkeyPatch) -> str:
+    """Write ``doc`` as the source ``kind``; returns how messages name it."""
+    if kind == "env":
+        monkeypatch.setenv("DOCKER_AUTH_CONFIG", json.dumps(doc))
+        return "$DOCKER_AUTH_CONFIG"
+    if kind == "auth-file":
+        path = tmp_path / "registry-auth.json"
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(path))
+    elif kind == "docker":
+        return str(write_config(doc))
+    else:
+        base = os.environ["XDG_RUNTIME_DIR" if kind == "podman-runtime" else "XDG_CONFIG_HOME"]
+        path = Path(base) / "containers" / "auth.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def basic_image(basic_registry: RegistryServer) -> tuple[str, str]:
+    """One image on the htpasswd registry: (reference, digest); pushed with credentials
+    from DOCKER_AUTH_CONFIG set for the push only."""
+    saved = os.environ.get("DOCKER_AUTH_CONFIG")
+    os.environ["DOCKER_AUTH_CONFIG"] = json.dumps(auths_doc(basic_registry.host))
+    try:
+        return seed_one(basic_registry.host, "sources")
+    finally:
+        if saved is None:
+            del os.environ["DOCKER_AUTH_CONFIG"]
+        else:
+            os.environ["DOCKER_AUTH_CONFIG"] = saved
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), list(itertools.pairwise(SOURCE_ORDER)),
+    ids=[f"{a}-before-{b}" for a, b in itertools.pairwise(SOURCE_ORDER)],
+)
+def test_source_order(
+    basic_registry: RegistryServer, basic_image: tuple[str, str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, first: str, second: str,
+) -> None:
+    host = basic_registry.host
+    ref, digest = basic_image
+    # The earlier source has the right credentials, the later one wrong ones: it wins.
+    put_source(first, auths_doc(host), tmp_path, monkeypatch)
+    put_source(second, auths_doc(host, password="wrong-password"), tmp_path, monkeypatch)
+    proc = manyfest("inspect", "--raw", ref)
+    assert proc.returncode == 0, proc.stderr
+    assert hashlib.sha256(proc.stdout.encode()).hexdigest() == digest.split(":")[1]
+    # The first source that has an entry wins even when its credentials are refused.
+    origin = put_source(first, auths_doc(host, password="wrong-password"), tmp_path,
+                        monkeypatch)
+    put_source(second, auths_doc(host), tmp_path, monkeypatch)
+    refused = manyfest("inspect", ref)
+    assert refused.returncode == 1
+    line = one_line(refused.stderr)
+    if first == "env":
+        assert line.endswith(
+            f"; the credentials for {host} in $DOCKER_AUTH_CONFIG were refused: fix them "
+            f"there, or unset DOCKER_AUTH_CONFIG and log in with `manyfest login {host}`"
+        ), line
+    else:
+        assert line.endswith(
+            f"; the credentials for {host} in {origin} were refused: log in again with "
+            f"`manyfest login {host}`"
+        ), line
+
+
+def test_a_source_without_the_registry_is_passed(
+    basic_registry: RegistryServer, basic_image: tuple[str, str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = basic_registry.host
+    ref, _ = basic_image
+    for kind in SOURCE_ORDER[:-1]:
+        put_source(kind, auths_doc("other.example:5000"), tmp_path, monkeypatch)
+    put_source("podman-config", auths_doc(host), tmp_path, monkeypatch)
+    proc = manyfest("inspect", ref)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("keys", "works"),
+    [
+        ({"{host}": "wrong", "{host}/sources": "good"}, True),
+        ({"{host}": "wrong", "{host}/sources": "wrong", "{host}/sources/app-amd64": "good"},
+         True),
+        ({"{host}/sources/other": "good", "{host}": "wrong"}, False),
+        ({"{host}/sources/app-amd64": "wrong", "{host}": "good"}, False),
+        ({"https://{host}/elsewhere": "good"}, True),
+    ],
+    ids=["namespace-over-registry", "repository-over-namespace", "other-repository",
+         "repository-wins-even-wrong", "scheme-means-host"],
+)
+def test_auth_file_namespace_keys(
+    basic_registry: RegistryServer, basic_image: tuple[str, str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, keys: dict[str, str], works: bool,
+) -> None:
+    """containers-auth.json(5): the most specific key matching the repository wins; a key
+    with a scheme counts as its host."""
+    host = basic_registry.host
+    ref, _ = basic_image
+    auths: dict[str, Any] = {}
+    for key, which in keys.items():
+        password = PASSWORD if which == "good" else "wrong-password"
+        auths.update(auths_doc(key.format(host=host), password=password)["auths"])
+    put_source("auth-file", {"auths": auths}, tmp_path, monkeypatch)
+    proc = manyfest("inspect", ref)
+    assert proc.returncode == (0 if works else 1), proc.stderr
+    if not works:
+        assert "were refused" in one_line(proc.stderr)
+
+
+def test_docker_config_ignores_namespaces(
+    basic_registry: RegistryServer, basic_image: tuple[str, str]
+) -> None:
+    """docker's config.json keys are hosts: a path after one is ignored (docker's rule)."""
+    host = basic_registry.host
+    ref, _ = basic_image
+    write_config(auths_doc(f"{host}/some/other/namespace"))
+    proc = manyfest("inspect", ref)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "said"),
+    [
+        ("env", "{not json", "$DOCKER_AUTH_CONFIG is not a valid docker config document "
+         "(JSON): "),
+        ("env", '{"auths": {"HOST": {"auth": 7}}}', "$DOCKER_AUTH_CONFIG is not a valid "
+         "docker config document (JSON): "),
+        ("auth-file", '{"auths": 5}', "PATH is not a valid auth file (containers-auth.json(5)): "),
+        ("podman-runtime", "[]", "PATH is not a valid auth file (containers-auth.json(5)): "),
+    ],
+    ids=["env-garbage", "env-auth-int", "auth-file-auths-int", "podman-list"],
+)
+def test_malformed_source(
+    basic_registry: RegistryServer, basic_image: tuple[str, str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, kind: str, text: str, said: str,
+) -> None:
+    host = basic_registry.host
+    ref, _ = basic_image
+    origin = put_source(kind, {}, tmp_path, monkeypatch)
+    if kind == "env":
+        monkeypatch.setenv("DOCKER_AUTH_CONFIG", text.replace("HOST", host))
+        hint = "fix or unset DOCKER_AUTH_CONFIG"
+    else:
+        Path(origin).write_text(text)
+        hint = f"fix or remove {origin}"
+    proc = manyfest("inspect", ref)
+    assert proc.returncode == 1
+    line = one_line(proc.stderr)
+    assert line.startswith(said.replace("PATH", origin)), line
+    assert line.endswith(f"; {hint}"), line
+
+
+def test_sources_after_the_answer_are_not_read(
+    basic_registry: RegistryServer, basic_image: tuple[str, str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = basic_registry.host
+    ref, _ = basic_image
+    put_source("docker", auths_doc(host), tmp_path, monkeypatch)
+    broken = put_source("podman-runtime", {}, tmp_path, monkeypatch)
+    Path(broken).write_text("{{{ broken")
+    assert manyfest("inspect", ref).returncode == 0
+    # $DOCKER_AUTH_CONFIG gives its auths only: a helper named there is not run.
+    monkeypatch.setenv("DOCKER_AUTH_CONFIG", json.dumps(
+        {"credsStore": "manyfest-no-such-helper", **auths_doc(host)}))
+    write_config({})
+    proc = manyfest("inspect", ref)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_lookup_keys_and_repository_of_scopes() -> None:
+    from manyfest.auth.config import containers_key, lookup_chain
+    from manyfest.auth.flow import repository_of
+    from manyfest.auth.sources import CredentialSources, podman_auth_files
+
+    assert lookup_chain("quay.io", "ns/sub/app") == [
+        "quay.io/ns/sub/app", "quay.io/ns/sub", "quay.io/ns", "quay.io"]
+    assert lookup_chain("quay.io", "") == ["quay.io"]
+    assert containers_key("https://index.docker.io/v1/") == "docker.io"
+    assert containers_key("http://h:5000/v2/x") == "h:5000"
+    assert containers_key("index.docker.io/library/alpine") == "docker.io/library/alpine"
+    assert containers_key("h:5000/ns") == "h:5000/ns"
+    # A mount's target (pushed to) decides; otherwise the first repository named.
+    assert repository_of(frozenset({"repository:src/a:pull", "repository:dst/b:pull,push"})) \
+        == "dst/b"
+    assert repository_of(frozenset({"repository:b:pull", "repository:a:pull"})) == "a"
+    assert repository_of(frozenset()) == ""
+    # Without XDG_RUNTIME_DIR podman's first file is /run/containers/<uid>/auth.json.
+    assert podman_auth_files({"XDG_CONFIG_HOME": "/c"}) == [
+        Path(f"/run/containers/{os.getuid()}/auth.json"), Path("/c/containers/auth.json")]
+    sources = CredentialSources({"REGISTRY_AUTH_FILE": "/x/auth.json", "DOCKER_CONFIG": "/d"})
+    assert sources.login_target().path == Path("/x/auth.json")
+    assert sources.login_target().key("docker.io") == "docker.io"
+    plain = CredentialSources({"DOCKER_CONFIG": "/d"}).login_target()
+    assert (plain.path, plain.key("docker.io"), plain.key("h:5000")) == (
+        Path("/d/config.json"), "https://index.docker.io/v1/", "h:5000")
+
+
+def test_namespaced_credentials_per_repository(
+    token_registry: RegistryServer, issuer: TokenIssuer, ns: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """auth.json gives a pull-only user for the registry and a full user for the target
+    repository: sources are read as the reader, the push (mounts included: their token
+    names the target, pushed to) goes as the full user."""
+    host = token_registry.host
+    login(host)
+    sources = seed_sources(host, ns)
+    write_config({})
+    monkeypatch.setitem(issuer.users, "reader", "reader-pass")
+    monkeypatch.setattr(issuer, "read_only", {"reader"})
+    auths = {**auths_doc(host, "reader", "reader-pass")["auths"],
+             **auths_doc(f"{host}/{ns}/app")["auths"]}
+    put_source("auth-file", {"auths": auths}, tmp_path, monkeypatch)
+    target = f"{host}/{ns}/app:1"
+    mark = issuer.mark()
+    digest = create_and_push(target, sources)
+    users: dict[frozenset[str], set[str]] = {}
+    for request in issuer.since(mark):
+        assert request.status == 200, request
+        users.setdefault(frozenset(request.scopes), set()).add(request.user)
+    repos = [reference.parse(r).repository for r in sources]
+    app = f"repository:{ns}/app:pull,push"
+    assert users == {
+        **{frozenset({scope(repo, ["pull"])}): {"reader"} for repo in repos},
+        frozenset({app}): {USER},
+        **{frozenset({app, scope(repo, ["pull"])}): {USER} for repo in repos},
+    }
+    assert inspect_digests(f"{host}/{ns}/app@{digest}") == set(sources.values())
+
+
+def test_auth_file_lookup_for_docker_hub() -> None:
+    """containers-auth.json(5) names Docker Hub ``docker.io`` (``index.docker.io`` and
+    docker's ``https://index.docker.io/v1/`` key count as it); docker's config.json uses
+    ``https://index.docker.io/v1/`` only."""
+    from manyfest.auth.config import AuthDocument, Credentials
+
+    def doc(auths: dict[str, str], *, namespaced: bool = True) -> AuthDocument:
+        body = {"auths": {k: {"auth": base64.b64encode(v.encode()).decode()}
+                          for k, v in auths.items()}}
+        return AuthDocument(json.dumps(body).encode(), "test", namespaced=namespaced)
+
+    def found(document: AuthDocument, repository: str) -> Credentials:
+        return anyio.run(document.lookup, "docker.io", repository)
+
+    hub = doc({"docker.io": "hub:1", "docker.io/library": "lib:2",
+               "index.docker.io/team/app": "app:3"})
+    assert found(hub, "library/alpine") == Credentials("lib", "2")
+    assert found(hub, "team/app") == Credentials("app", "3")
+    assert found(hub, "team/other") == Credentials("hub", "1")
+    assert found(doc({"https://index.docker.io/v1/": "old:4"}), "x/y") == Credentials("old", "4")
+    docker_style = doc({"docker.io": "no:5", "https://index.docker.io/v1/": "yes:6"},
+                       namespaced=False)
+    assert found(docker_style, "library/alpine") == Credentials("yes", "6")

@@ -370,7 +370,7 @@ def test_credentials_for_other_spelling_only_when_the_same_registry(
     proc = manyfest("inspect", respell(source, address))
     assert proc.returncode == 1
     assert one_line(proc.stderr).endswith(
-        f"no credentials for {address} in {config}: log in with `docker login {address}`"
+        f"no credentials for {address} in {config}: log in with `manyfest login {address}`"
     )
 
 

@@ -57,6 +57,9 @@ class TokenRequest:
     user: str
     status: int
     at: float
+    offline: bool = False
+    """``offline_token=true`` was asked (a refresh token wanted, as ``docker login`` asks)."""
+    client_id: str = ""
 
 
 @dataclass
@@ -79,6 +82,8 @@ class TokenIssuer:
             token, is refused by the registry).
         echo_refused: a refusal's message repeats what was presented (the Authorization
             header, the refresh token), as some token servers do, to check it is not shown.
+        issue_refresh_tokens: answer a Basic-authenticated request asking
+            ``offline_token=true`` with a ``refresh_token`` too (then accepted for that user).
         issued: every token issued so far (to look for them in outputs).
     """
 
@@ -91,6 +96,7 @@ class TokenIssuer:
     read_only: set[str] = field(default_factory=set)
     one_scope: bool = False
     echo_refused: bool = False
+    issue_refresh_tokens: bool = False
     issued: list[str] = field(default_factory=list)
     requests: list[TokenRequest] = field(default_factory=list)
     port: int = 0
@@ -197,6 +203,8 @@ class TokenIssuer:
         else:
             scopes = tuple(request.query.getall("scope", []))
             service = request.query.get("service", "")
+        offline = request.query.get("offline_token") == "true"
+        client_id = form.get("client_id") or request.query.get("client_id", "")
         user = self._user(request, form)
         status = 200
         if user is None or (user == "" and not self.anonymous_pull):
@@ -207,7 +215,7 @@ class TokenIssuer:
             self.requests.append(
                 TokenRequest(
                     request.method, request.scheme, service, scopes, user or "", status,
-                    time.monotonic(),
+                    time.monotonic(), offline, client_id,
                 )
             )
         if status != 200:
@@ -239,6 +247,11 @@ class TokenIssuer:
         issued = datetime.datetime.fromtimestamp(now, datetime.UTC).isoformat()
         answer: dict[str, object] = {"expires_in": expires_in, "issued_at": issued}
         answer["access_token" if form else "token"] = token
+        if offline and user and self.issue_refresh_tokens and not form:
+            refresh = f"refresh-{uuid.uuid4().hex}"
+            with self._lock:
+                self.refresh_tokens[refresh] = user
+            answer["refresh_token"] = refresh
         return web.json_response(answer)
 
     # ---------------------------------------------------------------- lifecycle

@@ -211,7 +211,7 @@ class RegistryError(ManyfestError):
 class AuthenticationError(RegistryError):
     """401 after credentials or a token were sent."""
 
-    default_hint = "log in (docker login <registry>) or check the credentials in config.json"
+    default_hint = "log in (manyfest login <registry>) or check the stored credentials"
 
 
 class AuthorizationError(RegistryError):

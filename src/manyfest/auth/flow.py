@@ -4,17 +4,21 @@ The transport owns the HTTP; this module decides what goes in it (distribution's
 spec ``docs/spec/auth/token.md`` and ``oauth.md``):
 
 * :class:`RegistryAuth` holds a registry's challenge (from its ``/v2/`` ping or a 401) and
-  its credentials, looked up once, the first time the registry asks for them;
+  its credentials, looked up in :class:`~manyfest.auth.sources.CredentialSources` once per
+  repository, the first time the registry asks for them (a request's repository is the one
+  its scopes push to, else the first: :func:`repository_of`);
 * :func:`basic_header`, :func:`token_request` and :func:`parse_token_answer` build and read
   the exchanges; :func:`login_hint` and :func:`insufficient_scope_hint` word the advice.
 
 Credentials are looked up under the registry as written, then under its other spelling
 (``host`` and ``host:80`` are one registry, see :func:`manyfest.reference.same_registry`).
+``auth_keys`` is :func:`manyfest.auth.config.auth_keys`, kept here for its callers.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -22,9 +26,10 @@ import anyio
 import msgspec
 
 from manyfest.auth.challenge import Challenge
-from manyfest.auth.config import ANONYMOUS, Credentials, DockerConfig
+from manyfest.auth.config import ANONYMOUS, Credentials, auth_keys
+from manyfest.auth.sources import CredentialSources, Found
 from manyfest.auth.tokens import Scopes, scope
-from manyfest.reference import DOCKER_HUB, DOCKER_HUB_AUTH_KEY, registry_aliases
+from manyfest.reference import DOCKER_HUB
 
 
 @dataclass(slots=True)
@@ -34,42 +39,71 @@ class RegistryAuth:
     Attributes:
         registry: host[:port] as written in references.
         challenge: the last ``WWW-Authenticate`` challenge seen (``None``: no auth asked).
-        credentials: looked up on first need (``None`` before).
+        credentials: the credentials last looked up (``None`` before any lookup), for
+            advice; each repository's are looked up once (:meth:`lookup`).
+        origin: where ``credentials`` came from (a path or ``$DOCKER_AUTH_CONFIG``).
+        fixed: ``credentials`` were given (``login``): used for every repository, never
+            looked up.
+        offline: ask the token server for a refresh token too (``login``).
+        refresh_token: the refresh token it gave ('' when none).
     """
 
     registry: str
     challenge: Challenge | None = None
     credentials: Credentials | None = None
+    origin: str = ""
+    fixed: bool = False
+    offline: bool = False
+    refresh_token: str = ""
+    found: dict[str, Found] = field(default_factory=dict)
     lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     def creds(self) -> Credentials:
         """The credentials looked up so far (anonymous before any lookup)."""
         return self.credentials or ANONYMOUS
 
-    async def lookup(self, config: DockerConfig) -> Credentials:
-        """The registry's credentials from ``config``, looked up once (one helper run).
+    def use(self, credentials: Credentials) -> None:
+        """Authenticate with ``credentials`` for every repository (no lookup)."""
+        self.credentials = credentials
+        self.fixed = True
+
+    def known(self) -> list[Credentials]:
+        """Every set of credentials of this registry so far (their secrets are never shown)."""
+        found = [f.credentials for f in self.found.values()]
+        every = [self.credentials, *found] if self.credentials is not None else found
+        return list(dict.fromkeys(every))
+
+    async def lookup(self, sources: CredentialSources, repository: str = "") -> Credentials:
+        """The credentials for ``repository`` from ``sources``, looked up once per repository
+        (one helper run per registry key: the documents cache their answers).
 
         Raises:
-            CredentialsError: config.json or the credential helper failed.
+            CredentialsError: a source or its credential helper failed.
         """
-        if self.credentials is not None:
+        if self.fixed and self.credentials is not None:
             return self.credentials
-        async with self.lock:
-            if self.credentials is None:
-                found = ANONYMOUS
-                for key in auth_keys(self.registry):
-                    found = await config.credentials(key)
-                    if not found.anonymous:
-                        break
-                self.credentials = found
-            return self.credentials
+        hit = self.found.get(repository)
+        if hit is None:
+            async with self.lock:
+                hit = self.found.get(repository)
+                if hit is None:
+                    hit = await sources.lookup(self.registry, repository)
+                    self.found[repository] = hit
+        self.credentials, self.origin = hit.credentials, hit.origin
+        return hit.credentials
 
 
-def auth_keys(registry: str) -> list[str]:
-    """The config.json keys to look under, in order (Docker Hub's key; host, then host:80)."""
-    if registry == DOCKER_HUB:
-        return [DOCKER_HUB_AUTH_KEY]
-    return registry_aliases(registry)
+@functools.lru_cache(maxsize=4096)
+def repository_of(scopes: Scopes) -> str:
+    """The repository whose credentials a request covering ``scopes`` uses: the one pushed
+    to (a mount's target), else the first named ('' when none)."""
+    names: list[tuple[bool, str]] = []
+    for text in scopes:
+        kind, _, rest = text.partition(":")
+        name, sep, actions = rest.rpartition(":")
+        if kind == "repository" and sep and name:
+            names.append(("push" not in actions.split(","), name))
+    return min(names)[1] if names else ""
 
 
 def basic_header(creds: Credentials) -> str:
@@ -100,6 +134,10 @@ def scrub(text: str, creds: Credentials) -> str:
     return text
 
 
+CLIENT_ID = "manyfest"
+"""The ``client_id`` sent to token servers (token spec: any meaningful value)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TokenRequest:
     """A token request to make: method, URL, headers, body (OAuth2 POST or token GET)."""
@@ -110,19 +148,21 @@ class TokenRequest:
     body: bytes | None = None
 
 
-def token_request(realm: str, chal: Challenge, creds: Credentials, scopes: Scopes) -> TokenRequest:
+def token_request(realm: str, chal: Challenge, creds: Credentials, scopes: Scopes, *,
+                  offline: bool = False) -> TokenRequest:
     """The request for a token covering ``scopes`` at ``realm``.
 
     With an identity token: OAuth2 ``POST grant_type=refresh_token``; otherwise ``GET
     realm?service=..&scope=..`` with Basic credentials when there are any (anonymous
-    otherwise).
+    otherwise). ``offline`` (``login``) also asks for a refresh token, as the token spec
+    says: ``offline_token=true``, ``client_id`` and ``account`` (the user name).
     """
     if creds.identity_token:
         form = {
             "grant_type": "refresh_token",
             "refresh_token": creds.identity_token,
             "service": chal.service,
-            "client_id": "manyfest",
+            "client_id": CLIENT_ID,
             "scope": " ".join(sorted(scopes)),
         }
         return TokenRequest(
@@ -131,6 +171,10 @@ def token_request(realm: str, chal: Challenge, creds: Credentials, scopes: Scope
         )
     query = [("service", chal.service)] if chal.service else []
     query += [("scope", s) for s in sorted(scopes)]
+    if offline and (creds.username or creds.password):
+        query += [("offline_token", "true"), ("client_id", CLIENT_ID)]
+        if creds.username:
+            query.append(("account", creds.username))
     headers: dict[str, str] = {}
     if creds.username or creds.password:
         headers["Authorization"] = basic_header(creds)
@@ -143,6 +187,16 @@ class _TokenAnswer(msgspec.Struct):
     token: str = ""
     access_token: str = ""
     expires_in: int = 0
+    refresh_token: str = ""
+
+
+def refresh_token_of(body: bytes) -> str:
+    """The ``refresh_token`` of a token server's answer ('' when none): what ``docker
+    login`` stores as ``identitytoken``."""
+    try:
+        return msgspec.json.decode(body, type=_TokenAnswer).refresh_token
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
 
 
 def parse_token_answer(body: bytes) -> tuple[str, float] | None:
@@ -158,17 +212,23 @@ def parse_token_answer(body: bytes) -> tuple[str, float] | None:
 
 
 def login_command(registry: str) -> str:
-    """The docker command that stores credentials for ``registry``."""
-    return "`docker login`" if registry == DOCKER_HUB else f"`docker login {registry}`"
+    """The command that stores credentials for ``registry``."""
+    return "`manyfest login`" if registry == DOCKER_HUB else f"`manyfest login {registry}`"
 
 
 def login_hint(auth: RegistryAuth, config_path: str) -> str:
-    """What to do about a 401: log in to this registry, or fix its credentials."""
+    """What to do about a 401: log in to this registry, or fix its credentials where they
+    came from (``config_path``: the file ``login`` writes)."""
     key = auth_keys(auth.registry)[0]
     login = login_command(auth.registry)
     if auth.creds().anonymous:
         return f"no credentials for {key} in {config_path}: log in with {login}"
-    return f"the credentials for {key} were refused: log in again with {login}"
+    if auth.origin.startswith("$"):
+        name = auth.origin[1:]
+        return (f"the credentials for {key} in {auth.origin} were refused: fix them there, or "
+                f"unset {name} and log in with {login}")
+    where = f" in {auth.origin}" if auth.origin else ""
+    return f"the credentials for {key}{where} were refused: log in again with {login}"
 
 
 def normal_scope(text: str) -> str:

@@ -122,11 +122,12 @@ class Stderr:
     command that prints one line does not pay for it.
     """
 
-    def print(self, text: str = "", *, markup: bool = False, highlight: bool = False) -> None:
-        """Write ``text`` and a newline to stderr (``markup``/``highlight``: accepted for
+    def print(self, text: str = "", *, end: str = "\n", markup: bool = False,
+              highlight: bool = False) -> None:
+        """Write ``text`` and ``end`` to stderr (``markup``/``highlight``: accepted for
         rich's signature, never interpreted)."""
         del markup, highlight
-        sys.stderr.write(f"{text}\n")
+        sys.stderr.write(f"{text}{end}")
         sys.stderr.flush()
 
 

@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": ("manyfest.cli.lists", "Delete one or more manifest lists from local storage."),
     "publish": ("manyfest.cli.publish",
                 "Publish every manifest list of a plan, concurrently."),
+    "login": ("manyfest.cli.login", "Authenticate to a registry."),
+    "logout": ("manyfest.cli.login", "Log out from a registry."),
 }
 """Command name -> (its module, the one-line summary ``manyfest --help`` shows), in
 ``--help`` order. The summary is the first paragraph of the command's docstring, checked by

@@ -48,7 +48,8 @@ import anyio
 from manyfest._version import __version__
 from manyfest.auth import challenge as challenges
 from manyfest.auth import flow
-from manyfest.auth.config import Credentials, DockerConfig
+from manyfest.auth.config import Credentials
+from manyfest.auth.sources import CredentialSources
 from manyfest.auth.tokens import Scopes, TokenCache
 from manyfest.errors import (
     AuthenticationError,
@@ -212,15 +213,16 @@ class Transport:
 
     Args:
         settings: see :class:`Settings`.
-        docker_config: credentials source (default: config.json of ``$DOCKER_CONFIG``).
+        credentials: where credentials are read (default: the sources of this
+            environment, :class:`~manyfest.auth.sources.CredentialSources`).
         on_event: receives :class:`~manyfest.events.Retried` and
             :class:`~manyfest.events.Throttled` events.
     """
 
-    def __init__(self, settings: Settings | None = None, docker_config: DockerConfig | None = None,
-                 on_event: EventSink = no_events):
+    def __init__(self, settings: Settings | None = None,
+                 credentials: CredentialSources | None = None, on_event: EventSink = no_events):
         self.settings = settings or Settings()
-        self._docker_config = docker_config
+        self._sources = credentials
         self._session: aiohttp.ClientSession | None = None
         self._states: dict[str, _RegistryState] = {}
         self._tokens = TokenCache(self._fetch_token)
@@ -319,20 +321,38 @@ class Transport:
             self._proxies[key] = proxy_for(url)
         return self._proxies[key]
 
-    def _config(self) -> DockerConfig:
-        if self._docker_config is None:
-            self._docker_config = DockerConfig()
-        return self._docker_config
+    def _config(self) -> CredentialSources:
+        if self._sources is None:
+            self._sources = CredentialSources()
+        return self._sources
 
-    async def _credentials(self, state: _RegistryState) -> Credentials:
-        """The registry's credentials, looked up the first time it asks for them.
+    async def _credentials(self, state: _RegistryState, scopes: Scopes) -> Credentials:
+        """The credentials for the repository of ``scopes``, looked up the first time the
+        registry asks for them.
 
         Only a registry that challenges gets a lookup, so a broken config.json or credential
         helper never stops an anonymous registry (docker only warns there too).
         """
-        if state.auth.credentials is not None:
-            return state.auth.credentials
-        return await state.auth.lookup(self._config())
+        return await state.auth.lookup(self._config(), flow.repository_of(scopes))
+
+    async def verify_login(self, registry: str, credentials: Credentials) -> str:
+        """Check ``credentials`` with ``registry`` as ``docker login`` does: ``GET /v2/``;
+        a Basic challenge is answered with them, a Bearer one by a token asked of the
+        realm with them (no scope; ``offline_token=true`` asks for a refresh token).
+
+        Returns:
+            The refresh token the token server gave ('' when none): stored as the
+            ``identitytoken``.
+
+        Raises:
+            AuthenticationError: the registry or its token server refused them.
+            TransportError, RegistryError: the registry could not be asked.
+        """
+        state = self._state(registry)
+        state.auth.use(credentials)
+        state.auth.offline = True
+        await self.request("GET", registry, "/v2/", what=f"log in to {registry}")
+        return state.auth.refresh_token
 
     # ---------------------------------------------------------------- ping
 
@@ -718,11 +738,13 @@ class Transport:
     def _scrubbed(self, state: _RegistryState, resp: Response) -> Response:
         """``resp`` with the registry's secrets cut out of its body, should the answer have
         echoed them (the body's words go into error messages)."""
-        creds = state.auth.credentials
-        if creds is None or creds.anonymous or not resp.body:
+        known = [c for c in state.auth.known() if not c.anonymous]
+        if not known or not resp.body:
             return resp
         text = resp.body.decode(errors="replace")
-        scrubbed = flow.scrub(text, creds)
+        scrubbed = text
+        for creds in known:
+            scrubbed = flow.scrub(scrubbed, creds)
         if scrubbed == text:
             return resp
         return Response(resp.status, resp.headers, scrubbed.encode(), resp.url)
@@ -751,8 +773,7 @@ class Transport:
         return error
 
     def _login_hint(self, state: _RegistryState) -> str:
-        config = str(self._docker_config.path) if self._docker_config else "config.json"
-        return flow.login_hint(state.auth, config)
+        return flow.login_hint(state.auth, str(self._config().login_target().path))
 
     async def _authorized(self, call: _Call) -> Response:
         """Send with credentials; on a 401 re-authenticate once and resend."""
@@ -843,7 +864,7 @@ class Transport:
         chal = state.auth.challenge
         if chal is None:
             return None, None
-        creds = await self._credentials(state)
+        creds = await self._credentials(state, scopes)
         if creds.registry_token:
             return f"Bearer {creds.registry_token}", None
         if chal.scheme == "basic":
@@ -874,11 +895,11 @@ class Transport:
         # User info in a realm is not ours to send (nor to show): the request carries the
         # registry's credentials, and aiohttp refuses both at once.
         realm = _without_user_info(self._url(state, chal.realm))
-        creds = await self._credentials(state)
+        creds = await self._credentials(state, scopes)
         realm_state = self._realm_state(state, realm)
         netloc = urllib.parse.urlsplit(realm).netloc
         what = f"get a token from {netloc} for {registry}"
-        req = flow.token_request(realm, chal, creds, scopes)
+        req = flow.token_request(realm, chal, creds, scopes, offline=state.auth.offline)
         if realm.startswith("http://") and not realm_state.insecure and not creds.anonymous:
             raise TransportError(
                 f"{what}: the token realm {errormap.redact(realm)} is plain HTTP; credentials "
@@ -890,6 +911,8 @@ class Transport:
             what,
         )
         answer = flow.parse_token_answer(resp.body)
+        if state.auth.offline:
+            state.auth.refresh_token = flow.refresh_token_of(resp.body) or state.auth.refresh_token
         if answer is None:
             raise AuthenticationError(
                 f"{what}: the token server sent no token", status=resp.status,
