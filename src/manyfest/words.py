@@ -1,0 +1,42 @@
+"""Wording helpers for messages: counts with the right plural, lists of choices.
+
+Light on purpose (no imports): the CLI's start-up path and every layer may use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+_IRREGULAR = {"child": "children", "entry": "entries", "retry": "retries", "was": "were"}
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: ``plural(1, "list")`` is ``1 list``,
+    ``plural(2, "list")`` is ``2 lists``, ``plural(0, "entry")`` is ``0 entries``.
+
+    ``many`` is the plural when it is not ``noun + "s"`` nor a known irregular one
+    (child, entry, retry); a noun of several words is pluralised on its last word
+    (``plural(2, "tag PUT")`` is ``2 tag PUTs``).
+    """
+    if n == 1:
+        return f"{n} {noun}"
+    if many is None:
+        head, _, last = noun.rpartition(" ")
+        many = _IRREGULAR.get(last, last + "s")
+        many = f"{head} {many}" if head else many
+    return f"{n} {many}"
+
+
+def of(done: int, total: int, noun: str) -> str:
+    """``done of total noun``, the noun's number following ``total``: ``of(0, 1, "list")``
+    is ``0 of 1 list``, ``of(1, 3, "list")`` is ``1 of 3 lists``."""
+    return f"{done} of {plural(total, noun)}"
+
+
+def one_of(choices: Sequence[str], quote: bool = False) -> str:
+    """Choices as a phrase: ``keep or drop``; ``error, warn or off`` (``quote``: each in
+    single quotes, as ``'keep' or 'drop'``)."""
+    items = [f"'{c}'" if quote else c for c in choices]
+    if len(items) <= 1:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} or {items[-1]}"
