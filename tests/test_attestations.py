@@ -501,7 +501,7 @@ def test_plan_keys() -> None:
         parse_documents("image: r.example/app:1\nallow_duplicate_platforms: yes\n"
                         "manifests: [{image: r.example/a:1}]\n")
     assert info.value.message == (
-        "plan: document 1: allow_duplicate_platforms: expected true or false, not 'yes'"
+        "plan: document 1: allow_duplicate_platforms: expected true or false, got 'yes'"
     )
     with pytest.raises(PlanError) as info:
         parse_documents("image: r.example/app:1\nattestations: some\n"
