@@ -247,8 +247,8 @@ def test_attestations_drop_on_create_and_publish(registry: RegistryServer, ns: s
     assert _get(target).raw == _exact_list_bytes(images)
     bad = manyfest("create", "--attestations", "maybe", f"{host}/{ns}/app:x", *refs)
     assert bad.returncode == 2
-    assert bad.stderr == ("Invalid value for '--attestations': Value error, 'maybe' is not one "
-                          "of 'keep', 'drop'; see `manyfest create --help`\n")
+    assert bad.stderr == ("--attestations 'maybe': expected one of keep, drop; see "
+                          "`manyfest create --help`\n")
 
     # publish: plan key, and the flag overriding it
     plan = tmp_path / "plan.yaml"

@@ -100,11 +100,11 @@ def _error(text: str) -> PlanError:
      "allow_duplicate_platforms: expected true or false, got 'yes'", DEFAULT_HINT),
     # a value outside a fixed set: the allowed values, and the nearest
     ("image: a.io/y:1\nattestations: dorp\n" + ONE,
-     "attestations: expected keep or drop, got 'dorp' (did you mean 'drop'?)", DEFAULT_HINT),
+     "attestations: expected one of keep, drop, got 'dorp' (did you mean 'drop'?)", DEFAULT_HINT),
     ("image: a.io/y:1\nattestations: none\n" + ONE,
-     "attestations: expected keep or drop, got 'none'", DEFAULT_HINT),
+     "attestations: expected one of keep, drop, got 'none'", DEFAULT_HINT),
     ("image: a.io/y:1\nattestations: [keep]\n" + ONE,
-     "attestations: expected keep or drop, got a list", DEFAULT_HINT),
+     "attestations: expected one of keep, drop, got a list", DEFAULT_HINT),
 ])
 def test_plan_errors_in_the_plans_words(text: str, message: str, hint: str) -> None:
     err = _error(text)

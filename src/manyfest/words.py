@@ -1,11 +1,9 @@
-"""Wording helpers for messages: counts with the right plural, lists of choices.
+"""Wording helpers for messages: counts with the right plural.
 
 Light on purpose (no imports): the CLI's start-up path and every layer may use it.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 _IRREGULAR = {"child": "children", "entry": "entries", "retry": "retries", "was": "were"}
 
@@ -32,11 +30,3 @@ def of(done: int, total: int, noun: str) -> str:
     is ``0 of 1 list``, ``of(1, 3, "list")`` is ``1 of 3 lists``."""
     return f"{done} of {plural(total, noun)}"
 
-
-def one_of(choices: Sequence[str], quote: bool = False) -> str:
-    """Choices as a phrase: ``keep or drop``; ``error, warn or off`` (``quote``: each in
-    single quotes, as ``'keep' or 'drop'``)."""
-    items = [f"'{c}'" if quote else c for c in choices]
-    if len(items) <= 1:
-        return "".join(items)
-    return f"{', '.join(items[:-1])} or {items[-1]}"

@@ -18,15 +18,14 @@ import typer
 import typer.core
 
 from manyfest import interrupts
-from manyfest.cli.app import CONTEXT_SETTINGS, main, state, stderr
+from manyfest.cli.app import CONTEXT_SETTINGS, EXIT_CODES, main, state, stderr
 from manyfest.errors import Interrupted, ManyfestError, first_error
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("manyfest.cli.inspect", "Display an image manifest, or manifest list."),
     "create": ("manyfest.cli.lists",
                "Create a local manifest list for annotating and pushing to a registry."),
-    "annotate": ("manyfest.cli.lists", "Add additional information to a local image "
-                 "manifest (or, with --remote, to an entry of a list in a registry)."),
+    "annotate": ("manyfest.cli.lists", "Add additional information to a local image manifest."),
     "push": ("manyfest.cli.lists", "Push a manifest list to a repository."),
     "rm": ("manyfest.cli.lists", "Delete one or more manifest lists from local storage."),
     "publish": ("manyfest.cli.publish",
@@ -80,6 +79,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     no_args_is_help=True,
     context_settings=CONTEXT_SETTINGS,
+    epilog=EXIT_CODES,
 )
 app.callback()(main)
 
@@ -102,9 +102,18 @@ def run() -> None:
         stderr.print(ctx.get_help() if ctx is not None else "", markup=False)
         sys.exit(2)
     except click.exceptions.UsageError as exc:
+        from manyfest.cli.usage import usage_line
+
+        args = sys.argv[1:]
         ctx = getattr(exc, "ctx", None)
         sub = ctx.command.name if ctx is not None and ctx.parent is not None else None
-        message = _one_sentence(exc.format_message())
+        if sub is None:  # the parser's errors carry no context: the command named in args
+            sub = next((a for a in args if a in COMMANDS), None)
+        group = command if isinstance(command, click.Group) else None
+        found = group.get_command(click.Context(command), sub) if group and sub else None
+        about = click.Context(found, info_name=sub, parent=click.Context(
+            command, info_name="manyfest")) if found is not None else None
+        message = usage_line(exc, args, list(COMMANDS), about)
         stderr.print(f"{message}; see `manyfest {sub + ' ' if sub else ''}--help`", markup=False)
         sys.exit(2)
     except click.exceptions.ClickException as exc:
@@ -119,16 +128,6 @@ def run() -> None:
         stderr.print(unexpected(exc), markup=False)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-def _one_sentence(text: str) -> str:
-    """click's usage message as one clause: ``No such option '--nope'. Did you mean
-    '--purge'?`` becomes ``No such option '--nope' (did you mean '--purge'?)``."""
-    message = " ".join(text.split())
-    head, sep, suggestion = message.partition(". Did you mean ")
-    if sep:
-        return f"{head} (did you mean {suggestion.rstrip('.')})"
-    return message.rstrip(".")
 
 
 def unexpected(exc: BaseException) -> str:

@@ -60,7 +60,6 @@ from manyfest.errors import InvalidReferenceError, PlanError, PlatformError
 from manyfest.ops.entries import ATTESTATION_CHOICES, Attestations
 from manyfest.platform import CHECK_MODES, Platform, normalize, parse, validate
 from manyfest.reference import Reference, registry_key
-from manyfest.words import one_of
 
 
 class PlatformSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -426,7 +425,7 @@ def _problem(
         choices = _choices(t)
         if value in choices:
             return None
-        message = f"{at}expected {one_of(choices)}, got {_given(value)}"
+        message = f"{at}expected one of {', '.join(choices)}, got {_given(value)}"
         near = _nearest(value, choices) if isinstance(value, str) else None
         return message + (f" (did you mean {near!r}?)" if near else ""), None
     if isinstance(t, mi.StrType):
@@ -466,7 +465,7 @@ def _describe(t: mi.Type, many: bool = False) -> str:
     if isinstance(t, mi.BoolType):
         return "true or false"
     if isinstance(t, mi.LiteralType):
-        return one_of(_choices(t))
+        return "one of " + ", ".join(_choices(t))
     if isinstance(t, mi.ListType):
         return f"{'lists' if many else 'a list'} of {_describe(t.item_type, True)}"
     if isinstance(t, mi.DictType):
