@@ -20,6 +20,7 @@ from manyfest.cli.app import (
     print_warning,
     settings_from,
 )
+from manyfest.cli.completion import complete_list
 from manyfest.errors import ManyfestError, UsageError
 
 # manyfest.ops.inspect.FIELDS, written out so that --help does not load the inspect module
@@ -37,7 +38,7 @@ app = command_app()
 @app.command()
 def inspect(
     refs: Annotated[list[str], typer.Argument(
-        metavar="[MANIFEST_LIST] MANIFEST",
+        metavar="[MANIFEST_LIST] MANIFEST", autocompletion=complete_list,
         hidden=True,  # no Arguments: section (docker has none): the usage line names it
     )],
     insecure: InsecureOpt = False,

@@ -30,6 +30,7 @@ from manyfest.cli.app import (
     settings_from,
     stderr,
 )
+from manyfest.cli.completion import complete_list, complete_list_image
 from manyfest.errors import ManyfestError, UsageError
 from manyfest.words import of
 
@@ -143,11 +144,11 @@ def _annotation_flags(values: list[str], removed: list[str]) -> dict[str, str]:
 @app.command()
 def annotate(
     list_ref: Annotated[str, typer.Argument(
-        metavar="MANIFEST_LIST",
+        metavar="MANIFEST_LIST", autocompletion=complete_list,
         hidden=True,  # no Arguments: section (docker has none): the usage line names it
     )],
     image_ref: Annotated[str, typer.Argument(
-        metavar="MANIFEST",
+        metavar="MANIFEST", autocompletion=complete_list_image,
         hidden=True,  # no Arguments: section (docker has none): the usage line names it
     )],
     arch: Annotated[str, typer.Option("--arch", metavar="ARCH", help="Set architecture")] = "",
@@ -300,7 +301,7 @@ def _annotate_remote(
 @app.command()
 def push(
     list_ref: Annotated[str, typer.Argument(
-        metavar="MANIFEST_LIST",
+        metavar="MANIFEST_LIST", autocompletion=complete_list,
         hidden=True,  # no Arguments: section (docker has none): the usage line names it
     )],
     purge: Annotated[
@@ -362,7 +363,7 @@ def _push_stopped(ref: Reference, sessions: list[Session]) -> str:
 @app.command()
 def rm(
     list_refs: Annotated[list[str], typer.Argument(
-        metavar="MANIFEST_LIST [MANIFEST_LIST...]",
+        metavar="MANIFEST_LIST [MANIFEST_LIST...]", autocompletion=complete_list,
         hidden=True,  # no Arguments: section (docker has none): the usage line names it
     )],
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import click
@@ -30,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": ("manyfest.cli.lists", "Delete one or more manifest lists from local storage."),
     "publish": ("manyfest.cli.publish",
                 "Publish every manifest list of a plan, concurrently."),
+    "completion": ("manyfest.cli.completion",
+                   "Print the shell completion script for bash, zsh or fish."),
 }
 """Command name -> (its module, the one-line summary ``manyfest --help`` shows), in
 ``--help`` order. The summary is the first paragraph of the command's docstring, checked by
@@ -61,6 +64,27 @@ class LazyGroup(typer.core.TyperGroup):
             assert isinstance(group, click.Group)
             self._loaded.update(group.commands)
         return self._loaded.get(cmd_name)
+
+    def shell_complete(
+        self, ctx: click.Context, incomplete: str
+    ) -> list[click.shell_completion.CompletionItem]:
+        """Completion at the root: the commands starting with ``incomplete`` (their summaries
+        from :data:`COMMANDS`, no command module loaded), then the root's flags."""
+        from click.shell_completion import CompletionItem
+
+        items = [CompletionItem(name, help=summary) for name, (_, summary) in COMMANDS.items()
+                 if name.startswith(incomplete)]
+        items.extend(click.Command.shell_complete(self, ctx, incomplete))
+        return items
+
+    def _main_shell_completion(
+        self, ctx_args: MutableMapping[str, Any], prog_name: str,
+        complete_var: str | None = None,
+    ) -> None:
+        """click's completion protocol (``_MANYFEST_COMPLETE=bash_source``, then
+        ``bash_complete`` with ``COMP_WORDS``/``COMP_CWORD``; zsh and fish likewise), not
+        typer's variant of it (``source_bash`` and its own environment variables)."""
+        click.Command._main_shell_completion(self, ctx_args, prog_name, complete_var)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The ``Commands:`` section of ``manyfest --help``: each summary whole, from
