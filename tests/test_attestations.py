@@ -506,8 +506,9 @@ def test_plan_keys() -> None:
     with pytest.raises(PlanError) as info:
         parse_documents("image: r.example/app:1\nattestations: some\n"
                         "manifests: [{image: r.example/a:1}]\n")
-    assert info.value.message.startswith("plan: document 1: ")
-    assert "`$.attestations`" in info.value.message
+    assert info.value.message == (
+        "plan: document 1: attestations: expected one of keep, drop, got 'some'"
+    )
 
 
 def test_plain_images_keep_docker_bytes(registry: RegistryServer, ns: str) -> None:
