@@ -88,6 +88,9 @@ def test_root_help_lists_whole_summaries_and_exit_codes() -> None:
     (["inspect"],
      "missing MANIFEST (usage: manyfest inspect [OPTIONS] [MANIFEST_LIST] MANIFEST); see "
      "`manyfest inspect --help`"),
+    (["completion"],
+     "missing SHELL (usage: manyfest completion [OPTIONS] SHELL); see "
+     "`manyfest completion --help`"),
     (["create", "a/b:1"],
      '"create" requires at least 2 arguments (usage: manyfest create [OPTIONS] MANIFEST_LIST '
      "MANIFEST [MANIFEST...]); see `manyfest create --help`"),

@@ -22,8 +22,6 @@ from typing import Any
 
 import click
 
-from manyfest.words import plural
-
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\Z")
 
 
@@ -41,12 +39,12 @@ def usage_line(
     the errors click raises without one (a flag missing its value).
     """
     ctx = exc.ctx or command
+    if isinstance(exc, click.MissingParameter) and exc.param is not None:
+        return _missing(exc.param, ctx)
     if isinstance(exc, click.BadParameter) and exc.param is not None:
         line = _bad_value(exc, exc.param, args)
         if line:
             return line
-    if isinstance(exc, click.MissingParameter) and exc.param is not None:
-        return _missing(exc.param, ctx)
     if isinstance(exc, click.NoSuchOption):
         return f"unknown flag {exc.option_name!r}{_did_you_mean(exc.possibilities or [])}"
     if isinstance(exc, click.BadOptionUsage):
@@ -61,7 +59,7 @@ def usage_line(
     if extra:
         given = extra.group(1).split()
         listed = ", ".join(repr(a) for a in given)
-        line = f"unexpected extra {plural(len(given), 'argument')[2:]} {listed}"
+        line = f"unexpected extra argument{'' if len(given) == 1 else 's'} {listed}"
         return line + (f" (usage: {_usage(ctx)})" if ctx is not None else "")
     return _one_sentence(text)
 
