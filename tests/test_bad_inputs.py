@@ -30,7 +30,7 @@ from tests.bigblob import upload_blob
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_walkthrough
 from tests.quirk_proxy import QuirkProxy
 
-_SUMMARY = re.compile(r"^(published \d+ lists: |\d+ of \d+ lists? (would )?failed; )")
+_SUMMARY = re.compile(r"^(published \d+ lists: |\d+ of \d+ lists (would )?failed; )")
 
 
 def _error_lines(stderr: str) -> list[str]:

@@ -24,9 +24,3 @@ def plural(n: int, noun: str, many: str | None = None) -> str:
         many = f"{head} {many}" if head else many
     return f"{n} {many}"
 
-
-def of(done: int, total: int, noun: str) -> str:
-    """``done of total noun``, the noun's number following ``total``: ``of(0, 1, "list")``
-    is ``0 of 1 list``, ``of(1, 3, "list")`` is ``1 of 3 lists``."""
-    return f"{done} of {plural(total, noun)}"
-

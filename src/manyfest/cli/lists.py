@@ -32,7 +32,6 @@ from manyfest.cli.app import (
 )
 from manyfest.cli.completion import complete_list, complete_list_image
 from manyfest.errors import ManyfestError, UsageError
-from manyfest.words import of
 
 if TYPE_CHECKING:  # imported in the commands' bodies: see manyfest.cli.app on start-up
     from manyfest.api import Session
@@ -381,7 +380,7 @@ def rm(
     for exc in errors:
         stderr.print(exc.one_line(), markup=False)
     if interrupts.received() is not None:
-        removed = of(len(refs) - len(errors), len(refs), "local list")
-        raise interrupted_exit(f"rm had already run: {removed} removed")
+        raise interrupted_exit(f"rm had already run: {len(refs) - len(errors)} of {len(refs)} "
+                           "local lists removed")
     if errors:
         raise typer.Exit(1)

@@ -28,7 +28,6 @@ from manyfest.cli.app import (
 )
 from manyfest.errors import ManyfestError, PublishFailed, UsageError
 from manyfest.transport.settings import DEFAULT_CONCURRENCY
-from manyfest.words import of
 
 if TYPE_CHECKING:  # imported in the command's body: see manyfest.cli.app on start-up
     from manyfest.ops.publish import PublishReport
@@ -283,7 +282,7 @@ def publish(
     except Stopped:
         # Only when the session itself failed to start or close: no list was published.
         raise interrupted_exit(
-            f"{of(0, len(plan), 'list')} published, {len(plan)} not published; re-run to finish"
+            f"0 of {len(plan)} lists published, {len(plan)} not published; re-run to finish"
         ) from None
     try:
         if json_out:
@@ -304,10 +303,10 @@ def publish(
     if report.failed:
         if dry_run:
             raise fail(PublishFailed(
-                f"{of(report.failed, len(report.results), 'list')} would fail",
+                f"{report.failed} of {len(report.results)} lists would fail",
                 hint="see the per-list errors above; nothing was written (--dry-run)",
             ))
-        raise fail(PublishFailed(f"{of(report.failed, len(report.results), 'list')} failed"))
+        raise fail(PublishFailed(f"{report.failed} of {len(report.results)} lists failed"))
 
 
 def _lists_in_flight() -> int:

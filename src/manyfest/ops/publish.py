@@ -62,7 +62,6 @@ from manyfest.ops.writes import RecordingClient
 from manyfest.platform import Platform, enforce, matches
 from manyfest.reference import Reference
 from manyfest.transport import RequestStats, Transport, current_stats
-from manyfest.words import of, plural
 
 
 def result_json(r: ListResult) -> dict[str, Any]:
@@ -152,7 +151,7 @@ class PublishReport:
         total = len(self.results)
         verb = "checked (--dry-run)" if self.dry_run else "published"
         line = (
-            f"{of(self.published(), total, 'list')} {verb} ({self.count('created')} created, "
+            f"{self.published()} of {total} lists {verb} ({self.count('created')} created, "
             f"{self.count('updated')} updated, {self.count('unchanged')} unchanged)"
         )
         failed = self.failed - self.not_published
@@ -164,8 +163,8 @@ class PublishReport:
             notes.append(f"{self.partly} with some tags moved")
         if self.uncertain:
             notes.append(
-                f"{plural(len(self.uncertain), 'tag PUT')} cut off in flight: each tag points "
-                "at its new list or still where it was"
+                f"{len(self.uncertain)} tag PUTs cut off in flight: each tag points at its new "
+                "list or still where it was"
             )
         if notes:
             line += f" ({'; '.join(notes)})"
