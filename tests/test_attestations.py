@@ -247,8 +247,8 @@ def test_attestations_drop_on_create_and_publish(registry: RegistryServer, ns: s
     assert _get(target).raw == _exact_list_bytes(images)
     bad = manyfest("create", "--attestations", "maybe", f"{host}/{ns}/app:x", *refs)
     assert bad.returncode == 2
-    assert bad.stderr == ("Invalid value for '--attestations': Value error, 'maybe' is not one "
-                          "of 'keep', 'drop'; see `manyfest create --help`\n")
+    assert bad.stderr == ("--attestations 'maybe': expected one of keep, drop; see "
+                          "`manyfest create --help`\n")
 
     # publish: plan key, and the flag overriding it
     plan = tmp_path / "plan.yaml"
@@ -501,13 +501,14 @@ def test_plan_keys() -> None:
         parse_documents("image: r.example/app:1\nallow_duplicate_platforms: yes\n"
                         "manifests: [{image: r.example/a:1}]\n")
     assert info.value.message == (
-        "plan: document 1: allow_duplicate_platforms: expected true or false, not 'yes'"
+        "plan: document 1: allow_duplicate_platforms: expected true or false, got 'yes'"
     )
     with pytest.raises(PlanError) as info:
         parse_documents("image: r.example/app:1\nattestations: some\n"
                         "manifests: [{image: r.example/a:1}]\n")
-    assert info.value.message.startswith("plan: document 1: ")
-    assert "`$.attestations`" in info.value.message
+    assert info.value.message == (
+        "plan: document 1: attestations: expected one of keep, drop, got 'some'"
+    )
 
 
 def test_plain_images_keep_docker_bytes(registry: RegistryServer, ns: str) -> None:

@@ -91,11 +91,11 @@ def test_proxy_rules(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_usage_errors_are_one_line() -> None:
     for args, phrase in (
-        (["rm"], "Missing argument"),
-        (["bogus"], "No such command 'bogus'"),
-        (["publish", "--json-style", "bogus", "x"], "Invalid value for '--json-style'"),
-        (["publish", "--concurrency", "0", "x"], "Invalid value for '--concurrency'"),
-        (["push", "--nope", "a/b:1"], "No such option '--nope' (did you mean '--purge'?); see "
+        (["rm"], "missing MANIFEST_LIST"),
+        (["bogus"], "unknown command 'bogus'"),
+        (["publish", "--json-style", "bogus", "x"], "--json-style 'bogus': expected one of"),
+        (["publish", "--concurrency", "0", "x"], "--concurrency 0: expected a whole number"),
+        (["push", "--nope", "a/b:1"], "unknown flag '--nope' (did you mean '--purge'?); see "
                                         "`manyfest push --help`"),
     ):
         proc = manyfest(*args)

@@ -113,7 +113,7 @@ def test_plan_keys_parse() -> None:
     [
         ("media_type: OCI\n", "plan: document 1: media_type: 'OCI' is not auto, oci or docker"),
         ("labels_to_annotations: yes\n",
-         "plan: document 1: labels_to_annotations: expected true or false, not 'yes'"),
+         "plan: document 1: labels_to_annotations: expected true or false, got 'yes'"),
         ("artifact_type: sbom\n", "plan: document 1: artifact_type: 'sbom' is not a media type"),
         ("subject: 'a.io/x:bad tag'\n", "plan: document 1: subject: "),
         ("media_type: docker\nartifact_type: application/x.y\nlabels_to_annotations: true\n",

@@ -136,7 +136,7 @@ manifests:
 """
     )
     assert str(err) == (
-        "plan: document 2: Object contains unknown field `platfrom` - at `$.manifests[0]`"
+        "plan: document 2: manifests[0]: unknown key 'platfrom' (did you mean 'platform'?)"
     )
 
 
@@ -152,25 +152,31 @@ manifests:
         source="plans/p.yaml",
     )
     assert str(err) == (
-        "plans/p.yaml: document 1: Object contains unknown field `arch` - at "
-        "`$.manifests[1].platform`"
+        "plans/p.yaml: document 1: manifests[1].platform: unknown key 'arch' (did you mean "
+        "'architecture'?)"
     )
 
 
 def test_unknown_top_level_key() -> None:
     err = _error("image: a.io/y:1\ntag: [x]\nmanifests: [{image: a.io/y-amd64:1}]\n")
-    assert str(err) == "plan: document 1: Object contains unknown field `tag`"
+    assert str(err) == "plan: document 1: unknown key 'tag' (did you mean 'tags'?)"
+    assert err.hint == (
+        "the keys of a document are image, manifests, tags, annotations, require_platforms, "
+        "platform_check, attestations, allow_duplicate_platforms, media_type, artifact_type, "
+        "subject, labels_to_annotations"
+    )
 
 
 def test_missing_required_fields() -> None:
     assert str(_error("image: a.io/y:1\n")) == (
-        "plan: document 1: Object missing required field `manifests`"
+        "plan: document 1: missing key 'manifests' (a list of mappings with keys image, "
+        "platform)"
     )
     assert str(_error("manifests: [{image: a.io/y-amd64:1}]\n")) == (
-        "plan: document 1: Object missing required field `image`"
+        "plan: document 1: missing key 'image' (a string)"
     )
     assert str(_error("image: a.io/y:1\nmanifests: [{platform: {os: linux}}]\n")) == (
-        "plan: document 1: Object missing required field `image` - at `$.manifests[0]`"
+        "plan: document 1: manifests[0]: missing key 'image' (a string)"
     )
 
 
@@ -179,7 +185,7 @@ def test_wrong_shapes() -> None:
         "plan: document 1: expected a mapping with image, tags and manifests"
     )
     assert str(_error("image: a.io/y:1\ntags: latest\nmanifests: [{image: a/b}]\n")) == (
-        "plan: document 1: Expected `array`, got `str` - at `$.tags`"
+        "plan: document 1: tags: expected a list of strings, got 'latest'"
     )
     assert str(_error("image: a.io/y:1\nmanifests: []\n")) == (
         "plan: document 1: manifests: a list needs at least one image"
@@ -342,7 +348,7 @@ def test_load_reads_file_and_names_it(tmp_path: Path) -> None:
     with pytest.raises(PlanError) as info:
         load(path)
     assert str(info.value) == (
-        f"{path}: document 1: Object contains unknown field `x` - at `$.manifests[0]`"
+        f"{path}: document 1: manifests[0]: unknown key 'x'"
     )
 
 

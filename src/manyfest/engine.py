@@ -69,6 +69,7 @@ from manyfest.platform import Platform
 from manyfest.reference import Reference
 from manyfest.registry import RegistryClient
 from manyfest.transport import RequestStats, current_stats
+from manyfest.words import plural
 
 T = TypeVar("T")
 _CONFIG = msgspec.json.Decoder(ImageConfig)
@@ -939,8 +940,8 @@ def mixed_warning(target: Reference, media_type: str, entries: list[Entry]) -> W
     first = mixed[0].digest
     return Warned(
         target=str(target),
-        message=f"{target} is {kind} with {len(mixed)} {other} "
-        f"{'child' if len(mixed) == 1 else 'children'} of {len(entries)} (first {first}); "
+        message=f"{target} is {kind} with {plural(len(mixed), other + ' child')} of "
+        f"{len(entries)} (first {first}); "
         "some registries refuse mixed lists: --media-type sets the list's type",
     )
 

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
+import click
 import typer
 
 from manyfest import interrupts
@@ -38,6 +39,39 @@ if TYPE_CHECKING:
     from manyfest.transport.settings import Settings
 
 T = TypeVar("T")
+
+
+class AtLeast(click.ParamType[float]):
+    """A number flag's click type: a whole number (``whole``) or a decimal one, at least
+    ``low``. Unlike click's ranges, ``--help`` shows no ``[x>=1]``; a refused value fails
+    with ``expected a whole number of at least 1`` (:mod:`manyfest.cli.usage` adds the
+    flag and the value given)."""
+
+    def __init__(self, low: float, *, whole: bool) -> None:
+        self.low = low
+        self.whole = whole
+        self.name = "integer" if whole else "float"
+        what = "a whole number" if whole else "a number"
+        self.expected = f"{what} of at least {low:g}"
+        """What the flag takes, in words."""
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        """``value`` as an int (``whole``) or a float, at least ``low``.
+
+        Raises:
+            click.BadParameter: not such a number.
+        """
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number: float = value
+        else:
+            try:
+                number = int(str(value)) if self.whole else float(str(value))
+            except ValueError:
+                self.fail(f"expected {self.expected}, got {value!r}", param, ctx)
+        if number != number or number < self.low:  # NaN too
+            self.fail(f"expected {self.expected}, got {value!r}", param, ctx)
+        return number
 
 
 class MediaTypeChoice(enum.StrEnum):
@@ -59,7 +93,7 @@ class PlatformCheckChoice(enum.StrEnum):
 PlatformCheckOpt = Annotated[
     PlatformCheckChoice | None,
     typer.Option(
-        "--platform-check",
+        "--platform-check", metavar="error|warn|off",
         help="Platforms outside the table of valid os/arch/variant: refuse (error), warn and "
         "go on (warn), or do not check (off). Default: refuse platforms you write, warn about "
         "platforms read from images.",
@@ -95,6 +129,11 @@ class JsonStyleChoice(enum.StrEnum):
     docker = "docker"
     manifest_tool = "manifest-tool"
     compact = "compact"
+
+EXIT_CODES = ("Exit status: 0 success, 1 failure, 2 usage error, 3 publish finished with "
+              "failed lists, 130 interrupted (SIGINT), 143 terminated (SIGTERM).")
+"""The exit codes, as ``manyfest --help`` ends (docker uses 1 for a wrong argument count and
+125 for an unknown flag; manyfest gives every usage error 2, the shell's convention)."""
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 """click context settings of the root and of every command."""
@@ -146,7 +185,7 @@ InsecureOpt = Annotated[
 MediaTypeOpt = Annotated[
     MediaTypeChoice | None,
     typer.Option(
-        "--media-type",
+        "--media-type", metavar="oci|docker|auto",
         help="The list's media type: oci (an OCI index), docker (a Docker manifest list) or "
         "auto (docker's rule: an OCI index when the first entry is an OCI image; the default).",
     ),

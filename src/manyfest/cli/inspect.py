@@ -20,6 +20,7 @@ from manyfest.cli.app import (
     print_warning,
     settings_from,
 )
+from manyfest.cli.completion import complete_list
 from manyfest.errors import ManyfestError, UsageError
 
 # manyfest.ops.inspect.FIELDS, written out so that --help does not load the inspect module
@@ -36,7 +37,10 @@ app = command_app()
 
 @app.command()
 def inspect(
-    refs: Annotated[list[str], typer.Argument(metavar="[MANIFEST_LIST] MANIFEST")],
+    refs: Annotated[list[str], typer.Argument(
+        metavar="[MANIFEST_LIST] MANIFEST", autocompletion=complete_list,
+        hidden=True,  # no Arguments: section (docker has none): the usage line names it
+    )],
     insecure: InsecureOpt = False,
     verbose: Annotated[
         bool,
@@ -74,13 +78,23 @@ def inspect(
         ),
     ] = "json",
 ) -> None:
-    """Display an image manifest, or manifest list."""
+    """Display an image manifest, or manifest list.
+
+    \b
+    Examples:
+      manyfest inspect registry.example/app:1.0
+      manyfest inspect --platform linux/arm64 --raw registry.example/app:1.0
+      manyfest inspect --format table registry.example/app:1.0
+    """
     from manyfest.api import Session
     from manyfest.ops import inspect as inspecting
     from manyfest.platform import parse as parse_platform
 
     if len(refs) > 2:
-        raise fail(UsageError('"inspect" requires at least 1 and at most 2 arguments'))
+        raise fail(UsageError(
+            '"inspect" requires at least 1 and at most 2 arguments (usage: manyfest inspect '
+            "[OPTIONS] [MANIFEST_LIST] MANIFEST)", hint="see `manyfest inspect --help`",
+        ))
     try:
         fmt = inspecting.parse_format(format_)
         wanted = None if platform is None else parse_platform(platform)

@@ -30,6 +30,7 @@ from manyfest.cli.app import (
     settings_from,
     stderr,
 )
+from manyfest.cli.completion import complete_list, complete_list_image
 from manyfest.errors import ManyfestError, UsageError
 
 if TYPE_CHECKING:  # imported in the commands' bodies: see manyfest.cli.app on start-up
@@ -45,7 +46,10 @@ app = command_app()
 
 @app.command()
 def create(
-    refs: Annotated[list[str], typer.Argument(metavar="MANIFEST_LIST MANIFEST [MANIFEST...]")],
+    refs: Annotated[list[str], typer.Argument(
+        metavar="MANIFEST_LIST MANIFEST [MANIFEST...]",
+        hidden=True,  # no Arguments: section (docker has none): the usage line names it
+    )],
     amend: Annotated[
         bool, typer.Option("--amend", "-a", help="Amend an existing manifest list")
     ] = False,
@@ -53,7 +57,8 @@ def create(
     platform_check: PlatformCheckOpt = None,
     attestations: Annotated[
         AttestationsChoice,
-        typer.Option("--attestations", help="Keep or drop the attestation manifests of index "
+        typer.Option("--attestations", metavar="keep|drop",
+                     help="Keep or drop the attestation manifests of index "
                      "sources (kept only with the image they describe)."),
     ] = AttestationsChoice.keep,
     allow_duplicate_platforms: AllowDuplicatesOpt = False,
@@ -67,11 +72,19 @@ def create(
 
     A MANIFEST may be an index / manifest list (e.g. buildx's image + attestation): its
     entries are added as they are, images first, then attestations.
+
+    \b
+    Example:
+      manyfest create registry.example/app:1.0 \\
+        registry.example/app:1.0-amd64 registry.example/app:1.0-arm64
     """
     from manyfest.api import Session
 
     if len(refs) < 2:
-        raise fail(UsageError('"create" requires at least 2 arguments'))
+        raise fail(UsageError(
+            '"create" requires at least 2 arguments (usage: manyfest create [OPTIONS] '
+            "MANIFEST_LIST MANIFEST [MANIFEST...])", hint="see `manyfest create --help`",
+        ))
     parsed = [parse_ref(r) for r in refs]
     wanted = list_settings(str(parsed[0]), media_type, annotation, artifact_type, subject,
                             labels_to_annotations)
@@ -129,20 +142,28 @@ def _annotation_flags(values: list[str], removed: list[str]) -> dict[str, str]:
 
 @app.command()
 def annotate(
-    list_ref: Annotated[str, typer.Argument(metavar="MANIFEST_LIST")],
-    image_ref: Annotated[str, typer.Argument(metavar="MANIFEST")],
-    arch: Annotated[str, typer.Option("--arch", help="Set architecture")] = "",
-    os_: Annotated[str, typer.Option("--os", help="Set operating system")] = "",
+    list_ref: Annotated[str, typer.Argument(
+        metavar="MANIFEST_LIST", autocompletion=complete_list,
+        hidden=True,  # no Arguments: section (docker has none): the usage line names it
+    )],
+    image_ref: Annotated[str, typer.Argument(
+        metavar="MANIFEST", autocompletion=complete_list_image,
+        hidden=True,  # no Arguments: section (docker has none): the usage line names it
+    )],
+    arch: Annotated[str, typer.Option("--arch", metavar="ARCH", help="Set architecture")] = "",
+    os_: Annotated[str, typer.Option("--os", metavar="OS", help="Set operating system")] = "",
     os_version: Annotated[
-        str, typer.Option("--os-version", help="Set operating system version")
+        str, typer.Option("--os-version", metavar="VERSION",
+                          help="Set operating system version")
     ] = "",
     os_features: Annotated[
-        list[str] | None, typer.Option("--os-features", help="Set operating system feature")
+        list[str] | None, typer.Option("--os-features", metavar="FEATURE[,FEATURE...]",
+                                       help="Set operating system feature")
     ] = None,
     variant: Annotated[
         str | None,
         typer.Option(
-            "--variant",
+            "--variant", metavar="VARIANT",
             help="Set architecture variant ('' clears it; a new --arch clears the old one)",
         ),
     ] = None,
@@ -176,8 +197,18 @@ def annotate(
     platform_check: PlatformCheckOpt = None,
     allow_duplicate_platforms: AllowDuplicatesOpt = False,
 ) -> None:
-    """Add additional information to a local image manifest (or, with --remote, to an
-    entry of a list in a registry)."""
+    """Add additional information to a local image manifest.
+
+    With --remote, the entry of a list in a registry instead: the index is rewritten with
+    only this change and pushed to its tag.
+
+    \b
+    Examples:
+      manyfest annotate --os linux --arch arm --variant v7 \\
+        registry.example/app:1.0 registry.example/app:1.0-armv7
+      manyfest annotate --remote --annotation org.example.note=ok \\
+        registry.example/app:1.0 linux/arm64
+    """
     removed = list(remove_annotation or [])
     annotations = _annotation_flags(list(annotation or []), removed)
     features = _split_features(os_features or [])
@@ -268,7 +299,10 @@ def _annotate_remote(
 
 @app.command()
 def push(
-    list_ref: Annotated[str, typer.Argument(metavar="MANIFEST_LIST")],
+    list_ref: Annotated[str, typer.Argument(
+        metavar="MANIFEST_LIST", autocompletion=complete_list,
+        hidden=True,  # no Arguments: section (docker has none): the usage line names it
+    )],
     purge: Annotated[
         bool, typer.Option("--purge", "-p", help="Remove the local manifest list after push")
     ] = False,
@@ -282,7 +316,11 @@ def push(
     """Push a manifest list to a repository.
 
     --media-type, --annotation, --artifact-type, --subject and --labels-to-annotations
-    override what `create` stored for the list.
+    override what `create` stored for the list. The list's digest is the last line printed.
+
+    \b
+    Example:
+      manyfest push --purge registry.example/app:1.0
     """
     from manyfest.api import Session
 
@@ -323,9 +361,17 @@ def _push_stopped(ref: Reference, sessions: list[Session]) -> str:
 
 @app.command()
 def rm(
-    list_refs: Annotated[list[str], typer.Argument(metavar="MANIFEST_LIST [MANIFEST_LIST...]")],
+    list_refs: Annotated[list[str], typer.Argument(
+        metavar="MANIFEST_LIST [MANIFEST_LIST...]", autocompletion=complete_list,
+        hidden=True,  # no Arguments: section (docker has none): the usage line names it
+    )],
 ) -> None:
-    """Delete one or more manifest lists from local storage."""
+    """Delete one or more manifest lists from local storage.
+
+    \b
+    Example:
+      manyfest rm registry.example/app:1.0 registry.example/app:1.1
+    """
     from manyfest.ops.local import remove
     from manyfest.store import ManifestStore
 

@@ -37,9 +37,9 @@ app = command_app()
 ServerArg = Annotated[
     str,
     typer.Argument(
-        metavar="SERVER",
-        help="The registry (host[:port]); Docker Hub when omitted.",
+        metavar="[SERVER]",
         show_default=False,
+        hidden=True,  # no Arguments: section (docker has none): the usage line names it
     ),
 ]
 
@@ -108,11 +108,13 @@ def _read_credentials(username: str, password: str, password_stdin: bool) -> tup
 def login_command(
     server: ServerArg = "",
     username: Annotated[
-        str, typer.Option("--username", "-u", help="Username", show_default=False)
+        str, typer.Option("--username", "-u", metavar="USER", help="Username",
+                          show_default=False)
     ] = "",
     password: Annotated[
-        str, typer.Option("--password", "-p", help="Password or personal access token "
-                          "(insecure: use --password-stdin)", show_default=False)
+        str, typer.Option("--password", "-p", metavar="PASSWORD",
+                          help="Password or personal access token (insecure: use "
+                          "--password-stdin)", show_default=False)
     ] = "",
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Take the password or token from stdin")
@@ -124,6 +126,10 @@ def login_command(
     Docker Hub when SERVER is omitted. The credentials are checked with the registry, then
     stored: in $REGISTRY_AUTH_FILE when it is set, else in docker's config.json (through its
     credential helper when it names one).
+
+    \b
+    Example:
+      manyfest login -u ci --password-stdin registry.example:5000 < token.txt
     """
     from manyfest.cli.app import settings_from
 
@@ -150,6 +156,10 @@ def logout_command(server: ServerArg = "") -> None:
 
     Docker Hub when SERVER is omitted. Removes its stored credentials from $REGISTRY_AUTH_FILE
     when it is set, else from docker's config.json (and from its credential helper).
+
+    \b
+    Example:
+      manyfest logout registry.example:5000
     """
     registry = _registry(server)
     _warn_env_config()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import click
@@ -18,21 +19,22 @@ import typer
 import typer.core
 
 from manyfest import interrupts
-from manyfest.cli.app import CONTEXT_SETTINGS, main, state, stderr
+from manyfest.cli.app import CONTEXT_SETTINGS, EXIT_CODES, main, state, stderr
 from manyfest.errors import Interrupted, ManyfestError, first_error
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("manyfest.cli.inspect", "Display an image manifest, or manifest list."),
     "create": ("manyfest.cli.lists",
                "Create a local manifest list for annotating and pushing to a registry."),
-    "annotate": ("manyfest.cli.lists", "Add additional information to a local image "
-                 "manifest (or, with --remote, to an entry of a list in a registry)."),
+    "annotate": ("manyfest.cli.lists", "Add additional information to a local image manifest."),
     "push": ("manyfest.cli.lists", "Push a manifest list to a repository."),
     "rm": ("manyfest.cli.lists", "Delete one or more manifest lists from local storage."),
     "publish": ("manyfest.cli.publish",
                 "Publish every manifest list of a plan, concurrently."),
     "login": ("manyfest.cli.login", "Authenticate to a registry."),
     "logout": ("manyfest.cli.login", "Log out from a registry."),
+    "completion": ("manyfest.cli.completion",
+                   "Print the shell completion script for bash, zsh or fish."),
 }
 """Command name -> (its module, the one-line summary ``manyfest --help`` shows), in
 ``--help`` order. The summary is the first paragraph of the command's docstring, checked by
@@ -65,6 +67,27 @@ class LazyGroup(typer.core.TyperGroup):
             self._loaded.update(group.commands)
         return self._loaded.get(cmd_name)
 
+    def shell_complete(
+        self, ctx: click.Context, incomplete: str
+    ) -> list[click.shell_completion.CompletionItem]:
+        """Completion at the root: the commands starting with ``incomplete`` (their summaries
+        from :data:`COMMANDS`, no command module loaded), then the root's flags."""
+        from click.shell_completion import CompletionItem
+
+        items = [CompletionItem(name, help=summary) for name, (_, summary) in COMMANDS.items()
+                 if name.startswith(incomplete)]
+        items.extend(click.Command.shell_complete(self, ctx, incomplete))
+        return items
+
+    def _main_shell_completion(
+        self, ctx_args: MutableMapping[str, Any], prog_name: str,
+        complete_var: str | None = None,
+    ) -> None:
+        """click's completion protocol (``_MANYFEST_COMPLETE=bash_source``, then
+        ``bash_complete`` with ``COMP_WORDS``/``COMP_CWORD``; zsh and fish likewise), not
+        typer's variant of it (``source_bash`` and its own environment variables)."""
+        click.Command._main_shell_completion(self, ctx_args, prog_name, complete_var)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The ``Commands:`` section of ``manyfest --help``: each summary whole, from
         :data:`COMMANDS` (click would load every command and cut its summary short)."""
@@ -82,6 +105,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     no_args_is_help=True,
     context_settings=CONTEXT_SETTINGS,
+    epilog=EXIT_CODES,
 )
 app.callback()(main)
 
@@ -104,9 +128,18 @@ def run() -> None:
         stderr.print(ctx.get_help() if ctx is not None else "", markup=False)
         sys.exit(2)
     except click.exceptions.UsageError as exc:
+        from manyfest.cli.usage import usage_line
+
+        args = sys.argv[1:]
         ctx = getattr(exc, "ctx", None)
         sub = ctx.command.name if ctx is not None and ctx.parent is not None else None
-        message = _one_sentence(exc.format_message())
+        if sub is None:  # the parser's errors carry no context: the command named in args
+            sub = next((a for a in args if a in COMMANDS), None)
+        group = command if isinstance(command, click.Group) else None
+        found = group.get_command(click.Context(command), sub) if group and sub else None
+        about = click.Context(found, info_name=sub, parent=click.Context(
+            command, info_name="manyfest")) if found is not None else None
+        message = usage_line(exc, args, list(COMMANDS), about)
         stderr.print(f"{message}; see `manyfest {sub + ' ' if sub else ''}--help`", markup=False)
         sys.exit(2)
     except click.exceptions.ClickException as exc:
@@ -121,16 +154,6 @@ def run() -> None:
         stderr.print(unexpected(exc), markup=False)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-def _one_sentence(text: str) -> str:
-    """click's usage message as one clause: ``No such option '--nope'. Did you mean
-    '--purge'?`` becomes ``No such option '--nope' (did you mean '--purge'?)``."""
-    message = " ".join(text.split())
-    head, sep, suggestion = message.partition(". Did you mean ")
-    if sep:
-        return f"{head} (did you mean {suggestion.rstrip('.')})"
-    return message.rstrip(".")
 
 
 def unexpected(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ import typer
 
 from manyfest import interrupts
 from manyfest.cli.app import (
+    AtLeast,
     AttestationsChoice,
     InsecureOpt,
     JsonStyleChoice,
@@ -42,8 +43,7 @@ def publish(
         Path | None,
         typer.Argument(
             metavar="PLAN.yaml",
-            help="YAML plan: manifest-tool documents and/or compact `matrix` documents.",
-            show_default=False,
+            hidden=True,  # no Arguments: section (docker has none): the usage line names it
         ),
     ] = None,
     platforms: Annotated[
@@ -58,14 +58,15 @@ def publish(
     template: Annotated[
         str | None,
         typer.Option(
-            "--template",
+            "--template", metavar="IMAGE",
             help="Without PLAN.yaml: the source image per platform; the first ARCH, OS and "
             "VARIANT are replaced (manifest-tool's from-args).",
         ),
     ] = None,
     target: Annotated[
         str | None,
-        typer.Option("--target", help="Without PLAN.yaml: the list to publish."),
+        typer.Option("--target", metavar="LIST",
+                     help="Without PLAN.yaml: the list to publish (a reference with a tag)."),
     ] = None,
     tags: Annotated[
         list[str] | None,
@@ -87,8 +88,7 @@ def publish(
     concurrency: Annotated[
         int | None,
         typer.Option(
-            "--concurrency",
-            min=1,
+            "--concurrency", metavar="N", click_type=AtLeast(1, whole=True),
             help=f"Requests in flight per registry (default {DEFAULT_CONCURRENCY}, or the "
             "configuration file's).",
         ),
@@ -115,25 +115,28 @@ def publish(
     ] = False,
     json_style: Annotated[
         JsonStyleChoice,
-        typer.Option("--json-style", help="Bytes of built lists: docker's 3-space indent, "
+        typer.Option("--json-style", metavar="docker|manifest-tool|compact",
+                     help="Bytes of built lists: docker's 3-space indent, "
                      "manifest-tool's 2-space, or compact."),
     ] = JsonStyleChoice.docker,
     media_type: Annotated[
         MediaTypeChoice | None,
-        typer.Option("--media-type", help="Media type of built lists: oci (an OCI index), "
+        typer.Option("--media-type", metavar="oci|docker|auto",
+                     help="Media type of built lists: oci (an OCI index), "
                      "docker (a Docker manifest list) or auto (docker's rule: OCI when the "
                      "first entry is an OCI image); default: the plan's media_type, else auto."),
     ] = None,
     retry_deadline: Annotated[
         float | None,
-        typer.Option("--retry-deadline", metavar="SECONDS", min=0.1,
+        typer.Option("--retry-deadline", metavar="SECONDS",
+                     click_type=AtLeast(0.1, whole=False),
                      help="How long a request is retried while a registry throttles (default "
                      "300, or the configuration file's); 5xx and connection errors are retried "
                      "for at most 60 s of it."),
     ] = None,
     lists_in_flight: Annotated[
         int | None,
-        typer.Option("--lists-in-flight", min=1,
+        typer.Option("--lists-in-flight", metavar="N", click_type=AtLeast(1, whole=True),
                      help="Lists published at once (default 32, or the configuration file's)."),
     ] = None,
     platform_check: PlatformCheckOpt = None,
@@ -158,7 +161,8 @@ def publish(
     ] = None,
     attestations: Annotated[
         AttestationsChoice | None,
-        typer.Option("--attestations", help="Keep or drop the attestation manifests of index "
+        typer.Option("--attestations", metavar="keep|drop",
+                     help="Keep or drop the attestation manifests of index "
                      "sources, for every list (default: the plan's `attestations`, else keep)."),
     ] = None,
     allow_duplicate_platforms: Annotated[
@@ -188,8 +192,17 @@ def publish(
 ) -> None:
     """Publish every manifest list of a plan, concurrently.
 
-    The plan is PLAN.yaml, or one list given by --target, --template and --platforms
-    (manifest-tool's `push from-args`), never both.
+    The plan is PLAN.yaml (manifest-tool documents and/or compact `matrix` documents), or
+    one list given by --target, --template and --platforms (manifest-tool's `push
+    from-args`), never both. Exit status 3: some lists failed.
+
+    \b
+    Examples:
+      manyfest publish --dry-run plan.yaml
+      manyfest publish --report report.jsonl plan.yaml
+      manyfest publish --target registry.example/app:1.0 \\
+        --template registry.example/app-OS-ARCHVARIANT:1.0 \\
+        --platforms linux/amd64,linux/arm64/v8,linux/arm/v7
     """
     from rich.console import Console
 

@@ -59,6 +59,7 @@ from manyfest.store import (
     merge_settings,
     replace_settings,
 )
+from manyfest.words import plural
 
 REFUSE_AMEND = "refusing to amend an existing manifest list with no --amend flag"
 
@@ -227,15 +228,12 @@ def _flattened(ref: Reference, source: Source) -> tuple[list[StoredImage], list[
 
 def _flattened_note(ref: Reference, images: int, attestations: int, mode: Attestations) -> str:
     """``<ref> is an index: added its 2 images and 2 attestations`` (or what was dropped)."""
-    def count(n: int, what: str) -> str:
-        return f"{n} {what}{'' if n == 1 else 's'}"
-
-    text = f"{ref} is an index: added its {count(images, 'image')}"
+    text = f"{ref} is an index: added its {plural(images, 'image')}"
     if not attestations:
         return text
     if mode == "drop":
-        return f"{text}; dropped its {count(attestations, 'attestation')} (--attestations drop)"
-    return f"{text} and {count(attestations, 'attestation')}"
+        return f"{text}; dropped its {plural(attestations, 'attestation')} (--attestations drop)"
+    return f"{text} and {plural(attestations, 'attestation')}"
 
 
 def _replaced(entry_ref: Reference, given: list[Reference]) -> bool:

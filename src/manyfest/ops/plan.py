@@ -42,20 +42,22 @@ into Structs that forbid unknown keys; errors name the document and the field.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
 import string
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect as mi
 import yaml
 
 from manyfest import reference
 from manyfest.errors import InvalidReferenceError, PlanError, PlatformError
-from manyfest.ops.entries import Attestations
+from manyfest.ops.entries import ATTESTATION_CHOICES, Attestations
 from manyfest.platform import CHECK_MODES, Platform, normalize, parse, validate
 from manyfest.reference import Reference, registry_key
 
@@ -242,7 +244,7 @@ def _booleans(doc: dict[str, Any], where: str) -> None:
         elif value in _FALSE:
             doc[key] = False
         elif key in doc:
-            raise PlanError(f"{where}: {key}: expected true or false, not {value!r}")
+            raise PlanError(f"{where}: {key}: expected true or false, got {value!r}")
 
 
 def parse_documents(
@@ -316,16 +318,177 @@ def _parse_documents(text: str, source: str, platform_check: str | None) -> list
         doc = _drop_null_keys(doc)
         _normalise_platform(doc, where)
         _booleans(doc, where)
-        try:
-            spec = msgspec.convert(doc, ListSpec)
-        except msgspec.ValidationError as exc:
-            raise PlanError(f"{where}: {exc}") from exc
+        spec = _convert(doc, ListSpec, where)
         labels.append(f"document {number}")
         lists.append(_validate(spec, where, number, platform_check))
     if not lists:
         raise PlanError(f"{source}: no list in the plan", hint="add at least one YAML document")
     _check_unique_tags(lists, labels, source)
     return lists
+
+
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+def _convert(doc: dict[str, Any], kind: type[_S], where: str) -> _S:
+    """``msgspec.convert(doc, kind)``; when it fails, the first problem in the plan's words
+    (see :func:`_problem`), else msgspec's own message.
+
+    Raises:
+        PlanError: the document does not fit ``kind``.
+    """
+    try:
+        return msgspec.convert(doc, kind)
+    except msgspec.ValidationError as exc:
+        found = _problem(doc, mi.type_info(kind), "", top=kind)
+        if found is None:  # pragma: no cover - msgspec refused what the walk accepts
+            raise PlanError(f"{where}: {exc}") from exc
+        message, hint = found
+        raise PlanError(f"{where}: {message}", hint=hint) from None
+
+
+def _keys_of(t: mi.StructType) -> list[str]:
+    """The keys a plan mapping of type ``t`` accepts, as written in plans: the required
+    ones first, then the others in their declared order."""
+    return [f.encode_name for f in sorted(t.fields, key=lambda f: not f.required)]
+
+
+_COMPACT_ONLY = ("matrix", "platforms", "template")
+
+
+def _problem(
+    value: Any, t: mi.Type, path: str, *, top: type[msgspec.Struct] | None = None
+) -> tuple[str, str | None] | None:
+    """The first place where ``value`` (a YAML document, read as strings, lists, mappings
+    and nulls) does not fit the type ``t``: ``(message, hint)``, or None when it fits.
+
+    Messages name the key by its path (``manifests[1].platform``), what was expected and
+    what was given; an unknown key gets the nearest valid key of its mapping
+    (:func:`difflib.get_close_matches`, else a valid key it starts) and the hint lists them.
+    """
+    at = f"{path}: " if path else ""
+    if isinstance(t, mi.UnionType):
+        kinds = [k for k in t.types if not isinstance(k, mi.NoneType)]
+        if value is None:
+            return None
+        if len(kinds) == 1:
+            return _problem(value, kinds[0], path, top=top)
+    if isinstance(t, mi.StructType):
+        if not isinstance(value, dict):
+            return f"{at}expected {_describe(t)}, got {_given(value)}", None
+        keys = _keys_of(t)
+        kind = "a matrix document" if top is CompactSpec else "a document"
+        hint = f"the keys of {path or kind} are {', '.join(keys)}"
+        for key in value:
+            if key in keys:
+                continue
+            if not isinstance(key, str):
+                return f"{at}expected string keys, got {_given(key)}", hint
+            message = f"{at}unknown key {key!r}"
+            if top is ListSpec and key in _COMPACT_ONLY:
+                message += " (platforms and template belong to a compact document: one " \
+                    "with a matrix key)"
+            else:
+                near = _nearest(key, keys)
+                if near:
+                    message += f" (did you mean {near!r}?)"
+            return message, hint
+        for f in t.fields:
+            if f.required and f.encode_name not in value:
+                return f"{at}missing key {f.encode_name!r} ({_describe(f.type)})", hint
+        for f in t.fields:
+            if f.encode_name in value:
+                sub = f"{path}.{f.encode_name}" if path else f.encode_name
+                found = _problem(value[f.encode_name], f.type, sub)
+                if found is not None:
+                    return found
+        return None
+    if isinstance(t, mi.ListType):
+        if not isinstance(value, list):
+            return f"{at}expected {_describe(t)}, got {_given(value)}", None
+        for i, item in enumerate(value):
+            found = _problem(item, t.item_type, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    if isinstance(t, mi.DictType):
+        if not isinstance(value, dict):
+            return f"{at}expected {_describe(t)}, got {_given(value)}", None
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{at}expected string keys, got {_given(key)}", None
+            found = _problem(item, t.value_type, f"{path}[{key!r}]")
+            if found is not None:
+                return found
+        return None
+    if isinstance(t, mi.LiteralType):
+        choices = _choices(t)
+        if value in choices:
+            return None
+        message = f"{at}expected one of {', '.join(choices)}, got {_given(value)}"
+        near = _nearest(value, choices) if isinstance(value, str) else None
+        return message + (f" (did you mean {near!r}?)" if near else ""), None
+    if isinstance(t, mi.StrType):
+        if isinstance(value, str):
+            return None
+        return f"{at}expected {_describe(t)}, got {_given(value)}", None
+    if isinstance(t, mi.BoolType):
+        if isinstance(value, bool):
+            return None
+        return f"{at}expected true or false, got {_given(value)}", None
+    return None  # pragma: no cover - no other type in the plan's Structs
+
+
+def _choices(t: mi.LiteralType) -> list[str]:
+    """A literal's values in their documented order (msgspec sorts them)."""
+    values = [str(v) for v in t.values]
+    return list(ATTESTATION_CHOICES) if set(values) == set(ATTESTATION_CHOICES) else values
+
+
+def _nearest(word: str, choices: Sequence[str]) -> str | None:
+    """The valid key or value nearest ``word``: the closest by :mod:`difflib`, else the one
+    ``word`` starts (``arch``: ``architecture``); None when none is near."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    starts = [c for c in choices if len(word) >= 3 and c.startswith(word)]
+    return starts[0] if len(starts) == 1 else None
+
+
+def _describe(t: mi.Type, many: bool = False) -> str:
+    """What a plan value of type ``t`` must be, in words (``many``: plural)."""
+    if isinstance(t, mi.UnionType):
+        kinds = [k for k in t.types if not isinstance(k, mi.NoneType)]
+        return " or ".join(_describe(k, many) for k in kinds)
+    if isinstance(t, mi.StrType):
+        return "strings" if many else "a string"
+    if isinstance(t, mi.BoolType):
+        return "true or false"
+    if isinstance(t, mi.LiteralType):
+        return "one of " + ", ".join(_choices(t))
+    if isinstance(t, mi.ListType):
+        return f"{'lists' if many else 'a list'} of {_describe(t.item_type, True)}"
+    if isinstance(t, mi.DictType):
+        return f"{'mappings' if many else 'a mapping'} of strings to " \
+            f"{_describe(t.value_type, True)}"
+    if isinstance(t, mi.StructType):
+        return f"{'mappings' if many else 'a mapping'} with keys {', '.join(_keys_of(t))}"
+    return "a value"  # pragma: no cover - no other type in the plan's Structs
+
+
+def _given(value: Any) -> str:
+    """What a plan value is, in words: a string is quoted, a list or mapping named."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return repr(value)  # pragma: no cover - BaseLoader reads nothing else
 
 
 _PLATFORM_KEYS = ("os", "arch", "variant")
@@ -438,10 +601,7 @@ def _expand(
     doc = _drop_null_keys(doc)
     _normalise_platform(doc, doc_where)
     _booleans(doc, doc_where)
-    try:
-        spec = msgspec.convert(doc, CompactSpec)
-    except msgspec.ValidationError as exc:
-        raise PlanError(f"{doc_where}: {exc}") from exc
+    spec = _convert(doc, CompactSpec, doc_where)
     for key, values in spec.matrix.items():
         if not _MATRIX_KEY.match(key):
             raise PlanError(

@@ -50,6 +50,7 @@ from manyfest.models import Descriptor, IndexDoc
 from manyfest.ops.entries import Listed, attested_digest, check_unique_platforms
 from manyfest.platform import Platform
 from manyfest.reference import Reference
+from manyfest.words import plural
 
 # ---------------------------------------------------------------------- the change
 
@@ -597,7 +598,7 @@ async def pick_entry(engine: Engine, list_ref: Reference, doc: IndexDoc, entry: 
     if len(found) > 1:
         listed = ", ".join(f"#{i + 1} {_describe(doc.manifests[i])}" for i in found)
         raise ManyfestError(
-            f"{what} names {len(found)} entries of {list_ref}: {listed}",
+            f"{what} names {plural(len(found), 'entry')} of {list_ref}: {listed}",
             hint="name the entry by digest"
             if wanted is not None else "the index lists this digest twice: publish it again",
         )
