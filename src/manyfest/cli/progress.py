@@ -321,7 +321,8 @@ class PublishProgress:
         self.failed += failed
         if self.phase == "publish":
             self.phase_done = self.done
-        self._advance()  # the bars show this list done when its line is printed
+        if self._bars is not None:
+            self._advance()  # the bars show this list done when its line is printed
         text, word = list_line(result, self.done, self.total, dry_run=self.dry_run)
         style = _STYLE.get(result.status, "")
         if self._bars is not None and self.console is not None:
@@ -334,6 +335,8 @@ class PublishProgress:
             painted = head + output.paint(word, style) + text[len(head) + len(word):]
             output.emit(text, level="error" if failed else "info", event="list",
                         fields=result_json(result), painted=painted)
+        if self._bars is None:
+            self._advance()  # a status line, after the list's
 
     def _throttled(self, event: Throttled) -> None:
         text = event.detail + (f" ({event.reason})" if event.reason else "")
