@@ -39,6 +39,7 @@ from manyfest.ops.publish import PublishReport
 from manyfest.reference import parse
 from manyfest.transport import RequestStats
 from tests.helpers import manyfest, seed_walkthrough
+from tests.quirk_proxy import QuirkProxy, too_many_requests
 from tests.token_issuer import TokenIssuer
 
 ESC = "\x1b["
@@ -266,6 +267,30 @@ def test_log_format_json(
     usage = manyfest("inspect", "--log-format=json", "--nope", "x")
     assert usage.returncode == 2
     assert json.loads(usage.stderr)["level"] == "error"
+
+
+def test_throttling_and_retries_are_shown(
+    registry: RegistryServer, ns: str, sources: list[str], tmp_path: Path
+) -> None:
+    """A registry answering 429: the plain lines say so as it happens; -D logs each retry
+    with its cause and wait; the summary counts them."""
+    proxy = QuirkProxy(upstream=registry.host)
+    proxy.before.append(too_many_requests(1, "1", match="/manifests/"))
+    proxy.start()
+    try:
+        via = [s.replace(registry.host, proxy.host) for s in sources]
+        plan = _plan(tmp_path / "plan.yaml", {f"{proxy.host}/{ns}/app:1": via})
+        proc = manyfest("publish", str(plan), "-D")
+    finally:
+        proxy.stop()
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert any(re.fullmatch(rf"throttled by {re.escape(proxy.host)}, \d+ in flight, waiting "
+                            r"1\.0 s \(429 TOOMANYREQUESTS\)", line) for line in lines), lines
+    retried = [line for line in lines if line.startswith("manyfest.events: retried ")]
+    assert len(retried) == 1, proc.stderr
+    assert re.search(r"429 TOOMANYREQUESTS; try 2 in \d+\.\d s$", retried[0]), retried
+    assert re.search(r"; \d+ requests, 1 retry, 1 throttled in ", lines[-1]), lines[-1]
 
 
 # ---------------------------------------------------------------- -D redaction
