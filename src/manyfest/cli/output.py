@@ -74,7 +74,8 @@ def lift(argv: list[str]) -> list[str]:
     them as the root's options wherever they were written (``publish plan.yaml -D``).
 
     ``--progress`` and ``--log-format`` take the next word (or ``=VALUE``). Nothing after a
-    ``--`` is moved. :data:`options` is set from what was found (the root callback sets it
+    ``--`` is moved; an option value spelled like one of these words is written
+    ``--option=-q``. :data:`options` is set from what was found (the root callback sets it
     again once click checked the values), so a usage error is already printed as asked.
     """
     front: list[str] = []
