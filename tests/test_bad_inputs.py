@@ -2,8 +2,9 @@
 
 Exit codes (README): 0 success, 1 failure, 2 usage (bad flags, references, plans, config),
 3 publish finished with failed lists. ``publish`` with failed lists prints, besides the
-per-list line, its summary (``published N lists: ...``) and ``N of M lists failed``: those are
-not error lines; the per-list error is exactly one line.
+per-list line, its phases (``resolving N sources``, ``publishing N lists``), its summary
+(``published N lists: ...``) and ``N of M lists failed``: those are not error lines; the
+per-list error is exactly one line.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from tests.bigblob import upload_blob
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_walkthrough
 from tests.quirk_proxy import QuirkProxy
 
-_SUMMARY = re.compile(r"^(published \d+ lists: |\d+ of \d+ lists (would )?failed; )")
+_SUMMARY = re.compile(r"^(published \d+ lists?: |\d+ of \d+ lists? (would )?failed; |"
+                      r"resolving \d+ sources?$|publishing \d+ lists?$)")
 
 
 def _error_lines(stderr: str) -> list[str]:

@@ -62,7 +62,7 @@ def test_dry_run_writes_nothing(registry: RegistryServer, ns: str, tmp_path: Pat
     assert puts[0] == f"put {host}/{ns}/app:1 -> {result['digest']} (new tag)"
     assert _head(host, f"{host}/{ns}/app:1") == ""
     assert _head(host, f"{host}/{ns}/app:latest") == ""
-    assert "would publish 1 lists: 1 created" in dry.stderr
+    assert "would publish 1 list: 1 created" in dry.stderr
 
     real = manyfest("publish", "--json", str(plan))
     assert json.loads(real.stdout)["results"][0]["digest"] == result["digest"]

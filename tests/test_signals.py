@@ -327,7 +327,7 @@ def test_store_commands_interrupted_at_startup(
     if "during start-up" in line:
         assert after == before
     elif command == "rm":
-        assert line.endswith("rm had already run: 1 of 1 local lists removed")
+        assert line.endswith("rm had already run: 1 of 1 local list removed")
         assert not any(k.startswith(ns) for k in after)
     else:
         assert line.endswith(f"in {target} had already been annotated")

@@ -4,9 +4,11 @@ The engine and the transport emit them to one sink (``on_event``); only ``cli/``
 into bars, lines or JSON (``msgspec.json.encode(event)`` works for every event but
 :class:`Finished`, whose ``result`` is a :class:`~manyfest.engine.ListResult`).
 
-Each class has a ``kind`` (``started``, ``resolved``, ``mounted``, ``copied``, ``pushed``,
-``skipped``, ``retried``, ``throttled``, ``warned``, ``finished``) and a ``target``: the list or
-reference the event concerns ('' for registry-wide events).
+Each class has a ``kind`` (``phase``, ``source``, ``started``, ``resolved``, ``mounted``,
+``copied``, ``pushed``, ``skipped``, ``retried``, ``throttled``, ``warned``, ``finished``) and a
+``target``: the list or reference the event concerns ('' for run-wide and registry-wide
+events). Events are cheap: one per phase, source, list or retry, never one per request
+(request counts are read from the transport's counters).
 """
 
 from __future__ import annotations
@@ -27,6 +29,42 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     def detail(self) -> str:
         """A short text for the event (a digest, a reason): for plain-text displays."""
         return ""
+
+
+class Phase(Event, frozen=True, kw_only=True):
+    """A phase of a bulk publish began.
+
+    Attributes:
+        name: ``resolve`` (``total`` distinct sources, read before any write) or ``publish``
+            (``total`` lists).
+        total: how many things the phase does.
+    """
+
+    kind: ClassVar[str] = "phase"
+    name: str
+    total: int
+
+    @property
+    def detail(self) -> str:
+        return f"{self.name} {self.total}"
+
+
+class SourceDone(Event, frozen=True, kw_only=True):
+    """A distinct source of a bulk publish was resolved, or failed to (``target`` is the
+    source reference).
+
+    Attributes:
+        digest: its manifest digest ('' when it failed).
+        error: the failure's one line ('' when it resolved).
+    """
+
+    kind: ClassVar[str] = "source"
+    digest: str = ""
+    error: str = ""
+
+    @property
+    def detail(self) -> str:
+        return self.error or self.digest
 
 
 class Started(Event, frozen=True, kw_only=True):

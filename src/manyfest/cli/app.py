@@ -30,10 +30,11 @@ import click
 import typer
 
 from manyfest import interrupts
+from manyfest.cli import output
 from manyfest.errors import Interrupted, ManyfestError, UsageError, first_error
 
 if TYPE_CHECKING:
-    from manyfest.events import Event
+    from manyfest.events import Event, EventSink
     from manyfest.reference import Reference
     from manyfest.store import ListSettings
     from manyfest.transport.settings import Settings
@@ -155,19 +156,24 @@ state = {"debug": False}
 
 
 class Stderr:
-    """stderr for the commands' lines: plain text, one write and a flush per line.
+    """stderr for the commands' lines: plain text, one write and a flush per line (one JSON
+    object per line with ``--log-format json``; see :mod:`manyfest.cli.output`).
 
     rich's console is loaded only where a command draws (``publish``'s progress), so a
     command that prints one line does not pay for it.
     """
 
     def print(self, text: str = "", *, end: str = "\n", markup: bool = False,
-              highlight: bool = False) -> None:
-        """Write ``text`` and ``end`` to stderr (``markup``/``highlight``: accepted for
-        rich's signature, never interpreted)."""
+              highlight: bool = False, level: str = "info", event: str = "message") -> None:
+        """Write ``text`` as one stderr line (``markup``/``highlight``: accepted for rich's
+        signature, never interpreted; ``level``/``event``: for JSON logs). With an ``end``
+        other than a newline (a prompt), ``text`` and ``end`` are written as they are."""
         del markup, highlight
-        sys.stderr.write(f"{text}{end}")
-        sys.stderr.flush()
+        if end != "\n":
+            sys.stderr.write(f"{text}{end}")
+            sys.stderr.flush()
+            return
+        output.emit(text, level=level, event=event)
 
 
 stderr = Stderr()
@@ -268,27 +274,49 @@ def _version(value: bool) -> None:
 
 def main(
     debug: Annotated[
-        bool, typer.Option("--debug", "-D", help="Show debug logs and tracebacks.")
+        bool, typer.Option("--debug", "-D", help="Show debug logs (each HTTP exchange, "
+                           "secrets redacted; retries; throttling) and tracebacks. Accepted "
+                           "anywhere on the line, as are the options below.")
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only data on stdout and errors on stderr.")
+    ] = False,
+    progress: Annotated[
+        str, typer.Option("--progress", metavar="auto|tty|plain|none",
+                          click_type=click.Choice(output.PROGRESS_MODES),
+                          help="publish's progress: bars on a terminal, lines otherwise "
+                          "(auto); bars (tty); lines (plain); none.")
+    ] = "auto",
+    log_format: Annotated[
+        str, typer.Option("--log-format", metavar="text|json",
+                          click_type=click.Choice(output.LOG_FORMATS),
+                          help="stderr as text lines, or one JSON object per line (json).")
+    ] = "text",
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
 ) -> None:
-    """manyfest: docker manifest's commands, and a bulk `publish`."""
+    """manyfest: docker manifest's commands, and a bulk `publish`.
+
+    stdout carries data only (digests, JSON, inspect's output, the dry-run diff, and docker's
+    own stdout lines for docker's commands); progress, logs, warnings and errors go to stderr.
+    """
     state["debug"] = debug
+    output.options.debug = debug
+    output.options.quiet = quiet
+    output.options.progress = progress
+    output.options.log_format = log_format
     # From here on the command reports a signal itself (see manyfest.interrupts).
     interrupts.command_started(
         again="stopped at once (a report not yet written is not written); re-run to finish"
     )
-    if debug:
-        import logging
-
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    output.configure_logging()
 
 
 def fail(exc: ManyfestError) -> typer.Exit:
-    stderr.print(exc.one_line(), markup=False)
+    """Print ``exc``'s one line on stderr; the exit for its exit code."""
+    stderr.print(exc.one_line(), markup=False, level="error", event="error")
     return typer.Exit(exc.exit_code)
 
 
@@ -301,7 +329,8 @@ def interrupted_exit(text: str) -> typer.Exit:
     signum = interrupts.received()
     code = interrupts.exit_code(signum) if signum is not None else Interrupted.exit_code
     what = interrupts.name(signum) if signum is not None else "SIGINT"
-    stderr.print(f"interrupted by {what}: {' '.join(text.split())}", markup=False)
+    stderr.print(f"interrupted by {what}: {' '.join(text.split())}", markup=False,
+                 level="error", event="interrupted")
     interrupts.mark_reported()
     return typer.Exit(code)
 
@@ -375,11 +404,47 @@ def execute(
 
 def print_warning(event: Event) -> None:
     """The event sink of the docker-style commands: a :class:`Warned` event is one
-    ``warning: ...`` line on stderr; other events are not shown."""
+    ``warning: ...`` line on stderr (none with ``-q``); other events are not shown."""
     from manyfest.events import Warned
 
-    if isinstance(event, Warned):
-        stderr.print(f"warning: {event.message}", markup=False, highlight=False)
+    if isinstance(event, Warned) and not output.options.quiet:
+        stderr.print(f"warning: {event.message}", markup=False, highlight=False,
+                     level="warning", event="warning")
+
+
+def sink(shown: EventSink = print_warning) -> EventSink:
+    """The event sink of a command: ``shown`` and, with ``-D``, a debug log record per event
+    (logger ``manyfest.events``: retries with their cause and wait, throttling, each blob
+    mounted or copied, each child and list pushed)."""
+    if not output.options.debug:
+        return shown
+    import logging
+
+    log = logging.getLogger("manyfest.events")
+
+    def logged(event: Event) -> None:
+        fields = event_fields(event)
+        text = " ".join(part for part in (event.kind, event.target, event.detail) if part)
+        log.debug("%s", text, extra={"event": event.kind, "fields": fields})
+        shown(event)
+
+    return logged
+
+
+def event_fields(event: Event) -> dict[str, object]:
+    """An event's fields as JSON values (a finished list: target, status, digest, error)."""
+    from manyfest.events import Finished
+
+    if isinstance(event, Finished):
+        result = event.result
+        if result is None:
+            return {"target": event.target}
+        return {"target": event.target, "status": result.status, "digest": result.digest,
+                "error": result.error.one_line() if result.error else None}
+    import msgspec
+
+    fields: dict[str, object] = msgspec.to_builtins(event)
+    return fields
 
 
 def parse_ref(text: str) -> Reference:

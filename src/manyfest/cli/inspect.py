@@ -17,8 +17,8 @@ from manyfest.cli.app import (
     fail,
     interrupted_exit,
     parse_ref,
-    print_warning,
     settings_from,
+    sink,
 )
 from manyfest.cli.completion import complete_list
 from manyfest.errors import ManyfestError, UsageError
@@ -105,7 +105,7 @@ def inspect(
     list_ref, ref = (parsed[0], parsed[1]) if len(parsed) == 2 else (None, parsed[0])
 
     async def body() -> str | bytes:
-        async with Session(settings_from(insecure), on_event=print_warning) as session:
+        async with Session(settings_from(insecure), on_event=sink()) as session:
             if raw:
                 return await session.inspect(ref, list_ref=list_ref, raw=True, platform=wanted)
             return await session.inspect(

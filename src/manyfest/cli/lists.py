@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from manyfest import interrupts
+from manyfest.cli import output
 from manyfest.cli.app import (
     AllowDuplicatesOpt,
     AnnotationOpt,
@@ -28,9 +29,11 @@ from manyfest.cli.app import (
     parse_ref,
     print_warning,
     settings_from,
+    sink,
     stderr,
 )
 from manyfest.cli.completion import complete_list, complete_list_image
+from manyfest.cli.output import plural
 from manyfest.errors import ManyfestError, UsageError
 
 if TYPE_CHECKING:  # imported in the commands' bodies: see manyfest.cli.app on start-up
@@ -90,7 +93,7 @@ def create(
                             labels_to_annotations)
 
     async def body() -> None:
-        async with Session(settings_from(insecure), on_event=print_warning) as session:
+        async with Session(settings_from(insecure), on_event=sink()) as session:
             await session.create(
                 parsed[0], parsed[1:], amend=amend, platform_check=check_mode(platform_check),
                 attestations=attestations.value,
@@ -105,7 +108,8 @@ def create(
         raise interrupted_exit(
             f"nothing was written to the local store; re-run to create {parsed[0]}"
         ) from None
-    print(f"Created manifest list {parsed[0]}")
+    if not output.options.quiet:  # docker's stdout line (-q: none)
+        print(f"Created manifest list {parsed[0]}")
     if interrupts.received() is not None:
         raise interrupted_exit(f"the local list {parsed[0]} had already been created")
 
@@ -267,7 +271,7 @@ def _annotate_remote(
     sessions: list[Session] = []
 
     async def body() -> RemoteAnnotation:
-        async with Session(settings_from(insecure), on_event=print_warning) as session:
+        async with Session(settings_from(insecure), on_event=sink()) as session:
             sessions.append(session)
             return await session.annotate_remote(
                 list_ref, entry, change, platform_check=platform_check,
@@ -288,9 +292,9 @@ def _annotate_remote(
         else:
             text = f"{list_ref} was left where it was (nothing was written); re-run to annotate"
         raise interrupted_exit(text) from None
-    if not outcome.changed:
-        stderr.print(f"{list_ref}: entry {outcome.entry} already has these values; nothing "
-                     "was written", markup=False)
+    if not outcome.changed and not output.options.quiet:
+        stderr.print(f"{list_ref}: entry {outcome.entry} already has these values; "
+                     "nothing was written", markup=False)
     print(outcome.digest)
     if interrupts.received() is not None:
         raise interrupted_exit(f"{list_ref} had already been annotated: it points at "
@@ -331,7 +335,7 @@ def push(
     sessions: list[Session] = []
 
     async def body() -> PushOutcome:
-        async with Session(settings_from(insecure), on_event=print_warning) as session:
+        async with Session(settings_from(insecure), on_event=sink()) as session:
             sessions.append(session)
             return await session.push(ref, purge=purge, settings=wanted)
 
@@ -339,7 +343,8 @@ def push(
         outcome = execute(body)
     except Stopped:
         raise interrupted_exit(_push_stopped(ref, sessions)) from None
-    for line in outcome.lines():
+    # docker's stdout lines; -q: the list digest alone.
+    for line in outcome.lines()[-1:] if output.options.quiet else outcome.lines():
         print(line)
     if interrupts.received() is not None:
         raise interrupted_exit(f"{ref} had already been pushed: it points at {outcome.digest}")
@@ -378,9 +383,9 @@ def rm(
     refs = [parse_ref(r) for r in list_refs]
     errors = remove(ManifestStore(), refs)
     for exc in errors:
-        stderr.print(exc.one_line(), markup=False)
+        stderr.print(exc.one_line(), markup=False, level="error", event="error")
     if interrupts.received() is not None:
-        raise interrupted_exit(f"rm had already run: {len(refs) - len(errors)} of {len(refs)} "
-                           "local lists removed")
+        raise interrupted_exit(f"rm had already run: {len(refs) - len(errors)} of "
+                               f"{plural(len(refs), 'local list')} removed")
     if errors:
         raise typer.Exit(1)

@@ -19,6 +19,7 @@ import typer
 import typer.core
 
 from manyfest import interrupts
+from manyfest.cli import output
 from manyfest.cli.app import CONTEXT_SETTINGS, EXIT_CODES, main, state, stderr
 from manyfest.errors import Interrupted, ManyfestError, first_error
 
@@ -99,7 +100,10 @@ app = typer.Typer(
     name="manyfest",
     cls=LazyGroup,
     help="Publish multi-architecture manifest lists / OCI indexes, fast; a drop-in for "
-    "`docker manifest`.",
+    "`docker manifest`.\n\nstdout carries data only (digests, JSON, inspect's output, "
+    "publish --dry-run's diff; docker's commands keep docker's stdout lines); progress, "
+    "logs, warnings and errors go to stderr. NO_COLOR, FORCE_COLOR and TERM=dumb are "
+    "honoured.",
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -120,9 +124,12 @@ def run() -> None:
     """
     interrupts.install()
 
+    # The global options (-D, -q, --progress, --log-format) anywhere on the line.
+    args = output.lift(sys.argv[1:])
+    state["debug"] = output.options.debug
     command = typer.main.get_command(app)
     try:
-        code = command.main(prog_name="manyfest", standalone_mode=False)
+        code = command.main(args=args, prog_name="manyfest", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:
         ctx = getattr(exc, "ctx", None)
         stderr.print(ctx.get_help() if ctx is not None else "", markup=False)
@@ -140,18 +147,21 @@ def run() -> None:
         about = click.Context(found, info_name=sub, parent=click.Context(
             command, info_name="manyfest")) if found is not None else None
         message = usage_line(exc, args, list(COMMANDS), about)
-        stderr.print(f"{message}; see `manyfest {sub + ' ' if sub else ''}--help`", markup=False)
+        stderr.print(f"{message}; see `manyfest {sub + ' ' if sub else ''}--help`", markup=False,
+                     level="error", event="error")
         sys.exit(2)
     except click.exceptions.ClickException as exc:
-        stderr.print(" ".join(exc.format_message().split()), markup=False)
+        stderr.print(" ".join(exc.format_message().split()), markup=False, level="error",
+                     event="error")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        stderr.print(Interrupted("interrupted").one_line(), markup=False)
+        stderr.print(Interrupted("interrupted").one_line(), markup=False, level="error",
+                     event="interrupted")
         sys.exit(130)
     except Exception as exc:  # the last net: one line, never a traceback (unless -D)
         if state["debug"]:
             raise
-        stderr.print(unexpected(exc), markup=False)
+        stderr.print(unexpected(exc), markup=False, level="error", event="error")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -1,64 +1,195 @@
-"""Progress for ``publish``: rich bars on an interactive terminal, plain lines otherwise.
+"""Progress for ``publish``, on stderr: live bars on a terminal, plain lines otherwise.
 
-rich's live display prints nothing until it stops when stderr is not a terminal, so a CI log
-gets one plain line per finished list instead.
+What it shows, in both forms (see :func:`manyfest.cli.output.progress_mode`):
+
+* the phase: ``resolving 800 sources`` (every distinct source, before any write), then
+  ``publishing 200 lists``; counts done/total, rate and ETA of the phase;
+* requests and retries so far (the transport's counters), throttling as it happens, the
+  lists in flight (their names);
+* one line per finished list (``[3/200] created REF DIGEST (5 requests, 0.12 s)``), which on
+  a terminal is printed above the bars and stays in the scrollback;
+* at the end (:func:`print_summary`): on a terminal a table (created / updated / unchanged /
+  failed with the lists and their digests or errors, verification, requests, time); else one
+  line. With ``-q`` only failed lists' lines; with ``--log-format json`` JSON objects.
+
+The ``--dry-run`` diff is data: :func:`print_plan` writes it on stdout.
 """
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Iterable
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-from manyfest.events import Event, Finished, Throttled, Warned
-from manyfest.ops.publish import PublishReport
+from manyfest.cli import output
+from manyfest.cli.output import plural
+from manyfest.errors import VerificationError
+from manyfest.events import (
+    Event,
+    Finished,
+    Phase,
+    Retried,
+    SourceDone,
+    Started,
+    Throttled,
+    Warned,
+)
+from manyfest.ops.publish import PublishReport, result_json
+
+if TYPE_CHECKING:
+    from manyfest.engine import ListResult
+    from manyfest.transport import RequestStats
+
+STATUS_EVERY_S = 5.0
+"""Plain lines: at most one status line (counts, rate, ETA, requests, in flight) this often,
+in seconds, written when a source or a list finishes."""
+SUMMARY_ROWS = 10
+"""Terminal summary: lists named per status (failed lists: all of them)."""
+IN_FLIGHT_NAMES = 3
+"""Lists in flight named in the status (then ``+N more``)."""
+
+_STYLE = {"created": "green", "updated": "blue", "unchanged": "dim", "failed": "red"}
+
+
+def make_console() -> Console:
+    """The stderr console of the live display: a terminal with cursor movement (the caller
+    decided bars), colour as :func:`manyfest.cli.output.colour` says (``NO_COLOR``,
+    ``FORCE_COLOR``, ``TERM``), never rich's own guesses."""
+    coloured = output.colour()
+    return Console(
+        stderr=True, highlight=False, soft_wrap=True, force_terminal=True,
+        force_interactive=True, no_color=not coloured,
+        color_system="auto" if coloured else None,
+    )
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+class _Rate(ProgressColumn):
+    """Things per second of a task (its unit in ``task.fields['unit']``)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        unit = task.fields.get("unit", "")
+        return Text(f"{speed:.1f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
+
+
+class _Bars(Progress):
+    """rich's progress, with a status line (requests, retries, throttling, in flight)
+    under the bars."""
+
+    def __init__(self, status: Any, *columns: str | ProgressColumn, **kwargs: Any) -> None:
+        self._status = status
+        super().__init__(*columns, **kwargs)
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        """The bars, then the status line."""
+        yield self.make_tasks_table(self.tasks)
+        status = self._status()
+        if status:
+            yield Text(status, style="dim", overflow="ellipsis", no_wrap=True)
+
+
+def list_line(result: ListResult, done: int, total: int, *, dry_run: bool) -> tuple[str, str]:
+    """One finished list's line and its status word: ``[3/200] created REF DIGEST (5
+    requests, 0.12 s)``; ``[1/1] failed REF: ERROR``; with ``--dry-run`` ``would be created``.
+    """
+    status: str = result.status
+    word = f"would be {status}" if dry_run and status in ("created", "updated") else status
+    head = f"[{done}/{total}] "
+    if result.status == "failed" and result.error is not None:
+        return f"{head}{word} {result.target}: {result.error.one_line()}", word
+    verified = ", verified" if result.verified else ""
+    tail = (f" {result.target} {result.digest} ({plural(result.requests, 'request')}, "
+            f"{result.duration_s:.2f} s{verified})")
+    return head + word + tail, word
 
 
 class PublishProgress:
-    """Turns engine events into a progress bar or plain lines on stderr.
+    """Turns engine and transport events into bars, or lines, on stderr.
 
     Args:
         total: lists in the run.
-        console: the stderr console.
-        quiet: print nothing (``--json`` keeps the lines; ``--quiet`` drops them).
+        mode: ``tty`` (live bars), ``plain`` (lines) or ``none``
+            (:func:`manyfest.cli.output.progress_mode`).
         dry_run: say "would be created/updated" (nothing is written).
+        errors_only: ``-q``: of all this, only failed lists' lines.
+        status_every: plain lines: seconds between two status lines (0: after every source
+            and list).
+        console: the live display's console (default :func:`make_console`; tty only).
+
+    Set :attr:`counters` to the transport's totals (``session.transport.total``) to show
+    requests and retries so far.
     """
 
     def __init__(
-        self, total: int, console: Console, *, quiet: bool = False, dry_run: bool = False
+        self, total: int, *, mode: str = "plain", dry_run: bool = False,
+        errors_only: bool = False, status_every: float = STATUS_EVERY_S,
+        console: Console | None = None,
     ) -> None:
         self.total = total
+        self.mode = mode
         self.dry_run = dry_run
-        self.console = console
-        self.quiet = quiet
+        self.errors_only = errors_only
+        self.status_every = status_every
+        self.counters: RequestStats | None = None
+        self.phase = ""
+        self.phase_total = 0
+        self.phase_done = 0
+        self.phase_started = time.monotonic()
         self.done = 0
         self.failed = 0
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
-        if console.is_interactive and not quiet:
-            self._progress = Progress(
-                TextColumn("[bold]publishing[/]"),
+        self.retries = 0
+        self.throttling = ""
+        self.in_flight: dict[str, None] = {}
+        self._last_status = time.monotonic()
+        self._bars: _Bars | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self.console: Console | None = None
+        if mode == "tty":
+            self.console = console or make_console()
+            self._bars = _Bars(
+                self.status,
+                TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"),
+                _Rate(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
                 TimeElapsedColumn(),
-                console=console,
+                console=self.console,
                 transient=False,
+                redirect_stdout=False,
             )
 
     def __enter__(self) -> PublishProgress:
-        if self._progress is not None:
-            self._progress.start()
-            self._task = self._progress.add_task("publish", total=self.total, status="")
+        if self._bars is not None:
+            self._bars.start()
         return self
 
     def __exit__(
@@ -67,95 +198,274 @@ class PublishProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        if self._bars is not None:
+            self._end_phase()
+            self._bars.stop()
+
+    # ------------------------------------------------------------------ what is shown
+
+    def _noun(self) -> tuple[str, str]:
+        return ("source", "sources") if self.phase == "resolve" else ("list", "lists")
+
+    def _phase_text(self, *, past: bool = False) -> str:
+        word, many = self._noun()
+        verb = {"resolve": ("resolving", "resolved"),
+                "publish": ("publishing", "published")}.get(self.phase, (self.phase, self.phase))
+        if self.dry_run and self.phase == "publish":
+            verb = ("checking", "checked")
+        text = f"{verb[past]} {plural(self.phase_total, word, many)}"
+        return text + (" (--dry-run)" if self.dry_run and self.phase == "publish" else "")
+
+    def requests_text(self) -> str:
+        """``340 requests, 2 retries`` so far ('' before the counters are set)."""
+        if self.counters is None:
+            return ""
+        retries = max(self.counters.retries, self.retries)
+        return (f"{plural(self.counters.requests, 'request')}, "
+                f"{plural(retries, 'retry', 'retries')}")
+
+    def in_flight_text(self) -> str:
+        """``in flight: a/b:1, a/c:2, a/d:3 +29 more`` ('' when none)."""
+        if not self.in_flight:
+            return ""
+        names = list(self.in_flight)
+        shown = ", ".join(names[:IN_FLIGHT_NAMES])
+        more = len(names) - IN_FLIGHT_NAMES
+        return f"in flight: {shown}" + (f" +{more} more" if more > 0 else "")
+
+    def status(self) -> str:
+        """The status: requests and retries so far, throttling, lists in flight."""
+        parts = [self.requests_text(), self.throttling, self.in_flight_text()]
+        return "; ".join(p for p in parts if p)
+
+    def rate(self) -> tuple[float, float | None]:
+        """The phase's rate (things per second) and ETA in seconds (None: not known yet)."""
+        elapsed = max(time.monotonic() - self.phase_started, 1e-6)
+        rate = self.phase_done / elapsed
+        left = self.phase_total - self.phase_done
+        return rate, (left / rate if rate > 0 else None)
+
+    def status_line(self) -> str:
+        """A plain status line: ``publishing: 12/200 lists, 3.2 lists/s, ETA 58 s; 340
+        requests, 2 retries; in flight: ...``."""
+        word, many = self._noun()
+        rate, eta = self.rate()
+        verb = self._phase_text().split(" ", 1)[0]
+        head = (f"{verb}: {self.phase_done}/{plural(self.phase_total, word, many)}, "
+                f"{rate:.1f} {many}/s, ETA {_duration(eta) if eta is not None else 'unknown'}")
+        rest = self.status()
+        return head + (f"; {rest}" if rest else "")
+
+    # ------------------------------------------------------------------ events
 
     def __call__(self, event: Event) -> None:
-        """The engine's and the transport's event sink.
-
-        Finished lists advance the bar (or print a line); a registry throttling shows as it
-        happens: ``throttled by REGISTRY, N in flight, waiting W s`` (the bar's status on a
-        terminal, a line otherwise).
-        """
-        if isinstance(event, Throttled):
+        """The engine's and the transport's event sink (in the event loop's thread)."""
+        if isinstance(event, Phase):
+            self._phase(event)
+        elif isinstance(event, SourceDone):
+            self.phase_done += 1
+            self._advance()
+        elif isinstance(event, Started):
+            self.in_flight[event.target] = None
+        elif isinstance(event, Finished) and event.result is not None:
+            self.in_flight.pop(event.target, None)
+            self._finished(event.result)
+        elif isinstance(event, Retried):
+            self.retries += 1
+        elif isinstance(event, Throttled):
             self._throttled(event)
-            return
-        if isinstance(event, Warned):
-            console = self._progress.console if self._progress is not None else self.console
-            console.print(f"warning: {event.message}", highlight=False, markup=False,
-                          soft_wrap=True)
-            return
-        if not isinstance(event, Finished) or event.result is None:
-            return
-        result = event.result
-        self.done += 1
-        if result.status == "failed":
-            self.failed += 1
-        if self._progress is not None and self._task is not None:
-            self._progress.update(
-                self._task, advance=1, status=f"{self.failed} failed" if self.failed else ""
-            )
-            if result.status == "failed" and result.error is not None:
-                self._progress.console.print(
-                    f"[red]failed[/] {result.target}: {result.error.one_line()}",
-                    highlight=False,
-                    markup=True,
-                )
-            return
-        if self.quiet:
-            return
-        status: str = result.status
-        if self.dry_run and status in ("created", "updated"):
-            status = f"would be {status}"
-        line = f"[{self.done}/{self.total}] {status} {result.target}"
-        if result.status == "failed" and result.error is not None:
-            line += f": {result.error.one_line()}"
-        else:
-            line += f" {result.digest} ({result.requests} requests, {result.duration_s:.2f} s)"
-        self.console.print(line, highlight=False, markup=False, soft_wrap=True)
+        elif isinstance(event, Warned):
+            self._warned(event)
 
+    def _phase(self, event: Phase) -> None:
+        self._end_phase()
+        self.phase, self.phase_total, self.phase_done = event.name, event.total, 0
+        self.phase_started = time.monotonic()
+        if self._bars is not None:
+            unit = self._noun()[1]
+            self._tasks[event.name] = self._bars.add_task(
+                self._phase_text(), total=event.total, unit=unit
+            )
+        elif self.mode == "plain" and not self.errors_only:
+            output.emit(self._phase_text(), event="phase",
+                        fields={"phase": event.name, "total": event.total})
+
+    def _end_phase(self) -> None:
+        task = self._tasks.get(self.phase)
+        if self._bars is not None and task is not None:
+            self._bars.update(task, description=self._phase_text(past=True))
+
+    def _advance(self) -> None:
+        task = self._tasks.get(self.phase)
+        if self._bars is not None and task is not None:
+            self._bars.update(task, completed=self.phase_done)
+            return
+        if self.mode != "plain" or self.errors_only:
+            return
+        now = time.monotonic()
+        if now - self._last_status >= self.status_every and self.phase_done < self.phase_total:
+            self._last_status = now
+            rate, eta = self.rate()
+            counters = self.counters
+            output.emit(self.status_line(), event="status", fields={
+                "phase": self.phase, "done": self.phase_done, "total": self.phase_total,
+                "rate": round(rate, 3), "eta_s": None if eta is None else round(eta, 1),
+                "requests": counters.requests if counters else None,
+                "retries": max(counters.retries if counters else 0, self.retries),
+                "in_flight": list(self.in_flight),
+            })
+
+    def _finished(self, result: ListResult) -> None:
+        self.done += 1
+        failed = result.status == "failed"
+        self.failed += failed
+        if self.phase == "publish":
+            self.phase_done = self.done
+        if self._bars is not None:
+            self._advance()  # the bars show this list done when its line is printed
+        text, word = list_line(result, self.done, self.total, dry_run=self.dry_run)
+        style = _STYLE.get(result.status, "")
+        if self._bars is not None and self.console is not None:
+            line = Text(f"[{self.done}/{self.total}] ", style="dim")
+            line.append(word, style=style)
+            line.append(text.split(word, 1)[1])
+            self.console.print(line)
+        elif self.mode == "plain" or (failed and self.errors_only):
+            head = f"[{self.done}/{self.total}] "
+            painted = head + output.paint(word, style) + text[len(head) + len(word):]
+            output.emit(text, level="error" if failed else "info", event="list",
+                        fields=result_json(result), painted=painted)
+        if self._bars is None:
+            self._advance()  # a status line, after the list's
 
     def _throttled(self, event: Throttled) -> None:
         text = event.detail + (f" ({event.reason})" if event.reason else "")
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, status=text)
-        elif not self.quiet:
-            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+        self.throttling = text
+        if self._bars is not None and self.console is not None:
+            self.console.print(Text(text, style="yellow"))
+        elif self.mode == "plain" and not self.errors_only:
+            import msgspec
+
+            output.emit(text, level="warning", event="throttled",
+                        fields=msgspec.to_builtins(event), painted=output.paint(text, "yellow"))
+
+    def _warned(self, event: Warned) -> None:
+        if self.errors_only:
+            return
+        text = f"warning: {event.message}"
+        if self._bars is not None and self.console is not None:
+            self.console.print(Text(text, style="yellow"))
+        else:
+            output.emit(text, level="warning", event="warning",
+                        fields={"target": event.target})
 
 
-def print_summary(report: PublishReport, console: Console) -> None:
-    """The end of a publish: a table on a terminal, one line otherwise (stderr)."""
+def _verified(report: PublishReport) -> tuple[int, int]:
+    """(lists verified, lists written): ``--verify`` checks the lists it wrote."""
+    written = [r for r in report.results if r.status in ("created", "updated")]
+    failed_verify = [r for r in report.results
+                     if r.status == "failed" and isinstance(r.error, VerificationError)]
+    return sum(r.verified for r in written), len(written) + len(failed_verify)
+
+
+def summary_line(report: PublishReport, *, verify: bool = False) -> str:
+    """The one-line summary: ``published 3 lists: 2 created, 0 updated, 1 unchanged, 0
+    failed; 2 of 2 verified; 40 requests, 0 retries, 0 throttled in 1.20 s``."""
     verb = "would publish" if report.dry_run else "published"
     line = (
-        f"{verb} {len(report.results)} lists: {report.count('created')} created, "
+        f"{verb} {plural(len(report.results), 'list')}: {report.count('created')} created, "
         f"{report.count('updated')} updated, {report.count('unchanged')} unchanged, "
-        f"{report.failed} failed; {report.requests} requests, {report.retries} retries, "
-        f"{report.throttled} throttled "
-        f"in {report.duration_s:.2f} s"
+        f"{report.failed} failed; "
     )
-    if report.dry_run:
-        for result in report.results:
-            if result.status in ("created", "updated"):
-                console.print(
-                    f"{result.target}: {result.old_digest or '(none)'} -> {result.digest}",
-                    markup=False,
-                )
-                for action in result.actions:
-                    console.print(f"  {action}", markup=False)
-    if not console.is_interactive:
-        console.print(line, markup=False)
-        return
-    table = Table(title=f"manyfest publish{' --dry-run' if report.dry_run else ''}")
-    table.add_column("")
-    table.add_column("", justify="right")
+    if verify and not report.dry_run:
+        ok, written = _verified(report)
+        line += f"{ok} of {written} verified; "
+    return line + (
+        f"{plural(report.requests, 'request')}, {plural(report.retries, 'retry', 'retries')}, "
+        f"{report.throttled} throttled in {report.duration_s:.2f} s"
+    )
+
+
+def summary_table(report: PublishReport, *, verify: bool = False) -> Table:
+    """The terminal summary: one row per status (its count, its lists with their digests,
+    at most :data:`SUMMARY_ROWS` each; failed lists all, with their error), verification,
+    requests, time. No header row."""
+    title = "manyfest publish --dry-run: nothing was written" if report.dry_run else \
+        "manyfest publish"
+    table = Table(title=f"{title} ({plural(len(report.results), 'list')})", show_header=False,
+                  title_justify="left", expand=False)
+    table.add_column("what", style="bold", no_wrap=True)
+    table.add_column("count", justify="right", no_wrap=True)
+    table.add_column("lists", overflow="fold")
+    labels = {"created": "would create", "updated": "would update", "failed": "would fail"}
     for status in ("created", "updated", "unchanged", "failed"):
-        table.add_row(f"lists {status}", str(report.count(status)))
-    table.add_row("requests", str(report.requests))
-    table.add_row("retries", str(report.retries))
-    table.add_row("throttled answers", str(report.throttled))
-    table.add_row("seconds", f"{report.duration_s:.2f}")
-    console.print(table)
-    for result in report.results:
-        if result.status == "failed" and result.error is not None:
-            console.print(f"[red]failed[/] {result.target}: {result.error.one_line()}",
-                          highlight=False)
+        results = [r for r in report.results if r.status == status]
+        shown = results if status == "failed" else results[:SUMMARY_ROWS]
+        lines = []
+        for r in shown:
+            if status == "failed":
+                lines.append(f"{r.target}: {r.error.one_line() if r.error else 'failed'}")
+            elif status == "updated":
+                lines.append(f"{r.target} {r.old_digest} -> {r.digest}")
+            else:
+                lines.append(f"{r.target} {r.digest}")
+        if len(results) > len(shown):
+            lines.append(f"... and {len(results) - len(shown)} more (see the lines above)")
+        label = labels.get(status, status) if report.dry_run else status
+        table.add_row(Text(label, style=_STYLE[status]), str(len(results)), "\n".join(lines))
+    if verify and not report.dry_run:
+        ok, written = _verified(report)
+        result = ("every tag and child checked" if ok == written
+                  else f"{written - ok} failed verification (see failed)")
+        table.add_row("verified", f"{ok}/{written}", result)
+    table.add_row("requests", str(report.requests),
+                  f"{plural(report.retries, 'retry', 'retries')}, "
+                  f"{plural(report.throttled, 'throttled answer')}")
+    table.add_row("time", _duration(report.duration_s), f"{report.duration_s:.2f} s")
+    return table
+
+
+def print_summary(report: PublishReport, *, mode: str, verify: bool = False,
+                  console: Console | None = None) -> None:
+    """The end of a publish, on stderr: the table on a terminal (``mode`` ``tty``), else the
+    failed lists (``none``: they had no line yet) and the summary line; nothing with ``-q``
+    (the failed lists had their line)."""
+    if output.options.quiet:
+        return
+    if mode == "tty":
+        (console or make_console()).print(summary_table(report, verify=verify))
+        return
+    if mode == "none":
+        for r in report.results:
+            if r.status == "failed" and r.error is not None:
+                text = f"failed {r.target}: {r.error.one_line()}"
+                output.emit(text, level="error", event="list", fields=result_json(r),
+                            painted=output.paint("failed", "red") + text[len("failed"):])
+    fields = report.summary()
+    if verify and not report.dry_run:
+        fields["verified"], fields["written"] = _verified(report)
+    output.emit(summary_line(report, verify=verify), event="summary", fields=fields)
+
+
+def plan_lines(report: PublishReport) -> list[str]:
+    """The ``--dry-run`` diff, per list in plan order: what would be created or updated
+    (digests, then each action indented), what is unchanged, what would fail and why."""
+    lines: list[str] = []
+    for r in report.results:
+        if r.status == "created":
+            lines.append(f"would create {r.target} {r.digest}")
+        elif r.status == "updated":
+            lines.append(f"would update {r.target} {r.old_digest} -> {r.digest}")
+        elif r.status == "unchanged":
+            lines.append(f"unchanged {r.target} {r.digest}")
+        else:
+            lines.append(f"would fail {r.target}: {r.error.one_line() if r.error else ''}")
+        lines.extend(f"  {action}" for action in r.actions)
+    return lines
+
+
+def print_plan(report: PublishReport) -> None:
+    """Write :func:`plan_lines` on stdout (data: ``publish --dry-run plan.yaml > diff.txt``)."""
+    text = "".join(line + "\n" for line in plan_lines(report))
+    sys.stdout.write(text)
+    sys.stdout.flush()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from manyfest import interrupts
+from manyfest.cli import output
 from manyfest.cli.app import (
     AtLeast,
     AttestationsChoice,
@@ -25,6 +26,7 @@ from manyfest.cli.app import (
     fail,
     interrupted_exit,
     settings_from,
+    sink,
 )
 from manyfest.errors import ManyfestError, PublishFailed, UsageError
 from manyfest.transport.settings import DEFAULT_CONCURRENCY
@@ -94,7 +96,8 @@ def publish(
         ),
     ] = None,
     json_out: Annotated[
-        bool, typer.Option("--json", help="Print a JSON report on stdout.")
+        bool, typer.Option("--json", help="Print a JSON report on stdout (with --dry-run: "
+                           "instead of the diff).")
     ] = False,
     report_file: Annotated[
         Path | None,
@@ -102,7 +105,9 @@ def publish(
     ] = None,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="Read only: show what would be pushed, mounted, moved."),
+        typer.Option("--dry-run", help="Read only: print on stdout what would be created, "
+                     "updated or left unchanged, per list with digests, and what would be "
+                     "pushed, mounted, moved."),
     ] = False,
     verify: Annotated[
         bool,
@@ -196,6 +201,10 @@ def publish(
     one list given by --target, --template and --platforms (manifest-tool's `push
     from-args`), never both. Exit status 3: some lists failed.
 
+    stdout carries data only: --json's report, or --dry-run's diff. Progress (phases, counts,
+    rate, ETA, requests, throttling, lists in flight), one line per list and the summary go
+    to stderr (see --progress, -q, --log-format in `manyfest --help`).
+
     \b
     Examples:
       manyfest publish --dry-run plan.yaml
@@ -204,10 +213,8 @@ def publish(
         --template registry.example/app-OS-ARCHVARIANT:1.0 \\
         --platforms linux/amd64,linux/arm64/v8,linux/arm/v7
     """
-    from rich.console import Console
-
     from manyfest.api import Session
-    from manyfest.cli.progress import PublishProgress, print_summary
+    from manyfest.cli.progress import PublishProgress, print_plan, print_summary
     from manyfest.engine import PublishOptions
     from manyfest.ops import plan as plans
     from manyfest.ops.publish import StopRequest
@@ -251,8 +258,9 @@ def publish(
         plan = [dataclasses.replace(p, allow_duplicate_platforms=True) for p in plan]
     if report_file is not None:
         _check_writable(report_file)
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
-    progress = PublishProgress(len(plan), console, dry_run=dry_run)
+    mode = output.progress_mode()
+    progress = PublishProgress(len(plan), mode=mode, dry_run=dry_run,
+                               errors_only=output.options.quiet)
     settings = settings_from(insecure, concurrency, retry_deadline)
     options = PublishOptions(
         style=json_style.value, media_type=media_type.value if media_type else "",
@@ -271,7 +279,8 @@ def publish(
     stop = StopRequest()
 
     async def body() -> PublishReport:
-        async with Session(settings, on_event=progress) as session:
+        async with Session(settings, on_event=sink(progress)) as session:
+            progress.counters = session.transport.total
             with progress:
                 return await session.publish(
                     plan, options=options, fail_fast=fail_fast, stop=stop, platforms=filters
@@ -282,12 +291,15 @@ def publish(
     except Stopped:
         # Only when the session itself failed to start or close: no list was published.
         raise interrupted_exit(
-            f"0 of {len(plan)} lists published, {len(plan)} not published; re-run to finish"
+            f"0 of {output.plural(len(plan), 'list')} published, {len(plan)} not published; "
+            "re-run to finish"
         ) from None
     try:
         if json_out:
             sys.stdout.write(report.to_json().decode() + "\n")
             sys.stdout.flush()
+        elif dry_run and report.interrupted is None:
+            print_plan(report)
         if report_file is not None:
             report.write_jsonl(report_file)
     except OSError as exc:
@@ -297,16 +309,18 @@ def publish(
         )) from None
     if report.interrupted is not None or interrupts.received() is not None:
         raise interrupted_exit(report.interruption_line())
-    print_summary(report, console)
+    print_summary(report, mode=mode, verify=verify, console=progress.console)
     if report.stopped_by is not None:
         raise fail(report.stopped_by)
     if report.failed:
         if dry_run:
             raise fail(PublishFailed(
-                f"{report.failed} of {len(report.results)} lists would fail",
-                hint="see the per-list errors above; nothing was written (--dry-run)",
+                f"{report.failed} of {output.plural(len(report.results), 'list')} would fail",
+                hint="see the per-list errors; nothing was written (--dry-run)",
             ))
-        raise fail(PublishFailed(f"{report.failed} of {len(report.results)} lists failed"))
+        raise fail(PublishFailed(
+            f"{report.failed} of {output.plural(len(report.results), 'list')} failed"
+        ))
 
 
 def _lists_in_flight() -> int:

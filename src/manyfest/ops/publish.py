@@ -50,7 +50,7 @@ from manyfest.errors import (
     NotPublishedError,
     UsageError,
 )
-from manyfest.events import Finished, Warned
+from manyfest.events import Finished, Phase, SourceDone, Warned
 from manyfest.ops.entries import (
     Listed,
     attestation_annotations,
@@ -150,8 +150,9 @@ class PublishReport:
         """
         total = len(self.results)
         verb = "checked (--dry-run)" if self.dry_run else "published"
+        lists = "list" if total == 1 else "lists"
         line = (
-            f"{self.published()} of {total} lists {verb} ({self.count('created')} created, "
+            f"{self.published()} of {total} {lists} {verb} ({self.count('created')} created, "
             f"{self.count('updated')} updated, {self.count('unchanged')} unchanged)"
         )
         failed = self.failed - self.not_published
@@ -163,8 +164,8 @@ class PublishReport:
             notes.append(f"{self.partly} with some tags moved")
         if self.uncertain:
             notes.append(
-                f"{len(self.uncertain)} tag PUTs cut off in flight: each tag points at its new "
-                "list or still where it was"
+                f"{len(self.uncertain)} tag PUT{'s' if len(self.uncertain) != 1 else ''} cut "
+                "off in flight: each tag points at its new list or still where it was"
             )
         if notes:
             line += f" ({'; '.join(notes)})"
@@ -451,12 +452,15 @@ async def publish(
                 # an attestation manifest named directly: which image it describes
                 attested[key] = await attested_image(engine, source)
             sources[key] = source
+            engine.on_event(SourceDone(target=key, digest=source.manifest.digest))
         except ManyfestError as exc:
             errors[key] = exc
+            engine.on_event(SourceDone(target=key, error=exc.one_line()))
         finally:
             current_stats.reset(token)
 
     stop = stop or StopRequest()
+    engine.on_event(Phase(name="resolve", total=len(refs)))
     with stop.scope():
         await run_all(*(partial(resolve, key) for key in refs))
     if stop.requested():
@@ -511,6 +515,7 @@ async def publish(
     list_limiter = anyio.Semaphore(opts.lists_in_flight, fast_acquire=True)
 
     in_flight: set[int] = set()
+    engine.on_event(Phase(name="publish", total=len(plan)))
 
     async def one(i: int, item: PlanList) -> None:
         async with list_limiter:

@@ -449,7 +449,8 @@ def rewrite_entry(raw: bytes, position: int, change: EntryChange, *, check: bool
     """
     spans = entry_spans(raw)
     if not 0 <= position < len(spans):
-        raise InvalidManifestError(f"index has no entry {position} ({len(spans)} entries)")
+        raise InvalidManifestError(f"index has no entry {position} ({len(spans)} "
+                                   f"entr{'y' if len(spans) == 1 else 'ies'})")
     start, end = spans[position]
     if raw[start : start + 1] != b"{":
         raise _bad(f"entry {position} is not an object")

@@ -545,7 +545,10 @@ class Transport:
                     throttle.requests -= 1
                     raise _TLSFailure(exc) from exc
                 if log.isEnabledFor(logging.DEBUG):
-                    log.debug("%s %s -> %s", method, errormap.redact(url), errormap.describe(exc))
+                    log.debug("%s %s -> %s", method, debug_url(url), errormap.describe(exc),
+                              extra={"event": "http", "fields": {
+                                  "method": method, "url": debug_url(url),
+                                  "error": errormap.describe(exc)}})
                 raise self._no_answer(state, method, url, exc) from exc
         finally:
             if held:
@@ -1061,32 +1064,78 @@ def _too_large(resp: aiohttp.ClientResponse, limit: int, what: str) -> Transport
     )
 
 
-def _redacted_headers(headers: Mapping[str, str]) -> str:
-    """``Name: value; ...`` with credentials replaced by ``[redacted]`` (their scheme kept),
-    the query of ``Location`` URLs dropped (pre-signed storage URLs carry credentials) and
-    user info in URLs (a challenge's realm) redacted."""
-    out = []
+_CLEAR_QUERY = frozenset({
+    "service", "scope", "account", "client_id", "grant_type", "offline_token", "n", "last",
+    "digest", "mount", "from", "tag",
+})
+"""Query parameters shown as they are in debug logs; any other value is ``[redacted]``
+(tokens, signatures of pre-signed storage URLs, upload state)."""
+_SECRET_NAME = re.compile(r"auth|token|secret|passw|cookie|signature|credential|api-?key",
+                          re.IGNORECASE)
+"""Header names whose values are credentials (``Authorization``, ``X-Registry-Auth``,
+``X-Amz-Security-Token``, ``Cookie``, ``Set-Cookie``); ``WWW-Authenticate`` is shown with
+its URLs redacted."""
+_QUOTED_URL = re.compile(r'"(https?://[^"]*)"')
+
+
+def debug_url(url: str) -> str:
+    """``url`` for a debug log: no user info; the query kept, every value not in
+    :data:`_CLEAR_QUERY` replaced by ``[redacted]``."""
+    parts = urllib.parse.urlsplit(_without_user_info(url))
+    if not parts.query:
+        return parts.geturl()
+    pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query = "&".join(
+        f"{urllib.parse.quote(k)}="
+        + (urllib.parse.quote(v, safe=":/,") if k.lower() in _CLEAR_QUERY else "[redacted]")
+        for k, v in pairs
+    )
+    return parts._replace(query=query).geturl()
+
+
+def redacted_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers for a debug log, credentials replaced by ``[redacted]`` (their scheme kept:
+    ``Bearer [redacted]``): every header whose name says credential (see
+    :data:`_SECRET_NAME`), secret query values of URLs (``Location``, a challenge's realm),
+    user info in URLs. A header sent twice (``Set-Cookie``) appears once, redacted."""
+    out: dict[str, str] = {}
     for name, value in headers.items():
         lower = name.lower()
-        if lower in _SECRET_HEADERS:
+        if lower == "www-authenticate":
+            value = _QUOTED_URL.sub(lambda m: f'"{debug_url(m.group(1))}"', value)
+        elif lower in _SECRET_HEADERS or _SECRET_NAME.search(lower):
             scheme = value.split(" ", 1)[0] if " " in value else ""
             value = f"{scheme} [redacted]".strip()
-        elif lower in _URL_HEADERS and "?" in value:
-            value = errormap.redact(value) + "?[redacted]"
-        out.append(f"{name}: {_USER_INFO.sub('[redacted]@', value)}")
-    return "; ".join(out)
+        elif lower in _URL_HEADERS:
+            value = debug_url(value)
+        out[name] = _USER_INFO.sub("[redacted]@", value)
+    return out
+
+
+def _redacted_headers(headers: Mapping[str, str]) -> str:
+    """:func:`redacted_headers` as ``Name: value; ...``."""
+    return "; ".join(f"{k}: {v}" for k, v in redacted_headers(headers).items())
 
 
 def _log_exchange(method: str, url: str, headers: Mapping[str, str],
                   resp: aiohttp.ClientResponse, seconds: float) -> None:
     """One debug line per exchange: request, status, time, headers (redacted); a redirect
-    followed shows where the answer came from (without its query)."""
+    followed shows where the answer came from (its query redacted). The record carries the
+    same as fields (``event`` ``http``) for JSON logs."""
     final = str(resp.url)
-    via = f" (redirected to {errormap.redact(final)})" if resp.history else ""
+    via = f" (redirected to {debug_url(final)})" if resp.history else ""
+    shown = debug_url(url)
     log.debug(
-        "%s %s -> %d%s in %.3f s; sent {%s}; got {%s}", method, errormap.redact(url),
+        "%s %s -> %d%s in %.3f s; sent {%s}; got {%s}", method, shown,
         resp.status, via, seconds, _redacted_headers(headers),
         _redacted_headers(resp.headers),
+        extra={"event": "http", "fields": {
+            "method": method, "url": shown, "status": resp.status,
+            "redirected_to": debug_url(final) if resp.history else None,
+            "duration_s": round(seconds, 4),
+            "request_headers": redacted_headers(headers),
+            "response_headers": redacted_headers(resp.headers),
+        }},
     )
 
 
