@@ -15,6 +15,11 @@ temporary files of atomic writes removed (:func:`temporary`):
 * the **grace period** running out: the process has not ended :data:`GRACE` seconds after
   the first signal (start-up still importing on a very slow machine, a command blocked).
 
+A SIGINT ignored when the process starts (``SIG_IGN`` inherited: a background job of a
+script without job control) stays ignored, the classic rule for Unix programs; SIGTERM is
+always handled. A signal received during start-up gives the command a grace period of its
+own from the moment it starts its work (:func:`command_started`).
+
 Exit codes: 130 for SIGINT, 143 for SIGTERM (128 + signal number, as shells report them).
 
 The handler is a Python-level ``signal.signal`` handler for the process's whole life. An
@@ -46,6 +51,7 @@ Stopper = Callable[[int], None]
 
 class _State:
     received: int | None = None
+    timer: threading.Timer | None = None
     started: bool = False
     stopper: Stopper | None = None
     reported: bool = False
@@ -130,12 +136,20 @@ def _handler(signum: int, frame: FrameType | None) -> None:
             os._exit(exit_code(first))
         exit_now(first, f"{name(signum)} received while stopping; {_state.again}")
         return
-    timer = threading.Timer(GRACE, _overdue, (signum,))
-    timer.daemon = True
-    timer.start()
+    _start_grace(signum)
     stopper = _state.stopper
     if stopper is not None:
         stopper(signum)
+
+
+def _start_grace(signum: int) -> None:
+    """(Re)start the grace period: :data:`GRACE` seconds from now to end the process."""
+    with _lock:
+        if _state.timer is not None:
+            _state.timer.cancel()
+        _state.timer = threading.Timer(GRACE, _overdue, (signum,))
+        _state.timer.daemon = True
+        _state.timer.start()
 
 
 def _overdue(signum: int) -> None:
@@ -159,19 +173,30 @@ def install(*, at_once: str | None = None) -> None:
     if at_once is not None:
         _state.at_once = at_once
     for signum in SIGNALS:
+        if signum == signal.SIGINT and signal.getsignal(signum) == signal.SIG_IGN:
+            continue  # ignored by the parent (a script's background job): it stays ignored
         signal.signal(signum, _handler)
 
 
 def command_started(*, again: str | None = None) -> None:
     """Record that a command runs: from now on it reports an interruption itself.
 
+    A signal received before (during start-up: imports, argument parsing) gets a new grace
+    period from now: the command reports it itself, and has :data:`GRACE` seconds to stop
+    from the moment it can.
+
     Args:
         again: the text printed when the process is ended at once (second signal, grace
             period over).
     """
-    _state.started = True
-    if again is not None:
-        _state.again = again
+    with _lock:
+        first = _state.started
+        _state.started = True
+        if again is not None:
+            _state.again = again
+        signum = _state.received
+    if not first and signum is not None and not _state.reported:
+        _start_grace(signum)
 
 
 def set_stopper(stopper: Stopper | None) -> Stopper | None:

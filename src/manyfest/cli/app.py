@@ -307,11 +307,17 @@ def main(
     output.options.quiet = quiet
     output.options.progress = progress
     output.options.log_format = log_format
-    # From here on the command reports a signal itself (see manyfest.interrupts).
+    output.configure_logging()
+
+
+def begin_work() -> None:
+    """Record that the command starts its work (:func:`manyfest.interrupts.command_started`):
+    from here on it reports a signal itself; before, a grace period running out ends the
+    process with "nothing was written". Called once a command's imports are done, right
+    before it touches the store or a registry (``execute`` calls it)."""
     interrupts.command_started(
         again="stopped at once (a report not yet written is not written); re-run to finish"
     )
-    output.configure_logging()
 
 
 def fail(exc: ManyfestError) -> typer.Exit:
@@ -352,6 +358,7 @@ def execute(
 
     import anyio
 
+    begin_work()
     cancelled = False
 
     async def guarded() -> T:

@@ -20,6 +20,7 @@ from manyfest.cli.app import (
     PlatformCheckOpt,
     Stopped,
     SubjectOpt,
+    begin_work,
     check_mode,
     command_app,
     execute,
@@ -237,6 +238,7 @@ def annotate(
     from manyfest.store import ManifestStore
 
     try:
+        begin_work()
         annotate_local(
             ManifestStore(),
             lref,
@@ -381,6 +383,7 @@ def rm(
     from manyfest.store import ManifestStore
 
     refs = [parse_ref(r) for r in list_refs]
+    begin_work()
     errors = remove(ManifestStore(), refs)
     for exc in errors:
         stderr.print(exc.one_line(), markup=False, level="error", event="error")
