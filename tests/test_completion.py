@@ -88,7 +88,8 @@ def _complete(words: str, env: dict[str, str] | None = None, shell: str = "bash"
 def test_commands_flags_and_choices() -> None:
     assert _complete("manyfest ") == COMMANDS
     assert _complete("manyfest p") == ["push", "publish"]
-    assert _complete("manyfest --") == ["--debug", "--version", "--help"]
+    assert _complete("manyfest --") == ["--debug", "--quiet", "--progress", "--log-format",
+                                        "--version", "--help"]
     assert _complete("manyfest push --p") == ["--purge"]
     assert _complete("manyfest publish --media-type ") == ["oci", "docker", "auto"]
     assert _complete("manyfest publish --platform-check w") == ["warn"]

@@ -43,6 +43,7 @@ from manyfest.ops.plan import PlanList, from_args, parse_documents
 from manyfest.platform import Platform
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
+from manyfest.words import plural
 from tests.helpers import PLATFORMS, REPO_ROOT, seed
 from tests.helpers import manyfest as run_manyfest
 
@@ -261,10 +262,10 @@ def test_plan_example_publishes_dry_run(block: Block, registry: RegistryServer, 
     path.write_text(text)
     proc = run_manyfest("publish", "--dry-run", str(path))
     assert proc.returncode == 0, proc.stderr
-    plan_text = proc.stderr  # the plan is progress output: stderr, stdout stays for --json
-    assert f"would publish {len(lists)} lists: {len(lists)} created, 0 updated, 0 unchanged, " \
-        "0 failed" in plan_text, plan_text
-    for line in plan_text.splitlines():
+    plan_text = proc.stdout  # the dry-run's diff is data: stdout; progress goes to stderr
+    assert f"would publish {plural(len(lists), 'list')}: {len(lists)} created, 0 updated, " \
+        "0 unchanged, 0 failed" in proc.stderr, proc.stderr
+    for line in proc.stderr.splitlines():
         if line.startswith("warning: "):  # only the mixed-list warning of an OCI index of
             # Docker-built images is expected; a platform or other warning is a bad example
             assert re.fullmatch(r"warning: \S+ is an OCI index with \d+ Docker "
@@ -289,10 +290,11 @@ def test_plan_example_publishes_dry_run(block: Block, registry: RegistryServer, 
 
 
 def _section(plan_text: str, target: str) -> str:
-    """The dry-run's lines for one list: its ``TARGET: OLD -> NEW`` line and those indented
-    under it."""
+    """The dry-run's lines for one list: its ``would create TARGET DIGEST`` line and those
+    indented under it."""
     lines = plan_text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}: "))
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith(f"would create {target} "))
     end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("  ")),
                len(lines))
     return "\n".join(lines[start:end])

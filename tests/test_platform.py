@@ -444,3 +444,26 @@ def test_platform_values() -> None:
     assert plans.platform_values(["linux/amd64/v8"], "--platform", "off") == (ODD,)
     with pytest.raises(PlanError, match=r"^--platform: invalid platform 'a/b/c/d'"):
         plans.platform_values(["a/b/c/d"], "--platform", "off")
+
+
+@pytest.mark.parametrize("text", ["linux/amd64:", "linux/amd64:1:2", "windows/amd64::10.0"])
+def test_parse_refuses_an_empty_or_second_os_version(text: str) -> None:
+    """QA: ``--platform linux/amd64:1:2`` filtered every list out (exit 3, after requests)
+    and ``linux/amd64:`` was taken as no os.version: both are a usage error now."""
+    with pytest.raises(PlatformError) as caught:
+        platform.parse(text)
+    assert caught.value.message == (
+        f"invalid platform {text!r}: expected os/arch[/variant][:os.version]"
+    )
+    assert platform.parse("windows/amd64:10.0.20348.2113").os_version == "10.0.20348.2113"
+
+
+def test_platform_flag_names_the_users_text_not_a_manifest_entry() -> None:
+    from manyfest.errors import PlanError
+    from manyfest.ops.plan import platform_values
+
+    with pytest.raises(PlanError) as caught:
+        platform_values(["linux/amd65"], "--platform")
+    assert caught.value.message == (
+        "--platform: linux/amd65: unsupported os/arch combination: linux/amd65"
+    )

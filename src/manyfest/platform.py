@@ -112,12 +112,18 @@ def parse(text: str) -> Platform:
     """Parse ``os/arch[/variant][:os.version]`` (crane/regctl/buildx notation).
 
     Raises:
-        PlatformError: fewer than two or more than three ``/``-separated parts.
+        PlatformError: fewer than two or more than three ``/``-separated parts, or a ``:``
+            with no os.version after it (or a second ``:``).
     """
-    main, _, os_version = text.partition(":")
+    main, colon, os_version = text.partition(":")
     parts = main.split("/")
     if len(parts) not in (2, 3) or not all(parts):
         raise PlatformError(f"invalid platform {text!r}: expected os/arch[/variant]")
+    if colon and (not os_version or ":" in os_version):
+        raise PlatformError(
+            f"invalid platform {text!r}: expected os/arch[/variant][:os.version]",
+            hint="write the os.version after one ':', e.g. windows/amd64:10.0.20348.2113",
+        )
     return Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else "", os_version)
 
 

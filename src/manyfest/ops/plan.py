@@ -834,7 +834,9 @@ def platform_values(values: Iterable[str], where: str, mode: str = "") -> tuple[
             try:
                 validate(n.os, n.architecture, n.variant)
             except PlatformError as exc:
-                raise PlanError(f"{where}: {text}: {exc.message}", hint=exc.hint) from None
+                # docker's annotate wording names a manifest entry: here it is the user's text
+                what = exc.message.removeprefix("manifest entry for image has ")
+                raise PlanError(f"{where}: {text}: {what}", hint=exc.hint) from None
         if p not in out:
             out.append(p)
     return tuple(out)
