@@ -492,6 +492,36 @@ def test_docker_auth_config_set_warns(
     )
 
 
+def test_malformed_docker_auth_config_is_said_so(
+    basic_registry: RegistryServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: a broken $DOCKER_AUTH_CONFIG was said to "take precedence"."""
+    monkeypatch.setenv("DOCKER_AUTH_CONFIG", '{"auths":{')
+    proc = login(basic_registry.host)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == (
+        "warning: $DOCKER_AUTH_CONFIG is not a valid docker config document (JSON): Input data "
+        "was truncated; fix or remove $DOCKER_AUTH_CONFIG (it is read before what login "
+        "stores, and every command that needs credentials will fail until it is fixed)\n"
+    )
+
+
+def test_broken_config_json_is_one_message(basic_registry: RegistryServer) -> None:
+    """QA: login and the readers described one broken config.json in two ways."""
+    path = config_path()
+    path.write_text('{"auths": {')
+    before = snapshot(path.parent)
+    proc = login(basic_registry.host)
+    assert proc.returncode == 1
+    assert one_line(proc.stderr) == (
+        f"{path} is not a valid docker config file: Input data was truncated; fix or remove "
+        f"{path}"
+    )
+    after = snapshot(path.parent)
+    after.pop(".config.json.lock", None)  # the writers' lock file (docker ignores it)
+    assert after == before
+
+
 # ---------------------------------------------------------------- concurrent writers
 
 

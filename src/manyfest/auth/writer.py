@@ -28,7 +28,14 @@ from typing import Any
 
 import filelock
 
-from manyfest.auth.config import NOT_FOUND, TOKEN_USERNAME, Credentials, helper_error, hostname
+from manyfest.auth.config import (
+    NOT_FOUND,
+    TOKEN_USERNAME,
+    AuthDocument,
+    Credentials,
+    helper_error,
+    hostname,
+)
 from manyfest.auth.sources import LoginTarget
 from manyfest.errors import CredentialsError
 
@@ -60,9 +67,11 @@ def _load(path: Path) -> dict[str, Any]:
         return {}
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CredentialsError(f"{path} is not valid JSON: {exc}",
-                               hint=f"fix or remove {path}") from exc
+    except (ValueError, UnicodeDecodeError):
+        # The readers' words for the same file (one message for one broken file).
+        AuthDocument(data, str(path))
+        raise CredentialsError(f"{path} is not a valid docker config file",
+                               hint=f"fix or remove {path}") from None
     if not isinstance(doc, dict):
         raise CredentialsError(f"{path} is not a JSON object", hint=f"fix or remove {path}")
     auths = doc.get("auths")

@@ -58,9 +58,18 @@ def _registry(server: str) -> str:
 
 def _warn_env_config() -> None:
     """As docker: ``$DOCKER_AUTH_CONFIG`` is read before what login and logout write."""
+    from manyfest.auth.config import AuthDocument
     from manyfest.auth.sources import ENV_CONFIG
 
-    if os.environ.get(ENV_CONFIG):
+    text = os.environ.get(ENV_CONFIG)
+    if text:
+        try:
+            AuthDocument(text.encode(), f"${ENV_CONFIG}", helpers=False)
+        except ManyfestError as exc:  # QA: it was said to "take precedence" when broken
+            stderr.print(f"warning: {exc.one_line()} (it is read before what login stores, and "
+                         "every command that needs credentials will fail until it is fixed)",
+                         markup=False)
+            return
         stderr.print(
             f"warning: {ENV_CONFIG} is set and takes precedence over the credentials login "
             f"stores; unset {ENV_CONFIG} to use them",
