@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.registry_server import RegistryServer, find_binary
+from tests.registry_server import RegistryServer, find_binary
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.registry_server import RegistryServer
 from manyfest import digest as digests
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
+from tests.registry_server import RegistryServer
 
 buildah = shutil.which("buildah")
 skopeo = shutil.which("skopeo")

@@ -17,10 +17,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from benchmarks.registry_server import RegistryServer
 from manyfest import digest as digests
 from tests.helpers import PLATFORMS, REPO_ROOT, manyfest, platform_suffix, seed
 from tests.quirk_proxy import QuirkProxy
+from tests.registry_server import RegistryServer
 
 
 def _plan(host: str, ns: str, path: Path, target: str = "app:1") -> Path:

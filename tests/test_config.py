@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.registry_server import RegistryServer
 from manyfest import config
 from manyfest.transport.settings import DEFAULT_CONCURRENCY
 from tests.helpers import PLATFORMS, manyfest, seed
+from tests.registry_server import RegistryServer
 
 
 @pytest.fixture

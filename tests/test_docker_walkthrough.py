@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.registry_server import RegistryServer
 from manyfest import digest as digests
 from tests.helpers import docker, manyfest, requires_docker, seed_walkthrough
+from tests.registry_server import RegistryServer
 
 pytestmark = requires_docker
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import manyfest
-from benchmarks.registry_server import RegistryServer
 from tests.helpers import PLATFORMS, REPO_ROOT, seed
+from tests.registry_server import RegistryServer
 
 
 def _example() -> str:

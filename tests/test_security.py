@@ -38,12 +38,12 @@ import aiohttp
 import pytest
 import trustme
 
-from benchmarks.registry_server import RegistryServer
 from manyfest import reference
 from manyfest.auth.tokens import scope
 from manyfest.transport import Settings, Transport, errormap, tls
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
 from tests.quirk_proxy import QuirkProxy
+from tests.registry_server import RegistryServer
 from tests.storage_host import StorageHost, redirect_blob_gets
 from tests.token_issuer import TokenIssuer, TokenRequest
 

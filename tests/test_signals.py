@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.registry_server import RegistryServer
 from tests.helpers import REPO_ROOT, manyfest, seed
 from tests.quirk_proxy import Hold, QuirkProxy
+from tests.registry_server import RegistryServer
 from tests.signal_helpers import (
     Run,
     TagChecker,

@@ -1,5 +1,5 @@
 """Throttling registries, end to end: ``manyfest publish`` through the quirk proxy's rate
-limits (benchmarks/ratelimit.py) in front of the real registry.
+limits (tests/ratelimit.py) in front of the real registry.
 
 Every scenario asserts that every list lands (exit 0, ``created``, the tag names the list the
 report names, the children and their blobs are in the target repository) and that the report
@@ -26,7 +26,14 @@ from typing import Any
 import anyio
 import pytest
 
-from benchmarks.ratelimit import (
+from manyfest import reference
+from manyfest.content import Manifest
+from manyfest.registry import RegistryClient
+from manyfest.transport import Settings, Transport
+from tests import quirk_proxy as quirks
+from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
+from tests.quirk_proxy import QuirkProxy
+from tests.ratelimit import (
     Bucket,
     Policy,
     RateLimitProcess,
@@ -35,14 +42,7 @@ from benchmarks.ratelimit import (
     go_duration,
     http_date,
 )
-from benchmarks.registry_server import RegistryServer
-from manyfest import reference
-from manyfest.content import Manifest
-from manyfest.registry import RegistryClient
-from manyfest.transport import Settings, Transport
-from tests import quirk_proxy as quirks
-from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
-from tests.quirk_proxy import QuirkProxy
+from tests.registry_server import RegistryServer
 
 RUN_TIMEOUT_S = 1800.0
 """A publish run still going after this long is a hang (far above any expected duration on
@@ -141,7 +141,7 @@ def test_go_duration_and_http_date() -> None:
 
 
 def test_proxy_process_limits_rewrites_and_counts(registry: RegistryServer) -> None:
-    """``python -m benchmarks.ratelimit``: port line, 429 from an empty bucket, Location
+    """``python -m tests.ratelimit``: port line, 429 from an empty bucket, Location
     rewritten to the proxy, ``/_stats`` never limited, the counters printed on exit."""
     # 0.01 tokens/s: no token comes back during the test, however slow the machine.
     with RateLimitProcess(registry.host, "bucket", rate=0.01, burst=2) as proxy:
