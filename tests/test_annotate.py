@@ -42,6 +42,8 @@ from tests.quirk_proxy import Hold, QuirkProxy
 from tests.registry_server import RegistryServer
 from tests.signal_helpers import Run, assert_one_line, expect_code
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 OCI_INDEX = mediatypes.OCI_INDEX
 TITLE = "org.opencontainers.image.title"
 

@@ -37,6 +37,8 @@ from tests.imagewriter import (
 )
 from tests.registry_server import RegistryServer
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 T = TypeVar("T")
 AMD64, ARM64 = PLATFORMS[0], PLATFORMS[2]
 

@@ -32,6 +32,8 @@ from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, walkthroug
 from tests.registry_server import RegistryServer
 from tests.token_issuer import TokenIssuer, TokenRequest
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 USER, PASSWORD = "user", "pass"
 REFRESH_TOKEN = "refresh-token-of-user"
 

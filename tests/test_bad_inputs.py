@@ -30,6 +30,8 @@ from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_walkt
 from tests.quirk_proxy import QuirkProxy
 from tests.registry_server import RegistryServer
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 _SUMMARY = re.compile(r"^(published \d+ lists: |\d+ of \d+ lists (would )?failed; )")
 
 

@@ -22,6 +22,8 @@ from tests.helpers import PLATFORMS, REPO_ROOT, manyfest, platform_suffix, seed
 from tests.quirk_proxy import QuirkProxy
 from tests.registry_server import RegistryServer
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 
 def _plan(host: str, ns: str, path: Path, target: str = "app:1") -> Path:
     lines = [f"image: {host}/{ns}/{target}", "manifests:"]

@@ -18,7 +18,7 @@ from manyfest import digest as digests
 from tests.helpers import docker, manyfest, requires_docker, seed_walkthrough
 from tests.registry_server import RegistryServer
 
-pytestmark = requires_docker
+pytestmark = [requires_docker, pytest.mark.slow]  # end to end (see pyproject markers)
 
 
 def _docker_env(tmp_path: Path) -> Path:

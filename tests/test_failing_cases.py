@@ -23,6 +23,8 @@ from tests.helpers import PLATFORMS, docker, docker_cli, manyfest, seed, seed_wa
 from tests.imagewriter import build_image, push_image
 from tests.registry_server import RegistryServer
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 ACCEPT_TYPES = {
     mediatypes.DOCKER_MANIFEST,
     mediatypes.DOCKER_LIST,

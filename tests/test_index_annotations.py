@@ -32,6 +32,8 @@ from tests.helpers import PLATFORMS, manyfest, seed_built
 from tests.imagewriter import Image, build_attested_index, push_attested_index
 from tests.registry_server import RegistryServer
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 AMD64, ARM64 = PLATFORMS[0], PLATFORMS[2]
 OCI_PREFIX = "org.opencontainers.image."
 D1 = "sha256:" + "1" * 64

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import anyio
+import pytest
 
 from manyfest import mediatypes, reference
 from manyfest.registry import RegistryClient
@@ -13,6 +14,8 @@ from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, manyfest
 from tests.imagewriter import build_attested_index, push_attested_index
 from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 
 def test_attested_indexes_are_flattened(registry: RegistryServer, ns: str,

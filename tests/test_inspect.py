@@ -55,6 +55,8 @@ from tests.imagewriter import (
 from tests.quirk_proxy import Hold, QuirkProxy
 from tests.registry_server import RegistryServer
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 AMD64 = Platform("linux", "amd64")
 ARM64 = Platform("linux", "arm64", "v8")
 ARMV7 = Platform("linux", "arm", "v7")

@@ -7,9 +7,13 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 import manyfest
 from tests.helpers import PLATFORMS, REPO_ROOT, seed
 from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 
 def _example() -> str:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import anyio
+import pytest
 
 from manyfest import mediatypes, reference
 from manyfest.content import Entry, Manifest, encode_list
@@ -23,6 +24,8 @@ from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, manyfest, seed_built
 from tests.imagewriter import Image
 from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 AMD64, ARM64 = PLATFORMS[0], PLATFORMS[2]
 

@@ -7,6 +7,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -15,6 +15,8 @@ from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_built
 from tests.imagewriter import distinct_blobs
 from tests.registry_server import RegistryServer
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 N_LISTS = 200
 
 

@@ -15,6 +15,8 @@ from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
 from tests.registry_server import RegistryServer
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 VERSIONS = ("1.0.0", "1.1.0", "2.0.0")
 FLAVORS = ("", "-alpine")
 # linux/amd64, linux/arm64/v8, linux/arm/v7: the order of the plan (not of PLATFORMS)

@@ -25,6 +25,8 @@ from tests.quirk_proxy import (
 )
 from tests.registry_server import RegistryServer
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 
 @pytest.fixture
 def proxy(registry: RegistryServer) -> Iterator[QuirkProxy]:

@@ -33,6 +33,8 @@ from tests.imagewriter import KIB, MIB, Image, Shape, build_image, distinct_blob
 from tests.quirk_proxy import QuirkProxy, mount_answers_202, oversized_manifest
 from tests.registry_server import RegistryServer
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 ACCEPT = ", ".join([mediatypes.DOCKER_MANIFEST, mediatypes.DOCKER_LIST,
                     mediatypes.OCI_MANIFEST, mediatypes.OCI_INDEX])
 

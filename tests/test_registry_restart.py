@@ -24,6 +24,8 @@ from manyfest.platform import Platform
 from tests.helpers import manyfest, seed
 from tests.registry_server import RegistryServer, free_port
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 LISTS = 20
 _F_SETPIPE_SZ = 1031
 _AMD64 = Platform("linux", "amd64")

@@ -47,6 +47,8 @@ from tests.registry_server import RegistryServer
 from tests.storage_host import StorageHost, redirect_blob_gets
 from tests.token_issuer import TokenIssuer, TokenRequest
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 USER = "user"
 PASSWORD = "pw-5ecret-Kq8vZ2"
 REFRESH_TOKEN = "idtoken-5ecret-Wm4xT9"

@@ -34,6 +34,8 @@ from tests.signal_helpers import (
     sources,
 )
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 N = 24
 SRC = "sigsrc"
 SIGINT, SIGTERM = signal.SIGINT, signal.SIGTERM

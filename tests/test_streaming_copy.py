@@ -17,6 +17,8 @@ from tests.helpers import manyfest
 from tests.quirk_proxy import QuirkProxy, corrupt_blob, mount_answers_202, slow_upload
 from tests.registry_server import RegistryServer
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 RSS_LIMIT_MB = 150
 
 

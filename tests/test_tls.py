@@ -37,6 +37,8 @@ from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, walkthroug
 from tests.registry_server import RegistryServer, free_port
 from tests.token_issuer import TokenIssuer
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 INSECURE = Settings(insecure=True)
 
 
