@@ -62,10 +62,16 @@ LOOPBACK_OFF = {"MANYFEST_LOOPBACK_INSECURE": "0"}
 
 def _port80_address(skip: set[str]) -> str:
     """A loopback address from 127.0.0.3 on whose port 80 nothing listens (binding 80 needs
-    root; other engineers' tests may hold 127.0.0.3:80, so the next one is taken then)."""
+    root; other engineers' tests may hold 127.0.0.3:80, so the next one is taken then).
+
+    Each pytest-xdist worker looks in its own range of 40 addresses (gw0 from 127.0.0.3, gw1
+    from 127.0.0.43...), so two workers never start a registry on the same address at once.
+    """
     if os.geteuid() != 0:
         pytest.skip("a registry on port 80 needs root (these tests run as root)")
-    for last in range(3, 60):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = 3 + 40 * (int(worker) % 6 if worker.isdigit() else 0)
+    for last in range(first, first + 40):
         address = f"127.0.0.{last}"
         if address in skip:
             continue
