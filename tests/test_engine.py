@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import anyio
 import pytest
 
 from manyfest import mediatypes, reference
+from manyfest.cache import FactCache
 from manyfest.content import Manifest
 from manyfest.engine import Child, Engine, OnceMap, PublishOptions, Source, run_all
 from manyfest.errors import ErrorDetail, ManifestRejectedError, NotFoundError, UsageError
@@ -641,3 +643,35 @@ def test_run_all_raises_the_first_error_itself_and_cancels_the_rest() -> None:
     with pytest.raises(NotFoundError, match=r"^gone: registry answered 404$"):
         _run(main)
     assert finished == []
+
+
+def test_a_warm_cache_turns_source_reads_into_one_head_each(tmp_path: Path) -> None:
+    """Second run with the on-disk cache: each tag is HEADed (still there? same digest?) and
+    nothing else is read: no manifest GET, no config GET."""
+    fake = FakeRegistry()
+    refs = _images(fake, "cache")
+    cold = FactCache(tmp_path / "facts")
+    first = _run(lambda: _publish(Engine(fake.client(), cache=cold), "app:1", refs))
+    cold.flush()
+    fake.calls.clear()
+    warm = FactCache(tmp_path / "facts")
+    again = _run(lambda: _publish(Engine(fake.client(), cache=warm), "app:1", refs))
+    assert again.status == "unchanged"
+    assert again.digest == first.digest
+    reads = sorted(c for c in fake.calls if c[0] != "HEAD+push")
+    assert reads == sorted(("HEAD", r.repository, "1") for r in refs)
+
+
+def test_a_cached_tag_that_moved_is_read_again(tmp_path: Path) -> None:
+    """The HEAD shows another digest than the cached one: that manifest (and its config) is
+    read, never the cached bytes."""
+    fake = FakeRegistry()
+    [ref] = _images(fake, "before", (AMD64,))
+    cache = FactCache(tmp_path / "facts")
+    engine = Engine(fake.client(), cache=cache)
+    _run(lambda: engine.resolve(ref))
+    moved = fake.add_image(ref.repository, "1", build_image(AMD64, "after"))
+    fake.calls.clear()
+    source = _run(lambda: Engine(fake.client(), cache=cache).resolve(ref))
+    assert source.manifest == moved
+    assert [c[0] for c in fake.calls] == ["HEAD", "GET", "GET blob"]
