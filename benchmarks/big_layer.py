@@ -23,9 +23,9 @@ from pathlib import Path
 
 import anyio
 
-from benchmarks.registry_server import RegistryServer
 from tests.bigblob import MIB, blob_digest, push_big_image
 from tests.quirk_proxy import QuirkProxy, mount_answers_202
+from tests.registry_server import RegistryServer
 
 
 def main(argv: list[str] | None = None) -> int:

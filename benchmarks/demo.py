@@ -3,7 +3,7 @@
 1. starts ``docker-registry`` on a free 127.0.0.1 port (storage in ``.demo/``);
 2. pushes single-platform images for 4 platforms, one repository per platform as in
    docker's documentation (``demo/app-amd64``, ``demo/app-arm``, ``demo/app-arm64``,
-   ``demo/app-win``), 200 versions each, of real shape (:mod:`benchmarks.imagewriter`'s
+   ``demo/app-win``), 200 versions each, of real shape (:mod:`tests.imagewriter`'s
    default: 6-10 KiB configs, 12 gzip'd tar layers, the lower 9 shared by a platform's
    versions);
 3. writes ``.demo/plan.yaml`` (200 lists, manifest-tool's format, 2 extra tags each);
@@ -23,9 +23,9 @@ from pathlib import Path
 import anyio
 
 from benchmarks import plans
-from benchmarks.imagewriter import push_images
-from benchmarks.registry_server import RegistryServer
 from manyfest.platform import Platform
+from tests.imagewriter import push_images
+from tests.registry_server import RegistryServer
 
 PLATFORMS = {
     "amd64": Platform("linux", "amd64"),

@@ -4,7 +4,7 @@
   ``bench/app-arm`` (linux/arm/v7), ``bench/app-arm64`` (linux/arm64/v8), ``bench/app-win``
   (windows/amd64 with os.version)), images of real shape (:data:`SHAPE`: 6-10 KiB configs,
   12 layers of which 9 are the platform's shared base), pushed with
-  :func:`benchmarks.imagewriter.push_built`; it also returns the blobs of each tag, from
+  :func:`tests.imagewriter.push_built`; it also returns the blobs of each tag, from
   which the request counts are computed (:meth:`Seeded.floor_requests`);
 * :class:`Job`: what one timed run publishes (a fresh target repository, the source tags);
 * the peers: :func:`run_manyfest`, :func:`run_limit`, :func:`run_docker`,
@@ -21,25 +21,23 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
 
 from benchmarks import plans
-from benchmarks.imagewriter import Shape, build_images, distinct_blobs, push_built
-from benchmarks.registry_server import RegistryServer
 from manyfest import reference
 from manyfest.errors import ManyfestError
 from manyfest.platform import Platform
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
+from tests.imagewriter import Shape, build_images, distinct_blobs, push_built
+from tests.measure import Measured, measure
+from tests.registry_server import RegistryServer
 
 ROOT = Path(__file__).resolve().parent.parent
 PLATFORMS: dict[str, Platform] = {
@@ -160,96 +158,6 @@ class Job:
     def sources(self, tag: str) -> list[str]:
         """The 4 source references for ``tag``, in platform order."""
         return [f"{self.host}/{source_repo(s)}:{tag}" for s in PLATFORMS]
-
-
-@dataclass(slots=True)
-class Measured:
-    """One child process, measured.
-
-    Attributes:
-        wall_s: spawn to reaped.
-        user_s, sys_s: the child's CPU time (and its reaped children's).
-        rss_mb: peak resident set of the child (or of the largest of its reaped children).
-        exit_code: the child's exit status (negative: killed by that signal).
-        stdout: what it printed on stdout.
-        stderr_tail: the end of what it printed on stderr.
-    """
-
-    wall_s: float
-    user_s: float
-    sys_s: float
-    rss_mb: float
-    exit_code: int
-    stdout: bytes = b""
-    stderr_tail: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def cpu_s(self) -> float:
-        """User + system CPU time."""
-        return self.user_s + self.sys_s
-
-
-# A fork of the harness (which holds the seeded registry's expectations, tens of MB) starts
-# with the harness's resident set, and Linux carries that into the child's ru_maxrss across
-# exec. So each peer is started by this small launcher (python -I -S, ~8 MB), which spawns the
-# peer, reaps it with os.wait4 and writes the peer's own rusage: the peer's peak RSS then
-# starts from the launcher's few MB, not the harness's.
-_LAUNCHER = """\
-import json, os, signal, sys, time
-out, cmd = sys.argv[1], sys.argv[2:]
-started = time.perf_counter()
-pid = os.posix_spawnp(cmd[0], cmd, os.environ)
-signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
-_, status, ru = os.wait4(pid, 0)
-wall = time.perf_counter() - started
-code = os.waitstatus_to_exitcode(status)
-with open(out, "w") as fh:
-    json.dump({"wall_s": wall, "user_s": ru.ru_utime, "sys_s": ru.ru_stime,
-               "maxrss_kb": ru.ru_maxrss, "exit_code": code}, fh)
-sys.exit(code if 0 <= code < 256 else 1)
-"""
-
-
-def measure(
-    cmd: Sequence[str], *, env: dict[str, str], workdir: Path, timeout: float = RUN_TIMEOUT_S
-) -> Measured:
-    """Run ``cmd`` as a child process and measure it.
-
-    Wall time is from spawn to reaping; CPU and peak RSS are the child's own rusage from
-    ``os.wait4`` on its pid (which, for a shell loop, includes every command it ran and
-    reaped: CPU summed, RSS the largest), taken by :data:`_LAUNCHER`.
-    """
-    workdir.mkdir(parents=True, exist_ok=True)
-    out_path, err_path = workdir / "stdout", workdir / "stderr"
-    usage_path = workdir / "rusage.json"
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(usage_path), *cmd],
-            env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-            start_new_session=True,
-        )
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the launcher's own process group
-            proc.wait()
-        wall = time.perf_counter() - started
-    try:
-        usage = json.loads(usage_path.read_text())
-    except (OSError, ValueError):
-        usage = {"wall_s": wall, "user_s": 0.0, "sys_s": 0.0, "maxrss_kb": 0,
-                 "exit_code": proc.returncode or -9}
-    return Measured(
-        wall_s=usage["wall_s"],
-        user_s=usage["user_s"],
-        sys_s=usage["sys_s"],
-        rss_mb=usage["maxrss_kb"] / 1024,  # kilobytes on Linux
-        exit_code=usage["exit_code"],
-        stdout=out_path.read_bytes(),
-        stderr_tail=err_path.read_text(errors="replace")[-2000:],
-    )
 
 
 def base_env(workdir: Path) -> dict[str, str]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import os
 import signal
 import subprocess
@@ -32,6 +31,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+
+from tests.loopback import host_port, loopback
 
 _EOF = object()
 _CLOSE = object()
@@ -208,22 +209,9 @@ class Relay:
             self.server.close()
 
 
-def _loopback(host: str) -> str:
-    if host == "localhost":
-        return "127.0.0.1"
-    if not ipaddress.ip_address(host).is_loopback:
-        raise SystemExit(f"relay: {host} is not a loopback address")
-    return host
-
-
-def _hostport(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return _loopback(host.strip("[]")), int(port)
-
-
 async def _serve(args: argparse.Namespace) -> None:
-    relay = Relay(_hostport(args.upstream), args.rtt_ms / 1000)
-    port = await relay.listen(_loopback(args.listen), args.port)
+    relay = Relay(host_port(args.upstream, "relay"), args.rtt_ms / 1000)
+    port = await relay.listen(loopback(args.listen, "relay"), args.port)
     print(f"port={port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

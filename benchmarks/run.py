@@ -38,8 +38,8 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import harness
-from benchmarks.registry_server import RegistryServer, find_binary
 from benchmarks.relay import RelayProcess
+from tests.registry_server import RegistryServer, find_binary
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PEERS = ("manyfest", "limit", "docker", "buildah")

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks import harness
-from benchmarks.registry_server import RegistryServer, find_binary
+from tests.registry_server import RegistryServer, find_binary
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

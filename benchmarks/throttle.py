@@ -1,6 +1,6 @@
 """The throttling benchmark: ``python -m benchmarks.throttle [--quick]``.
 
-manyfest publishes through a rate-limiting proxy (``python -m benchmarks.ratelimit``, its
+manyfest publishes through a rate-limiting proxy (``python -m tests.ratelimit``, its
 own process) in front of the real registry, one scenario after another, each into fresh
 repositories:
 
@@ -34,8 +34,8 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import harness
-from benchmarks.ratelimit import RateLimitProcess
-from benchmarks.registry_server import RegistryServer, find_binary
+from tests.ratelimit import RateLimitProcess
+from tests.registry_server import RegistryServer, find_binary
 
 RESULTS = Path(__file__).resolve().parent / "results"
 THROTTLED_MAX = 0.05
@@ -190,7 +190,7 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 
 def table(rows: list[Row]) -> Table:
     """The results table."""
-    t = Table(title="Throttled registry: manyfest publish through benchmarks/ratelimit.py",
+    t = Table(title="Throttled registry: manyfest publish through tests/ratelimit.py",
               title_justify="left")
     heads = ("scenario", "lists", "landed", "answered", "throttled", "throttled %", "wall s",
              "ideal s", "wall / ideal", "client retries", "client throttled")

@@ -5,7 +5,7 @@ The layer is never held whole: its bytes are a deterministic function of a seed,
 upload ``PUT``). Uploads follow the distribution-spec monolithic protocol: ``POST
 /v2/<repository>/blobs/uploads/`` then ``PUT <Location>?digest=<digest>`` (end-4a/end-6).
 
-(benchmarks/imagewriter.py may grow a similar helper on another branch; this one is for the
+(tests/imagewriter.py may grow a similar helper on another branch; this one is for the
 tests and ``benchmarks/big_layer.py``, written against plain aiohttp so that the code under
 test does not seed its own inputs.)
 """

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from benchmarks.registry_server import RegistryServer, find_binary
+from tests.registry_server import RegistryServer, find_binary
 
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    """A plain-HTTP docker-registry on a free 127.0.0.1 port for the whole session."""
+    """A plain-HTTP docker-registry on a free 127.0.0.1 port for the whole session (with
+    pytest-xdist: one per worker, in the worker's own temporary directory)."""
     if find_binary() is None:
         pytest.fail("docker-registry is not installed: run `apt-get install -y docker-registry`")
     server = RegistryServer(workdir=tmp_path_factory.mktemp("registry"))
@@ -46,12 +48,15 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 _counter = itertools.count()
+_WORKER = re.sub(r"[^a-z0-9]+", "", os.environ.get("PYTEST_XDIST_WORKER", "").lower())
+"""The pytest-xdist worker (``gw0``...; '' without xdist): names made from ``ns`` (buildah
+lists, repositories of a shared registry) never collide between workers."""
 
 
 @pytest.fixture
 def ns(request: pytest.FixtureRequest) -> str:
-    """A repository namespace unique to this test (``t<n>-<test name>``)."""
+    """A repository namespace unique to this test and worker (``t<n>[gw<k>]-<test name>``)."""
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    return f"t{next(_counter)}-{name}"
+    return f"t{next(_counter)}{_WORKER}-{name}"
 
 

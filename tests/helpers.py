@@ -11,7 +11,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from benchmarks.imagewriter import (
+from manyfest.platform import Platform
+from manyfest.transport import Settings
+from tests.imagewriter import (
     DEFAULT_SHAPE,
     Image,
     Shape,
@@ -19,8 +21,6 @@ from benchmarks.imagewriter import (
     distinct_blobs,
     push_built,
 )
-from manyfest.platform import Platform
-from manyfest.transport import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLATFORMS = (

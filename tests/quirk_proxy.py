@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from benchmarks.ratelimit import (
+from tests.ratelimit import (
     HOP_HEADERS,
     Bucket,
     Policy,
@@ -34,7 +34,7 @@ from benchmarks.ratelimit import (
     refusal_response,
     throttling_exception,
 )
-from benchmarks.registry_server import free_port
+from tests.registry_server import free_port
 
 Before = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 After = Callable[[web.Request, web.Response], Awaitable[web.Response]]
@@ -98,7 +98,7 @@ class QuirkProxy:
 
     async def forward(self, request: web.Request, *, query: str | None = None) -> web.Response:
         """Send ``request`` to the registry (optionally with another query string); see
-        :func:`benchmarks.ratelimit.forward`."""
+        :func:`tests.ratelimit.forward`."""
         assert self._session is not None
         return await forward(self._session, self.upstream, self.host, request, query=query)
 
@@ -263,7 +263,7 @@ def manifest_not_seen_yet(times: int, code: str = "MANIFEST_BLOB_UNKNOWN") -> Be
 
 
 # ---------------------------------------------------------------------- throttling
-# Built on benchmarks/ratelimit.py (the same policies the throttling benchmark runs as a
+# Built on tests/ratelimit.py (the same policies the throttling benchmark runs as a
 # process). Each helper returns the policy: its ``counts`` say what the proxy let through and
 # what it refused (``counts.throttles``: throttle answers sent; ``counts.refused``: those
 # and the 503s without Retry-After).
@@ -271,7 +271,7 @@ def manifest_not_seen_yet(times: int, code: str = "MANIFEST_BLOB_UNKNOWN") -> Be
 
 def throttle(proxy: QuirkProxy, policy: Policy) -> Policy:
     """Put ``policy`` in front of the registry: a request it refuses gets its
-    :class:`~benchmarks.ratelimit.Refusal`; a forwarded one is counted by the registry's
+    :class:`~tests.ratelimit.Refusal`; a forwarded one is counted by the registry's
     status. Every answer gets the policy's extra headers (``RateLimit-*``)."""
 
     async def before(request: web.Request) -> web.StreamResponse | None:
@@ -294,7 +294,7 @@ def throttle(proxy: QuirkProxy, policy: Policy) -> Policy:
 def token_bucket(proxy: QuirkProxy, rate: float, burst: float | None = None, *,
                  answer: str = "seconds", remaining: bool = False) -> Bucket:
     """A token bucket of ``rate`` requests/s (burst default ``rate``); an empty bucket
-    answers 429 as ``answer`` says (see :class:`~benchmarks.ratelimit.Bucket`)."""
+    answers 429 as ``answer`` says (see :class:`~tests.ratelimit.Bucket`)."""
     policy = Bucket(rate, burst, answer=answer, remaining=remaining)
     throttle(proxy, policy)
     return policy
@@ -311,7 +311,7 @@ def storm(proxy: QuirkProxy, every_429: int = 4, every_503: int = 5, *,
           limit: int | None = None) -> Storm:
     """Count-based: every ``every_429``-th request a throttle answer (default text/plain 429,
     Retry-After an HTTP date ~1 s ahead), every other ``every_503``-th a 503 without
-    Retry-After (see :class:`~benchmarks.ratelimit.Storm`)."""
+    Retry-After (see :class:`~tests.ratelimit.Storm`)."""
     policy = Storm(every_429, every_503, throttle_answer=answer, match=match, limit=limit)
     throttle(proxy, policy)
     return policy

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from benchmarks.registry_server import free_port
 from tests.quirk_proxy import Before, QuirkProxy
+from tests.registry_server import free_port
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,6 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from benchmarks.imagewriter import AttestedIndex, build_attested_index, push_attested_index
-from benchmarks.registry_server import RegistryServer
 from manyfest import mediatypes, reference
 from manyfest.content import Manifest
 from manyfest.ops.entries import DUPLICATE_HINT
@@ -39,8 +37,12 @@ from manyfest.reference import filesafe
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, docker, manyfest, requires_docker, seed_built
+from tests.imagewriter import AttestedIndex, build_attested_index, push_attested_index
 from tests.quirk_proxy import Hold, QuirkProxy
+from tests.registry_server import RegistryServer
 from tests.signal_helpers import Run, assert_one_line, expect_code
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 OCI_INDEX = mediatypes.OCI_INDEX
 TITLE = "org.opencontainers.image.title"

@@ -18,14 +18,6 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 
-from benchmarks.imagewriter import (
-    AttestedIndex,
-    build_attested_index,
-    build_image,
-    push_attested_index,
-    push_image,
-)
-from benchmarks.registry_server import RegistryServer
 from manyfest import mediatypes, reference
 from manyfest.content import Manifest
 from manyfest.errors import PlanError, PlatformError
@@ -36,6 +28,16 @@ from manyfest.reference import filesafe
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, docker, docker_cli, manyfest, seed_built
+from tests.imagewriter import (
+    AttestedIndex,
+    build_attested_index,
+    build_image,
+    push_attested_index,
+    push_image,
+)
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 T = TypeVar("T")
 AMD64, ARM64 = PLATFORMS[0], PLATFORMS[2]

@@ -28,14 +28,16 @@ from typing import Any
 import anyio
 import pytest
 
-from benchmarks.registry_server import RegistryServer
 from manyfest import reference
 from manyfest.auth.tokens import scope
 from manyfest.errors import AuthenticationError
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, walkthrough_blobs
+from tests.registry_server import RegistryServer
 from tests.token_issuer import TokenIssuer, TokenRequest
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 USER, PASSWORD = "user", "pass"
 REFRESH_TOKEN = "refresh-token-of-user"

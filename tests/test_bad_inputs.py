@@ -23,13 +23,15 @@ import anyio
 import pytest
 from aiohttp import web
 
-from benchmarks.registry_server import RegistryServer
 from manyfest import mediatypes
 from manyfest.reference import parse
 from manyfest.store import filesafe
 from tests.bigblob import upload_blob
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_walkthrough
 from tests.quirk_proxy import QuirkProxy
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 _SUMMARY = re.compile(r"^(published \d+ lists?: |\d+ of \d+ lists? (would )?failed; |"
                       r"resolving \d+ sources?$|publishing \d+ lists?$)")

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.registry_server import RegistryServer
 from manyfest import digest as digests
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 buildah = shutil.which("buildah")
 skopeo = shutil.which("skopeo")

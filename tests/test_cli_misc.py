@@ -14,6 +14,8 @@ import pytest
 from manyfest.transport.proxy import proxy_for as _proxy_for
 from tests.helpers import manyfest
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 
 @pytest.fixture
 def blackhole() -> Iterator[int]:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.registry_server import RegistryServer
 from manyfest import config
 from manyfest.transport.settings import DEFAULT_CONCURRENCY
 from tests.helpers import PLATFORMS, manyfest, seed
+from tests.registry_server import RegistryServer
 
 
 @pytest.fixture
@@ -48,6 +48,7 @@ def test_values_and_precedence(config_file: Path, monkeypatch: pytest.MonkeyPatc
     assert str(config.settings(config.load()).certs_dir) == "/elsewhere"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "named"),
     [
@@ -68,6 +69,7 @@ def test_bad_file_is_a_usage_error(config_file: Path, text: str, named: str) -> 
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_insecure_registry_from_the_file(config_file: Path, registry: RegistryServer, ns: str,
                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     host = registry.host
@@ -89,6 +91,7 @@ def test_default_location_may_be_missing(monkeypatch: pytest.MonkeyPatch) -> Non
     assert config.load() == config.ConfigFile()
 
 
+@pytest.mark.slow
 def test_named_file_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = tmp_path / "nope.yaml"
     monkeypatch.setenv("MANYFEST_CONFIG", str(missing))
@@ -97,6 +100,7 @@ def test_named_file_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert f"configuration file {missing} does not exist" in proc.stderr
 
 
+@pytest.mark.slow
 def test_bad_boolean_environment(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MANYFEST_LOOPBACK_INSECURE", "bogus")
     proc = manyfest("inspect", "127.0.0.1:9/a:1")

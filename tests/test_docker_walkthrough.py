@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.registry_server import RegistryServer
 from manyfest import digest as digests
 from tests.helpers import docker, manyfest, requires_docker, seed_walkthrough
+from tests.registry_server import RegistryServer
 
-pytestmark = requires_docker
+pytestmark = [requires_docker, pytest.mark.slow]  # end to end (see pyproject markers)
 
 
 def _docker_env(tmp_path: Path) -> Path:

@@ -36,7 +36,6 @@ import anyio
 import pytest
 
 import manyfest
-from benchmarks.imagewriter import build_attested_index, push_attested_index
 from manyfest import config, errors, reference
 from manyfest.errors import PlanError
 from manyfest.ops.plan import PlanList, from_args, parse_documents
@@ -46,9 +45,12 @@ from manyfest.transport import Settings, Transport
 from manyfest.words import plural
 from tests.helpers import PLATFORMS, REPO_ROOT, seed
 from tests.helpers import manyfest as run_manyfest
+from tests.imagewriter import build_attested_index, push_attested_index
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 if TYPE_CHECKING:
-    from benchmarks.registry_server import RegistryServer
+    from tests.registry_server import RegistryServer
 
 DOCS = REPO_ROOT / "docs"
 GENERATOR = REPO_ROOT / "scripts" / "gen_cli_docs.py"

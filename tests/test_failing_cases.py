@@ -13,8 +13,6 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from benchmarks.imagewriter import build_image, push_image
-from benchmarks.registry_server import RegistryServer
 from manyfest import digest as digests
 from manyfest import mediatypes, reference
 from manyfest.content import Entry, Manifest, encode_list
@@ -22,6 +20,10 @@ from manyfest.platform import Platform
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, docker, docker_cli, manyfest, seed, seed_walkthrough
+from tests.imagewriter import build_image, push_image
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 ACCEPT_TYPES = {
     mediatypes.DOCKER_MANIFEST,

@@ -16,8 +16,6 @@ from pathlib import Path
 import anyio
 import pytest
 
-from benchmarks.imagewriter import Image, build_attested_index, push_attested_index
-from benchmarks.registry_server import RegistryServer
 from manyfest import mediatypes, reference
 from manyfest.api import Session
 from manyfest.cache import FactCache
@@ -31,6 +29,10 @@ from manyfest.reference import filesafe
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, manyfest, seed_built
+from tests.imagewriter import Image, build_attested_index, push_attested_index
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 AMD64, ARM64 = PLATFORMS[0], PLATFORMS[2]
 OCI_PREFIX = "org.opencontainers.image."

@@ -6,13 +6,16 @@ import json
 from pathlib import Path
 
 import anyio
+import pytest
 
-from benchmarks.imagewriter import build_attested_index, push_attested_index
-from benchmarks.registry_server import RegistryServer
 from manyfest import mediatypes, reference
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, manyfest
+from tests.imagewriter import build_attested_index, push_attested_index
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 
 def test_attested_indexes_are_flattened(registry: RegistryServer, ns: str,

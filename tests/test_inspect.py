@@ -36,15 +36,6 @@ from dataclasses import dataclass
 import anyio
 import pytest
 
-from benchmarks.imagewriter import (
-    AttestedIndex,
-    Image,
-    build_attested_index,
-    build_image,
-    push_attested_index,
-    push_image,
-)
-from benchmarks.registry_server import RegistryServer
 from manyfest import jsonfmt, mediatypes, reference
 from manyfest.api import Session
 from manyfest.content import Manifest
@@ -53,7 +44,18 @@ from manyfest.platform import Platform
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import manyfest
+from tests.imagewriter import (
+    AttestedIndex,
+    Image,
+    build_attested_index,
+    build_image,
+    push_attested_index,
+    push_image,
+)
 from tests.quirk_proxy import Hold, QuirkProxy
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 AMD64 = Platform("linux", "amd64")
 ARM64 = Platform("linux", "arm64", "v8")

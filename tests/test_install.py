@@ -18,6 +18,8 @@ import pytest
 
 from manyfest._version import __version__
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

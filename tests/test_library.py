@@ -8,9 +8,13 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 import manyfest
-from benchmarks.registry_server import RegistryServer
 from tests.helpers import PLATFORMS, REPO_ROOT, seed
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 
 def _example() -> str:

@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
-from benchmarks.registry_server import RegistryServer
 from manyfest.auth.tokens import scope
 from tests import test_auth
 from tests.helpers import docker_cli, manyfest, requires_docker
+from tests.registry_server import RegistryServer
 from tests.test_auth import (
     PASSWORD,
     USER,
@@ -37,6 +37,8 @@ from tests.test_auth import (
     seed_sources,
 )
 from tests.token_issuer import TokenIssuer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 # The registries of test_auth (htpasswd; token auth and its issuer), one per module.
 basic_registry = test_auth.basic_registry

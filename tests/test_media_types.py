@@ -13,9 +13,8 @@ import os
 from pathlib import Path
 
 import anyio
+import pytest
 
-from benchmarks.imagewriter import Image
-from benchmarks.registry_server import RegistryServer
 from manyfest import mediatypes, reference
 from manyfest.content import Entry, Manifest, encode_list
 from manyfest.platform import Platform
@@ -23,6 +22,10 @@ from manyfest.reference import filesafe
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, manyfest, seed_built
+from tests.imagewriter import Image
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 AMD64, ARM64 = PLATFORMS[0], PLATFORMS[2]
 

@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from benchmarks.registry_server import RegistryServer
 from manyfest.cli import output
 from manyfest.cli.progress import (
     PublishProgress,
@@ -40,7 +39,10 @@ from manyfest.reference import parse
 from manyfest.transport import RequestStats
 from tests.helpers import manyfest, seed_walkthrough
 from tests.quirk_proxy import QuirkProxy, too_many_requests
+from tests.registry_server import RegistryServer
 from tests.token_issuer import TokenIssuer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 ESC = "\x1b["
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")

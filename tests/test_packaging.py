@@ -11,7 +11,11 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from manyfest._version import __version__
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

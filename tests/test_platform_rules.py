@@ -13,15 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
-from benchmarks.imagewriter import AttestedIndex, Image, build_attested_index, push_attested_index
-from benchmarks.registry_server import RegistryServer
 from manyfest import reference
 from manyfest.content import Entry, encode_list
 from manyfest.platform import Platform
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_built
+from tests.imagewriter import AttestedIndex, Image, build_attested_index, push_attested_index
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 ODD = Platform("linux", "amd64", "v8")
 """What a past bug refused when an image config declared it: taken as built by default."""

@@ -7,13 +7,15 @@ import json
 import anyio
 import pytest
 
-from benchmarks.imagewriter import distinct_blobs
-from benchmarks.registry_server import RegistryServer
 from manyfest import digest as digests
 from manyfest import mediatypes, reference
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_built
+from tests.imagewriter import distinct_blobs
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 N_LISTS = 200
 

@@ -8,12 +8,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from benchmarks.registry_server import RegistryServer
 from manyfest import mediatypes, reference
 from manyfest.platform import Platform
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 VERSIONS = ("1.0.0", "1.1.0", "2.0.0")
 FLAVORS = ("", "-alpine")

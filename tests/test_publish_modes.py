@@ -6,14 +6,17 @@ import json
 from pathlib import Path
 
 import anyio
+import pytest
 
-from benchmarks.imagewriter import Image, distinct_blobs
-from benchmarks.registry_server import RegistryServer
 from manyfest import digest as digests
 from manyfest import reference
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_built
+from tests.imagewriter import Image, distinct_blobs
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 
 def _doc(host: str, ns: str, target: str, tag: str, tags: list[str] | None = None,

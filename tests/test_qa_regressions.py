@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.registry_server import RegistryServer
 from tests.helpers import PLATFORMS, manyfest, seed
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 
 def test_cached_digest_still_must_exist_in_the_repository(registry: RegistryServer, ns: str,

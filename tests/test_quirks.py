@@ -9,13 +9,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from benchmarks.imagewriter import distinct_blobs
-from benchmarks.registry_server import RegistryServer
 from manyfest import reference
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from manyfest.transport.throttle import MIN_PAUSE_S
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_built
+from tests.imagewriter import distinct_blobs
 from tests.quirk_proxy import (
     QuirkProxy,
     drop_digest_header,
@@ -24,6 +23,9 @@ from tests.quirk_proxy import (
     mount_answers_202,
     too_many_requests,
 )
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 
 @pytest.fixture

@@ -26,12 +26,14 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.imagewriter import KIB, MIB, Image, Shape, build_image, distinct_blobs
-from benchmarks.registry_server import RegistryServer
 from manyfest import mediatypes
 from manyfest.platform import Platform
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed_built
+from tests.imagewriter import KIB, MIB, Image, Shape, build_image, distinct_blobs
 from tests.quirk_proxy import QuirkProxy, mount_answers_202, oversized_manifest
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 ACCEPT = ", ".join([mediatypes.DOCKER_MANIFEST, mediatypes.DOCKER_LIST,
                     mediatypes.OCI_MANIFEST, mediatypes.OCI_INDEX])

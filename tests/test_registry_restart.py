@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.registry_server import RegistryServer, free_port
 from manyfest.platform import Platform
 from tests.helpers import manyfest, seed
+from tests.registry_server import RegistryServer, free_port
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 LISTS = 20
 _F_SETPIPE_SZ = 1031

@@ -38,14 +38,16 @@ import aiohttp
 import pytest
 import trustme
 
-from benchmarks.registry_server import RegistryServer
 from manyfest import reference
 from manyfest.auth.tokens import scope
 from manyfest.transport import Settings, Transport, errormap, tls
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
 from tests.quirk_proxy import QuirkProxy
+from tests.registry_server import RegistryServer
 from tests.storage_host import StorageHost, redirect_blob_gets
 from tests.token_issuer import TokenIssuer, TokenRequest
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 USER = "user"
 PASSWORD = "pw-5ecret-Kq8vZ2"
@@ -60,10 +62,16 @@ LOOPBACK_OFF = {"MANYFEST_LOOPBACK_INSECURE": "0"}
 
 def _port80_address(skip: set[str]) -> str:
     """A loopback address from 127.0.0.3 on whose port 80 nothing listens (binding 80 needs
-    root; other engineers' tests may hold 127.0.0.3:80, so the next one is taken then)."""
+    root; other engineers' tests may hold 127.0.0.3:80, so the next one is taken then).
+
+    Each pytest-xdist worker looks in its own range of 40 addresses (gw0 from 127.0.0.3, gw1
+    from 127.0.0.43...), so two workers never start a registry on the same address at once.
+    """
     if os.geteuid() != 0:
         pytest.skip("a registry on port 80 needs root (these tests run as root)")
-    for last in range(3, 60):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = 3 + 40 * (int(worker) % 6 if worker.isdigit() else 0)
+    for last in range(first, first + 40):
         address = f"127.0.0.{last}"
         if address in skip:
             continue

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.registry_server import RegistryServer
 from tests.helpers import manyfest, seed
 from tests.quirk_proxy import Hold, QuirkProxy
+from tests.registry_server import RegistryServer
 from tests.signal_helpers import Run, TagChecker, list_tags, plan_text, sources
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 N = 200
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.registry_server import RegistryServer
 from tests.helpers import REPO_ROOT, manyfest, seed
 from tests.quirk_proxy import Hold, QuirkProxy
+from tests.registry_server import RegistryServer
 from tests.signal_helpers import (
     Run,
     TagChecker,
@@ -34,6 +34,8 @@ from tests.signal_helpers import (
     snapshot,
     sources,
 )
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 N = 24
 SRC = "sigsrc"

@@ -11,11 +11,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from benchmarks import harness
-from benchmarks.registry_server import RegistryServer
+from tests import measure
 from tests.bigblob import MIB, blob_digest, blob_status, push_big_image
 from tests.helpers import manyfest
 from tests.quirk_proxy import QuirkProxy, corrupt_blob, mount_answers_202, slow_upload
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 RSS_LIMIT_MB = 150
 
@@ -32,10 +34,10 @@ def run_measured(*args: str, cwd: Path) -> tuple[int, str, str, int]:
 
     The peak RSS is the child's own: Linux carries a forking parent's resident set into the
     child's ``ru_maxrss`` across exec, and pytest grows to hundreds of MB over the suite, so
-    the child is started by the benchmark harness's small launcher
-    (:func:`benchmarks.harness.measure`), whose own few MB are all it inherits.
+    the child is started by a small launcher
+    (:func:`tests.measure.measure`), whose own few MB are all it inherits.
     """
-    measured = harness.measure([sys.executable, "-m", "manyfest", *args],
+    measured = measure.measure([sys.executable, "-m", "manyfest", *args],
                                env=dict(os.environ), workdir=cwd / "run")
     err = (cwd / "run" / "stderr").read_text()
     return (measured.exit_code, measured.stdout.decode(), err,

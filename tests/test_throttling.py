@@ -1,5 +1,5 @@
 """Throttling registries, end to end: ``manyfest publish`` through the quirk proxy's rate
-limits (benchmarks/ratelimit.py) in front of the real registry.
+limits (tests/ratelimit.py) in front of the real registry.
 
 Every scenario asserts that every list lands (exit 0, ``created``, the tag names the list the
 report names, the children and their blobs are in the target repository) and that the report
@@ -26,7 +26,14 @@ from typing import Any
 import anyio
 import pytest
 
-from benchmarks.ratelimit import (
+from manyfest import reference
+from manyfest.content import Manifest
+from manyfest.registry import RegistryClient
+from manyfest.transport import Settings, Transport
+from tests import quirk_proxy as quirks
+from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
+from tests.quirk_proxy import QuirkProxy
+from tests.ratelimit import (
     Bucket,
     Policy,
     RateLimitProcess,
@@ -35,14 +42,7 @@ from benchmarks.ratelimit import (
     go_duration,
     http_date,
 )
-from benchmarks.registry_server import RegistryServer
-from manyfest import reference
-from manyfest.content import Manifest
-from manyfest.registry import RegistryClient
-from manyfest.transport import Settings, Transport
-from tests import quirk_proxy as quirks
-from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
-from tests.quirk_proxy import QuirkProxy
+from tests.registry_server import RegistryServer
 
 RUN_TIMEOUT_S = 1800.0
 """A publish run still going after this long is a hang (far above any expected duration on
@@ -140,8 +140,9 @@ def test_go_duration_and_http_date() -> None:
     assert stamp.timestamp() == 1_700_000_001
 
 
+@pytest.mark.slow
 def test_proxy_process_limits_rewrites_and_counts(registry: RegistryServer) -> None:
-    """``python -m benchmarks.ratelimit``: port line, 429 from an empty bucket, Location
+    """``python -m tests.ratelimit``: port line, 429 from an empty bucket, Location
     rewritten to the proxy, ``/_stats`` never limited, the counters printed on exit."""
     # 0.01 tokens/s: no token comes back during the test, however slow the machine.
     with RateLimitProcess(registry.host, "bucket", rate=0.01, burst=2) as proxy:
@@ -314,18 +315,21 @@ def _scenario(registry: RegistryServer, proxy: QuirkProxy, policy: Policy, ns: s
     return report
 
 
+@pytest.mark.slow
 def test_bucket_100_per_second_24_lists(registry: RegistryServer, proxy: QuirkProxy, ns: str,
                                         tmp_path: Path) -> None:
     policy = quirks.token_bucket(proxy, 100)
     _scenario(registry, proxy, policy, ns, tmp_path, 24)
 
 
+@pytest.mark.slow
 def test_bucket_20_per_second_30_lists(registry: RegistryServer, proxy: QuirkProxy, ns: str,
                                        tmp_path: Path) -> None:
     policy = quirks.token_bucket(proxy, 20)
     _scenario(registry, proxy, policy, ns, tmp_path, 30, same_repository=True)
 
 
+@pytest.mark.slow
 def test_bucket_with_http_date_and_ratelimit_headers(
     registry: RegistryServer, proxy: QuirkProxy, ns: str, tmp_path: Path
 ) -> None:
@@ -333,6 +337,7 @@ def test_bucket_with_http_date_and_ratelimit_headers(
     _scenario(registry, proxy, policy, ns, tmp_path, 8)
 
 
+@pytest.mark.slow
 def test_storm_every_4th_429_every_5th_503(registry: RegistryServer, proxy: QuirkProxy, ns: str,
                                            tmp_path: Path) -> None:
     policy = quirks.storm(proxy)
@@ -342,12 +347,14 @@ def test_storm_every_4th_429_every_5th_503(registry: RegistryServer, proxy: Quir
     assert policy.counts.unavailable[503] > 0
 
 
+@pytest.mark.slow
 def test_wait_written_in_the_body(registry: RegistryServer, proxy: QuirkProxy, ns: str,
                                   tmp_path: Path) -> None:
     policy = quirks.body_hint(proxy, 50, 5)
     _scenario(registry, proxy, policy, ns, tmp_path, 10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["html", "ecr", "aws"])
 def test_throttle_answers_registries_write(kind: str, registry: RegistryServer,
                                            proxy: QuirkProxy, ns: str, tmp_path: Path) -> None:
@@ -360,6 +367,7 @@ def test_throttle_answers_registries_write(kind: str, registry: RegistryServer,
     assert policy.counts.throttles > 0
 
 
+@pytest.mark.slow
 def test_503_without_retry_after(registry: RegistryServer, proxy: QuirkProxy, ns: str,
                                  tmp_path: Path) -> None:
     policy = quirks.unavailable(proxy, 3, match="/manifests/")
@@ -369,12 +377,13 @@ def test_503_without_retry_after(registry: RegistryServer, proxy: QuirkProxy, ns
     assert report["summary"]["throttled"] == 0  # a 503 without a wait is no throttle signal
 
 
+@pytest.mark.slow
 def test_endless_429_ends_at_the_retry_deadline(registry: RegistryServer, proxy: QuirkProxy,
                                                 ns: str, tmp_path: Path) -> None:
     message = "rate limit exceeded, try again later"
     policy = quirks.endless_429(proxy, message)
     seeded = _seed(registry, ns, 3)
-    code, report, stderr = _publish(proxy, seeded, tmp_path, "--retry-deadline", "3")
+    code, report, stderr = _publish(proxy, seeded, tmp_path, "--retry-deadline", "1")
     assert code == 3, stderr[-2000:]
     assert [r["status"] for r in report["results"]] == ["failed"] * 3
     for r in report["results"]:

@@ -27,7 +27,6 @@ import anyio
 import pytest
 import trustme
 
-from benchmarks.registry_server import RegistryServer, free_port
 from manyfest import reference
 from manyfest.api import Session
 from manyfest.errors import CertificateError, TransportError
@@ -35,7 +34,10 @@ from manyfest.ops.plan import load
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, walkthrough_blobs
+from tests.registry_server import RegistryServer, free_port
 from tests.token_issuer import TokenIssuer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 
 INSECURE = Settings(insecure=True)
 

@@ -7,7 +7,7 @@ Two ways to use it:
   returns a :class:`Refusal`) or forwarded, and counts both (:attr:`Policy.counts`);
 * as its own HTTP proxy process in front of the real registry, for the throttling benchmark::
 
-      python -m benchmarks.ratelimit --upstream 127.0.0.1:5000 --mode bucket --rate 20
+      python -m tests.ratelimit --upstream 127.0.0.1:5000 --mode bucket --rate 20
 
   It prints ``port=<N>`` once it listens on ``127.0.0.1:<N>``, then serves until it gets
   SIGTERM/SIGINT, its standard input closes (the parent died), or ``--max-seconds`` pass;
@@ -67,7 +67,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from benchmarks.relay import _hostport, _loopback
+from tests.loopback import host_port, loopback
 
 MODES = ("bucket", "bucket-date", "body-hint", "remaining", "storm")
 """The ``--mode`` values."""
@@ -456,7 +456,7 @@ async def forward(session: aiohttp.ClientSession, upstream: str, public: str,
 
 
 class RateLimitServer:
-    """The proxy of ``python -m benchmarks.ratelimit`` inside a running event loop.
+    """The proxy of ``python -m tests.ratelimit`` inside a running event loop.
 
     Args:
         upstream: the registry's ``host:port`` (loopback).
@@ -509,9 +509,9 @@ class RateLimitServer:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    host, port = _hostport(args.upstream)
+    host, port = host_port(args.upstream, "ratelimit")
     server = RateLimitServer(f"{host}:{port}", policy_for(args.mode, args.rate, args.burst))
-    bound = await server.listen(_loopback(args.listen), args.port)
+    bound = await server.listen(loopback(args.listen, "ratelimit"), args.port)
     print(f"port={bound}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -536,8 +536,8 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.ratelimit``."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ratelimit", description=__doc__,
+    """``python -m tests.ratelimit``."""
+    parser = argparse.ArgumentParser(prog="python -m tests.ratelimit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--upstream", required=True, help="registry host:port (loopback)")
     parser.add_argument("--mode", choices=MODES, required=True)
@@ -559,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
 
 @dataclass
 class RateLimitProcess:
-    """``python -m benchmarks.ratelimit`` as a child process; a context manager.
+    """``python -m tests.ratelimit`` as a child process; a context manager.
 
     Attributes:
         upstream: the registry's ``host:port``.
@@ -589,7 +589,7 @@ class RateLimitProcess:
             RuntimeError: it exited or printed something else first.
         """
         root = Path(__file__).resolve().parent.parent
-        cmd = [sys.executable, "-m", "benchmarks.ratelimit", "--upstream", self.upstream,
+        cmd = [sys.executable, "-m", "tests.ratelimit", "--upstream", self.upstream,
                "--mode", self.mode, "--rate", str(self.rate),
                "--max-seconds", str(self.max_seconds)]
         if self.burst is not None:
