@@ -108,5 +108,5 @@ def test_sdist_holds_only_the_source(tmp_path: Path) -> None:
     for junk in JUNK:
         assert junk not in members, junk
     for needed in ("src/manyfest/py.typed", "src/manyfest/cli/main.py", "tests/conftest.py",
-                   "benchmarks/registry_server.py", "docs/plan.md", "docs/commands.md"):
+                   "tests/registry_server.py", "benchmarks/run.py", "docs/plan.md", "docs/commands.md"):
         assert needed in members, needed
