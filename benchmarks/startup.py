@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
         harness.seed(server.host, 0, 1)
         image = f"{server.host}/{harness.source_repo('amd64')}:{harness.tag_of(0)}"
         env = harness.base_env(workdir)
+        root = Path(__file__).resolve().parents[1]
+        # This tree's manyfest, whatever an installed copy (editable or not) points at.
+        env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), env["PYTHONPATH"]])
         env["MANYFEST_CACHE_DIR"] = str(workdir / "cache")
         env["HOME"] = str(workdir / "home")
         # As installed: byte-code cached (a shell may set this to keep trees clean; every
