@@ -108,5 +108,6 @@ def test_sdist_holds_only_the_source(tmp_path: Path) -> None:
     for junk in JUNK:
         assert junk not in members, junk
     for needed in ("src/manyfest/py.typed", "src/manyfest/cli/main.py", "tests/conftest.py",
-                   "tests/registry_server.py", "benchmarks/run.py", "docs/plan.md", "docs/commands.md"):
+                   "tests/registry_server.py", "benchmarks/run.py", "docs/plan.md",
+                   "docs/commands.md"):
         assert needed in members, needed
