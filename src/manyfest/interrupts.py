@@ -16,8 +16,10 @@ temporary files of atomic writes removed (:func:`temporary`):
   the first signal (start-up still importing on a very slow machine, a command blocked).
 
 A SIGINT ignored when the process starts (``SIG_IGN`` inherited: a background job of a
-script without job control) stays ignored, the classic rule for Unix programs; SIGTERM is
-always handled. A signal received during start-up gives the command a grace period of its
+script without job control) is handled too once the handler is installed, as docker's Go
+runtime does for the signals it is asked to notify: ``kill -INT`` stops such a job (one sent
+before the handler is installed, in the first ~0.1 s, is discarded by the kernel). A signal
+received during start-up gives the command a grace period of its
 own from the moment it starts its work (:func:`command_started`).
 
 Exit codes: 130 for SIGINT, 143 for SIGTERM (128 + signal number, as shells report them).
@@ -173,8 +175,6 @@ def install(*, at_once: str | None = None) -> None:
     if at_once is not None:
         _state.at_once = at_once
     for signum in SIGNALS:
-        if signum == signal.SIGINT and signal.getsignal(signum) == signal.SIG_IGN:
-            continue  # ignored by the parent (a script's background job): it stays ignored
         signal.signal(signum, _handler)
 
 
