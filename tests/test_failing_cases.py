@@ -333,7 +333,7 @@ def test_create_writes_nothing_when_a_source_is_missing(registry: RegistryServer
     assert failed.returncode == 1
     assert f"no such manifest: {host}/{ns}/nothere:1" in failed.stderr
     assert not _store_dir(f"127.0.0.1-{registry.port}_{ns}_app-partial").exists()
-    assert not any(p.name.startswith(".manyfest-")
+    assert not any(p.name.endswith(".tmp")
                    for p in (Path(os.environ["DOCKER_CONFIG"]) / "manifests").glob("*")
                    if p.is_file() and not p.name.endswith("-lock"))
 

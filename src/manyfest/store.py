@@ -47,10 +47,11 @@ from pathlib import Path
 import msgspec
 
 from manyfest import digest as digests
-from manyfest import interrupts, jsonfmt, mediatypes
+from manyfest import jsonfmt, mediatypes
 from manyfest.auth.config import config_dir
 from manyfest.content import Manifest
 from manyfest.errors import NoSuchManifestError, StoreError
+from manyfest.files import atomic_write
 from manyfest.models import Descriptor
 from manyfest.platform import Platform
 from manyfest.reference import Reference, filesafe
@@ -330,20 +331,8 @@ class ManifestStore:
         directory = self.list_dir(list_ref)
         directory.mkdir(parents=True, exist_ok=True)
         for image in images:
-            data = self.encode(image)
-            fd, tmp = tempfile.mkstemp(prefix=".manyfest-", dir=self.root)
-            with interrupts.temporary(tmp):
-                try:
-                    with os.fdopen(fd, "wb") as fh:
-                        fh.write(data)
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                    os.chmod(tmp, 0o644)
-                    os.replace(tmp, directory / filesafe(image.ref))
-                except BaseException:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(tmp)
-                    raise
+            atomic_write(directory / filesafe(image.ref), self.encode(image), mode=0o644,
+                         temp_dir=self.root)
 
     def remove_entries(self, list_ref: Reference, file_names: list[str]) -> None:
         """Delete entries of a list by file name (call under :meth:`locked`); one that is
@@ -403,19 +392,7 @@ class ManifestStore:
             entries=sorted(p.name for p in directory.iterdir()),
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".manyfest-", dir=self.root)
-        with interrupts.temporary(tmp):
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(msgspec.json.encode(settings))
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+        atomic_write(path, msgspec.json.encode(settings), mode=0o644, temp_dir=self.root)
 
     def remove(self, list_ref: Reference) -> None:
         """Delete a list directory and its settings file.

@@ -18,11 +18,9 @@ the file) against concurrent writers. A symbolic link is followed (its target is
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from manyfest.auth.config import (
 )
 from manyfest.auth.sources import LoginTarget
 from manyfest.errors import CredentialsError
+from manyfest.files import atomic_write
 
 _SECRET_FIELDS = ("auth", "username", "password", "identitytoken", "registrytoken")
 
@@ -84,24 +83,10 @@ def _save(path: Path, doc: dict[str, Any]) -> None:
     """Write ``doc`` to ``path`` atomically, mode 0600 (tab-indented, no final newline: the
     bytes docker writes)."""
     data = json.dumps(doc, indent="\t", ensure_ascii=False).encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        atomic_write(path, data, mode=0o600, sync_dir=True)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise CredentialsError(f"cannot write {path}: {exc.strerror}") from exc
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _helper_for(doc: dict[str, Any], key: str, namespaced: bool) -> str:

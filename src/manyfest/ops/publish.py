@@ -23,8 +23,6 @@ at an incomplete one, since the engine writes a list only after its children).
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,7 +33,6 @@ from typing import Any
 import anyio
 import msgspec
 
-from manyfest import interrupts
 from manyfest.engine import (
     Child,
     Engine,
@@ -51,6 +48,7 @@ from manyfest.errors import (
     UsageError,
 )
 from manyfest.events import Finished, Phase, SourceDone, Warned
+from manyfest.files import atomic_write
 from manyfest.ops.entries import (
     Listed,
     attestation_annotations,
@@ -184,16 +182,7 @@ class PublishReport:
 
     def write_jsonl(self, path: Path) -> None:
         """Write :meth:`to_jsonl` to ``path`` atomically (temporary file, then rename)."""
-        path = path.resolve()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with interrupts.temporary(tmp):
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(self.to_jsonl())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+        atomic_write(path.resolve(), self.to_jsonl())
 
 
 class StopRequest:
