@@ -663,7 +663,7 @@ class Transport:
 
         Throttle signals: until ``retry_deadline`` seconds after the first failure, the wait
         being the registry's pause (shared by every task, see :class:`Throttle`). Errors
-        (5xx, connection): exponential backoff with jitter up to ``retry_max_wait``, until
+        (5xx, connection): exponential backoff with jitter, at most ``retry_max_wait``, until
         ``error_retry_deadline``. A refused connection to a registry that never answered in
         this run fails at once. Inside :meth:`retrying`, failures go up to the composite.
         """
@@ -685,8 +685,9 @@ class Transport:
             else:
                 deadline = min(self.settings.error_retry_deadline, self.settings.retry_deadline)
                 errors += 1
-                wait = min(self.settings.retry_max_wait, 0.25 * 2 ** (errors - 1))
-                wait *= 0.75 + random.random() / 2
+                # jitter (-25%..+25%) first, then the cap: never more than retry_max_wait
+                wait = 0.25 * 2 ** (errors - 1) * (0.75 + random.random() / 2)
+                wait = min(self.settings.retry_max_wait, wait)
             never_answered = failure.refused and not state.answered
             if never_answered or elapsed + wait > deadline:
                 raise _final(failure, deadline, retried=tries > 1) from failure.__cause__
