@@ -70,6 +70,7 @@ def test_help_and_version_import_no_heavy_module(tmp_path: Path, argv: tuple[str
 def test_root_help_loads_no_command_module(tmp_path: Path) -> None:
     _, modules, _ = _imports(tmp_path, "--help")
     assert not {"manyfest.cli.inspect", "manyfest.cli.lists", "manyfest.cli.publish"} & modules
+    assert "logging" not in modules  # loaded when a command runs (cli.output)
 
 
 def test_local_commands_import_no_heavy_module(tmp_path: Path) -> None:

@@ -25,9 +25,6 @@ This module is light (the standard library only): every command imports it.
 
 from __future__ import annotations
 
-import datetime
-import json
-import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -180,6 +177,9 @@ def json_line(level: str, event: str, message: str,
               fields: Mapping[str, Any] | None = None) -> str:
     """One JSON log object (no newline): ``time`` (UTC, ISO 8601, milliseconds), ``level``,
     ``event``, ``message``, ``fields``."""
+    import datetime
+    import json
+
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
     doc = {"time": now.replace("+00:00", "Z"), "level": level, "event": event,
            "message": message, "fields": dict(fields or {})}
@@ -198,30 +198,39 @@ def emit(text: str, *, level: str = "info", event: str = "message",
     sys.stderr.flush()
 
 
-class _Handler(logging.Handler):
+def _handler() -> Any:
     """The ``manyfest`` loggers' handler: ``logger: message`` lines, or JSON objects
     (``event`` and ``fields`` from the record's ``extra`` when given), on the current
-    ``sys.stderr`` (a live display's proxy while one runs)."""
+    ``sys.stderr`` (a live display's proxy while one runs). Made here so that ``logging``
+    loads only when a command runs (not for ``--help``)."""
+    import logging
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-            if options.json:
-                fields = getattr(record, "fields", None) or {}
-                event = getattr(record, "event", "") or record.name
-                line = json_line(record.levelname.lower(), event, message, fields)
-            else:
-                line = f"{record.name}: {message}"
-            sys.stderr.write(line + "\n")
-            sys.stderr.flush()
-        except (OSError, ValueError, TypeError):  # pragma: no cover - never breaks the command
-            self.handleError(record)
+    class Handler(logging.Handler):
+        manyfest_stderr = True
+
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                message = record.getMessage()
+                if options.json:
+                    fields = getattr(record, "fields", None) or {}
+                    event = getattr(record, "event", "") or record.name
+                    line = json_line(record.levelname.lower(), event, message, fields)
+                else:
+                    line = f"{record.name}: {message}"
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+            except (OSError, ValueError, TypeError):  # pragma: no cover - never breaks it
+                self.handleError(record)
+
+    return Handler()
 
 
 def configure_logging() -> None:
     """Route the ``manyfest`` loggers to stderr: debug level with ``-D``, else warnings."""
+    import logging
+
     logger = logging.getLogger("manyfest")
-    if not any(isinstance(h, _Handler) for h in logger.handlers):
-        logger.addHandler(_Handler())
+    if not any(getattr(h, "manyfest_stderr", False) for h in logger.handlers):
+        logger.addHandler(_handler())
     logger.propagate = False
     logger.setLevel(logging.DEBUG if options.debug else logging.WARNING)
