@@ -340,6 +340,17 @@ def test_help_lists_merge() -> None:
     assert "  report      Work on the reports of publish runs" in root
 
 
+def test_merge_help_speaks_the_fields_words() -> None:
+    """As tests/test_messages.py asks of every command's help: metavars, not Python's
+    types; the usage line names REPORT...; an example block."""
+    helped = manyfest("report", "merge", "--help", check=True).stdout
+    assert helped.startswith("Usage: manyfest report merge [OPTIONS] REPORT...\n")
+    for python in ("TEXT", "PATH", "<list", "list[", "[required]", "Arguments:"):
+        assert python not in helped, python
+    assert "-o, --output FILE " in helped
+    assert "  Examples:\n    manyfest report merge -o report.jsonl report-1.jsonl" in helped
+
+
 @pytest.mark.parametrize("argv", [("report", "--help"), ("report", "merge", "--help")])
 def test_help_imports_no_heavy_module(tmp_path: Path, argv: tuple[str, ...]) -> None:
     code, modules, stderr = _imports(tmp_path, *argv)

@@ -32,6 +32,10 @@ def report() -> None:
 
     A report is the JSON Lines file of `manyfest publish --report FILE` (one object per
     list), or publish's --json document.
+
+    \b
+    Example:
+      manyfest report merge -o report.jsonl report-1.jsonl report-2.jsonl
     """
 
 
@@ -39,7 +43,10 @@ def report() -> None:
 def merge(
     reports: Annotated[
         list[Path],
-        typer.Argument(metavar="REPORT...", show_default=False),
+        typer.Argument(
+            metavar="REPORT...", show_default=False,
+            hidden=True,  # no Arguments: section (as publish): the usage line names it
+        ),
     ],
     out: Annotated[
         Path | None,
