@@ -5,10 +5,11 @@ Run from the repository root (or anywhere: the script puts ``src/`` first on the
     python scripts/gen_cli_docs.py > docs/commands.md
 
 It walks ``typer.main.get_command(app)`` (the click command tree typer builds) and writes,
-per command in ``manyfest --help`` order: the usage line, the help text, the arguments and
-the options, each with the help ``--help`` shows (defaults, ranges and ``[required]``
-included). Only the public click API is used (``collect_usage_pieces``, ``get_help_record``,
-``list_commands``), so it works with typer's vendored click and with click itself. Help
+per command in ``manyfest --help`` order (a group's commands right after it, one heading
+level down): the usage line, the help text, the arguments and the options, each with the
+help ``--help`` shows (defaults, ranges and ``[required]`` included). Only the public
+click API is used (``collect_usage_pieces``, ``get_help_record``, ``list_commands``), so it
+works with typer's vendored click and with click itself. Help
 texts are copied as written, never re-wrapped: the output does not depend on the terminal's
 width, ``COLUMNS`` or the environment, and the same sources always give the same bytes.
 ``tests/test_docs.py`` regenerates the file and fails when it is stale.
@@ -96,6 +97,14 @@ def _section(command: Any, ctx: Any, level: str) -> list[str]:
     return lines
 
 
+def _subcommands(command: Any, ctx: Any) -> list[str]:
+    """The visible commands of a group (none for a plain command), in its order."""
+    list_commands = getattr(command, "list_commands", None)
+    if list_commands is None:
+        return []
+    return [n for n in list_commands(ctx) if not command.get_command(ctx, n).hidden]
+
+
 def render() -> str:
     """The whole of docs/commands.md, as text ending in one newline."""
     import importlib
@@ -113,6 +122,10 @@ def render() -> str:
         command = root.get_command(ctx, name)
         sub = command.make_context(name, [], parent=ctx, resilient_parsing=True)
         lines += _section(command, sub, "##")
+        for child in _subcommands(command, sub):  # a group's commands (`report merge`)
+            inner = command.get_command(sub, child)
+            lines += _section(inner, inner.make_context(child, [], parent=sub,
+                                                        resilient_parsing=True), "###")
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

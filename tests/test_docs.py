@@ -13,6 +13,8 @@ Examples are marked by an HTML comment on the line before their fence:
 * ``<!-- plan error="TEXT" -->``: a plan that must be refused with exactly TEXT (the file
   named ``release.yaml``).
 * ``<!-- config -->``: a configuration file (``manyfest.config.load``).
+* ``<!-- workflow -->``: a CI workflow or Kubernetes object running manyfest (checked by the
+  tests of the feature it shows, e.g. ``tests/test_shard.py``).
 * ``<!-- api-example -->`` before a ```` ```python ```` block: run as is against the registry
   holding ``demo/app-amd64:1.0.0`` and ``demo/app-arm64:1.0.0``; it must print the block
   marked ``<!-- api-example-output -->`` (digests, sizes and the registry's address aside).
@@ -126,8 +128,9 @@ def test_commands_md_does_not_depend_on_the_terminal() -> None:
 
 def test_every_yaml_block_is_marked() -> None:
     unmarked = [b.where for b in BLOCKS if b.language == "yaml"
-                and not (b.marker.startswith("plan ") or b.marker == "config")]
-    assert unmarked == [], f"yaml blocks without a <!-- plan ... --> or <!-- config --> marker: "\
+                and not (b.marker.startswith("plan ") or b.marker in ("config", "workflow"))]
+    assert unmarked == [], f"yaml blocks without a <!-- plan ... -->, <!-- config --> or "\
+        f"<!-- workflow --> marker: "\
         f"{unmarked}"
     assert len(PLANS) >= 12, [b.where for b in PLANS]
     assert {b.page for b in PLANS} >= {"plan.md", "migration.md"}

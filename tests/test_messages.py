@@ -33,6 +33,7 @@ def test_usage_lines_keep_dockers_arguments() -> None:
         "push": "Usage: manyfest push [OPTIONS] MANIFEST_LIST",
         "rm": "Usage: manyfest rm [OPTIONS] MANIFEST_LIST [MANIFEST_LIST...]",
         "publish": "Usage: manyfest publish [OPTIONS] [PLAN.yaml]",
+        "report": "Usage: manyfest report [OPTIONS] COMMAND [ARGS]...",
         "login": "Usage: manyfest login [OPTIONS] [SERVER]",
         "logout": "Usage: manyfest logout [OPTIONS] [SERVER]",
         "completion": "Usage: manyfest completion [OPTIONS] SHELL",

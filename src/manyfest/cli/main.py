@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": ("manyfest.cli.lists", "Delete one or more manifest lists from local storage."),
     "publish": ("manyfest.cli.publish",
                 "Publish every manifest list of a plan, concurrently."),
+    "report": ("manyfest.cli.report",
+               "Work on the reports of publish runs (merge the reports of sharded runs)."),
     "login": ("manyfest.cli.login", "Authenticate to a registry."),
     "logout": ("manyfest.cli.login", "Log out from a registry."),
     "completion": ("manyfest.cli.completion",
@@ -140,6 +142,8 @@ def run() -> None:
         args = sys.argv[1:]
         ctx = getattr(exc, "ctx", None)
         sub = ctx.command.name if ctx is not None and ctx.parent is not None else None
+        if ctx is not None and ctx.parent is not None and ctx.parent.parent is not None:
+            sub = " ".join(ctx.command_path.split()[1:])  # a group's command: `report merge`
         if sub is None:  # the parser's errors carry no context: the command named in args
             sub = next((a for a in args if a in COMMANDS), None)
         group = command if isinstance(command, click.Group) else None

@@ -27,11 +27,13 @@ from manyfest.cli.app import (
     interrupted_exit,
     settings_from,
     sink,
+    stderr,
 )
 from manyfest.errors import ManyfestError, PublishFailed, UsageError
 from manyfest.transport.settings import DEFAULT_CONCURRENCY
 
 if TYPE_CHECKING:  # imported in the command's body: see manyfest.cli.app on start-up
+    from manyfest.ops.plan import PlanList
     from manyfest.ops.publish import PublishReport
 
 
@@ -194,6 +196,14 @@ def publish(
                      help="Copy the org.opencontainers.image.* labels all images agree on into "
                      "the index annotations (default: the plan's labels_to_annotations)."),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option("--shard", metavar="K/N",
+                     help="Publish only shard K of N (1 <= K <= N): the plan's lists split by "
+                     "target repository (a repository's lists stay together), the same split "
+                     "in every job; merge the shards' --report files with `manyfest report "
+                     "merge` (docs/releases.md)."),
+    ] = None,
 ) -> None:
     """Publish every manifest list of a plan, concurrently.
 
@@ -209,6 +219,7 @@ def publish(
     Examples:
       manyfest publish --dry-run plan.yaml
       manyfest publish --report report.jsonl plan.yaml
+      manyfest publish --shard 2/4 --report report-2.jsonl plan.yaml
       manyfest publish --target registry.example/app:1.0 \\
         --template registry.example/app-OS-ARCHVARIANT:1.0 \\
         --platforms linux/amd64,linux/arm64/v8,linux/arm/v7
@@ -217,12 +228,14 @@ def publish(
     from manyfest.cli.progress import PublishProgress, print_plan, print_summary
     from manyfest.engine import PublishOptions
     from manyfest.ops import plan as plans
+    from manyfest.ops import shard as shards
     from manyfest.ops.publish import StopRequest
 
     from_args = {"--platforms": platforms, "--template": template, "--target": target}
     given = [name for name, value in from_args.items() if value is not None]
     with_target = [n for n, v in (("--tags", tags), ("--annotations", annotations)) if v]
     try:
+        part = shards.parse(shard) if shard is not None else None
         if plan_file is not None:
             if given or with_target:
                 raise UsageError(
@@ -244,6 +257,7 @@ def publish(
         else:
             plan = plans.from_args(platforms, template, target, tags or [], annotations or [],
                                    platform_check=check_mode(platform_check))
+        whole, plan = plan, shards.select(plan, *part) if part is not None else plan
         filters = plans.platform_values(platform_filter or [], "--platform",
                                         check_mode(platform_check))
         if require_platforms is not None:
@@ -258,6 +272,8 @@ def publish(
         plan = [dataclasses.replace(p, allow_duplicate_platforms=True) for p in plan]
     if report_file is not None:
         _check_writable(report_file)
+    if part is not None and _empty_shard(whole, plan, part, json_out, report_file, dry_run):
+        return
     mode = output.progress_mode()
     progress = PublishProgress(len(plan), mode=mode, dry_run=dry_run,
                                errors_only=output.options.quiet)
@@ -321,6 +337,32 @@ def publish(
         raise fail(PublishFailed(
             f"{report.failed} of {output.plural(len(report.results), 'list')} failed"
         ))
+
+
+def _empty_shard(whole: list[PlanList], plan: list[PlanList], part: tuple[int, int],
+                 json_out: bool, report_file: Path | None, dry_run: bool) -> bool:
+    """``--shard K/N``: say on stderr what the shard holds (unless -q); True when it holds
+    no list, after writing the empty ``--json`` report and ``--report`` file (exit 0)."""
+    from manyfest.ops import shard as shards
+    from manyfest.ops.publish import PublishReport
+
+    line = shards.describe(whole, plan, *part)
+    if plan:
+        if not output.options.quiet:
+            stderr.print(line, level="info", event="shard")
+        return False
+    stderr.print(f"{line}: nothing to publish", level="info", event="shard")
+    report = PublishReport(dry_run=dry_run)
+    try:
+        if json_out:
+            sys.stdout.write(report.to_json().decode() + "\n")
+            sys.stdout.flush()
+        if report_file is not None:
+            report.write_jsonl(report_file)
+    except OSError as exc:
+        raise fail(ManyfestError(f"cannot write the report: {exc.strerror or exc}",
+                                 hint="check the disk and path")) from None
+    return True
 
 
 def _lists_in_flight() -> int:
