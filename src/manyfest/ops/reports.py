@@ -25,8 +25,6 @@ No CLI here: :mod:`manyfest.cli.report` runs it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +32,9 @@ from typing import Any
 
 import msgspec
 
-from manyfest import interrupts, reference
+from manyfest import reference
 from manyfest.errors import InvalidReferenceError, UsageError
+from manyfest.files import atomic_write
 from manyfest.words import plural
 
 STATUSES = ("created", "updated", "unchanged", "failed")
@@ -266,20 +265,11 @@ def _role(entry: Entry, is_target: bool) -> str:
 
 
 def write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file beside it, then
-    :func:`os.replace` (readers see the old file or the new one, never a part).
+    """Write ``data`` to ``path`` atomically (:func:`manyfest.files.atomic_write`: readers
+    see the old file or the new one, never a part).
 
     Raises:
         OSError: the directory does not exist or cannot be written, ``path`` is a
             directory; the temporary file is removed.
     """
-    path = path.resolve()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with interrupts.temporary(tmp):
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    atomic_write(path.resolve(), data)
