@@ -285,6 +285,25 @@ def test_plan_suffix_in_the_version_values() -> None:
     }
 
 
+def test_plan_two_suffix_keys_in_the_order_listed() -> None:
+    text = "\n".join([
+        "matrix:",
+        '  version: ["3.12.7", "3.13.0"]',
+        '  distro: ["-bookworm", "-alpine"]',
+        '  variant: ["", "-slim"]',
+        f"image: {HOST}/python:{{version}}{{variant}}{{distro}}",
+        "aliases: {version: version, suffix: [variant, distro]}",
+        "manifests:",
+        f"  - image: {HOST}/python-amd64:{{version}}{{variant}}{{distro}}",
+    ])
+    tags = _tags(parse_documents(text))
+    assert tags["3.13.0-slim-bookworm"] == [
+        "3.13.0-slim-bookworm", "3.13-slim-bookworm", "3-slim-bookworm", "slim-bookworm"]
+    assert tags["3.13.0-alpine"] == ["3.13.0-alpine", "3.13-alpine", "3-alpine", "alpine"]
+    assert tags["3.12.7-slim-alpine"] == ["3.12.7-slim-alpine", "3.12-slim-alpine"]
+    assert len(tags) == 8
+
+
 def test_plan_versions_without_minor_or_patch() -> None:
     text = _doc(["7", "8.1", "8.2"], aliases="{version: version}")
     # 7 has no minor: {major}.{minor} does not apply to it; 8.2's own tag is its minor alias

@@ -288,6 +288,15 @@ def parse_documents(
     documents are; their errors name the combination, e.g. ``document 2 (version='1.0',
     flavor='')``.
 
+    ``aliases: {version: KEY, suffix: KEY or [KEYS], tags: [TEMPLATES]}`` marks a matrix
+    key as a version (:func:`manyfest.ops.aliases.parse_version`): every template may then
+    use ``{major}``, ``{minor}`` and ``{patch}``, and each alias template (default
+    :data:`manyfest.ops.aliases.DEFAULT_ALIASES`; also ``{suffix}``, ``{latest}``) is
+    rendered per list and given, after the tags written, to the newest release of its group
+    only: the lists of one target repository, version suffix and value of every other
+    matrix key whose alias renders alike (:func:`manyfest.ops.aliases.assign`).
+    Pre-releases get none; a template using a number the version lacks does not apply.
+
     ``require_platforms`` (``os/arch[/variant]`` strings) and ``platform_check``
     (``error|warn|off``) may be given on either kind of document; ``platform_check``, when
     given here, overrides every document's (the command line's ``--platform-check``). Under
@@ -306,8 +315,12 @@ def parse_documents(
             references or tags, unknown placeholders (``document 3: template: unknown
             placeholder {flavour}``), matrix keys that are not names or that shadow
             ``{os}``/``{arch}``/``{variant}``, empty or repeated matrix values, invalid
-            platforms, two platforms giving one source, a tag written by two lists (naming
-            both documents); the message names the document (1-based) and the field.
+            platforms, two platforms giving one source, a tag (written or an alias) written
+            by two lists (naming both documents); with ``aliases``: a version or suffix key
+            that is not a matrix key, a value of the version key that is not a version (the
+            message gives the expected shape) or equal to another, a matrix key shadowing a
+            version placeholder, a version placeholder the version lacks, an alias that is
+            not a valid tag; the message names the document (1-based) and the field.
     """
     try:
         return _parse_documents(text, source, platform_check)
@@ -742,11 +755,11 @@ def _versions(spec: CompactSpec, doc_where: str) -> dict[str, versions.Version]:
                 f"{versions.VERSION_SHAPE}",
                 hint=f"aliases.version names the matrix key of versions ({key})",
             )
-        same = seen.get((version.key, version.suffix.lower()))
+        same = seen.get((version.key, version.suffix))
         if same is not None:
             raise PlanError(f"{doc_where}: matrix: {key}: {same!r} and {value!r} are the "
                             "same version", hint="give each version once")
-        seen[(version.key, version.suffix.lower())] = value
+        seen[(version.key, version.suffix)] = value
         parsed[value] = version
     return parsed
 
@@ -801,7 +814,7 @@ def _with_aliases(
             rendered.append(alias)
         others = tuple((k, v) for k, v in values.items() if k != key)
         partition = (registry_key(plan.target.registry), plan.target.repository,
-                     version.suffix.lower(), others)
+                     version.suffix, others)
         candidates.append(versions.Candidate(partition, version, tuple(rendered)))
     try:
         given = versions.assign(candidates)
