@@ -351,6 +351,9 @@ def test_other_alias_errors() -> None:
     assert _error(_doc(["1.2"], aliases="{version: version, suffix: [flavor, flavour]}")) == (
         "release.yaml: document 1: aliases.suffix[1]: 'flavour' is not a matrix key; "
         "the matrix keys are version, flavor")
+    assert _error(_doc(["1.2"], aliases="{version: version, suffix: {a: b}}")) == (
+        "release.yaml: document 1: aliases.suffix: expected a matrix key or a list of matrix "
+        "keys, got a mapping; write suffix: flavor, or suffix: [variant, distro]")
     assert _error(_doc(["1.2"], aliases="{version: version, suffix: version}")) == (
         "release.yaml: document 1: aliases.suffix[0]: 'version' given twice; "
         "the version key and each suffix key are named once")

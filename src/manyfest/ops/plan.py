@@ -638,8 +638,16 @@ def _expand(
     _normalise_platform(doc, doc_where)
     _booleans(doc, doc_where)
     alias_doc = doc.get("aliases")
-    if isinstance(alias_doc, dict) and isinstance(alias_doc.get("suffix"), str):
-        alias_doc["suffix"] = [alias_doc["suffix"]]  # one key, or a list of keys
+    if isinstance(alias_doc, dict) and "suffix" in alias_doc:
+        suffix = alias_doc["suffix"]
+        if isinstance(suffix, str):
+            alias_doc["suffix"] = [suffix]  # one key, or a list of keys
+        elif not (isinstance(suffix, list) and all(isinstance(k, str) for k in suffix)):
+            raise PlanError(
+                f"{doc_where}: aliases.suffix: expected a matrix key or a list of matrix "
+                f"keys, got {_given(suffix)}",
+                hint="write suffix: flavor, or suffix: [variant, distro]",
+            )
     spec = _convert(doc, CompactSpec, doc_where)
     for key, values in spec.matrix.items():
         if not _MATRIX_KEY.match(key):
