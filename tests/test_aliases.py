@@ -402,6 +402,22 @@ def test_an_alias_written_elsewhere_is_still_one_list_per_tag() -> None:
         "flavor=''); each tag can be written by one list only")
 
 
+def test_a_fixed_tag_in_a_matrix_of_versions_points_at_aliases() -> None:
+    # the case: every combination gets latest
+    text = _doc(["1.0.0", "1.1.0"], aliases="{version: version}").replace(
+        "aliases: {version: version}", 'tags: ["{version}-stable", latest]')
+    assert _error(text) == (
+        "release.yaml: document 1 (version='1.1.0', flavor=''): tags: "
+        "registry.example.com/python:latest is also a tag of document 1 (version='1.0.0', "
+        "flavor=''); each tag can be written by one list only: to give a tag such as latest "
+        "to the newest version only, mark the version key with aliases: (docs/plan.md)")
+    fixed = text.replace('tags: ["{version}-stable", latest]',
+                         'tags: ["{version}-stable"]\naliases: {version: version}')
+    assert _tags(parse_documents(fixed)) == {
+        "1.0.0": ["1.0.0", "1.0.0-stable", "1.0"],
+        "1.1.0": ["1.1.0", "1.1.0-stable", "1.1", "1", "latest"]}
+
+
 @settings(max_examples=100, deadline=None)
 @given(texts=st.lists(
     st.builds(lambda v, a, b, c, pre: f"{'v' if v else ''}{a}.{b}.{c}{pre}", st.booleans(),

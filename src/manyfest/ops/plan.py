@@ -894,20 +894,25 @@ def _combination(
 
 def _check_unique_tags(lists: Sequence[PlanList], labels: Sequence[str], source: str) -> None:
     """Refuse a tag written by two lists: they would race and the last PUT would win."""
-    seen: dict[tuple[str, str, str], tuple[str, str]] = {}
+    seen: dict[tuple[str, str, str], tuple[str, str, int]] = {}
     for plan, label in zip(lists, labels, strict=True):
         for i, tag in enumerate(plan.tags):
             key = (registry_key(plan.target.registry), plan.target.repository, tag)
             field = "image" if i == 0 else "aliases" if tag in plan.aliases else "tags"
             if key in seen:
-                other, other_field = seen[key]
+                other, other_field, document = seen[key]
                 role = {"image": "the target", "aliases": "an alias"}.get(other_field, "a tag")
+                hint = "each tag can be written by one list only"
+                if field == other_field == "tags" and document == plan.document and \
+                        label.endswith(")"):  # one matrix gives a fixed tag to every list
+                    hint += ": to give a tag such as latest to the newest version only, " \
+                        "mark the version key with aliases: (docs/plan.md)"
                 raise PlanError(
                     f"{source}: {label}: {field}: "
                     f"{plan.target.with_tag(tag)} is also {role} of {other}",
-                    hint="each tag can be written by one list only",
+                    hint=hint,
                 )
-            seen[key] = (label, field)
+            seen[key] = (label, field, plan.document)
 
 
 _ARGS_HINT = "check --platforms, --template, --target, --tags and --annotations"
