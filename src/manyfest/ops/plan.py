@@ -32,6 +32,12 @@ templated with :meth:`str.format_map` (see :func:`parse_documents`)::
     platforms: [linux/amd64, linux/arm/v7]
     template: registry/app-{os}-{arch}{variant}:{version}{flavor}
     # or, instead of platforms + template, manifests: [...] as above, templated
+    aliases: {version: version, suffix: flavor}         # optional: floating aliases
+
+``aliases`` marks a matrix key as a version: ``{major}``, ``{minor}`` and ``{patch}`` become
+placeholders of every template, and each alias template (``aliases.tags``, default
+``{major}.{minor}{suffix}``, ``{major}{suffix}``, ``{latest}``) goes to the highest version
+of its group only (:mod:`manyfest.ops.aliases`).
 
 :func:`from_args` builds the one list of manifest-tool's ``push from-args``.
 
@@ -42,6 +48,7 @@ into Structs that forbid unknown keys; errors name the document and the field.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import re
@@ -57,6 +64,7 @@ import yaml
 
 from manyfest import reference
 from manyfest.errors import InvalidReferenceError, PlanError, PlatformError
+from manyfest.ops import aliases as versions
 from manyfest.ops.entries import ATTESTATION_CHOICES, Attestations
 from manyfest.platform import CHECK_MODES, Platform, normalize, parse, validate
 from manyfest.reference import Reference, registry_key
@@ -102,6 +110,15 @@ class ListSpec(ListKeys, kw_only=True, forbid_unknown_fields=True):
     manifests: list[ManifestSpec]
 
 
+class AliasSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The ``aliases`` key of a compact document: which matrix key holds versions, which
+    keys are suffixes of every alias, and the alias templates (None: the defaults)."""
+
+    version: str
+    suffix: list[str] = msgspec.field(default_factory=list)
+    tags: list[str] | None = None
+
+
 class CompactSpec(ListKeys, kw_only=True, forbid_unknown_fields=True):
     """A compact document: a matrix of values and the templates of its lists."""
 
@@ -110,6 +127,7 @@ class CompactSpec(ListKeys, kw_only=True, forbid_unknown_fields=True):
     platforms: list[str] | None = None
     template: str | None = None
     manifests: list[ManifestSpec] | None = None
+    aliases: AliasSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +167,8 @@ class PlanList:
     ``media_type`` ('' = auto, ``auto``, ``oci``, ``docker``), ``artifact_type``, ``subject``
     (as written: a reference, ``@DIGEST`` or ``:TAG``) and ``labels_to_annotations`` are the
     plan keys of the same names; command-line flags override them.
+    ``aliases``: the floating aliases computed for this list (``aliases:`` of a compact
+    document), also in ``extra_tags``, after the tags written.
     """
 
     target: Reference
@@ -164,6 +184,7 @@ class PlanList:
     artifact_type: str = ""
     subject: str = ""
     labels_to_annotations: bool = False
+    aliases: tuple[str, ...] = ()
 
     @property
     def tags(self) -> list[str]:
@@ -267,6 +288,15 @@ def parse_documents(
     documents are; their errors name the combination, e.g. ``document 2 (version='1.0',
     flavor='')``.
 
+    ``aliases: {version: KEY, suffix: KEY or [KEYS], tags: [TEMPLATES]}`` marks a matrix
+    key as a version (:func:`manyfest.ops.aliases.parse_version`): every template may then
+    use ``{major}``, ``{minor}`` and ``{patch}``, and each alias template (default
+    :data:`manyfest.ops.aliases.DEFAULT_ALIASES`; also ``{suffix}``, ``{latest}``) is
+    rendered per list and given, after the tags written, to the newest release of its group
+    only: the lists of one target repository, version suffix and value of every other
+    matrix key whose alias renders alike (:func:`manyfest.ops.aliases.assign`).
+    Pre-releases get none; a template using a number the version lacks does not apply.
+
     ``require_platforms`` (``os/arch[/variant]`` strings) and ``platform_check``
     (``error|warn|off``) may be given on either kind of document; ``platform_check``, when
     given here, overrides every document's (the command line's ``--platform-check``). Under
@@ -285,8 +315,12 @@ def parse_documents(
             references or tags, unknown placeholders (``document 3: template: unknown
             placeholder {flavour}``), matrix keys that are not names or that shadow
             ``{os}``/``{arch}``/``{variant}``, empty or repeated matrix values, invalid
-            platforms, two platforms giving one source, a tag written by two lists (naming
-            both documents); the message names the document (1-based) and the field.
+            platforms, two platforms giving one source, a tag (written or an alias) written
+            by two lists (naming both documents); with ``aliases``: a version or suffix key
+            that is not a matrix key, a value of the version key that is not a version (the
+            message gives the expected shape) or equal to another, a matrix key shadowing a
+            version placeholder, a version placeholder the version lacks, an alias that is
+            not a valid tag; the message names the document (1-based) and the field.
     """
     try:
         return _parse_documents(text, source, platform_check)
@@ -385,7 +419,9 @@ def _problem(
             if not isinstance(key, str):
                 return f"{at}expected string keys, got {_given(key)}", hint
             message = f"{at}unknown key {key!r}"
-            if top is ListSpec and key in _COMPACT_ONLY:
+            if top is ListSpec and key == "aliases":
+                message += " (aliases belong to a compact document: one with a matrix key)"
+            elif top is ListSpec and key in _COMPACT_ONLY:
                 message += " (platforms and template belong to a compact document: one " \
                     "with a matrix key)"
             else:
@@ -601,6 +637,17 @@ def _expand(
     doc = _drop_null_keys(doc)
     _normalise_platform(doc, doc_where)
     _booleans(doc, doc_where)
+    alias_doc = doc.get("aliases")
+    if isinstance(alias_doc, dict) and "suffix" in alias_doc:
+        suffix = alias_doc["suffix"]
+        if isinstance(suffix, str):
+            alias_doc["suffix"] = [suffix]  # one key, or a list of keys
+        elif not (isinstance(suffix, list) and all(isinstance(k, str) for k in suffix)):
+            raise PlanError(
+                f"{doc_where}: aliases.suffix: expected a matrix key or a list of matrix "
+                f"keys, got {_given(suffix)}",
+                hint="write suffix: flavor, or suffix: [variant, distro]",
+            )
     spec = _convert(doc, CompactSpec, doc_where)
     for key, values in spec.matrix.items():
         if not _MATRIX_KEY.match(key):
@@ -637,14 +684,157 @@ def _expand(
     elif spec.platforms is not None or spec.template is not None:
         raise PlanError(f"{doc_where}: give platforms and template, or manifests, not both")
 
+    version_of = _versions(spec, doc_where)
     out: list[tuple[str, PlanList]] = []
     for combination in itertools.product(*spec.matrix.values()):
         names = dict(zip(spec.matrix, combination, strict=True))
         label = f"document {number}"
         if names:
             label += " (" + ", ".join(f"{k}={v!r}" for k, v in names.items()) + ")"
-        listspec = _combination(spec, names, platforms, doc_where, f"{source}: {label}")
+        values = names
+        if spec.aliases is not None:
+            values = {**names, **_version_values(version_of[names[spec.aliases.version]])}
+        listspec = _combination(spec, values, platforms, doc_where, f"{source}: {label}")
         out.append((label, _validate(listspec, f"{source}: {label}", number, platform_check)))
+    if spec.aliases is not None:
+        out = _with_aliases(spec, spec.aliases, version_of, out, source, doc_where)
+    return out
+
+
+class _Missing(str):
+    """A version placeholder the version has no number for (``{patch}`` of ``1.2``): in
+    :meth:`str.format_map` it raises ValueError with its text as the message."""
+
+    __slots__ = ()
+
+    def __format__(self, spec: str) -> str:
+        raise ValueError(str(self))
+
+
+def _version_values(version: versions.Version) -> dict[str, str]:
+    """``{major}``, ``{minor}``, ``{patch}`` of a version for templates; missing numbers
+    are :class:`_Missing` (an error where a template uses them)."""
+    values: dict[str, str] = {
+        name: _Missing(f"{{{name}}}: version {version.text!r} has no {name} number")
+        for name in version.missing()
+    }
+    values.update(version.placeholders())
+    return values
+
+
+def _versions(spec: CompactSpec, doc_where: str) -> dict[str, versions.Version]:
+    """Check ``aliases`` and parse the version key's values: ``{value: Version}`` ({} when
+    the document has no ``aliases``).
+
+    Raises:
+        PlanError: the version or a suffix key is not a matrix key, a key is given twice,
+            a matrix key shadows a version placeholder, a value is not a version, two values
+            are the same version.
+    """
+    spec_aliases = spec.aliases
+    if spec_aliases is None:
+        return {}
+    keys = list(spec.matrix)
+    known = f"the matrix keys are {', '.join(keys)}"
+    key = spec_aliases.version
+    if key not in spec.matrix:
+        raise PlanError(f"{doc_where}: aliases.version: {key!r} is not a matrix key", hint=known)
+    for i, suffix in enumerate(spec_aliases.suffix):
+        if suffix not in spec.matrix:
+            raise PlanError(
+                f"{doc_where}: aliases.suffix[{i}]: {suffix!r} is not a matrix key", hint=known
+            )
+        if suffix == key or suffix in spec_aliases.suffix[:i]:
+            raise PlanError(f"{doc_where}: aliases.suffix[{i}]: {suffix!r} given twice",
+                            hint="the version key and each suffix key are named once")
+    for name in (*versions.VERSION_PLACEHOLDERS, *versions.ALIAS_PLACEHOLDERS):
+        if name in spec.matrix:
+            raise PlanError(
+                f"{doc_where}: matrix: key {name!r} is the {{{name}}} placeholder of aliases",
+                hint="rename the matrix key",
+            )
+    parsed: dict[str, versions.Version] = {}
+    seen: dict[tuple[tuple[int, ...], str], str] = {}
+    for value in spec.matrix[key]:
+        version = versions.parse_version(value)
+        if version is None:
+            raise PlanError(
+                f"{doc_where}: matrix: {key}: {value!r} is not a version: expected "
+                f"{versions.VERSION_SHAPE}",
+                hint=f"aliases.version names the matrix key of versions ({key})",
+            )
+        same = seen.get((version.key, version.suffix))
+        if same is not None:
+            raise PlanError(f"{doc_where}: matrix: {key}: {same!r} and {value!r} are the "
+                            "same version", hint="give each version once")
+        seen[(version.key, version.suffix)] = value
+        parsed[value] = version
+    return parsed
+
+
+def _with_aliases(
+    spec: CompactSpec,
+    spec_aliases: AliasSpec,
+    parsed: Mapping[str, versions.Version],
+    lists: list[tuple[str, PlanList]],
+    source: str,
+    doc_where: str,
+) -> list[tuple[str, PlanList]]:
+    """The document's lists with their floating aliases added (:func:`versions.assign`).
+
+    A list's groups are keyed by its target repository, its version's suffix and the values
+    of every matrix key but the version key; alias templates are checked once for the
+    document, then rendered per list (one using a number the version lacks does not apply).
+
+    Raises:
+        PlanError: an unknown placeholder in an alias template, a rendered alias that is
+            not a valid tag.
+    """
+    templates = list(versions.DEFAULT_ALIASES if spec_aliases.tags is None
+                     else spec_aliases.tags)
+    names = [*spec.matrix, *versions.VERSION_PLACEHOLDERS, *versions.ALIAS_PLACEHOLDERS]
+    used: list[set[str]] = []
+    for j, template in enumerate(templates):
+        _check_placeholders(template, names, doc_where, f"aliases.tags[{j}]")
+        used.append({name for _, name, _, _ in _FORMATTER.parse(template) if name})
+    key = spec_aliases.version
+    candidates: list[versions.Candidate] = []
+    combinations = list(itertools.product(*spec.matrix.values()))
+    for (label, plan), combination in zip(lists, combinations, strict=True):
+        values = dict(zip(spec.matrix, combination, strict=True))
+        version = parsed[values[key]]
+        suffix = version.suffix + "".join(values[k] for k in spec_aliases.suffix)
+        placeholders = {**values, **version.placeholders(),
+                        **versions.suffix_placeholders(suffix)}
+        missing = set(version.missing())
+        rendered: list[str | None] = []
+        for j, template in enumerate(templates):
+            if used[j] & missing:
+                rendered.append(None)
+                continue
+            where = f"{source}: {label}: aliases.tags[{j}]"
+            try:
+                alias = template.format_map(placeholders)
+            except (ValueError, TypeError) as exc:  # a format spec a str refuses
+                raise PlanError(f"{where}: {exc}") from None
+            if not reference.valid_tag(alias):
+                raise PlanError(f"{where}: invalid tag {alias!r}")
+            rendered.append(alias)
+        others = tuple((k, v) for k, v in values.items() if k != key)
+        partition = (registry_key(plan.target.registry), plan.target.repository,
+                     version.suffix, others)
+        candidates.append(versions.Candidate(partition, version, tuple(rendered)))
+    try:
+        given = versions.assign(candidates)
+    except ValueError as exc:  # pragma: no cover - equal versions are refused first
+        raise PlanError(f"{doc_where}: aliases: {exc}") from None
+    out: list[tuple[str, PlanList]] = []
+    for (label, plan), new in zip(lists, given, strict=True):
+        added = tuple(a for a in new if a not in plan.tags)
+        if added:
+            plan = dataclasses.replace(plan, extra_tags=(*plan.extra_tags, *added),
+                                       aliases=added)
+        out.append((label, plan))
     return out
 
 
@@ -704,19 +894,25 @@ def _combination(
 
 def _check_unique_tags(lists: Sequence[PlanList], labels: Sequence[str], source: str) -> None:
     """Refuse a tag written by two lists: they would race and the last PUT would win."""
-    seen: dict[tuple[str, str, str], tuple[str, bool]] = {}
+    seen: dict[tuple[str, str, str], tuple[str, str, int]] = {}
     for plan, label in zip(lists, labels, strict=True):
         for i, tag in enumerate(plan.tags):
             key = (registry_key(plan.target.registry), plan.target.repository, tag)
+            field = "image" if i == 0 else "aliases" if tag in plan.aliases else "tags"
             if key in seen:
-                other, other_is_target = seen[key]
-                role = "the target" if other_is_target else "a tag"
+                other, other_field, document = seen[key]
+                role = {"image": "the target", "aliases": "an alias"}.get(other_field, "a tag")
+                hint = "each tag can be written by one list only"
+                if field == other_field == "tags" and document == plan.document and \
+                        label.endswith(")"):  # one matrix gives a fixed tag to every list
+                    hint += ": to give a tag such as latest to the newest version only, " \
+                        "mark the version key with aliases: (docs/plan.md)"
                 raise PlanError(
-                    f"{source}: {label}: {'image' if i == 0 else 'tags'}: "
+                    f"{source}: {label}: {field}: "
                     f"{plan.target.with_tag(tag)} is also {role} of {other}",
-                    hint="each tag can be written by one list only",
+                    hint=hint,
                 )
-            seen[key] = (label, i == 0)
+            seen[key] = (label, field, plan.document)
 
 
 _ARGS_HINT = "check --platforms, --template, --target, --tags and --annotations"

@@ -1,0 +1,509 @@
+"""Floating release aliases: version parsing and ordering (manyfest.ops.aliases), the
+``aliases:`` key of compact plan documents (manyfest.ops.plan), the worked example of
+docs/plan.md, and one ``publish --dry-run`` through the CLI against the real registry.
+
+Only the end-to-end test is slow-marked; the rest is pure and fast.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from manyfest.errors import PlanError
+from manyfest.ops.aliases import (
+    DEFAULT_ALIASES,
+    Candidate,
+    Version,
+    assign,
+    latest_name,
+    parse_version,
+)
+from manyfest.ops.plan import PlanList, parse_documents
+from manyfest.platform import Platform
+from tests.helpers import REPO_ROOT, manyfest, seed_built
+from tests.registry_server import RegistryServer
+
+HOST = "registry.example.com"
+
+
+def _v(text: str) -> Version:
+    version = parse_version(text)
+    assert version is not None, text
+    return version
+
+
+# ------------------------------------------------------------------ parsing
+
+
+@pytest.mark.parametrize(("text", "fields"), [
+    ("1", ("1", "", "", "", "")),
+    ("1.2", ("1", "2", "", "", "")),
+    ("1.2.3", ("1", "2", "3", "", "")),
+    ("v1.2.3", ("1", "2", "3", "", "")),
+    ("24.04", ("24", "04", "", "", "")),
+    ("1.2.3-rc1", ("1", "2", "3", "-rc1", "")),
+    ("1.2.3-beta.2", ("1", "2", "3", "-beta.2", "")),
+    ("1.2.3-alpha", ("1", "2", "3", "-alpha", "")),
+    ("1.0-RC1", ("1", "0", "", "-RC1", "")),
+    ("3.13.0a1", ("3", "13", "0", "a1", "")),
+    ("3.13.0b2", ("3", "13", "0", "b2", "")),
+    ("3.13.0rc2", ("3", "13", "0", "rc2", "")),
+    ("1.0.dev0", ("1", "0", "", ".dev0", "")),
+    ("3.12.1-slim", ("3", "12", "1", "", "-slim")),
+    ("3.12.1-slim-bookworm", ("3", "12", "1", "", "-slim-bookworm")),
+    ("1.2.3-alpine", ("1", "2", "3", "", "-alpine")),  # not the pre-release "a"
+    ("1.2.3-devel", ("1", "2", "3", "", "-devel")),  # not the pre-release "dev"
+    ("3.14.0-rc1-slim", ("3", "14", "0", "-rc1", "-slim")),
+    ("v2-windowsservercore-ltsc2022", ("2", "", "", "", "-windowsservercore-ltsc2022")),
+])
+def test_parse_version(text: str, fields: tuple[str, ...]) -> None:
+    v = _v(text)
+    assert (v.major, v.minor, v.patch, v.pre, v.suffix) == fields
+    assert v.text == text
+    assert v.release is (fields[3] == "")
+
+
+@pytest.mark.parametrize("text", [
+    "", "latest", "stable", "x1.2", "1.", "1.2.", ".1", "1.2.3.4", "1..2", "1.2-1",
+    "1.2.3-", "1.2.3-beta-2", "1.2.3_slim", "1.2.3 ", "V", "1.2.3+build5",
+])
+def test_not_a_version(text: str) -> None:
+    assert parse_version(text) is None
+
+
+def test_placeholders_drop_the_v_and_keep_the_written_digits() -> None:
+    assert _v("v1.2.3").placeholders() == {"major": "1", "minor": "2", "patch": "3"}
+    assert _v("24.04").placeholders() == {"major": "24", "minor": "04"}
+    assert _v("24.04").missing() == ("patch",)
+    assert _v("7").missing() == ("minor", "patch")
+
+
+def test_order_is_numeric_and_pre_releases_come_before_their_release() -> None:
+    texts = ["1.10.0", "1.9.0", "1.2.3", "1.2.3-rc1", "1.2.3-rc.2", "1.2.3-beta.2",
+             "1.2.3-alpha", "1.2.3.dev1", "1.2.10", "2", "1.2.4a1", "1.11"]
+    ordered = sorted(texts, key=lambda t: _v(t).key)
+    assert ordered == ["1.2.3.dev1", "1.2.3-alpha", "1.2.3-beta.2", "1.2.3-rc1",
+                       "1.2.3-rc.2", "1.2.3", "1.2.4a1", "1.2.10", "1.9.0", "1.10.0",
+                       "1.11", "2"]
+    assert _v("1.2").key == _v("1.2.0").key == _v("v1.2.0").key
+
+
+@pytest.mark.parametrize(("suffix", "name"), [
+    ("", "latest"), ("-slim", "slim"), ("-slim-bookworm", "slim-bookworm"),
+    ("_alpine", "alpine"), ("-", "latest"),
+])
+def test_latest_name(suffix: str, name: str) -> None:
+    assert latest_name(suffix) == name
+
+
+# ------------------------------------------------------------------ assignment
+
+
+def _render(version: Version, suffix: str) -> tuple[str | None, ...]:
+    """The default aliases of a version, as the plan renders them."""
+    minor = f"{version.major}.{version.minor}{suffix}" if version.minor else None
+    return minor, f"{version.major}{suffix}", latest_name(suffix)
+
+
+def _candidates(texts: list[str], suffixes: tuple[str, ...] = ("",)) -> list[Candidate]:
+    return [Candidate(suffix, _v(t), _render(_v(t), suffix + _v(t).suffix))
+            for t in texts for suffix in suffixes]
+
+
+def test_assign_gives_each_alias_to_the_highest_of_its_group() -> None:
+    texts = ["1.9.4", "1.10.0", "1.10.2", "2.0.0", "2.1.0-rc1", "0.9"]
+    given_ = assign(_candidates(texts))
+    assert dict(zip(texts, given_, strict=True)) == {
+        "1.9.4": ("1.9",),
+        "1.10.0": (),
+        "1.10.2": ("1.10", "1"),
+        "2.0.0": ("2.0", "2", "latest"),
+        "2.1.0-rc1": (),  # a pre-release floats nothing, even the newest
+        "0.9": ("0.9", "0"),
+    }
+
+
+def test_assign_per_suffix() -> None:
+    texts = ["3.11.9", "3.12.7", "3.13.0"]
+    given_ = assign(_candidates(texts, ("", "-slim")))
+    assert given_ == [("3.11",), ("3.11-slim",), ("3.12",), ("3.12-slim",),
+                      ("3.13", "3", "latest"), ("3.13-slim", "3-slim", "slim")]
+
+
+def test_assign_with_suffixes_in_the_versions() -> None:
+    # the newest -slim is not the newest version: its suffix is its own group
+    texts = ["3.12.7-slim", "3.13.0", "3.12.6-slim", "3.14.0-rc1-slim"]
+    assert assign(_candidates(texts)) == [
+        ("3.12-slim", "3-slim", "slim"), ("3.13", "3", "latest"), (), ()]
+
+
+def test_assign_v_prefix_floats_plain_numbers() -> None:
+    assert assign(_candidates(["v1.2.3", "v1.3.0"])) == [("1.2",), ("1.3", "1", "latest")]
+
+
+def test_assign_only_pre_releases_floats_nothing() -> None:
+    assert assign(_candidates(["2.0.0-rc1", "2.0.0-rc2"])) == [(), ()]
+
+
+def test_assign_refuses_equal_versions_in_one_group() -> None:
+    with pytest.raises(ValueError, match=re.escape("'1.2' and '1.2.0' are equal")):
+        assign(_candidates(["1.2", "1.2.0"]))
+
+
+_numbers = st.integers(min_value=0, max_value=12)
+_version_text = st.builds(
+    lambda v, major, minor, patch, pre: (
+        ("v" if v else "") + str(major)
+        + (f".{minor}" if minor is not None else "")
+        + (f".{patch}" if minor is not None and patch is not None else "")
+        + pre),
+    st.booleans(), _numbers, st.none() | _numbers, st.none() | _numbers,
+    st.sampled_from(["", "", "", "-rc1", "-beta.2", "a1"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(_version_text, min_size=1, max_size=10,
+                      unique_by=lambda t: _v(t).key),
+       suffixes=st.sampled_from([("",), ("", "-slim"), ("-alpine", "", "-slim")]))
+def test_property_every_alias_on_the_highest_of_its_group_only(
+    texts: list[str], suffixes: tuple[str, ...]
+) -> None:
+    candidates = _candidates(texts, suffixes)
+    given_ = assign(candidates)
+    groups: dict[tuple[object, int, str], list[int]] = defaultdict(list)
+    for i, c in enumerate(candidates):
+        if c.version.release:
+            for j, alias in enumerate(c.aliases):
+                if alias is not None:
+                    groups[(c.partition, j, alias)].append(i)
+    holders: dict[tuple[object, str], list[int]] = defaultdict(list)
+    for i, aliases in enumerate(given_):
+        assert len(set(aliases)) == len(aliases)
+        if not candidates[i].version.release:
+            assert aliases == ()
+        for alias in aliases:
+            assert alias in candidates[i].aliases  # only aliases it rendered
+            holders[(candidates[i].partition, alias)].append(i)
+    for (partition, _, alias), members in groups.items():
+        highest = max(members, key=lambda i: candidates[i].version.key)
+        assert holders[(partition, alias)] == [highest], (alias, texts)
+    # every alias lands on exactly one list of its partition
+    assert all(len(held) == 1 for held in holders.values())
+
+
+# ------------------------------------------------------------------ plans
+
+
+def _doc(versions: list[str], *, flavors: list[str] | None = None,
+         aliases: str = "{version: version, suffix: flavor}", extra: str = "") -> str:
+    flavor = flavors if flavors is not None else [""]
+    return "\n".join([
+        "matrix:",
+        "  version: [" + ", ".join(f'"{v}"' for v in versions) + "]",
+        "  flavor: [" + ", ".join(f'"{f}"' for f in flavor) + "]",
+        f"image: {HOST}/python:{{version}}{{flavor}}",
+        f"aliases: {aliases}",
+        "platforms: [linux/amd64, linux/arm64/v8]",
+        f"template: {HOST}/python-{{arch}}:{{version}}{{flavor}}",
+        extra,
+    ])
+
+
+def _tags(lists: list[PlanList]) -> dict[str, list[str]]:
+    return {str(p.target.tag): p.tags for p in lists}
+
+
+def test_plan_default_aliases_per_flavor() -> None:
+    lists = parse_documents(_doc(["3.11.9", "3.12.6", "3.12.7", "3.13.0", "3.14.0rc1"],
+                                 flavors=["", "-slim"]))
+    assert _tags(lists) == {
+        "3.11.9": ["3.11.9", "3.11"],
+        "3.11.9-slim": ["3.11.9-slim", "3.11-slim"],
+        "3.12.6": ["3.12.6"],
+        "3.12.6-slim": ["3.12.6-slim"],
+        "3.12.7": ["3.12.7", "3.12"],
+        "3.12.7-slim": ["3.12.7-slim", "3.12-slim"],
+        "3.13.0": ["3.13.0", "3.13", "3", "latest"],
+        "3.13.0-slim": ["3.13.0-slim", "3.13-slim", "3-slim", "slim"],
+        "3.14.0rc1": ["3.14.0rc1"],
+        "3.14.0rc1-slim": ["3.14.0rc1-slim"],
+    }
+    newest = lists[6]
+    assert newest.aliases == ("3.13", "3", "latest")
+    assert newest.extra_tags == ("3.13", "3", "latest")
+    assert [str(e.ref) for e in newest.entries] == [
+        f"{HOST}/python-amd64:3.13.0", f"{HOST}/python-arm64:3.13.0"]
+
+
+def test_plan_aliases_come_after_the_tags_written_and_placeholders_render_everywhere() -> None:
+    text = _doc(["v1.9.0", "v1.10.0"], aliases="{version: version}",
+                extra='tags: ["{major}.{minor}.{patch}-stable"]\n'
+                      'annotations: {org.opencontainers.image.version: "{major}.{minor}"}')
+    lists = parse_documents(text)
+    assert _tags(lists) == {"v1.9.0": ["v1.9.0", "1.9.0-stable", "1.9"],
+                            "v1.10.0": ["v1.10.0", "1.10.0-stable", "1.10", "1", "latest"]}
+    assert lists[1].annotations == {"org.opencontainers.image.version": "1.10"}
+
+
+def test_plan_alias_templates_written() -> None:
+    text = _doc(["1.2.3", "1.3.0", "2.0.0"], flavors=["", "-alpine"],
+                aliases='{version: version, suffix: flavor, tags: ["{major}{suffix}", '
+                        '"latest{suffix}", "stable{flavor}", "v{major}.{minor}{suffix}"]}')
+    assert _tags(parse_documents(text)) == {
+        "1.2.3": ["1.2.3", "v1.2"],
+        "1.2.3-alpine": ["1.2.3-alpine", "v1.2-alpine"],
+        "1.3.0": ["1.3.0", "1", "v1.3"],
+        "1.3.0-alpine": ["1.3.0-alpine", "1-alpine", "v1.3-alpine"],
+        "2.0.0": ["2.0.0", "2", "latest", "stable", "v2.0"],
+        "2.0.0-alpine": ["2.0.0-alpine", "2-alpine", "latest-alpine", "stable-alpine",
+                         "v2.0-alpine"],
+    }
+
+
+def test_plan_suffix_in_the_version_values() -> None:
+    text = "\n".join([
+        "matrix:",
+        '  version: ["3.12.6-slim", "3.12.7", "3.12.7-slim", "3.13.0"]',
+        f"image: {HOST}/python:{{version}}",
+        "aliases: {version: version}",
+        "manifests:",
+        f"  - image: {HOST}/python-amd64:{{version}}",
+    ])
+    assert _tags(parse_documents(text)) == {
+        "3.12.6-slim": ["3.12.6-slim"],
+        "3.12.7": ["3.12.7", "3.12"],
+        "3.12.7-slim": ["3.12.7-slim", "3.12-slim", "3-slim", "slim"],
+        "3.13.0": ["3.13.0", "3.13", "3", "latest"],
+    }
+
+
+def test_plan_two_suffix_keys_in_the_order_listed() -> None:
+    text = "\n".join([
+        "matrix:",
+        '  version: ["3.12.7", "3.13.0"]',
+        '  distro: ["-bookworm", "-alpine"]',
+        '  variant: ["", "-slim"]',
+        f"image: {HOST}/python:{{version}}{{variant}}{{distro}}",
+        "aliases: {version: version, suffix: [variant, distro]}",
+        "manifests:",
+        f"  - image: {HOST}/python-amd64:{{version}}{{variant}}{{distro}}",
+    ])
+    tags = _tags(parse_documents(text))
+    assert tags["3.13.0-slim-bookworm"] == [
+        "3.13.0-slim-bookworm", "3.13-slim-bookworm", "3-slim-bookworm", "slim-bookworm"]
+    assert tags["3.13.0-alpine"] == ["3.13.0-alpine", "3.13-alpine", "3-alpine", "alpine"]
+    assert tags["3.12.7-slim-alpine"] == ["3.12.7-slim-alpine", "3.12-slim-alpine"]
+    assert len(tags) == 8
+
+
+def test_plan_versions_without_minor_or_patch() -> None:
+    text = _doc(["7", "8.1", "8.2"], aliases="{version: version}")
+    # 7 has no minor: {major}.{minor} does not apply to it; 8.2's own tag is its minor alias
+    assert _tags(parse_documents(text)) == {
+        "7": ["7"], "8.1": ["8.1"], "8.2": ["8.2", "8", "latest"]}
+
+
+def test_plan_other_matrix_keys_partition_the_groups() -> None:
+    text = "\n".join([
+        "matrix:",
+        "  app: [web, api]",
+        '  version: ["1.0.0", "1.1.0"]',
+        f"image: {HOST}/{{app}}:{{version}}",
+        "aliases: {version: version}",
+        "manifests:",
+        f"  - image: {HOST}/{{app}}-amd64:{{version}}",
+    ])
+    lists = parse_documents(text)
+    assert [(p.target.repository, p.tags) for p in lists] == [
+        ("web", ["1.0.0", "1.0"]), ("web", ["1.1.0", "1.1", "1", "latest"]),
+        ("api", ["1.0.0", "1.0"]), ("api", ["1.1.0", "1.1", "1", "latest"])]
+
+
+def _error(text: str) -> str:
+    with pytest.raises(PlanError) as caught:
+        parse_documents(text, "release.yaml")
+    assert caught.value.exit_code == 2
+    return caught.value.one_line()
+
+
+def test_a_value_that_is_not_a_version() -> None:
+    assert _error(_doc(["1.2.3", "latest"])) == (
+        "release.yaml: document 1: matrix: version: 'latest' is not a version: expected "
+        "[v]MAJOR[.MINOR[.PATCH]][PRERELEASE][-SUFFIX], e.g. 1.2.3, v2.1, 3.12.1-slim, "
+        "1.2.3-rc1; aliases.version names the matrix key of versions (version)")
+
+
+def test_other_alias_errors() -> None:
+    assert _error(_doc(["1.2", "1.2.0"])) == (
+        "release.yaml: document 1: matrix: version: '1.2' and '1.2.0' are the same version; "
+        "give each version once")
+    assert _error(_doc(["1.2"], aliases="{version: release}")) == (
+        "release.yaml: document 1: aliases.version: 'release' is not a matrix key; "
+        "the matrix keys are version, flavor")
+    assert _error(_doc(["1.2"], aliases="{version: version, suffix: [flavor, flavour]}")) == (
+        "release.yaml: document 1: aliases.suffix[1]: 'flavour' is not a matrix key; "
+        "the matrix keys are version, flavor")
+    assert _error(_doc(["1.2"], aliases="{version: version, suffix: {a: b}}")) == (
+        "release.yaml: document 1: aliases.suffix: expected a matrix key or a list of matrix "
+        "keys, got a mapping; write suffix: flavor, or suffix: [variant, distro]")
+    assert _error(_doc(["1.2"], aliases="{version: version, suffix: version}")) == (
+        "release.yaml: document 1: aliases.suffix[0]: 'version' given twice; "
+        "the version key and each suffix key are named once")
+    assert _error(_doc(["1.2"], aliases='{version: version, tags: ["{mayor}"]}')).startswith(
+        "release.yaml: document 1: aliases.tags[0]: unknown placeholder {mayor}; "
+        "placeholders defined for aliases.tags[0]: {version}, {flavor}, {major}, {minor}, "
+        "{patch}, {suffix}, {latest}")
+    assert _error(_doc(["1.2"], aliases='{version: version, tags: ["{major}+x"]}')) == (
+        "release.yaml: document 1 (version='1.2', flavor=''): aliases.tags[0]: invalid tag "
+        "'1+x'; fix the plan file (manifest-tool's YAML spec: image, tags, manifests)")
+    assert _error(_doc(["1.2"], aliases="{version: version, latest: x}")).startswith(
+        "release.yaml: document 1: aliases: unknown key 'latest'")
+    # a version placeholder the version has no number for, in a template of every list
+    assert _error(_doc(["1.2"], extra='tags: ["{major}.{minor}.{patch}"]')) == (
+        "release.yaml: document 1 (version='1.2', flavor=''): tags[0]: {patch}: version "
+        "'1.2' has no patch number; fix the plan file (manifest-tool's YAML spec: image, "
+        "tags, manifests)")
+    text = _doc(["1.2"]).replace("flavor:", "major:").replace("{flavor}", "{major}")
+    assert _error(text.replace("suffix: flavor", "suffix: major")) == (
+        "release.yaml: document 1: matrix: key 'major' is the {major} placeholder of "
+        "aliases; rename the matrix key")
+    manifest_tool = f"image: {HOST}/app:1\naliases: {{version: version}}\nmanifests:\n" \
+        f"  - image: {HOST}/app-amd64:1\n"
+    assert _error(manifest_tool).startswith(
+        "release.yaml: document 1: unknown key 'aliases' (aliases belong to a compact "
+        "document: one with a matrix key)")
+
+
+def test_an_alias_written_elsewhere_is_still_one_list_per_tag() -> None:
+    other = f"image: {HOST}/python:latest\nmanifests:\n  - image: {HOST}/python-amd64:x\n"
+    text = _doc(["3.12.7", "3.13.0"]) + "\n---\n" + other
+    assert _error(text) == (
+        "release.yaml: document 2: image: registry.example.com/python:latest is also an "
+        "alias of document 1 (version='3.13.0', flavor=''); each tag can be written by one "
+        "list only")
+    # a version whose own tag is another version's alias: 3 is the target of 3's list
+    assert _error(_doc(["3", "3.1"], aliases="{version: version}")) == (
+        "release.yaml: document 1 (version='3.1', flavor=''): aliases: "
+        "registry.example.com/python:3 is also the target of document 1 (version='3', "
+        "flavor=''); each tag can be written by one list only")
+    # a matrix key left out of the aliases: two lists would get the same alias
+    unmarked = _doc(["1.0.0"], flavors=["", "-slim"], aliases="{version: version}")
+    assert _error(unmarked) == (
+        "release.yaml: document 1 (version='1.0.0', flavor='-slim'): aliases: "
+        "registry.example.com/python:1.0 is also an alias of document 1 (version='1.0.0', "
+        "flavor=''); each tag can be written by one list only")
+
+
+def test_a_fixed_tag_in_a_matrix_of_versions_points_at_aliases() -> None:
+    # the issue's case: every combination gets latest
+    text = _doc(["1.0.0", "1.1.0"], aliases="{version: version}").replace(
+        "aliases: {version: version}", 'tags: ["{version}-stable", latest]')
+    assert _error(text) == (
+        "release.yaml: document 1 (version='1.1.0', flavor=''): tags: "
+        "registry.example.com/python:latest is also a tag of document 1 (version='1.0.0', "
+        "flavor=''); each tag can be written by one list only: to give a tag such as latest "
+        "to the newest version only, mark the version key with aliases: (docs/plan.md)")
+    fixed = text.replace('tags: ["{version}-stable", latest]',
+                         'tags: ["{version}-stable"]\naliases: {version: version}')
+    assert _tags(parse_documents(fixed)) == {
+        "1.0.0": ["1.0.0", "1.0.0-stable", "1.0"],
+        "1.1.0": ["1.1.0", "1.1.0-stable", "1.1", "1", "latest"]}
+
+
+@settings(max_examples=100, deadline=None)
+@given(texts=st.lists(
+    st.builds(lambda v, a, b, c, pre: f"{'v' if v else ''}{a}.{b}.{c}{pre}", st.booleans(),
+              st.integers(0, 4), st.integers(0, 4), st.integers(0, 4),
+              st.sampled_from(["", "", "-rc1"])),
+    min_size=1, max_size=8, unique_by=lambda t: _v(t).key),
+    flavors=st.sampled_from([[""], ["", "-slim"], ["-alpine", ""]]))
+def test_property_plan_aliases_land_on_the_newest_of_each_line(
+    texts: list[str], flavors: list[str]
+) -> None:
+    lists = parse_documents(_doc(texts, flavors=flavors))  # no tag written by two lists
+    releases = [t for t in texts if _v(t).release]
+    expected: dict[str, set[str]] = {f"{t}{f}": set() for t in texts for f in flavors}
+    for flavor in flavors:
+        lines: dict[str, list[str]] = defaultdict(list)
+        for t in releases:
+            v = _v(t)
+            lines[f"{v.major}.{v.minor}{flavor}"].append(t)
+            lines[f"{v.major}{flavor}"].append(t)
+            lines[latest_name(flavor)].append(t)
+        for alias, members in lines.items():
+            expected[f"{max(members, key=lambda t: _v(t).key)}{flavor}"].add(alias)
+    assert {str(p.target.tag): set(p.aliases) for p in lists} == expected
+    assert all(p.tags[len(p.tags) - len(p.aliases):] == list(p.aliases) for p in lists)
+
+
+# ------------------------------------------------------------------ docs/plan.md
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n#", start + len(heading))
+    return text[start:] if end < 0 else text[start:end]
+
+
+def test_docs_worked_example_is_the_table_shown() -> None:
+    text = (REPO_ROOT / "docs" / "plan.md").read_text()
+    section = _section(text, "### Release aliases computed from versions")
+    [block] = re.findall(r"<!-- plan lists=8 -->\n```yaml\n(.*?)```", section, re.DOTALL)
+    rows = re.findall(r"^\| `([^`]+)` \| (.*) \|$", section, re.MULTILINE)
+    table = {target: re.findall(r"`([^`]+)`", tags) for target, tags in rows
+             if parse_version(target) is not None}  # the tag table, not the key table
+    lists = parse_documents(block)
+    assert {str(p.target.tag): p.tags[1:] for p in lists} == table
+    assert len(table) == 8
+    assert DEFAULT_ALIASES == ("{major}.{minor}{suffix}", "{major}{suffix}", "{latest}")
+    assert "default `[" + ", ".join(f'"{t}"' for t in DEFAULT_ALIASES) + "]`" in section
+
+
+# ------------------------------------------------------------------ end to end
+
+
+@pytest.mark.slow
+def test_dry_run_shows_the_computed_aliases(registry: RegistryServer, ns: str,
+                                            tmp_path: Path) -> None:
+    host = registry.host
+    versions, flavors = ["1.9.1", "1.10.0", "2.0.0-rc1"], ["", "-slim"]
+    names = [(f"{ns}/src:{v}{f}", Platform("linux", "amd64"), f"{ns} {v}{f}")
+             for v, f in itertools.product(versions, flavors)]
+    images = seed_built(host, names)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("\n".join([
+        "matrix:",
+        "  version: [" + ", ".join(f'"{v}"' for v in versions) + "]",
+        '  flavor: ["", "-slim"]',
+        f"image: {host}/{ns}/app:{{version}}{{flavor}}",
+        "aliases: {version: version, suffix: flavor}",
+        "manifests:",
+        f"  - image: {host}/{ns}/src:{{version}}{{flavor}}",
+        "",
+    ]))
+    proc = manyfest("publish", "--dry-run", str(plan))
+    assert proc.returncode == 0, proc.stderr
+    assert "would publish 6 lists: 6 created, 0 updated, 0 unchanged, 0 failed" in proc.stderr
+    digests = dict(re.findall(rf"^would create {re.escape(host)}/{ns}/app:(\S+) "
+                              r"(sha256:[0-9a-f]{64})$", proc.stdout, re.MULTILINE))
+    assert len(set(digests.values())) == 6, proc.stdout
+    tags = {"1.9.1": ["1.9"], "1.9.1-slim": ["1.9-slim"],
+            "1.10.0": ["1.10", "1", "latest"], "1.10.0-slim": ["1.10-slim", "1-slim", "slim"],
+            "2.0.0-rc1": [], "2.0.0-rc1-slim": []}
+    expected: list[str] = []
+    for v, f in itertools.product(versions, flavors):
+        target, image = f"{v}{f}", images[f"{ns}/src:{v}{f}"]
+        expected.append(f"would create {host}/{ns}/app:{target} {digests[target]}")
+        expected.extend(f"  mount {blob} from {host}/{ns}/src" for blob in image.blob_digests)
+        expected.append(f"  push child {image.manifest.digest} (linux/amd64)")
+        expected.extend(f"  put {host}/{ns}/app:{tag} -> {digests[target]} (new tag)"
+                        for tag in [target, *tags[target]])
+    assert proc.stdout.splitlines() == expected
