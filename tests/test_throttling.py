@@ -333,15 +333,16 @@ def test_bucket_20_per_second_30_lists(registry: RegistryServer, proxy: QuirkPro
 def test_bucket_with_http_date_and_ratelimit_headers(
     registry: RegistryServer, proxy: QuirkProxy, ns: str, tmp_path: Path
 ) -> None:
+    # An HTTP date has whole seconds: every wait is 1-2 s, so few lists are enough.
     policy = quirks.token_bucket(proxy, 40, 5, answer="date", remaining=True)
-    _scenario(registry, proxy, policy, ns, tmp_path, 8)
+    _scenario(registry, proxy, policy, ns, tmp_path, 3)
 
 
 @pytest.mark.slow
 def test_storm_every_4th_429_every_5th_503(registry: RegistryServer, proxy: QuirkProxy, ns: str,
                                            tmp_path: Path) -> None:
     policy = quirks.storm(proxy)
-    _scenario(registry, proxy, policy, ns, tmp_path, 10)
+    _scenario(registry, proxy, policy, ns, tmp_path, 4)  # ~120 requests, ~30 throttled
     # Count-based: with >= 20 requests, both kinds were sent.
     assert policy.counts.throttled[429] > 0
     assert policy.counts.unavailable[503] > 0
@@ -363,7 +364,7 @@ def test_throttle_answers_registries_write(kind: str, registry: RegistryServer,
     make = {"html": quirks.html_storm, "ecr": quirks.ecr_storm,
             "aws": quirks.throttling_exception_storm}[kind]
     policy = make(proxy, 3)
-    _scenario(registry, proxy, policy, ns, tmp_path, 3)
+    _scenario(registry, proxy, policy, ns, tmp_path, 2)
     assert policy.counts.throttles > 0
 
 
