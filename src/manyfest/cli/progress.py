@@ -377,6 +377,8 @@ def summary_line(report: PublishReport, *, verify: bool = False) -> str:
         f"{report.count('updated')} updated, {report.count('unchanged')} unchanged, "
         f"{report.failed} failed; "
     )
+    if report.since is not None:  # --since: how many the report proved unchanged
+        line += f"{report.since_matched()} unchanged since {report.since}; "
     if verify and not report.dry_run:
         ok, written = _verified(report)
         line += f"{ok} of {written} verified; "
