@@ -348,3 +348,127 @@ def test_since_usage_errors(tmp_path: Path) -> None:
         assert proc.returncode == 2, proc.stderr
         [line] = proc.stderr.splitlines()
         assert message in line
+
+
+def _children_plan(host: str, ns: str, tags: list[str], order: tuple[str, str] = ("amd64",
+                   "arm64")) -> str:
+    docs = []
+    for name in ("x", "y"):
+        lines = [f"image: {host}/{ns}/app:{name}"]
+        extra = [t.replace("x", name) for t in tags]
+        if extra:
+            lines.append("tags: [" + ", ".join(f'"{t}"' for t in extra) + "]")
+        lines.append("manifests:")
+        lines += [f"  - image: {host}/{ns}/src-{arch}:1" for arch in order]
+        docs.append("\n".join(lines))
+    return "\n---\n".join(docs) + "\n"
+
+
+@pytest.mark.slow
+def test_unchanged_by_children(proxy: QuirkProxy, ns: str, tmp_path: Path) -> None:
+    host = proxy.host
+    seed(host, [(f"{ns}/src-amd64:1", AMD64, ns + "a"), (f"{ns}/src-arm64:1", ARM64, ns + "b")])
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(_children_plan(host, ns, ["x2"]))
+    # x and y written by "another tool": x in manifest-tool's 2-space layout, y by hand
+    # (keys in another order, one-space indent, a trailing newline).
+    tool = manyfest("publish", "--json-style", "manifest-tool", "--json", str(plan))
+    assert tool.returncode == 0, tool.stderr
+    tool_digest = json.loads(tool.stdout)["results"][0]["digest"]
+    index = _manifest(f"{host}/{ns}/app:y").index()
+    entries = []
+    for d in index.manifests:
+        assert d.platform is not None
+        platform = {"os": d.platform.os, "architecture": d.platform.architecture}
+        if d.platform.variant:
+            platform["variant"] = d.platform.variant
+        entries.append({"platform": platform, "size": d.size, "digest": d.digest,
+                        "mediaType": d.media_type})
+    doc = {"manifests": entries, "mediaType": index.media_type, "schemaVersion": 2}
+    hand = Manifest.from_bytes((json.dumps(doc, indent=1) + "\n").encode())
+    for tag in ("y", "y2"):
+        _put(f"{host}/{ns}/app:{tag}", hand)
+    docker_dry = json.loads(manyfest("publish", "--dry-run", "--json", str(plan)).stdout)
+    docker_digest = docker_dry["results"][0]["digest"]
+    assert len({tool_digest, hand.digest, docker_digest}) == 3
+    assert [r["status"] for r in docker_dry["results"]] == ["updated", "updated"]
+
+    # Same children and platforms in another layout: unchanged, the tags keep their bytes;
+    # each other digest is fetched once (one GET by digest per list), nothing is written.
+    proxy.seen.clear()
+    kept = manyfest("publish", "--unchanged-by", "children", "--json", str(plan))
+    assert kept.returncode == 0, kept.stderr
+    x, y = json.loads(kept.stdout)["results"]
+    assert (x["status"], x["digest"], x["old_digest"]) == ("unchanged", tool_digest, tool_digest)
+    assert (y["status"], y["digest"]) == ("unchanged", hand.digest)
+    assert proxy.count("GET", f"/{ns}/app/manifests/{tool_digest}") == 1
+    assert proxy.count("GET", f"/{ns}/app/manifests/{hand.digest}") == 1
+    assert _manifest_requests(proxy)["PUT"] == 0
+    assert x["requests"] >= 3  # HEAD x, HEAD x2, GET
+    assert sum(n for k, n in proxy.seen.items() if "/blobs/" in k) == 0
+
+    # A new extra tag gets the bytes the first tag holds (every tag agrees), no child push.
+    plan.write_text(_children_plan(host, ns, ["x2", "x3"]))
+    proxy.seen.clear()
+    grown = manyfest("publish", "--unchanged-by", "children", "--json", str(plan))
+    assert grown.returncode == 0, grown.stderr
+    x, y = json.loads(grown.stdout)["results"]
+    assert (x["status"], x["digest"], x["old_digest"]) == ("updated", tool_digest, tool_digest)
+    assert _head(f"{host}/{ns}/app:x3") == tool_digest
+    assert _head(f"{host}/{ns}/app:y3") == hand.digest
+    assert _manifest(f"{host}/{ns}/app:y3").raw == hand.raw
+    assert _manifest_requests(proxy)["PUT"] == 2  # x3 and y3 only
+    assert proxy.count("PUT", f"/{ns}/app/manifests/x3") == 1
+    assert sum(n for k, n in proxy.seen.items() if "/blobs/" in k) == 0
+
+    # Another order of the children is another list: updated, as by digest.
+    plan.write_text(_children_plan(host, ns, ["x2", "x3"], order=("arm64", "amd64")))
+    swapped = manyfest("publish", "--unchanged-by", "children", "--json", str(plan))
+    assert swapped.returncode == 0, swapped.stderr
+    x, y = json.loads(swapped.stdout)["results"]
+    assert x["status"] == "updated"
+    assert x["digest"] not in (tool_digest, docker_digest)
+    assert _head(f"{host}/{ns}/app:x3") == x["digest"]
+
+
+# ------------------------------------------------------------------------- engine, in memory
+
+
+def test_same_children_keeps_an_extra_tag_and_fetches_each_digest_once() -> None:
+    from manyfest.engine import Engine
+    from tests.test_engine import FakeRegistry, _images, _publish
+
+    fake = FakeRegistry()
+    refs = _images(fake, "children")
+    tool = _run_publish(fake, refs, "app:1", style="manifest-tool", tags=["2", "3"])
+    del fake.manifests["app"]["1"]  # the first tag is gone; 2 and 3 hold the other layout
+    fake.calls.clear()
+    opts = PublishOptions(unchanged_by="children")
+    result = anyio.run(lambda: _publish(Engine(fake.client()), "app:1", refs,
+                                        extra_tags=["2", "3"], options=opts))
+    assert result.status == "created"
+    assert result.digest != tool.digest  # the first tag gets the list built (docker layout)
+    assert [c for c in fake.calls if c[:2] == ("GET", "app")] == [("GET", "app", tool.digest)]
+    assert [d for m, _, d in fake.calls if m == "PUT" and not d.startswith("sha256:")] == ["1"]
+    assert fake.manifests["app"]["2"].digest == fake.manifests["app"]["3"].digest == tool.digest
+    assert fake.manifests["app"]["1"].digest == result.digest
+
+    # By digest (the default) the same tags move.
+    again = anyio.run(lambda: _publish(Engine(fake.client()), "app:1", refs,
+                                       extra_tags=["2", "3"]))
+    assert again.status == "updated"
+    assert fake.manifests["app"]["3"].digest == result.digest
+
+
+def _run_publish(fake: object, refs: list[reference.Reference], target: str, *,
+                 style: str, tags: list[str]) -> object:
+    from manyfest.engine import Engine, ListResult
+    from tests.test_engine import FakeRegistry, _publish
+
+    assert isinstance(fake, FakeRegistry)
+    opts = PublishOptions(style=style)  # type: ignore[arg-type]
+    result = anyio.run(lambda: _publish(Engine(fake.client()), target, refs, extra_tags=tags,
+                                        options=opts))
+    assert isinstance(result, ListResult)
+    assert result.status == "created"
+    return result
