@@ -472,3 +472,58 @@ def _run_publish(fake: object, refs: list[reference.Reference], target: str, *,
     assert isinstance(result, ListResult)
     assert result.status == "created"
     return result
+
+
+def test_check_in_memory_shares_source_heads_and_sends_mismatches_the_normal_way() -> None:
+    from manyfest.engine import Engine
+    from manyfest.ops.since import Prior, Since, check
+    from manyfest.transport import RequestStats
+    from tests.test_engine import HOST, FakeRegistry, _images, _publish
+
+    fake = FakeRegistry()
+    refs = _images(fake, "check")
+    built = anyio.run(lambda: _publish(Engine(fake.client()), "app:1", refs))
+    amd, arm = (str(r) for r in refs)
+    pinned = f"{HOST}/app-arm64@{fake.manifests['app-arm64']['1'].digest}"
+    text = "\n---\n".join([
+        f"image: {HOST}/app:1\nmanifests:\n  - image: {amd}\n  - image: {pinned}",
+        f"image: {HOST}/app:2\nmanifests:\n  - image: {amd}\n  - image: {arm}",
+        f"image: {HOST}/app:3\nsubject: ':1'\nmedia_type: oci\nmanifests:\n  - image: {amd}",
+        f"image: {HOST}/app:4\nmanifests:\n  - image: {amd}\n  - image: {pinned}",
+    ])
+    plan = plans.parse_documents(text)
+    keys = [plan_key(item, PublishOptions()) for item in plan]
+    digests = {amd: fake.manifests["app-amd64"]["1"].digest,
+               arm: fake.manifests["app-arm64"]["1"].digest, pinned: pinned.split("@")[1]}
+
+    def prior(i: int, **kw: object) -> Prior:
+        item = plan[i]
+        fields: dict[str, object] = {
+            "target": str(item.target), "tags": item.tags, "digest": built.digest,
+            "plan_key": keys[i], "sources": {str(e.ref): digests[str(e.ref)]
+                                             for e in item.entries}, **kw}
+        return Prior(**fields)  # type: ignore[arg-type]
+
+    since = Since("old.jsonl", {p.target: p for p in (
+        prior(0), prior(1, sources={amd: digests[amd], arm: D1}), prior(2), prior(3))})
+    stats = [RequestStats() for _ in plan]
+    fake.manifests["app"]["4"] = fake.manifests["app"]["1"]
+    fake.calls.clear()
+    checked = anyio.run(lambda: check(Engine(fake.client()), plan, keys, since, stats=stats))
+    assert checked.outcome == {0: "matched", 1: "source-changed", 2: "subject-tag",
+                               3: "matched"}
+    assert sorted(checked.matched) == [0, 3]
+    assert checked.matched[0].digest == built.digest
+    assert checked.matched[0].sources == {amd: digests[amd], pinned: digests[pinned]}
+    # one HEAD per distinct source tag (amd64:1 shared by three candidates, arm64:1), one
+    # per matched list's first tag; no GET; nothing for the list whose source moved.
+    assert sorted(fake.calls) == sorted([
+        ("HEAD", "app-amd64", "1"), ("HEAD", "app-arm64", "1"), ("HEAD", "app", "1"),
+        ("HEAD", "app", "4")])
+
+    fake.calls.clear()
+    since.trust = True
+    trusted = anyio.run(lambda: check(Engine(fake.client()), plan, keys, since,
+                                      stats=[RequestStats() for _ in plan]))
+    assert sorted(trusted.matched) == [0, 3]
+    assert sorted(fake.calls) == [("HEAD", "app-amd64", "1"), ("HEAD", "app-arm64", "1")]

@@ -458,7 +458,8 @@ async def publish(
         with stop.scope():
             checked = await since_ops.check(engine, plan, plan_keys, since, stats=stats,
                                             dry_run=opts.dry_run,
-                                            lists_in_flight=opts.lists_in_flight)
+                                            lists_in_flight=opts.lists_in_flight,
+                                            subject=opts.subject)
         skip = checked.matched
 
     def stamped(report: PublishReport) -> PublishReport:

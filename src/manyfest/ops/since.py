@@ -32,7 +32,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from manyfest.engine import Engine, ListResult, PublishOptions, run_all
+from manyfest.engine import Engine, ListResult, PublishOptions, run_all, subject_reference
 from manyfest.errors import ManyfestError, UsageError
 from manyfest.events import Finished, Skipped
 from manyfest.ops.plan import PlanList
@@ -199,17 +199,28 @@ def parse_report(data: bytes, path: str, *, trust: bool = False) -> Since:
     return since
 
 
+REPORT_LIMIT = 512 * 1024 * 1024
+"""The largest report ``--since`` reads, in bytes (a line is ~1 KiB: half a million lists)."""
+
+
 def read_report(path: Path, *, trust: bool = False) -> Since:
-    """Read the report file ``path`` (:func:`parse_report`).
+    """Read the report file ``path`` (:func:`parse_report`), at most :data:`REPORT_LIMIT`
+    bytes.
 
     Raises:
-        UsageError: the file cannot be read, or is not a report.
+        UsageError: the file cannot be read, is larger than the limit (or endless, like
+            ``/dev/zero``), or is not a report.
     """
+    hint = "give the report file of an earlier publish"
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(REPORT_LIMIT + 1)
     except OSError as exc:
         raise UsageError(f"--since {path}: cannot read it: {exc.strerror or exc}",
-                         hint="give the report file of an earlier publish") from None
+                         hint=hint) from None
+    if len(data) > REPORT_LIMIT:
+        raise UsageError(f"--since {path}: larger than {REPORT_LIMIT // (1024 * 1024)} MiB",
+                         hint=hint)
     return parse_report(data, str(path), trust=trust)
 
 
@@ -220,8 +231,9 @@ class Checked:
     Attributes:
         matched: the lists proved unchanged: their result (``since == "matched"``).
         outcome: per list, why it goes the normal way (``no-line``: the report has no
-            published line with a plan key for it; ``plan-changed``; ``source-changed``: a
-            source tag moved or failed to HEAD; ``tag-moved``: the first tag points
+            published line with a plan key for it; ``plan-changed``; ``subject-tag``: its
+            subject is named by tag, which the report does not record; ``source-changed``:
+            a source tag moved or failed to HEAD; ``tag-moved``: the first tag points
             elsewhere) or ``matched``.
     """
 
@@ -238,6 +250,7 @@ async def check(
     stats: Sequence[RequestStats],
     dry_run: bool = False,
     lists_in_flight: int = 32,
+    subject: str = "",
 ) -> Checked:
     """Check every candidate list of ``plan`` against ``since`` (module docstring).
 
@@ -249,6 +262,7 @@ async def check(
             first candidate naming it).
         dry_run: the run is a ``--dry-run`` (results say so).
         lists_in_flight: candidates checked at once.
+        subject: the run's ``--subject`` ('' : each list's own).
 
     Returns:
         :class:`Checked`. Errors of a HEAD are never raised: the list goes the normal way,
@@ -264,6 +278,8 @@ async def check(
         elif prior.plan_key != keys[i] or any(str(e.ref) not in prior.sources
                                               for e in item.entries):
             out.outcome[i] = "plan-changed"
+        elif _subject_by_tag(item, subject or item.subject):
+            out.outcome[i] = "subject-tag"
         else:
             candidates[i] = prior
             for e in item.entries:
@@ -326,6 +342,17 @@ async def check(
 
     await run_all(*(partial(target, i, prior) for i, prior in candidates.items()))
     return out
+
+
+def _subject_by_tag(item: PlanList, text: str) -> bool:
+    """True when the list's subject (``text``) names a tag: a tag may move, and the list's
+    bytes with it."""
+    if not text:
+        return False
+    try:
+        return subject_reference(item.target, text).digest is None
+    except ManyfestError:
+        return True  # the normal way reports it
 
 
 def finish(engine: Engine, result: ListResult) -> ListResult:
