@@ -443,10 +443,11 @@ def test_same_children_keeps_an_extra_tag_and_fetches_each_digest_once() -> None
     tool = _run_publish(fake, refs, "app:1", style="manifest-tool", tags=["2", "3"])
     del fake.manifests["app"]["1"]  # the first tag is gone; 2 and 3 hold the other layout
     fake.calls.clear()
-    opts = PublishOptions(unchanged_by="children")
+    opts = PublishOptions(unchanged_by="children", verify=True)
     result = anyio.run(lambda: _publish(Engine(fake.client()), "app:1", refs,
                                         extra_tags=["2", "3"], options=opts))
     assert result.status == "created"
+    assert result.verified  # the tags kept are checked against what they hold
     assert result.digest != tool.digest  # the first tag gets the list built (docker layout)
     assert [c for c in fake.calls if c[:2] == ("GET", "app")] == [("GET", "app", tool.digest)]
     assert [d for m, _, d in fake.calls if m == "PUT" and not d.startswith("sha256:")] == ["1"]

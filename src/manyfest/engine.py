@@ -313,6 +313,8 @@ class ListPlan:
         heads: what each tag points at now ('' when absent; empty when not looked up).
         children: the children to make present in the target repository, in list order.
         tags: the tags to PUT, the target's first ([] when every tag holds the list).
+        kept: ``--unchanged-by children``: the tags left holding a list with the same
+            children in another layout, with the digest each holds.
     """
 
     target: Reference
@@ -320,6 +322,7 @@ class ListPlan:
     heads: dict[str, str]
     children: list[Source]
     tags: list[str]
+    kept: dict[str, str] = field(default_factory=dict)
 
     def actions(self) -> list[str]:
         """The plan as lines: every mount, child push and tag move, in execution order."""
@@ -774,7 +777,7 @@ class Engine:
                 result.pushed_children = [c.manifest.digest for c in plan.children]
                 result.status = "updated" if result.old_digest else "created"
                 if opts.verify:
-                    await self.verify(result, children)
+                    await self.verify(result, children, kept=plan.kept)
         except ManyfestError as exc:
             result.status = "failed"
             result.error = exc
@@ -834,7 +837,8 @@ class Engine:
                 continue
             seen.add(m.digest)
             cross.append(c.source)
-        return ListPlan(target, listed, heads, cross if to_put else [], to_put)
+        return ListPlan(target, listed, heads, cross if to_put else [], to_put,
+                        kept={t: heads[t] for t in kept})
 
     async def same_children(
         self, target: Reference, tags: list[str], listed: Manifest, heads: dict[str, str]
@@ -891,19 +895,25 @@ class Engine:
               for t in rest)
         )
 
-    async def verify(self, result: ListResult, children: list[Child]) -> None:
+    async def verify(self, result: ListResult, children: list[Child], *,
+                     kept: dict[str, str] | None = None) -> None:
         """``--verify``: every tag resolves to the list digest; every child is present.
+
+        ``kept``: tags left holding another digest on purpose (``--unchanged-by children``,
+        :attr:`ListPlan.kept`), each checked against that digest.
 
         Raises:
             VerificationError: a tag points elsewhere or a child is missing.
         """
         target = result.target
+        kept = kept or {}
         heads = await self._heads(target, result.tags, push=False)
         for tag, digest in heads.items():
-            if digest != result.digest:
+            expected = kept.get(tag, result.digest)
+            if digest != expected:
                 raise VerificationError(
                     f"verify {target.with_tag(tag)}: points at {digest or 'nothing'}, "
-                    f"expected {result.digest}"
+                    f"expected {expected}"
                 )
         missing: list[str] = []
 
