@@ -277,13 +277,18 @@ def test_since_costs_one_head_per_list(proxy: QuirkProxy, ns: str, tmp_path: Pat
     assert f"4 unchanged since {first}" in again.stderr
 
     # --trust-report: only the source tags are asked; --json document as the report.
+    # The report read may be the one written (read whole first, replaced atomically after).
+    in_place = tmp_path / "in-place.jsonl"
+    in_place.write_bytes(first.read_bytes())
     proxy.seen.clear()
-    trusted = manyfest("publish", "--since", str(first), "--trust-report", "--json",
-                       str(plan))
+    trusted = manyfest("publish", "--since", str(in_place), "--trust-report", "--json",
+                       "--report", str(in_place), str(plan))
     assert trusted.returncode == 0, trusted.stderr
     assert _manifest_requests(proxy) == {"HEAD": 2, "GET": 0, "PUT": 0}
     doc = json.loads(trusted.stdout)
-    assert doc["summary"]["since"] == {"report": str(first), "matched": 4}
+    assert doc["summary"]["since"] == {"report": str(in_place), "matched": 4}
+    assert [v["since"] for v in _lines(in_place).values()] == ["matched"] * 4
+    assert [v["requests"] for v in _lines(in_place).values()] == [0, 0, 3, 0]  # ping+2 HEADs
     report_json = tmp_path / "report.json"
     report_json.write_text(trusted.stdout)
     proxy.seen.clear()
