@@ -275,6 +275,7 @@ def test_since_costs_one_head_per_list(proxy: QuirkProxy, ns: str, tmp_path: Pat
     # 2 target HEADs + 2 source HEADs + the ping, counted against the first list asking
     assert lines2["c"]["requests"] + lines2["d"]["requests"] == 5
     assert f"4 unchanged since {first}" in again.stderr
+    assert "checking 4 lists" in again.stderr.splitlines()[0], again.stderr
 
     # --trust-report: only the source tags are asked; --json document as the report.
     # The report read may be the one written (read whole first, replaced atomically after).

@@ -34,7 +34,7 @@ import msgspec
 
 from manyfest.engine import Engine, ListResult, PublishOptions, run_all, subject_reference
 from manyfest.errors import ManyfestError, UsageError
-from manyfest.events import Finished, Skipped
+from manyfest.events import Finished, Phase, SinceChecked, Skipped
 from manyfest.ops.plan import PlanList
 from manyfest.platform import Platform
 from manyfest.reference import Reference
@@ -284,6 +284,8 @@ async def check(
             candidates[i] = prior
             for e in item.entries:
                 owner.setdefault(str(e.ref), i)
+    if candidates:
+        engine.on_event(Phase(name="since", total=len(candidates)))
     refs: dict[str, Reference] = {}
     for i in candidates:
         for e in plan[i].entries:
@@ -340,7 +342,11 @@ async def check(
             since=MATCHED, dry_run=dry_run,
         )
 
-    await run_all(*(partial(target, i, prior) for i, prior in candidates.items()))
+    async def announced(i: int, prior: Prior) -> None:
+        await target(i, prior)
+        engine.on_event(SinceChecked(target=str(plan[i].target), outcome=out.outcome[i]))
+
+    await run_all(*(partial(announced, i, prior) for i, prior in candidates.items()))
     return out
 
 
