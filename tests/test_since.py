@@ -402,7 +402,9 @@ def test_unchanged_by_children(proxy: QuirkProxy, ns: str, tmp_path: Path) -> No
     # Same children and platforms in another layout: unchanged, the tags keep their bytes;
     # each other digest is fetched once (one GET by digest per list), nothing is written.
     proxy.seen.clear()
-    kept = manyfest("publish", "--unchanged-by", "children", "--json", str(plan))
+    report = tmp_path / "kept.jsonl"
+    kept = manyfest("publish", "--unchanged-by", "children", "--json", "--report", str(report),
+                    str(plan))
     assert kept.returncode == 0, kept.stderr
     x, y = json.loads(kept.stdout)["results"]
     assert (x["status"], x["digest"], x["old_digest"]) == ("unchanged", tool_digest, tool_digest)
@@ -412,6 +414,18 @@ def test_unchanged_by_children(proxy: QuirkProxy, ns: str, tmp_path: Path) -> No
     assert _manifest_requests(proxy)["PUT"] == 0
     assert x["requests"] >= 3  # HEAD x, HEAD x2, GET
     assert sum(n for k, n in proxy.seen.items() if "/blobs/" in k) == 0
+
+    # The report of such a run proves the kept lists next time: one HEAD each, no GET. By
+    # digest the plan key differs (the run compares otherwise): the normal way.
+    proxy.seen.clear()
+    since = manyfest("publish", "--unchanged-by", "children", "--since", str(report), "--json",
+                     str(plan))
+    assert [(r["since"], r["digest"]) for r in json.loads(since.stdout)["results"]] == [
+        ("matched", tool_digest), ("matched", hand.digest)]
+    assert _manifest_requests(proxy) == {"HEAD": 2 + 2, "GET": 0, "PUT": 0}  # + source tags
+    by_digest = manyfest("publish", "--dry-run", "--since", str(report), "--json", str(plan))
+    assert [r["since"] for r in json.loads(by_digest.stdout)["results"]] == [
+        "plan-changed", "plan-changed"]
 
     # A new extra tag gets the bytes the first tag holds (every tag agrees), no child push.
     plan.write_text(_children_plan(host, ns, ["x2", "x3"]))
