@@ -214,14 +214,14 @@ class ListResult:
         retries: retried exchanges among them.
         throttled: throttle signals (429, 503, rate-limit codes) among the answers.
         duration_s: wall time, in seconds.
-        pushed_children: digests of children PUT into the target repository by this list.
-        actions: with ``--dry-run``, what publishing would do (mounts, child pushes, tags).
-        verified: ``--verify`` checked every tag and child after publishing.
         plan_key: the list's plan key (:func:`manyfest.ops.since.plan_key`; '' outside
             ``publish``).
         sources: the digest each source (reference as printed) resolved to.
         since: with ``--since``: ``matched`` (proved unchanged by the report) or why not.
         dry_run: the result of a ``--dry-run``: nothing was written.
+        pushed_children: digests of children PUT into the target repository by this list.
+        actions: with ``--dry-run``, what publishing would do (mounts, child pushes, tags).
+        verified: ``--verify`` checked every tag and child after publishing.
     """
 
     target: Reference
@@ -234,13 +234,13 @@ class ListResult:
     retries: int = 0
     throttled: int = 0
     duration_s: float = 0.0
-    pushed_children: list[str] = field(default_factory=list)
-    actions: list[str] = field(default_factory=list)
-    verified: bool = False
     plan_key: str = ""
     sources: dict[str, str] = field(default_factory=dict)
     since: str = ""
     dry_run: bool = False
+    pushed_children: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,8 +313,6 @@ class ListPlan:
         heads: what each tag points at now ('' when absent; empty when not looked up).
         children: the children to make present in the target repository, in list order.
         tags: the tags to PUT, the target's first ([] when every tag holds the list).
-        kept: ``--unchanged-by children``: the tags left holding a list with the same
-            children in another layout, with the digest each holds.
     """
 
     target: Reference
@@ -322,7 +320,13 @@ class ListPlan:
     heads: dict[str, str]
     children: list[Source]
     tags: list[str]
-    kept: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> dict[str, str]:
+        """Tags left holding another digest than the list's, each with that digest: kept on
+        purpose (``--unchanged-by children``: the same children in another layout)."""
+        return {t: d for t, d in self.heads.items()
+                if t not in self.tags and d != self.listed.digest}
 
     def actions(self) -> list[str]:
         """The plan as lines: every mount, child push and tag move, in execution order."""
@@ -837,8 +841,7 @@ class Engine:
                 continue
             seen.add(m.digest)
             cross.append(c.source)
-        return ListPlan(target, listed, heads, cross if to_put else [], to_put,
-                        kept={t: heads[t] for t in kept})
+        return ListPlan(target, listed, heads, cross if to_put else [], to_put)
 
     async def same_children(
         self, target: Reference, tags: list[str], listed: Manifest, heads: dict[str, str]

@@ -558,9 +558,6 @@ async def publish(
     engine.on_event(Phase(name="publish", total=len(plan)))
 
     async def one(i: int, item: PlanList) -> None:
-        if i in skip:
-            results[i] = since_ops.finish(engine, skip[i])
-            return
         async with list_limiter:
             in_flight.add(i)
             results[i] = await _publish_one(
@@ -569,8 +566,10 @@ async def publish(
             )
             in_flight.discard(i)
 
+    for i, matched in skip.items():  # --since: proved unchanged, nothing to publish
+        results[i] = since_ops.finish(engine, matched)
     with stop.scope():
-        await run_all(*(partial(one, i, item) for i, item in enumerate(plan)))
+        await run_all(*(partial(one, i, item) for i, item in enumerate(plan) if i not in skip))
     if stop.requested():
         return stamped(_interrupted(engine, plan, results, in_flight, stats, stop, opts,
                                     started, before, per_registry))
