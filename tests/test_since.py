@@ -12,6 +12,8 @@ from pathlib import Path
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from manyfest import reference
 from manyfest.content import Entry, Manifest, encode_list
@@ -104,6 +106,31 @@ def test_plan_key_entries_order_override_and_options() -> None:
     assert filtered != _key(one)
     assert plan_key(item, PublishOptions(), [AMD64, ARM64]) == \
         plan_key(item, PublishOptions(), [ARM64, AMD64])
+
+
+_DEFAULTS = {
+    "attestations": "keep", "allow_duplicate_platforms": "false", "media_type": "auto",
+    "artifact_type": '""', "subject": '""', "labels_to_annotations": "false",
+    "annotations": "{}", "require_platforms": "[]", "platform_check": '""',
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(order=st.permutations(["image", "tags", "manifests", *_DEFAULTS]),
+       spelled=st.sets(st.sampled_from(sorted(_DEFAULTS))),
+       tags=st.permutations(["b", "c", "d"]))
+def test_plan_key_property_same_list_same_key(order: list[str], spelled: set[str],
+                                              tags: list[str]) -> None:
+    values = {
+        "image": "r.example/app:a",
+        "tags": "[" + ", ".join(tags) + "]",
+        "manifests": f"\n  - image: r.example/x@{D1}\n  - image: r.example/y:1",
+        **{k: v for k, v in _DEFAULTS.items() if k in spelled},
+    }
+    text = "".join(f"{k}: {values[k]}\n" for k in order if k in values)
+    canonical = (f"image: r.example/app:a\ntags: [b, c, d]\nmanifests:\n"
+                 f"  - image: r.example/x@{D1}\n  - image: r.example/y:1\n")
+    assert _key(text) == _key(canonical)
 
 
 # ------------------------------------------------------------------------- report reader
