@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # imported where used: `inspect` and `push` start without the
     from manyfest.ops.plan import PlanList
     from manyfest.ops.publish import PublishReport, StopRequest
     from manyfest.ops.remote_annotate import EntryChange, RemoteAnnotation
+    from manyfest.ops.since import Since
 
 
 class Session:
@@ -92,19 +93,21 @@ class Session:
         fail_fast: bool = False,
         stop: StopRequest | None = None,
         platforms: Sequence[Platform | str] = (),
+        since: Since | None = None,
     ) -> PublishReport:
         """Publish every list of a plan (see :func:`manyfest.ops.publish.publish`).
 
         ``stop``: a :class:`~manyfest.ops.publish.StopRequest` that ends the run early with
         a partial report (the CLI's SIGINT/SIGTERM). ``platforms``: ``--platform`` filters
-        (``os/arch[/variant]`` text or :class:`~manyfest.platform.Platform`).
+        (``os/arch[/variant]`` text or :class:`~manyfest.platform.Platform`). ``since``: a
+        previous report (:func:`manyfest.ops.since.read_report`, ``--since``).
         """
         from manyfest.ops.publish import publish
 
         filters = [p if isinstance(p, Platform) else parse_platform(p) for p in platforms]
         return await publish(
             self.engine, plan, options=options, fail_fast=fail_fast, stop=stop,
-            platforms=filters,
+            platforms=filters, since=since,
         )
 
     async def create(

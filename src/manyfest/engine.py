@@ -42,6 +42,7 @@ from manyfest.content import (
 from manyfest.errors import (
     AuthenticationError,
     AuthorizationError,
+    InvalidManifestError,
     InvalidReferenceError,
     ManifestRejectedError,
     ManyfestError,
@@ -213,6 +214,11 @@ class ListResult:
         retries: retried exchanges among them.
         throttled: throttle signals (429, 503, rate-limit codes) among the answers.
         duration_s: wall time, in seconds.
+        plan_key: the list's plan key (:func:`manyfest.ops.since.plan_key`; '' outside
+            ``publish``).
+        sources: the digest each source (reference as printed) resolved to.
+        since: with ``--since``: ``matched`` (proved unchanged by the report) or why not.
+        dry_run: the result of a ``--dry-run``: nothing was written.
         pushed_children: digests of children PUT into the target repository by this list.
         actions: with ``--dry-run``, what publishing would do (mounts, child pushes, tags).
         verified: ``--verify`` checked every tag and child after publishing.
@@ -228,6 +234,10 @@ class ListResult:
     retries: int = 0
     throttled: int = 0
     duration_s: float = 0.0
+    plan_key: str = ""
+    sources: dict[str, str] = field(default_factory=dict)
+    since: str = ""
+    dry_run: bool = False
     pushed_children: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     verified: bool = False
@@ -254,6 +264,9 @@ class PublishOptions:
         labels_to_annotations: copy the ``org.opencontainers.image.*`` labels every image
             child's config agrees on into the index annotations (given annotations win);
             ``None``: as the plan says (off by default).
+        unchanged_by: ``digest`` (a tag is unchanged when it holds the built list's digest)
+            or ``children`` (also when its list has the same children and platforms in
+            another JSON layout: :meth:`Engine.same_children`).
     """
 
     style: JsonStyle = "docker"
@@ -265,6 +278,7 @@ class PublishOptions:
     artifact_type: str = ""
     subject: str = ""
     labels_to_annotations: bool | None = None
+    unchanged_by: Literal["digest", "children"] = "digest"
 
     def __post_init__(self) -> None:
         if self.style not in ("docker", "manifest-tool", "compact"):
@@ -279,6 +293,11 @@ class PublishOptions:
             )
         if self.lists_in_flight < 1:
             raise ValueError("PublishOptions.lists_in_flight must be at least 1")
+        if self.unchanged_by not in ("digest", "children"):
+            raise ValueError(
+                f"PublishOptions.unchanged_by must be digest or children, not "
+                f"{self.unchanged_by!r}"
+            )
 
 
 _LIST_TYPES = {"oci": mediatypes.OCI_INDEX, "docker": mediatypes.DOCKER_LIST}
@@ -301,6 +320,13 @@ class ListPlan:
     heads: dict[str, str]
     children: list[Source]
     tags: list[str]
+
+    @property
+    def kept(self) -> dict[str, str]:
+        """Tags left holding another digest than the list's, each with that digest: kept on
+        purpose (``--unchanged-by children``: the same children in another layout)."""
+        return {t: d for t, d in self.heads.items()
+                if t not in self.tags and d != self.listed.digest}
 
     def actions(self) -> list[str]:
         """The plan as lines: every mount, child push and tag move, in execution order."""
@@ -733,7 +759,7 @@ class Engine:
         """
         opts = options or PublishOptions()
         tags = [target.tag or "latest", *(extra_tags or [])]
-        result = ListResult(target, tags)
+        result = ListResult(target, tags, dry_run=opts.dry_run)
         stats = stats or RequestStats()
         token = current_stats.set(stats)
         started = time.monotonic() if started is None else started
@@ -742,6 +768,7 @@ class Engine:
             listed = built or await self.build_list(target, children, annotations, opts)
             result.digest = listed.digest
             plan = await self.plan(target, children, tags, listed, opts)
+            result.digest = plan.listed.digest  # --unchanged-by children may keep the tag's
             result.old_digest = plan.heads.get(tags[0], "")
             if not plan.tags:
                 result.status = "unchanged"
@@ -754,7 +781,7 @@ class Engine:
                 result.pushed_children = [c.manifest.digest for c in plan.children]
                 result.status = "updated" if result.old_digest else "created"
                 if opts.verify:
-                    await self.verify(result, children)
+                    await self.verify(result, children, kept=plan.kept)
         except ManyfestError as exc:
             result.status = "failed"
             result.error = exc
@@ -800,7 +827,12 @@ class Engine:
         heads: dict[str, str] = {}
         if opts.skip_unchanged or opts.dry_run:
             heads = await self._heads(target, tags, push=not opts.dry_run)
-        to_put = [t for t in tags if heads.get(t) != listed.digest]
+        kept: set[str] = set()
+        if opts.unchanged_by == "children" and heads:
+            listed, kept = await self.same_children(target, tags, listed, heads)
+        to_put = [t for t in tags if heads.get(t) != listed.digest and t not in kept]
+        if tags[0] in kept:
+            children = []  # the list kept is in the repository: so are its children
         cross: list[Source] = []
         seen: set[str] = set()
         for c in children:
@@ -810,6 +842,46 @@ class Engine:
             seen.add(m.digest)
             cross.append(c.source)
         return ListPlan(target, listed, heads, cross if to_put else [], to_put)
+
+    async def same_children(
+        self, target: Reference, tags: list[str], listed: Manifest, heads: dict[str, str]
+    ) -> tuple[Manifest, set[str]]:
+        """``--unchanged-by children``: the tags whose current list equals ``listed`` but for
+        its JSON layout, and the list to publish.
+
+        Each other digest the tags hold is fetched once (a manifest GET by digest, verified)
+        and compared by :func:`list_identity`: the same list media type, ``artifactType`` and
+        subject digest, and the same sequence of entries, each the same (media type, digest,
+        platform: os, architecture, variant, os.version, os.features); whitespace, key
+        order and annotations (index and descriptor) are ignored. Order counts: a client
+        takes the first entry matching its platform.
+
+        Returns:
+            ``(list, kept)``: ``kept`` are the tags left as they are (``unchanged``). When the
+            first tag is among them, ``list`` is its current list (the exact bytes fetched),
+            so the other tags that move get those bytes and every tag agrees; else
+            ``listed``.
+        """
+        want = list_identity(listed)
+        others = {d for d in heads.values() if d and d != listed.digest}
+        found: dict[str, Manifest] = {}
+
+        async def fetch(digest: str) -> None:
+            try:
+                manifest = await self.client.get_manifest(target.with_digest(digest))
+            except NotFoundError:
+                return  # moved since the HEAD: not the same
+            try:
+                same = manifest.is_index and list_identity(manifest) == want
+            except InvalidManifestError:
+                same = False  # not a list we can read: the tag moves as by digest
+            if same:
+                found[digest] = manifest
+
+        await run_all(*(partial(fetch, d) for d in sorted(others)))
+        kept = {t for t in tags if heads.get(t) in found}
+        first = heads.get(tags[0], "")
+        return found.get(first, listed), kept
 
     async def execute(self, plan: ListPlan) -> None:
         """Carry out a :meth:`plan`: children (blobs first), then the first tag, then the rest.
@@ -826,19 +898,25 @@ class Engine:
               for t in rest)
         )
 
-    async def verify(self, result: ListResult, children: list[Child]) -> None:
+    async def verify(self, result: ListResult, children: list[Child], *,
+                     kept: dict[str, str] | None = None) -> None:
         """``--verify``: every tag resolves to the list digest; every child is present.
+
+        ``kept``: tags left holding another digest on purpose (``--unchanged-by children``,
+        :attr:`ListPlan.kept`), each checked against that digest.
 
         Raises:
             VerificationError: a tag points elsewhere or a child is missing.
         """
         target = result.target
+        kept = kept or {}
         heads = await self._heads(target, result.tags, push=False)
         for tag, digest in heads.items():
-            if digest != result.digest:
+            expected = kept.get(tag, result.digest)
+            if digest != expected:
                 raise VerificationError(
                     f"verify {target.with_tag(tag)}: points at {digest or 'nothing'}, "
-                    f"expected {result.digest}"
+                    f"expected {expected}"
                 )
         missing: list[str] = []
 
@@ -853,6 +931,25 @@ class Engine:
                 f"verify {target}: children missing from {target.name}: {', '.join(missing)}"
             )
         result.verified = True
+
+
+def list_identity(listed: Manifest) -> bytes:
+    """What ``--unchanged-by children`` compares of a list (:meth:`Engine.same_children`),
+    canonically encoded: media type, ``artifactType``, subject digest and the ordered
+    (media type, digest, platform) of its entries; layout and annotations left out.
+
+    Raises:
+        InvalidManifestError: ``listed`` is not a valid index body.
+    """
+    doc = listed.index()
+    entries = []
+    for d in doc.manifests:
+        p = d.platform
+        platform = None if p is None else [p.os, p.architecture, p.variant, p.os_version,
+                                           list(p.os_features)]
+        entries.append([d.media_type, d.digest, platform])
+    subject = doc.subject.digest if doc.subject is not None else ""
+    return msgspec.json.encode([listed.media_type, doc.artifact_type, subject, entries])
 
 
 def choose_media_type(

@@ -5,7 +5,8 @@ into bars, lines or JSON (``msgspec.json.encode(event)`` works for every event b
 :class:`Finished`, whose ``result`` is a :class:`~manyfest.engine.ListResult`).
 
 Each class has a ``kind`` (``phase``, ``source``, ``started``, ``resolved``, ``mounted``,
-``copied``, ``pushed``, ``skipped``, ``retried``, ``throttled``, ``warned``, ``finished``) and a
+``copied``, ``pushed``, ``skipped``, ``retried``, ``throttled``, ``warned``, ``finished``,
+``since``) and a
 ``target``: the list or reference the event concerns ('' for run-wide and registry-wide
 events). Events are cheap: one per phase, source, list or retry, never one per request
 (request counts are read from the transport's counters).
@@ -35,8 +36,9 @@ class Phase(Event, frozen=True, kw_only=True):
     """A phase of a bulk publish began.
 
     Attributes:
-        name: ``resolve`` (``total`` distinct sources, read before any write) or ``publish``
-            (``total`` lists).
+        name: ``since`` (``total`` lists checked against a ``--since`` report), ``resolve``
+            (``total`` distinct sources, read before any write) or ``publish`` (``total``
+            lists).
         total: how many things the phase does.
     """
 
@@ -117,6 +119,23 @@ class Pushed(Event, frozen=True, kw_only=True):
     @property
     def detail(self) -> str:
         return self.digest
+
+
+class SinceChecked(Event, frozen=True, kw_only=True):
+    """A list of a ``--since`` run was checked against the previous report (``target``: the
+    list).
+
+    Attributes:
+        outcome: ``matched`` (unchanged, not resolved) or why it goes the normal way
+            (``source-changed``, ``tag-moved``).
+    """
+
+    kind: ClassVar[str] = "since"
+    outcome: str
+
+    @property
+    def detail(self) -> str:
+        return self.outcome
 
 
 class Skipped(Event, frozen=True, kw_only=True):

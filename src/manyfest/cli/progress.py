@@ -46,6 +46,7 @@ from manyfest.events import (
     Finished,
     Phase,
     Retried,
+    SinceChecked,
     SourceDone,
     Started,
     Throttled,
@@ -210,7 +211,8 @@ class PublishProgress:
     def _phase_text(self, *, past: bool = False) -> str:
         word, many = self._noun()
         verb = {"resolve": ("resolving", "resolved"),
-                "publish": ("publishing", "published")}.get(self.phase, (self.phase, self.phase))
+                "publish": ("publishing", "published"),
+                "since": ("checking", "checked")}.get(self.phase, (self.phase, self.phase))
         if self.dry_run and self.phase == "publish":
             verb = ("checking", "checked")
         text = f"{verb[past]} {plural(self.phase_total, word, many)}"
@@ -262,7 +264,7 @@ class PublishProgress:
         """The engine's and the transport's event sink (in the event loop's thread)."""
         if isinstance(event, Phase):
             self._phase(event)
-        elif isinstance(event, SourceDone):
+        elif isinstance(event, (SourceDone, SinceChecked)):
             self.phase_done += 1
             self._advance()
         elif isinstance(event, Started):
@@ -377,6 +379,8 @@ def summary_line(report: PublishReport, *, verify: bool = False) -> str:
         f"{report.count('updated')} updated, {report.count('unchanged')} unchanged, "
         f"{report.failed} failed; "
     )
+    if report.since is not None:  # --since: how many the report proved unchanged
+        line += f"{report.since_matched()} unchanged since {report.since}; "
     if verify and not report.dry_run:
         ok, written = _verified(report)
         line += f"{ok} of {written} verified; "

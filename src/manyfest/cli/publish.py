@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import sys
 from pathlib import Path
@@ -39,6 +40,13 @@ if TYPE_CHECKING:  # imported in the command's body: see manyfest.cli.app on sta
 
 app = command_app()
 """This module's commands (loaded by :mod:`manyfest.cli.main` when one runs)."""
+
+
+class UnchangedByChoice(enum.StrEnum):
+    """``--unchanged-by`` values."""
+
+    digest = "digest"
+    children = "children"
 
 
 @app.command()
@@ -204,6 +212,26 @@ def publish(
                      "in every job; merge the shards' --report files with `manyfest report "
                      "merge` (docs/releases.md)."),
     ] = None,
+    since: Annotated[
+        Path | None,
+        typer.Option("--since", metavar="REPORT",
+                     help="A previous run's --report (or --json) file: lists whose plan entry "
+                     "and sources are unchanged since are checked with one HEAD of their tag "
+                     "(a HEAD per source tag, no manifest GET)."),
+    ] = None,
+    trust_report: Annotated[
+        bool,
+        typer.Option("--trust-report",
+                     help="With --since: lists whose plan entry and sources match the report "
+                     "are unchanged without the HEAD of their tag."),
+    ] = False,
+    unchanged_by: Annotated[
+        UnchangedByChoice,
+        typer.Option("--unchanged-by", metavar="digest|children",
+                     help="A tag is unchanged when it holds the list's digest, or (children) "
+                     "a list with the same children and platforms in another JSON layout "
+                     "(kept as it is)."),
+    ] = UnchangedByChoice.digest,
 ) -> None:
     """Publish every manifest list of a plan, concurrently.
 
@@ -230,6 +258,7 @@ def publish(
     from manyfest.ops import plan as plans
     from manyfest.ops import shard as shards
     from manyfest.ops.publish import StopRequest
+    from manyfest.ops.since import Since, read_report
 
     from_args = {"--platforms": platforms, "--template": template, "--target": target}
     given = [name for name, value in from_args.items() if value is not None]
@@ -272,6 +301,15 @@ def publish(
         plan = [dataclasses.replace(p, allow_duplicate_platforms=True) for p in plan]
     if report_file is not None:
         _check_writable(report_file)
+    previous: Since | None = None
+    try:
+        if trust_report and since is None:
+            raise UsageError("--trust-report needs --since REPORT",
+                             hint="give the report of an earlier run with --since")
+        if since is not None:
+            previous = read_report(since, trust=trust_report)
+    except ManyfestError as exc:
+        raise fail(exc) from None
     if part is not None and _empty_shard(whole, plan, part, json_out, report_file, dry_run):
         return
     mode = output.progress_mode()
@@ -284,6 +322,7 @@ def publish(
         lists_in_flight=lists_in_flight or _lists_in_flight(),
         artifact_type=artifact_type, subject=subject,
         labels_to_annotations=labels_to_annotations,
+        unchanged_by="children" if unchanged_by is UnchangedByChoice.children else "digest",
     )
     try:
         plans.check_list_settings(
@@ -299,7 +338,8 @@ def publish(
             progress.counters = session.transport.total
             with progress:
                 return await session.publish(
-                    plan, options=options, fail_fast=fail_fast, stop=stop, platforms=filters
+                    plan, options=options, fail_fast=fail_fast, stop=stop, platforms=filters,
+                    since=previous,
                 )
 
     try:

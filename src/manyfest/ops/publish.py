@@ -49,6 +49,7 @@ from manyfest.errors import (
 )
 from manyfest.events import Finished, Phase, SourceDone, Warned
 from manyfest.files import atomic_write
+from manyfest.ops import since as since_ops
 from manyfest.ops.entries import (
     Listed,
     attestation_annotations,
@@ -80,6 +81,12 @@ def result_json(r: ListResult) -> dict[str, Any]:
         doc["actions"] = r.actions
     if r.verified:
         doc["verified"] = True
+    doc["plan_key"] = r.plan_key
+    doc["sources"] = r.sources
+    if r.dry_run:
+        doc["dry_run"] = True
+    if r.since:
+        doc["since"] = r.since
     return doc
 
 
@@ -107,6 +114,12 @@ class PublishReport:
     uncertain: list[str] = field(default_factory=list)
     """Tags whose PUT was cut off by the interruption: each may point at its new list (a
     complete one) or where it was; a re-run settles them."""
+    since: str | None = None
+    """``--since REPORT``: the report's path (None without ``--since``)."""
+
+    def since_matched(self) -> int:
+        """Lists found unchanged from the ``--since`` report without being resolved."""
+        return sum(1 for r in self.results if r.since == since_ops.MATCHED)
 
     def count(self, status: str) -> int:
         """Lists with ``status``."""
@@ -134,6 +147,8 @@ class PublishReport:
             "stopped": self.stopped_by.one_line() if self.stopped_by else None,
             "interrupted": self.interrupted,
             "not_published": self.not_published,
+            **({"since": {"report": self.since, "matched": self.since_matched()}}
+               if self.since is not None else {}),
         }
 
     def published(self) -> int:
@@ -377,6 +392,7 @@ async def publish(
     fail_fast: bool = False,
     stop: StopRequest | None = None,
     platforms: Sequence[Platform] = (),
+    since: since_ops.Since | None = None,
 ) -> PublishReport:
     """Publish every list of ``plan``.
 
@@ -392,6 +408,9 @@ async def publish(
             ``failed`` with a :class:`~manyfest.errors.NotPublishedError`.
         platforms: ``--platform`` filters: each list keeps only its images matching one of
             them (attestations follow their images); a list left with no image fails.
+        since: ``--since REPORT``: lists the previous report proves unchanged are
+            ``unchanged`` after one HEAD of their first tag (none with ``trust``) and a HEAD
+            of each source tag, never resolved (:mod:`manyfest.ops.since`).
 
     Between resolving and writing, every list's entries are built and checked: platform
     table (each list's ``platform_check``; warnings are :class:`~manyfest.events.Warned`
@@ -420,12 +439,29 @@ async def publish(
     before = (transport.total.requests, transport.total.retries, transport.total.throttled)
     per_registry = transport.registry_stats()
     stats = [RequestStats() for _ in plan]
+    plan_keys = [since_ops.plan_key(item, list_options(opts, item), platforms) for item in plan]
+    stop = stop or StopRequest()
+    checked: since_ops.Checked | None = None
+    skip: dict[int, ListResult] = {}
+    if since is not None:
+        with stop.scope():
+            checked = await since_ops.check(engine, plan, plan_keys, since, stats=stats,
+                                            dry_run=opts.dry_run,
+                                            lists_in_flight=opts.lists_in_flight,
+                                            subject=opts.subject)
+        skip = checked.matched
+
+    def stamped(report: PublishReport) -> PublishReport:
+        resolved = {k: s.manifest.digest for k, s in sources.items()}
+        since_ops.stamp(report.results, plan, plan_keys, resolved, checked, dry_run=opts.dry_run)
+        report.since = since.path if since is not None else None
+        return report
 
     # Phase 1: every distinct source, once, under the first list that names it.
     owner: dict[str, int] = {}
     refs: dict[str, Any] = {}
     for i, item in enumerate(plan):
-        for entry in item.entries:
+        for entry in item.entries if i not in skip else ():
             owner.setdefault(str(entry.ref), i)
             refs.setdefault(str(entry.ref), entry.ref)
     sources: dict[str, Source] = {}
@@ -448,14 +484,13 @@ async def publish(
         finally:
             current_stats.reset(token)
 
-    stop = stop or StopRequest()
     engine.on_event(Phase(name="resolve", total=len(refs)))
     with stop.scope():
         await run_all(*(partial(resolve, key) for key in refs))
     if stop.requested():
         # Phase 1 only reads: nothing was written.
-        return _interrupted(engine, plan, [None] * len(plan), set(), stats, stop, opts,
-                            started, before, per_registry)
+        return stamped(_interrupted(engine, plan, [skip.get(i) for i in range(len(plan))],
+                                    set(), stats, stop, opts, started, before, per_registry))
     # Phase 2: each list's entries, built and checked before any write.
     built: dict[int, list[Child]] = {}
     failures: dict[int, ManyfestError] = {}
@@ -469,6 +504,8 @@ async def publish(
         return warn
 
     for i, item in enumerate(plan):
+        if i in skip:
+            continue
         try:
             for entry in item.entries:
                 if str(entry.ref) in errors:
@@ -491,13 +528,16 @@ async def publish(
         report = PublishReport(dry_run=opts.dry_run, stopped_by=first)
         for i, item in enumerate(plan):
             own = failures.get(i)
+            if i in skip:
+                report.results.append(skip[i])
+                continue
             report.results.append(ListResult(
                 item.target, item.tags, status="failed", error=own or stopped,
                 requests=stats[i].requests, retries=stats[i].retries,
                 throttled=stats[i].throttled,
             ))
         _totals(report, transport, before, per_registry, started)
-        return report
+        return stamped(report)
 
     # Phase 3: the lists.
     results: list[ListResult | None] = [None] * len(plan)
@@ -515,14 +555,16 @@ async def publish(
             )
             in_flight.discard(i)
 
+    for i, matched in skip.items():  # --since: proved unchanged, nothing to publish
+        results[i] = since_ops.finish(engine, matched)
     with stop.scope():
-        await run_all(*(partial(one, i, item) for i, item in enumerate(plan)))
+        await run_all(*(partial(one, i, item) for i, item in enumerate(plan) if i not in skip))
     if stop.requested():
-        return _interrupted(engine, plan, results, in_flight, stats, stop, opts, started,
-                            before, per_registry)
+        return stamped(_interrupted(engine, plan, results, in_flight, stats, stop, opts,
+                                    started, before, per_registry))
     report = PublishReport([r for r in results if r is not None], dry_run=opts.dry_run)
     _totals(report, transport, before, per_registry, started)
-    return report
+    return stamped(report)
 
 
 def _totals(report: PublishReport, transport: Transport, before: tuple[int, int, int],
