@@ -231,6 +231,11 @@ class ListResult:
     pushed_children: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     verified: bool = False
+    atomic: bool = False
+    """Published by an ``--atomic`` run (:mod:`manyfest.ops.atomic`)."""
+    tag_digests: dict[str, str] | None = None
+    """``--atomic`` runs, on a list that failed or was rolled back: the digest each tag
+    points at when the run ends ('' when the tag does not exist)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +259,8 @@ class PublishOptions:
         labels_to_annotations: copy the ``org.opencontainers.image.*`` labels every image
             child's config agrees on into the index annotations (given annotations win);
             ``None``: as the plan says (off by default).
+        atomic: ``publish --atomic``: every child and list pushed by digest first, then
+            every tag moved; a failure moves the tags back (:mod:`manyfest.ops.atomic`).
     """
 
     style: JsonStyle = "docker"
@@ -265,6 +272,7 @@ class PublishOptions:
     artifact_type: str = ""
     subject: str = ""
     labels_to_annotations: bool | None = None
+    atomic: bool = False
 
     def __post_init__(self) -> None:
         if self.style not in ("docker", "manifest-tool", "compact"):
@@ -339,6 +347,7 @@ class Engine:
         self._blobs: OnceMap[bool] = OnceMap()
         self._children: OnceMap[str] = OnceMap()
         self._subjects: OnceMap[SubjectDescriptor] = OnceMap()
+        self._lists: OnceMap[str] = OnceMap()
         self._labels: dict[str, dict[str, str]] = {}
         """Config ``org.opencontainers.image.*`` labels per image manifest digest."""
 
@@ -818,13 +827,35 @@ class Engine:
         every child is in the repository).
         """
         target = plan.target
-        await run_all(*(partial(self.ensure_child, target, c) for c in plan.children))
+        await self.push_children(plan)
         first, *rest = plan.tags
         await self.put_manifest(target.with_tag(first), plan.listed, built=True)
         await run_all(
             *(partial(self.put_manifest, target.with_tag(t), plan.listed, built=True)
               for t in rest)
         )
+
+    async def push_children(self, plan: ListPlan) -> None:
+        """The first step of :meth:`execute`: every child of ``plan`` made present in the
+        target repository by digest (blobs first), each once per run."""
+        target = plan.target
+        await run_all(*(partial(self.ensure_child, target, c) for c in plan.children))
+
+    async def push_list_by_digest(self, plan: ListPlan) -> str:
+        """PUT the list of ``plan`` by digest (``/v2/<repository>/manifests/<digest>``), no
+        tag moved; once per (registry, repository, digest) per run. Call after
+        :meth:`push_children` (the registry refuses a list whose children are missing).
+
+        Returns:
+            The list's digest.
+
+        Raises:
+            ManifestRejectedError: the registry refused the list.
+        """
+        target, listed = plan.target, plan.listed
+        key = (target.registry, target.repository, listed.digest)
+        return await self._lists.get(key, lambda: self.put_manifest(
+            target.with_digest(listed.digest), listed, built=True))
 
     async def verify(self, result: ListResult, children: list[Child]) -> None:
         """``--verify``: every tag resolves to the list digest; every child is present.

@@ -113,6 +113,12 @@ def publish(
         bool,
         typer.Option("--verify", help="Re-resolve every tag and check every child afterwards."),
     ] = False,
+    atomic: Annotated[
+        bool,
+        typer.Option("--atomic", help="All or none: push every child and list by digest "
+                     "first, then move every tag; a failure moves no tag (first phase) or "
+                     "moves the tags back (second phase)."),
+    ] = False,
     fail_fast: Annotated[
         bool,
         typer.Option("--fail-fast", help="Stop before any write if a source does not resolve "
@@ -267,7 +273,7 @@ def publish(
         dry_run=dry_run, verify=verify,
         lists_in_flight=lists_in_flight or _lists_in_flight(),
         artifact_type=artifact_type, subject=subject,
-        labels_to_annotations=labels_to_annotations,
+        labels_to_annotations=labels_to_annotations, atomic=atomic,
     )
     try:
         plans.check_list_settings(
@@ -299,7 +305,7 @@ def publish(
             sys.stdout.write(report.to_json().decode() + "\n")
             sys.stdout.flush()
         elif dry_run and report.interrupted is None:
-            print_plan(report)
+            _print_plan(report) if atomic else print_plan(report)
         if report_file is not None:
             report.write_jsonl(report_file)
     except OSError as exc:
@@ -308,7 +314,7 @@ def publish(
             hint="the lists were published as reported on stderr; check the disk and path",
         )) from None
     if report.interrupted is not None or interrupts.received() is not None:
-        raise interrupted_exit(report.interruption_line())
+        raise interrupted_exit(report.atomic_line or report.interruption_line())
     print_summary(report, mode=mode, verify=verify, console=progress.console)
     if report.stopped_by is not None:
         raise fail(report.stopped_by)
@@ -319,8 +325,18 @@ def publish(
                 hint="see the per-list errors; nothing was written (--dry-run)",
             ))
         raise fail(PublishFailed(
-            f"{report.failed} of {output.plural(len(report.results), 'list')} failed"
+            report.atomic_line
+            or f"{report.failed} of {output.plural(len(report.results), 'list')} failed"
         ))
+
+
+def _print_plan(report: PublishReport) -> None:
+    """``--atomic --dry-run``: the two phases on stdout (see
+    :func:`manyfest.ops.atomic.dry_run_lines`)."""
+    from manyfest.ops.atomic import dry_run_lines
+
+    sys.stdout.write("".join(line + "\n" for line in dry_run_lines(report)))
+    sys.stdout.flush()
 
 
 def _lists_in_flight() -> int:

@@ -82,6 +82,10 @@ def result_json(r: ListResult) -> dict[str, Any]:
         doc["actions"] = r.actions
     if r.verified:
         doc["verified"] = True
+    if r.atomic:
+        doc["atomic"] = True
+    if r.tag_digests is not None:
+        doc["tag_digests"] = r.tag_digests
     return doc
 
 
@@ -109,6 +113,12 @@ class PublishReport:
     uncertain: list[str] = field(default_factory=list)
     """Tags whose PUT was cut off by the interruption: each may point at its new list (a
     complete one) or where it was; a re-run settles them."""
+    atomic: dict[str, Any] | None = None
+    """``--atomic`` runs: how the two phases ended (``summary.atomic``, see
+    :mod:`manyfest.ops.atomic`); ``None`` otherwise."""
+    atomic_line: str = ""
+    """``--atomic`` runs that did not publish the release: the one line saying why and where
+    the tags are ('' otherwise)."""
 
     def count(self, status: str) -> int:
         """Lists with ``status``."""
@@ -136,7 +146,7 @@ class PublishReport:
             "stopped": self.stopped_by.one_line() if self.stopped_by else None,
             "interrupted": self.interrupted,
             "not_published": self.not_published,
-        }
+        } | ({"atomic": self.atomic} if self.atomic is not None else {})
 
     def published(self) -> int:
         """Lists whose every tag is right: created, updated or unchanged."""
@@ -492,6 +502,12 @@ async def publish(
             built[i] = children
         except ManyfestError as exc:
             failures[i] = exc
+    if opts.atomic:  # all or none: children and lists by digest, then every tag
+        from manyfest.ops.atomic import publish_atomic
+
+        return await publish_atomic(engine, plan, built, failures, stats, opts=opts,
+                                    fail_fast=fail_fast, stop=stop, started=started,
+                                    before=before, per_registry=per_registry)
     if fail_fast and failures:
         first = failures[min(failures)]
         what = "the missing sources" if errors else "the failing lists"
@@ -599,7 +615,7 @@ def _interrupted(
             item.target, item.tags, status="failed",
             error=NotPublishedError(message, hint="re-run to finish"),
             requests=stats[i].requests, retries=stats[i].retries,
-            throttled=stats[i].throttled,
+            throttled=stats[i].throttled, atomic=opts.atomic,
         ))
     _totals(report, engine.client.transport, before, per_registry, started)
     return report
