@@ -364,6 +364,8 @@ async def publish_atomic(
         for e, r in zip(lists, report.results, strict=True):
             r.tag_digests = dict(e.heads)
         report.atomic = _summary(run, "interrupted", 1)
+        report.atomic_line = (f"--atomic: interrupted in phase 1, no tag was moved: "
+                              f"{report.interruption_line()}")
         return report
     failed = [e for e in lists if e.error is not None]
     if failed:
