@@ -26,6 +26,7 @@ import pytest
 from aiohttp import web
 
 from manyfest import mediatypes, reference
+from manyfest.engine import Engine, PublishOptions
 from manyfest.errors import RegistryError
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
@@ -33,8 +34,9 @@ from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
 from tests.quirk_proxy import QuirkProxy
 from tests.registry_server import RegistryServer
 from tests.signal_helpers import HANG, Run, TagChecker
+from tests.test_engine import FakeRegistry, _children, _images, _ref, _run
 
-pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+slow = pytest.mark.slow  # end to end (see pyproject markers)
 
 LIST_TYPES = (mediatypes.DOCKER_LIST, mediatypes.OCI_INDEX)
 PLATS = (PLATFORMS[0], PLATFORMS[3])
@@ -208,9 +210,50 @@ def proxy(registry: RegistryServer) -> Any:
     p.stop()
 
 
+# ---------------------------------------------------------------------- engine (no network)
+
+
+def test_engine_steps_push_by_digest_once_and_execute_keeps_its_order() -> None:
+    """``push_children`` + ``push_list_by_digest`` write content only (no tag), the list
+    once per repository and digest; ``execute`` (non-atomic runs) is unchanged: children,
+    then the first tag, then the others, and never the list by digest."""
+    fake = FakeRegistry()
+    refs = _images(fake, "atomic")
+    engine = Engine(fake.client())
+
+    async def go() -> tuple[Any, Any]:
+        children = await _children(engine, refs)
+        target = _ref("app:1")
+        opts = PublishOptions()
+        listed = await engine.build_list(target, children, None, opts)
+        plan = await engine.plan(target, children, ["1", "one"], listed, opts)
+        await engine.push_children(plan)
+        first = await engine.push_list_by_digest(plan)
+        again = await engine.push_list_by_digest(plan)
+        assert first == again == listed.digest
+        return plan, listed
+
+    plan, listed = _run(go)
+    puts = [c for c in fake.calls if c[0] == "PUT"]
+    child_digests = {fake.manifests[r.repository]["1"].digest for r in refs}
+    assert {c[2] for c in puts[:-1]} == child_digests  # concurrently: any order
+    assert len(puts) == len(refs) + 1
+    assert puts[-1] == ("PUT", "app", listed.digest)
+    assert "1" not in fake.manifests["app"]  # no tag moved
+    fake.calls.clear()
+    other = FakeRegistry(manifests=fake.manifests, blobs=fake.blobs)
+    plain = Engine(other.client())
+    _run(lambda: plain.execute(plan))
+    order = [ref for method, _, ref in other.calls if method == "PUT"]
+    assert order[-2:] == ["1", "one"]
+    assert listed.digest not in order
+    assert other.manifests["app"]["1"] is listed
+
+
 # ---------------------------------------------------------------------- facts
 
 
+@slow
 def test_distribution_refuses_tag_deletion(registry: RegistryServer, ns: str) -> None:
     """What a rollback meets: Distribution 2.8 answers DELETE of a tag 400 DIGEST_INVALID
     (storage.delete enabled; it deletes manifests by digest only), and the tag stays."""
@@ -235,6 +278,7 @@ def test_distribution_refuses_tag_deletion(registry: RegistryServer, ns: str) ->
 # ---------------------------------------------------------------------- phases
 
 
+@slow
 def test_dry_run_shows_both_phases_and_verify_after_phase_2(
     registry: RegistryServer, proxy: QuirkProxy, ns: str, tmp_path: Path,
 ) -> None:
@@ -276,6 +320,7 @@ def test_dry_run_shows_both_phases_and_verify_after_phase_2(
         assert [end[t] for t in tag_refs(registry.host, ns, i)] == [r["digest"]] * 3
 
 
+@slow
 def test_phase_1_failure_moves_no_tag(
     registry: RegistryServer, proxy: QuirkProxy, ns: str, tmp_path: Path,
 ) -> None:
@@ -351,6 +396,7 @@ def test_phase_1_failure_moves_no_tag(
     assert checker.tags(flat) == before
 
 
+@slow
 def test_phase_2_failure_rolls_every_tag_back(
     registry: RegistryServer, proxy: QuirkProxy, ns: str, tmp_path: Path,
 ) -> None:
@@ -437,6 +483,7 @@ def test_phase_2_failure_rolls_every_tag_back(
         assert [final[t] for t in flat[i]] == [digest] * 3
 
 
+@slow
 def test_sigterm_in_either_phase(
     registry: RegistryServer, proxy: QuirkProxy, ns: str, tmp_path: Path,
 ) -> None:
@@ -518,6 +565,7 @@ def test_sigterm_in_either_phase(
 # ---------------------------------------------------------------------- SIGKILL
 
 
+@slow
 def test_sigkill_in_either_phase_converges(
     registry: RegistryServer, proxy: QuirkProxy, ns: str, tmp_path: Path,
 ) -> None:

@@ -216,6 +216,10 @@ class ListResult:
         pushed_children: digests of children PUT into the target repository by this list.
         actions: with ``--dry-run``, what publishing would do (mounts, child pushes, tags).
         verified: ``--verify`` checked every tag and child after publishing.
+        atomic: published by an ``--atomic`` run (:mod:`manyfest.ops.atomic`).
+        tag_digests: ``--atomic`` runs, on a list that failed or was rolled back: the digest
+            each tag points at when the run ends ('' when the tag does not exist; a tag not
+            looked up is left out).
     """
 
     target: Reference
@@ -232,10 +236,7 @@ class ListResult:
     actions: list[str] = field(default_factory=list)
     verified: bool = False
     atomic: bool = False
-    """Published by an ``--atomic`` run (:mod:`manyfest.ops.atomic`)."""
     tag_digests: dict[str, str] | None = None
-    """``--atomic`` runs, on a list that failed or was rolled back: the digest each tag
-    points at when the run ends ('' when the tag does not exist)."""
 
 
 @dataclass(frozen=True, slots=True)

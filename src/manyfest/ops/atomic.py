@@ -93,6 +93,7 @@ class _List:
 
     @property
     def target(self) -> Reference:
+        """The list reference (its first tag)."""
         return self.item.target
 
     def ref(self, tag: str) -> Reference:
