@@ -359,6 +359,16 @@ def test_phase_1_failure_moves_no_tag(
     assert "no tag was moved" in last
     assert checker.tags(flat) == before
 
+    # --fail-fast: the missing source's own error and exit code, as without --atomic.
+    run = manyfest("publish", "--atomic", "--fail-fast", "--json", str(plan))
+    assert run.returncode == 1, run.stderr
+    no_traceback(run.stderr)
+    assert proxy.count("PUT") == puts
+    rows, summary = results(run.stdout)
+    assert summary["stopped"].startswith(f"no such manifest: {missing}")
+    assert [r["status"] for r in rows] == ["failed"] * 3
+    assert run.stderr.splitlines()[-1].startswith(f"no such manifest: {missing}")
+
     # A list refused by digest in phase 1: the other lists' pushes happen, no tag moves.
     plan.write_text(plan_text(proxy.host, ns, "b", [0, 1]))
     refused: list[str] = []
