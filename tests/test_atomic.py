@@ -14,10 +14,12 @@ state), never for time.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
 import json
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +119,21 @@ def previous_get(ns: str) -> Callable[[web.Request], bool]:
     return match
 
 
+Match = Callable[[web.Request], bool | Awaitable[bool]]
+
+
+def rollback_request(previous: set[str]) -> Match:
+    """A tag PUT of one of the ``previous`` manifests, or a tag DELETE: a rollback."""
+    async def match(request: web.Request) -> bool:
+        if request.method == "DELETE" and "/manifests/" in request.path:
+            return True
+        if not is_tag_put(request):
+            return False
+        body = await request.read()  # cached: the proxy forwards the same bytes
+        return "sha256:" + hashlib.sha256(body).hexdigest() in previous
+    return match
+
+
 class HoldFrom:
     """Holds every request matching ``match`` from the ``n``-th on (1-based) until
     :meth:`release`; counts the ones before it that the registry answered.
@@ -125,7 +142,7 @@ class HoldFrom:
     client has then seen exactly those answers of that kind.
     """
 
-    def __init__(self, proxy: QuirkProxy, match: Callable[[web.Request], bool], n: int) -> None:
+    def __init__(self, proxy: QuirkProxy, match: Match, n: int) -> None:
         self.proxy, self.match, self.n = proxy, match, n
         self.seen = 0
         self.answered = 0
@@ -136,8 +153,12 @@ class HoldFrom:
         proxy.before.append(self.before)
         proxy.after.append(self.after)
 
+    async def _matches(self, request: web.Request) -> bool:
+        found = self.match(request)
+        return await found if inspect.isawaitable(found) else found
+
     async def before(self, request: web.Request) -> web.StreamResponse | None:
-        if not self.match(request):
+        if not await self._matches(request):
             return None
         self.seen += 1
         if self.seen < self.n or self._released:
@@ -151,7 +172,7 @@ class HoldFrom:
         return None
 
     async def after(self, request: web.Request, response: web.Response) -> web.Response:
-        if self.match(request):
+        if await self._matches(request):
             with self._cond:
                 self.answered += 1
                 self._cond.notify_all()
@@ -627,6 +648,30 @@ def test_sigkill_in_either_phase_converges(
         state = after
     moved = sum(state[t] != original[t] for t in flat)
     assert 7 <= moved < len(flat), moved  # the kills left a release half moved
+
+    # Killed while moving tags back: the last tag left to move is refused, the first
+    # rollback request (a PUT of a previous manifest, or a DELETE) held.
+    pending = [t for g in groups for t in g if state[t] != digests[groups.index(g)]]
+    assert len(pending) >= 2, pending
+    deny, _ = deny_tag(pending[-1].rsplit(":", 1)[1])
+    proxy.before.append(deny)
+    hold = HoldFrom(proxy, rollback_request(set(original.values()) - {""}), 1)
+    run = Run("publish", "--atomic", "--concurrency", "4", str(plan))
+    try:
+        hold.wait()
+        run.send(signal.SIGKILL)
+        code, _, _ = run.finish()
+    finally:
+        run.kill()
+        hold.remove()
+        proxy.before.remove(deny)
+    assert code == -signal.SIGKILL
+    proxy.wait_idle()
+    after = checker.tags(flat)
+    for g, digest in zip(groups, digests, strict=True):
+        for t in g:
+            assert after[t] in (original[t], digest), ("rollback", t, after[t])
+    state = after
 
     final = manyfest("publish", "--atomic", "--json", str(plan), timeout=600)
     assert final.returncode == 0, final.stderr
