@@ -21,22 +21,28 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
 import pytest
 from aiohttp import web
 
+import manyfest as manyfest_api
 from manyfest import mediatypes, reference
+from manyfest.content import Manifest
 from manyfest.engine import Engine, PublishOptions
-from manyfest.errors import RegistryError
+from manyfest.errors import AuthorizationError, ErrorDetail, RegistryError
+from manyfest.ops.publish import publish as ops_publish
+from manyfest.reference import Reference
 from manyfest.registry import RegistryClient
-from manyfest.transport import Settings, Transport
+from manyfest.transport import RequestStats, Settings, Transport
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
+from tests.imagewriter import build_image
 from tests.quirk_proxy import QuirkProxy
 from tests.registry_server import RegistryServer
 from tests.signal_helpers import HANG, Run, TagChecker
-from tests.test_engine import FakeRegistry, _children, _images, _ref, _run
+from tests.test_engine import HOST, FakeRegistry, _children, _images, _publish, _ref, _run
 
 slow = pytest.mark.slow  # end to end (see pyproject markers)
 
@@ -269,6 +275,79 @@ def test_engine_steps_push_by_digest_once_and_execute_keeps_its_order() -> None:
     assert order[-2:] == ["1", "one"]
     assert listed.digest not in order
     assert other.manifests["app"]["1"] is listed
+
+
+class TagDeletingRegistry(FakeRegistry):
+    """The in-memory registry with what Distribution lacks: tag deletion (202, the tag
+    gone, the manifest kept); PUTs of the tags in ``refuse_tags`` answer 403 DENIED. It has
+    the transport attributes a bulk publish reads (settings and counters)."""
+
+    def __init__(self, refuse_tags: set[str]) -> None:
+        super().__init__()
+        self.refuse_tags = refuse_tags
+        self.transport = SimpleNamespace(settings=Settings(), total=RequestStats(),
+                                         registry_stats=dict)
+
+    async def put_manifest(self, ref: Reference, manifest: Manifest, *,
+                           built: bool = False) -> str:
+        """PUT, or 403 DENIED for a refused tag."""
+        if ref.tag in self.refuse_tags:
+            self.calls.append(("PUT", ref.repository, ref.reference))
+            await anyio.lowlevel.checkpoint()
+            raise AuthorizationError(
+                f"push list {ref}", status=403, method="PUT", url=f"http://{ref.registry}/v2/",
+                errors=(ErrorDetail("DENIED", "requested access to the resource is denied"),))
+        return await super().put_manifest(ref, manifest, built=built)
+
+    async def delete_manifest(self, ref: Reference) -> bool:
+        """DELETE a tag: 202 (True), or 404 (False)."""
+        self.calls.append(("DELETE", ref.repository, ref.reference))
+        await anyio.lowlevel.checkpoint()
+        return self.manifests.get(ref.repository, {}).pop(ref.reference, None) is not None
+
+
+def test_rollback_deletes_new_tags_where_the_registry_allows_it() -> None:
+    """A registry that deletes tags: a refused tag PUT leaves the old tag at its old list
+    and no new tag behind; the report's tag_digests are the registry's state."""
+    fake = TagDeletingRegistry(refuse_tags={"2"})
+    refs = _images(fake, "before")
+    engine = Engine(fake.client())
+    old = _run(lambda: _publish(engine, "app:1", refs))
+    assert old.status == "created"
+    fresh = [fake.add_image(f"new-{p.architecture}", "1", build_image(p, "after"))
+             for p in (PLATFORMS[0], PLATFORMS[2])]
+    assert len(fresh) == 2
+    sources = "\n".join(f"  - image: {HOST}/new-{p.architecture}:1"
+                        for p in (PLATFORMS[0], PLATFORMS[2]))
+    plan = manyfest_api.parse_plan(
+        f'image: {HOST}/app:1\ntags: ["one"]\nmanifests:\n{sources}\n---\n'
+        f"image: {HOST}/app:2\nmanifests:\n{sources}\n")
+    engine = Engine(fake.client())
+    fake.calls.clear()
+    report = _run(lambda: ops_publish(engine, plan, options=PublishOptions(atomic=True)))
+    assert [r.status for r in report.results] == ["failed", "failed"]
+    assert fake.manifests["app"]["1"].digest == old.digest  # back at the old list
+    assert "one" not in fake.manifests["app"]
+    assert "2" not in fake.manifests["app"]
+    atomic = report.atomic
+    assert atomic is not None
+    assert atomic["outcome"] == "rolled back"
+    assert atomic["failed_at"] == f"{HOST}/app:2"
+    assert atomic["not_rolled_back"] == []
+    # The three tag PUTs start together (64 at once): "1" and "one" land, "2" is refused;
+    # "1" gets its old list back, "one" is deleted.
+    assert ("DELETE", "app", "one") in fake.calls
+    assert (atomic["tags_moved"], atomic["rolled_back"], atomic["deleted"]) == (2, 1, 1)
+    assert report.results[0].tag_digests == {"1": old.digest, "one": ""}
+    assert report.results[1].tag_digests == {"2": ""}
+    assert report.atomic_line.startswith(f"--atomic: phase 2 failed at {HOST}/app:2 (push list "
+                                         f"{HOST}/app:2: registry answered 403 (DENIED")
+    assert report.atomic_line.endswith("; 1 tag rolled back, 1 new tag deleted")
+    assert atomic["rollback_gets"] == 1  # the old list, once, before any tag moved
+    gets = [i for i, c in enumerate(fake.calls) if c == ("GET", "app", old.digest)]
+    tag_puts = [i for i, c in enumerate(fake.calls) if c[0] == "PUT" and c[2] in ("1", "one")]
+    assert len(gets) == 1
+    assert gets[0] < min(tag_puts)
 
 
 # ---------------------------------------------------------------------- facts
