@@ -42,7 +42,17 @@ from tests.imagewriter import build_image
 from tests.quirk_proxy import QuirkProxy
 from tests.registry_server import RegistryServer
 from tests.signal_helpers import HANG, Run, TagChecker
-from tests.test_engine import HOST, FakeRegistry, _children, _images, _publish, _ref, _run
+from tests.test_engine import (
+    AMD64,
+    ARM64,
+    HOST,
+    FakeRegistry,
+    _children,
+    _images,
+    _publish,
+    _ref,
+    _run,
+)
 
 slow = pytest.mark.slow  # end to end (see pyproject markers)
 
@@ -279,12 +289,14 @@ def test_engine_steps_push_by_digest_once_and_execute_keeps_its_order() -> None:
 
 class TagDeletingRegistry(FakeRegistry):
     """The in-memory registry with what Distribution lacks: tag deletion (202, the tag
-    gone, the manifest kept); PUTs of the tags in ``refuse_tags`` answer 403 DENIED. It has
+    gone, the manifest kept); PUTs of the tags in ``refuse_tags`` answer 403 DENIED, those
+    of ``fail_after_store`` are stored, then answered 500 (a proxy's timeout). It has
     the transport attributes a bulk publish reads (settings and counters)."""
 
-    def __init__(self, refuse_tags: set[str]) -> None:
+    def __init__(self, refuse_tags: set[str], fail_after_store: set[str] | None = None) -> None:
         super().__init__()
         self.refuse_tags = refuse_tags
+        self.fail_after_store = fail_after_store or set()
         self.transport = SimpleNamespace(settings=Settings(), total=RequestStats(),
                                          registry_stats=dict)
 
@@ -297,7 +309,11 @@ class TagDeletingRegistry(FakeRegistry):
             raise AuthorizationError(
                 f"push list {ref}", status=403, method="PUT", url=f"http://{ref.registry}/v2/",
                 errors=(ErrorDetail("DENIED", "requested access to the resource is denied"),))
-        return await super().put_manifest(ref, manifest, built=built)
+        digest = await super().put_manifest(ref, manifest, built=built)
+        if ref.tag in self.fail_after_store:
+            raise RegistryError(f"push list {ref}", status=500, method="PUT",
+                                url=f"http://{ref.registry}/v2/")
+        return digest
 
     async def delete_manifest(self, ref: Reference) -> bool:
         """DELETE a tag: 202 (True), or 404 (False)."""
@@ -348,6 +364,36 @@ def test_rollback_deletes_new_tags_where_the_registry_allows_it() -> None:
     tag_puts = [i for i, c in enumerate(fake.calls) if c[0] == "PUT" and c[2] in ("1", "one")]
     assert len(gets) == 1
     assert gets[0] < min(tag_puts)
+
+
+def test_a_tag_put_answered_5xx_is_moved_back_too() -> None:
+    """A 500 does not say the PUT did not land: that tag is moved back (here: deleted, it
+    had landed) with the ones that moved."""
+    fake = TagDeletingRegistry(refuse_tags=set(), fail_after_store={"2"})
+    refs = _images(fake, "before")
+    old = _run(lambda: _publish(Engine(fake.client()), "app:1", refs))
+    sources = "\n".join(f"  - image: {HOST}/app-{p.architecture}:1" for p in (AMD64, ARM64))
+    plan = manyfest_api.parse_plan(
+        f"image: {HOST}/app:2\nmanifests:\n{sources}\n---\n"
+        f'image: {HOST}/other:1\ntags: ["one"]\nmanifests:\n{sources}\n')
+    fake.calls.clear()
+    report = _run(lambda: ops_publish(Engine(fake.client()), plan,
+                                      options=PublishOptions(atomic=True)))
+    assert [r.status for r in report.results] == ["failed", "failed"]
+    assert "2" not in fake.manifests["app"]
+    assert fake.manifests["app"]["1"].digest == old.digest  # not in the plan: untouched
+    assert "1" not in fake.manifests.get("other", {})
+    assert "one" not in fake.manifests.get("other", {})
+    assert ("DELETE", "app", "2") in fake.calls
+    assert report.results[0].tag_digests == {"2": ""}
+    assert report.atomic is not None
+    assert report.atomic["failed_at"] == f"{HOST}/app:2"
+    assert report.atomic["deleted"] == 3
+    err = report.results[0].error
+    assert err is not None
+    assert err.message.startswith("--atomic: the PUT of its tag failed (push list "
+                                  f"{HOST}/app:2: registry answered 500); deleted new tag "
+                                  f"{HOST}/app:2"), err.message
 
 
 # ---------------------------------------------------------------------- facts

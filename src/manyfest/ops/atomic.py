@@ -16,9 +16,11 @@ a refused PUT) moves no tag: every list is ``failed``, with its own error or
 registry's ``--concurrency`` at once. On the first failure no more tag PUT is started; the
 ones in flight are let finish (so where each tag is stays known), then every tag that moved
 is moved back: its previous manifest's exact bytes PUT at it, or, for a tag that did not
-exist, a DELETE of the tag. Distribution 2.8 refuses to delete a tag (``400
-DIGEST_INVALID``: it deletes manifests by digest only, which would remove every tag of that
-manifest); such a tag is reported, and stays at its new list, which is complete. A SIGINT or
+exist, a DELETE of the tag. A tag PUT that got no answer, or a 5xx, may have landed: it is
+moved back too (and, if that fails, HEADed to say where it is). Distribution 2.8 refuses
+to delete a tag (``400 DIGEST_INVALID``: it deletes manifests by digest only, which would
+remove every tag of that manifest); such a tag is reported, and stays at its new list,
+which is complete. A SIGINT or
 SIGTERM in phase 2 stops the moves the same way and rolls back what moved (the process has
 :data:`manyfest.interrupts.GRACE` seconds); in phase 1 it moves no tag.
 
@@ -81,7 +83,7 @@ class _List:
     moved: list[str] = field(default_factory=list)
     """Tags whose PUT the registry accepted in phase 2 (or may have: see ``uncertain``)."""
     uncertain: set[str] = field(default_factory=set)
-    """Tags whose PUT got no answer (a connection error): they may have moved."""
+    """Tags whose PUT got no answer (a connection error) or a 5xx: they may have moved."""
     put_error: ManyfestError | None = None
     """This list's tag PUT that failed in phase 2."""
     rolled_back: list[str] = field(default_factory=list)
@@ -139,7 +141,7 @@ class _Run:
             o = replace(list_options(self.opts, e.item), skip_unchanged=True)
             if e.error is not None:  # failed its checks: only where its tags are
                 tags = e.item.tags
-                found = await run_all_heads(engine, e.target, tags, dry_run=o.dry_run)
+                found = await _tag_heads(engine, e.target, tags, dry_run=o.dry_run)
                 e.heads = found
                 return
             listed = await engine.build_list(e.target, e.children,
@@ -202,8 +204,9 @@ class _Run:
                     self.failed_at = (str(ref), exc)
                 if e.put_error is None:
                     e.put_error = exc
-                if not isinstance(exc, RegistryError):
-                    e.moved.append(tag)  # no answer: it may have landed; moved back too
+                if not isinstance(exc, RegistryError) or exc.status >= 500:
+                    # no answer, or a server error: it may have landed; moved back too
+                    e.moved.append(tag)
                     e.uncertain.add(tag)
                 return
             finally:
@@ -222,9 +225,10 @@ class _Run:
                     key = (e.target.registry, e.target.repository, previous)
                     await self.engine.put_manifest(ref, self.previous[key])
                     e.rolled_back.append(tag)
-                else:
-                    await self.engine.client.delete_manifest(ref)
+                elif await self.engine.client.delete_manifest(ref):
                     e.deleted.append(tag)
+                else:  # 404: an unanswered PUT that had not landed
+                    e.moved.remove(tag)
             e.now[tag] = previous
         except RegistryError as exc:
             if not previous and exc.status in _REFUSES_TAG_DELETE:
@@ -250,7 +254,7 @@ class _Run:
             e.stuck.pop(tag, None)
 
 
-async def run_all_heads(engine: Engine, target: Reference, tags: Sequence[str], *,
+async def _tag_heads(engine: Engine, target: Reference, tags: Sequence[str], *,
                         dry_run: bool) -> dict[str, str]:
     """Each tag's digest now ('' absent); a tag whose HEAD failed is left out."""
     found: dict[str, str] = {}
