@@ -20,9 +20,9 @@ exist, a DELETE of the tag. A tag PUT that got no answer, or a 5xx, may have lan
 moved back too (and, if that fails, HEADed to say where it is). Distribution 2.8 refuses
 to delete a tag (``400 DIGEST_INVALID``: it deletes manifests by digest only, which would
 remove every tag of that manifest); such a tag is reported, and stays at its new list,
-which is complete. A SIGINT or
-SIGTERM in phase 2 stops the moves the same way and rolls back what moved (the process has
-:data:`manyfest.interrupts.GRACE` seconds); in phase 1 it moves no tag.
+which is complete. A SIGINT or SIGTERM in phase 2 stops the moves the same way and rolls
+back what moved (the process has :data:`manyfest.interrupts.GRACE` seconds); in phase 1 it
+moves no tag.
 
 Killed (SIGKILL) in either phase, a re-run converges: phase 1 wrote only content by digest,
 and a tag is only ever moved to a list whose children are all present, so each tag is at its
