@@ -304,8 +304,10 @@ def publish(
         if json_out:
             sys.stdout.write(report.to_json().decode() + "\n")
             sys.stdout.flush()
+        elif dry_run and report.interrupted is None and atomic:
+            _print_plan(report)
         elif dry_run and report.interrupted is None:
-            _print_plan(report) if atomic else print_plan(report)
+            print_plan(report)
         if report_file is not None:
             report.write_jsonl(report_file)
     except OSError as exc:
