@@ -10,7 +10,8 @@ Phases:
    resolve or a list failing a check stops the run here, before any write.
 3. publish each list whose entries were built (the engine: HEAD tags → blobs → children →
    list → extra tags); a list that failed in 1 or 2 is ``failed`` without a write
-   (keep-going), and the run ends with exit 3.
+   (keep-going), and the run ends with exit 3. With ``options.atomic`` this phase is
+   :func:`manyfest.ops.atomic.publish_atomic`'s two: everything by digest, then every tag.
 
 A :class:`StopRequest` stops a run at any moment (the CLI's SIGINT/SIGTERM handling): no
 list is started after it, the lists in flight are cancelled, and :func:`publish` returns the
@@ -616,6 +617,7 @@ def _interrupted(
             error=NotPublishedError(message, hint="re-run to finish"),
             requests=stats[i].requests, retries=stats[i].retries,
             throttled=stats[i].throttled, atomic=opts.atomic,
+            tag_digests={} if opts.atomic else None,  # no tag looked up, none moved
         ))
     _totals(report, engine.client.transport, before, per_registry, started)
     return report
