@@ -526,7 +526,9 @@ def _rolled_back(run: _Run, transport: Any, started: float,
         for tag, err in e.stuck.items():
             stuck.append(f"{e.ref(tag)} ({err.message})")
             parts.append(f"not rolled back: {e.ref(tag)} ({err.message})")
-        if not e.moved:
+        if e.plan is not None and not e.plan.tags:
+            parts.append("its tags already pointed at this list")
+        elif not e.moved:
             parts.append("none of its tags had moved")
         head = (f"--atomic: the PUT of its tag failed ({e.put_error.message})"
                 if e.put_error is not None else f"not published: --atomic: {cause}")
