@@ -34,11 +34,25 @@ this with `{PROG} COMMAND --help`. Exit codes: [exit-codes.md](exit-codes.md); p
 
 
 def _paragraphs(text: str) -> str:
-    """A click help text as Markdown: ``\\b`` (click's "do not rewrap") lines dropped,
-    each paragraph's lines joined, paragraphs separated by a blank line."""
+    """A click help text as Markdown: each paragraph's lines joined, paragraphs separated by
+    a blank line; a ``\\b`` block (click's "do not rewrap": the Examples) keeps its lines,
+    its first line as a paragraph of its own (``Examples:``) and the rest as a code block."""
     paragraphs: list[str] = []
     for block in text.strip().split("\n\n"):
-        lines = [line.strip() for line in block.splitlines() if line.strip() not in ("", "\b")]
+        raw = block.splitlines()
+        if raw and raw[0].strip() == "\b":
+            kept = [line for line in raw[1:] if line.strip()]
+            if not kept:
+                continue
+            head, body = kept[0].strip(), kept[1:]
+            if body:
+                indent = min(len(line) - len(line.lstrip()) for line in body)
+                code = "\n".join(line[indent:].rstrip() for line in body)
+                paragraphs.append(f"{head}\n\n```sh\n{code}\n```")
+            else:
+                paragraphs.append(head)
+            continue
+        lines = [line.strip() for line in raw if line.strip() not in ("", "\b")]
         if lines:
             paragraphs.append(" ".join(lines))
     return "\n\n".join(paragraphs)

@@ -358,6 +358,50 @@ def test_since_costs_one_head_per_list(proxy: QuirkProxy, ns: str, tmp_path: Pat
     assert _head(f"{host}/{ns}/app:b2") == lines3["b"]["digest"] != lines["b"]["digest"]
 
 
+@pytest.mark.slow
+def test_since_with_atomic_leaves_matched_lists_out_of_both_phases(
+    proxy: QuirkProxy, ns: str, tmp_path: Path
+) -> None:
+    """``--atomic --since``: lists the report proves unchanged take no part in the two
+    phases (no PUT, no previous-manifest GET); the changed list is published all or none;
+    the report has every list in plan order, with plan keys for the next ``--since``."""
+    host = proxy.host
+    digests = seed(host, [(f"{ns}/src-amd64:1", AMD64, ns + "a"),
+                          (f"{ns}/src-arm64:1", ARM64, ns + "b")])
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(_plan(host, ns, digests))
+    first = tmp_path / "first.jsonl"
+    done = manyfest("publish", "--atomic", "--report", str(first), str(plan))
+    assert done.returncode == 0, done.stderr
+    lines = _lines(first)
+    assert [v["status"] for v in lines.values()] == ["created"] * 4
+    assert all(v["atomic"] is True and str(v["plan_key"]).startswith("sha256:")
+               for v in lines.values())
+
+    plan.write_text(_plan(host, ns, digests, note="changed"))  # b's entry changed
+    proxy.seen.clear()
+    second = tmp_path / "second.jsonl"
+    again = manyfest("publish", "--atomic", "--since", str(first), "--report", str(second),
+                     str(plan))
+    assert again.returncode == 0, again.stderr
+    lines2 = _lines(second)
+    assert list(lines2) == ["a", "b", "c", "d"]
+    assert {k: (v["status"], v["since"]) for k, v in lines2.items()} == {
+        "a": ("unchanged", "matched"), "b": ("updated", "plan-changed"),
+        "c": ("unchanged", "matched"), "d": ("unchanged", "matched")}
+    assert all(v["atomic"] is True for v in lines2.values())
+    # b alone is written: its children and its list by digest, then its two tags; no tag
+    # of a, c or d
+    puts = {k: n for k, n in proxy.seen.items() if k.startswith("PUT ") and "/manifests/" in k}
+    assert sorted(k.rsplit("/", 1)[1] for k in puts) == sorted(
+        ["b", "b2", str(lines2["b"]["digest"]), *(d for d in digests.values())])
+    assert _head(f"{host}/{ns}/app:b2") == lines2["b"]["digest"] != lines["b"]["digest"]
+    for name in "acd":
+        assert lines2[name]["digest"] == lines[name]["digest"]
+        assert _head(f"{host}/{ns}/app:{name}") == lines[name]["digest"]
+    assert f"3 unchanged since {first}" in again.stderr, again.stderr
+
+
 def _manifest(ref: str) -> Manifest:
     async def get() -> Manifest:
         async with Transport(Settings()) as transport:

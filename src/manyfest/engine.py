@@ -222,6 +222,10 @@ class ListResult:
         pushed_children: digests of children PUT into the target repository by this list.
         actions: with ``--dry-run``, what publishing would do (mounts, child pushes, tags).
         verified: ``--verify`` checked every tag and child after publishing.
+        atomic: published by an ``--atomic`` run (:mod:`manyfest.ops.atomic`).
+        tag_digests: ``--atomic`` runs, on a list that failed or was rolled back: the digest
+            each tag points at when the run ends ('' when the tag does not exist; a tag not
+            looked up is left out).
     """
 
     target: Reference
@@ -241,6 +245,8 @@ class ListResult:
     pushed_children: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     verified: bool = False
+    atomic: bool = False
+    tag_digests: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +273,8 @@ class PublishOptions:
         unchanged_by: ``digest`` (a tag is unchanged when it holds the built list's digest)
             or ``children`` (also when its list has the same children and platforms in
             another JSON layout: :meth:`Engine.same_children`).
+        atomic: ``publish --atomic``: every child and list pushed by digest first, then
+            every tag moved; a failure moves the tags back (:mod:`manyfest.ops.atomic`).
     """
 
     style: JsonStyle = "docker"
@@ -279,6 +287,7 @@ class PublishOptions:
     subject: str = ""
     labels_to_annotations: bool | None = None
     unchanged_by: Literal["digest", "children"] = "digest"
+    atomic: bool = False
 
     def __post_init__(self) -> None:
         if self.style not in ("docker", "manifest-tool", "compact"):
@@ -365,6 +374,7 @@ class Engine:
         self._blobs: OnceMap[bool] = OnceMap()
         self._children: OnceMap[str] = OnceMap()
         self._subjects: OnceMap[SubjectDescriptor] = OnceMap()
+        self._lists: OnceMap[str] = OnceMap()
         self._labels: dict[str, dict[str, str]] = {}
         """Config ``org.opencontainers.image.*`` labels per image manifest digest."""
 
@@ -890,13 +900,35 @@ class Engine:
         every child is in the repository).
         """
         target = plan.target
-        await run_all(*(partial(self.ensure_child, target, c) for c in plan.children))
+        await self.push_children(plan)
         first, *rest = plan.tags
         await self.put_manifest(target.with_tag(first), plan.listed, built=True)
         await run_all(
             *(partial(self.put_manifest, target.with_tag(t), plan.listed, built=True)
               for t in rest)
         )
+
+    async def push_children(self, plan: ListPlan) -> None:
+        """The first step of :meth:`execute`: every child of ``plan`` made present in the
+        target repository by digest (blobs first), each once per run."""
+        target = plan.target
+        await run_all(*(partial(self.ensure_child, target, c) for c in plan.children))
+
+    async def push_list_by_digest(self, plan: ListPlan) -> str:
+        """PUT the list of ``plan`` by digest (``/v2/<repository>/manifests/<digest>``), no
+        tag moved; once per (registry, repository, digest) per run. Call after
+        :meth:`push_children` (the registry refuses a list whose children are missing).
+
+        Returns:
+            The list's digest.
+
+        Raises:
+            ManifestRejectedError: the registry refused the list.
+        """
+        target, listed = plan.target, plan.listed
+        key = (target.registry, target.repository, listed.digest)
+        return await self._lists.get(key, lambda: self.put_manifest(
+            target.with_digest(listed.digest), listed, built=True))
 
     async def verify(self, result: ListResult, children: list[Child], *,
                      kept: dict[str, str] | None = None) -> None:

@@ -14,6 +14,8 @@ temporary files of atomic writes removed (:func:`temporary`):
 * a **second** signal while stopping;
 * the **grace period** running out: the process has not ended :data:`GRACE` seconds after
   the first signal (start-up still importing on a very slow machine, a command blocked).
+  Work that must not be cut short once begun (``publish --atomic`` moving tags back) runs
+  inside :func:`undoing`, whose grace period is its own (longer) one.
 
 A SIGINT ignored when the process starts (``SIG_IGN`` inherited: a background job of a
 script without job control) is handled too once the handler is installed, as docker's Go
@@ -59,6 +61,7 @@ class _State:
     reported: bool = False
     at_once: str = "during start-up, before any work: nothing was written; re-run the command"
     again: str = "stopped at once; re-run to finish"
+    grace: float = GRACE
 
 
 _state = _State()
@@ -145,11 +148,12 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 
 
 def _start_grace(signum: int) -> None:
-    """(Re)start the grace period: :data:`GRACE` seconds from now to end the process."""
+    """(Re)start the grace period: :data:`GRACE` seconds from now to end the process (or
+    the period of the :func:`undoing` block running)."""
     with _lock:
         if _state.timer is not None:
             _state.timer.cancel()
-        _state.timer = threading.Timer(GRACE, _overdue, (signum,))
+        _state.timer = threading.Timer(_state.grace, _overdue, (signum,))
         _state.timer.daemon = True
         _state.timer.start()
 
@@ -162,7 +166,31 @@ def _overdue(signum: int) -> None:
     if not _state.started:
         exit_now(signum, _state.at_once)
         return
-    exit_now(signum, f"not stopped {GRACE:g} s after the signal; {_state.again}")
+    exit_now(signum, f"not stopped {_state.grace:g} s after the signal; {_state.again}")
+
+
+@contextlib.contextmanager
+def undoing(seconds: float) -> Iterator[None]:
+    """Run a block that undoes work (an atomic release moving its tags back) with a grace
+    period of ``seconds`` instead of :data:`GRACE`: a first signal received before or during
+    the block ends the process only ``seconds`` after the block began (or after the signal),
+    so a slow registry or machine does not cut the undoing short. A second signal still ends
+    the process at once. After the block, a signal received gets :data:`GRACE` seconds again
+    from then (to write the report and exit).
+    """
+    with _lock:
+        _state.grace = seconds
+        signum = _state.received
+    if signum is not None and not _state.reported:
+        _start_grace(signum)
+    try:
+        yield
+    finally:
+        with _lock:
+            _state.grace = GRACE
+            signum = _state.received
+        if signum is not None and not _state.reported:
+            _start_grace(signum)
 
 
 def install(*, at_once: str | None = None) -> None:

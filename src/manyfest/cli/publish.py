@@ -123,6 +123,12 @@ def publish(
         bool,
         typer.Option("--verify", help="Re-resolve every tag and check every child afterwards."),
     ] = False,
+    atomic: Annotated[
+        bool,
+        typer.Option("--atomic", help="All or none: push every child and list by digest "
+                     "first, then move every tag; a failure moves no tag (first phase) or "
+                     "moves the tags back (second phase)."),
+    ] = False,
     fail_fast: Annotated[
         bool,
         typer.Option("--fail-fast", help="Stop before any write if a source does not resolve "
@@ -321,7 +327,7 @@ def publish(
         dry_run=dry_run, verify=verify,
         lists_in_flight=lists_in_flight or _lists_in_flight(),
         artifact_type=artifact_type, subject=subject,
-        labels_to_annotations=labels_to_annotations,
+        labels_to_annotations=labels_to_annotations, atomic=atomic,
         unchanged_by="children" if unchanged_by is UnchangedByChoice.children else "digest",
     )
     try:
@@ -354,6 +360,8 @@ def publish(
         if json_out:
             sys.stdout.write(report.to_json().decode() + "\n")
             sys.stdout.flush()
+        elif dry_run and report.interrupted is None and atomic:
+            _print_plan(report)
         elif dry_run and report.interrupted is None:
             print_plan(report)
         if report_file is not None:
@@ -364,7 +372,7 @@ def publish(
             hint="the lists were published as reported on stderr; check the disk and path",
         )) from None
     if report.interrupted is not None or interrupts.received() is not None:
-        raise interrupted_exit(report.interruption_line())
+        raise interrupted_exit(report.atomic_line or report.interruption_line())
     print_summary(report, mode=mode, verify=verify, console=progress.console)
     if report.stopped_by is not None:
         raise fail(report.stopped_by)
@@ -375,7 +383,8 @@ def publish(
                 hint="see the per-list errors; nothing was written (--dry-run)",
             ))
         raise fail(PublishFailed(
-            f"{report.failed} of {output.plural(len(report.results), 'list')} failed"
+            report.atomic_line
+            or f"{report.failed} of {output.plural(len(report.results), 'list')} failed"
         ))
 
 
@@ -403,6 +412,15 @@ def _empty_shard(whole: list[PlanList], plan: list[PlanList], part: tuple[int, i
         raise fail(ManyfestError(f"cannot write the report: {exc.strerror or exc}",
                                  hint="check the disk and path")) from None
     return True
+
+
+def _print_plan(report: PublishReport) -> None:
+    """``--atomic --dry-run``: the two phases on stdout (see
+    :func:`manyfest.ops.atomic.dry_run_lines`)."""
+    from manyfest.ops.atomic import dry_run_lines
+
+    sys.stdout.write("".join(line + "\n" for line in dry_run_lines(report)))
+    sys.stdout.flush()
 
 
 def _lists_in_flight() -> int:

@@ -10,7 +10,8 @@ Phases:
    resolve or a list failing a check stops the run here, before any write.
 3. publish each list whose entries were built (the engine: HEAD tags → blobs → children →
    list → extra tags); a list that failed in 1 or 2 is ``failed`` without a write
-   (keep-going), and the run ends with exit 3.
+   (keep-going), and the run ends with exit 3. With ``options.atomic`` this phase is
+   :func:`manyfest.ops.atomic.publish_atomic`'s two: everything by digest, then every tag.
 
 A :class:`StopRequest` stops a run at any moment (the CLI's SIGINT/SIGTERM handling): no
 list is started after it, the lists in flight are cancelled, and :func:`publish` returns the
@@ -87,6 +88,10 @@ def result_json(r: ListResult) -> dict[str, Any]:
         doc["dry_run"] = True
     if r.since:
         doc["since"] = r.since
+    if r.atomic:
+        doc["atomic"] = True
+    if r.tag_digests is not None:
+        doc["tag_digests"] = r.tag_digests
     return doc
 
 
@@ -120,6 +125,12 @@ class PublishReport:
     def since_matched(self) -> int:
         """Lists found unchanged from the ``--since`` report without being resolved."""
         return sum(1 for r in self.results if r.since == since_ops.MATCHED)
+    atomic: dict[str, Any] | None = None
+    """``--atomic`` runs: how the two phases ended (``summary.atomic``, see
+    :mod:`manyfest.ops.atomic`); ``None`` otherwise."""
+    atomic_line: str = ""
+    """``--atomic`` runs that did not publish the release: the one line saying why and where
+    the tags are ('' otherwise)."""
 
     def count(self, status: str) -> int:
         """Lists with ``status``."""
@@ -149,7 +160,7 @@ class PublishReport:
             "not_published": self.not_published,
             **({"since": {"report": self.since, "matched": self.since_matched()}}
                if self.since is not None else {}),
-        }
+        } | ({"atomic": self.atomic} if self.atomic is not None else {})
 
     def published(self) -> int:
         """Lists whose every tag is right: created, updated or unchanged."""
@@ -518,6 +529,10 @@ async def publish(
             built[i] = children
         except ManyfestError as exc:
             failures[i] = exc
+    if opts.atomic:  # all or none: children and lists by digest, then every tag
+        return stamped(await _atomic(engine, plan, built, failures, stats, skip, opts=opts,
+                                     fail_fast=fail_fast, stop=stop, started=started,
+                                     before=before, per_registry=per_registry))
     if fail_fast and failures:
         first = failures[min(failures)]
         what = "the missing sources" if errors else "the failing lists"
@@ -565,6 +580,38 @@ async def publish(
     report = PublishReport([r for r in results if r is not None], dry_run=opts.dry_run)
     _totals(report, transport, before, per_registry, started)
     return stamped(report)
+
+
+async def _atomic(
+    engine: Engine,
+    plan: list[PlanList],
+    built: dict[int, list[Child]],
+    failures: dict[int, ManyfestError],
+    stats: list[RequestStats],
+    skip: dict[int, ListResult],
+    **kwargs: Any,
+) -> PublishReport:
+    """``--atomic``: :func:`manyfest.ops.atomic.publish_atomic` over the lists ``--since``
+    did not prove unchanged (those take no part in the two phases: none of their tags
+    moves); the report has every list, in plan order."""
+    from manyfest.ops.atomic import publish_atomic
+
+    order = [i for i in range(len(plan)) if i not in skip]
+    report = await publish_atomic(
+        engine, [plan[i] for i in order],
+        {j: built[i] for j, i in enumerate(order) if i in built},
+        {j: failures[i] for j, i in enumerate(order) if i in failures},
+        [stats[i] for i in order], listed_total=len(plan), **kwargs,
+    )
+    if skip:
+        results: list[ListResult | None] = [None] * len(plan)
+        for j, i in enumerate(order):
+            results[i] = report.results[j]
+        for i, matched in skip.items():
+            matched.atomic = True
+            results[i] = since_ops.finish(engine, matched)
+        report.results = [r for r in results if r is not None]
+    return report
 
 
 def _totals(report: PublishReport, transport: Transport, before: tuple[int, int, int],
@@ -630,7 +677,8 @@ def _interrupted(
             item.target, item.tags, status="failed",
             error=NotPublishedError(message, hint="re-run to finish"),
             requests=stats[i].requests, retries=stats[i].retries,
-            throttled=stats[i].throttled,
+            throttled=stats[i].throttled, atomic=opts.atomic,
+            tag_digests={} if opts.atomic else None,  # no tag looked up, none moved
         ))
     _totals(report, engine.client.transport, before, per_registry, started)
     return report

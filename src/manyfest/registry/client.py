@@ -189,6 +189,28 @@ class RegistryClient:
             )
         return manifest.digest
 
+    async def delete_manifest(self, ref: Reference) -> bool:
+        """DELETE ``/v2/<repository>/manifests/<tag or digest>`` (distribution-spec end-9).
+
+        Asks for a ``pull,push,delete`` token (Distribution maps DELETE to the ``delete``
+        action). Returns True when deleted (202), False when there was nothing (404).
+
+        Raises:
+            RegistryError: any other answer. A registry that does not delete tags answers
+                400 or 405 (the spec allows both); Distribution 2.8 answers a tag with
+                ``400 DIGEST_INVALID`` (it deletes by digest only) and any DELETE with
+                ``405 UNSUPPORTED`` when deletion is not enabled.
+        """
+        resp = await self.transport.request(
+            "DELETE",
+            ref.registry,
+            f"/v2/{ref.repository}/manifests/{ref.reference}",
+            what=f"delete {ref}",
+            scopes=frozenset({scope(ref.repository, ("pull", "push", "delete"))}),
+            ok=(200, 202, 404),
+        )
+        return resp.status != 404
+
     async def get_blob(self, ref: Reference, digest: str) -> bytes:
         """GET a blob (a config) and verify it against ``digest``.
 

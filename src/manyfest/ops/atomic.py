@@ -1,0 +1,578 @@
+"""``publish --atomic``: a release in two phases, every tag moved or none.
+
+Called by :func:`manyfest.ops.publish.publish` once every source is resolved and every list
+built and checked (its phases 1 and 2):
+
+**Phase 1** (no tag moves): every list's bytes built, every tag HEADed (its previous digest
+recorded: '' when the tag does not exist), the previous manifest of every tag that will
+move fetched by digest (once per repository and digest: the rollback then needs no read
+that could fail), every child made present (blobs mounted or copied, then PUT by digest)
+and every list PUT by digest (``/v2/<repository>/manifests/<list digest>``), concurrently,
+each unit of work once (the engine's dedupe). Any failure here (a source missing, a check,
+a refused PUT) moves no tag: every list is ``failed``, with its own error or
+``not published: --atomic: another list failed in phase 1 (...)``.
+
+**Phase 2**: every tag moved (the list's bytes PUT at the tag), concurrently, at most the
+registry's ``--concurrency`` at once. On the first failure no more tag PUT is started; the
+ones in flight are let finish (so where each tag is stays known), then every tag that moved
+is moved back: its previous manifest's exact bytes PUT at it, or, for a tag that did not
+exist, a DELETE of the tag. A tag PUT that got no answer, or a 5xx, may have landed: it is
+moved back too (and, if that fails, HEADed to say where it is). Distribution 2.8 refuses
+to delete a tag (``400 DIGEST_INVALID``: it deletes manifests by digest only, which would
+remove every tag of that manifest); such a tag is reported, and stays at its new list,
+which is complete. A SIGINT or SIGTERM in phase 2 stops the moves the same way and rolls
+back what moved (the process has :data:`manyfest.interrupts.GRACE` seconds); in phase 1 it
+moves no tag.
+
+Killed (SIGKILL) in either phase, a re-run converges: phase 1 wrote only content by digest,
+and a tag is only ever moved to a list whose children are all present, so each tag is at its
+previous digest or at its new, complete list; the re-run skips the tags already there.
+
+Every list of an atomic run has ``"atomic": true`` in its report; a list that failed or was
+rolled back also has ``"tag_digests"``: where each of its tags points when the run ends
+('' when the tag does not exist; a tag the run could not look up is left out, and was not
+moved). ``summary.atomic`` says how the run ended (see :func:`publish_atomic`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+
+import anyio
+
+from manyfest import interrupts
+from manyfest.content import Manifest
+from manyfest.engine import Child, Engine, ListPlan, ListResult, OnceMap, PublishOptions, run_all
+from manyfest.errors import (
+    ManyfestError,
+    NotPublishedError,
+    RegistryError,
+    first_error,
+)
+from manyfest.events import Finished, Phase, Started
+from manyfest.ops.plan import PlanList
+from manyfest.ops.publish import PublishReport, StopRequest, _interrupted, _totals, list_options
+from manyfest.reference import Reference
+from manyfest.transport import RequestStats, current_stats
+from manyfest.words import plural
+
+UNDO_GRACE = 60.0
+"""Seconds phase 2 has to end after a SIGINT/SIGTERM (moves in flight finished, every tag
+moved put back), instead of the usual grace period (:func:`manyfest.interrupts.undoing`):
+undoing half a release is worth waiting for. A second signal still ends it at once."""
+
+_REFUSES_TAG_DELETE = (400, 405)
+"""Statuses of a registry that does not delete tags (distribution-spec: "If tag deletion is
+disabled, the registry MUST respond with either a 400 Bad Request or a 405 Method Not
+Allowed")."""
+
+
+@dataclass(slots=True)
+class _List:
+    """One plan list in an atomic run, and where each of its tags is."""
+
+    index: int
+    item: PlanList
+    children: list[Child]
+    error: ManyfestError | None
+    stats: RequestStats
+    result: ListResult
+    plan: ListPlan | None = None
+    heads: dict[str, str] = field(default_factory=dict)
+    """Each tag's digest before the run ('' absent); only the tags looked up."""
+    now: dict[str, str] = field(default_factory=dict)
+    """Each tag's digest now, as far as the run knows."""
+    moved: list[str] = field(default_factory=list)
+    """Tags whose PUT the registry accepted in phase 2 (or may have: see ``uncertain``)."""
+    uncertain: set[str] = field(default_factory=set)
+    """Tags whose PUT got no answer (a connection error) or a 5xx: they may have moved."""
+    put_error: ManyfestError | None = None
+    """This list's tag PUT that failed in phase 2."""
+    rolled_back: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    refused: dict[str, RegistryError] = field(default_factory=dict)
+    """New tags the registry would not delete."""
+    stuck: dict[str, ManyfestError] = field(default_factory=dict)
+    """Tags whose rollback PUT (or DELETE) failed otherwise."""
+
+    @property
+    def target(self) -> Reference:
+        """The list reference (its first tag)."""
+        return self.item.target
+
+    def ref(self, tag: str) -> Reference:
+        """The reference of one of this list's tags."""
+        return self.item.target.with_tag(tag)
+
+
+@dataclass(slots=True)
+class _Run:
+    """The state of one atomic run."""
+
+    engine: Engine
+    opts: PublishOptions
+    stop: StopRequest
+    lists: list[_List]
+    fail_fast: bool
+    started: float
+    previous: dict[Hashable, Manifest] = field(default_factory=dict)
+    previous_once: OnceMap[Manifest] = field(default_factory=OnceMap)
+    rollback_gets: int = 0
+    failed_at: tuple[str, ManyfestError] | None = None
+    limits: dict[str, anyio.Semaphore] = field(default_factory=dict)
+    in_flight: set[int] = field(default_factory=set)
+
+    def limit(self, registry: str) -> anyio.Semaphore:
+        """At most the registry's ``--concurrency`` tag PUTs at once (so a failure stops
+        the moves not yet sent)."""
+        if registry not in self.limits:
+            settings = self.engine.client.transport.settings
+            self.limits[registry] = anyio.Semaphore(settings.concurrency_for(registry))
+        return self.limits[registry]
+
+    # ------------------------------------------------------------------ phase 1
+
+    async def prepare(self, e: _List, *, writes: bool, scope: anyio.CancelScope) -> None:
+        """Phase 1 for one list: build, HEAD the tags, fetch previous manifests, push the
+        children and the list by digest (``writes``); errors go to ``e.error``."""
+        engine = self.engine
+        token = current_stats.set(e.stats)
+        self.in_flight.add(e.index)
+        engine.on_event(Started(target=str(e.target)))
+        try:
+            o = replace(list_options(self.opts, e.item), skip_unchanged=True)
+            if e.error is not None:  # failed its checks: only where its tags are
+                tags = e.item.tags
+                found = await _tag_heads(engine, e.target, tags, dry_run=o.dry_run)
+                e.heads = found
+                return
+            listed = await engine.build_list(e.target, e.children,
+                                             e.item.annotations or None, o)
+            e.result.digest = listed.digest
+            plan = await engine.plan(e.target, e.children, e.item.tags, listed, o)
+            e.plan, e.heads = plan, dict(plan.heads)
+            e.result.old_digest = plan.heads.get(e.item.tags[0], "")
+            if not plan.tags:
+                return
+            if o.dry_run:
+                e.result.actions = dry_run_actions(plan)
+                return
+            if not writes:
+                return
+            await run_all(*(partial(self.fetch_previous, e, t) for t in plan.tags
+                            if plan.heads.get(t)))
+            await engine.push_children(plan)
+            await engine.push_list_by_digest(plan)
+        except ManyfestError as exc:
+            e.error = exc
+        except BaseExceptionGroup as group:
+            leaf = first_error(group)
+            if not isinstance(leaf, ManyfestError):
+                raise
+            e.error = leaf
+        finally:
+            current_stats.reset(token)
+            self.in_flight.discard(e.index)
+        if e.error is not None and self.fail_fast:
+            scope.cancel()
+
+    async def fetch_previous(self, e: _List, tag: str) -> None:
+        """GET (once per repository and digest) the manifest ``tag`` points at before the
+        run, so moving it back needs no read."""
+        digest = e.heads[tag]
+        target = e.target
+        key = (target.registry, target.repository, digest)
+
+        async def get() -> Manifest:
+            self.rollback_gets += 1
+            return await self.engine.client.get_manifest(target.with_digest(digest))
+
+        self.previous[key] = await self.previous_once.get(key, get)
+
+    # ------------------------------------------------------------------ phase 2
+
+    async def move(self, e: _List, tag: str) -> None:
+        """Phase 2: PUT the list at ``tag``, unless the run already failed or was stopped."""
+        assert e.plan is not None
+        async with self.limit(e.target.registry):
+            if self.failed_at is not None or self.stop.requested():
+                return
+            ref = e.ref(tag)
+            token = current_stats.set(e.stats)
+            try:
+                await self.engine.put_manifest(ref, e.plan.listed, built=True)
+            except ManyfestError as exc:
+                if self.failed_at is None:
+                    self.failed_at = (str(ref), exc)
+                if e.put_error is None:
+                    e.put_error = exc
+                if not isinstance(exc, RegistryError) or exc.status >= 500:
+                    # no answer, or a server error: it may have landed; moved back too
+                    e.moved.append(tag)
+                    e.uncertain.add(tag)
+                return
+            finally:
+                current_stats.reset(token)
+            e.moved.append(tag)
+            e.now[tag] = e.plan.listed.digest
+
+    async def undo(self, e: _List, tag: str) -> None:
+        """Move ``tag`` back: its previous manifest PUT at it, or the tag deleted."""
+        previous = e.heads.get(tag, "")
+        ref = e.ref(tag)
+        token = current_stats.set(e.stats)
+        try:
+            async with self.limit(e.target.registry):
+                if previous:
+                    key = (e.target.registry, e.target.repository, previous)
+                    await self.engine.put_manifest(ref, self.previous[key])
+                    e.rolled_back.append(tag)
+                elif await self.engine.client.delete_manifest(ref):
+                    e.deleted.append(tag)
+                else:  # 404: an unanswered PUT that had not landed
+                    e.moved.remove(tag)
+            e.now[tag] = previous
+        except RegistryError as exc:
+            if not previous and exc.status in _REFUSES_TAG_DELETE:
+                e.refused[tag] = exc
+            else:
+                e.stuck[tag] = exc
+        except ManyfestError as exc:
+            e.stuck[tag] = exc
+        finally:
+            current_stats.reset(token)
+
+    async def settle(self, e: _List, tag: str) -> None:
+        """Where a tag is whose PUT got no answer and whose rollback failed: one HEAD (a
+        tag found where it was before the run never moved)."""
+        try:
+            found = await self.engine.client.head_manifest(e.ref(tag))
+        except ManyfestError:
+            return
+        e.now[tag] = found.digest if found else ""
+        if e.now[tag] == e.heads.get(tag, ""):
+            e.moved.remove(tag)
+            e.refused.pop(tag, None)
+            e.stuck.pop(tag, None)
+
+
+async def _tag_heads(engine: Engine, target: Reference, tags: Sequence[str], *,
+                        dry_run: bool) -> dict[str, str]:
+    """Each tag's digest now ('' absent); a tag whose HEAD failed is left out."""
+    found: dict[str, str] = {}
+
+    async def head(tag: str) -> None:
+        try:
+            got = await engine.client.head_manifest(target.with_tag(tag), push=not dry_run)
+        except ManyfestError:
+            return
+        found[tag] = got.digest if got else ""
+
+    await run_all(*(partial(head, t) for t in tags))
+    return found
+
+
+def dry_run_actions(plan: ListPlan) -> list[str]:
+    """``--dry-run`` actions of one list: phase 1's mounts, child pushes and the list PUT by
+    digest, then phase 2's tag moves (lines starting ``put``)."""
+    lines = [a for a in plan.actions() if not a.startswith("put ")]
+    lines.append(f"push list {plan.target.name}@{plan.listed.digest} (by digest)")
+    return lines + [a for a in plan.actions() if a.startswith("put ")]
+
+
+def dry_run_lines(report: PublishReport) -> list[str]:
+    """The ``--atomic --dry-run`` diff: phase 1 (per list: created / updated / unchanged /
+    failing, and what would be pushed by digest), then phase 2 (every tag move)."""
+    lines = ["--atomic phase 1: push every child and list by digest (no tag moves)"]
+    moves: list[str] = []
+    for r in report.results:
+        if r.status == "created":
+            lines.append(f"would create {r.target} {r.digest}")
+        elif r.status == "updated":
+            lines.append(f"would update {r.target} {r.old_digest} -> {r.digest}")
+        elif r.status == "unchanged":
+            lines.append(f"unchanged {r.target} {r.digest}")
+        else:
+            lines.append(f"would fail {r.target}: {r.error.one_line() if r.error else ''}")
+        lines.extend(f"  {a}" for a in r.actions if not a.startswith("put "))
+        moves.extend(f"  {a}" for a in r.actions if a.startswith("put "))
+    if report.failed:
+        lines.append("--atomic phase 2: none (a list would fail in phase 1: no tag would move)")
+        return lines
+    lines.append(f"--atomic phase 2: move {plural(len(moves), 'tag')} (any failure moves "
+                 "them back)")
+    return lines + moves
+
+
+async def publish_atomic(
+    engine: Engine,
+    plan: list[PlanList],
+    built: dict[int, list[Child]],
+    failures: dict[int, ManyfestError],
+    stats: list[RequestStats],
+    *,
+    opts: PublishOptions,
+    fail_fast: bool,
+    stop: StopRequest,
+    started: float,
+    before: tuple[int, int, int],
+    per_registry: dict[str, dict[str, int]],
+    listed_total: int | None = None,
+) -> PublishReport:
+    """The two phases of ``publish --atomic`` (see the module's text), after every source
+    was resolved and every list built and checked by :func:`manyfest.ops.publish.publish`.
+
+    Args:
+        engine: the run's engine.
+        plan: the lists, in plan order.
+        built: each checked list's entries, by plan index.
+        failures: each list that failed resolving or its checks, by plan index.
+        stats: each list's request counters.
+        opts: the run's options (``opts.atomic`` set).
+        fail_fast: the first phase-1 failure cancels the rest of phase 1; the report's
+            ``stopped_by`` is that error.
+        stop: SIGINT/SIGTERM: in phase 1 nothing moves; in phase 2 the moves stop and the
+            tags moved are moved back.
+        started, before, per_registry: the run's start and counters before it (totals).
+        listed_total: the lists of the run's ``publish`` phase (its :class:`Phase` event),
+            when more than ``plan`` (``--since`` finishes the others); default ``len(plan)``.
+
+    Returns:
+        The :class:`~manyfest.ops.publish.PublishReport`: every list ``atomic``; when the
+        release was not published, every list ``failed`` with ``tag_digests``, and
+        :attr:`~manyfest.ops.publish.PublishReport.atomic_line` saying why and which tags
+        could not be moved back. ``summary.atomic``: ``outcome`` (``published``,
+        ``unchanged``, ``dry run``, ``phase 1 failed``, ``rolled back``, ``interrupted``),
+        ``phase`` (1 or 2: where it ended), ``failed_at`` (the tag whose PUT failed, or
+        None), ``tags_moved``, ``rolled_back``, ``deleted``, ``not_rolled_back`` (tag
+        references) and ``rollback_gets`` (previous manifests fetched in phase 1).
+    """
+    lists = [
+        _List(i, item, built.get(i, []), failures.get(i), stats[i],
+              ListResult(item.target, item.tags, atomic=True))
+        for i, item in enumerate(plan)
+    ]
+    run = _Run(engine, opts, stop, lists, fail_fast, started)
+    transport = engine.client.transport
+    limiter = anyio.Semaphore(opts.lists_in_flight, fast_acquire=True)
+    writes = not failures
+    if failures and fail_fast:  # as without --atomic: nothing more is read
+        for i, e in enumerate(lists):
+            if i in failures:
+                return _phase1_failed(run, [e], transport, started, before, per_registry)
+    engine.on_event(Phase(name="publish", total=listed_total or len(plan)))
+
+    async def one(e: _List, scope: anyio.CancelScope) -> None:
+        async with limiter:
+            await run.prepare(e, writes=writes, scope=scope)
+
+    with stop.scope() as scope:
+        await run_all(*(partial(one, e, scope) for e in lists))
+    if stop.requested():
+        report = _interrupted(engine, plan, [None] * len(plan), run.in_flight, stats, stop,
+                              opts, started, before, per_registry)
+        for e, r in zip(lists, report.results, strict=True):
+            r.tag_digests = dict(e.heads)
+        report.atomic = _summary(run, "interrupted", 1)
+        report.atomic_line = (f"--atomic: interrupted in phase 1, no tag was moved: "
+                              f"{report.interruption_line()}")
+        return report
+    failed = [e for e in lists if e.error is not None]
+    if failed:
+        return _phase1_failed(run, failed, transport, started, before, per_registry)
+    if opts.dry_run:
+        report = PublishReport(dry_run=True)
+        for e in lists:
+            _finish(run, e, "unchanged" if e.plan is None or not e.plan.tags else None)
+            report.results.append(e.result)
+        report.atomic = _summary(run, "dry run", 1)
+        _totals(report, transport, before, per_registry, started)
+        return report
+
+    # Phase 2: every tag, concurrently; not cancelled by a stop (a PUT sent is let finish).
+    moves = [(e, tag) for e in lists if e.plan is not None for tag in e.plan.tags]
+    for e in lists:
+        e.now = dict(e.heads)
+    with interrupts.undoing(UNDO_GRACE):
+        await run_all(*(partial(run.move, e, tag) for e, tag in moves))
+        if run.failed_at is None and not stop.requested():
+            return await _published(run, transport, started, before, per_registry)
+        await run_all(*(partial(run.undo, e, tag) for e in lists for tag in e.moved))
+        await run_all(*(partial(run.settle, e, tag) for e in lists
+                        for tag in e.uncertain & {*e.refused, *e.stuck}))
+    return _rolled_back(run, transport, started, before, per_registry)
+
+
+def _finish(run: _Run, e: _List, status: str | None) -> None:
+    """Set a successful list's status and send its :class:`Finished` event."""
+    r = e.result
+    if status == "unchanged":
+        r.status = "unchanged"
+    else:
+        r.status = "updated" if r.old_digest else "created"
+    _done(run, e)
+
+
+def _done(run: _Run, e: _List) -> None:
+    r = e.result
+    r.requests, r.retries, r.throttled = e.stats.requests, e.stats.retries, e.stats.throttled
+    r.duration_s = time.monotonic() - run.started  # a list is done when the release is
+    run.engine.on_event(Finished(target=str(e.target), result=r))
+
+
+def _summary(run: _Run, outcome: str, phase: int) -> dict[str, Any]:
+    lists = run.lists
+    return {
+        "outcome": outcome,
+        "phase": phase,
+        "failed_at": run.failed_at[0] if run.failed_at else None,
+        "tags_moved": sum(len(e.moved) for e in lists),
+        "rolled_back": sum(len(e.rolled_back) for e in lists),
+        "deleted": sum(len(e.deleted) for e in lists),
+        "not_rolled_back": [str(e.ref(t)) for e in lists for t in [*e.refused, *e.stuck]],
+        "rollback_gets": run.rollback_gets,
+    }
+
+
+def _phase1_failed(run: _Run, failed: list[_List], transport: Any, started: float,
+                   before: tuple[int, int, int], per_registry: dict[str, dict[str, int]],
+                   ) -> PublishReport:
+    """Phase 1 failed: no tag moved; every list ``failed``."""
+    first = failed[0]
+    assert first.error is not None
+    why = f"{first.target}: {first.error.message}"
+    report = PublishReport(dry_run=run.opts.dry_run)
+    for e in run.lists:
+        if e.error is None:
+            e.error = NotPublishedError(
+                f"not published: --atomic: another list failed in phase 1 ({why})",
+                hint="fix that list and re-run: no tag was moved",
+            )
+        e.result.status = "failed"
+        e.result.error = e.error
+        e.result.tag_digests = dict(e.heads)
+        _done(run, e)
+        report.results.append(e.result)
+    if run.fail_fast:
+        report.stopped_by = first.error
+    verb = "would move" if run.opts.dry_run else "was moved"
+    report.atomic_line = (
+        f"--atomic: phase 1 failed: {len(failed)} of {plural(len(run.lists), 'list')} "
+        f"failed (first {why}); no tag {verb}"
+    )
+    report.atomic = _summary(run, "phase 1 failed", 1)
+    _totals(report, transport, before, per_registry, started)
+    return report
+
+
+async def _published(run: _Run, transport: Any, started: float,
+                     before: tuple[int, int, int], per_registry: dict[str, dict[str, int]],
+                     ) -> PublishReport:
+    """Phase 2 moved every tag: the release is out (``--verify`` checks it now)."""
+    report = PublishReport()
+    for e in run.lists:
+        e.result.status = "unchanged" if e.plan is None or not e.plan.tags else (
+            "updated" if e.result.old_digest else "created")
+        if e.plan is not None and e.plan.tags:
+            e.result.pushed_children = [c.manifest.digest for c in e.plan.children]
+
+    async def verify(e: _List) -> None:
+        token = current_stats.set(e.stats)
+        try:
+            await run.engine.verify(e.result, e.children)
+        except ManyfestError as exc:
+            e.result.status, e.result.error = "failed", exc
+            e.result.tag_digests = dict(e.now)
+        finally:
+            current_stats.reset(token)
+
+    if run.opts.verify:
+        await run_all(*(partial(verify, e) for e in run.lists
+                        if e.result.status in ("created", "updated")))
+    for e in run.lists:
+        _done(run, e)
+        report.results.append(e.result)
+    moved = sum(len(e.moved) for e in run.lists)
+    report.atomic = _summary(run, "published" if moved else "unchanged", 2)
+    _totals(report, transport, before, per_registry, started)
+    return report
+
+
+def _rolled_back(run: _Run, transport: Any, started: float,
+                 before: tuple[int, int, int], per_registry: dict[str, dict[str, int]],
+                 ) -> PublishReport:
+    """Phase 2 failed or was stopped: every list ``failed``, with where its tags are."""
+    stop = run.stop
+    interrupted = run.failed_at is None
+    if run.failed_at is not None:
+        at, exc = run.failed_at
+        cause = f"phase 2 failed at {at} ({exc.message})"
+    else:
+        cause = f"interrupted by {stop.reason or 'a stop request'} in phase 2"
+    report = PublishReport(interrupted=stop.reason if interrupted else None)
+    refused: list[str] = []
+    refusal = ""
+    stuck: list[str] = []
+    for e in run.lists:
+        parts: list[str] = []
+        back = [str(e.ref(t)) for t in e.rolled_back]
+        gone = [str(e.ref(t)) for t in e.deleted]
+        if back:
+            parts.append(f"rolled back {', '.join(back)}")
+        if gone:
+            parts.append(f"deleted new tag{'s' if len(gone) > 1 else ''} {', '.join(gone)}")
+        for tag, refusing in e.refused.items():
+            refused.append(str(e.ref(tag)))
+            refusal = refusal or _refusal(refusing)
+        if e.refused:
+            names = ", ".join(str(e.ref(t)) for t in e.refused)
+            why = _refusal(next(iter(e.refused.values())))
+            parts.append(f"not rolled back: new tag{'s' if len(e.refused) > 1 else ''} "
+                         f"{names} (could not be deleted: {why})")
+        for tag, err in e.stuck.items():
+            stuck.append(f"{e.ref(tag)} ({err.message})")
+            parts.append(f"not rolled back: {e.ref(tag)} ({err.message})")
+        if e.plan is not None and not e.plan.tags:
+            parts.append("its tags already pointed at this list")
+        elif not e.moved:
+            parts.append("none of its tags had moved")
+        head = (f"--atomic: the PUT of its tag failed ({e.put_error.message})"
+                if e.put_error is not None else f"not published: --atomic: {cause}")
+        text = f"{head}; {'; '.join(parts)}"
+        hint = ("re-run to publish the release (a tag not rolled back points at its new, "
+                "complete list)" if e.refused or e.stuck else
+                "its tags are where they were; re-run to publish the release")
+        e.result.status = "failed"
+        e.result.error = NotPublishedError(text, hint=hint)
+        e.result.tag_digests = dict(e.now)
+        _done(run, e)
+        report.results.append(e.result)
+    if interrupted:
+        report.not_published = len(run.lists)
+    rolled = sum(len(e.rolled_back) for e in run.lists)
+    deleted = sum(len(e.deleted) for e in run.lists)
+    line = f"--atomic: {cause}; {plural(rolled, 'tag')} rolled back"
+    if deleted:
+        line += f", {plural(deleted, 'new tag')} deleted"
+    if refused:
+        line += (f", {plural(len(refused), 'new tag')} could not be deleted ({refusal}): "
+                 f"{', '.join(refused)}")
+    if stuck:
+        line += f", {plural(len(stuck), 'tag')} could not be rolled back: {', '.join(stuck)}"
+    if interrupted:
+        line += "; re-run to finish"
+    report.atomic_line = line
+    report.atomic = _summary(run, "interrupted" if interrupted else "rolled back", 2)
+    _totals(report, transport, before, per_registry, started)
+    return report
+
+
+def _refusal(exc: RegistryError) -> str:
+    """``the registry refuses tag deletion: 400 DIGEST_INVALID`` (Distribution 2.8)."""
+    codes = ", ".join(sorted(exc.codes))
+    return f"the registry refuses tag deletion: {exc.status}" + (f" {codes}" if codes else "")
+
