@@ -390,6 +390,37 @@ def test_only_the_tag_that_moved_is_written() -> None:
     assert fake.manifests["app"]["latest"].digest == first.digest
 
 
+def test_a_tag_holding_the_list_proves_its_children_only_the_other_tags_are_put() -> None:
+    fake = FakeRegistry()
+    refs = _images(fake, "proven")
+    first = _run(lambda: _publish(Engine(fake.client()), "app:1", refs,
+                                  extra_tags=["latest", "stable"]))
+    older = fake.add_image("old", "1", build_image(AMD64, "older-proven"))
+    fake.manifests["app"]["latest"] = older  # one extra tag moved away, one deleted
+    del fake.manifests["app"]["stable"]
+    fake.calls.clear()
+    dry = _run(lambda: _publish(Engine(fake.client()), "app:1", refs,
+                                extra_tags=["latest", "stable"],
+                                options=PublishOptions(dry_run=True)))
+    assert dry.actions == [
+        f"put {HOST}/app:latest -> {first.digest} (now {older.digest})",
+        f"put {HOST}/app:stable -> {first.digest} (new tag)",
+    ]
+    fake.calls.clear()
+    again = _run(lambda: _publish(Engine(fake.client()), "app:1", refs,
+                                  extra_tags=["latest", "stable"]))
+    assert again.status == "updated" and again.old_digest == first.digest
+    assert again.pushed_children == []
+    in_app = [(m, d) for m, r, d in fake.calls if r == "app"]
+    # Three HEADs of the tags, then only the two tags that moved: no mount, no child PUT.
+    assert sorted(in_app[:3]) == [("HEAD+push", "1"), ("HEAD+push", "latest"),
+                                  ("HEAD+push", "stable")]
+    assert sorted(in_app[3:]) == [("PUT", "latest"), ("PUT", "stable")]
+    assert fake.count("mount") == fake.count("copy") == 0
+    assert fake.manifests["app"]["latest"].digest == fake.manifests["app"]["stable"].digest \
+        == first.digest
+
+
 def test_skip_unchanged_off_always_puts() -> None:
     fake = FakeRegistry()
     refs = _images(fake, "push")

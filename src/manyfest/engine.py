@@ -795,7 +795,9 @@ class Engine:
         """What publishing ``listed`` at ``tags`` takes: the only reads are the tag HEADs.
 
         Every child from another repository is made present (its blobs mounted or copied,
-        then PUT by digest); tags that already hold the list are not written.
+        then PUT by digest); tags that already hold the list are not written. When one tag
+        already holds the list, the repository holds the list and so every child of it (a
+        registry refuses a list whose children are missing): only the other tags are PUT.
         """
         heads: dict[str, str] = {}
         if opts.skip_unchanged or opts.dry_run:
@@ -809,6 +811,8 @@ class Engine:
                 continue
             seen.add(m.digest)
             cross.append(c.source)
+        if listed.digest in heads.values():
+            cross = []  # the list is in the repository: so are its children
         return ListPlan(target, listed, heads, cross if to_put else [], to_put)
 
     async def execute(self, plan: ListPlan) -> None:
