@@ -409,7 +409,8 @@ def test_a_tag_holding_the_list_proves_its_children_only_the_other_tags_are_put(
     fake.calls.clear()
     again = _run(lambda: _publish(Engine(fake.client()), "app:1", refs,
                                   extra_tags=["latest", "stable"]))
-    assert again.status == "updated" and again.old_digest == first.digest
+    assert again.status == "updated"
+    assert again.old_digest == first.digest
     assert again.pushed_children == []
     in_app = [(m, d) for m, r, d in fake.calls if r == "app"]
     # Three HEADs of the tags, then only the two tags that moved: no mount, no child PUT.

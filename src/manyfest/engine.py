@@ -216,6 +216,11 @@ class ListResult:
         pushed_children: digests of children PUT into the target repository by this list.
         actions: with ``--dry-run``, what publishing would do (mounts, child pushes, tags).
         verified: ``--verify`` checked every tag and child after publishing.
+        manifest_gets: manifest GETs among ``requests`` (what pull quotas count).
+        manifest_heads: manifest HEADs among ``requests``.
+        same_as: the target of the plan list this one was published with (lists with
+            identical bytes in one repository are one unit of work); '' when its own.
+        heads: what each tag pointed at before (as looked up; empty when not looked up).
     """
 
     target: Reference
@@ -231,6 +236,10 @@ class ListResult:
     pushed_children: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     verified: bool = False
+    manifest_gets: int = 0
+    manifest_heads: int = 0
+    same_as: str = ""
+    heads: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -710,6 +719,7 @@ class Engine:
         built: Manifest | None = None,
         stats: RequestStats | None = None,
         started: float | None = None,
+        announce: bool = True,
     ) -> ListResult:
         """Publish one list to ``target`` (and ``extra_tags``), in the engine's order.
 
@@ -727,6 +737,8 @@ class Engine:
             stats: count requests here (a caller that already resolved the sources under
                 it); default: a new :class:`RequestStats`.
             started: ``time.monotonic()`` when work on this list began.
+            announce: emit the :class:`~manyfest.events.Finished` event (``False``: the
+                caller splits the result into several lists and announces each).
 
         Returns:
             The :class:`ListResult`; errors are caught into ``status="failed"``.
@@ -743,6 +755,7 @@ class Engine:
             result.digest = listed.digest
             plan = await self.plan(target, children, tags, listed, opts)
             result.old_digest = plan.heads.get(tags[0], "")
+            result.heads = plan.heads
             if not plan.tags:
                 result.status = "unchanged"
                 self.on_event(Skipped(target=str(target), digest=listed.digest))
@@ -769,8 +782,11 @@ class Engine:
             result.requests = stats.requests
             result.retries = stats.retries
             result.throttled = stats.throttled
+            result.manifest_gets = stats.manifest_gets
+            result.manifest_heads = stats.manifest_heads
             result.duration_s = time.monotonic() - started
-        self.on_event(Finished(target=str(target), result=result))
+        if announce:
+            self.on_event(Finished(target=str(target), result=result))
         return result
 
     async def _heads(self, target: Reference, tags: list[str], *, push: bool) -> dict[str, str]:

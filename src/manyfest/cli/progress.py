@@ -420,7 +420,8 @@ def summary_table(report: PublishReport, *, verify: bool = False) -> Table:
         table.add_row("verified", f"{ok}/{written}", result)
     table.add_row("requests", str(report.requests),
                   f"{plural(report.retries, 'retry', 'retries')}, "
-                  f"{plural(report.throttled, 'throttled answer')}")
+                  f"{plural(report.throttled, 'throttled answer')}; "
+                  f"manifest GETs {report.manifest_gets}, HEADs {report.manifest_heads}")
     table.add_row("time", _duration(report.duration_s), f"{report.duration_s:.2f} s")
     return table
 
