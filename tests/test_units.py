@@ -186,7 +186,9 @@ def test_dry_run_shows_the_unit_once(registry: RegistryServer, ns: str,
     i = lines.index(f"would create {host}/{ns}/app:latest {digest}")
     assert lines[i - 2:i] == [f"  put {host}/{ns}/app:1.2.3 -> {digest} (new tag)",
                               f"  put {host}/{ns}/app:1 -> {digest} (new tag)"]
-    assert lines[i + 1:] == [f"  put {host}/{ns}/app:latest -> {digest} (new tag)"]
+    assert lines[i + 1:] == [
+        f"  same list as {host}/{ns}/app:1.2.3 (its mounts and child pushes are there)",
+        f"  put {host}/{ns}/app:latest -> {digest} (new tag)"]
     assert not any(line.startswith(("  mount", "  push")) for line in lines[i:])
 
 

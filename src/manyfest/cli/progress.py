@@ -461,6 +461,8 @@ def plan_lines(report: PublishReport) -> list[str]:
             lines.append(f"unchanged {r.target} {r.digest}")
         else:
             lines.append(f"would fail {r.target}: {r.error.one_line() if r.error else ''}")
+        if r.same_as and r.status != "failed":
+            lines.append(f"  same list as {r.same_as} (its mounts and child pushes are there)")
         lines.extend(f"  {action}" for action in r.actions)
     return lines
 
