@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -145,6 +146,7 @@ class Run:
     peer: str
     case: str
     wall_s: float
+    cpu_s: float
     requests: int
     kinds: dict[str, int]
     ok: bool
@@ -272,21 +274,24 @@ def main(argv: list[str] | None = None) -> int:
                         else:
                             m, digests, extra = _docker(relay.host, repository, items, rundir)
                         seen = window.close()
-                        run = Run(peer, case, m.wall_s, seen.total, seen.kinds,
+                        run = Run(peer, case, m.wall_s, m.cpu_s, seen.total, seen.kinds,
                                   m.exit_code == 0, m.stderr_tail.strip()[-300:]
                                   if m.exit_code else "", digests, extra)
                         runs.append(run)
-                        print(f"  {peer:8} {case:9} {m.wall_s:7.2f} s {seen.total:6d} requests"
+                        print(f"  {peer:8} {case:9} {m.wall_s:7.2f} s  cpu {m.cpu_s:6.2f} s "
+                              f"{seen.total:6d} requests  load {os.getloadavg()[0]:.1f}"
                               f"  {'ok' if run.ok else 'FAIL ' + run.detail}", flush=True)
     return _report(runs, floor, tags, args)
 
 
-def _median(runs: list[Run], peer: str, case: str) -> tuple[float, float] | None:
+def _median(runs: list[Run], peer: str, case: str) -> tuple[float, float, float] | None:
+    """Median (wall s, requests, client CPU s) of the successful runs of ``peer``/``case``."""
     chosen = [r for r in runs if r.peer == peer and r.case == case and r.ok]
     if not chosen:
         return None
     return (statistics.median(r.wall_s for r in chosen),
-            statistics.median(r.requests for r in chosen))
+            statistics.median(r.requests for r in chosen),
+            statistics.median(r.cpu_s for r in chosen))
 
 
 def _report(runs: list[Run], floor: int, tags: list[str], args: argparse.Namespace) -> int:
@@ -306,7 +311,7 @@ def _report(runs: list[Run], floor: int, tags: list[str], args: argparse.Namespa
           f"(27 plan lists, {len(tags)} tags), rtt {args.rtt_ms:g} ms, medians of "
           f"{args.repeat} cold runs")
     print(f"{'peer':10} {'case':10} {'wall s':>8} {'requests':>9} {'req x limit':>12} "
-          f"{'wall x limit':>13} {'manifest GET/HEAD':>18}")
+          f"{'wall x limit':>13} {'cpu s':>7} {'manifest GET/HEAD':>18}")
     for peer, case in [("limit", "cold"), ("manyfest", "cold"), ("docker", "cold"),
                        ("limit", "unchanged"), ("manyfest", "unchanged")]:
         got = _median(runs, peer, case)
@@ -317,7 +322,8 @@ def _report(runs: list[Run], floor: int, tags: list[str], args: argparse.Namespa
         wl = f"{got[0] / base[0]:.3f}" if base else "-"
         sample = next(r for r in runs if r.peer == peer and r.case == case and r.ok)
         reads = (f"{sample.kinds.get('GET manifest', 0)}/{sample.kinds.get('HEAD manifest', 0)}")
-        print(f"{peer:10} {case:10} {got[0]:8.2f} {got[1]:9.0f} {rq:>12} {wl:>13} {reads:>18}")
+        print(f"{peer:10} {case:10} {got[0]:8.2f} {got[1]:9.0f} {rq:>12} {wl:>13} "
+              f"{got[2]:7.2f} {reads:>18}")
     cold_m, cold_l = _median(runs, "manyfest", "cold"), _median(runs, "limit", "cold")
     if cold_m and cold_l:
         req_ratio, wall_ratio = cold_m[1] / cold_l[1], cold_m[0] / cold_l[0]
@@ -335,7 +341,8 @@ def _report(runs: list[Run], floor: int, tags: list[str], args: argparse.Namespa
         print(f"PROBLEM: {p}")
     if args.json:
         args.json.write_text(json.dumps([{
-            "peer": r.peer, "case": r.case, "wall_s": r.wall_s, "requests": r.requests,
+            "peer": r.peer, "case": r.case, "wall_s": r.wall_s, "cpu_s": r.cpu_s,
+            "requests": r.requests,
             "kinds": r.kinds, "ok": r.ok} for r in runs], indent=2))
     return 1 if problems else 0
 
