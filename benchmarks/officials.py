@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -239,9 +240,26 @@ def main(argv: list[str] | None = None) -> int:
     storage = Path(tempfile.mkdtemp(prefix="manyfest-off-reg-", dir=shm)) if shm.is_dir() \
         else work / "registry"
     runs: list[Run] = []
+    try:
+        _run_all(args, items, storage, work, runs)
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)  # the registry's storage, in /dev/shm
+        shutil.rmtree(work, ignore_errors=True)
+    return _report(runs, floor_requests(items, _BLOBS[0]) if _BLOBS else 0, tags, args)
+
+
+_BLOBS: list[int] = []
+"""The seeded distinct blob count (set by :func:`_run_all`)."""
+
+
+def _run_all(args: argparse.Namespace, items: list[PlanItem], storage: Path, work: Path,
+             runs: list[Run]) -> None:
+    """Start the registry, seed, run every peer (appending to ``runs``)."""
+    tags = [t for i in items for t in i.tags]
     with RegistryServer(workdir=storage) as server:
         started = time.monotonic()
         blobs = seed_sources(server.host)
+        _BLOBS.append(blobs)
         floor = floor_requests(items, blobs)
         print(f"seeded {len(versions()) * len(LINUX) + len(SERIES) * len(WINDOWS)} images "
               f"({blobs} distinct blobs) in {time.monotonic() - started:.1f} s; "
@@ -281,7 +299,6 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"  {peer:8} {case:9} {m.wall_s:7.2f} s  cpu {m.cpu_s:6.2f} s "
                               f"{seen.total:6d} requests  load {os.getloadavg()[0]:.1f}"
                               f"  {'ok' if run.ok else 'FAIL ' + run.detail}", flush=True)
-    return _report(runs, floor, tags, args)
 
 
 def _median(runs: list[Run], peer: str, case: str) -> tuple[float, float, float] | None:
