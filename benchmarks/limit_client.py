@@ -18,8 +18,14 @@ So a run sends exactly ``13 x lists + distinct blobs`` requests (``mounts`` in t
 for the benchmark's images see :meth:`benchmarks.harness.Seeded.floor_requests`.
 No HEAD of the target (it cannot tell ``unchanged``) and no ping.
 
+Lists may share work, as release plans do (the official-images benchmark,
+:mod:`benchmarks.officials`): each (target repository, source) child is resolved, mounted and
+PUT once per run however many lists name it, and a list with ``extra_tags`` is PUT once at
+its tag, then once per extra tag (the minimum: a list with many tags is one list).
+
 Input: a JSON job file (``{"registry": "127.0.0.1:PORT", "lists": [{"repository": ...,
-"tag": ..., "sources": ["repo:tag", ...]}, ...]}``). Output on stdout: a JSON summary
+"tag": ..., "sources": ["repo:tag", ...], "extra_tags": [...]}, ...]}``; ``extra_tags``
+optional). Output on stdout: a JSON summary
 (``lists``, ``failed``, ``requests``, ``mounts``, ``digests`` by ``repository:tag``, ``errors``).
 Exit status 0 when every list was published, 3 otherwise.
 """
@@ -57,6 +63,14 @@ class LimitClient:
         self.sem = asyncio.Semaphore(concurrency)
         self.requests = 0
         self.mounts: dict[tuple[str, str], asyncio.Task[tuple[int, Any, bytes]]] = {}
+        self.children: dict[tuple[str, str], asyncio.Task[Entry]] = {}
+
+    async def shared_child(self, target_repo: str, source: str) -> Entry:
+        """:meth:`child`, once per (target repository, source) in the run."""
+        key = (target_repo, source)
+        if key not in self.children:
+            self.children[key] = asyncio.ensure_future(self.child(target_repo, source))
+        return await asyncio.shield(self.children[key])
 
     async def call(
         self,
@@ -124,15 +138,20 @@ class LimitClient:
     async def publish(self, item: dict[str, Any]) -> str:
         """Publish one list; returns its digest."""
         repo = item["repository"]
-        entries = await asyncio.gather(*(self.child(repo, s) for s in item["sources"]))
+        entries = await asyncio.gather(*(self.shared_child(repo, s) for s in item["sources"]))
         manifest = encode_list(list(entries))
-        await self.call(
-            "PUT",
-            f"/v2/{repo}/manifests/{item['tag']}",
-            headers={"Content-Type": manifest.media_type},
-            data=manifest.raw,
-            ok=(201,),
-        )
+
+        async def put(tag: str) -> None:
+            await self.call(
+                "PUT",
+                f"/v2/{repo}/manifests/{tag}",
+                headers={"Content-Type": manifest.media_type},
+                data=manifest.raw,
+                ok=(201,),
+            )
+
+        await put(item["tag"])
+        await asyncio.gather(*(put(t) for t in item.get("extra_tags", ())))
         return manifest.digest
 
 

@@ -262,7 +262,9 @@ def test_plan_example_publishes_dry_run(block: Block, registry: RegistryServer, 
     if block.option("sources") == "index":
         _push_indexes(registry.host, sources, ns)
     else:
-        seed(registry.host, [(name, p, ns) for name, p in sources.items()])
+        # One image per source (versions are different images): lists of identical bytes
+        # would be one unit of work, whose second list shows only its tags.
+        seed(registry.host, [(name, p, f"{ns} {name}") for name, p in sources.items()])
     path = tmp_path / "plan.yaml"
     path.write_text(text)
     proc = run_manyfest("publish", "--dry-run", str(path))

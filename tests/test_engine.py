@@ -25,10 +25,13 @@ from manyfest.content import Manifest
 from manyfest.engine import Child, Engine, OnceMap, PublishOptions, Source, run_all
 from manyfest.errors import ErrorDetail, ManifestRejectedError, NotFoundError, UsageError
 from manyfest.events import Copied, Event, Finished, Mounted, Pushed, Resolved, Skipped
+from manyfest.ops.plan import PlanList, load
+from manyfest.ops.publish import StopRequest, publish
 from manyfest.platform import Platform
 from manyfest.reference import Reference
 from manyfest.registry import RegistryClient
 from manyfest.registry.client import ManifestHead
+from manyfest.transport import RequestStats
 from tests.imagewriter import AttestedIndex, Image, build_attested_index, build_image
 
 HOST = "127.0.0.1:5000"
@@ -390,6 +393,38 @@ def test_only_the_tag_that_moved_is_written() -> None:
     assert fake.manifests["app"]["latest"].digest == first.digest
 
 
+def test_a_tag_holding_the_list_proves_its_children_only_the_other_tags_are_put() -> None:
+    fake = FakeRegistry()
+    refs = _images(fake, "proven")
+    first = _run(lambda: _publish(Engine(fake.client()), "app:1", refs,
+                                  extra_tags=["latest", "stable"]))
+    older = fake.add_image("old", "1", build_image(AMD64, "older-proven"))
+    fake.manifests["app"]["latest"] = older  # one extra tag moved away, one deleted
+    del fake.manifests["app"]["stable"]
+    fake.calls.clear()
+    dry = _run(lambda: _publish(Engine(fake.client()), "app:1", refs,
+                                extra_tags=["latest", "stable"],
+                                options=PublishOptions(dry_run=True)))
+    assert dry.actions == [
+        f"put {HOST}/app:latest -> {first.digest} (now {older.digest})",
+        f"put {HOST}/app:stable -> {first.digest} (new tag)",
+    ]
+    fake.calls.clear()
+    again = _run(lambda: _publish(Engine(fake.client()), "app:1", refs,
+                                  extra_tags=["latest", "stable"]))
+    assert again.status == "updated"
+    assert again.old_digest == first.digest
+    assert again.pushed_children == []
+    in_app = [(m, d) for m, r, d in fake.calls if r == "app"]
+    # Three HEADs of the tags, then only the two tags that moved: no mount, no child PUT.
+    assert sorted(in_app[:3]) == [("HEAD+push", "1"), ("HEAD+push", "latest"),
+                                  ("HEAD+push", "stable")]
+    assert sorted(in_app[3:]) == [("PUT", "latest"), ("PUT", "stable")]
+    assert fake.count("mount") == fake.count("copy") == 0
+    assert fake.manifests["app"]["latest"].digest == fake.manifests["app"]["stable"].digest \
+        == first.digest
+
+
 def test_skip_unchanged_off_always_puts() -> None:
     fake = FakeRegistry()
     refs = _images(fake, "push")
@@ -675,3 +710,102 @@ def test_a_cached_tag_that_moved_is_read_again(tmp_path: Path) -> None:
     source = _run(lambda: Engine(fake.client(), cache=cache).resolve(ref))
     assert source.manifest == moved
     assert [c[0] for c in fake.calls] == ["HEAD", "GET", "GET blob"]
+
+
+# ------------------------------------------------------------------ units of work (ops.publish)
+
+
+class _Totals:
+    """The two things ops.publish reads from a transport: totals and per-registry counts."""
+
+    def __init__(self) -> None:
+        self.total = RequestStats()
+
+    def registry_stats(self) -> dict[str, dict[str, int]]:
+        return {}
+
+
+def _unit_plan(tmp_path: Path, refs: list[Reference],
+               documents: list[tuple[str, list[str]]]) -> list[PlanList]:
+    """manifest-tool documents ``(target, extra tags)``, each with every one of ``refs``."""
+    docs = []
+    for target, tags in documents:
+        lines = [f"image: {HOST}/{target}"]
+        if tags:
+            lines.append(f"tags: [{', '.join(tags)}]")
+        lines += ["manifests:", *(f"  - image: {r}" for r in refs)]
+        docs.append("\n".join(lines))
+    path = tmp_path / "plan.yaml"
+    path.write_text("\n---\n".join(docs) + "\n")
+    return load(path)
+
+
+def test_identical_lists_are_published_once_with_every_tag(tmp_path: Path) -> None:
+    fake = FakeRegistry()
+    fake.transport = _Totals()  # type: ignore[attr-defined]
+    refs = _images(fake, "units")
+    plan = _unit_plan(tmp_path, refs, [("app:1.2.3", ["1.2"]), ("app:latest", ["1"])])
+    events: list[Event] = []
+    report = _run(lambda: publish(Engine(fake.client(), events.append), plan))
+    first, second = report.results
+    tag_puts = [d for m, r, d in fake.calls if m == "PUT" and not d.startswith("sha256:")]
+    assert tag_puts[0] == "1.2.3"  # the list at the first tag, then the other tags
+    assert sorted(tag_puts[1:]) == ["1", "1.2", "latest"]
+    assert sorted(d for m, _, d in fake.calls if m == "HEAD+push") == [
+        "1", "1.2", "1.2.3", "latest"]
+    assert fake.count("PUT") == 4 + len(refs)  # children once
+    assert (first.tags, second.tags) == (["1.2.3", "1.2"], ["latest", "1"])
+    assert first.digest == second.digest == fake.manifests["app"]["1"].digest
+    assert (first.status, second.status) == ("created", "created")
+    assert (first.same_as, second.same_as) == ("", f"{HOST}/app:1.2.3")
+    assert [str(e.target) for e in events if isinstance(e, Finished)] == [
+        f"{HOST}/app:1.2.3", f"{HOST}/app:latest"]
+
+    # Again, one tag of the second list moved away: only it is PUT; statuses per list.
+    fake.manifests["app"]["1"] = fake.manifests["app-amd64"]["1"]
+    fake.calls.clear()
+    again = _run(lambda: publish(Engine(fake.client()), plan))
+    assert [r.status for r in again.results] == ["unchanged", "updated"]
+    assert [(m, d) for m, _, d in fake.calls if m in ("PUT", "mount", "copy")] == [("PUT", "1")]
+
+    # --dry-run: the first list shows the unit's mounts and pushes and its own tags; the
+    # second only its own tags.
+    fresh = FakeRegistry()
+    fresh.transport = _Totals()  # type: ignore[attr-defined]
+    refs = _images(fresh, "units")
+    dry = _run(lambda: publish(Engine(fresh.client()), plan,
+                               options=PublishOptions(dry_run=True)))
+    a, b = dry.results
+    digest = a.digest
+    assert a.actions[-2:] == [f"put {HOST}/app:1.2.3 -> {digest} (new tag)",
+                              f"put {HOST}/app:1.2 -> {digest} (new tag)"]
+    assert sum(x.startswith("push child ") for x in a.actions) == len(refs)
+    assert b.actions == [f"put {HOST}/app:latest -> {digest} (new tag)",
+                         f"put {HOST}/app:1 -> {digest} (new tag)"]
+
+
+def test_a_unit_stopped_in_flight_reports_every_list_of_it(tmp_path: Path) -> None:
+    fake = FakeRegistry()
+    fake.transport = _Totals()  # type: ignore[attr-defined]
+    refs = _images(fake, "stopped")
+    plan = _unit_plan(tmp_path, refs, [("app:1", []), ("app:2", ["two"])])
+    stop = StopRequest()
+    put = fake.put_manifest
+
+    async def stopping_put(ref: Reference, manifest: Manifest, *, built: bool = False) -> str:
+        if ref.reference == "1" and ref.repository == "app":
+            stop.stop("SIGTERM")  # as the signal handler does, while the unit is in flight
+            await anyio.lowlevel.checkpoint()
+        return await put(ref, manifest, built=built)
+
+    fake.put_manifest = stopping_put  # type: ignore[method-assign]
+    report = _run(lambda: publish(Engine(fake.client()), plan, stop=stop))
+    assert report.interrupted == "SIGTERM"
+    assert [r.status for r in report.results] == ["failed", "failed"]
+    assert [r.tags for r in report.results] == [["1"], ["2", "two"]]
+    for r in report.results:
+        assert r.error is not None
+        assert "while it was being published, before any of its tags moved" in \
+            r.error.one_line()
+    assert report.not_published == 2
+    assert "1" not in fake.manifests.get("app", {})

@@ -446,7 +446,7 @@ def _report() -> PublishReport:
                                                              hint="check it")),
         _result("reg.io/e:1", "failed", D1, error=VerificationError("verify reg.io/e:1: "
                                                                     "points at nothing")),
-    ], requests=1, retries=1, throttled=0, duration_s=75.25)
+    ], requests=1, retries=1, throttled=0, manifest_gets=3, manifest_heads=7, duration_s=75.25)
 
 
 def test_summary_table_content() -> None:
@@ -463,7 +463,8 @@ def test_summary_table_content() -> None:
     assert re.search(r"failed\s+│\s+2 │ reg.io/d:1: reg.io/src:1: not found; check it", text)
     assert "reg.io/e:1: verify reg.io/e:1: points at nothing" in text
     assert re.search(r"verified\s+│\s+2/3 │ 1 failed verification", text)
-    assert re.search(r"requests\s+│\s+1 │ 1 retry, 0 throttled answers", text)
+    assert re.search(r"requests\s+│\s+1 │ 1 retry, 0 throttled answers; manifest GETs 3, "
+                     r"HEADs 7", text)
     assert re.search(r"time\s+│\s+1 min 15 s │ 75.25 s", text)
 
 

@@ -226,6 +226,11 @@ class ListResult:
         tag_digests: ``--atomic`` runs, on a list that failed or was rolled back: the digest
             each tag points at when the run ends ('' when the tag does not exist; a tag not
             looked up is left out).
+        manifest_gets: manifest GETs among ``requests`` (what pull quotas count).
+        manifest_heads: manifest HEADs among ``requests``.
+        same_as: the target of the plan list this one was published with (lists with
+            identical bytes in one repository are one unit of work); '' when its own.
+        heads: what each tag pointed at before (as looked up; empty when not looked up).
     """
 
     target: Reference
@@ -247,6 +252,10 @@ class ListResult:
     verified: bool = False
     atomic: bool = False
     tag_digests: dict[str, str] | None = None
+    manifest_gets: int = 0
+    manifest_heads: int = 0
+    same_as: str = ""
+    heads: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -746,6 +755,7 @@ class Engine:
         built: Manifest | None = None,
         stats: RequestStats | None = None,
         started: float | None = None,
+        announce: bool = True,
     ) -> ListResult:
         """Publish one list to ``target`` (and ``extra_tags``), in the engine's order.
 
@@ -763,6 +773,8 @@ class Engine:
             stats: count requests here (a caller that already resolved the sources under
                 it); default: a new :class:`RequestStats`.
             started: ``time.monotonic()`` when work on this list began.
+            announce: emit the :class:`~manyfest.events.Finished` event (``False``: the
+                caller splits the result into several lists and announces each).
 
         Returns:
             The :class:`ListResult`; errors are caught into ``status="failed"``.
@@ -780,6 +792,7 @@ class Engine:
             plan = await self.plan(target, children, tags, listed, opts)
             result.digest = plan.listed.digest  # --unchanged-by children may keep the tag's
             result.old_digest = plan.heads.get(tags[0], "")
+            result.heads = plan.heads
             if not plan.tags:
                 result.status = "unchanged"
                 self.on_event(Skipped(target=str(target), digest=listed.digest))
@@ -806,8 +819,11 @@ class Engine:
             result.requests = stats.requests
             result.retries = stats.retries
             result.throttled = stats.throttled
+            result.manifest_gets = stats.manifest_gets
+            result.manifest_heads = stats.manifest_heads
             result.duration_s = time.monotonic() - started
-        self.on_event(Finished(target=str(target), result=result))
+        if announce:
+            self.on_event(Finished(target=str(target), result=result))
         return result
 
     async def _heads(self, target: Reference, tags: list[str], *, push: bool) -> dict[str, str]:
@@ -832,7 +848,9 @@ class Engine:
         """What publishing ``listed`` at ``tags`` takes: the only reads are the tag HEADs.
 
         Every child from another repository is made present (its blobs mounted or copied,
-        then PUT by digest); tags that already hold the list are not written.
+        then PUT by digest); tags that already hold the list are not written. When one tag
+        already holds the list, the repository holds the list and so every child of it (a
+        registry refuses a list whose children are missing): only the other tags are PUT.
         """
         heads: dict[str, str] = {}
         if opts.skip_unchanged or opts.dry_run:
@@ -851,6 +869,8 @@ class Engine:
                 continue
             seen.add(m.digest)
             cross.append(c.source)
+        if listed.digest in heads.values():
+            cross = []  # the list is in the repository: so are its children
         return ListPlan(target, listed, heads, cross if to_put else [], to_put)
 
     async def same_children(

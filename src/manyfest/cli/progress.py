@@ -424,7 +424,8 @@ def summary_table(report: PublishReport, *, verify: bool = False) -> Table:
         table.add_row("verified", f"{ok}/{written}", result)
     table.add_row("requests", str(report.requests),
                   f"{plural(report.retries, 'retry', 'retries')}, "
-                  f"{plural(report.throttled, 'throttled answer')}")
+                  f"{plural(report.throttled, 'throttled answer')}; "
+                  f"manifest GETs {report.manifest_gets}, HEADs {report.manifest_heads}")
     table.add_row("time", _duration(report.duration_s), f"{report.duration_s:.2f} s")
     return table
 
@@ -464,6 +465,8 @@ def plan_lines(report: PublishReport) -> list[str]:
             lines.append(f"unchanged {r.target} {r.digest}")
         else:
             lines.append(f"would fail {r.target}: {r.error.one_line() if r.error else ''}")
+        if r.same_as and r.status != "failed":
+            lines.append(f"  same list as {r.same_as} (its mounts and child pushes are there)")
         lines.extend(f"  {action}" for action in r.actions)
     return lines
 

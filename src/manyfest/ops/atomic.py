@@ -420,6 +420,7 @@ def _finish(run: _Run, e: _List, status: str | None) -> None:
 def _done(run: _Run, e: _List) -> None:
     r = e.result
     r.requests, r.retries, r.throttled = e.stats.requests, e.stats.retries, e.stats.throttled
+    r.manifest_gets, r.manifest_heads = e.stats.manifest_gets, e.stats.manifest_heads
     r.duration_s = time.monotonic() - run.started  # a list is done when the release is
     run.engine.on_event(Finished(target=str(e.target), result=r))
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -77,7 +77,11 @@ def result_json(r: ListResult) -> dict[str, Any]:
         "retries": r.retries,
         "throttled": r.throttled,
         "duration_s": round(r.duration_s, 4),
+        "manifest_gets": r.manifest_gets,
+        "manifest_heads": r.manifest_heads,
     }
+    if r.same_as:
+        doc["same_as"] = r.same_as
     if r.actions:
         doc["actions"] = r.actions
     if r.verified:
@@ -103,6 +107,10 @@ class PublishReport:
     requests: int = 0
     retries: int = 0
     throttled: int = 0
+    manifest_gets: int = 0
+    """Manifest GETs of the run (what pull quotas count)."""
+    manifest_heads: int = 0
+    """Manifest HEADs of the run."""
     registries: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per registry: ``requests``, ``retries`` and ``throttled`` answers of the run."""
     duration_s: float = 0.0
@@ -152,6 +160,8 @@ class PublishReport:
             "requests": self.requests,
             "retries": self.retries,
             "throttled": self.throttled,
+            "manifest_gets": self.manifest_gets,
+            "manifest_heads": self.manifest_heads,
             "registries": self.registries,
             "duration_s": round(self.duration_s, 4),
             "dry_run": self.dry_run,
@@ -447,7 +457,8 @@ async def publish(
                             bool(o.labels_to_annotations), where=str(item.target), keys=keys)
     started = time.monotonic()
     transport = engine.client.transport
-    before = (transport.total.requests, transport.total.retries, transport.total.throttled)
+    before = (transport.total.requests, transport.total.retries, transport.total.throttled,
+              transport.total.manifest_gets, transport.total.manifest_heads)
     per_registry = transport.registry_stats()
     stats = [RequestStats() for _ in plan]
     plan_keys = [since_ops.plan_key(item, list_options(opts, item), platforms) for item in plan]
@@ -549,7 +560,8 @@ async def publish(
             report.results.append(ListResult(
                 item.target, item.tags, status="failed", error=own or stopped,
                 requests=stats[i].requests, retries=stats[i].retries,
-                throttled=stats[i].throttled,
+                throttled=stats[i].throttled, manifest_gets=stats[i].manifest_gets,
+                manifest_heads=stats[i].manifest_heads,
             ))
         _totals(report, transport, before, per_registry, started)
         return stamped(report)
@@ -561,19 +573,20 @@ async def publish(
     in_flight: set[int] = set()
     engine.on_event(Phase(name="publish", total=len(plan)))
 
-    async def one(i: int, item: PlanList) -> None:
+    async def one(unit: list[int]) -> None:
         async with list_limiter:
-            in_flight.add(i)
-            results[i] = await _publish_one(
-                engine, item, built.get(i, []), failures.get(i), opts, stats[i],
-                time.monotonic(),
-            )
-            in_flight.discard(i)
+            in_flight.update(unit)
+            done = await _publish_unit(engine, plan, unit, built, failures, opts, stats,
+                                       time.monotonic())
+            for i, result in zip(unit, done, strict=True):
+                results[i] = result
+            in_flight.difference_update(unit)
 
     for i, matched in skip.items():  # --since: proved unchanged, nothing to publish
         results[i] = since_ops.finish(engine, matched)
     with stop.scope():
-        await run_all(*(partial(one, i, item) for i, item in enumerate(plan) if i not in skip))
+        await run_all(*(partial(one, unit) for unit in plan_units(
+            plan, {i: c for i, c in built.items() if i not in skip}, opts) if unit[0] not in skip))
     if stop.requested():
         return stamped(_interrupted(engine, plan, results, in_flight, stats, stop, opts,
                                     started, before, per_registry))
@@ -614,13 +627,15 @@ async def _atomic(
     return report
 
 
-def _totals(report: PublishReport, transport: Transport, before: tuple[int, int, int],
+def _totals(report: PublishReport, transport: Transport, before: tuple[int, ...],
             per_registry: dict[str, dict[str, int]], started: float) -> None:
     """Fill the run's totals (this run's share of the transport's counters)."""
     total = transport.total
     report.requests = total.requests - before[0]
     report.retries = total.retries - before[1]
     report.throttled = total.throttled - before[2]
+    report.manifest_gets = total.manifest_gets - before[3]
+    report.manifest_heads = total.manifest_heads - before[4]
     for name, now in transport.registry_stats().items():
         was = per_registry.get(name, {})
         report.registries[name] = {k: v - was.get(k, 0) for k, v in now.items()}
@@ -636,7 +651,7 @@ def _interrupted(
     stop: StopRequest,
     opts: PublishOptions,
     started: float,
-    before: tuple[int, int, int],
+    before: tuple[int, ...],
     per_registry: dict[str, dict[str, int]],
 ) -> PublishReport:
     """The partial report of a stopped run: finished lists as they are, the rest failed."""
@@ -677,11 +692,122 @@ def _interrupted(
             item.target, item.tags, status="failed",
             error=NotPublishedError(message, hint="re-run to finish"),
             requests=stats[i].requests, retries=stats[i].retries,
-            throttled=stats[i].throttled, atomic=opts.atomic,
+            throttled=stats[i].throttled, manifest_gets=stats[i].manifest_gets,
+            manifest_heads=stats[i].manifest_heads, atomic=opts.atomic,
             tag_digests={} if opts.atomic else None,  # no tag looked up, none moved
         ))
     _totals(report, engine.client.transport, before, per_registry, started)
     return report
+
+
+def unit_key(item: PlanList, children: Sequence[Child], opts: PublishOptions) -> Hashable:
+    """What makes two plan lists one unit of work: the same target registry and repository,
+    and everything the list bytes are built from (the entries' descriptors, platforms and
+    annotations in order; the index annotations; the list's options: media type, style,
+    ``artifactType``, subject, labels to copy). Equal keys mean identical list bytes
+    (:meth:`~manyfest.engine.Engine.build_list` is a function of these); a key never groups
+    lists whose bytes could differ."""
+    target = item.target
+    return (target.registry, target.repository, tuple(c.entry() for c in children),
+            tuple(item.annotations.items()), list_options(opts, item))
+
+
+def plan_units(plan: Sequence[PlanList], built: Mapping[int, Sequence[Child]],
+               opts: PublishOptions) -> list[list[int]]:
+    """The plan's units of work: lists of plan indices, in plan order of their first list.
+
+    Lists whose entries were built and whose :func:`unit_key` is equal (the same bytes in
+    the same repository, however the plan wrote them: two documents with the same entries,
+    or shared tags) are one unit, published once at the union of their tags; every other
+    list (one that failed its checks among them) is a unit of its own. With
+    ``--unchanged-by children`` every list is a unit of its own: each list's tags may keep
+    a list of another layout of their own, which a shared unit could not express.
+    """
+    units: list[list[int]] = []
+    by_key: dict[Hashable, list[int]] = {}
+    for i, item in enumerate(plan):
+        if i not in built or opts.unchanged_by == "children":
+            units.append([i])
+            continue
+        key = unit_key(item, built[i], opts)
+        unit = by_key.get(key)
+        if unit is None:
+            unit = by_key[key] = [i]
+            units.append(unit)
+        else:
+            unit.append(i)
+    return units
+
+
+async def _publish_unit(
+    engine: Engine,
+    plan: Sequence[PlanList],
+    unit: list[int],
+    built: Mapping[int, list[Child]],
+    failures: Mapping[int, ManyfestError],
+    opts: PublishOptions,
+    stats: list[RequestStats],
+    started: float,
+) -> list[ListResult]:
+    """Publish one unit (:func:`plan_units`); one :class:`ListResult` per plan list of it.
+
+    A unit of several lists is published once, by the engine, as its first list with every
+    tag of the unit (in plan order): one build, one HEAD per tag, the children once, one
+    list PUT at the first tag, then one PUT per other tag. Each list then gets its own
+    result (:func:`_member_result`); the first carries the unit's requests (the others'
+    source resolutions are moved to it), the others ``same_as`` the first's target.
+    """
+    first, *others = unit
+    lead = plan[first]
+    if not others:
+        return [await _publish_one(engine, lead, built.get(first, []), failures.get(first),
+                                   opts, stats[first], started)]
+    for i in others:  # the unit's requests are counted once, against its first list
+        _add_stats(stats[first], stats[i])
+        stats[i] = RequestStats()
+    tags = list(dict.fromkeys(t for i in unit for t in plan[i].tags))
+    done = await engine.publish(
+        lead.target, built[first], extra_tags=tags[1:], annotations=lead.annotations or None,
+        options=list_options(opts, lead), stats=stats[first], started=started, announce=False,
+    )
+    results = [_member_result(done, plan[i], lead=i == first) for i in unit]
+    for r in results:
+        engine.on_event(Finished(target=str(r.target), result=r))
+    return results
+
+
+def _add_stats(into: RequestStats, other: RequestStats) -> None:
+    into.requests += other.requests
+    into.retries += other.retries
+    into.throttled += other.throttled
+    into.manifest_gets += other.manifest_gets
+    into.manifest_heads += other.manifest_heads
+
+
+def _member_result(done: ListResult, item: PlanList, *, lead: bool) -> ListResult:
+    """One plan list's result from its unit's: its own tags, the unit's digest, its status
+    from what its own tags pointed at (``unchanged`` when each held the list already), the
+    unit's error when the unit failed. The lead list keeps the unit's requests, children and
+    mounts/child pushes among the ``--dry-run`` actions; the others have ``same_as``."""
+    own = item.tags
+    heads = {t: done.heads[t] for t in own if t in done.heads}
+    r = ListResult(item.target, list(own), digest=done.digest, old_digest=heads.get(own[0], ""),
+                   duration_s=done.duration_s, heads=heads, verified=done.verified,
+                   same_as="" if lead else str(done.target))
+    if lead:
+        r.requests, r.retries, r.throttled = done.requests, done.retries, done.throttled
+        r.manifest_gets, r.manifest_heads = done.manifest_gets, done.manifest_heads
+        r.pushed_children = list(done.pushed_children)
+    puts = {f"put {item.target.with_tag(t)} -> " for t in own}
+    r.actions = [a for a in done.actions
+                 if (lead and not a.startswith("put ")) or a.split(" -> ")[0] + " -> " in puts]
+    if done.status == "failed":
+        r.status, r.error = "failed", done.error
+    elif all(heads.get(t) == done.digest for t in own):
+        r.status = "unchanged"
+    else:
+        r.status = "updated" if r.old_digest else "created"
+    return r
 
 
 async def _publish_one(
@@ -702,6 +828,8 @@ async def _publish_one(
             requests=stats.requests,
             retries=stats.retries,
             throttled=stats.throttled,
+            manifest_gets=stats.manifest_gets,
+            manifest_heads=stats.manifest_heads,
             duration_s=time.monotonic() - started,
         )
         engine.on_event(Finished(target=str(item.target), result=result))

@@ -336,7 +336,8 @@ async def check(
         out.matched[i] = ListResult(
             item.target, item.tags, digest=prior.digest, old_digest=prior.digest,
             status="unchanged", requests=stats[i].requests, retries=stats[i].retries,
-            throttled=stats[i].throttled, duration_s=time.monotonic() - started,
+            throttled=stats[i].throttled, manifest_gets=stats[i].manifest_gets,
+            manifest_heads=stats[i].manifest_heads, duration_s=time.monotonic() - started,
             plan_key=keys[i], sources={str(e.ref): prior.sources[str(e.ref)]
                                        for e in item.entries},
             since=MATCHED, dry_run=dry_run,

@@ -63,7 +63,12 @@ from manyfest.events import EventSink, Retried, Throttled, no_events
 from manyfest.reference import DOCKER_HUB, DOCKER_HUB_API
 from manyfest.transport import errormap, tls
 from manyfest.transport.proxy import proxy_for
-from manyfest.transport.response import RequestStats, Response, current_stats
+from manyfest.transport.response import (
+    RequestStats,
+    Response,
+    current_stats,
+    is_manifest_path,
+)
 from manyfest.transport.settings import Settings
 from manyfest.transport.throttle import Throttle, signal_of
 
@@ -486,6 +491,9 @@ class Transport:
         if stats is not None:
             stats.requests += 1
         self.total.requests += 1
+        manifest_read = method in ("GET", "HEAD") and is_manifest_path(url)
+        if manifest_read:
+            self._count_manifest_read(stats, method, 1)
         # A streamed blob may take longer in total than ``read_timeout``. Its GET (read as it
         # comes) gets ``read_timeout`` per read instead. The upload fed from it cannot have a
         # read timeout (aiohttp's ``sock_read`` also runs while the body is being sent, and a
@@ -543,6 +551,8 @@ class Transport:
                         stats.requests -= 1
                     self.total.requests -= 1
                     throttle.requests -= 1
+                    if manifest_read:
+                        self._count_manifest_read(stats, method, -1)
                     raise _TLSFailure(exc) from exc
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("%s %s -> %s", method, debug_url(url), errormap.describe(exc),
@@ -553,6 +563,11 @@ class Transport:
         finally:
             if held:
                 throttle.release()
+
+    def _count_manifest_read(self, stats: RequestStats | None, method: str, delta: int) -> None:
+        if stats is not None:
+            stats.count_manifest_read(method, delta)
+        self.total.count_manifest_read(method, delta)
 
     def _count_throttled(self, stats: RequestStats | None) -> None:
         if stats is not None:

@@ -1,0 +1,225 @@
+"""Lists with identical bytes in one repository are one unit of work; manifest reads counted.
+
+Two plan lists (two manifest-tool documents with the same entries) whose bytes are the same
+are published once: one HEAD per tag, the children once, one list PUT at the first tag, one
+PUT per other tag; each list keeps its own report line (the second ``same_as`` the first).
+Manifest GETs (what pull quotas count) and HEADs are counted per list and in the summary;
+a warm-cache re-run of an unchanged plan does no manifest GET.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from manyfest import reference
+from manyfest.engine import Child, PublishOptions, Source
+from manyfest.ops.plan import load
+from manyfest.ops.publish import plan_units
+from manyfest.platform import Platform
+from manyfest.transport.response import RequestStats, is_manifest_path
+from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
+from tests.imagewriter import build_image
+from tests.quirk_proxy import QuirkProxy
+from tests.registry_server import RegistryServer
+
+
+def _document(host: str, ns: str, target: str, tags: list[str],
+              annotations: dict[str, str] | None = None) -> str:
+    lines = [f"image: {host}/{ns}/{target}", f"tags: [{', '.join(tags)}]"]
+    if annotations:
+        lines.append("media_type: oci")
+        lines.append("annotations:")
+        lines += [f"  {k}: {v}" for k, v in annotations.items()]
+    lines.append("manifests:")
+    lines += [f"  - image: {host}/{ns}/app-{platform_suffix(p)}:1" for p in PLATFORMS]
+    return "\n".join(lines) + "\n"
+
+
+def _plan(path: Path, *documents: str) -> Path:
+    path.write_text("---\n".join(documents))
+    return path
+
+
+def _seed(registry: RegistryServer, ns: str) -> list[str]:
+    names = [(f"{ns}/app-{platform_suffix(p)}:1", p, ns) for p in PLATFORMS]
+    digests = seed(registry.host, names)
+    return [digests[name] for name, _, _ in names]
+
+
+# ------------------------------------------------------------------ without a registry
+
+
+def _source(name: str, platform: Platform, seed_text: str) -> Source:
+    image = build_image(platform, seed_text)
+    return Source(reference.parse(name), image.manifest, platform)
+
+
+def test_plan_units_groups_identical_lists_only(tmp_path: Path) -> None:
+    host, ns = "127.0.0.1:5000", "units"
+    plan = load(_plan(
+        tmp_path / "p.yaml",
+        _document(host, ns, "app:1.2.3", ["1.2"]),
+        _document(host, ns, "app:latest", ["1"]),
+        _document(host, ns, "other:1", []),  # another repository
+        _document(host, ns, "app:annotated", [], {"org.example.note": "x"}),
+        _document(host, ns, "app:edge", []),
+    ))
+    sources = [_source(f"{host}/{ns}/app-{platform_suffix(p)}:1", p, ns) for p in PLATFORMS]
+    children = [Child(s, s.platform) for s in sources]
+    built: dict[int, list[Child]] = dict.fromkeys(range(len(plan)), children)
+    del built[4]  # a list that failed its checks is never grouped
+    assert plan_units(plan, built, PublishOptions()) == [[0, 1], [2], [3], [4]]
+    # Another entry order is another list: not grouped.
+    built[1] = list(reversed(children))
+    assert plan_units(plan, built, PublishOptions()) == [[0], [1], [2], [3], [4]]
+    # Another style (a flag of the run) applies to every list: still grouped.
+    built[1] = children
+    assert plan_units(plan, built, PublishOptions(style="compact"))[0] == [0, 1]
+
+
+def test_manifest_paths_are_told_from_blob_paths() -> None:
+    assert is_manifest_path("http://127.0.0.1:5000/v2/a/b/manifests/1.2")
+    assert is_manifest_path("/v2/a/manifests/sha256:" + "0" * 64)
+    assert is_manifest_path("/v2/a/blobs/manifests/latest")  # repository a/blobs
+    assert not is_manifest_path("/v2/a/manifests/blobs/sha256:" + "0" * 64)  # repo a/manifests
+    assert not is_manifest_path("/v2/a/blobs/uploads/?mount=x&from=manifests/y")
+    assert not is_manifest_path("/v2/")
+    stats = RequestStats()
+    stats.count_manifest_read("GET")
+    stats.count_manifest_read("HEAD")
+    stats.count_manifest_read("HEAD")
+    stats.count_manifest_read("PUT")
+    assert (stats.manifest_gets, stats.manifest_heads) == (1, 2)
+
+
+# ------------------------------------------------------------------ end to end
+
+@pytest.mark.slow  # end to end
+def test_identical_lists_are_one_unit_and_a_warm_rerun_does_no_manifest_get(
+        registry: RegistryServer, ns: str, tmp_path: Path) -> None:
+    children = _seed(registry, ns)
+    proxy = QuirkProxy(registry.host).start()
+    try:
+        host = proxy.host
+        plan = _plan(tmp_path / "p.yaml",
+                     _document(host, ns, "app:1.2.3", ["1.2", "1"]),
+                     _document(host, ns, "app:latest", ["stable"]))
+        report = tmp_path / "report.jsonl"
+        cold = manyfest("publish", "--json", "--report", str(report), str(plan))
+        assert cold.returncode == 0, cold.stderr
+        doc = json.loads(cold.stdout)
+        first, second = doc["results"]
+        repo = f"/v2/{ns}/app/manifests/"
+        tags = ["1.2.3", "1.2", "1", "latest", "stable"]
+        # One HEAD and one PUT per tag; the list's children PUT once each, by digest.
+        for tag in tags:
+            assert proxy.seen[f"HEAD {repo}{tag}"] == 1, tag
+            assert proxy.seen[f"PUT {repo}{tag}"] == 1, tag
+        for digest in children:
+            assert proxy.seen[f"PUT {repo}{digest}"] == 1
+        assert proxy.count("PUT", repo) == len(tags) + len(children)
+        assert first["target"] == f"{host}/{ns}/app:1.2.3"
+        assert first["tags"] == ["1.2.3", "1.2", "1"]
+        assert "same_as" not in first
+        assert second["target"] == f"{host}/{ns}/app:latest"
+        assert second["tags"] == ["latest", "stable"]
+        assert second["same_as"] == first["target"]
+        assert second["digest"] == first["digest"]
+        assert (first["status"], second["status"]) == ("created", "created")
+        assert (second["requests"], second["manifest_gets"], second["manifest_heads"]) == (
+            0, 0, 0)
+        summary = doc["summary"]
+        assert summary["requests"] == sum(proxy.seen.values())
+        assert first["requests"] == summary["requests"]
+        # Cold: 4 source manifests GET by tag; 5 tag HEADs.
+        assert (summary["manifest_gets"], summary["manifest_heads"]) == (4, 5)
+        assert (first["manifest_gets"], first["manifest_heads"]) == (4, 5)
+        assert [json.loads(line) for line in report.read_text().splitlines()] == doc["results"]
+
+        # Warm re-run, unchanged plan: HEADs only (4 sources by tag, 5 tags), no GET.
+        proxy.seen.clear()
+        warm = manyfest("publish", "--json", str(plan))
+        assert warm.returncode == 0, warm.stderr
+        doc = json.loads(warm.stdout)
+        assert [r["status"] for r in doc["results"]] == ["unchanged", "unchanged"]
+        assert proxy.count("GET", "/manifests/") == 0
+        assert proxy.count("HEAD", "/manifests/") == 9
+        assert (doc["summary"]["manifest_gets"], doc["summary"]["manifest_heads"]) == (0, 9)
+        assert proxy.count("PUT") == proxy.count("POST") == 0
+
+        # One new tag on the second list: only that tag is PUT (the list proves its
+        # children); the first list is unchanged, the second updated.
+        proxy.seen.clear()
+        plan = _plan(tmp_path / "p2.yaml",
+                     _document(host, ns, "app:1.2.3", ["1.2", "1"]),
+                     _document(host, ns, "app:latest", ["stable", "edge"]))
+        moved = manyfest("publish", "--json", str(plan))
+        assert moved.returncode == 0, moved.stderr
+        a, b = json.loads(moved.stdout)["results"]
+        assert (a["status"], b["status"]) == ("unchanged", "updated")
+        assert b["old_digest"] == b["digest"] == a["digest"]
+        assert [k for k in proxy.seen if k.startswith(("PUT", "POST"))] == [
+            f"PUT {repo}edge"]
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.slow  # end to end
+def test_dry_run_shows_the_unit_once(registry: RegistryServer, ns: str,
+                                     tmp_path: Path) -> None:
+    children = _seed(registry, ns)
+    host = registry.host
+    plan = _plan(tmp_path / "p.yaml",
+                 _document(host, ns, "app:1.2.3", ["1"]),
+                 _document(host, ns, "app:latest", []))
+    dry = manyfest("publish", "--dry-run", str(plan))
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    digest = lines[0].split()[-1]
+    assert lines[0] == f"would create {host}/{ns}/app:1.2.3 {digest}"
+    pushes = [line for line in lines if line.startswith("  push child ")]
+    assert [p.split()[2] for p in pushes] == children
+    i = lines.index(f"would create {host}/{ns}/app:latest {digest}")
+    assert lines[i - 2:i] == [f"  put {host}/{ns}/app:1.2.3 -> {digest} (new tag)",
+                              f"  put {host}/{ns}/app:1 -> {digest} (new tag)"]
+    assert lines[i + 1:] == [
+        f"  same list as {host}/{ns}/app:1.2.3 (its mounts and child pushes are there)",
+        f"  put {host}/{ns}/app:latest -> {digest} (new tag)"]
+    assert not any(line.startswith(("  mount", "  push")) for line in lines[i:])
+
+
+@pytest.mark.slow  # end to end
+def test_a_failure_of_the_unit_fails_every_list_of_it(registry: RegistryServer, ns: str,
+                                                      tmp_path: Path) -> None:
+    _seed(registry, ns)
+    proxy = QuirkProxy(registry.host)
+
+    async def refuse_stable(request: web.Request) -> web.StreamResponse | None:
+        if request.method == "PUT" and request.path.endswith("/manifests/stable"):
+            await request.read()
+            body = b'{"errors":[{"code":"DENIED","message":"tag stable is immutable"}]}'
+            return web.Response(status=403, body=body,
+                                headers={"Content-Type": "application/json"})
+        return None
+
+    proxy.before.append(refuse_stable)
+    proxy.start()
+    try:
+        host = proxy.host
+        plan = _plan(tmp_path / "p.yaml",
+                     _document(host, ns, "app:1.2.3", []),
+                     _document(host, ns, "app:latest", ["stable"]))
+        run = manyfest("publish", "--json", str(plan))
+        assert run.returncode == 3, run.stderr
+        first, second = json.loads(run.stdout)["results"]
+        assert first["status"] == second["status"] == "failed"
+        assert "tag stable is immutable" in first["error"]
+        assert second["error"] == first["error"]
+        assert second["same_as"] == first["target"]
+        assert proxy.count("PUT", "/manifests/stable") == 1
+    finally:
+        proxy.stop()
