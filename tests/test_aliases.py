@@ -355,22 +355,36 @@ def test_other_alias_errors() -> None:
         "release.yaml: document 1: aliases.suffix: expected a matrix key or a list of matrix "
         "keys, got a mapping; write suffix: flavor, or suffix: [variant, distro]")
     assert _error(_doc(["1.2"], aliases="{version: version, suffix: version}")) == (
-        "release.yaml: document 1: aliases.suffix[0]: 'version' given twice; "
-        "the version key and each suffix key are named once")
+        "release.yaml: document 1: aliases.suffix: 'version' is the version key "
+        "(aliases.version); a suffix key holds variants such as -slim; a suffix in the "
+        "versions themselves (3.12.7-slim) is used without one")
+    assert _error(_doc(["1.2"], aliases="{version: version, suffix: [flavor, version]}")) == (
+        "release.yaml: document 1: aliases.suffix[1]: 'version' is the version key "
+        "(aliases.version); a suffix key holds variants such as -slim; a suffix in the "
+        "versions themselves (3.12.7-slim) is used without one")
+    assert _error(_doc(["1.2"], aliases="{version: version, suffix: [flavor, flavor]}")) == (
+        "release.yaml: document 1: aliases.suffix[1]: 'flavor' given twice; "
+        "name each suffix key once")
+    # one key written alone is aliases.suffix, not aliases.suffix[0]
+    assert _error(_doc(["1.2"], aliases="{version: version, suffix: flavour}")) == (
+        "release.yaml: document 1: aliases.suffix: 'flavour' is not a matrix key; "
+        "the matrix keys are version, flavor")
     assert _error(_doc(["1.2"], aliases='{version: version, tags: ["{mayor}"]}')).startswith(
         "release.yaml: document 1: aliases.tags[0]: unknown placeholder {mayor}; "
         "placeholders defined for aliases.tags[0]: {version}, {flavor}, {major}, {minor}, "
         "{patch}, {suffix}, {latest}")
     assert _error(_doc(["1.2"], aliases='{version: version, tags: ["{major}+x"]}')) == (
         "release.yaml: document 1 (version='1.2', flavor=''): aliases.tags[0]: invalid tag "
-        "'1+x'; fix the plan file (manifest-tool's YAML spec: image, tags, manifests)")
+        "'1+x'; a tag is 1 to 128 letters, digits, '_', '.' and '-', not starting with '.' "
+        "or '-'")
     assert _error(_doc(["1.2"], aliases="{version: version, latest: x}")).startswith(
         "release.yaml: document 1: aliases: unknown key 'latest'")
     # a version placeholder the version has no number for, in a template of every list
     assert _error(_doc(["1.2"], extra='tags: ["{major}.{minor}.{patch}"]')) == (
         "release.yaml: document 1 (version='1.2', flavor=''): tags[0]: {patch}: version "
-        "'1.2' has no patch number; fix the plan file (manifest-tool's YAML spec: image, "
-        "tags, manifests)")
+        "'1.2' has no patch number; every list of the document renders tags[0]: give each "
+        "version a patch number, or use {patch} in aliases.tags only (an alias template "
+        "skips a version without it)")
     text = _doc(["1.2"]).replace("flavor:", "major:").replace("{flavor}", "{major}")
     assert _error(text.replace("suffix: flavor", "suffix: major")) == (
         "release.yaml: document 1: matrix: key 'major' is the {major} placeholder of "
@@ -399,7 +413,7 @@ def test_an_alias_written_elsewhere_is_still_one_list_per_tag() -> None:
     assert _error(unmarked) == (
         "release.yaml: document 1 (version='1.0.0', flavor='-slim'): aliases: "
         "registry.example.com/python:1.0 is also an alias of document 1 (version='1.0.0', "
-        "flavor=''); each tag can be written by one list only")
+        "flavor=''); each tag can be written by one list only; add flavor to aliases.suffix")
 
 
 def test_a_fixed_tag_in_a_matrix_of_versions_points_at_aliases() -> None:
@@ -409,7 +423,7 @@ def test_a_fixed_tag_in_a_matrix_of_versions_points_at_aliases() -> None:
     assert _error(text) == (
         "release.yaml: document 1 (version='1.1.0', flavor=''): tags: "
         "registry.example.com/python:latest is also a tag of document 1 (version='1.0.0', "
-        "flavor=''); each tag can be written by one list only: to give a tag such as latest "
+        "flavor=''); each tag can be written by one list only; to give a tag such as latest "
         "to the newest version only, mark the version key with aliases: (docs/plan.md)")
     fixed = text.replace('tags: ["{version}-stable", latest]',
                          'tags: ["{version}-stable"]\naliases: {version: version}')
@@ -456,13 +470,21 @@ def _section(text: str, heading: str) -> str:
 def test_docs_worked_example_is_the_table_shown() -> None:
     text = (REPO_ROOT / "docs" / "plan.md").read_text()
     section = _section(text, "### Release aliases computed from versions")
-    [block] = re.findall(r"<!-- plan lists=8 -->\n```yaml\n(.*?)```", section, re.DOTALL)
+    [block, templates] = re.findall(r"<!-- plan lists=\d+ -->\n```yaml\n(.*?)```", section,
+                                    re.DOTALL)
     rows = re.findall(r"^\| `([^`]+)` \| (.*) \|$", section, re.MULTILINE)
     table = {target: re.findall(r"`([^`]+)`", tags) for target, tags in rows
-             if parse_version(target) is not None}  # the tag table, not the key table
+             if parse_version(target) is not None}  # the tag tables, not the key table
     lists = parse_documents(block)
-    assert {str(p.target.tag): p.tags[1:] for p in lists} == table
-    assert len(table) == 8
+    assert {str(p.target.tag): p.tags[1:] for p in lists} == {
+        target: table[target] for target in table if target.startswith("3.")}
+    assert len(lists) == 8
+    # the alias templates example: its table gives the aliases after the -stable tag
+    lists = parse_documents(templates)
+    assert {str(p.target.tag): p.tags[2:] for p in lists} == {
+        target: table[target] for target in table if not target.startswith("3.")}
+    assert [p.tags[1] for p in lists][:2] == ["1.2.3-stable", "1.2.3-alpine-stable"]
+    assert len(lists) == 6 and len(table) == 14
     assert DEFAULT_ALIASES == ("{major}.{minor}{suffix}", "{major}{suffix}", "{latest}")
     assert "default `[" + ", ".join(f'"{t}"' for t in DEFAULT_ALIASES) + "]`" in section
 

@@ -11,6 +11,10 @@ from manyfest.errors import PlanError
 from manyfest.ops.plan import parse_documents
 
 DEFAULT_HINT = PlanError.default_hint
+MATRIX_HINT = (
+    "fix the matrix document (docs/plan.md: matrix: {KEY: [VALUES]}, image and tags using "
+    "{KEY}, platforms and template, or manifests)"
+)
 DOC_KEYS = (
     "the keys of a document are image, manifests, tags, annotations, require_platforms, "
     "platform_check, attestations, allow_duplicate_platforms, media_type, artifact_type, "
@@ -91,11 +95,11 @@ def _error(text: str) -> PlanError:
      "manifests[0].platform.os.features: expected a list of strings, got a mapping",
      DEFAULT_HINT),
     (MATRIX + "platforms: linux/amd64\ntemplate: a.io/x-{arch}:{v}\n",
-     "platforms: expected a list of strings, got 'linux/amd64'", DEFAULT_HINT),
+     "platforms: expected a list of strings, got 'linux/amd64'", MATRIX_HINT),
     (MATRIX + "platforms: [linux/amd64]\ntemplate: [a]\n",
-     "template: expected a string, got a list", DEFAULT_HINT),
+     "template: expected a string, got a list", MATRIX_HINT),
     ("matrix: [a]\nimage: a.io/x:1\nplatforms: [linux/amd64]\ntemplate: a.io/x:1\n",
-     "matrix: expected a mapping of strings to lists of strings, got a list", DEFAULT_HINT),
+     "matrix: expected a mapping of strings to lists of strings, got a list", MATRIX_HINT),
     ("image: a.io/y:1\nallow_duplicate_platforms: yes\n" + ONE,
      "allow_duplicate_platforms: expected true or false, got 'yes'", DEFAULT_HINT),
     # a value outside a fixed set: the allowed values, and the nearest

@@ -135,7 +135,8 @@ def parse_version(text: str) -> Version | None:
         if pm is None:
             kept.append(part)
             continue
-        if found is not None or parts[i + 1:i + 2] and parts[i + 1].isdigit():
+        after = parts[i + 1] if i + 1 < len(parts) else ""
+        if found is not None or after.isdigit():
             return None
         found, pre = pm, f"-{part}"
     suffix = "".join(f"-{part}" for part in kept)
