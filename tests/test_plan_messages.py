@@ -123,3 +123,24 @@ def test_the_document_is_counted_across_kinds() -> None:
         "plan.yaml: document 2: unknown key 'templates' (did you mean 'template'?); "
         + MATRIX_KEYS
     )
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("matrix: {v: []}\nimage: a.io/x:{v}\n", "matrix: v: no values"),
+    ("matrix: {v: ['1', '1']}\nimage: a.io/x:{v}\nmanifests: [{image: 'a.io/y:{v}'}]\n",
+     "matrix: v: value '1' given twice"),
+    (MATRIX, "a matrix document needs platforms and template, or manifests"),
+    (MATRIX + "platforms: [linux/amd64]\ntemplate: a.io/x-{arch}:{v}\n"
+     "manifests: [{image: 'a.io/y:{v}'}]\n",
+     "give platforms and template, or manifests, not both"),
+    (MATRIX + "platforms: []\ntemplate: a.io/x-{arch}:{v}\n",
+     "platforms: a list needs at least one platform"),
+    ("matrix: {v: ['1']}\nimage: 'a.io/x:{v}!'\nmanifests: [{image: 'a.io/y:{v}'}]\n",
+     "(v='1'): image: invalid reference format: 'a.io/x:1!': not a valid reference"),
+])
+def test_matrix_document_errors_advise_for_a_matrix_document(text: str, message: str) -> None:
+    """A compact document's error with no more particular advice points at the matrix form
+    (docs/plan.md), not at manifest-tool's spec (image, tags, manifests)."""
+    err = _error(text)
+    sep = " " if message.startswith("(") else ": "
+    assert (err.message, err.hint) == (f"plan.yaml: document 1{sep}{message}", MATRIX_HINT)

@@ -320,7 +320,11 @@ def parse_documents(
             that is not a matrix key, a value of the version key that is not a version (the
             message gives the expected shape) or equal to another, a matrix key shadowing a
             version placeholder, a version placeholder the version lacks, an alias that is
-            not a valid tag; the message names the document (1-based) and the field.
+            not a valid tag, a value of a suffix key that is neither '' nor starts with
+            ``-`` or ``_``; the message names the document (1-based) and the field. The
+            hint of an error in a compact document is about compact documents
+            (:data:`MATRIX_HINT`, :data:`ALIASES_HINT` or more particular), never
+            manifest-tool's spec.
     """
     try:
         return _parse_documents(text, source, platform_check)
@@ -1214,7 +1218,7 @@ def _validate(
         raise PlanError(f"{where}: image: the target {spec.image!r} must be a tag, not a digest")
     for tag in spec.tags:
         if not reference.valid_tag(tag):
-            raise PlanError(f"{where}: tags: invalid tag {tag!r}")
+            raise PlanError(f"{where}: tags: invalid tag {tag!r}", hint=_TAG_HINT)
     if not spec.manifests:
         raise PlanError(f"{where}: manifests: a list needs at least one image")
     mode = _check_mode(platform_check or _check_mode(spec.platform_check, where), where)
