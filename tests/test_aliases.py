@@ -447,7 +447,16 @@ def test_an_alias_written_elsewhere_is_still_one_list_per_tag() -> None:
     assert _error(text) == (
         "release.yaml: document 2: image: registry.example.com/python:latest is also an "
         "alias of document 1 (version='3.13.0', flavor=''); each tag can be written by one "
-        "list only")
+        "list only; document 1 gives 'latest' as an alias: write it in no other list, or "
+        "leave the template giving it out of document 1's aliases.tags")
+    # the other way round: an alias of document 2 is a tag written in document 1
+    tagged = f"image: {HOST}/python:3.0.0\ntags: ['3']\nmanifests:\n" \
+        f"  - image: {HOST}/python-amd64:x\n"
+    assert _error(tagged + "---\n" + _doc(["3.12.7"])) == (
+        "release.yaml: document 2 (version='3.12.7', flavor=''): aliases: "
+        "registry.example.com/python:3 is also a tag of document 1; each tag can be written "
+        "by one list only; document 2 gives '3' as an alias: write it in no other list, or "
+        "leave the template giving it out of document 2's aliases.tags")
     # a version whose own tag is another version's alias: 3 is the target of 3's list
     assert _error(_doc(["3", "3.1"], aliases="{version: version}")) == (
         "release.yaml: document 1 (version='3.1', flavor=''): aliases: "

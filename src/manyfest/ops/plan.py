@@ -1067,6 +1067,11 @@ def _check_unique_tags(
                     hint += "; aliases are computed per document: put these versions in " \
                         f"one document, or leave the template giving {tag!r} out of one " \
                         "document's aliases.tags"
+                elif "aliases" in (field, other_field) and document != plan.document:
+                    giver = document if other_field == "aliases" else plan.document
+                    hint += f"; document {giver} gives {tag!r} as an alias: write it in " \
+                        "no other list, or leave the template giving it out of document " \
+                        f"{giver}'s aliases.tags"
                 raise PlanError(
                     f"{source}: {label}: {field}: "
                     f"{plan.target.with_tag(tag)} is also {role} of {other}",
