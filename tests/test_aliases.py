@@ -62,6 +62,20 @@ def _v(text: str) -> Version:
     ("1.2.3-devel", ("1", "2", "3", "", "-devel")),  # not the pre-release "dev"
     ("3.14.0-rc1-slim", ("3", "14", "0", "-rc1", "-slim")),
     ("v2-windowsservercore-ltsc2022", ("2", "", "", "", "-windowsservercore-ltsc2022")),
+    # Python's short pre-releases after a separator, and the word "prerelease"
+    ("1.2.3-a1", ("1", "2", "3", "-a1", "")),
+    ("1.2.3-b1", ("1", "2", "3", "-b1", "")),
+    ("1.2.3-c1", ("1", "2", "3", "-c1", "")),
+    ("1.2.3.b2", ("1", "2", "3", ".b2", "")),
+    ("1.2.3-prerelease", ("1", "2", "3", "-prerelease", "")),
+    ("1.2.3-prerelease2-slim", ("1", "2", "3", "-prerelease2", "-slim")),
+    # a pre-release part later in the suffix is the pre-release, not part of the variant
+    ("1.2.3-slim-rc1", ("1", "2", "3", "-rc1", "-slim")),
+    ("1.2.3-slim-beta.2", ("1", "2", "3", "-beta.2", "-slim")),
+    ("1.2.3-slim-b1-bookworm", ("1", "2", "3", "-b1", "-slim-bookworm")),
+    ("1.2.3-slim-dev", ("1", "2", "3", "-dev", "-slim")),
+    ("1.2.3-slim-devel", ("1", "2", "3", "", "-slim-devel")),
+    ("1.2.3-b1a", ("1", "2", "3", "", "-b1a")),
 ])
 def test_parse_version(text: str, fields: tuple[str, ...]) -> None:
     v = _v(text)
@@ -73,6 +87,8 @@ def test_parse_version(text: str, fields: tuple[str, ...]) -> None:
 @pytest.mark.parametrize("text", [
     "", "latest", "stable", "x1.2", "1.", "1.2.", ".1", "1.2.3.4", "1..2", "1.2-1",
     "1.2.3-", "1.2.3-beta-2", "1.2.3_slim", "1.2.3 ", "V", "1.2.3+build5",
+    # two pre-releases, or a number after a pre-release word and a '-', in the suffix
+    "1.2.3-rc1-slim-rc2", "1.2.3-slim-rc1-beta2", "1.2.3-slim-rc-1", "1.2.3a1-slim-b2",
 ])
 def test_not_a_version(text: str) -> None:
     assert parse_version(text) is None
@@ -93,6 +109,11 @@ def test_order_is_numeric_and_pre_releases_come_before_their_release() -> None:
                        "1.2.3-rc.2", "1.2.3", "1.2.4a1", "1.2.10", "1.9.0", "1.10.0",
                        "1.11", "2"]
     assert _v("1.2").key == _v("1.2.0").key == _v("v1.2.0").key
+    # where the pre-release is written does not matter: one version, one suffix
+    assert (_v("1.2.3-slim-rc1").key, _v("1.2.3-slim-rc1").suffix) == (
+        _v("1.2.3-rc1-slim").key, _v("1.2.3-rc1-slim").suffix)
+    assert _v("1.2.3-a1").key < _v("1.2.3-b1").key < _v("1.2.3-prerelease").key \
+        == _v("1.2.3-rc").key < _v("1.2.3").key
 
 
 @pytest.mark.parametrize(("suffix", "name"), [
@@ -304,6 +325,30 @@ def test_plan_two_suffix_keys_in_the_order_listed() -> None:
     assert len(tags) == 8
 
 
+def test_plan_pre_releases_anywhere_in_the_value_float_nothing() -> None:
+    text = "\n".join([
+        "matrix:",
+        '  version: ["1.2.3-slim", "1.3.0-slim-rc1", "1.2.3", "1.2.4-b1", "1.2.5-prerelease",'
+        ' "1.2.6-a1"]',
+        f"image: {HOST}/app:{{version}}",
+        "aliases: {version: version}",
+        "manifests:",
+        f"  - image: {HOST}/app-amd64:{{version}}",
+    ])
+    assert _tags(parse_documents(text)) == {
+        "1.2.3-slim": ["1.2.3-slim", "1.2-slim", "1-slim", "slim"],
+        "1.3.0-slim-rc1": ["1.3.0-slim-rc1"],
+        "1.2.3": ["1.2.3", "1.2", "1", "latest"],
+        "1.2.4-b1": ["1.2.4-b1"],
+        "1.2.5-prerelease": ["1.2.5-prerelease"],
+        "1.2.6-a1": ["1.2.6-a1"],
+    }
+    same = text.replace('"1.2.3", ', '"1.3.0-rc1-slim", ')
+    assert _error(same) == (
+        "release.yaml: document 1: matrix: version: '1.3.0-slim-rc1' and '1.3.0-rc1-slim' are "
+        "the same version; give each version once")
+
+
 def test_plan_versions_without_minor_or_patch() -> None:
     text = _doc(["7", "8.1", "8.2"], aliases="{version: version}")
     # 7 has no minor: {major}.{minor} does not apply to it; 8.2's own tag is its minor alias
@@ -355,22 +400,36 @@ def test_other_alias_errors() -> None:
         "release.yaml: document 1: aliases.suffix: expected a matrix key or a list of matrix "
         "keys, got a mapping; write suffix: flavor, or suffix: [variant, distro]")
     assert _error(_doc(["1.2"], aliases="{version: version, suffix: version}")) == (
-        "release.yaml: document 1: aliases.suffix[0]: 'version' given twice; "
-        "the version key and each suffix key are named once")
+        "release.yaml: document 1: aliases.suffix: 'version' is the version key "
+        "(aliases.version); a suffix key holds variants such as -slim; a suffix in the "
+        "versions themselves (3.12.7-slim) is used without one")
+    assert _error(_doc(["1.2"], aliases="{version: version, suffix: [flavor, version]}")) == (
+        "release.yaml: document 1: aliases.suffix[1]: 'version' is the version key "
+        "(aliases.version); a suffix key holds variants such as -slim; a suffix in the "
+        "versions themselves (3.12.7-slim) is used without one")
+    assert _error(_doc(["1.2"], aliases="{version: version, suffix: [flavor, flavor]}")) == (
+        "release.yaml: document 1: aliases.suffix[1]: 'flavor' given twice; "
+        "name each suffix key once")
+    # one key written alone is aliases.suffix, not aliases.suffix[0]
+    assert _error(_doc(["1.2"], aliases="{version: version, suffix: flavour}")) == (
+        "release.yaml: document 1: aliases.suffix: 'flavour' is not a matrix key; "
+        "the matrix keys are version, flavor")
     assert _error(_doc(["1.2"], aliases='{version: version, tags: ["{mayor}"]}')).startswith(
         "release.yaml: document 1: aliases.tags[0]: unknown placeholder {mayor}; "
         "placeholders defined for aliases.tags[0]: {version}, {flavor}, {major}, {minor}, "
         "{patch}, {suffix}, {latest}")
     assert _error(_doc(["1.2"], aliases='{version: version, tags: ["{major}+x"]}')) == (
         "release.yaml: document 1 (version='1.2', flavor=''): aliases.tags[0]: invalid tag "
-        "'1+x'; fix the plan file (manifest-tool's YAML spec: image, tags, manifests)")
+        "'1+x'; a tag is 1 to 128 letters, digits, '_', '.' and '-', not starting with '.' "
+        "or '-'")
     assert _error(_doc(["1.2"], aliases="{version: version, latest: x}")).startswith(
         "release.yaml: document 1: aliases: unknown key 'latest'")
     # a version placeholder the version has no number for, in a template of every list
     assert _error(_doc(["1.2"], extra='tags: ["{major}.{minor}.{patch}"]')) == (
         "release.yaml: document 1 (version='1.2', flavor=''): tags[0]: {patch}: version "
-        "'1.2' has no patch number; fix the plan file (manifest-tool's YAML spec: image, "
-        "tags, manifests)")
+        "'1.2' has no patch number; every list of the document renders tags[0]: give each "
+        "version a patch number, or use {patch} in aliases.tags only (an alias template "
+        "skips a version without it)")
     text = _doc(["1.2"]).replace("flavor:", "major:").replace("{flavor}", "{major}")
     assert _error(text.replace("suffix: flavor", "suffix: major")) == (
         "release.yaml: document 1: matrix: key 'major' is the {major} placeholder of "
@@ -388,7 +447,16 @@ def test_an_alias_written_elsewhere_is_still_one_list_per_tag() -> None:
     assert _error(text) == (
         "release.yaml: document 2: image: registry.example.com/python:latest is also an "
         "alias of document 1 (version='3.13.0', flavor=''); each tag can be written by one "
-        "list only")
+        "list only; document 1 gives 'latest' as an alias: write it in no other list, or "
+        "leave the template giving it out of document 1's aliases.tags")
+    # the other way round: an alias of document 2 is a tag written in document 1
+    tagged = f"image: {HOST}/python:3.0.0\ntags: ['3']\nmanifests:\n" \
+        f"  - image: {HOST}/python-amd64:x\n"
+    assert _error(tagged + "---\n" + _doc(["3.12.7"])) == (
+        "release.yaml: document 2 (version='3.12.7', flavor=''): aliases: "
+        "registry.example.com/python:3 is also a tag of document 1; each tag can be written "
+        "by one list only; document 2 gives '3' as an alias: write it in no other list, or "
+        "leave the template giving it out of document 2's aliases.tags")
     # a version whose own tag is another version's alias: 3 is the target of 3's list
     assert _error(_doc(["3", "3.1"], aliases="{version: version}")) == (
         "release.yaml: document 1 (version='3.1', flavor=''): aliases: "
@@ -399,7 +467,7 @@ def test_an_alias_written_elsewhere_is_still_one_list_per_tag() -> None:
     assert _error(unmarked) == (
         "release.yaml: document 1 (version='1.0.0', flavor='-slim'): aliases: "
         "registry.example.com/python:1.0 is also an alias of document 1 (version='1.0.0', "
-        "flavor=''); each tag can be written by one list only")
+        "flavor=''); each tag can be written by one list only; add flavor to aliases.suffix")
 
 
 def test_a_fixed_tag_in_a_matrix_of_versions_points_at_aliases() -> None:
@@ -409,13 +477,193 @@ def test_a_fixed_tag_in_a_matrix_of_versions_points_at_aliases() -> None:
     assert _error(text) == (
         "release.yaml: document 1 (version='1.1.0', flavor=''): tags: "
         "registry.example.com/python:latest is also a tag of document 1 (version='1.0.0', "
-        "flavor=''); each tag can be written by one list only: to give a tag such as latest "
+        "flavor=''); each tag can be written by one list only; to give a tag such as latest "
         "to the newest version only, mark the version key with aliases: (docs/plan.md)")
     fixed = text.replace('tags: ["{version}-stable", latest]',
                          'tags: ["{version}-stable"]\naliases: {version: version}')
     assert _tags(parse_documents(fixed)) == {
         "1.0.0": ["1.0.0", "1.0.0-stable", "1.0"],
         "1.1.0": ["1.1.0", "1.1.0-stable", "1.1", "1", "latest"]}
+
+
+# the QA tester's plan: the flavours written without '-', the '-' in the image
+QA = "\n".join([
+    "matrix:",
+    '  version: ["1.2.3", "1.3.0"]',
+    "  flavor: [alpine, bookworm]",
+    f"image: {HOST}/app:{{version}}-{{flavor}}",
+    "aliases: {version: version, suffix: flavor}",
+    "manifests:",
+    f"  - image: {HOST}/app-amd64:{{version}}-{{flavor}}",
+])
+SAME = "each tag can be written by one list only"
+
+
+def test_a_suffix_value_must_start_with_a_separator() -> None:
+    # it would make 1.2alpine, 1alpine: refused, naming the key and the value
+    assert _error(QA) == (
+        "release.yaml: document 1: matrix: flavor: suffix value 'alpine' does not start with "
+        "'-' (aliases would read 1.2alpine); write '-alpine': a value of an aliases.suffix key "
+        "is '' or starts with '-' or '_', and {flavor} where the templates have -{flavor}")
+    # the value is named whichever suffix key and value it is; the version's own suffix shows
+    text = _doc(["v2-slim"], flavors=["", "-a", "b"],
+                aliases="{version: version, suffix: [flavor]}")
+    assert _error(text) == (
+        "release.yaml: document 1: matrix: flavor: suffix value 'b' does not start with '-' "
+        "(aliases would read 2-slimb); write '-b': a value of an aliases.suffix key is '' or "
+        "starts with '-' or '_'")
+    # as advised: the tags look right
+    fixed = QA.replace("[alpine, bookworm]", "[-alpine, -bookworm]").replace("-{flavor}",
+                                                                             "{flavor}")
+    assert _tags(parse_documents(fixed)) == {
+        "1.2.3-alpine": ["1.2.3-alpine", "1.2-alpine"],
+        "1.2.3-bookworm": ["1.2.3-bookworm", "1.2-bookworm"],
+        "1.3.0-alpine": ["1.3.0-alpine", "1.3-alpine", "1-alpine", "alpine"],
+        "1.3.0-bookworm": ["1.3.0-bookworm", "1.3-bookworm", "1-bookworm", "bookworm"],
+    }
+    underscore = fixed.replace("[-alpine, -bookworm]", '["", _alpine]')
+    assert _tags(parse_documents(underscore))["1.3.0_alpine"] == [
+        "1.3.0_alpine", "1.3_alpine", "1_alpine", "alpine"]
+    # a key that is not a suffix key may hold any value
+    other = _doc(["1.0.0"], flavors=["alpine"], aliases="{version: version}")
+    assert _tags(parse_documents(other)) == {"1.0.0alpine": ["1.0.0alpine", "1.0", "1",
+                                                             "latest"]}
+
+
+def test_a_fixed_tag_in_a_document_with_aliases() -> None:
+    fixed = _doc(["1.0.0", "1.1.0"], flavors=["", "-slim"], extra="tags: [latest]")
+    # latest is one of the aliases: the advice is to remove it from tags
+    assert _error(fixed) == (
+        "release.yaml: document 1 (version='1.0.0', flavor='-slim'): tags: "
+        "registry.example.com/python:latest is also a tag of document 1 (version='1.0.0', "
+        f"flavor=''); {SAME}; aliases: gives latest to the newest version already: remove it "
+        "from tags")
+    # slim is the {latest} alias of the -slim lists
+    slim = _doc(["1.0.0", "1.1.0"], flavors=["", "-slim"], extra="tags: [slim]")
+    assert _error(slim).endswith(
+        f"{SAME}; aliases: gives slim to the newest version already: remove it from tags")
+    # a tag no alias template gives: write it in aliases.tags
+    stable = _doc(["1.0.0", "1.1.0"], extra="tags: [stable]")
+    assert _error(stable) == (
+        "release.yaml: document 1 (version='1.1.0', flavor=''): tags: "
+        "registry.example.com/python:stable is also a tag of document 1 (version='1.0.0', "
+        f"flavor=''); {SAME}; to give stable to the newest version only, write it in "
+        "aliases.tags (docs/plan.md)")
+    as_advised = _doc(["1.0.0", "1.1.0"],
+                      aliases='{version: version, tags: ["{major}{suffix}", stable]}')
+    assert _tags(parse_documents(as_advised)) == {
+        "1.0.0": ["1.0.0"], "1.1.0": ["1.1.0", "1", "stable"]}
+
+
+def test_alias_collisions_say_what_to_change() -> None:
+    # two documents of one repository, each with aliases
+    def one(version: str) -> str:
+        return "\n".join([
+            "matrix:", f'  version: ["{version}"]', f"image: {HOST}/app:{{version}}",
+            "aliases: {version: version}", "manifests:",
+            f"  - image: {HOST}/app-amd64:{{version}}"])
+
+    assert _error(one("1.1.0") + "\n---\n" + one("2.0.0")) == (
+        "release.yaml: document 2 (version='2.0.0'): aliases: registry.example.com/app:latest "
+        f"is also an alias of document 1 (version='1.1.0'); {SAME}; aliases are computed per "
+        "document: put these versions in one document, or leave the template giving 'latest' "
+        "out of one document's aliases.tags")
+    # a flavour key left out of aliases.suffix: two lists would get each alias
+    assert _error(_doc(["1.0.0", "1.1.0"], flavors=["-alpine", "-slim"],
+                       aliases="{version: version}")) == (
+        "release.yaml: document 1 (version='1.0.0', flavor='-slim'): aliases: "
+        "registry.example.com/python:1.0 is also an alias of document 1 (version='1.0.0', "
+        f"flavor='-alpine'); {SAME}; add flavor to aliases.suffix")
+    two = "\n".join([
+        "matrix:", '  version: ["1.0.0"]', '  distro: ["", "-alpine"]', '  variant: ["", "-slim"]',
+        f"image: {HOST}/app:{{version}}{{variant}}{{distro}}", "aliases: {version: version}",
+        "manifests:", f"  - image: {HOST}/app-amd64:{{version}}{{variant}}{{distro}}"])
+    assert _error(two) == (
+        "release.yaml: document 1 (version='1.0.0', distro='', variant='-slim'): aliases: "
+        "registry.example.com/app:1.0 is also an alias of document 1 (version='1.0.0', "
+        f"distro='', variant=''); {SAME}; add variant to aliases.suffix")
+    assert _error(two.replace("distro: [\"\", \"-alpine\"]", "distro: [\"-alpine\", \"\"]")
+                  .replace('variant: ["", "-slim"]', 'variant: ["-slim"]')) == (
+        "release.yaml: document 1 (version='1.0.0', distro='', variant='-slim'): aliases: "
+        "registry.example.com/app:1.0 is also an alias of document 1 (version='1.0.0', "
+        f"distro='-alpine', variant='-slim'); {SAME}; add distro to aliases.suffix")
+    # an alias template without {suffix}: every suffix renders the same tag
+    assert _error(_doc(["1.0.0"], flavors=["", "-slim"],
+                       aliases='{version: version, suffix: flavor, tags: ["{major}-stable"]}')
+                  ) == (
+        "release.yaml: document 1 (version='1.0.0', flavor='-slim'): aliases: "
+        "registry.example.com/python:1-stable is also an alias of document 1 "
+        f"(version='1.0.0', flavor=''); {SAME}; aliases.tags[0] ('{{major}}-stable') renders "
+        "one tag for every suffix: use {suffix} or {latest} in it")
+    suffixed = "\n".join([
+        "matrix:", '  version: ["1.0.0", "1.0.0-slim"]', f"image: {HOST}/app:{{version}}",
+        'aliases: {version: version, tags: ["{major}.{minor}", "{major}{suffix}"]}',
+        "manifests:", f"  - image: {HOST}/app-amd64:{{version}}"])
+    assert _error(suffixed) == (
+        "release.yaml: document 1 (version='1.0.0-slim'): aliases: registry.example.com/app:1.0 "
+        f"is also an alias of document 1 (version='1.0.0'); {SAME}; aliases.tags[0] "
+        "('{major}.{minor}') renders one tag for every suffix: use {suffix} or {latest} in it")
+
+
+ALIASES_HINT = ("write aliases: {version: KEY}, optionally with suffix: KEY or [KEYS] and "
+                "tags: [TEMPLATES] (docs/plan.md)")
+MATRIX_HINT = ("fix the matrix document (docs/plan.md: matrix: {KEY: [VALUES]}, image and "
+               "tags using {KEY}, platforms and template, or manifests)")
+TAG_HINT = "a tag is 1 to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'"
+
+
+@pytest.mark.parametrize(("aliases", "extra", "line"), [
+    ("version", "",
+     "document 1: aliases: expected a mapping with keys version, suffix, tags, got 'version'; "
+     "write aliases: {version: version} (docs/plan.md)"),
+    ("[version]", "",
+     "document 1: aliases: expected a mapping with keys version, suffix, tags, got a list; "
+     + ALIASES_HINT),
+    ("{version: [version]}", "",
+     "document 1: aliases.version: expected a string, got a list; " + ALIASES_HINT),
+    ('{version: version, tags: "{major}"}', "",
+     "document 1: aliases.tags: expected a list of strings, got '{major}'; write alias "
+     "templates as a list: tags: ['{major}']"),
+    ('{version: version, tags: ["{major}", [x]]}', "",
+     "document 1: aliases.tags[1]: expected a string, got a list; " + ALIASES_HINT),
+    ('{version: version, tags: ["bad tag!"]}', "",
+     "document 1 (version='1.2.3', flavor=''): aliases.tags[0]: invalid tag 'bad tag!'; "
+     + TAG_HINT),
+    ('{version: version, tags: ["{major}.{minor}{suffix"]}', "",
+     "document 1: aliases.tags[0]: invalid template '{major}.{minor}{suffix': expected '}' "
+     "before end of string; close each placeholder: {KEY}; write {{ and }} for a literal "
+     "brace"),
+    ("{version: version}", 'tags: ["{major}.{minor}{suffix"]',
+     "document 1: tags[0]: invalid template '{major}.{minor}{suffix': expected '}' before end "
+     "of string; close each placeholder: {KEY}; write {{ and }} for a literal brace"),
+    ("{version: version}", 'tags: ["{patch}-{suffix}"]',
+     "document 1: tags[0]: unknown placeholder {suffix}; {suffix} is a placeholder of "
+     "aliases.tags only; placeholders defined for tags[0]: {version}, {flavor}, {major}, "
+     "{minor}, {patch}"),
+    ("{version: version, suffix: flavor}", 'tags: ["x y"]',
+     "document 1 (version='1.2.3', flavor=''): tags: invalid tag 'x y'; " + TAG_HINT),
+    ("~", 'tags: ["{major}"]',
+     "document 1: tags[0]: unknown placeholder {major}; {major} is a placeholder of aliases: "
+     "mark the matrix key of versions with aliases: {version: KEY} (docs/plan.md)"),
+    ("~", 'tags: ["{latest}"]',
+     "document 1: tags[0]: unknown placeholder {latest}; {latest} is a placeholder of "
+     "aliases: mark the matrix key of versions with aliases: {version: KEY} (docs/plan.md)"),
+    ("~", 'tags: ["{mayor}"]',
+     "document 1: tags[0]: unknown placeholder {mayor}; placeholders defined for tags[0]: "
+     "{version}, {flavor}"),
+    ("~", "platforms: [linux]",
+     "document 1: platforms[0]: invalid platform 'linux': expected os/arch[/variant]; "
+     + MATRIX_HINT),
+])
+def test_matrix_and_aliases_errors_advise_for_a_matrix_document(
+    aliases: str, extra: str, line: str
+) -> None:
+    text = _doc(["1.2.3"], flavors=["", "-slim"], aliases=aliases, extra=extra)
+    if extra.startswith("platforms"):
+        text = text.replace("platforms: [linux/amd64, linux/arm64/v8]\n", "")
+    message = _error(text)
+    assert message == f"release.yaml: {line}"
+    assert "manifest-tool" not in message
 
 
 @settings(max_examples=100, deadline=None)
@@ -456,13 +704,22 @@ def _section(text: str, heading: str) -> str:
 def test_docs_worked_example_is_the_table_shown() -> None:
     text = (REPO_ROOT / "docs" / "plan.md").read_text()
     section = _section(text, "### Release aliases computed from versions")
-    [block] = re.findall(r"<!-- plan lists=8 -->\n```yaml\n(.*?)```", section, re.DOTALL)
+    [block, templates] = re.findall(r"<!-- plan lists=\d+ -->\n```yaml\n(.*?)```", section,
+                                    re.DOTALL)
     rows = re.findall(r"^\| `([^`]+)` \| (.*) \|$", section, re.MULTILINE)
     table = {target: re.findall(r"`([^`]+)`", tags) for target, tags in rows
-             if parse_version(target) is not None}  # the tag table, not the key table
+             if parse_version(target) is not None}  # the tag tables, not the key table
     lists = parse_documents(block)
-    assert {str(p.target.tag): p.tags[1:] for p in lists} == table
-    assert len(table) == 8
+    assert {str(p.target.tag): p.tags[1:] for p in lists} == {
+        target: table[target] for target in table if target.startswith("3.")}
+    assert len(lists) == 8
+    # the alias templates example: its table gives the aliases after the -stable tag
+    lists = parse_documents(templates)
+    assert {str(p.target.tag): p.tags[2:] for p in lists} == {
+        target: table[target] for target in table if not target.startswith("3.")}
+    assert [p.tags[1] for p in lists][:2] == ["1.2.3-stable", "1.2.3-alpine-stable"]
+    assert len(lists) == 6
+    assert len(table) == 14
     assert DEFAULT_ALIASES == ("{major}.{minor}{suffix}", "{major}{suffix}", "{latest}")
     assert "default `[" + ", ".join(f'"{t}"' for t in DEFAULT_ALIASES) + "]`" in section
 

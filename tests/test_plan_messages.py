@@ -11,6 +11,10 @@ from manyfest.errors import PlanError
 from manyfest.ops.plan import parse_documents
 
 DEFAULT_HINT = PlanError.default_hint
+MATRIX_HINT = (
+    "fix the matrix document (docs/plan.md: matrix: {KEY: [VALUES]}, image and tags using "
+    "{KEY}, platforms and template, or manifests)"
+)
 DOC_KEYS = (
     "the keys of a document are image, manifests, tags, annotations, require_platforms, "
     "platform_check, attestations, allow_duplicate_platforms, media_type, artifact_type, "
@@ -91,11 +95,11 @@ def _error(text: str) -> PlanError:
      "manifests[0].platform.os.features: expected a list of strings, got a mapping",
      DEFAULT_HINT),
     (MATRIX + "platforms: linux/amd64\ntemplate: a.io/x-{arch}:{v}\n",
-     "platforms: expected a list of strings, got 'linux/amd64'", DEFAULT_HINT),
+     "platforms: expected a list of strings, got 'linux/amd64'", MATRIX_HINT),
     (MATRIX + "platforms: [linux/amd64]\ntemplate: [a]\n",
-     "template: expected a string, got a list", DEFAULT_HINT),
+     "template: expected a string, got a list", MATRIX_HINT),
     ("matrix: [a]\nimage: a.io/x:1\nplatforms: [linux/amd64]\ntemplate: a.io/x:1\n",
-     "matrix: expected a mapping of strings to lists of strings, got a list", DEFAULT_HINT),
+     "matrix: expected a mapping of strings to lists of strings, got a list", MATRIX_HINT),
     ("image: a.io/y:1\nallow_duplicate_platforms: yes\n" + ONE,
      "allow_duplicate_platforms: expected true or false, got 'yes'", DEFAULT_HINT),
     # a value outside a fixed set: the allowed values, and the nearest
@@ -119,3 +123,24 @@ def test_the_document_is_counted_across_kinds() -> None:
         "plan.yaml: document 2: unknown key 'templates' (did you mean 'template'?); "
         + MATRIX_KEYS
     )
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("matrix: {v: []}\nimage: a.io/x:{v}\n", "matrix: v: no values"),
+    ("matrix: {v: ['1', '1']}\nimage: a.io/x:{v}\nmanifests: [{image: 'a.io/y:{v}'}]\n",
+     "matrix: v: value '1' given twice"),
+    (MATRIX, "a matrix document needs platforms and template, or manifests"),
+    (MATRIX + "platforms: [linux/amd64]\ntemplate: a.io/x-{arch}:{v}\n"
+     "manifests: [{image: 'a.io/y:{v}'}]\n",
+     "give platforms and template, or manifests, not both"),
+    (MATRIX + "platforms: []\ntemplate: a.io/x-{arch}:{v}\n",
+     "platforms: a list needs at least one platform"),
+    ("matrix: {v: ['1']}\nimage: 'a.io/x:{v}!'\nmanifests: [{image: 'a.io/y:{v}'}]\n",
+     "(v='1'): image: invalid reference format: 'a.io/x:1!': not a valid reference"),
+])
+def test_matrix_document_errors_advise_for_a_matrix_document(text: str, message: str) -> None:
+    """A compact document's error with no more particular advice points at the matrix form
+    (docs/plan.md), not at manifest-tool's spec (image, tags, manifests)."""
+    err = _error(text)
+    sep = " " if message.startswith("(") else ": "
+    assert (err.message, err.hint) == (f"plan.yaml: document 1{sep}{message}", MATRIX_HINT)

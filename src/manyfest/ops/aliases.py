@@ -17,13 +17,19 @@ Versions are semver-ish::
 * the ``v`` prefix is dropped by the placeholders (``v1.2.3``: ``{major}`` is ``1``), as
   docker/metadata-action's semver patterns drop it;
 * a pre-release is one of the words ``alpha``, ``beta``, ``rc``, ``pre``, ``preview``,
-  ``dev`` (any case), directly or after ``-`` or ``.``, optionally followed by a number
-  directly or after ``.`` (``1.2.3-rc1``, ``1.2.3-beta.2``, ``1.0.dev0``), or PEP 440's
-  ``a``/``b``/``rc``/``c`` with a number and no separator (``3.13.0a1``, ``3.13.0rc2``);
-  pre-releases order below their release: dev < alpha < beta < pre/preview/rc/c;
+  ``prerelease``, ``dev`` (any case), directly or after ``-`` or ``.``, optionally followed
+  by a number directly or after ``.`` (``1.2.3-rc1``, ``1.2.3-beta.2``, ``1.0.dev0``), or
+  PEP 440's ``a``/``b``/``rc``/``c`` with a number, directly or after ``-`` or ``.``
+  (``3.13.0a1``, ``3.13.0rc2``, ``1.2.3-b1``); pre-releases order below their release:
+  dev < alpha < beta < pre/preview/prerelease/rc/c;
 * anything else after a ``-`` that starts with a letter is a variant suffix (``-slim``,
   ``-slim-bookworm``, ``-windowsservercore-ltsc2022``), which partitions the groups instead
-  of ordering: ``3.12.1-slim`` floats ``3-slim``, never ``3``.
+  of ordering: ``3.12.1-slim`` floats ``3-slim``, never ``3``;
+* a ``-``-separated part of the suffix that is a pre-release (``rc1``, ``beta.2``, ``b1``)
+  is the version's pre-release, wherever it stands: ``1.2.3-slim-rc1`` is the pre-release
+  ``-rc1`` of ``1.2.3`` with the suffix ``-slim`` (the same version as ``1.2.3-rc1-slim``),
+  so it floats nothing. Two pre-releases in one value, or a number after a pre-release word
+  and a ``-`` (``1.2.3-beta-2``), are not a version.
 """
 
 from __future__ import annotations
@@ -46,22 +52,26 @@ ALIAS_PLACEHOLDERS = ("suffix", "latest")
 """Placeholders only alias templates may use (see :func:`suffix_placeholders`)."""
 
 _PRE_WORDS = {"dev": 0, "alpha": 1, "a": 1, "beta": 2, "b": 2, "pre": 3, "preview": 3,
-              "rc": 3, "c": 3}
+              "prerelease": 3, "rc": 3, "c": 3}
 
+_PRE = r"""
+    (?P<word>alpha|beta|prerelease|preview|pre|rc|dev)(?:\.?(?P<num>[0-9]+))?
+  | (?P<short>a|b|rc|c)(?P<shortnum>[0-9]+)
+"""
 _VERSION_RE = re.compile(
-    r"""
+    rf"""
     (?P<prefix>v)?
     (?P<major>[0-9]+)
     (?:\.(?P<minor>[0-9]+)(?:\.(?P<patch>[0-9]+))?)?
-    (?P<pre>
-        [-.]?(?P<word>alpha|beta|preview|pre|rc|dev)(?:\.?(?P<num>[0-9]+))?
-      | (?P<short>a|b|rc|c)(?P<shortnum>[0-9]+)
-    )?
+    (?P<pre>[-.]?(?:{_PRE}))?
     (?P<suffix>-[A-Za-z][A-Za-z0-9_.-]*)?
     """,
     re.VERBOSE | re.IGNORECASE,
 )
-_PRE_START = re.compile(r"-(?:alpha|beta|preview|pre|rc|dev)(?![A-Za-z])", re.IGNORECASE)
+_PRE_PART = re.compile(_PRE, re.VERBOSE | re.IGNORECASE)
+"""A ``-``-separated part of a suffix that is a pre-release (``rc1``, ``beta.2``, ``b1``)."""
+_PRE_START = re.compile(r"-(?:alpha|beta|prerelease|preview|pre|rc|dev)(?![A-Za-z])",
+                        re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +116,9 @@ def parse_version(text: str) -> Version | None:
 
     A suffix whose first part is a pre-release word with something other than a number
     after it (``1.2.3-beta-2``) is not a version either: it would be read as a variant.
+    A later part of the suffix that is a pre-release is the pre-release (``1.2.3-slim-rc1``:
+    pre ``-rc1``, suffix ``-slim``); a second pre-release, or a part of digits only after
+    it (``1.2.3-slim-rc-1``), makes the value not a version.
     """
     m = _VERSION_RE.fullmatch(text)
     if m is None:
@@ -114,10 +127,23 @@ def parse_version(text: str) -> Version | None:
     if _PRE_START.match(suffix):
         return None
     pre = m.group("pre") or ""
+    found: re.Match[str] | None = m if pre else None
+    parts = suffix.split("-")[1:]
+    kept: list[str] = []
+    for i, part in enumerate(parts):
+        pm = _PRE_PART.fullmatch(part)
+        if pm is None:
+            kept.append(part)
+            continue
+        after = parts[i + 1] if i + 1 < len(parts) else ""
+        if found is not None or after.isdigit():
+            return None
+        found, pre = pm, f"-{part}"
+    suffix = "".join(f"-{part}" for part in kept)
     numbers = (int(m.group("major")), int(m.group("minor") or 0), int(m.group("patch") or 0))
-    if pre:
-        word = (m.group("word") or m.group("short")).lower()
-        number = int(m.group("num") or m.group("shortnum") or 0)
+    if found is not None:
+        word = (found.group("word") or found.group("short")).lower()
+        number = int(found.group("num") or found.group("shortnum") or 0)
         key = (*numbers, 0, _PRE_WORDS[word], number)
     else:
         key = (*numbers, 1, 0, 0)

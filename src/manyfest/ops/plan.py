@@ -320,7 +320,11 @@ def parse_documents(
             that is not a matrix key, a value of the version key that is not a version (the
             message gives the expected shape) or equal to another, a matrix key shadowing a
             version placeholder, a version placeholder the version lacks, an alias that is
-            not a valid tag; the message names the document (1-based) and the field.
+            not a valid tag, a value of a suffix key that is neither '' nor starts with
+            ``-`` or ``_``; the message names the document (1-based) and the field. The
+            hint of an error in a compact document is about compact documents
+            (:data:`MATRIX_HINT`, :data:`ALIASES_HINT` or more particular), never
+            manifest-tool's spec.
     """
     try:
         return _parse_documents(text, source, platform_check)
@@ -337,6 +341,7 @@ def _parse_documents(text: str, source: str, platform_check: str | None) -> list
         raise PlanError(f"{source}: invalid text: {exc}") from exc
     lists: list[PlanList] = []
     labels: list[str] = []
+    aliased: dict[int, frozenset[str]] = {}
     number = 0
     for number, doc in enumerate(documents, start=1):
         if doc is None or doc == "":
@@ -345,7 +350,15 @@ def _parse_documents(text: str, source: str, platform_check: str | None) -> list
         if not isinstance(doc, dict):
             raise PlanError(f"{where}: expected a mapping with image, tags and manifests")
         if "matrix" in doc:
-            for label, plan in _expand(doc, source, number, platform_check):
+            try:
+                expanded, given = _expand(doc, source, number, platform_check)
+            except PlanError as exc:  # manifest-tool's spec is not the advice for a matrix
+                if exc.hint == PlanError.default_hint:
+                    exc.hint = MATRIX_HINT
+                raise
+            if given is not None:
+                aliased[number] = given
+            for label, plan in expanded:
                 labels.append(label)
                 lists.append(plan)
             continue
@@ -357,7 +370,7 @@ def _parse_documents(text: str, source: str, platform_check: str | None) -> list
         lists.append(_validate(spec, where, number, platform_check))
     if not lists:
         raise PlanError(f"{source}: no list in the plan", hint="add at least one YAML document")
-    _check_unique_tags(lists, labels, source)
+    _check_unique_tags(lists, labels, source, aliased)
     return lists
 
 
@@ -532,6 +545,16 @@ _MATRIX_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 _PLATFORM_RE = re.compile(r"[^/\s]+/[^/\s]+(?:/[^/\s]+)?\Z")
 _FORMATTER = string.Formatter()
 
+MATRIX_HINT = "fix the matrix document (docs/plan.md: matrix: {KEY: [VALUES]}, image and " \
+    "tags using {KEY}, platforms and template, or manifests)"
+"""The hint of an error in a compact document that has no more particular one."""
+
+ALIASES_HINT = "write aliases: {version: KEY}, optionally with suffix: KEY or [KEYS] and " \
+    "tags: [TEMPLATES] (docs/plan.md)"
+"""The hint of an error in the ``aliases`` key that has no more particular one."""
+
+_TAG_HINT = "a tag is 1 to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'"
+
 
 def _split_platform(text: str) -> tuple[str, str, str] | None:
     """``os/arch[/variant]`` → (os, arch, variant); None when not of that form."""
@@ -546,7 +569,9 @@ def _check_placeholders(text: str, names: Sequence[str], where: str, field: str)
     try:
         parsed = [(name, spec) for _, name, spec, _ in _FORMATTER.parse(text) if name is not None]
     except ValueError as exc:
-        raise PlanError(f"{where}: {field}: invalid template {text!r}: {exc}") from None
+        raise PlanError(f"{where}: {field}: invalid template {text!r}: {exc}",
+                        hint="close each placeholder: {KEY}; write {{ and }} for a literal "
+                        "brace") from None
     defined = ", ".join(f"{{{n}}}" for n in names) or "none"
     hint = f"placeholders defined for {field}: {defined}"
     for name, spec in parsed:
@@ -559,9 +584,23 @@ def _check_placeholders(text: str, names: Sequence[str], where: str, field: str)
                 hint=hint,
             )
         if name not in names:
-            raise PlanError(f"{where}: {field}: unknown placeholder {{{name}}}", hint=hint)
+            raise PlanError(f"{where}: {field}: unknown placeholder {{{name}}}",
+                            hint=_placeholder_hint(name, names, hint))
         if spec:
             _check_placeholders(spec, names, where, field)
+
+
+def _placeholder_hint(name: str, names: Sequence[str], hint: str) -> str:
+    """The hint of an unknown placeholder: the aliases placeholders say where they are
+    defined (``{major}`` needs ``aliases:``; ``{suffix}`` is for alias templates only),
+    any other name gets ``hint`` (the placeholders defined)."""
+    if "major" not in names and name in (*versions.VERSION_PLACEHOLDERS,
+                                         *versions.ALIAS_PLACEHOLDERS):
+        return f"{{{name}}} is a placeholder of aliases: mark the matrix key of versions " \
+            "with aliases: {version: KEY} (docs/plan.md)"
+    if name in versions.ALIAS_PLACEHOLDERS and "suffix" not in names:
+        return f"{{{name}}} is a placeholder of aliases.tags only; {hint}"
+    return hint
 
 
 def _render(text: str, values: Mapping[str, str], doc_where: str, where: str, field: str) -> str:
@@ -570,6 +609,13 @@ def _render(text: str, values: Mapping[str, str], doc_where: str, where: str, fi
     _check_placeholders(text, list(values), doc_where, field)
     try:
         return text.format_map(values)
+    except _MissingNumber as exc:
+        raise PlanError(
+            f"{where}: {field}: {exc}",
+            hint=f"every list of the document renders {field}: give each version a "
+            f"{exc.name} number, or use {{{exc.name}}} in aliases.tags only (an alias "
+            f"template skips a version without it)",
+        ) from None
     except (ValueError, TypeError) as exc:  # a format spec or conversion a str refuses
         raise PlanError(f"{where}: {field}: {exc}") from None
 
@@ -621,8 +667,10 @@ def _platform_manifests(
 
 def _expand(
     doc: dict[str, Any], source: str, number: int, platform_check: str | None
-) -> list[tuple[str, PlanList]]:
-    """A compact document's lists, in matrix order, each with its label for errors."""
+) -> tuple[list[tuple[str, PlanList]], frozenset[str] | None]:
+    """A compact document's lists, in matrix order, each with its label for errors; and
+    with ``aliases``, every alias its templates gave (also those a list writes in its own
+    tags), else None."""
     doc_where = f"{source}: document {number}"
     matrix = doc.get("matrix")
     if isinstance(matrix, dict):  # before nulls are dropped: `key:` with no value is an error
@@ -638,17 +686,24 @@ def _expand(
     _normalise_platform(doc, doc_where)
     _booleans(doc, doc_where)
     alias_doc = doc.get("aliases")
+    suffix_alone = False
     if isinstance(alias_doc, dict) and "suffix" in alias_doc:
         suffix = alias_doc["suffix"]
         if isinstance(suffix, str):
             alias_doc["suffix"] = [suffix]  # one key, or a list of keys
+            suffix_alone = True
         elif not (isinstance(suffix, list) and all(isinstance(k, str) for k in suffix)):
             raise PlanError(
                 f"{doc_where}: aliases.suffix: expected a matrix key or a list of matrix "
                 f"keys, got {_given(suffix)}",
                 hint="write suffix: flavor, or suffix: [variant, distro]",
             )
-    spec = _convert(doc, CompactSpec, doc_where)
+    try:
+        spec = _convert(doc, CompactSpec, doc_where)
+    except PlanError as exc:
+        if exc.hint == PlanError.default_hint and exc.message.startswith(f"{doc_where}: aliases"):
+            exc.hint = _aliases_hint(alias_doc)
+        raise
     for key, values in spec.matrix.items():
         if not _MATRIX_KEY.match(key):
             raise PlanError(
@@ -684,7 +739,7 @@ def _expand(
     elif spec.platforms is not None or spec.template is not None:
         raise PlanError(f"{doc_where}: give platforms and template, or manifests, not both")
 
-    version_of = _versions(spec, doc_where)
+    version_of = _versions(spec, doc_where, suffix_alone)
     out: list[tuple[str, PlanList]] = []
     for combination in itertools.product(*spec.matrix.values()):
         names = dict(zip(spec.matrix, combination, strict=True))
@@ -696,40 +751,66 @@ def _expand(
             values = {**names, **_version_values(version_of[names[spec.aliases.version]])}
         listspec = _combination(spec, values, platforms, doc_where, f"{source}: {label}")
         out.append((label, _validate(listspec, f"{source}: {label}", number, platform_check)))
-    if spec.aliases is not None:
-        out = _with_aliases(spec, spec.aliases, version_of, out, source, doc_where)
-    return out
+    if spec.aliases is None:
+        return out, None
+    return _with_aliases(spec, spec.aliases, version_of, out, source, doc_where)
+
+
+def _aliases_hint(alias_doc: Any) -> str:
+    """The hint of an ``aliases`` value of the wrong shape: the mapping to write, with the
+    value given where it is a key's name or a template (``aliases: version``)."""
+    if isinstance(alias_doc, str):
+        return f"write aliases: {{version: {alias_doc}}} (docs/plan.md)"
+    if isinstance(alias_doc, dict) and isinstance(alias_doc.get("tags"), str):
+        return f"write alias templates as a list: tags: [{alias_doc['tags']!r}]"
+    return ALIASES_HINT
+
+
+class _MissingNumber(ValueError):
+    """A template used a version placeholder the version has no number for."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class _Missing(str):
     """A version placeholder the version has no number for (``{patch}`` of ``1.2``): in
-    :meth:`str.format_map` it raises ValueError with its text as the message."""
+    :meth:`str.format_map` it raises :class:`_MissingNumber` with its text as the message."""
 
-    __slots__ = ()
+    name: str
 
     def __format__(self, spec: str) -> str:
-        raise ValueError(str(self))
+        raise _MissingNumber(str(self), self.name)
+
+
+def _missing(version: versions.Version, name: str) -> _Missing:
+    value = _Missing(f"{{{name}}}: version {version.text!r} has no {name} number")
+    value.name = name
+    return value
 
 
 def _version_values(version: versions.Version) -> dict[str, str]:
     """``{major}``, ``{minor}``, ``{patch}`` of a version for templates; missing numbers
     are :class:`_Missing` (an error where a template uses them)."""
-    values: dict[str, str] = {
-        name: _Missing(f"{{{name}}}: version {version.text!r} has no {name} number")
-        for name in version.missing()
-    }
+    values: dict[str, str] = {name: _missing(version, name) for name in version.missing()}
     values.update(version.placeholders())
     return values
 
 
-def _versions(spec: CompactSpec, doc_where: str) -> dict[str, versions.Version]:
+def _versions(
+    spec: CompactSpec, doc_where: str, suffix_alone: bool = False
+) -> dict[str, versions.Version]:
     """Check ``aliases`` and parse the version key's values: ``{value: Version}`` ({} when
-    the document has no ``aliases``).
+    the document has no ``aliases``). ``suffix_alone``: ``aliases.suffix`` was written as
+    one key, not a list (errors name ``aliases.suffix``, not ``aliases.suffix[0]``).
 
     Raises:
-        PlanError: the version or a suffix key is not a matrix key, a key is given twice,
-            a matrix key shadows a version placeholder, a value is not a version, two values
-            are the same version.
+        PlanError: the version or a suffix key is not a matrix key, a suffix key is the
+            version key or is given twice, a matrix key shadows a version placeholder, a
+            value is not a version, two values are the same version, a value of a suffix
+            key is neither '' nor starts with '-' or '_' (it would run into the numbers:
+            ``1.2alpine``).
     """
     spec_aliases = spec.aliases
     if spec_aliases is None:
@@ -740,13 +821,18 @@ def _versions(spec: CompactSpec, doc_where: str) -> dict[str, versions.Version]:
     if key not in spec.matrix:
         raise PlanError(f"{doc_where}: aliases.version: {key!r} is not a matrix key", hint=known)
     for i, suffix in enumerate(spec_aliases.suffix):
+        field = "aliases.suffix" if suffix_alone else f"aliases.suffix[{i}]"
         if suffix not in spec.matrix:
+            raise PlanError(f"{doc_where}: {field}: {suffix!r} is not a matrix key", hint=known)
+        if suffix == key:
             raise PlanError(
-                f"{doc_where}: aliases.suffix[{i}]: {suffix!r} is not a matrix key", hint=known
+                f"{doc_where}: {field}: {suffix!r} is the version key (aliases.version)",
+                hint="a suffix key holds variants such as -slim; a suffix in the versions "
+                "themselves (3.12.7-slim) is used without one",
             )
-        if suffix == key or suffix in spec_aliases.suffix[:i]:
-            raise PlanError(f"{doc_where}: aliases.suffix[{i}]: {suffix!r} given twice",
-                            hint="the version key and each suffix key are named once")
+        if suffix in spec_aliases.suffix[:i]:
+            raise PlanError(f"{doc_where}: {field}: {suffix!r} given twice",
+                            hint="name each suffix key once")
     for name in (*versions.VERSION_PLACEHOLDERS, *versions.ALIAS_PLACEHOLDERS):
         if name in spec.matrix:
             raise PlanError(
@@ -769,6 +855,21 @@ def _versions(spec: CompactSpec, doc_where: str) -> dict[str, versions.Version]:
                             "same version", hint="give each version once")
         seen[(version.key, version.suffix)] = value
         parsed[value] = version
+    first = parsed[spec.matrix[key][0]]
+    for suffix in spec_aliases.suffix:
+        for value in spec.matrix[suffix]:
+            if value == "" or value.startswith(("-", "_")):
+                continue
+            numbers = f"{first.major}.{first.minor}" if first.minor else first.major
+            hint = f"write {'-' + value!r}: a value of an aliases.suffix key is '' or " \
+                "starts with '-' or '_'"
+            if f"-{{{suffix}}}" in spec.image:
+                hint += f", and {{{suffix}}} where the templates have -{{{suffix}}}"
+            raise PlanError(
+                f"{doc_where}: matrix: {suffix}: suffix value {value!r} does not start with "
+                f"'-' (aliases would read {numbers}{first.suffix}{value})",
+                hint=hint,
+            )
     return parsed
 
 
@@ -779,8 +880,9 @@ def _with_aliases(
     lists: list[tuple[str, PlanList]],
     source: str,
     doc_where: str,
-) -> list[tuple[str, PlanList]]:
-    """The document's lists with their floating aliases added (:func:`versions.assign`).
+) -> tuple[list[tuple[str, PlanList]], frozenset[str]]:
+    """The document's lists with their floating aliases added (:func:`versions.assign`),
+    and every alias given (also those a list writes in its own tags).
 
     A list's groups are keyed by its target repository, its version's suffix and the values
     of every matrix key but the version key; alias templates are checked once for the
@@ -788,7 +890,8 @@ def _with_aliases(
 
     Raises:
         PlanError: an unknown placeholder in an alias template, a rendered alias that is
-            not a valid tag.
+            not a valid tag, two lists of one repository given one alias (a matrix key
+            left out of ``aliases.suffix``, or a template without ``{suffix}``).
     """
     templates = list(versions.DEFAULT_ALIASES if spec_aliases.tags is None
                      else spec_aliases.tags)
@@ -818,7 +921,7 @@ def _with_aliases(
             except (ValueError, TypeError) as exc:  # a format spec a str refuses
                 raise PlanError(f"{where}: {exc}") from None
             if not reference.valid_tag(alias):
-                raise PlanError(f"{where}: invalid tag {alias!r}")
+                raise PlanError(f"{where}: invalid tag {alias!r}", hint=_TAG_HINT)
             rendered.append(alias)
         others = tuple((k, v) for k, v in values.items() if k != key)
         partition = (registry_key(plan.target.registry), plan.target.repository,
@@ -829,13 +932,49 @@ def _with_aliases(
     except ValueError as exc:  # pragma: no cover - equal versions are refused first
         raise PlanError(f"{doc_where}: aliases: {exc}") from None
     out: list[tuple[str, PlanList]] = []
-    for (label, plan), new in zip(lists, given, strict=True):
+    holders: dict[tuple[str, str, str], int] = {}
+    for i, ((label, plan), new) in enumerate(zip(lists, given, strict=True)):
         added = tuple(a for a in new if a not in plan.tags)
+        for alias in added:
+            held = holders.setdefault(
+                (registry_key(plan.target.registry), plan.target.repository, alias), i)
+            if held != i:
+                j = candidates[i].aliases.index(alias)
+                raise PlanError(
+                    f"{source}: {label}: aliases: {plan.target.with_tag(alias)} is also an "
+                    f"alias of {lists[held][0]}",
+                    hint=_same_alias_hint(spec, spec_aliases, combinations[held],
+                                          combinations[i], templates[j], j, used[j]),
+                )
         if added:
             plan = dataclasses.replace(plan, extra_tags=(*plan.extra_tags, *added),
                                        aliases=added)
         out.append((label, plan))
-    return out
+    return out, frozenset(a for new in given for a in new)
+
+
+def _same_alias_hint(
+    spec: CompactSpec,
+    spec_aliases: AliasSpec,
+    first: Sequence[str],
+    second: Sequence[str],
+    template: str,
+    index: int,
+    used: set[str],
+) -> str:
+    """What to do when two lists of one document (matrix values ``first``, ``second``) got
+    one alias from ``template`` (``aliases.tags[index]``, using placeholders ``used``)."""
+    hint = "each tag can be written by one list only"
+    differ = [k for k, a, b in zip(spec.matrix, first, second, strict=True)
+              if a != b and k != spec_aliases.version]
+    if not used & {"suffix", "latest"} and (set(differ) & set(spec_aliases.suffix) or
+                                            not differ):
+        return f"{hint}; aliases.tags[{index}] ({template!r}) renders one tag for every " \
+            "suffix: use {suffix} or {latest} in it"
+    unmarked = [k for k in differ if k not in spec_aliases.suffix and k not in used]
+    if unmarked:
+        return f"{hint}; add {' and '.join(unmarked)} to aliases.suffix"
+    return hint  # pragma: no cover - lists of one group share no alias
 
 
 def _combination(
@@ -892,8 +1031,17 @@ def _combination(
     )
 
 
-def _check_unique_tags(lists: Sequence[PlanList], labels: Sequence[str], source: str) -> None:
-    """Refuse a tag written by two lists: they would race and the last PUT would win."""
+def _check_unique_tags(
+    lists: Sequence[PlanList],
+    labels: Sequence[str],
+    source: str,
+    aliased: Mapping[int, frozenset[str]],
+) -> None:
+    """Refuse a tag written by two lists: they would race and the last PUT would win.
+
+    ``aliased``: per compact document with ``aliases``, every alias it gave; the hint of a
+    tag written by every list of such a document says whether the aliases give it already.
+    """
     seen: dict[tuple[str, str, str], tuple[str, str, int]] = {}
     for plan, label in zip(lists, labels, strict=True):
         for i, tag in enumerate(plan.tags):
@@ -905,8 +1053,25 @@ def _check_unique_tags(lists: Sequence[PlanList], labels: Sequence[str], source:
                 hint = "each tag can be written by one list only"
                 if field == other_field == "tags" and document == plan.document and \
                         label.endswith(")"):  # one matrix gives a fixed tag to every list
-                    hint += ": to give a tag such as latest to the newest version only, " \
-                        "mark the version key with aliases: (docs/plan.md)"
+                    given = aliased.get(document)
+                    if given is None:
+                        hint += "; to give a tag such as latest to the newest version " \
+                            "only, mark the version key with aliases: (docs/plan.md)"
+                    elif tag in given:
+                        hint += f"; aliases: gives {tag} to the newest version already: " \
+                            "remove it from tags"
+                    else:
+                        hint += f"; to give {tag} to the newest version only, write it in " \
+                            "aliases.tags (docs/plan.md)"
+                elif field == other_field == "aliases":  # two documents of one repository
+                    hint += "; aliases are computed per document: put these versions in " \
+                        f"one document, or leave the template giving {tag!r} out of one " \
+                        "document's aliases.tags"
+                elif "aliases" in (field, other_field) and document != plan.document:
+                    giver = document if other_field == "aliases" else plan.document
+                    hint += f"; document {giver} gives {tag!r} as an alias: write it in " \
+                        "no other list, or leave the template giving it out of document " \
+                        f"{giver}'s aliases.tags"
                 raise PlanError(
                     f"{source}: {label}: {field}: "
                     f"{plan.target.with_tag(tag)} is also {role} of {other}",
@@ -1058,7 +1223,7 @@ def _validate(
         raise PlanError(f"{where}: image: the target {spec.image!r} must be a tag, not a digest")
     for tag in spec.tags:
         if not reference.valid_tag(tag):
-            raise PlanError(f"{where}: tags: invalid tag {tag!r}")
+            raise PlanError(f"{where}: tags: invalid tag {tag!r}", hint=_TAG_HINT)
     if not spec.manifests:
         raise PlanError(f"{where}: manifests: a list needs at least one image")
     mode = _check_mode(platform_check or _check_mode(spec.platform_check, where), where)
