@@ -405,7 +405,9 @@ def test_two_shards_publish_the_plan_and_merge(registry: RegistryServer, ns: str
     assert len(every_tag) == 18
 
     # --dry-run shows only the shard's lists
-    proc = manyfest("publish", "--shard", "1/2", "--dry-run", "--json", str(plan_file))
+    dry_report = tmp_path / "dry-1.jsonl"
+    proc = manyfest("publish", "--shard", "1/2", "--dry-run", "--json", "--report",
+                    str(dry_report), str(plan_file))
     assert proc.returncode == 0, proc.stderr
     assert "shard 1/2: 3 of 6 lists, 1 of 3 repositories\n" in proc.stderr
     assert [r["target"] for r in json.loads(proc.stdout)["results"]] == [
@@ -421,6 +423,14 @@ def test_two_shards_publish_the_plan_and_merge(registry: RegistryServer, ns: str
     assert {entry["target"].split("/")[2].split(":")[0] for entry in lines[0]} == {"app-a"}
     assert {entry["target"].split("/")[2].split(":")[0] for entry in lines[1]} == {
         "app-b", "app-c"}
+
+    # a dry run's report is not merged with a real run's (QA: it was, without a word)
+    proc = manyfest("report", "merge", str(dry_report), str(reports[1]))
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        f"{dry_report}:1 is a list of a --dry-run run and {reports[1]}:1 a list of a real "
+        "run; a --dry-run run publishes nothing: merge the reports of real runs only, or of "
+        "--dry-run runs only\n")
 
     merged_file = tmp_path / "report.jsonl"
     proc = manyfest("report", "merge", "-o", str(merged_file), *map(str, reports))
