@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,9 @@ from tests.helpers import manyfest
 from tests.test_startup import _heavy, _imports
 
 FORM = ("a report is JSON Lines as `manyfest publish --report` writes it (one object per "
-        "list), or publish's --json document")
+        "list), publish's --json document, or one list's object")
+DRY = ("a --dry-run run publishes nothing: merge the reports of real runs only, or of "
+       "--dry-run runs only")
 CONFLICT = ("each list belongs in one shard's report: give each shard's report once (its "
             "latest run), all of the shards of one plan")
 D1 = "sha256:" + "1" * 64
@@ -143,6 +147,45 @@ def test_a_malformed_document_names_the_result(tmp_path: Path) -> None:
         f"{path}: results: expected a list of lists' reports; {FORM}")
 
 
+def test_one_pretty_printed_object_is_one_list(tmp_path: Path) -> None:
+    """QA: a list's object pretty-printed (jq, json.dumps(indent=2)) gave `not JSON (Input
+    data was truncated)`. It is one list, named by the file alone, written compactly with
+    its keys in the order read; a one-line object stays JSON Lines (its bytes kept)."""
+    obj = _line("reg.example/a:1", ["1", "latest"], plan_key="sha256:ab", dry_run=False)
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+    (entry,) = reports.read(path)
+    assert entry.where == str(path)
+    assert entry.fields == obj
+    assert reports.merge([[entry]]).to_jsonl() == (
+        json.dumps(obj, separators=(",", ":")) + "\n").encode()
+    spaced = b'{"target": "reg.example/a:1",   "tags": ["1"], "status": "created"}'
+    path.write_bytes(b"\n" + spaced + b"\n\n")
+    (entry,) = reports.read(path)
+    assert (entry.where, entry.raw) == (f"{path}:2", spaced)
+    # a pretty-printed object that is not a list's report: the rule that fails, by file
+    path.write_text(json.dumps({"summary": {"lists": 1}}, indent=2))
+    assert _error(lambda: reports.read(path)).one_line() == (
+        f"{path}: no target (a list's reference); {FORM}")
+    path.write_text(json.dumps(_line("reg.example/a:1", ["1"], status="done"), indent=2))
+    assert _error(lambda: reports.read(path)).one_line() == (
+        f"{path}: status: expected one of created, updated, unchanged, failed, got 'done'; "
+        f"{FORM}")
+    # two pretty-printed objects are neither: the first line is not JSON
+    path.write_text(json.dumps(obj, indent=2) + "\n" + json.dumps(obj, indent=2))
+    assert _error(lambda: reports.read(path)).one_line() == (
+        f"{path}:1: not JSON (Input data was truncated); {FORM}")
+
+
+def test_dry_run_must_be_a_boolean(tmp_path: Path) -> None:
+    path = _write(tmp_path / "r.jsonl", _line("reg.example/a:1", ["1"], dry_run="yes"))
+    assert _error(lambda: reports.read(path)).one_line() == (
+        f"{path}:1: dry_run: expected true or false, got 'yes'; {FORM}")
+    path = _write(tmp_path / "r.jsonl", _line("reg.example/a:1", ["1"], dry_run=False),
+                  _line("reg.example/a:2", ["2"], dry_run=True))
+    assert [e.dry_run for e in reports.read(path)] == [False, True]
+
+
 def test_text_that_is_not_utf8_is_malformed(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     path.write_bytes(b'{"target": "reg.example/a:1", "tags": ["\xff"], "status": "created"}\n')
@@ -191,8 +234,7 @@ def test_the_same_target_twice_is_refused(tmp_path: Path) -> None:
                _line("reg.example/ns/app:1", ["1"], status="unchanged"))
     error = _error(lambda: reports.merge([reports.read(a), reports.read(b)]))
     assert error.one_line() == (
-        f"{a}:1 and {b}:2 both have reg.example/ns/app:1 (a list's target; a list's target); "
-        f"{CONFLICT}")
+        f"{a}:1 and {b}:2 both have reg.example/ns/app:1 as their target; {CONFLICT}")
 
 
 def test_a_tag_in_two_lists_is_refused(tmp_path: Path) -> None:
@@ -208,6 +250,49 @@ def test_a_tag_in_two_lists_is_refused(tmp_path: Path) -> None:
     assert _error(lambda: reports.merge([reports.read(c)])).one_line() == (
         f"{c}:1 and {c}:2 both have reg.example/ns/app:latest (a list's target; a tag of "
         f"reg.example/ns/app:3); {CONFLICT}")
+
+
+def test_dry_run_and_real_lists_are_not_merged(tmp_path: Path) -> None:
+    """QA: `publish --dry-run` lines merged with real ones without a word. A mix is refused,
+    naming the first line of each kind; dry-run lines only merge, and the summary says
+    "(dry run)"."""
+    real = _write(tmp_path / "real.jsonl", _line("reg.example/a:1", ["1"]),
+                  _line("reg.example/a:2", ["2"]))
+    dry = _write(tmp_path / "dry.jsonl", _line("reg.example/b:1", ["1"], dry_run=True,
+                                               requests=3),
+                 _line("reg.example/b:2", ["2"], status="unchanged", dry_run=True,
+                       requests=2))
+    error = _error(lambda: reports.merge([reports.read(real), reports.read(dry)]))
+    assert error.one_line() == (
+        f"{dry}:1 is a list of a --dry-run run and {real}:1 a list of a real run; {DRY}")
+    error = _error(lambda: reports.merge([reports.read(dry), reports.read(real)]))
+    assert error.one_line() == (
+        f"{dry}:1 is a list of a --dry-run run and {real}:1 a list of a real run; {DRY}")
+    # within one file too
+    mixed = _write(tmp_path / "mixed.jsonl", _line("reg.example/c:1", ["1"], dry_run=False),
+                   _line("reg.example/c:2", ["2"], dry_run=True))
+    assert _error(lambda: reports.merge([reports.read(mixed)])).one_line() == (
+        f"{mixed}:2 is a list of a --dry-run run and {mixed}:1 a list of a real run; {DRY}")
+    other = _write(tmp_path / "dry-2.jsonl", _line("reg.example/c:1", ["1"], dry_run=True,
+                                                   status="failed", requests=1))
+    merged = reports.merge([reports.read(dry), reports.read(other), reports.read(dry)])
+    assert merged.dry_run is True
+    assert merged.summary() == (
+        "merged 3 reports (dry run): 3 lists (1 created, 1 unchanged, 1 failed: "
+        "reg.example/c:1), 6 requests; 2 identical copies of a list dropped")
+    assert reports.merge([reports.read(real)]).dry_run is False
+    assert reports.merge([]).dry_run is False
+
+
+def test_summary_fields(tmp_path: Path) -> None:
+    path = _write(tmp_path / "r.jsonl", _line("reg.example/a:1", ["1"], requests=5),
+                  _line("reg.example/a:2", ["2"], status="failed", requests=2),
+                  _line("reg.example/a:3", ["3"], status="unchanged", requests=1))
+    merged = reports.merge([reports.read(path), reports.read(path)])
+    assert merged.fields() == {
+        "reports": 2, "lists": 3, "created": 1, "updated": 0, "unchanged": 1, "failed": 1,
+        "failed_targets": ["reg.example/a:2"], "requests": 8, "duplicates": 3,
+        "dry_run": False}
 
 
 def test_host_and_host_80_are_one_registry(tmp_path: Path) -> None:
@@ -242,6 +327,29 @@ def test_summary_wording(tmp_path: Path) -> None:
 
 
 # --- writing -------------------------------------------------------------------------------
+
+def test_write_keeps_an_existing_files_mode(tmp_path: Path) -> None:
+    """QA: `-o` over a 0444 file made it 0644. An existing file keeps its permission bits
+    (the rename replaces it all the same); a new file gets 0666 less the umask."""
+    out = tmp_path / "report.jsonl"
+    for mode in (0o444, 0o640, 0o600):
+        out.write_bytes(b"old\n")
+        out.chmod(mode)
+        reports.write(out, b"new\n")
+        assert (out.read_bytes(), out.stat().st_mode & 0o7777) == (b"new\n", mode)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    fresh = tmp_path / "fresh.jsonl"
+    reports.write(fresh, b"x\n")
+    assert fresh.stat().st_mode & 0o7777 == 0o666 & ~umask
+    # through a symbolic link: the file it names keeps its mode, the link stays a link
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(out)
+    out.chmod(0o444)
+    reports.write(link, b"linked\n")
+    assert link.is_symlink()
+    assert (out.read_bytes(), out.stat().st_mode & 0o7777) == (b"linked\n", 0o444)
+
 
 def test_write_is_atomic_and_leaves_no_temporary(tmp_path: Path) -> None:
     out = tmp_path / "report.jsonl"
@@ -291,6 +399,60 @@ def test_merge_to_a_file(tmp_path: Path) -> None:
     proc = manyfest("report", "merge", "--output", str(a), str(a), str(doc))
     assert proc.returncode == 0, proc.stderr
     assert a.read_text() == out.read_text()
+
+
+def test_output_dash_is_stdout(tmp_path: Path) -> None:
+    """QA: `-o -` made a file named `-`."""
+    a = _write(tmp_path / "a.jsonl", _line("reg.example/a:1", ["1"]))
+    proc = subprocess.run([sys.executable, "-m", "manyfest", "report", "merge", "-o", "-",
+                           str(a)], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          check=False)
+    assert (proc.returncode, proc.stdout) == (0, a.read_text()), proc.stderr
+    assert proc.stderr == "merged 1 report: 1 list (1 created), 7 requests\n"
+    assert not (tmp_path / "-").exists()
+
+
+def test_output_over_a_read_only_file_keeps_its_mode(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.jsonl", _line("reg.example/a:1", ["1"]))
+    out = tmp_path / "merged.jsonl"
+    out.write_text("stale\n")
+    out.chmod(0o444)
+    proc = manyfest("report", "merge", "-o", str(out), str(a))
+    assert proc.returncode == 0, proc.stderr
+    assert (out.read_text(), out.stat().st_mode & 0o7777) == (a.read_text(), 0o444)
+
+
+def test_dry_run_reports_in_the_command(tmp_path: Path) -> None:
+    real = _write(tmp_path / "real.jsonl", _line("reg.example/a:1", ["1"]))
+    dry = _write(tmp_path / "dry.jsonl", _line("reg.example/b:1", ["1"], dry_run=True))
+    out = tmp_path / "out.jsonl"
+    proc = manyfest("report", "merge", "-o", str(out), str(real), str(dry))
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (f"{dry}:1 is a list of a --dry-run run and {real}:1 a list of a "
+                           f"real run; {DRY}\n")
+    assert not out.exists()
+    proc = manyfest("report", "merge", str(dry))
+    assert (proc.returncode, proc.stdout) == (0, dry.read_text())
+    assert proc.stderr == "merged 1 report (dry run): 1 list (1 created), 7 requests\n"
+
+
+def test_the_summary_event_carries_the_counts(tmp_path: Path) -> None:
+    """--log-format json: the summary is a ``summary`` event with the counts as fields."""
+    a = _write(tmp_path / "a.jsonl", _line("reg.example/a:1", ["1"], requests=4),
+               _line("reg.example/a:2", ["2"], status="failed", requests=1))
+    b = _write(tmp_path / "b.jsonl", _line("reg.example/b:1", ["1"], status="updated",
+                                           requests=2))
+    proc = manyfest("--log-format", "json", "report", "merge", str(a), str(b))
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    event = json.loads(line)
+    assert (event["level"], event["event"]) == ("info", "summary")
+    assert event["message"] == ("merged 2 reports: 3 lists (1 created, 1 updated, 1 failed: "
+                                "reg.example/a:2), 7 requests")
+    assert event["fields"] == {
+        "reports": 2, "lists": 3, "created": 1, "updated": 1, "unchanged": 0, "failed": 1,
+        "failed_targets": ["reg.example/a:2"], "requests": 7, "duplicates": 0,
+        "dry_run": False}
 
 
 def test_merge_errors_are_one_line_exit_2(tmp_path: Path) -> None:

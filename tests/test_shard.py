@@ -9,6 +9,7 @@ import random
 import re
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import anyio
@@ -60,6 +61,67 @@ def test_parse_refuses(text: str) -> None:
         shards.parse(text)
     assert info.value.exit_code == 2
     assert info.value.one_line() == f"--shard {text!r}: {EXPECTED}; {HINT}"
+
+
+def test_parse_refuses_more_shards_than_the_limit() -> None:
+    """N up to MAX_SHARDS (1,000,000) is taken; larger is a usage error saying the limit,
+    however many digits N has (Python refuses to convert more than 4300: never tried)."""
+    assert shards.MAX_SHARDS == 1_000_000
+    assert shards.parse("1000000/1000000") == (1_000_000, 1_000_000)
+    assert shards.parse("7/0001000000") == (7, 1_000_000)
+    assert shards.parse("0" * 5000 + "2/" + "0" * 5000 + "3") == (2, 3)
+    too_many = "N is at most 1000000 (more shards than repositories are empty anyway)"
+    for text, shown in [("1/1000001", "'1/1000001'"),
+                        ("1/99999999999999999999", "'1/99999999999999999999'"),
+                        ("1/" + "9" * 5000, "'1/999999999999999999'... (5002 characters)"),
+                        ("9" * 5000 + "/" + "9" * 5000,
+                         "'99999999999999999999'... (10001 characters)")]:
+        with pytest.raises(UsageError) as info:
+            shards.parse(text)
+        assert info.value.exit_code == 2
+        assert info.value.one_line() == f"--shard {shown}: {too_many}; {HINT}"
+    # K too large for N, however long: the usual message, the value cut short
+    with pytest.raises(UsageError) as info:
+        shards.parse("9" * 5000 + "/2")
+    assert info.value.one_line() == (
+        f"--shard '99999999999999999999'... (5002 characters): {EXPECTED}; {HINT}")
+
+
+def test_a_large_n_costs_nothing_more() -> None:
+    """N = 1,000,000 for 3 repositories: the same partition as N = 3 (shards 4 and up are
+    empty), and no memory in proportion to N (a heap of N entries is ~100 MB; this peak is
+    measured, not timed)."""
+    plan = _plan([("a", 3), ("b", 2), ("c", 1)])
+    small = shards.assign(plan, 3)
+    assert small == {"reg.example/a": 1, "reg.example/b": 2, "reg.example/c": 3}
+    tracemalloc.start()
+    try:
+        large = shards.assign(plan, shards.MAX_SHARDS)
+        last = shards.select(plan, shards.MAX_SHARDS, shards.MAX_SHARDS)
+        third = shards.select(plan, 3, shards.MAX_SHARDS)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert large == small
+    assert (last, third) == ([], [p for p in plan if p.target.repository == "c"])
+    assert peak < 64 * 1024, peak
+    # far past the CLI's limit too (assign takes any count): nothing is made per shard
+    assert shards.assign(plan, 10**30) == small
+    assert shards.select(plan, 10**30, 10**30) == []
+    # more repositories than shards: every shard is used, the rule unchanged
+    assert shards.assign(plan, 2) == {"reg.example/a": 1, "reg.example/b": 2,
+                                      "reg.example/c": 2}
+
+
+def test_counts_are_the_shard_events_fields() -> None:
+    plan = _plan([("d", 1), ("c", 3), ("a", 5), ("b", 3)])
+    second = shards.select(plan, 2, 2)
+    assert shards.counts(plan, second, 2, 2) == {
+        "shard": 2, "shards": 2, "lists": 6, "repositories": 2, "plan_lists": 12,
+        "plan_repositories": 4}
+    assert shards.counts(plan, [], 9, 9) == {
+        "shard": 9, "shards": 9, "lists": 0, "repositories": 0, "plan_lists": 12,
+        "plan_repositories": 4}
 
 
 def test_documented_example() -> None:
@@ -179,6 +241,23 @@ def test_bad_shard_is_a_usage_error(value: str, tmp_path: Path) -> None:
     assert proc.stderr == f"--shard {value!r}: {EXPECTED}; {HINT}\n"
 
 
+def test_an_absurd_n_is_a_usage_error_not_a_bug(tmp_path: Path) -> None:
+    """QA: 1/99999999999999999999 was OOM-killed, 1/<5000 nines> an internal error. Both are
+    one line, exit 2, before the plan is read; N = 1,000,000 is taken (an empty shard)."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(_PLAN_TEXT)
+    too_many = "N is at most 1000000 (more shards than repositories are empty anyway)"
+    for value, shown in [("1/99999999999999999999", "'1/99999999999999999999'"),
+                         ("1/" + "9" * 5000, "'1/999999999999999999'... (5002 characters)")]:
+        proc = manyfest("publish", "--dry-run", "--shard", value, str(plan))
+        assert (proc.returncode, proc.stdout) == (2, "")
+        assert proc.stderr == f"--shard {shown}: {too_many}; {HINT}\n"
+    proc = manyfest("publish", "--dry-run", "--shard", "999999/1000000", str(plan))
+    assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
+    assert proc.stderr == ("shard 999999/1000000: 0 of 3 lists, 0 of 2 repositories: "
+                           "nothing to publish\n")
+
+
 def test_bad_shard_is_refused_before_the_plan_is_read(tmp_path: Path) -> None:
     proc = manyfest("publish", "--shard", "4/3", str(tmp_path / "missing.yaml"))
     assert proc.returncode == 2
@@ -202,10 +281,27 @@ def test_empty_shard_exits_0_with_a_note_and_empty_reports(tmp_path: Path) -> No
     assert doc["summary"]["failed"] == 0
     assert out.read_bytes() == b""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "plan.yaml", "report-3.jsonl"]
-    # -q: the note of an empty shard is still printed (it explains the empty report)
+    # -q: data on stdout, errors on stderr, nothing else (QA: the note was still printed)
     proc = manyfest("-q", "publish", "--shard", "3/3", "--dry-run", str(plan))
-    assert (proc.returncode, proc.stdout) == (0, "")
-    assert proc.stderr.endswith(": nothing to publish\n")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    proc = manyfest("publish", "--shard", "3/3", "--json", str(plan), "-q")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert json.loads(proc.stdout)["results"] == []
+
+
+def test_the_shard_event_carries_its_counts(tmp_path: Path) -> None:
+    """--log-format json: the shard line is a ``shard`` event whose fields are the counts."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(_PLAN_TEXT)
+    proc = manyfest("--log-format", "json", "publish", "--shard", "3/3", "--dry-run",
+                    str(plan))
+    assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
+    (line,) = proc.stderr.splitlines()
+    event = json.loads(line)
+    assert (event["level"], event["event"]) == ("info", "shard")
+    assert event["message"] == "shard 3/3: 0 of 3 lists, 0 of 2 repositories: nothing to publish"
+    assert event["fields"] == {"shard": 3, "shards": 3, "lists": 0, "repositories": 0,
+                               "plan_lists": 3, "plan_repositories": 2}
 
 
 def test_from_args_is_a_one_list_plan(tmp_path: Path) -> None:
@@ -309,7 +405,9 @@ def test_two_shards_publish_the_plan_and_merge(registry: RegistryServer, ns: str
     assert len(every_tag) == 18
 
     # --dry-run shows only the shard's lists
-    proc = manyfest("publish", "--shard", "1/2", "--dry-run", "--json", str(plan_file))
+    dry_report = tmp_path / "dry-1.jsonl"
+    proc = manyfest("publish", "--shard", "1/2", "--dry-run", "--json", "--report",
+                    str(dry_report), str(plan_file))
     assert proc.returncode == 0, proc.stderr
     assert "shard 1/2: 3 of 6 lists, 1 of 3 repositories\n" in proc.stderr
     assert [r["target"] for r in json.loads(proc.stdout)["results"]] == [
@@ -325,6 +423,14 @@ def test_two_shards_publish_the_plan_and_merge(registry: RegistryServer, ns: str
     assert {entry["target"].split("/")[2].split(":")[0] for entry in lines[0]} == {"app-a"}
     assert {entry["target"].split("/")[2].split(":")[0] for entry in lines[1]} == {
         "app-b", "app-c"}
+
+    # a dry run's report is not merged with a real run's (QA: it was, without a word)
+    proc = manyfest("report", "merge", str(dry_report), str(reports[1]))
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        f"{dry_report}:1 is a list of a --dry-run run and {reports[1]}:1 a list of a real "
+        "run; a --dry-run run publishes nothing: merge the reports of real runs only, or of "
+        "--dry-run runs only\n")
 
     merged_file = tmp_path / "report.jsonl"
     proc = manyfest("report", "merge", "-o", str(merged_file), *map(str, reports))

@@ -28,7 +28,6 @@ from manyfest.cli.app import (
     interrupted_exit,
     settings_from,
     sink,
-    stderr,
 )
 from manyfest.errors import ManyfestError, PublishFailed, UsageError
 from manyfest.transport.settings import DEFAULT_CONCURRENCY
@@ -390,17 +389,19 @@ def publish(
 
 def _empty_shard(whole: list[PlanList], plan: list[PlanList], part: tuple[int, int],
                  json_out: bool, report_file: Path | None, dry_run: bool) -> bool:
-    """``--shard K/N``: say on stderr what the shard holds (unless -q); True when it holds
-    no list, after writing the empty ``--json`` report and ``--report`` file (exit 0)."""
+    """``--shard K/N``: say on stderr what the shard holds (unless -q; a ``shard`` event
+    whose fields are :func:`manyfest.ops.shard.counts` with ``--log-format json``); True
+    when it holds no list, after writing the empty ``--json`` report and ``--report`` file
+    (exit 0)."""
     from manyfest.ops import shard as shards
     from manyfest.ops.publish import PublishReport
 
-    line = shards.describe(whole, plan, *part)
+    line = shards.describe(whole, plan, *part) + ("" if plan else ": nothing to publish")
+    if not output.options.quiet:
+        output.emit(line, level="info", event="shard",
+                    fields=shards.counts(whole, plan, *part))
     if plan:
-        if not output.options.quiet:
-            stderr.print(line, level="info", event="shard")
         return False
-    stderr.print(f"{line}: nothing to publish", level="info", event="shard")
     report = PublishReport(dry_run=dry_run)
     try:
         if json_out:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from manyfest.cli import output
-from manyfest.cli.app import CONTEXT_SETTINGS, command_app, fail, stderr
+from manyfest.cli.app import CONTEXT_SETTINGS, command_app, fail
 from manyfest.errors import ManyfestError, UsageError
 
 app = command_app()
@@ -52,18 +52,21 @@ def merge(
         Path | None,
         typer.Option("--output", "-o", metavar="FILE",
                      help="Write the merged report to FILE (atomically: a temporary file "
-                     "renamed over it) instead of stdout."),
+                     "renamed over it; an existing FILE keeps its permissions) instead of "
+                     "stdout; - is stdout."),
     ] = None,
 ) -> None:
     """Merge the reports of the shards of one plan into one JSON Lines report.
 
-    Each REPORT is a shard's --report file (or its --json document). Every list's object
-    is passed through unchanged (keys unknown to this version
-    included), in the order of the files given, then of their lines. A list in two reports
-    (the same target, or the same tag in two lists) is refused, exit 2, unless the two
-    objects are identical (a report given twice: kept once). The summary on stderr counts
-    the lists per status, names the failed ones and adds up the requests; failed lists do
-    not change the exit status (each shard's publish exited 3 for them).
+    Each REPORT is a shard's --report file (or its --json document, or one list's object,
+    pretty-printed or not). Every list's object is passed through unchanged (keys unknown
+    to this version included), in the order of the files given, then of their lines (shard
+    order, not the plan's). A list in two reports (the same target, or the same tag in two
+    lists) is refused, exit 2, unless the two objects are identical (a report given twice:
+    kept once); so are reports of --dry-run runs mixed with reports of real runs. The
+    summary on stderr counts the lists per status, names the failed ones, adds up the
+    requests and says "(dry run)" for --dry-run reports; failed lists do not change the
+    exit status (each shard's publish exited 3 for them).
 
     \b
     Examples:
@@ -75,7 +78,7 @@ def merge(
     try:
         merged = ops.merge([ops.read(path) for path in reports])
         data = merged.to_jsonl()
-        if out is None:
+        if out is None or str(out) == "-":
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
         else:
@@ -87,4 +90,4 @@ def merge(
     except ManyfestError as exc:
         raise fail(exc) from None
     if not output.options.quiet:
-        stderr.print(merged.summary(), level="info", event="summary")
+        output.emit(merged.summary(), level="info", event="summary", fields=merged.fields())

@@ -16,6 +16,11 @@ machine: the same plan and N give every job the same partition, so N jobs runnin
 1..N publish every list of the plan exactly once. A shard may be empty (N larger than the
 number of repositories).
 
+Cost: O(R log R) for R repositories, whatever N is. Only the first ``min(N, R)`` shards can
+hold a repository (while a shard is empty, the next repository goes to the lowest-numbered
+empty one), so only those are ever counted; shards ``min(N, R) + 1`` to N are empty without
+being made. N is at most :data:`MAX_SHARDS`.
+
 Pure functions over :class:`~manyfest.ops.plan.PlanList` sequences; no I/O.
 """
 
@@ -35,23 +40,54 @@ if TYPE_CHECKING:
 EXPECTED = "K/N, whole numbers with 1 <= K <= N (e.g. 2/4)"
 """What ``--shard`` takes, in words (usage errors say it)."""
 
+MAX_SHARDS = 1_000_000
+"""The largest N of ``--shard K/N``: far more jobs than any CI system or Kubernetes Job runs
+at once (a larger N would only add empty shards); larger is a usage error."""
+
 _SHARD = re.compile(r"([0-9]+)/([0-9]+)\Z")
+_SHOWN = 40
+"""Longest ``--shard`` value echoed whole in an error (longer: its start and its length)."""
+
+
+def _shown(text: str) -> str:
+    """``text`` as an error message quotes it: ``repr``, cut short past :data:`_SHOWN`
+    characters (``'99999999999999999999...' (5002 characters)``), so a line stays a line."""
+    if len(text) <= _SHOWN:
+        return repr(text)
+    return f"{text[:_SHOWN - 20]!r}... ({len(text)} characters)"
+
+
+def _number(digits: str) -> int | None:
+    """The whole number ``digits`` spells (ASCII digits, leading zeros allowed), or None when
+    it is larger than :data:`MAX_SHARDS` (decided from its length first: never converts more
+    digits than Python's int/string limit allows)."""
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_SHARDS)):
+        return None
+    value = int(digits)
+    return value if value <= MAX_SHARDS else None
 
 
 def parse(text: str) -> tuple[int, int]:
-    """``K/N`` as ``(K, N)``: shard K of N, 1 <= K <= N (``"2/4"`` is ``(2, 4)``).
+    """``K/N`` as ``(K, N)``: shard K of N, 1 <= K <= N <= :data:`MAX_SHARDS` (``"2/4"`` is
+    ``(2, 4)``; leading zeros allowed: ``"03/12"`` is ``(3, 12)``).
 
     Raises:
-        UsageError: (exit 2) not two whole numbers joined by ``/``, N is 0, or K is 0 or
-            larger than N; the message names ``--shard`` and what it expects.
+        UsageError: (exit 2) not two whole numbers joined by ``/``, N is 0, K is 0 or larger
+            than N, or N is larger than :data:`MAX_SHARDS` (however many digits it has); the
+            message names ``--shard``, quotes the value (cut short when long) and says what
+            it expects.
     """
+    hint = "give this job's shard number and the number of shards"
     match = _SHARD.match(text)
     if match is not None:
-        k, n = int(match.group(1)), int(match.group(2))
-        if 1 <= k <= n:
+        k, n = _number(match.group(1)), _number(match.group(2))
+        if n is None:
+            raise UsageError(f"--shard {_shown(text)}: N is at most {MAX_SHARDS} "
+                             "(more shards than repositories are empty anyway)", hint=hint)
+        if k is not None and 1 <= k <= n:
             return k, n
-    raise UsageError(f"--shard {text!r}: expected {EXPECTED}",
-                     hint="give this job's shard number and the number of shards")
+    raise UsageError(f"--shard {_shown(text)}: expected {EXPECTED}", hint=hint)
 
 
 def repository(item: PlanList) -> str:
@@ -65,7 +101,9 @@ def assign(plan: Sequence[PlanList], count: int) -> dict[str, int]:
     """Each target repository of ``plan`` and its shard number (1 to ``count``).
 
     Repositories sorted by (-number of lists, name), each given to the shard with the
-    fewest lists so far (lowest number on a tie): see the module's rule.
+    fewest lists so far (lowest number on a tie): see the module's rule. O(R log R) for R
+    repositories whatever ``count`` is: only shards 1 to ``min(count, R)`` are counted
+    (the others stay empty, so no repository is ever given to them).
 
     Raises:
         ValueError: ``count`` is less than 1.
@@ -76,7 +114,10 @@ def assign(plan: Sequence[PlanList], count: int) -> dict[str, int]:
     for item in plan:
         name = repository(item)
         sizes[name] = sizes.get(name, 0) + 1
-    loads = [(0, number) for number in range(1, count + 1)]  # (lists so far, shard): a heap
+    # (lists so far, shard): a heap. While some shard is empty, the lowest-numbered empty
+    # one has the fewest lists, so the first min(count, R) repositories fill shards 1, 2,
+    # ... in turn and no higher shard is ever chosen: those need no entry.
+    loads = [(0, number) for number in range(1, min(count, len(sizes)) + 1)]
     out: dict[str, int] = {}
     for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
         load, number = heapq.heappop(loads)
@@ -99,12 +140,22 @@ def select(plan: Sequence[PlanList], k: int, n: int) -> list[PlanList]:
     return [item for item in plan if shards[repository(item)] == k]
 
 
+def counts(plan: Sequence[PlanList], selected: Sequence[PlanList], k: int,
+           n: int) -> dict[str, int]:
+    """What shard ``k`` of ``n`` holds, as the ``fields`` of its JSON log event: ``shard``
+    (k), ``shards`` (n), ``lists`` and ``repositories`` (the shard's), ``plan_lists`` and
+    ``plan_repositories`` (the whole plan's)."""
+    return {"shard": k, "shards": n, "lists": len(selected),
+            "repositories": len({repository(item) for item in selected}),
+            "plan_lists": len(plan), "plan_repositories": len({repository(i) for i in plan})}
+
+
 def describe(plan: Sequence[PlanList], selected: Sequence[PlanList], k: int, n: int) -> str:
     """One line about shard ``k`` of ``n``: how many of the plan's lists and repositories
     it holds (``shard 2/4: 12 of 50 lists, 3 of 10 repositories``)."""
     from manyfest.words import plural
 
-    every = {repository(item) for item in plan}
-    mine = {repository(item) for item in selected}
-    return (f"shard {k}/{n}: {len(selected)} of {plural(len(plan), 'list')}, "
-            f"{len(mine)} of {plural(len(every), 'repository', 'repositories')}")
+    c = counts(plan, selected, k, n)
+    return (f"shard {k}/{n}: {c['lists']} of {plural(c['plan_lists'], 'list')}, "
+            f"{c['repositories']} of "
+            f"{plural(c['plan_repositories'], 'repository', 'repositories')}")
