@@ -28,7 +28,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from manyfest.engine import (
     ListResult,
     PublishOptions,
     Source,
-    run_all,
+    run_bounded,
 )
 from manyfest.errors import (
     ManyfestError,
@@ -62,6 +61,10 @@ from manyfest.ops.writes import RecordingClient
 from manyfest.platform import Platform, enforce, matches
 from manyfest.reference import Reference
 from manyfest.transport import RequestStats, Transport, current_stats
+
+RESOLVES_IN_FLIGHT = 512
+"""Sources resolved at once in phase 1 (the transport's per-registry limit bounds the
+requests; this bounds the tasks, so a plan of 40,000 sources does not hold 40,000 tasks)."""
 
 
 def result_json(r: ListResult) -> dict[str, Any]:
@@ -175,21 +178,37 @@ class PublishReport:
 
     def to_json(self) -> bytes:
         """The ``--json`` report: ``{"results": [...], "summary": {...}}``."""
-        doc = {"results": [result_json(r) for r in self.results], "summary": self.summary()}
-        return msgspec.json.format(msgspec.json.encode(doc), indent=2)
+        return b"".join(self.json_chunks())
+
+    def json_chunks(self) -> Iterator[bytes]:
+        """:meth:`to_json`'s bytes in pieces, one per list (then the summary), so a report
+        of 10,000 lists is written without being held whole: the same bytes as
+        ``msgspec.json.format(msgspec.json.encode(doc), indent=2)`` of the whole document
+        (2-space indent; a JSON string never holds a raw newline, so re-indenting a
+        formatted piece is adding spaces after each newline)."""
+        yield b'{\n  "results": ['
+        for k, r in enumerate(self.results):
+            item = msgspec.json.format(msgspec.json.encode(result_json(r)), indent=2)
+            yield (b",\n    " if k else b"\n    ") + item.replace(b"\n", b"\n    ")
+        yield b"\n  ]," if self.results else b"],"
+        summary = msgspec.json.format(msgspec.json.encode(self.summary()), indent=2)
+        yield b'\n  "summary": ' + summary.replace(b"\n", b"\n  ") + b"\n}"
 
     def to_jsonl(self) -> bytes:
         """The ``--report`` file: JSON Lines, one object per list, in plan order."""
         return b"".join(msgspec.json.encode(result_json(r)) + b"\n" for r in self.results)
 
     def write_jsonl(self, path: Path) -> None:
-        """Write :meth:`to_jsonl` to ``path`` atomically (temporary file, then rename)."""
+        """Write :meth:`to_jsonl` to ``path`` atomically (temporary file, then rename),
+        streamed line by line."""
         path = path.resolve()
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with interrupts.temporary(tmp):
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(self.to_jsonl())
+                    # One line at a time: the bytes of 10,000 lines are never held at once.
+                    fh.writelines(msgspec.json.encode(result_json(r)) + b"\n"
+                                  for r in self.results)
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -462,7 +481,7 @@ async def publish(
     stop = stop or StopRequest()
     engine.on_event(Phase(name="resolve", total=len(refs)))
     with stop.scope():
-        await run_all(*(partial(resolve, key) for key in refs))
+        await run_bounded(resolve, ((key,) for key in refs), RESOLVES_IN_FLIGHT)
     if stop.requested():
         # Phase 1 only reads: nothing was written.
         return _interrupted(engine, plan, [None] * len(plan), set(), stats, stop, opts,
@@ -521,13 +540,13 @@ async def publish(
         async with list_limiter:
             in_flight.add(i)
             results[i] = await _publish_one(
-                engine, item, built.get(i, []), failures.get(i), opts, stats[i],
+                engine, item, built.pop(i, []), failures.get(i), opts, stats[i],
                 time.monotonic(),
             )
             in_flight.discard(i)
 
     with stop.scope():
-        await run_all(*(partial(one, i, item) for i, item in enumerate(plan)))
+        await run_bounded(one, enumerate(plan), opts.lists_in_flight)
     if stop.requested():
         return _interrupted(engine, plan, results, in_flight, stats, stop, opts, started,
                             before, per_registry)
