@@ -296,7 +296,9 @@ def publish(
         ) from None
     try:
         if json_out:
-            sys.stdout.write(report.to_json().decode() + "\n")
+            for chunk in report.json_chunks():  # streamed: never the whole report at once
+                sys.stdout.write(chunk.decode())
+            sys.stdout.write("\n")
             sys.stdout.flush()
         elif dry_run and report.interrupted is None:
             print_plan(report)
