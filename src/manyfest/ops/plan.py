@@ -128,13 +128,15 @@ class PlanEntry:
         o = self.override
         if o is None:
             return config
-        return Platform(
+        platform = Platform(
             o.os or config.os,
             o.architecture or config.architecture,
             o.variant or config.variant,
             o.os_version or config.os_version,
             tuple(o.os_features) or config.os_features,
         )
+        # The config's own object when equal: a source shared by many lists, one Platform.
+        return config if platform == config else platform
 
 
 @dataclass(frozen=True, slots=True)
