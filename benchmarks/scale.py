@@ -25,6 +25,10 @@ same requests (HEAD + PUT, and a 1/20 share of a source set), so the net CPU per
 and 10,000 lists compare like for like. Every list of the report must be ``created`` and a
 sample of 50 tags per run is read back from the registry (children as seeded).
 
+The ``engine CPU ms/list`` column is :mod:`benchmarks.scale_engine` on the same code: the
+publish engine alone (``ops.publish.publish``, plan parsed, no I/O) against the tests'
+in-memory registry, same shape; ``of which GC`` its time in the cyclic garbage collector.
+
 ``--compare-src DIR`` (another checkout's ``src``, e.g. a ``git worktree`` of the commit
 before a change) runs every N with that code too, interleaved with this one, in the same
 registry: before/after in one table, under the same load.
@@ -40,10 +44,12 @@ import argparse
 import json
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compare-src", type=Path,
                    help="also run every N with the manyfest package under DIR (a src/ "
                    "directory), interleaved")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs of each N below 5,000 lists (default 3; the table shows the "
+                   "median CPU and wall, the largest RSS); bigger runs once")
     p.add_argument("--profile", type=Path, help="also run each N under cProfile into DIR")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--live-src", action="store_true",
@@ -106,6 +115,9 @@ class ScaleRun:
     verified: int = 0
     errors: list[str] = field(default_factory=list)
     plan_bytes: int = 0
+    runs: int = 1
+    engine_cpu_s: float = 0.0
+    engine_gc_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """For the results file."""
@@ -135,13 +147,13 @@ def write_plan(path: Path, host: str, name: str, lists: int, sets: int, repos: i
 
 
 def run_one(registry: RegistryServer, seeded: harness.Seeded, workdir: Path, lists: int,
-            args: argparse.Namespace, *, code: str = "this",
+            args: argparse.Namespace, *, code: str = "this", repeat: int = 0,
             profile: Path | None = None) -> ScaleRun:
     """Publish one plan of ``lists`` lists, cold, and measure the process (the code on
     :data:`harness.SOURCE_PATH`, labelled ``code``)."""
     sets = source_sets(lists, args.lists_per_source)
     repos = min(args.repositories, lists)
-    name = f"{code}-n{lists}" + ("-prof" if profile else "")
+    name = f"{code}-n{lists}-r{repeat}" + ("-prof" if profile else "")
     rundir = workdir / name
     rundir.mkdir(parents=True)
     plan = rundir / "plan.yaml"
@@ -180,16 +192,54 @@ def run_one(registry: RegistryServer, seeded: harness.Seeded, workdir: Path, lis
                                expected)
         run.verified += found.ok
         run.errors.extend(found.errors[:3])
+    engine = engine_only(lists, args.lists_per_source)
+    run.engine_cpu_s, run.engine_gc_s = engine.get("cpu_s", 0.0), engine.get("gc_s", 0.0)
     return run
+
+
+def engine_only(lists: int, per_source: int) -> dict[str, Any]:
+    """:mod:`benchmarks.scale_engine` in a child process on the code under test: the publish
+    engine's own CPU for ``lists`` lists against an in-memory registry (no I/O)."""
+    env = harness.base_env(Path(tempfile.mkdtemp(prefix="manyfest-scale-engine-")))
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale_engine", str(lists),
+         "--lists-per-source", str(per_source)],
+        env=env, cwd=harness.ROOT, capture_output=True, timeout=900, check=False,
+    )
+    try:
+        doc: dict[str, Any] = json.loads(out.stdout)
+    except ValueError:
+        return {"error": out.stderr[-300:].decode(errors="replace")}
+    return doc
+
+
+def medians(runs: list[ScaleRun]) -> list[ScaleRun]:
+    """One row per (code, lists): median wall and CPU, largest peak RSS, every error."""
+    groups: dict[tuple[str, int], list[ScaleRun]] = {}
+    for r in runs:
+        groups.setdefault((r.code, r.lists), []).append(r)
+    rows = []
+    for same in groups.values():
+        row = replace(same[0], runs=len(same),
+                      wall_s=statistics.median(r.wall_s for r in same),
+                      cpu_s=statistics.median(r.cpu_s for r in same),
+                      rss_mb=max(r.rss_mb for r in same),
+                      errors=[e for r in same for e in r.errors],
+                      verified=min(r.verified for r in same),
+                      engine_cpu_s=statistics.median(r.engine_cpu_s for r in same),
+                      engine_gc_s=statistics.median(r.engine_gc_s for r in same))
+        rows.append(row)
+    return rows
 
 
 def table(runs: list[ScaleRun]) -> Table:
     """The results table (net columns against the smallest run of the same code)."""
     t = Table(title="manyfest publish, one run per N, 0 ms RTT (cold; net = minus the smallest "
               "run of the same code)", title_justify="left")
-    for name in ("code", "lists", "source sets", "repos", "wall s", "lists/s", "CPU s",
-                 "CPU ms/list", "CPU ms/list net", "peak RSS MB", "RSS KiB/list net", "req/list",
-                 "registry CPU s", "statuses", "verified"):
+    for name in ("code", "lists", "runs", "source sets", "repos", "wall s", "lists/s", "CPU s",
+                 "CPU ms/list", "CPU ms/list net", "engine CPU ms/list", "of which GC",
+                 "peak RSS MB", "RSS KiB/list net", "req/list", "registry CPU s", "statuses",
+                 "verified"):
         t.add_column(name, justify="left" if name == "statuses" else "right")
     for r in sorted(runs, key=lambda r: (r.code != "this", r.lists)):
         base = min((b for b in runs if b.code == r.code), key=lambda b: b.lists)
@@ -198,9 +248,12 @@ def table(runs: list[ScaleRun]) -> Table:
             net_cpu = f"{1000 * (r.cpu_s - base.cpu_s) / (r.lists - base.lists):.2f}"
             net_rss = f"{1024 * (r.rss_mb - base.rss_mb) / (r.lists - base.lists):.2f}"
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(r.statuses.items()))
-        t.add_row(r.code, str(r.lists), str(r.source_sets), str(r.repositories), f"{r.wall_s:.2f}",
+        t.add_row(r.code, str(r.lists), str(r.runs), str(r.source_sets), str(r.repositories),
+                  f"{r.wall_s:.2f}",
                   f"{r.lists / r.wall_s:.1f}" if r.wall_s else "-", f"{r.cpu_s:.2f}",
-                  f"{1000 * r.cpu_s / r.lists:.2f}", net_cpu, f"{r.rss_mb:.1f}", net_rss,
+                  f"{1000 * r.cpu_s / r.lists:.2f}", net_cpu,
+                  f"{1000 * r.engine_cpu_s / r.lists:.3f}", f"{1000 * r.engine_gc_s / r.lists:.3f}",
+                  f"{r.rss_mb:.1f}", net_rss,
                   f"{r.requests / r.lists:.2f}", f"{r.registry_cpu_s:.1f}", statuses,
                   f"{r.verified}" + (f" ({len(r.errors)} errors)" if r.errors else ""))
     return t
@@ -243,23 +296,24 @@ def main(argv: list[str] | None = None) -> int:
         seed_s = time.monotonic() - t0
         console.print(f"docker-registry on {registry.host}; seeded {sets} source tag sets "
                       f"({sets * 4} images) in {seed_s:.1f} s")
-        for n in args.lists:
+        for n, rep in [(m, k) for m in args.lists
+                       for k in range(args.repeat if m < 5000 else 1)]:
             for code, path in codes.items():
                 harness.SOURCE_PATH[:] = path
-                run = run_one(registry, seeded, workdir, n, args, code=code)
+                run = run_one(registry, seeded, workdir, n, args, code=code, repeat=rep)
                 runs.append(run)
                 console.print(f"{code}: {n} lists: {run.wall_s:.1f} s wall, "
                               f"{run.cpu_s:.2f} s CPU, "
                               f"{run.rss_mb:.1f} MB peak RSS, {run.requests} requests, "
                               f"{run.statuses}{'; ' + run.errors[0] if run.errors else ''}",
                               markup=False)
-                if args.profile is not None and n > 1:
+                if args.profile is not None and n > 1 and rep == 0:
                     args.profile.mkdir(parents=True, exist_ok=True)
                     run_one(registry, seeded, workdir, n, args, code=code,
                             profile=args.profile.resolve() / f"scale-{code}-{n}.prof")
     finally:
         registry.stop()
-    console.print(table(runs))
+    console.print(table(medians(runs)))
     console.print(f"plan: {args.lists_per_source} lists per source tag set, "
                   f"{args.repositories} target repositories; seeding {seed_s:.0f} s, whole "
                   f"benchmark {time.monotonic() - started:.0f} s; {os.cpu_count()} CPUs, load "
@@ -269,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                  "versions": harness.tool_versions(), "source": source,
                  "seed_s": round(seed_s, 1)},
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "rows": [r.to_json() for r in medians(runs)],
         "runs": [r.to_json() for r in runs],
     }
     args.out.mkdir(parents=True, exist_ok=True)
