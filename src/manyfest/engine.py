@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, Literal, TypeVar
@@ -1126,6 +1126,27 @@ def subject_reference(target: Reference, text: str) -> Reference:
 
 
 _DIGEST_ONLY = re.compile(r"(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})\Z")
+
+
+async def run_bounded(
+    work: Callable[..., Coroutine[Any, Any, object]],
+    items: Iterable[tuple[Any, ...]],
+    limit: int,
+) -> None:
+    """``await work(*item)`` for every item, at most ``limit`` at once, started in order.
+
+    As :func:`run_all` over every item (the first error is raised itself, the rest are
+    cancelled), but with ``limit`` tasks pulling from ``items`` instead of one task per item
+    made up front: a run of 10,000 lists holds ``limit`` tasks, not 10,000 (each a few KiB),
+    and ``items`` may be a generator, consumed as work starts.
+    """
+    pending = iter(items)
+
+    async def worker() -> None:
+        for item in pending:
+            await work(*item)
+
+    await run_all(*(worker for _ in range(max(1, limit))))
 
 
 async def run_all(*calls: Callable[[], Coroutine[Any, Any, object]]) -> None:

@@ -27,7 +27,6 @@ import contextlib
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from manyfest.engine import (
     ListResult,
     PublishOptions,
     Source,
-    run_all,
+    run_bounded,
 )
 from manyfest.errors import (
     ManyfestError,
@@ -62,6 +61,10 @@ from manyfest.ops.writes import RecordingClient
 from manyfest.platform import Platform, enforce, matches
 from manyfest.reference import Reference
 from manyfest.transport import RequestStats, Transport, current_stats
+
+RESOLVES_IN_FLIGHT = 512
+"""Sources resolved at once in phase 1 (the transport's per-registry limit bounds the
+requests; this bounds the tasks, so a plan of 40,000 sources does not hold 40,000 tasks)."""
 
 
 def result_json(r: ListResult) -> dict[str, Any]:
@@ -209,16 +212,31 @@ class PublishReport:
 
     def to_json(self) -> bytes:
         """The ``--json`` report: ``{"results": [...], "summary": {...}}``."""
-        doc = {"results": [result_json(r) for r in self.results], "summary": self.summary()}
-        return msgspec.json.format(msgspec.json.encode(doc), indent=2)
+        return b"".join(self.json_chunks())
+
+    def json_chunks(self) -> Iterator[bytes]:
+        """:meth:`to_json`'s bytes in pieces, one per list (then the summary), so a report
+        of 10,000 lists is written without being held whole: the same bytes as
+        ``msgspec.json.format(msgspec.json.encode(doc), indent=2)`` of the whole document
+        (2-space indent; a JSON string never holds a raw newline, so re-indenting a
+        formatted piece is adding spaces after each newline)."""
+        yield b'{\n  "results": ['
+        for k, r in enumerate(self.results):
+            item = msgspec.json.format(msgspec.json.encode(result_json(r)), indent=2)
+            yield (b",\n    " if k else b"\n    ") + item.replace(b"\n", b"\n    ")
+        yield b"\n  ]," if self.results else b"],"
+        summary = msgspec.json.format(msgspec.json.encode(self.summary()), indent=2)
+        yield b'\n  "summary": ' + summary.replace(b"\n", b"\n  ") + b"\n}"
 
     def to_jsonl(self) -> bytes:
         """The ``--report`` file: JSON Lines, one object per list, in plan order."""
         return b"".join(msgspec.json.encode(result_json(r)) + b"\n" for r in self.results)
 
     def write_jsonl(self, path: Path) -> None:
-        """Write :meth:`to_jsonl` to ``path`` atomically (temporary file, then rename)."""
-        atomic_write(path.resolve(), self.to_jsonl())
+        """Write :meth:`to_jsonl` to ``path`` atomically (temporary file, then rename),
+        streamed line by line (the bytes of 10,000 lines are never held at once)."""
+        atomic_write(path.resolve(), (msgspec.json.encode(result_json(r)) + b"\n"
+                                      for r in self.results))
 
 
 class StopRequest:
@@ -508,7 +526,7 @@ async def publish(
 
     engine.on_event(Phase(name="resolve", total=len(refs)))
     with stop.scope():
-        await run_all(*(partial(resolve, key) for key in refs))
+        await run_bounded(resolve, ((key,) for key in refs), RESOLVES_IN_FLIGHT)
     if stop.requested():
         # Phase 1 only reads: nothing was written.
         return stamped(_interrupted(engine, plan, [skip.get(i) for i in range(len(plan))],
@@ -581,12 +599,15 @@ async def publish(
             for i, result in zip(unit, done, strict=True):
                 results[i] = result
             in_flight.difference_update(unit)
+            for i in unit:
+                built.pop(i, None)  # its children are no longer needed: let them go
 
     for i, matched in skip.items():  # --since: proved unchanged, nothing to publish
         results[i] = since_ops.finish(engine, matched)
     with stop.scope():
-        await run_all(*(partial(one, unit) for unit in plan_units(
-            plan, {i: c for i, c in built.items() if i not in skip}, opts) if unit[0] not in skip))
+        await run_bounded(one, ((unit,) for unit in plan_units(
+            plan, {i: c for i, c in built.items() if i not in skip}, opts) if unit[0] not in skip),
+            opts.lists_in_flight)
     if stop.requested():
         return stamped(_interrupted(engine, plan, results, in_flight, stats, stop, opts,
                                     started, before, per_registry))
