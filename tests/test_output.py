@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import hashlib
 import json
 import os
 import pty
@@ -63,6 +64,42 @@ def _plan(path: Path, lists: dict[str, list[str]]) -> Path:
 def sources(registry: RegistryServer, ns: str) -> list[str]:
     """The four walkthrough images of this test's namespace."""
     return seed_walkthrough(registry.host, ns)
+
+
+# ---------------------------------------------------------------- stderr gone
+
+
+@pytest.mark.parametrize("stderr_is", ["closed", "a pipe nobody reads"])
+def test_publish_works_when_stderr_is_gone(
+    registry: RegistryServer, ns: str, sources: list[str], tmp_path: Path, stderr_is: str
+) -> None:
+    """``2>&-`` or ``2>&1 | head -1``: the diagnostics are lost, never the work: every tag
+    moves, ``--report`` and ``--json`` are written, the exit status is the run's."""
+    target = f"{registry.host}/{ns}/gone:1"
+    plan = _plan(tmp_path / "plan.yaml", {target: sources})
+    report = tmp_path / "report.jsonl"
+    argv = [sys.executable, "-m", "manyfest", "publish", "--json", "--report", str(report),
+            str(plan)]
+    if stderr_is == "closed":
+        proc = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *argv],
+                              capture_output=False, stdout=subprocess.PIPE, text=True,
+                              check=False, timeout=120)
+    else:
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before the first line: every write is EPIPE
+        try:
+            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=write, text=True,
+                                  check=False, timeout=120)
+        finally:
+            os.close(write)
+    assert proc.returncode == 0
+    [result] = json.loads(proc.stdout)["results"]
+    assert result["status"] == "created"
+    [line] = [json.loads(x) for x in report.read_text().splitlines()]
+    assert line["digest"] == result["digest"]
+    shown = manyfest("inspect", "--raw", target)
+    assert shown.returncode == 0, shown.stderr
+    assert hashlib.sha256(shown.stdout.encode()).hexdigest() == result["digest"][7:]
 
 
 # ---------------------------------------------------------------- stdout is data

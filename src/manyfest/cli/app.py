@@ -22,7 +22,6 @@ start without them (``tests/test_startup.py`` guards the import set).
 from __future__ import annotations
 
 import enum
-import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -170,8 +169,7 @@ class Stderr:
         other than a newline (a prompt), ``text`` and ``end`` are written as they are."""
         del markup, highlight
         if end != "\n":
-            sys.stderr.write(f"{text}{end}")
-            sys.stderr.flush()
+            output.write_stderr(f"{text}{end}")
             return
         output.emit(text, level=level, event=event)
 

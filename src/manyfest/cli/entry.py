@@ -27,6 +27,8 @@ def main() -> None:
     file it wrote is closed, and the interpreter's teardown would only delay the exit.
     """
     interrupts.install()
+    if sys.stderr is None:  # started with fd 2 closed (2>&-): diagnostics go nowhere
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the process's stderr
     from manyfest.cli.main import run
 
     try:

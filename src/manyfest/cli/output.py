@@ -194,8 +194,20 @@ def emit(text: str, *, level: str = "info", event: str = "message",
         line = json_line(level, event, " ".join(text.split()), fields)
     else:
         line = painted if painted and colour() else text
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+    write_stderr(line + "\n")
+
+
+def write_stderr(text: str) -> None:
+    """Write ``text`` to stderr and flush it. A stderr that is closed or whose reader went
+    away (``2>&-``, ``2>&1 | head -1``) loses the diagnostics, never the command's work:
+    from the first failed write on, stderr is ``/dev/null`` for the rest of the process,
+    so ``publish`` still publishes and writes ``--report``/``--json``, and exits with the
+    status it would have had."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):  # EBADF, EPIPE; a closed file; None
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the process's stderr from now on
 
 
 def _handler() -> Any:
@@ -217,8 +229,7 @@ def _handler() -> Any:
                     line = json_line(record.levelname.lower(), event, message, fields)
                 else:
                     line = f"{record.name}: {message}"
-                sys.stderr.write(line + "\n")
-                sys.stderr.flush()
+                write_stderr(line + "\n")
             except (OSError, ValueError, TypeError):  # pragma: no cover - never breaks it
                 self.handleError(record)
 
