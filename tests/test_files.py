@@ -78,7 +78,7 @@ def test_temporary_is_marked_while_writing(workdir: Path) -> None:
     [marked] = seen
     assert len(marked) == 1
     assert Path(marked[0]).parent == workdir
-    assert Path(marked[0]).name.startswith(".f.")
+    assert Path(marked[0]).name.startswith(".manyfest-")
     assert marked[0].endswith(".tmp")
     assert not interrupts._temporaries
 
@@ -86,3 +86,12 @@ def test_temporary_is_marked_while_writing(workdir: Path) -> None:
 def test_missing_directory_raises_oserror(workdir: Path) -> None:
     with pytest.raises(FileNotFoundError):
         atomic_write(workdir / "nope" / "f", b"x")
+
+
+def test_longest_name_the_file_system_allows(workdir: Path) -> None:
+    """The temporary file's name must not be longer than the target's (a store entry named
+    by a long repository and a digest)."""
+    limit = os.pathconf(workdir, "PC_NAME_MAX")
+    target = workdir / ("n" * limit)
+    atomic_write(target, b"x")
+    assert target.read_bytes() == b"x"

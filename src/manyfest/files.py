@@ -59,7 +59,8 @@ def atomic_write(
             then untouched and the temporary file removed).
     """
     directory = temp_dir if temp_dir is not None else path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    # A short fixed prefix: a name as long as the file system allows must still fit.
+    fd, tmp = tempfile.mkstemp(prefix=".manyfest-", suffix=".tmp", dir=directory)
     with interrupts.temporary(tmp):
         try:
             with os.fdopen(fd, "wb") as fh:

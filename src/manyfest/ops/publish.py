@@ -489,7 +489,10 @@ async def publish(
                                             dry_run=opts.dry_run,
                                             lists_in_flight=opts.lists_in_flight,
                                             subject=opts.subject)
-        skip = checked.matched
+        # A stop during the check leaves ``checked`` unset (the scope swallowed the
+        # cancellation): nothing matched, and the resolve phase below ends at once with the
+        # interrupted report (nothing was written).
+        skip = checked.matched if checked is not None else {}
 
     def stamped(report: PublishReport) -> PublishReport:
         resolved = {k: s.manifest.digest for k, s in sources.items()}
