@@ -283,6 +283,17 @@ def test_unchanged_by_children_keeps_the_unit_and_fetches_each_list_once(
                      _document(host, ns, "app:3", ["3.0"]),
                      _document(host, ns, "app:latest", ["stable", "edge"]))
         proxy.seen.clear()
+        dry = manyfest("publish", "--unchanged-by", "children", "--dry-run", str(plan))
+        assert dry.returncode == 0, dry.stderr
+        assert dry.stdout.splitlines() == [
+            f"unchanged {host}/{ns}/app:3 {tool_digest}",
+            f"would update {host}/{ns}/app:latest {tool_digest} -> {tool_digest}",
+            f"  same list as {host}/{ns}/app:3 (its mounts and child pushes are there)",
+            f"  put {host}/{ns}/app:edge -> {tool_digest} (new tag)",
+        ]
+        assert proxy.seen[f"GET {repo}{tool_digest}"] == 1
+        assert proxy.count("PUT") == proxy.count("POST") == 0
+        proxy.seen.clear()
         grown = manyfest("publish", "--unchanged-by", "children", "--json", str(plan))
         assert grown.returncode == 0, grown.stderr
         a, b = json.loads(grown.stdout)["results"]
