@@ -481,6 +481,25 @@ def test_merge_errors_are_one_line_exit_2(tmp_path: Path) -> None:
                                                           "home"]
 
 
+def test_publish_since_refuses_a_line_as_merge_does(tmp_path: Path) -> None:
+    # One reader for both commands: the same line is refused with the same message (publish
+    # prefixes --since), one line, exit 2, before any request (no registry listens on :1).
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"image: 127.0.0.1:1/app:1\nmanifests:\n  - image: 127.0.0.1:1/a@{D1}\n")
+    for i, text in enumerate(['{"target": 1}\n',
+                              '{"target": "reg.example/a:1", "tags": ["1"]}\n',
+                              '{"target": "reg.example/a:1", "tags": "1", "status": "created"}\n',
+                              '{"results": [{"tags": []}], "summary": {}}']):
+        bad = tmp_path / f"bad{i}.jsonl"
+        bad.write_text(text)
+        merged = manyfest("report", "merge", str(bad))
+        since = manyfest("publish", "--since", str(bad), str(plan))
+        assert (merged.returncode, since.returncode) == (2, 2)
+        [line] = merged.stderr.splitlines()
+        assert line.startswith(f"{bad}:1: " if "results" not in text else f"{bad}: results[0]")
+        assert since.stderr == f"--since {merged.stderr}"
+
+
 def test_usage_errors_name_the_command(tmp_path: Path) -> None:
     proc = manyfest("report", "merge")
     assert proc.returncode == 2

@@ -20,6 +20,7 @@ from manyfest.content import Entry, Manifest, encode_list
 from manyfest.engine import PublishOptions, list_identity
 from manyfest.errors import UsageError
 from manyfest.ops import plan as plans
+from manyfest.ops import reports
 from manyfest.ops.since import parse_report, plan_key
 from manyfest.platform import Platform
 from manyfest.registry import RegistryClient
@@ -158,6 +159,25 @@ def test_report_reader_keeps_published_lines_with_a_plan_key() -> None:
     assert list(since.priors) == ["r.example/app:1"]
     prior = since.priors["r.example/app:1"]
     assert (prior.digest, prior.sources) == (D1, {"r.example/a:1": D2})
+    # Why each other line proves nothing: the reason --since reports for its list.
+    assert since.unusable == {"r.example/app:2": "failed", "r.example/app:3": "dry-run",
+                              "r.example/app:4": "no-line", "r.example/app:5": "no-line"}
+    assert since.counts == {"dry-run": 1, "failed": 1, "no-line": 2, "published": 1}
+    assert since.warning() is None
+
+
+@pytest.mark.parametrize(("lines", "counts"), [
+    ([_line(dry_run=True), _line(target="r.example/app:2", dry_run=True)],
+     "2 dry-run lines, 0 published"),
+    ([_line(status="failed"), _line(target="r.example/app:2", plan_key=None)],
+     "1 failed line, 1 line without plan_key/sources (an older report), 0 published"),
+    ([], "no lines"),
+])
+def test_report_reader_warns_when_no_line_is_usable(lines: list[bytes], counts: str) -> None:
+    since = parse_report(b"\n".join(lines), "d1.jsonl")
+    assert since.priors == {}
+    assert since.warning() == (f"--since d1.jsonl: no line can prove a list unchanged "
+                               f"({counts}): every list goes the normal way")
 
 
 def test_report_reader_reads_a_json_document() -> None:
@@ -168,16 +188,24 @@ def test_report_reader_reads_a_json_document() -> None:
 
 
 @pytest.mark.parametrize(("data", "where"), [
-    (_line() + b"\n{not json\n", "old.jsonl:2: not a JSON object"),
-    (b"[1, 2]\n", "old.jsonl:1: not a JSON object"),
-    (_line() + b"\n" + _line()[:-5] + b"\n", "old.jsonl:2: not a JSON object"),
-    (b'{"results": 3, "summary": {}}', "old.jsonl:1: a --json report without a results"),
+    (_line() + b"\n{not json\n", "old.jsonl:2: not JSON"),
+    (b"[1, 2]\n", "old.jsonl:1: expected a JSON object (one list), got list"),
+    (_line() + b"\n" + _line()[:-5] + b"\n", "old.jsonl:2: not JSON"),
+    (b'{"results": 3, "summary": {}}', "old.jsonl: results: expected a list"),
+    (b'{"target": 1}\n', "old.jsonl:1: target: expected a reference, got 1"),
+    (_line(tags="1") + b"\n", "old.jsonl:1: tags: expected a list of tags"),
+    (_line(status="done") + b"\n", "old.jsonl:1: status: expected one of created"),
+    (_line(dry_run="yes") + b"\n", "old.jsonl:1: dry_run: expected true or false"),
 ])
 def test_report_reader_names_the_bad_line(data: bytes, where: str) -> None:
     with pytest.raises(UsageError) as info:
         parse_report(data, "old.jsonl")
     assert info.value.one_line().startswith(f"--since {where}")
     assert "\n" not in info.value.one_line()
+    # report merge reads it the same way: the same message, but for the --since prefix.
+    with pytest.raises(UsageError) as merged:
+        reports.parse(data, "old.jsonl")
+    assert f"--since {merged.value.message}" == info.value.message
 
 
 # ------------------------------------------------------------------------- child identity
@@ -330,7 +358,9 @@ def test_since_costs_one_head_per_list(proxy: QuirkProxy, ns: str, tmp_path: Pat
     dry_report.write_text(dry.stdout)  # dry-run lines prove nothing: all go the normal way
     proxy.seen.clear()
     from_dry = manyfest("publish", "--since", str(dry_report), "--json", str(plan))
-    assert [r["since"] for r in json.loads(from_dry.stdout)["results"]] == ["no-line"] * 4
+    assert [r["since"] for r in json.loads(from_dry.stdout)["results"]] == ["dry-run"] * 4
+    assert (f"warning: --since {dry_report}: no line can prove a list unchanged (4 dry-run "
+            "lines, 0 published): every list goes the normal way") in from_dry.stderr
     assert proxy.count("HEAD", f"/{ns}/app/manifests/b2") == 1  # every tag HEADed
 
     # A source tag moves (src-amd64:1 re-tagged to another image): c and d go the normal way
@@ -415,8 +445,11 @@ def test_since_usage_errors(tmp_path: Path) -> None:
     plan.write_text(f"image: 127.0.0.1:1/app:1\nmanifests:\n  - image: 127.0.0.1:1/a@{D1}\n")
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(_line() + b"\nnot json\n")
+    wrong = tmp_path / "bad2.jsonl"
+    wrong.write_text('{"target": 1}\n')
     for args, message in [
-        (["--since", str(bad)], f"--since {bad}:2: not a JSON object"),
+        (["--since", str(bad)], f"--since {bad}:2: not JSON"),
+        (["--since", str(wrong)], f"--since {wrong}:1: target: expected a reference, got 1"),
         (["--since", str(tmp_path / "missing.jsonl")],
          f"--since {tmp_path / 'missing.jsonl'}: cannot read it"),
         (["--trust-report"], "--trust-report needs --since REPORT"),
@@ -619,3 +652,30 @@ def test_check_in_memory_shares_source_heads_and_sends_mismatches_the_normal_way
                                       stats=[RequestStats() for _ in plan]))
     assert sorted(trusted.matched) == [0, 3]
     assert sorted(fake.calls) == [("HEAD", "app-amd64", "1"), ("HEAD", "app-arm64", "1")]
+
+
+def test_check_in_memory_says_why_a_line_is_unusable_and_warns_once() -> None:
+    from manyfest.engine import Engine
+    from manyfest.events import Event, Warned
+    from manyfest.ops.since import check
+    from manyfest.transport import RequestStats
+    from tests.test_engine import HOST, FakeRegistry
+
+    fake = FakeRegistry()
+    text = "\n---\n".join(f"image: {HOST}/app:{n}\nmanifests:\n  - image: {HOST}/a@{D1}"
+                          for n in (1, 2, 3))
+    plan = plans.parse_documents(text)
+    keys = [plan_key(item, PublishOptions()) for item in plan]
+    data = b"\n".join([_line(target=f"{HOST}/app:1", status="failed"),
+                       _line(target=f"{HOST}/app:2", dry_run=True)])
+    since = parse_report(data, "d1.jsonl")
+    events: list[Event] = []
+    checked = anyio.run(lambda: check(Engine(fake.client(), on_event=events.append), plan,
+                                      keys, since, stats=[RequestStats() for _ in plan]))
+    assert checked.outcome == {0: "failed", 1: "dry-run", 2: "no-line"}
+    assert checked.matched == {}
+    assert fake.calls == []
+    warned = [e for e in events if isinstance(e, Warned)]
+    assert [e.message for e in warned] == [
+        "--since d1.jsonl: no line can prove a list unchanged (1 dry-run line, 1 failed "
+        "line, 0 published): every list goes the normal way"]

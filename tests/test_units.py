@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anyio
 import pytest
 from aiohttp import web
 
@@ -20,6 +21,8 @@ from manyfest.engine import Child, PublishOptions, Source
 from manyfest.ops.plan import load
 from manyfest.ops.publish import plan_units
 from manyfest.platform import Platform
+from manyfest.registry import RegistryClient
+from manyfest.transport import Settings, Transport
 from manyfest.transport.response import RequestStats, is_manifest_path
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
 from tests.imagewriter import build_image
@@ -79,6 +82,8 @@ def test_plan_units_groups_identical_lists_only(tmp_path: Path) -> None:
     # Another style (a flag of the run) applies to every list: still grouped.
     built[1] = children
     assert plan_units(plan, built, PublishOptions(style="compact"))[0] == [0, 1]
+    # --unchanged-by children groups them too (each list's kept tags are its own).
+    assert plan_units(plan, built, PublishOptions(unchanged_by="children"))[0] == [0, 1]
 
 
 def test_manifest_paths_are_told_from_blob_paths() -> None:
@@ -97,6 +102,15 @@ def test_manifest_paths_are_told_from_blob_paths() -> None:
 
 
 # ------------------------------------------------------------------ end to end
+
+def _head(ref: str) -> str:
+    async def head() -> str:
+        async with Transport(Settings()) as transport:
+            found = await RegistryClient(transport).head_manifest(reference.parse(ref))
+            return found.digest if found else ""
+
+    return anyio.run(head)
+
 
 @pytest.mark.slow  # end to end
 def test_identical_lists_are_one_unit_and_a_warm_rerun_does_no_manifest_get(
@@ -221,5 +235,74 @@ def test_a_failure_of_the_unit_fails_every_list_of_it(registry: RegistryServer, 
         assert second["error"] == first["error"]
         assert second["same_as"] == first["target"]
         assert proxy.count("PUT", "/manifests/stable") == 1
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.slow  # end to end
+def test_unchanged_by_children_keeps_the_unit_and_fetches_each_list_once(
+        registry: RegistryServer, ns: str, tmp_path: Path) -> None:
+    _seed(registry, ns)
+    proxy = QuirkProxy(registry.host).start()
+    try:
+        host = proxy.host
+        plan = _plan(tmp_path / "p.yaml",
+                     _document(host, ns, "app:3", ["3.0"]),
+                     _document(host, ns, "app:latest", ["stable"]))
+        # Written by "another tool": manifest-tool's layout, another digest than docker's.
+        tool = manyfest("publish", "--json-style", "manifest-tool", "--json", str(plan))
+        assert tool.returncode == 0, tool.stderr
+        tool_digest = json.loads(tool.stdout)["results"][0]["digest"]
+        dry = json.loads(manyfest("publish", "--dry-run", "--json", str(plan)).stdout)
+        assert dry["results"][0]["digest"] != tool_digest
+
+        proxy.seen.clear()
+        run = manyfest("publish", "--unchanged-by", "children", "--json", str(plan))
+        assert run.returncode == 0, run.stderr
+        doc = json.loads(run.stdout)
+        first, second = doc["results"]
+        repo = f"/v2/{ns}/app/manifests/"
+        # Four tags hold one previous list: one GET of it for the run, no write.
+        assert proxy.seen[f"GET {repo}{tool_digest}"] == 1
+        assert proxy.count("GET", repo) == 1
+        for tag in ("3", "3.0", "latest", "stable"):
+            assert proxy.seen[f"HEAD {repo}{tag}"] == 1, tag
+        assert proxy.count("PUT") == proxy.count("POST") == 0
+        assert [(r["status"], r["digest"]) for r in doc["results"]] == [
+            ("unchanged", tool_digest), ("unchanged", tool_digest)]
+        assert "same_as" not in first
+        assert second["same_as"] == first["target"] == f"{host}/{ns}/app:3"
+        assert (second["requests"], second["manifest_gets"], second["manifest_heads"]) == (
+            0, 0, 0)
+        assert first["requests"] == doc["summary"]["requests"] == sum(proxy.seen.values())
+        # The sources come from the cache (HEADs): the one GET is the previous list.
+        assert (doc["summary"]["manifest_gets"], first["manifest_gets"]) == (1, 1)
+
+        # A new tag on the second list gets the bytes its first tag keeps; still one GET.
+        plan = _plan(tmp_path / "p2.yaml",
+                     _document(host, ns, "app:3", ["3.0"]),
+                     _document(host, ns, "app:latest", ["stable", "edge"]))
+        proxy.seen.clear()
+        dry = manyfest("publish", "--unchanged-by", "children", "--dry-run", str(plan))
+        assert dry.returncode == 0, dry.stderr
+        assert dry.stdout.splitlines() == [
+            f"unchanged {host}/{ns}/app:3 {tool_digest}",
+            f"would update {host}/{ns}/app:latest {tool_digest} -> {tool_digest}",
+            f"  same list as {host}/{ns}/app:3 (its mounts and child pushes are there)",
+            f"  put {host}/{ns}/app:edge -> {tool_digest} (new tag)",
+        ]
+        assert proxy.seen[f"GET {repo}{tool_digest}"] == 1
+        assert proxy.count("PUT") == proxy.count("POST") == 0
+        proxy.seen.clear()
+        grown = manyfest("publish", "--unchanged-by", "children", "--json", str(plan))
+        assert grown.returncode == 0, grown.stderr
+        a, b = json.loads(grown.stdout)["results"]
+        assert (a["status"], b["status"]) == ("unchanged", "updated")
+        assert b["digest"] == b["old_digest"] == tool_digest
+        assert b["same_as"] == a["target"]
+        assert b["requests"] == 0
+        assert proxy.seen[f"GET {repo}{tool_digest}"] == 1
+        assert [k for k in proxy.seen if k.startswith(("PUT", "POST"))] == [f"PUT {repo}edge"]
+        assert _head(f"{host}/{ns}/app:edge") == tool_digest
     finally:
         proxy.stop()

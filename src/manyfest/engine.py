@@ -384,6 +384,9 @@ class Engine:
         self._children: OnceMap[str] = OnceMap()
         self._subjects: OnceMap[SubjectDescriptor] = OnceMap()
         self._lists: OnceMap[str] = OnceMap()
+        self._previous: OnceMap[Manifest | None] = OnceMap()
+        """``--unchanged-by children``: a list a tag holds, by (registry, repository,
+        digest); ``None`` when it was gone (404)."""
         self._labels: dict[str, dict[str, str]] = {}
         """Config ``org.opencontainers.image.*`` labels per image manifest digest."""
 
@@ -879,12 +882,13 @@ class Engine:
         """``--unchanged-by children``: the tags whose current list equals ``listed`` but for
         its JSON layout, and the list to publish.
 
-        Each other digest the tags hold is fetched once (a manifest GET by digest, verified)
-        and compared by :func:`list_identity`: the same list media type, ``artifactType`` and
-        subject digest, and the same sequence of entries, each the same (media type, digest,
-        platform: os, architecture, variant, os.version, os.features); whitespace, key
-        order and annotations (index and descriptor) are ignored. Order counts: a client
-        takes the first entry matching its platform.
+        Each other digest the tags hold is fetched once per run per (registry, repository,
+        digest) (a manifest GET by digest, verified; shared by every list and unit whose
+        tags hold it) and compared by :func:`list_identity`: the same list media type,
+        ``artifactType`` and subject digest, and the same sequence of entries, each the same
+        (media type, digest, platform: os, architecture, variant, os.version, os.features);
+        whitespace, key order and annotations (index and descriptor) are ignored. Order
+        counts: a client takes the first entry matching its platform.
 
         Returns:
             ``(list, kept)``: ``kept`` are the tags left as they are (``unchanged``). When the
@@ -897,9 +901,10 @@ class Engine:
         found: dict[str, Manifest] = {}
 
         async def fetch(digest: str) -> None:
-            try:
-                manifest = await self.client.get_manifest(target.with_digest(digest))
-            except NotFoundError:
+            key = (target.registry, target.repository, digest)
+            manifest = await self._previous.get(key, partial(self._previous_list, target,
+                                                             digest))
+            if manifest is None:
                 return  # moved since the HEAD: not the same
             try:
                 same = manifest.is_index and list_identity(manifest) == want
@@ -912,6 +917,14 @@ class Engine:
         kept = {t for t in tags if heads.get(t) in found}
         first = heads.get(tags[0], "")
         return found.get(first, listed), kept
+
+    async def _previous_list(self, target: Reference, digest: str) -> Manifest | None:
+        """The manifest ``digest`` of ``target``'s repository (GET by digest, verified);
+        ``None`` when the registry no longer has it."""
+        try:
+            return await self.client.get_manifest(target.with_digest(digest))
+        except NotFoundError:
+            return None
 
     async def execute(self, plan: ListPlan) -> None:
         """Carry out a :meth:`plan`: children (blobs first), then the first tag, then the rest.

@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from manyfest.content import Manifest
 from manyfest.engine import (
     Child,
     Engine,
@@ -744,13 +745,14 @@ def plan_units(plan: Sequence[PlanList], built: Mapping[int, Sequence[Child]],
     the same repository, however the plan wrote them: two documents with the same entries,
     or shared tags) are one unit, published once at the union of their tags; every other
     list (one that failed its checks among them) is a unit of its own. With
-    ``--unchanged-by children`` every list is a unit of its own: each list's tags may keep
-    a list of another layout of their own, which a shared unit could not express.
+    ``--unchanged-by children`` too: a tag of the unit holding the same children in another
+    layout is kept, and each list's result says what its own tags hold
+    (:func:`_member_result`).
     """
     units: list[list[int]] = []
     by_key: dict[Hashable, list[int]] = {}
     for i, item in enumerate(plan):
-        if i not in built or opts.unchanged_by == "children":
+        if i not in built:
             units.append([i])
             continue
         key = unit_key(item, built[i], opts)
@@ -780,6 +782,14 @@ async def _publish_unit(
     list PUT at the first tag, then one PUT per other tag. Each list then gets its own
     result (:func:`_member_result`); the first carries the unit's requests (the others'
     source resolutions are moved to it), the others ``same_as`` the first's target.
+
+    With ``--unchanged-by children`` a list's tags may keep the same children in a layout of
+    their own (another list's tags another one), which one publish of the unit's tags could
+    not express: the unit's lists are published one after the other, each at its own tags
+    with the unit's bytes (built once), as a list alone would be (its own status, digest
+    and kept tags: :attr:`~manyfest.engine.ListPlan.kept`); what they share is done once
+    per run by the engine (each previous list fetched once, each child pushed once), and
+    the unit's requests are the first list's, the others ``same_as`` it.
     """
     first, *others = unit
     lead = plan[first]
@@ -789,12 +799,60 @@ async def _publish_unit(
     for i in others:  # the unit's requests are counted once, against its first list
         _add_stats(stats[first], stats[i])
         stats[i] = RequestStats()
+    if opts.unchanged_by == "children":
+        return await _publish_unit_children(engine, plan, unit, built[first], opts,
+                                            stats[first], started)
     tags = list(dict.fromkeys(t for i in unit for t in plan[i].tags))
     done = await engine.publish(
         lead.target, built[first], extra_tags=tags[1:], annotations=lead.annotations or None,
         options=list_options(opts, lead), stats=stats[first], started=started, announce=False,
     )
     results = [_member_result(done, plan[i], lead=i == first) for i in unit]
+    for r in results:
+        engine.on_event(Finished(target=str(r.target), result=r))
+    return results
+
+
+async def _publish_unit_children(
+    engine: Engine,
+    plan: Sequence[PlanList],
+    unit: list[int],
+    children: list[Child],
+    opts: PublishOptions,
+    stats: RequestStats,
+    started: float,
+) -> list[ListResult]:
+    """A unit of several lists under ``--unchanged-by children`` (:func:`_publish_unit`):
+    each list published at its own tags, in turn, with the unit's bytes, every request
+    counted in ``stats`` (the first list's)."""
+    lead = plan[unit[0]]
+    options = list_options(opts, lead)
+    annotations = lead.annotations or None
+    listed: Manifest | None = None
+    token = current_stats.set(stats)
+    try:
+        listed = await engine.build_list(lead.target, children, annotations, options)
+    except ManyfestError:
+        listed = None  # each publish below meets the same error and reports it
+    finally:
+        current_stats.reset(token)
+    results: list[ListResult] = []
+    for i in unit:
+        item = plan[i]
+        r = await engine.publish(
+            item.target, children, extra_tags=list(item.extra_tags), annotations=annotations,
+            options=options, built=listed, stats=stats, started=started, announce=False,
+        )
+        if i != unit[0]:
+            r.same_as = str(lead.target)
+            r.requests = r.retries = r.throttled = r.manifest_gets = r.manifest_heads = 0
+            r.pushed_children = []
+            r.actions = [a for a in r.actions if a.startswith("put ")]
+        results.append(r)
+    head = results[0]  # the unit's requests, all of them
+    head.requests, head.retries, head.throttled = stats.requests, stats.retries, stats.throttled
+    head.manifest_gets, head.manifest_heads = stats.manifest_gets, stats.manifest_heads
+    head.duration_s = time.monotonic() - started
     for r in results:
         engine.on_event(Finished(target=str(r.target), result=r))
     return results

@@ -5,8 +5,10 @@ merge`` output) records per list its ``plan_key`` (:func:`plan_key`: a digest of
 plan entry and settings, not of anything resolved), the digest every source resolved to
 (``sources``) and the list digest. A list of this run is a *candidate* when the report has a
 line for the same target, published (``created``/``updated``/``unchanged``, not ``failed``,
-not a ``--dry-run`` line), with this run's plan key. A candidate is checked without any
-manifest GET:
+not a ``--dry-run`` line), with this run's plan key. The report is read and checked as
+``report merge`` reads it (:func:`manyfest.ops.reports.parse`); when no line of it can
+prove a list unchanged, a warning says so (and why: dry-run, failed, older lines). A
+candidate is checked without any manifest GET:
 
 1. every source named by digest is what it was by construction (no request); every source
    named by tag is HEADed once per run (shared by every candidate naming it) and must still
@@ -34,7 +36,8 @@ import msgspec
 
 from manyfest.engine import Engine, ListResult, PublishOptions, run_all, subject_reference
 from manyfest.errors import ManyfestError, UsageError
-from manyfest.events import Finished, Phase, SinceChecked, Skipped
+from manyfest.events import Finished, Phase, SinceChecked, Skipped, Warned
+from manyfest.ops import reports
 from manyfest.ops.plan import PlanList
 from manyfest.platform import Platform
 from manyfest.reference import Reference
@@ -119,6 +122,11 @@ class Prior:
     sources: dict[str, str]
 
 
+UNUSABLE = ("dry-run", "failed", "no-line")
+"""Why a report's line cannot prove its list unchanged: a ``--dry-run`` run's line, a failed
+list's, an older report's (no ``plan_key``/``sources``: reported as ``no-line``)."""
+
+
 @dataclass(slots=True)
 class Since:
     """A previous report read for ``--since`` (:func:`read_report`).
@@ -130,72 +138,84 @@ class Since:
         trust: ``--trust-report``: a candidate whose sources match is ``unchanged`` without
             a HEAD of its tag.
         lines: lines (results) read, usable or not.
+        unusable: per target reference without a usable line, why its line proves nothing
+            (:data:`UNUSABLE`: ``dry-run``, ``failed``, ``no-line``: an older report's line
+            without ``plan_key``/``sources``); the last such line wins.
+        counts: lines read per :data:`UNUSABLE` reason, and ``published``: the usable ones.
     """
 
     path: str
     priors: dict[str, Prior] = field(default_factory=dict)
     trust: bool = False
     lines: int = 0
+    unusable: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys((*UNUSABLE, "published"), 0))
+
+    def warning(self) -> str | None:
+        """The warning when no line of the report can prove a list unchanged, e.g.
+        ``--since d1.jsonl: no line can prove a list unchanged (4 dry-run lines, 0
+        published): every list goes the normal way``; ``None`` when one can."""
+        if self.priors:
+            return None
+        counts = self.counts
+        words = {"dry-run": "dry-run", "failed": "failed",
+                 "no-line": "without plan_key/sources (an older report)"}
+        parts = [_lines(counts[r], words[r]) for r in UNUSABLE if counts[r]]
+        parts.append("0 published" if parts else "no lines")
+        return (f"--since {self.path}: no line can prove a list unchanged "
+                f"({', '.join(parts)}): every list goes the normal way")
 
 
-def _prior(doc: Mapping[str, Any]) -> Prior | None:
-    """The :class:`Prior` of one report object; ``None`` when it proves nothing (failed, a
-    dry run, or an older report without plan_key/sources)."""
+def _lines(n: int, what: str) -> str:
+    """``4 dry-run lines``, ``1 failed line``, ``2 lines without ...``."""
+    noun = "line" if n == 1 else "lines"
+    if what.startswith("without"):
+        return f"{n} {noun} {what}"
+    return f"{n} {what} {noun}"
+
+
+def _prior(entry: reports.Entry) -> Prior | str:
+    """The :class:`Prior` of one report line (checked by :mod:`manyfest.ops.reports`), or
+    why it proves nothing (:data:`UNUSABLE`)."""
+    doc = entry.fields
+    if entry.dry_run:
+        return "dry-run"
+    if entry.status not in PUBLISHED:
+        return "failed"
     key, sources, digest = doc.get("plan_key"), doc.get("sources"), doc.get("digest")
-    target, tags = doc.get("target"), doc.get("tags")
-    if doc.get("status") not in PUBLISHED or doc.get("dry_run"):
-        return None
     if not (isinstance(key, str) and key.startswith("sha256:") and isinstance(digest, str)
-            and digest and isinstance(target, str) and isinstance(sources, dict)
-            and isinstance(tags, list)):
-        return None
+            and digest and isinstance(sources, dict)):
+        return "no-line"
     if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in sources.items()):
-        return None
-    return Prior(target, [str(t) for t in tags], digest, key, dict(sources))
+        return "no-line"
+    return Prior(str(entry.target), list(entry.tags), digest, key, dict(sources))
 
 
 def parse_report(data: bytes, path: str, *, trust: bool = False) -> Since:
-    """Read a report's bytes: JSON Lines (``--report``, ``report merge``) or one ``--json``
-    document (``{"results": [...], "summary": {...}}``).
+    """Read a report's bytes as ``report merge`` does (:func:`manyfest.ops.reports.parse`:
+    JSON Lines, one ``--json`` document, or one list's object over several lines), every
+    line checked the same way.
 
     Blank lines are ignored. Lines of older reports (no ``plan_key``), failed lists and
-    ``--dry-run`` lines are read but never match.
+    ``--dry-run`` lines are read but never match (:attr:`Since.unusable` says why).
 
     Raises:
-        UsageError: the file is neither: ``--since FILE:LINE: ...`` naming the first line
-            that is not a JSON object (or a ``--json`` document without ``results``).
+        UsageError: (exit 2) a line that is not a list's report:
+            ``--since FILE:LINE: ...`` naming it (``--since FILE: results[i]: ...`` in a
+            ``--json`` document), as ``report merge`` names it.
     """
     since = Since(path, trust=trust)
-    hint = "give a --report file (JSON Lines) or a --json report of an earlier publish"
-    try:
-        whole = msgspec.json.decode(data)
-    except msgspec.DecodeError:
-        whole = None
-    docs: list[tuple[int, Any]]
-    if isinstance(whole, dict) and "summary" in whole:
-        results = whole.get("results")
-        if not isinstance(results, list):
-            raise UsageError(f"--since {path}:1: a --json report without a results list",
-                             hint=hint)
-        docs = [(1, r) for r in results]
-    else:
-        docs = []
-        for n, line in enumerate(data.split(b"\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                docs.append((n, msgspec.json.decode(line)))
-            except msgspec.DecodeError as exc:
-                raise UsageError(f"--since {path}:{n}: not a JSON object ({exc})",
-                                 hint=hint) from None
-    for n, doc in docs:
-        if not isinstance(doc, dict):
-            raise UsageError(f"--since {path}:{n}: not a JSON object (a report line is one "
-                             "list's object)", hint=hint)
+    for entry in reports.parse(data, f"--since {path}"):
         since.lines += 1
-        prior = _prior(doc)
-        if prior is not None:
-            since.priors[prior.target] = prior
+        prior = _prior(entry)
+        target = str(entry.target)
+        since.counts[prior if isinstance(prior, str) else "published"] += 1
+        if isinstance(prior, Prior):
+            since.priors[target] = prior
+            since.unusable.pop(target, None)
+        elif target not in since.priors:
+            since.unusable[target] = prior
     return since
 
 
@@ -231,7 +251,9 @@ class Checked:
     Attributes:
         matched: the lists proved unchanged: their result (``since == "matched"``).
         outcome: per list, why it goes the normal way (``no-line``: the report has no
-            published line with a plan key for it; ``plan-changed``; ``subject-tag``: its
+            line for it, or only an older report's line without a plan key; ``dry-run``:
+            its line is a ``--dry-run`` run's, which published nothing; ``failed``: its
+            line is a failed list's; ``plan-changed``; ``subject-tag``: its
             subject is named by tag, which the report does not record; ``source-changed``:
             a source tag moved or failed to HEAD; ``tag-moved``: the first tag points
             elsewhere) or ``matched``.
@@ -269,12 +291,15 @@ async def check(
         which reports them.
     """
     out = Checked()
+    warning = since.warning() if plan else None
+    if warning is not None:
+        engine.on_event(Warned(target="", message=warning))
     candidates: dict[int, Prior] = {}
     owner: dict[str, int] = {}
     for i, item in enumerate(plan):
         prior = since.priors.get(str(item.target))
         if prior is None:
-            out.outcome[i] = "no-line"
+            out.outcome[i] = since.unusable.get(str(item.target), "no-line")
         elif prior.plan_key != keys[i] or any(str(e.ref) not in prior.sources
                                               for e in item.entries):
             out.outcome[i] = "plan-changed"
