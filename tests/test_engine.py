@@ -809,4 +809,3 @@ def test_a_unit_stopped_in_flight_reports_every_list_of_it(tmp_path: Path) -> No
             r.error.one_line()
     assert report.not_published == 2
     assert "1" not in fake.manifests.get("app", {})
-

@@ -485,14 +485,16 @@ async def publish(
     checked: since_ops.Checked | None = None
     skip: dict[int, ListResult] = {}
     if since is not None:
+        # A stop during the check cancels it (the scope swallows the cancellation): then
+        # nothing matched, and the resolve phase below ends at once with the interrupted
+        # report (nothing was written).
+        found: list[since_ops.Checked] = []
         with stop.scope():
-            checked = await since_ops.check(engine, plan, plan_keys, since, stats=stats,
-                                            dry_run=opts.dry_run,
-                                            lists_in_flight=opts.lists_in_flight,
-                                            subject=opts.subject)
-        # A stop during the check leaves ``checked`` unset (the scope swallowed the
-        # cancellation): nothing matched, and the resolve phase below ends at once with the
-        # interrupted report (nothing was written).
+            found.append(await since_ops.check(engine, plan, plan_keys, since, stats=stats,
+                                               dry_run=opts.dry_run,
+                                               lists_in_flight=opts.lists_in_flight,
+                                               subject=opts.subject))
+        checked = found[0] if found else None
         skip = checked.matched if checked is not None else {}
 
     def stamped(report: PublishReport) -> PublishReport:
