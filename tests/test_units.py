@@ -17,9 +17,9 @@ import pytest
 from aiohttp import web
 
 from manyfest import reference
-from manyfest.engine import Child, PublishOptions, Source
-from manyfest.ops.plan import load
-from manyfest.ops.publish import plan_units
+from manyfest.engine import Child, Engine, PublishOptions, Source
+from manyfest.ops.plan import PlanList, load, parse_documents
+from manyfest.ops.publish import PublishReport, plan_units, publish
 from manyfest.platform import Platform
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
@@ -28,6 +28,8 @@ from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
 from tests.imagewriter import build_image
 from tests.quirk_proxy import QuirkProxy
 from tests.registry_server import RegistryServer
+from tests.test_atomic import TagDeletingRegistry
+from tests.test_engine import HOST, _images, _run
 
 
 def _document(host: str, ns: str, target: str, tags: list[str],
@@ -207,7 +209,7 @@ def test_dry_run_shows_the_unit_once(registry: RegistryServer, ns: str,
 
 
 @pytest.mark.slow  # end to end
-def test_a_failure_of_the_unit_fails_every_list_of_it(registry: RegistryServer, ns: str,
+def test_a_refused_tag_fails_only_its_own_list_of_the_unit(registry: RegistryServer, ns: str,
                                                       tmp_path: Path) -> None:
     _seed(registry, ns)
     proxy = QuirkProxy(registry.host)
@@ -230,9 +232,12 @@ def test_a_failure_of_the_unit_fails_every_list_of_it(registry: RegistryServer, 
         run = manyfest("publish", "--json", str(plan))
         assert run.returncode == 3, run.stderr
         first, second = json.loads(run.stdout)["results"]
-        assert first["status"] == second["status"] == "failed"
-        assert "tag stable is immutable" in first["error"]
-        assert second["error"] == first["error"]
+        # The unit's first tag landed before stable was refused: app:1.2.3 (all its tags
+        # at the list) is created; app:latest (stable refused) fails with the registry's
+        # words.
+        assert (first["status"], second["status"]) == ("created", "failed")
+        assert first["error"] is None
+        assert "tag stable is immutable" in second["error"]
         assert second["same_as"] == first["target"]
         assert proxy.count("PUT", "/manifests/stable") == 1
     finally:
@@ -306,3 +311,48 @@ def test_unchanged_by_children_keeps_the_unit_and_fetches_each_list_once(
         assert _head(f"{host}/{ns}/app:edge") == tool_digest
     finally:
         proxy.stop()
+
+
+
+# ---------------------------------------------------------------- a unit that fails in part
+
+
+def _two_lists_one_unit() -> tuple[TagDeletingRegistry, list[PlanList]]:
+    fake = TagDeletingRegistry(refuse_tags=set())
+    _images(fake, "same")
+    src = "\n".join(f"  - image: {HOST}/app-{a}:1" for a in ("amd64", "arm64"))
+    plan = parse_documents(f"image: {HOST}/app:1.2.3\nmanifests:\n{src}\n---\n"
+                           f"image: {HOST}/app:latest\nmanifests:\n{src}\n")
+    return fake, plan
+
+
+def _publish_in_memory(fake: TagDeletingRegistry, plan: list[PlanList]) -> PublishReport:
+    report: PublishReport = _run(lambda: publish(Engine(fake.client()), plan))
+    return report
+
+
+def test_a_unit_failing_at_one_tag_fails_only_the_lists_whose_tags_did_not_land() -> None:
+    """Two lists, one unit: a refused tag PUT fails the list it belongs to; the other list,
+    whose tag holds the list (before, or moved before the refusal), is not a failure."""
+    fake, plan = _two_lists_one_unit()
+    [latest] = _publish_in_memory(fake, plan[1:]).results  # latest already holds the list
+    assert latest.status == "created"
+    fake.refuse_tags = {"1.2.3"}
+    first, second = _publish_in_memory(fake, plan).results
+    assert (first.status, second.status) == ("failed", "unchanged")
+    assert first.error is not None
+    assert "app:1.2.3" in first.error.one_line()
+    assert second.error is None
+    assert second.same_as == str(first.target)
+    assert second.digest == latest.digest
+
+    # The first tag moves, the second is refused: the first list is created, the other fails.
+    fake.manifests["app"].pop("latest")
+    fake.refuse_tags = {"latest"}
+    first, second = _publish_in_memory(fake, plan).results
+    assert (first.status, second.status) == ("created", "failed")
+    assert first.error is None
+    assert second.error is not None
+    assert "app:latest" in second.error.one_line()
+    assert fake.manifests["app"]["1.2.3"].digest == first.digest
+    assert "latest" not in fake.manifests["app"]

@@ -231,6 +231,8 @@ class ListResult:
         same_as: the target of the plan list this one was published with (lists with
             identical bytes in one repository are one unit of work); '' when its own.
         heads: what each tag pointed at before (as looked up; empty when not looked up).
+        moved: tags whose PUT the registry accepted in this run (also when the list failed
+            at a later tag).
     """
 
     target: Reference
@@ -256,6 +258,7 @@ class ListResult:
     manifest_heads: int = 0
     same_as: str = ""
     heads: dict[str, str] = field(default_factory=dict)
+    moved: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +334,7 @@ class ListPlan:
         heads: what each tag points at now ('' when absent; empty when not looked up).
         children: the children to make present in the target repository, in list order.
         tags: the tags to PUT, the target's first ([] when every tag holds the list).
+        moved: the tags whose PUT the registry accepted, as :meth:`Engine.execute` goes.
     """
 
     target: Reference
@@ -338,6 +342,7 @@ class ListPlan:
     heads: dict[str, str]
     children: list[Source]
     tags: list[str]
+    moved: list[str] = field(default_factory=list)
 
     @property
     def kept(self) -> dict[str, str]:
@@ -796,6 +801,7 @@ class Engine:
             result.digest = plan.listed.digest  # --unchanged-by children may keep the tag's
             result.old_digest = plan.heads.get(tags[0], "")
             result.heads = plan.heads
+            result.moved = plan.moved  # filled while executing, also when a PUT fails
             if not plan.tags:
                 result.status = "unchanged"
                 self.on_event(Skipped(target=str(target), digest=listed.digest))
@@ -935,11 +941,13 @@ class Engine:
         target = plan.target
         await self.push_children(plan)
         first, *rest = plan.tags
-        await self.put_manifest(target.with_tag(first), plan.listed, built=True)
-        await run_all(
-            *(partial(self.put_manifest, target.with_tag(t), plan.listed, built=True)
-              for t in rest)
-        )
+
+        async def put(tag: str) -> None:
+            await self.put_manifest(target.with_tag(tag), plan.listed, built=True)
+            plan.moved.append(tag)
+
+        await put(first)
+        await run_all(*(partial(put, t) for t in rest))
 
     async def push_children(self, plan: ListPlan) -> None:
         """The first step of :meth:`execute`: every child of ``plan`` made present in the

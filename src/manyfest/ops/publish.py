@@ -870,9 +870,12 @@ def _add_stats(into: RequestStats, other: RequestStats) -> None:
 
 def _member_result(done: ListResult, item: PlanList, *, lead: bool) -> ListResult:
     """One plan list's result from its unit's: its own tags, the unit's digest, its status
-    from what its own tags pointed at (``unchanged`` when each held the list already), the
-    unit's error when the unit failed. The lead list keeps the unit's requests, children and
-    mounts/child pushes among the ``--dry-run`` actions; the others have ``same_as``."""
+    from what its own tags pointed at (``unchanged`` when each held the list already). When
+    the unit failed, the list fails with the unit's error unless each of its own tags holds
+    the list anyway: held it before, or its PUT was accepted (``done.moved``), as when
+    another list's tag PUT was refused after this list's tags had moved. The lead list keeps the
+    unit's requests, children and mounts/child pushes among the ``--dry-run`` actions; the
+    others have ``same_as``."""
     own = item.tags
     heads = {t: done.heads[t] for t in own if t in done.heads}
     r = ListResult(item.target, list(own), digest=done.digest, old_digest=heads.get(own[0], ""),
@@ -885,7 +888,9 @@ def _member_result(done: ListResult, item: PlanList, *, lead: bool) -> ListResul
     puts = {f"put {item.target.with_tag(t)} -> " for t in own}
     r.actions = [a for a in done.actions
                  if (lead and not a.startswith("put ")) or a.split(" -> ")[0] + " -> " in puts]
-    if done.status == "failed":
+    landed = bool(done.digest) and all(heads.get(t) == done.digest or t in done.moved
+                                       for t in own)
+    if done.status == "failed" and not (landed and heads):
         r.status, r.error = "failed", done.error
     elif all(heads.get(t) == done.digest for t in own):
         r.status = "unchanged"
