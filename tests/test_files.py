@@ -95,3 +95,13 @@ def test_longest_name_the_file_system_allows(workdir: Path) -> None:
     target = workdir / ("n" * limit)
     atomic_write(target, b"x")
     assert target.read_bytes() == b"x"
+
+
+def test_an_existing_file_keeps_its_mode_unless_one_is_given(workdir: Path) -> None:
+    target = workdir / "report.jsonl"
+    target.write_bytes(b"old")
+    target.chmod(0o444)
+    atomic_write(target, b"new")
+    assert (target.read_bytes(), _mode(target)) == (b"new", 0o444)
+    atomic_write(target, b"newer", mode=0o600)
+    assert (target.read_bytes(), _mode(target)) == (b"newer", 0o600)

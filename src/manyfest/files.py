@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -47,8 +48,9 @@ def atomic_write(
         path: the file to write (replaced when it exists; its directory must exist).
         data: the whole content, or chunks of it written in turn (so a large document can
             be streamed, never held whole).
-        mode: the file's permission bits (e.g. ``0o600`` for credentials); ``None``: what
-            ``open()`` would give a new file (0o666 less the umask).
+        mode: the file's permission bits (e.g. ``0o600`` for credentials); ``None``: those
+            of the regular file already at ``path`` (a read-only report stays read-only),
+            else what ``open()`` would give a new file (0o666 less the umask).
         temp_dir: where the temporary file is made (default: ``path``'s directory); it
             must be on the same file system as ``path``.
         sync_dir: also fsync the directory after the rename, so the rename itself survives
@@ -59,6 +61,11 @@ def atomic_write(
             then untouched and the temporary file removed).
     """
     directory = temp_dir if temp_dir is not None else path.parent
+    if mode is None:
+        with contextlib.suppress(OSError):
+            status = path.stat()
+            if stat.S_ISREG(status.st_mode):
+                mode = stat.S_IMODE(status.st_mode)
     # A short fixed prefix: a name as long as the file system allows must still fit.
     fd, tmp = tempfile.mkstemp(prefix=".manyfest-", suffix=".tmp", dir=directory)
     with interrupts.temporary(tmp):

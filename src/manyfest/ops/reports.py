@@ -320,13 +320,4 @@ def write(path: Path, data: bytes) -> None:
         OSError: the directory does not exist or cannot be written, ``path`` is a
             directory; the temporary file is removed.
     """
-    import stat
-
-    path = path.resolve()
-    try:
-        status = path.stat()
-    except FileNotFoundError:
-        mode = None
-    else:
-        mode = stat.S_IMODE(status.st_mode) if stat.S_ISREG(status.st_mode) else None
-    atomic_write(path, data, mode=mode)
+    atomic_write(path.resolve(), data)
