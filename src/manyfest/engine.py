@@ -854,7 +854,8 @@ class Engine:
         listed: Manifest,
         opts: PublishOptions,
     ) -> ListPlan:
-        """What publishing ``listed`` at ``tags`` takes: the only reads are the tag HEADs.
+        """What publishing ``listed`` at ``tags`` takes: the only reads are the tag HEADs
+        (and, with ``--unchanged-by children``, one GET of each other list the tags hold).
 
         Every child from another repository is made present (its blobs mounted or copied,
         then PUT by digest); tags that already hold the list are not written. When one tag

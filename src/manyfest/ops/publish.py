@@ -515,7 +515,8 @@ async def publish(
     errors: dict[str, ManyfestError] = {}
 
     async def resolve(key: str) -> None:
-        # No limit here: the transport's per-registry limit bounds the requests.
+        # RESOLVES_IN_FLIGHT bounds the tasks; the transport's per-registry limit bounds
+        # the requests.
         token = current_stats.set(stats[owner[key]])
         try:
             source = await engine.resolve(refs[key])
@@ -592,25 +593,23 @@ async def publish(
 
     # Phase 3: the lists.
     results: list[ListResult | None] = [None] * len(plan)
-    list_limiter = anyio.Semaphore(opts.lists_in_flight, fast_acquire=True)
-
     in_flight: set[int] = set()
     engine.on_event(Phase(name="publish", total=len(plan)))
 
-    async def one(unit: list[int]) -> None:
-        async with list_limiter:
-            in_flight.update(unit)
-            done = await _publish_unit(engine, plan, unit, built, failures, opts, stats,
-                                       time.monotonic())
-            for i, result in zip(unit, done, strict=True):
-                results[i] = result
-            in_flight.difference_update(unit)
-            for i in unit:
-                built.pop(i, None)  # its children are no longer needed: let them go
+    async def one(unit: list[int]) -> None:  # at most opts.lists_in_flight at once
+        in_flight.update(unit)
+        done = await _publish_unit(engine, plan, unit, built, failures, opts, stats,
+                                   time.monotonic())
+        for i, result in zip(unit, done, strict=True):
+            results[i] = result
+        in_flight.difference_update(unit)
+        for i in unit:
+            built.pop(i, None)  # its children are no longer needed: let them go
 
     for i, matched in skip.items():  # --since: proved unchanged, nothing to publish
         results[i] = since_ops.finish(engine, matched)
     with stop.scope():
+        # Lists matched by --since are not in ``built``: each is a unit of its own, left out.
         await run_bounded(one, ((unit,) for unit in plan_units(
             plan, {i: c for i, c in built.items() if i not in skip}, opts) if unit[0] not in skip),
             opts.lists_in_flight)

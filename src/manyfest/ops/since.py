@@ -16,7 +16,8 @@ candidate is checked without any manifest GET:
 2. the list's first tag is HEADed once and must still point at the report's list digest
    (with ``trust``: not even that HEAD).
 
-A candidate passing both is ``unchanged`` (digest, tags from the report); any mismatch sends
+A candidate passing both is ``unchanged`` (its digest from the report, its tags the plan's,
+which the plan key proves equal); any mismatch sends
 the list the normal way (resolve, build, HEAD every tag, publish). The normal way is the
 source of truth: this module only ever skips work whose outcome the report already proves.
 """
@@ -27,14 +28,12 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import anyio
 import msgspec
 
-from manyfest.engine import Engine, ListResult, PublishOptions, run_all, subject_reference
+from manyfest.engine import Engine, ListResult, PublishOptions, run_bounded, subject_reference
 from manyfest.errors import ManyfestError, UsageError
 from manyfest.events import Finished, Phase, SinceChecked, Skipped, Warned
 from manyfest.ops import reports
@@ -331,13 +330,8 @@ async def check(
         finally:
             current_stats.reset(token)
 
-    limiter = anyio.Semaphore(max(lists_in_flight, 1), fast_acquire=True)
-
-    async def limited_source(key: str) -> None:
-        async with limiter:
-            await source(key)
-
-    await run_all(*(partial(limited_source, key) for key in refs))
+    bound = max(lists_in_flight, 1)  # tasks, not one per source (10,000 lists: 40,000)
+    await run_bounded(source, ((key,) for key in refs), bound)
 
     async def target(i: int, prior: Prior) -> None:
         item = plan[i]
@@ -348,8 +342,7 @@ async def check(
         if not since.trust:
             token = current_stats.set(stats[i])
             try:
-                async with limiter:
-                    found = await engine.client.head_manifest(item.target.with_tag(item.tags[0]))
+                found = await engine.client.head_manifest(item.target.with_tag(item.tags[0]))
             except ManyfestError:
                 found = None
             finally:
@@ -372,7 +365,7 @@ async def check(
         await target(i, prior)
         engine.on_event(SinceChecked(target=str(plan[i].target), outcome=out.outcome[i]))
 
-    await run_all(*(partial(announced, i, prior) for i, prior in candidates.items()))
+    await run_bounded(announced, candidates.items(), bound)
     return out
 
 
