@@ -505,7 +505,8 @@ def test_phase_1_failure_fails_the_lists_since_proved_unchanged(tmp_path: Path) 
     why = f"{HOST}/app:b: no such manifest: {HOST}/app-gone:1"
     for i in (0, 2):
         err = report.results[i].error
-        assert err is not None and err.message.startswith(
+        assert err is not None
+        assert err.message.startswith(
             f"not published: --atomic: another list failed in phase 1 ({why}"), err
         assert report.results[i].atomic is True
         assert report.results[i].tag_digests == {}
@@ -883,6 +884,77 @@ def test_sigterm_in_either_phase(
             "not published: --atomic: interrupted by SIGTERM in phase 2"), r
         assert r["tag_digests"] == {t.rsplit(":", 1)[1]: before[t]
                                     for t in tag_refs(registry.host, ns, i)}
+
+
+@slow
+def test_signal_in_phase_2_says_at_once_and_a_second_names_the_tags_left_moved(
+    registry: RegistryServer, proxy: QuirkProxy, ns: str, tmp_path: Path,
+) -> None:
+    """The first SIGINT in phase 2 prints one line at once (how many tags are moved back,
+    that a second signal aborts); the second ends the process, its last line naming every
+    tag left at its new list (the ones moved, and those whose PUT was in flight)."""
+    seed_release(registry.host, ns, "a", [0, 1])
+    seed_release(registry.host, ns, "b", [0, 1])
+    old = tmp_path / "a.yaml"
+    old.write_text(plan_text(proxy.host, ns, "a", [0, 1]))
+    assert manyfest("publish", str(old)).returncode == 0
+    flat = [t for i in range(2) for t in tag_refs(registry.host, ns, i)]
+    checker = TagChecker(registry.host)
+    before = checker.tags(flat)
+    plan = tmp_path / "b.yaml"
+    plan.write_text(plan_text(proxy.host, ns, "b", [0, 1]))
+    digests = new_digests(proxy, plan)
+    answered: list[str] = []
+
+    async def record(request: web.Request, response: web.Response) -> web.Response:
+        if is_tag_put(request) and response.status == 201:
+            answered.append(request.path.rsplit("/", 1)[1])
+        return response
+
+    proxy.after.append(record)
+    hold = HoldFrom(proxy, is_tag_put, 3)  # two tags move; the 3rd and 4th PUTs are held
+    run = Run("-q", "publish", "--atomic", "--concurrency", "2", "--json", str(plan))
+    try:
+        hold.wait()
+        hold.wait_seen(4)  # sent once both answers were read: the run knows they moved
+        run.send(signal.SIGINT)
+        notice = run.wait_line(lambda line: line.startswith("--atomic: SIGINT"), "notice")
+        run.send(signal.SIGINT)
+        code, stdout, lines = run.finish()
+    finally:
+        run.kill()
+        hold.remove()
+        proxy.after.remove(record)
+    proxy.wait_idle()
+    no_traceback(lines)
+    assert code == 130, lines
+    assert notice == ("--atomic: SIGINT in phase 2: no more tags move; moving back 2 tags "
+                      "moved so far and any of the 2 tags whose PUT is in flight (up to 60 s); "
+                      "a second signal aborts and leaves them moved")
+    assert stdout == ""  # ended at once: no report
+    assert lines[-2] == ("interrupted by SIGINT: SIGINT received while stopping; stopped at "
+                         "once (a report not yet written is not written); re-run to finish")
+    head = "--atomic: the release is inconsistent: 4 tags left at the new lists (each " \
+           "complete): "
+    tail = "; re-run to publish the release, or re-publish the previous one"
+    assert lines[-1].startswith(head), lines[-1]
+    assert lines[-1].endswith(tail), lines[-1]
+    named = lines[-1][len(head):-len(tail)].split(", ")
+    assert len(answered) == 2, answered
+    moved = {f"{proxy.host}/{ns}/app:{t}" for t in answered}
+    assert {n for n in named if not n.endswith(" (may have moved)")} == moved
+    maybe = {n.removesuffix(" (may have moved)") for n in named} - moved
+    assert len(maybe) == 2
+    end = checker.tags(flat)
+    new_of = {t: digests[i] for i in range(2) for t in tag_refs(registry.host, ns, i)}
+    for t in flat:
+        shown = t.replace(registry.host, proxy.host)
+        if shown in moved:
+            assert end[t] == new_of[t], t  # left moved, as the line says
+        elif shown not in maybe:
+            assert end[t] == before[t], t  # never sent: where it was
+        else:
+            assert end[t] in (before[t], new_of[t]), t
 
 
 # ---------------------------------------------------------------------- SIGKILL
