@@ -35,6 +35,7 @@ from manyfest.engine import Engine, PublishOptions
 from manyfest.errors import AuthorizationError, ErrorDetail, RegistryError
 from manyfest.ops import since as since_ops
 from manyfest.ops.atomic import dry_run_lines
+from manyfest.ops.publish import StopRequest
 from manyfest.ops.publish import publish as ops_publish
 from manyfest.reference import Reference
 from manyfest.registry import RegistryClient
@@ -47,6 +48,7 @@ from tests.signal_helpers import HANG, Run, TagChecker
 from tests.test_engine import (
     AMD64,
     ARM64,
+    ARMV7,
     HOST,
     FakeRegistry,
     _children,
@@ -515,6 +517,55 @@ def test_phase_1_failure_fails_the_lists_since_proved_unchanged(tmp_path: Path) 
     assert report.atomic_line.endswith("; no tag was moved")
     assert [m.digest for m in (fake.manifests["app"]["a"], fake.manifests["other"]["b"])] == [
         first.results[0].digest, first.results[2].digest]
+
+
+class StoppingRegistry(TagDeletingRegistry):
+    """Once ``stop`` is set, its first PUT asks the run to stop (a SIGTERM in phase 1),
+    then waits to be cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__(refuse_tags=set())
+        self.stop: StopRequest | None = None
+
+    async def put_manifest(self, ref: Reference, manifest: Manifest, *,
+                           built: bool = False) -> str:
+        if self.stop is not None:
+            self.stop.stop("SIGTERM")
+            await anyio.sleep_forever()
+        return await super().put_manifest(ref, manifest, built=built)
+
+
+def test_interrupted_in_phase_1_counts_the_lists_since_proved_unchanged(
+        tmp_path: Path) -> None:
+    """--atomic --since, stopped in phase 1: the matched lists are not published either,
+    and the line counts every list of the plan."""
+    stop = StopRequest()
+    fake = StoppingRegistry()
+    _images(fake, "since", (AMD64, ARM64, ARMV7))
+    srcs = _sources("amd64", "arm64")
+    text = (f"image: {HOST}/app:a\nmanifests:\n{srcs}\n---\n"
+            f"image: {HOST}/app:b\nmanifests:\n{srcs}\n---\n"
+            f"image: {HOST}/other:b\nmanifests:\n{srcs}\n")
+    first = _atomic(fake, text)
+    path = tmp_path / "an1.jsonl"
+    first.write_jsonl(path)
+    changed = text.replace(f"image: {HOST}/app:b\nmanifests:\n{srcs}",
+                           f"image: {HOST}/app:b\nmanifests:\n{_sources('arm')}")
+    fake.stop = stop
+    plan = manyfest_api.parse_plan(changed)
+    report = _run(lambda: ops_publish(
+        Engine(fake.client()), plan, since=since_ops.read_report(path), stop=stop,
+        options=PublishOptions(atomic=True)))
+    assert [r.status for r in report.results] == ["failed"] * 3
+    for i in (0, 2):
+        err = report.results[i].error
+        assert err is not None
+        assert err.message == ("not published: interrupted by SIGTERM before it was "
+                               "published (--since: unchanged)")
+    assert report.atomic_line.startswith(
+        "--atomic: interrupted in phase 1, no tag was moved: 0 of 3 lists published (0 "
+        "created, 0 updated, 0 unchanged), 3 not published"), report.atomic_line
+    assert fake.manifests["app"]["a"].digest == first.results[0].digest
 
 
 class Failing5xxRegistry(TagDeletingRegistry):

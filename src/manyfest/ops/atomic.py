@@ -474,8 +474,13 @@ async def publish_atomic(
             heads = (e.lead or e).heads
             r.tag_digests = {t: heads[t] for t in e.item.tags if t in heads}
         report.atomic = _summary(run, "interrupted", 1)
-        report.atomic_line = (f"--atomic: interrupted in phase 1, no tag was moved: "
-                              f"{report.interruption_line()}")
+        _fail_matched(run, f"not published: interrupted by {stop.reason or 'a stop request'} "
+                      "before it was published (--since: unchanged)", "re-run to finish")
+        report.not_published += len(run.matched)
+        report.results.extend(run.matched)  # counted in the line (the caller splices them)
+        line = report.interruption_line()
+        del report.results[len(lists):]
+        report.atomic_line = f"--atomic: interrupted in phase 1, no tag was moved: {line}"
         return report
     failed = [e for e in lists if e.error is not None]
     if failed:
