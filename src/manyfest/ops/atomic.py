@@ -8,7 +8,9 @@ recorded: '' when the tag does not exist), the previous manifest of every tag th
 move fetched by digest (once per repository and digest: the rollback then needs no read
 that could fail), every child made present (blobs mounted or copied, then PUT by digest)
 and every list PUT by digest (``/v2/<repository>/manifests/<list digest>``), concurrently,
-each unit of work once (the engine's dedupe). Any failure here (a source missing, a check,
+each unit of work once (the engine's dedupe; plan lists of the same bytes in the same
+repository are one unit, :func:`manyfest.ops.publish.unit_key`: the first publishes every
+tag of the unit, the others get ``same_as``). Any failure here (a source missing, a check,
 a refused PUT) moves no tag: every list is ``failed``, with its own error or
 ``not published: --atomic: another list failed in phase 1 (...)``.
 
@@ -17,11 +19,14 @@ registry's ``--concurrency`` at once. On the first failure no more tag PUT is st
 ones in flight are let finish (so where each tag is stays known), then every tag that moved
 is moved back: its previous manifest's exact bytes PUT at it, or, for a tag that did not
 exist, a DELETE of the tag. A tag PUT that got no answer, or a 5xx, may have landed: it is
-moved back too (and, if that fails, HEADed to say where it is). Distribution 2.8 refuses
+moved back too, once one HEAD shows it moved (and, if that fails, HEADed to say where it
+is). Distribution 2.8 refuses
 to delete a tag (``400 DIGEST_INVALID``: it deletes manifests by digest only, which would
 remove every tag of that manifest); such a tag is reported, and stays at its new list,
 which is complete. A SIGINT or SIGTERM in phase 2 stops the moves the same way and rolls
-back what moved (the process has :data:`manyfest.interrupts.GRACE` seconds); in phase 1 it
+back what moved (the process has :data:`UNDO_GRACE` seconds), saying so at once on stderr
+(:meth:`_Run.notice`); a second signal, or those seconds over, ends the process at once with
+a last line naming every tag left moved (:meth:`_Run.last_line`). In phase 1 a signal
 moves no tag.
 
 Killed (SIGKILL) in either phase, a re-run converges: phase 1 wrote only content by digest,
@@ -431,7 +436,8 @@ async def publish_atomic(
         listed_total: the lists of the run's ``publish`` phase (its :class:`Phase` event),
             when more than ``plan`` (``--since`` finishes the others); default ``len(plan)``.
         matched: the results of the lists ``--since`` proved unchanged (not in ``plan``):
-            when phase 1 fails or phase 2 is rolled back, each is made ``failed`` in place
+            when phase 1 fails or is interrupted, or phase 2 is rolled back or interrupted,
+            each is made ``failed`` in place
             (``tag_digests`` ``{}``: none of its tags was touched) and announced; else left
             to the caller. A phase-1 failure's count is out of ``plan`` and these.
 
