@@ -34,7 +34,7 @@ from manyfest.content import Manifest
 from manyfest.engine import Engine, PublishOptions
 from manyfest.errors import AuthorizationError, ErrorDetail, RegistryError
 from manyfest.ops import since as since_ops
-from manyfest.ops.atomic import dry_run_lines
+from manyfest.ops.atomic import _Run, dry_run_lines
 from manyfest.ops.publish import StopRequest
 from manyfest.ops.publish import publish as ops_publish
 from manyfest.reference import Reference
@@ -517,6 +517,27 @@ def test_phase_1_failure_fails_the_lists_since_proved_unchanged(tmp_path: Path) 
     assert report.atomic_line.endswith("; no tag was moved")
     assert [m.digest for m in (fake.manifests["app"]["a"], fake.manifests["other"]["b"])] == [
         first.results[0].digest, first.results[2].digest]
+
+
+def test_the_phase_2_lines_follow_where_the_tags_are() -> None:
+    """The signal notice and the forced exit's last line, from the run's state: the tags
+    moved, those whose PUT is in flight, those being moved back; none left: said so."""
+    run = _Run(Engine(FakeRegistry().client()), PublishOptions(atomic=True), StopRequest(),
+               [], False, 0.0)
+    assert run.last_line() == ("--atomic: no tag of the release was left moved: every tag "
+                               "is where it was before the run")
+    run.left = {f"{HOST}/app:1": "", f"{HOST}/app:2": "being moved back",
+                f"{HOST}/app:3": "may have moved"}
+    run.sending = {f"{HOST}/app:4"}
+    assert run.notice(signal.SIGTERM) == (
+        "--atomic: SIGTERM in phase 2: no more tags move; moving back 3 tags moved so far and "
+        "any of the 1 tag whose PUT is in flight (up to 60 s); a second signal aborts and "
+        "leaves them moved")
+    assert run.last_line() == (
+        f"--atomic: the release is inconsistent: 4 tags left at the new lists (each "
+        f"complete): {HOST}/app:1, {HOST}/app:2 (being moved back), {HOST}/app:3 (may have "
+        f"moved), {HOST}/app:4 (may have moved); re-run to publish the release, or "
+        "re-publish the previous one")
 
 
 class StoppingRegistry(TagDeletingRegistry):

@@ -506,11 +506,13 @@ async def publish_atomic(
         e.now = dict(e.heads)
     with interrupts.undoing(UNDO_GRACE, notice=run.notice, last=run.last_line):
         await run_all(*(partial(run.move, e, tag) for e, tag in moves))
-        if run.failed_at is None and not stop.requested():
-            return await _published(run, transport, started, before, per_registry)
-        await run_all(*(partial(run.undo, e, tag) for e in lists for tag in e.moved))
-        await run_all(*(partial(run.settle, e, tag) for e in lists
-                        for tag in e.uncertain & {*e.refused, *e.stuck}))
+        out = run.failed_at is None and not stop.requested()
+        if not out:
+            await run_all(*(partial(run.undo, e, tag) for e in lists for tag in e.moved))
+            await run_all(*(partial(run.settle, e, tag) for e in lists
+                            for tag in e.uncertain & {*e.refused, *e.stuck}))
+    if out:  # the release is out: --verify and a signal from now on undo nothing
+        return await _published(run, transport, started, before, per_registry)
     return _rolled_back(run, transport, started, before, per_registry)
 
 
