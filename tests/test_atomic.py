@@ -531,7 +531,7 @@ def test_the_phase_2_lines_follow_where_the_tags_are() -> None:
     run.sending = {f"{HOST}/app:4"}
     assert run.notice(signal.SIGTERM) == (
         "--atomic: SIGTERM in phase 2: no more tags move; moving back 3 tags moved so far and "
-        "any of the 1 tag whose PUT is in flight (up to 60 s); a second signal aborts and "
+        "the tag whose PUT is in flight, if it lands (up to 60 s); a second signal aborts and "
         "leaves them moved")
     assert run.last_line() == (
         f"--atomic: the release is inconsistent: 4 tags left at the new lists (each "
@@ -1001,8 +1001,8 @@ def test_signal_in_phase_2_says_at_once_and_a_second_names_the_tags_left_moved(
     no_traceback(lines)
     assert code == 130, lines
     assert notice == ("--atomic: SIGINT in phase 2: no more tags move; moving back 2 tags "
-                      "moved so far and any of the 2 tags whose PUT is in flight (up to 60 s); "
-                      "a second signal aborts and leaves them moved")
+                      "moved so far and those of the 2 tags whose PUTs are in flight that land "
+                      "(up to 60 s); a second signal aborts and leaves them moved")
     assert stdout == ""  # ended at once: no report
     assert lines[-2] == ("interrupted by SIGINT: SIGINT received while stopping; stopped at "
                          "once (a report not yet written is not written); re-run to finish")

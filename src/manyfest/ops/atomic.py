@@ -163,8 +163,10 @@ class _Run:
         (:func:`manyfest.interrupts.undoing`)."""
         moved, flying = len(self.left), len(self.sending)
         what = f"moving back {plural(moved, 'tag')} moved so far"
-        if flying:
-            what += f" and any of the {plural(flying, 'tag')} whose PUT is in flight"
+        if flying == 1:
+            what += " and the tag whose PUT is in flight, if it lands"
+        elif flying:
+            what += f" and those of the {flying} tags whose PUTs are in flight that land"
         return (f"--atomic: {interrupts.name(signum)} in phase 2: no more tags move; {what} "
                 f"(up to {UNDO_GRACE:g} s); a second signal aborts and leaves them moved")
 
