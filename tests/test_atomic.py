@@ -33,6 +33,9 @@ from manyfest import mediatypes, reference
 from manyfest.content import Manifest
 from manyfest.engine import Engine, PublishOptions
 from manyfest.errors import AuthorizationError, ErrorDetail, RegistryError
+from manyfest.ops import since as since_ops
+from manyfest.ops.atomic import _Run, dry_run_lines
+from manyfest.ops.publish import StopRequest
 from manyfest.ops.publish import publish as ops_publish
 from manyfest.reference import Reference
 from manyfest.registry import RegistryClient
@@ -45,6 +48,7 @@ from tests.signal_helpers import HANG, Run, TagChecker
 from tests.test_engine import (
     AMD64,
     ARM64,
+    ARMV7,
     HOST,
     FakeRegistry,
     _children,
@@ -176,7 +180,9 @@ class HoldFrom:
     async def before(self, request: web.Request) -> web.StreamResponse | None:
         if not await self._matches(request):
             return None
-        self.seen += 1
+        with self._cond:
+            self.seen += 1
+            self._cond.notify_all()
         if self.seen < self.n or self._released:
             return None
         if self._gate is None:
@@ -201,6 +207,12 @@ class HoldFrom:
                                        HANG):
                 raise AssertionError(f"request {self.n} never held ({self.seen} seen, "
                                      f"{self.answered} answered)")
+
+    def wait_seen(self, k: int) -> None:
+        """Block until the proxy has seen ``k`` matching requests (hang guard only)."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.seen >= k, HANG):
+                raise AssertionError(f"request {k} never seen ({self.seen} seen)")
 
     def release(self) -> None:
         """Let every held (and later) request through."""
@@ -396,6 +408,234 @@ def test_a_tag_put_answered_5xx_is_moved_back_too() -> None:
                                   f"{HOST}/app:2"), err.message
 
 
+def _sources(*archs: str) -> str:
+    return "\n".join(f"  - image: {HOST}/app-{a}:1" for a in archs)
+
+
+def _atomic(fake: FakeRegistry, text: str, **kw: Any) -> Any:
+    """``publish --atomic`` of the plan ``text`` against the in-memory registry."""
+    since = kw.pop("since", None)
+    plan = manyfest_api.parse_plan(text)
+    return _run(lambda: ops_publish(Engine(fake.client()), plan, since=since,
+                                    options=PublishOptions(atomic=True, **kw)))
+
+
+def test_identical_lists_are_one_unit_of_the_release() -> None:
+    """Two plan lists of the same bytes in one repository are one unit, as without
+    --atomic: one list PUT by digest, each tag HEADed and moved once, the second list
+    ``same_as`` the first (no requests of its own), and the dry run says so."""
+    fake = TagDeletingRegistry(refuse_tags=set())
+    _images(fake, "same")
+    text = (f"image: {HOST}/same:3\nmanifests:\n{_sources('amd64', 'arm64')}\n---\n"
+            f'image: {HOST}/same:latest\ntags: ["stable"]\nmanifests:\n'
+            f"{_sources('amd64', 'arm64')}\n")
+    dry = _atomic(fake, text, dry_run=True)
+    digest = dry.results[0].digest
+    assert [(r.status, r.digest, r.same_as) for r in dry.results] == [
+        ("created", digest, ""), ("created", digest, f"{HOST}/same:3")]
+    lines = dry_run_lines(dry)
+    assert [x for x in lines if "push list" in x or "same list" in x or "put " in x] == [
+        f"  push list {HOST}/same@{digest} (by digest)",
+        f"  same list as {HOST}/same:3 (its mounts and list push are there)",
+        f"  put {HOST}/same:3 -> {digest} (new tag)",
+        f"  put {HOST}/same:latest -> {digest} (new tag)",
+        f"  put {HOST}/same:stable -> {digest} (new tag)",
+    ]
+    assert sum(x.startswith("  push child ") for x in lines) == 2
+    assert lines[-4] == "--atomic phase 2: move 3 tags (any failure moves them back)"
+    fake.calls.clear()
+    report = _atomic(fake, text)
+    assert [(r.status, r.digest, r.same_as, r.tags) for r in report.results] == [
+        ("created", digest, "", ["3"]),
+        ("created", digest, f"{HOST}/same:3", ["latest", "stable"])]
+    assert report.results[1].requests == 0
+    assert report.results[1].pushed_children == []
+    assert {t: m.digest for t, m in fake.manifests["same"].items()
+            if not t.startswith("sha256:")} == {"3": digest, "latest": digest, "stable": digest}
+    puts = [c[2] for c in fake.calls if c[0] == "PUT" and c[1] == "same"]
+    assert sorted(puts[-4:]) == sorted([digest, "3", "latest", "stable"])
+    assert puts.count(digest) == 1
+    heads = [c[2] for c in fake.calls if c[0].startswith("HEAD") and c[1] == "same"]
+    assert sorted(heads) == ["3", "latest", "stable"]
+    assert report.atomic["tags_moved"] == 3
+    again = _atomic(fake, text)  # all unchanged: phase 2 had nothing to move
+    assert [(r.status, r.same_as) for r in again.results] == [
+        ("unchanged", ""), ("unchanged", f"{HOST}/same:3")]
+    assert (again.atomic["outcome"], again.atomic["phase"], again.atomic["tags_moved"]) == (
+        "unchanged", 1, 0)
+
+
+def test_unchanged_by_children_records_the_digest_the_tags_hold() -> None:
+    """--unchanged-by children keeps a list of another layout: the report's digest is the
+    kept list's (the one every tag, a new one included, now holds)."""
+    fake = TagDeletingRegistry(refuse_tags=set())
+    _images(fake, "mig")
+    first = f"image: {HOST}/mig:3\nmanifests:\n{_sources('amd64', 'arm64')}\n"
+    old = _atomic(fake, first, style="manifest-tool")
+    held = old.results[0].digest
+    built = _atomic(fake, first, dry_run=True).results[0]
+    assert built.digest != held  # docker's layout: other bytes, same entries
+    more = f'image: {HOST}/mig:3\ntags: ["extra3"]\nmanifests:\n{_sources("amd64", "arm64")}\n'
+    dry = _atomic(fake, more, dry_run=True, unchanged_by="children")
+    assert (dry.results[0].status, dry.results[0].digest) == ("updated", held)
+    assert dry.results[0].actions[-1] == f"put {HOST}/mig:extra3 -> {held} (new tag)"
+    report = _atomic(fake, more, unchanged_by="children", verify=True)
+    r = report.results[0]
+    assert (r.status, r.digest, r.old_digest, r.error) == ("updated", held, held, None)
+    assert fake.manifests["mig"]["3"].digest == held
+    assert fake.manifests["mig"]["extra3"].digest == held
+
+
+def test_phase_1_failure_fails_the_lists_since_proved_unchanged(tmp_path: Path) -> None:
+    """--atomic --since: a phase-1 failure fails every list of the plan, the matched ones
+    too, and counts out of the plan's lists."""
+    fake = TagDeletingRegistry(refuse_tags=set())
+    _images(fake, "since")
+    srcs = _sources("amd64", "arm64")
+    text = (f"image: {HOST}/app:a\nmanifests:\n{srcs}\n---\n"
+            f"image: {HOST}/app:b\nmanifests:\n{srcs}\n---\n"
+            f"image: {HOST}/other:b\nmanifests:\n{srcs}\n")
+    first = _atomic(fake, text)
+    assert [r.status for r in first.results] == ["created"] * 3
+    path = tmp_path / "an1.jsonl"
+    first.write_jsonl(path)
+    broken = text.replace(f"image: {HOST}/app:b\nmanifests:\n{srcs}",
+                          f"image: {HOST}/app:b\nmanifests:\n  - image: {HOST}/app-gone:1")
+    report = _atomic(fake, broken, since=since_ops.read_report(path))
+    assert [r.status for r in report.results] == ["failed"] * 3
+    assert [r.since for r in report.results] == ["matched", "plan-changed", "matched"]
+    why = f"{HOST}/app:b: no such manifest: {HOST}/app-gone:1"
+    for i in (0, 2):
+        err = report.results[i].error
+        assert err is not None
+        assert err.message.startswith(
+            f"not published: --atomic: another list failed in phase 1 ({why}"), err
+        assert report.results[i].atomic is True
+        assert report.results[i].tag_digests == {}
+    assert report.atomic_line.startswith(f"--atomic: phase 1 failed: 1 of 3 lists failed "
+                                         f"(first {why}"), report.atomic_line
+    assert report.atomic_line.endswith("; no tag was moved")
+    assert [m.digest for m in (fake.manifests["app"]["a"], fake.manifests["other"]["b"])] == [
+        first.results[0].digest, first.results[2].digest]
+
+
+def test_the_phase_2_lines_follow_where_the_tags_are() -> None:
+    """The signal notice and the forced exit's last line, from the run's state: the tags
+    moved, those whose PUT is in flight, those being moved back; none left: said so."""
+    run = _Run(Engine(FakeRegistry().client()), PublishOptions(atomic=True), StopRequest(),
+               [], False, 0.0)
+    assert run.last_line() == ("--atomic: no tag of the release was left moved: every tag "
+                               "is where it was before the run")
+    run.left = {f"{HOST}/app:1": "", f"{HOST}/app:2": "being moved back",
+                f"{HOST}/app:3": "may have moved"}
+    run.sending = {f"{HOST}/app:4"}
+    assert run.notice(signal.SIGTERM) == (
+        "--atomic: SIGTERM in phase 2: no more tags move; moving back 3 tags moved so far and "
+        "the tag whose PUT is in flight, if it lands (up to 60 s); a second signal aborts and "
+        "leaves them moved")
+    assert run.last_line() == (
+        f"--atomic: the release is inconsistent: 4 tags left at the new lists (each "
+        f"complete): {HOST}/app:1, {HOST}/app:2 (being moved back), {HOST}/app:3 (may have "
+        f"moved), {HOST}/app:4 (may have moved); re-run to publish the release, or "
+        "re-publish the previous one")
+
+
+class StoppingRegistry(TagDeletingRegistry):
+    """Once ``stop`` is set, its first PUT asks the run to stop (a SIGTERM in phase 1),
+    then waits to be cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__(refuse_tags=set())
+        self.stop: StopRequest | None = None
+
+    async def put_manifest(self, ref: Reference, manifest: Manifest, *,
+                           built: bool = False) -> str:
+        if self.stop is not None:
+            self.stop.stop("SIGTERM")
+            await anyio.sleep_forever()
+        return await super().put_manifest(ref, manifest, built=built)
+
+
+def test_interrupted_in_phase_1_counts_the_lists_since_proved_unchanged(
+        tmp_path: Path) -> None:
+    """--atomic --since, stopped in phase 1: the matched lists are not published either,
+    and the line counts every list of the plan."""
+    stop = StopRequest()
+    fake = StoppingRegistry()
+    _images(fake, "since", (AMD64, ARM64, ARMV7))
+    srcs = _sources("amd64", "arm64")
+    text = (f"image: {HOST}/app:a\nmanifests:\n{srcs}\n---\n"
+            f"image: {HOST}/app:b\nmanifests:\n{srcs}\n---\n"
+            f"image: {HOST}/other:b\nmanifests:\n{srcs}\n")
+    first = _atomic(fake, text)
+    path = tmp_path / "an1.jsonl"
+    first.write_jsonl(path)
+    changed = text.replace(f"image: {HOST}/app:b\nmanifests:\n{srcs}",
+                           f"image: {HOST}/app:b\nmanifests:\n{_sources('arm')}")
+    fake.stop = stop
+    plan = manyfest_api.parse_plan(changed)
+    report = _run(lambda: ops_publish(
+        Engine(fake.client()), plan, since=since_ops.read_report(path), stop=stop,
+        options=PublishOptions(atomic=True)))
+    assert [r.status for r in report.results] == ["failed"] * 3
+    for i in (0, 2):
+        err = report.results[i].error
+        assert err is not None
+        assert err.message == ("not published: interrupted by SIGTERM before it was "
+                               "published (--since: unchanged)")
+    assert report.atomic_line.startswith(
+        "--atomic: interrupted in phase 1, no tag was moved: 0 of 3 lists published (0 "
+        "created, 0 updated, 0 unchanged), 3 not published"), report.atomic_line
+    assert fake.manifests["app"]["a"].digest == first.results[0].digest
+
+
+class Failing5xxRegistry(TagDeletingRegistry):
+    """Tag PUTs of ``fail_tags`` answer 500 without storing anything."""
+
+    def __init__(self, fail_tags: set[str]) -> None:
+        super().__init__(refuse_tags=set())
+        self.fail_tags = fail_tags
+
+    async def put_manifest(self, ref: Reference, manifest: Manifest, *,
+                           built: bool = False) -> str:
+        if ref.tag in self.fail_tags:
+            self.calls.append(("PUT", ref.repository, ref.reference))
+            await anyio.lowlevel.checkpoint()
+            raise RegistryError(f"push list {ref}", status=500, method="PUT",
+                                url=f"http://{ref.registry}/v2/")
+        return await super().put_manifest(ref, manifest, built=built)
+
+
+def test_a_5xx_tag_that_never_moved_is_headed_not_put_back() -> None:
+    """A tag PUT answered 500 may have landed: one HEAD says it did not, and no rollback
+    PUT or DELETE is sent for it (each would be retried as long as the failing PUT was)."""
+    fake = Failing5xxRegistry(fail_tags={"2"})
+    refs = _images(fake, "before")
+    old = _run(lambda: _publish(Engine(fake.client()), "app:1", refs))
+    for p in (AMD64, ARM64):
+        fake.add_image(f"new-{p.architecture}", "1", build_image(p, "after"))
+    srcs = "\n".join(f"  - image: {HOST}/new-{a}:1" for a in ("amd64", "arm64"))
+    text = (f"image: {HOST}/app:1\nmanifests:\n{srcs}\n---\n"
+            f"image: {HOST}/app:2\nmanifests:\n{srcs}\n")
+    fake.calls.clear()
+    report = _atomic(fake, text)
+    assert [r.status for r in report.results] == ["failed", "failed"]
+    assert fake.manifests["app"]["1"].digest == old.digest
+    assert "2" not in fake.manifests["app"]
+    assert fake.calls.count(("PUT", "app", "2")) == 1
+    assert ("DELETE", "app", "2") not in fake.calls
+    last_put = max(i for i, c in enumerate(fake.calls) if c == ("PUT", "app", "2"))
+    assert [c for c in fake.calls[last_put:] if c[2] == "2"] == [
+        ("PUT", "app", "2"), ("HEAD", "app", "2")]
+    atomic = report.atomic
+    assert (atomic["outcome"], atomic["failed_at"]) == ("rolled back", f"{HOST}/app:2")
+    assert (atomic["tags_moved"], atomic["rolled_back"], atomic["deleted"]) == (1, 1, 0)
+    assert report.results[0].tag_digests == {"1": old.digest}
+    assert report.results[1].tag_digests == {"2": ""}
+    assert report.atomic_line == (f"--atomic: phase 2 failed at {HOST}/app:2 (push list "
+                                  f"{HOST}/app:2: registry answered 500); 1 tag rolled back")
+
+
 # ---------------------------------------------------------------------- facts
 
 
@@ -503,6 +743,8 @@ def test_phase_1_failure_moves_no_tag(
     assert last.startswith("--atomic: phase 1 failed: 1 of 3 lists failed (first "
                            f"{proxy.host}/{ns}/app:1.2: no such manifest"), last
     assert "no tag was moved" in last
+    assert last.endswith("; see the per-list errors above; fix the failing lists and re-run "
+                         "(no tag moved)"), last
     assert checker.tags(flat) == before
 
     # --fail-fast: the missing source's own error and exit code, as without --atomic.
@@ -714,6 +956,77 @@ def test_sigterm_in_either_phase(
             "not published: --atomic: interrupted by SIGTERM in phase 2"), r
         assert r["tag_digests"] == {t.rsplit(":", 1)[1]: before[t]
                                     for t in tag_refs(registry.host, ns, i)}
+
+
+@slow
+def test_signal_in_phase_2_says_at_once_and_a_second_names_the_tags_left_moved(
+    registry: RegistryServer, proxy: QuirkProxy, ns: str, tmp_path: Path,
+) -> None:
+    """The first SIGINT in phase 2 prints one line at once (how many tags are moved back,
+    that a second signal aborts); the second ends the process, its last line naming every
+    tag left at its new list (the ones moved, and those whose PUT was in flight)."""
+    seed_release(registry.host, ns, "a", [0, 1])
+    seed_release(registry.host, ns, "b", [0, 1])
+    old = tmp_path / "a.yaml"
+    old.write_text(plan_text(proxy.host, ns, "a", [0, 1]))
+    assert manyfest("publish", str(old)).returncode == 0
+    flat = [t for i in range(2) for t in tag_refs(registry.host, ns, i)]
+    checker = TagChecker(registry.host)
+    before = checker.tags(flat)
+    plan = tmp_path / "b.yaml"
+    plan.write_text(plan_text(proxy.host, ns, "b", [0, 1]))
+    digests = new_digests(proxy, plan)
+    answered: list[str] = []
+
+    async def record(request: web.Request, response: web.Response) -> web.Response:
+        if is_tag_put(request) and response.status == 201:
+            answered.append(request.path.rsplit("/", 1)[1])
+        return response
+
+    proxy.after.append(record)
+    hold = HoldFrom(proxy, is_tag_put, 3)  # two tags move; the 3rd and 4th PUTs are held
+    run = Run("-q", "publish", "--atomic", "--concurrency", "2", "--json", str(plan))
+    try:
+        hold.wait()
+        hold.wait_seen(4)  # sent once both answers were read: the run knows they moved
+        run.send(signal.SIGINT)
+        notice = run.wait_line(lambda line: line.startswith("--atomic: SIGINT"), "notice")
+        run.send(signal.SIGINT)
+        code, stdout, lines = run.finish()
+    finally:
+        run.kill()
+        hold.remove()
+        proxy.after.remove(record)
+    proxy.wait_idle()
+    no_traceback(lines)
+    assert code == 130, lines
+    assert notice == ("--atomic: SIGINT in phase 2: no more tags move; moving back 2 tags "
+                      "moved so far and those of the 2 tags whose PUTs are in flight that land "
+                      "(up to 60 s); a second signal aborts and leaves them moved")
+    assert stdout == ""  # ended at once: no report
+    assert lines[-2] == ("interrupted by SIGINT: SIGINT received while stopping; stopped at "
+                         "once (a report not yet written is not written); re-run to finish")
+    head = "--atomic: the release is inconsistent: 4 tags left at the new lists (each " \
+           "complete): "
+    tail = "; re-run to publish the release, or re-publish the previous one"
+    assert lines[-1].startswith(head), lines[-1]
+    assert lines[-1].endswith(tail), lines[-1]
+    named = lines[-1][len(head):-len(tail)].split(", ")
+    assert len(answered) == 2, answered
+    moved = {f"{proxy.host}/{ns}/app:{t}" for t in answered}
+    assert {n for n in named if not n.endswith(" (may have moved)")} == moved
+    maybe = {n.removesuffix(" (may have moved)") for n in named} - moved
+    assert len(maybe) == 2
+    end = checker.tags(flat)
+    new_of = {t: digests[i] for i in range(2) for t in tag_refs(registry.host, ns, i)}
+    for t in flat:
+        shown = t.replace(registry.host, proxy.host)
+        if shown in moved:
+            assert end[t] == new_of[t], t  # left moved, as the line says
+        elif shown not in maybe:
+            assert end[t] == before[t], t  # never sent: where it was
+        else:
+            assert end[t] in (before[t], new_of[t]), t
 
 
 # ---------------------------------------------------------------------- SIGKILL

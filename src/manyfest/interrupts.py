@@ -62,6 +62,8 @@ class _State:
     at_once: str = "during start-up, before any work: nothing was written; re-run the command"
     again: str = "stopped at once; re-run to finish"
     grace: float = GRACE
+    notice: Callable[[int], str] | None = None
+    last: Callable[[], str] | None = None
 
 
 _state = _State()
@@ -85,6 +87,19 @@ def name(signum: int) -> str:
 def received() -> int | None:
     """The first signal received (its number), or ``None``."""
     return _state.received
+
+
+def _say(text: Callable[..., str] | None, *args: int) -> None:
+    """Print the line a hook of :func:`undoing` gives (nothing when it fails: the process
+    is being stopped, a hook's bug must not stop that)."""
+    if text is None:
+        return
+    try:
+        line = text(*args)
+    except Exception:  # noqa: BLE001 - best effort while stopping
+        return
+    if line:
+        _write_line(line)
 
 
 def _write_line(text: str) -> None:
@@ -127,6 +142,7 @@ def exit_now(signum: int, text: str) -> None:
     """
     _remove_temporaries()
     _write_line(f"interrupted by {name(signum)}: {text}")
+    _say(_state.last)
     os._exit(exit_code(signum))
 
 
@@ -142,6 +158,7 @@ def _handler(signum: int, frame: FrameType | None) -> None:
         exit_now(first, f"{name(signum)} received while stopping; {_state.again}")
         return
     _start_grace(signum)
+    _say(_state.notice, signum)
     stopper = _state.stopper
     if stopper is not None:
         stopper(signum)
@@ -170,24 +187,38 @@ def _overdue(signum: int) -> None:
 
 
 @contextlib.contextmanager
-def undoing(seconds: float) -> Iterator[None]:
+def undoing(seconds: float, *, notice: Callable[[int], str] | None = None,
+            last: Callable[[], str] | None = None) -> Iterator[None]:
     """Run a block that undoes work (an atomic release moving its tags back) with a grace
     period of ``seconds`` instead of :data:`GRACE`: a first signal received before or during
     the block ends the process only ``seconds`` after the block began (or after the signal),
     so a slow registry or machine does not cut the undoing short. A second signal still ends
     the process at once. After the block, a signal received gets :data:`GRACE` seconds again
     from then (to write the report and exit).
+
+    Args:
+        seconds: the block's grace period.
+        notice: called with the signal's number when the first signal comes during the
+            block (or came before it): the line it returns is printed on stderr at once,
+            from the signal handler (whatever the verbosity: it says what happens next).
+        last: called when the process is ended at once during the block (a second signal,
+            the grace period over; maybe from the timer thread): the line it returns is
+            printed after the ``interrupted by`` line, as the process's last.
+            Both must only read state (no locks, no blocking) and may return ``""``.
     """
     with _lock:
         _state.grace = seconds
+        _state.notice, _state.last = notice, last
         signum = _state.received
     if signum is not None and not _state.reported:
         _start_grace(signum)
+        _say(notice, signum)
     try:
         yield
     finally:
         with _lock:
             _state.grace = GRACE
+            _state.notice = _state.last = None
             signum = _state.received
         if signum is not None and not _state.reported:
             _start_grace(signum)

@@ -384,10 +384,20 @@ def publish(
                 f"{report.failed} of {output.plural(len(report.results), 'list')} would fail",
                 hint="see the per-list errors; nothing was written (--dry-run)",
             ))
+        if report.atomic_line:
+            raise fail(PublishFailed(report.atomic_line, hint=_atomic_hint(report)))
         raise fail(PublishFailed(
-            report.atomic_line
-            or f"{report.failed} of {output.plural(len(report.results), 'list')} failed"
+            f"{report.failed} of {output.plural(len(report.results), 'list')} failed"
         ))
+
+
+def _atomic_hint(report: PublishReport) -> str:
+    """The advice after an ``--atomic`` release that was not published."""
+    outcome = (report.atomic or {}).get("outcome")
+    if outcome == "phase 1 failed":
+        return "see the per-list errors above; fix the failing lists and re-run (no tag moved)"
+    return ("see the per-list errors above; re-run to publish the release once the cause "
+            "is fixed")
 
 
 def _empty_shard(whole: list[PlanList], plan: list[PlanList], part: tuple[int, int],

@@ -8,7 +8,9 @@ recorded: '' when the tag does not exist), the previous manifest of every tag th
 move fetched by digest (once per repository and digest: the rollback then needs no read
 that could fail), every child made present (blobs mounted or copied, then PUT by digest)
 and every list PUT by digest (``/v2/<repository>/manifests/<list digest>``), concurrently,
-each unit of work once (the engine's dedupe). Any failure here (a source missing, a check,
+each unit of work once (the engine's dedupe; plan lists of the same bytes in the same
+repository are one unit, :func:`manyfest.ops.publish.unit_key`: the first publishes every
+tag of the unit, the others get ``same_as``). Any failure here (a source missing, a check,
 a refused PUT) moves no tag: every list is ``failed``, with its own error or
 ``not published: --atomic: another list failed in phase 1 (...)``.
 
@@ -17,11 +19,14 @@ registry's ``--concurrency`` at once. On the first failure no more tag PUT is st
 ones in flight are let finish (so where each tag is stays known), then every tag that moved
 is moved back: its previous manifest's exact bytes PUT at it, or, for a tag that did not
 exist, a DELETE of the tag. A tag PUT that got no answer, or a 5xx, may have landed: it is
-moved back too (and, if that fails, HEADed to say where it is). Distribution 2.8 refuses
+moved back too, once one HEAD shows it moved (and, if that fails, HEADed to say where it
+is). Distribution 2.8 refuses
 to delete a tag (``400 DIGEST_INVALID``: it deletes manifests by digest only, which would
 remove every tag of that manifest); such a tag is reported, and stays at its new list,
 which is complete. A SIGINT or SIGTERM in phase 2 stops the moves the same way and rolls
-back what moved (the process has :data:`manyfest.interrupts.GRACE` seconds); in phase 1 it
+back what moved (the process has :data:`UNDO_GRACE` seconds), saying so at once on stderr
+(:meth:`_Run.notice`); a second signal, or those seconds over, ends the process at once with
+a last line naming every tag left moved (:meth:`_Run.last_line`). In phase 1 a signal
 moves no tag.
 
 Killed (SIGKILL) in either phase, a re-run converges: phase 1 wrote only content by digest,
@@ -55,7 +60,15 @@ from manyfest.errors import (
 )
 from manyfest.events import Finished, Phase, Started
 from manyfest.ops.plan import PlanList
-from manyfest.ops.publish import PublishReport, StopRequest, _interrupted, _totals, list_options
+from manyfest.ops.publish import (
+    PublishReport,
+    StopRequest,
+    _add_stats,
+    _interrupted,
+    _totals,
+    list_options,
+    unit_key,
+)
 from manyfest.reference import Reference
 from manyfest.transport import RequestStats, current_stats
 from manyfest.words import plural
@@ -98,6 +111,16 @@ class _List:
     """New tags the registry would not delete."""
     stuck: dict[str, ManyfestError] = field(default_factory=dict)
     """Tags whose rollback PUT (or DELETE) failed otherwise."""
+    tags: list[str] = field(default_factory=list)
+    """The tags this list publishes: its own, or its unit's (its own first) when it leads
+    one (:func:`manyfest.ops.publish.plan_units`)."""
+    lead: _List | None = None
+    """The list leading this one's unit (the same bytes in the same repository): this one
+    takes no part in the phases; its result is the lead's, for its own tags."""
+    members: list[_List] = field(default_factory=list)
+    """The other lists of the unit this one leads."""
+    unit: ListResult | None = None
+    """A unit lead's result for every tag of the unit (its members' results come from it)."""
 
     @property
     def target(self) -> Reference:
@@ -119,12 +142,46 @@ class _Run:
     lists: list[_List]
     fail_fast: bool
     started: float
+    matched: Sequence[ListResult] = ()
+    """The lists ``--since`` proved unchanged (no part in the phases; failed with the rest
+    when the release is not published)."""
     previous: dict[Hashable, Manifest] = field(default_factory=dict)
     previous_once: OnceMap[Manifest] = field(default_factory=OnceMap)
     rollback_gets: int = 0
     failed_at: tuple[str, ManyfestError] | None = None
     limits: dict[str, anyio.Semaphore] = field(default_factory=dict)
     in_flight: set[int] = field(default_factory=set)
+    left: dict[str, str] = field(default_factory=dict)
+    """Phase 2: each tag reference not (known to be) where it was before the run, with a
+    note ('' moved; ``may have moved``; ``being moved back``), kept current as tags move
+    and return: what a forced exit names (:meth:`last_line`)."""
+    sending: set[str] = field(default_factory=set)
+    """Phase 2: the tag references whose move PUT is in flight."""
+
+    def notice(self, signum: int) -> str:
+        """The line printed at once on the first signal in phase 2
+        (:func:`manyfest.interrupts.undoing`)."""
+        moved, flying = len(self.left), len(self.sending)
+        what = f"moving back {plural(moved, 'tag')} moved so far"
+        if flying == 1:
+            what += " and the tag whose PUT is in flight, if it lands"
+        elif flying:
+            what += f" and those of the {flying} tags whose PUTs are in flight that land"
+        return (f"--atomic: {interrupts.name(signum)} in phase 2: no more tags move; {what} "
+                f"(up to {UNDO_GRACE:g} s); a second signal aborts and leaves them moved")
+
+    def last_line(self) -> str:
+        """The last line of a process ended at once in phase 2: the tags left moved."""
+        left = tuple(self.left.items())  # one C-level copy: safe from the timer thread
+        flying = tuple(self.sending)
+        names = [f"{ref}{f' ({note})' if note else ''}" for ref, note in left]
+        names += [f"{ref} (may have moved)" for ref in flying if ref not in self.left]
+        if not names:
+            return ("--atomic: no tag of the release was left moved: every tag is where it "
+                    "was before the run")
+        return (f"--atomic: the release is inconsistent: {plural(len(names), 'tag')} left "
+                f"at the new lists (each complete): {', '.join(names)}; re-run to publish "
+                "the release, or re-publish the previous one")
 
     def limit(self, registry: str) -> anyio.Semaphore:
         """At most the registry's ``--concurrency`` tag PUTs at once (so a failure stops
@@ -143,6 +200,10 @@ class _Run:
         token = current_stats.set(e.stats)
         self.in_flight.add(e.index)
         engine.on_event(Started(target=str(e.target)))
+        if e.lead is not None:  # published by its unit's lead
+            current_stats.reset(token)
+            self.in_flight.discard(e.index)
+            return
         try:
             o = replace(list_options(self.opts, e.item), skip_unchanged=True)
             if e.error is not None:  # failed its checks: only where its tags are
@@ -153,7 +214,9 @@ class _Run:
             listed = await engine.build_list(e.target, e.children,
                                              e.item.annotations or None, o)
             e.result.digest = listed.digest
-            plan = await engine.plan(e.target, e.children, e.item.tags, listed, o)
+            plan = await engine.plan(e.target, e.children, e.tags, listed, o)
+            # --unchanged-by children may keep the tags' list: the digest they will hold
+            e.result.digest = plan.listed.digest
             e.plan, e.heads = plan, dict(plan.heads)
             e.result.old_digest = plan.heads.get(e.item.tags[0], "")
             if not plan.tags:
@@ -202,31 +265,42 @@ class _Run:
             if self.failed_at is not None or self.stop.requested():
                 return
             ref = e.ref(tag)
+            name = str(ref)
             token = current_stats.set(e.stats)
+            self.sending.add(name)
             try:
                 await self.engine.put_manifest(ref, e.plan.listed, built=True)
             except ManyfestError as exc:
                 if self.failed_at is None:
-                    self.failed_at = (str(ref), exc)
+                    self.failed_at = (name, exc)
                 if e.put_error is None:
                     e.put_error = exc
                 if not isinstance(exc, RegistryError) or exc.status >= 500:
                     # no answer, or a server error: it may have landed; moved back too
                     e.moved.append(tag)
                     e.uncertain.add(tag)
+                    self.left[name] = "may have moved"
                 return
             finally:
+                self.sending.discard(name)
                 current_stats.reset(token)
             e.moved.append(tag)
+            self.left[name] = ""
             e.now[tag] = e.plan.listed.digest
 
     async def undo(self, e: _List, tag: str) -> None:
-        """Move ``tag`` back: its previous manifest PUT at it, or the tag deleted."""
+        """Move ``tag`` back: its previous manifest PUT at it, or the tag deleted. A tag whose
+        PUT may have landed (no answer, a 5xx) is HEADed first: one request, and no rollback
+        PUT (retried like any) when it never moved."""
         previous = e.heads.get(tag, "")
         ref = e.ref(tag)
+        name = str(ref)
         token = current_stats.set(e.stats)
         try:
             async with self.limit(e.target.registry):
+                if tag in e.uncertain and await self.unmoved(e, tag):
+                    return
+                self.left[name] = "being moved back"
                 if previous:
                     key = (e.target.registry, e.target.repository, previous)
                     await self.engine.put_manifest(ref, self.previous[key])
@@ -236,15 +310,34 @@ class _Run:
                 else:  # 404: an unanswered PUT that had not landed
                     e.moved.remove(tag)
             e.now[tag] = previous
+            self.left.pop(name, None)
         except RegistryError as exc:
             if not previous and exc.status in _REFUSES_TAG_DELETE:
                 e.refused[tag] = exc
             else:
                 e.stuck[tag] = exc
+            self.left[name] = "may have moved" if tag in e.uncertain else ""
         except ManyfestError as exc:
             e.stuck[tag] = exc
+            self.left[name] = "may have moved" if tag in e.uncertain else ""
         finally:
             current_stats.reset(token)
+
+    async def unmoved(self, e: _List, tag: str) -> bool:
+        """HEAD a tag whose PUT may have landed: True when it is where it was before the
+        run (it never moved: nothing to move back); False when it moved or the HEAD failed."""
+        try:
+            found = await self.engine.client.head_manifest(e.ref(tag))
+        except ManyfestError:
+            return False
+        digest = found.digest if found else ""
+        if digest != e.heads.get(tag, ""):
+            return False
+        e.now[tag] = digest
+        e.moved.remove(tag)
+        e.uncertain.discard(tag)
+        self.left.pop(str(e.ref(tag)), None)
+        return True
 
     async def settle(self, e: _List, tag: str) -> None:
         """Where a tag is whose PUT got no answer and whose rollback failed: one HEAD (a
@@ -258,6 +351,7 @@ class _Run:
             e.moved.remove(tag)
             e.refused.pop(tag, None)
             e.stuck.pop(tag, None)
+            self.left.pop(str(e.ref(tag)), None)
 
 
 async def _tag_heads(engine: Engine, target: Reference, tags: Sequence[str], *,
@@ -298,6 +392,8 @@ def dry_run_lines(report: PublishReport) -> list[str]:
             lines.append(f"unchanged {r.target} {r.digest}")
         else:
             lines.append(f"would fail {r.target}: {r.error.one_line() if r.error else ''}")
+        if r.same_as and r.status != "failed":
+            lines.append(f"  same list as {r.same_as} (its mounts and list push are there)")
         lines.extend(f"  {a}" for a in r.actions if not a.startswith("put "))
         moves.extend(f"  {a}" for a in r.actions if a.startswith("put "))
     if report.failed:
@@ -322,6 +418,7 @@ async def publish_atomic(
     before: tuple[int, int, int],
     per_registry: dict[str, dict[str, int]],
     listed_total: int | None = None,
+    matched: Sequence[ListResult] = (),
 ) -> PublishReport:
     """The two phases of ``publish --atomic`` (see the module's text), after every source
     was resolved and every list built and checked by :func:`manyfest.ops.publish.publish`.
@@ -340,6 +437,11 @@ async def publish_atomic(
         started, before, per_registry: the run's start and counters before it (totals).
         listed_total: the lists of the run's ``publish`` phase (its :class:`Phase` event),
             when more than ``plan`` (``--since`` finishes the others); default ``len(plan)``.
+        matched: the results of the lists ``--since`` proved unchanged (not in ``plan``):
+            when phase 1 fails or is interrupted, or phase 2 is rolled back or interrupted,
+            each is made ``failed`` in place
+            (``tag_digests`` ``{}``: none of its tags was touched) and announced; else left
+            to the caller. A phase-1 failure's count is out of ``plan`` and these.
 
     Returns:
         The :class:`~manyfest.ops.publish.PublishReport`: every list ``atomic``; when the
@@ -353,10 +455,11 @@ async def publish_atomic(
     """
     lists = [
         _List(i, item, built.get(i, []), failures.get(i), stats[i],
-              ListResult(item.target, item.tags, atomic=True))
+              ListResult(item.target, item.tags, atomic=True), tags=list(item.tags))
         for i, item in enumerate(plan)
     ]
-    run = _Run(engine, opts, stop, lists, fail_fast, started)
+    _units(lists, built, opts)
+    run = _Run(engine, opts, stop, lists, fail_fast, started, matched)
     transport = engine.client.transport
     limiter = anyio.Semaphore(opts.lists_in_flight, fast_acquire=True)
     writes = not failures
@@ -376,10 +479,16 @@ async def publish_atomic(
         report = _interrupted(engine, plan, [None] * len(plan), run.in_flight, stats, stop,
                               opts, started, before, per_registry)
         for e, r in zip(lists, report.results, strict=True):
-            r.tag_digests = dict(e.heads)
+            heads = (e.lead or e).heads
+            r.tag_digests = {t: heads[t] for t in e.item.tags if t in heads}
         report.atomic = _summary(run, "interrupted", 1)
-        report.atomic_line = (f"--atomic: interrupted in phase 1, no tag was moved: "
-                              f"{report.interruption_line()}")
+        _fail_matched(run, f"not published: interrupted by {stop.reason or 'a stop request'} "
+                      "before it was published (--since: unchanged)", "re-run to finish")
+        report.not_published += len(run.matched)
+        report.results.extend(run.matched)  # counted in the line (the caller splices them)
+        line = report.interruption_line()
+        del report.results[len(lists):]
+        report.atomic_line = f"--atomic: interrupted in phase 1, no tag was moved: {line}"
         return report
     failed = [e for e in lists if e.error is not None]
     if failed:
@@ -397,14 +506,65 @@ async def publish_atomic(
     moves = [(e, tag) for e in lists if e.plan is not None for tag in e.plan.tags]
     for e in lists:
         e.now = dict(e.heads)
-    with interrupts.undoing(UNDO_GRACE):
+    with interrupts.undoing(UNDO_GRACE, notice=run.notice, last=run.last_line):
         await run_all(*(partial(run.move, e, tag) for e, tag in moves))
-        if run.failed_at is None and not stop.requested():
-            return await _published(run, transport, started, before, per_registry)
-        await run_all(*(partial(run.undo, e, tag) for e in lists for tag in e.moved))
-        await run_all(*(partial(run.settle, e, tag) for e in lists
-                        for tag in e.uncertain & {*e.refused, *e.stuck}))
+        out = run.failed_at is None and not stop.requested()
+        if not out:
+            await run_all(*(partial(run.undo, e, tag) for e in lists for tag in e.moved))
+            await run_all(*(partial(run.settle, e, tag) for e in lists
+                            for tag in e.uncertain & {*e.refused, *e.stuck}))
+    if out:  # the release is out: --verify and a signal from now on undo nothing
+        return await _published(run, transport, started, before, per_registry)
     return _rolled_back(run, transport, started, before, per_registry)
+
+
+def _units(lists: list[_List], built: dict[int, list[Child]], opts: PublishOptions) -> None:
+    """Group the lists that are one unit of work (:func:`manyfest.ops.publish.unit_key`: the
+    same bytes in the same repository): the first leads, with every tag of the unit; the
+    others take no part in the phases (their requests are counted against the lead)."""
+    by_key: dict[Hashable, _List] = {}
+    for e in lists:
+        if e.index not in built or e.error is not None or opts.unchanged_by == "children":
+            continue
+        key = unit_key(e.item, built[e.index], opts)
+        lead = by_key.setdefault(key, e)
+        if lead is e:
+            continue
+        e.lead = lead
+        lead.members.append(e)
+        lead.tags = list(dict.fromkeys([*lead.tags, *e.item.tags]))
+        lead.result.tags = list(lead.tags)
+        _add_stats(lead.stats, e.stats)
+        e.stats = RequestStats()
+
+
+def _own(e: _List, unit: ListResult) -> None:
+    """Set ``e.result`` (a unit's lead or member) from its unit's result, for its own tags:
+    the unit's digest, error and ``tag_digests``; its status from what its own tags held
+    (``unchanged`` when each held the list); the ``--dry-run`` moves of its own tags (the
+    lead also keeps phase 1's lines); a member has ``same_as`` the lead's target and no
+    requests of its own."""
+    own = e.item.tags
+    lead = e.lead or e
+    r = e.result
+    r.tags = list(own)
+    r.digest, r.error, r.verified = unit.digest, unit.error, unit.verified
+    r.old_digest = lead.heads.get(own[0], "")
+    if unit.tag_digests is not None:
+        r.tag_digests = {t: unit.tag_digests[t] for t in own if t in unit.tag_digests}
+    puts = {f"put {e.target.with_tag(t)} -> " for t in own}
+    r.actions = [a for a in unit.actions if (e.lead is None and not a.startswith("put "))
+                 or a.split(" -> ")[0] + " -> " in puts]
+    if e.lead is not None:
+        r.same_as = str(lead.target)
+        r.pushed_children = []
+    if unit.status == "failed":
+        r.status = "failed"
+    elif all(lead.heads.get(t) == unit.digest for t in own) or (
+            lead.plan is not None and not set(own) & set(lead.plan.tags)):
+        r.status = "unchanged"
+    else:
+        r.status = "updated" if r.old_digest else "created"
 
 
 def _finish(run: _Run, e: _List, status: str | None) -> None:
@@ -417,7 +577,27 @@ def _finish(run: _Run, e: _List, status: str | None) -> None:
     _done(run, e)
 
 
+def _fail_matched(run: _Run, text: str, hint: str) -> None:
+    """The release was not published: each list ``--since`` proved unchanged is ``failed``
+    too (its tags untouched), and announced."""
+    for r in run.matched:
+        r.status = "failed"
+        r.error = NotPublishedError(text, hint=hint)
+        r.atomic = True
+        r.tag_digests = {}
+        run.engine.on_event(Finished(target=str(r.target), result=r))
+
+
 def _done(run: _Run, e: _List) -> None:
+    """A list's counters and duration, its own result when it is in a unit (:func:`_own`),
+    then its :class:`Finished` event. A unit's lead comes before its members."""
+    if e.members:
+        e.unit = replace(e.result, tags=list(e.tags), actions=list(e.result.actions),
+                         tag_digests=None if e.result.tag_digests is None
+                         else dict(e.result.tag_digests))
+        _own(e, e.unit)
+    elif e.lead is not None and e.lead.unit is not None:
+        _own(e, e.lead.unit)
     r = e.result
     r.requests, r.retries, r.throttled = e.stats.requests, e.stats.retries, e.stats.throttled
     r.manifest_gets, r.manifest_heads = e.stats.manifest_gets, e.stats.manifest_heads
@@ -458,11 +638,15 @@ def _phase1_failed(run: _Run, failed: list[_List], transport: Any, started: floa
         e.result.tag_digests = dict(e.heads)
         _done(run, e)
         report.results.append(e.result)
+    _fail_matched(run, f"not published: --atomic: another list failed in phase 1 ({why})",
+                  "fix that list and re-run: no tag was moved")
     if run.fail_fast:
         report.stopped_by = first.error
     verb = "would move" if run.opts.dry_run else "was moved"
+    total = len(run.lists) + len(run.matched)
     report.atomic_line = (
-        f"--atomic: phase 1 failed: {len(failed)} of {plural(len(run.lists), 'list')} "
+        f"--atomic: phase 1 failed: {sum(1 + len(e.members) for e in failed)} of "
+        f"{plural(total, 'list')} "
         f"failed (first {why}); no tag {verb}"
     )
     report.atomic = _summary(run, "phase 1 failed", 1)
@@ -484,7 +668,8 @@ async def _published(run: _Run, transport: Any, started: float,
     async def verify(e: _List) -> None:
         token = current_stats.set(e.stats)
         try:
-            await run.engine.verify(e.result, e.children)
+            kept = e.plan.kept if e.plan is not None else None
+            await run.engine.verify(e.result, e.children, kept=kept)
         except ManyfestError as exc:
             e.result.status, e.result.error = "failed", exc
             e.result.tag_digests = dict(e.now)
@@ -498,7 +683,8 @@ async def _published(run: _Run, transport: Any, started: float,
         _done(run, e)
         report.results.append(e.result)
     moved = sum(len(e.moved) for e in run.lists)
-    report.atomic = _summary(run, "published" if moved else "unchanged", 2)
+    # all unchanged: phase 2 had nothing to move, the run ended after phase 1
+    report.atomic = _summary(run, "published" if moved else "unchanged", 2 if moved else 1)
     _totals(report, transport, before, per_registry, started)
     return report
 
@@ -535,8 +721,8 @@ def _rolled_back(run: _Run, transport: Any, started: float,
             parts.append(f"not rolled back: new tag{'s' if len(e.refused) > 1 else ''} "
                          f"{names} (could not be deleted: {why})")
         for tag, err in e.stuck.items():
-            stuck.append(f"{e.ref(tag)} ({err.message})")
-            parts.append(f"not rolled back: {e.ref(tag)} ({err.message})")
+            stuck.append(f"{e.ref(tag)} (move back: {err.message})")
+            parts.append(f"not rolled back: {e.ref(tag)} (move back: {err.message})")
         if e.plan is not None and not e.plan.tags:
             parts.append("its tags already pointed at this list")
         elif not e.moved:
@@ -552,8 +738,11 @@ def _rolled_back(run: _Run, transport: Any, started: float,
         e.result.tag_digests = dict(e.now)
         _done(run, e)
         report.results.append(e.result)
+    _fail_matched(run, f"not published: --atomic: {cause}; none of its tags was touched "
+                       "(--since: unchanged)", "its tags are where they were; re-run to "
+                       "publish the release")
     if interrupted:
-        report.not_published = len(run.lists)
+        report.not_published = len(run.lists) + len(run.matched)
     rolled = sum(len(e.rolled_back) for e in run.lists)
     deleted = sum(len(e.deleted) for e in run.lists)
     line = f"--atomic: {cause}; {plural(rolled, 'tag')} rolled back"

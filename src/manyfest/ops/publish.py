@@ -640,7 +640,8 @@ async def _atomic(
         engine, [plan[i] for i in order],
         {j: built[i] for j, i in enumerate(order) if i in built},
         {j: failures[i] for j, i in enumerate(order) if i in failures},
-        [stats[i] for i in order], listed_total=len(plan), **kwargs,
+        [stats[i] for i in order], listed_total=len(plan),
+        matched=[skip[i] for i in sorted(skip)], **kwargs,
     )
     if skip:
         results: list[ListResult | None] = [None] * len(plan)
@@ -648,7 +649,9 @@ async def _atomic(
             results[i] = report.results[j]
         for i, matched in skip.items():
             matched.atomic = True
-            results[i] = since_ops.finish(engine, matched)
+            # failed (and announced) by publish_atomic when the release was not published
+            results[i] = matched if matched.status == "failed" else since_ops.finish(
+                engine, matched)
         report.results = [r for r in results if r is not None]
     return report
 
