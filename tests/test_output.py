@@ -502,7 +502,14 @@ def test_summary_table_content() -> None:
     assert re.search(r"verified\s+│\s+2/3 │ 1 failed verification", text)
     assert re.search(r"requests\s+│\s+1 │ 1 retry, 0 throttled answers; manifest GETs 3, "
                      r"HEADs 7", text)
-    assert re.search(r"time\s+│\s+1 min 15 s │ 75.25 s", text)
+    assert re.search(r"time\s+│\s+1 min 15 s │ 75.2 s", text)
+    # a short run: its seconds once, not "0 s | 0.07 s"
+    short = _report()
+    short.duration_s = 0.07
+    console = Console(record=True, width=200, color_system=None)
+    console.print(summary_table(short, verify=True))
+    [row] = [r for r in console.export_text().splitlines() if "time" in r]
+    assert re.fullmatch(r"\s*│?\s*time\s+│\s+0.07 s\s+│\s*│?", row), row
 
 
 def test_summary_table_caps_long_status_rows() -> None:

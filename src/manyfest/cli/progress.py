@@ -426,7 +426,9 @@ def summary_table(report: PublishReport, *, verify: bool = False) -> Table:
                   f"{plural(report.retries, 'retry', 'retries')}, "
                   f"{plural(report.throttled, 'throttled answer')}; "
                   f"manifest GETs {report.manifest_gets}, HEADs {report.manifest_heads}")
-    table.add_row("time", _duration(report.duration_s), f"{report.duration_s:.2f} s")
+    took = report.duration_s  # the exact seconds beside a rounded long time, not a short one
+    table.add_row("time", _duration(took) if took >= 60 else f"{took:.2f} s",
+                  f"{took:.1f} s" if took >= 60 else "")
     return table
 
 
