@@ -1121,3 +1121,45 @@ def test_sigkill_in_either_phase_converges(
     end = checker.tags(flat)
     for g, digest in zip(groups, digests, strict=True):
         assert [end[t] for t in g] == [digest] * 3, g
+
+
+def test_a_move_back_answered_500_after_it_landed_is_looked_up_not_reported_stuck() -> None:
+    """A rollback PUT stored, then answered 500 (a proxy's timeout): one HEAD finds the tag
+    back at its previous list; the report says so (rolled back, ``tag_digests`` the
+    registry's), not "not rolled back" at the new list."""
+
+    class MoveBackLandsThen500(TagDeletingRegistry):
+        puts_of_1 = 0
+
+        async def put_manifest(self, ref: Reference, manifest: Manifest, *,
+                               built: bool = False) -> str:
+            if ref.tag == "1":
+                self.puts_of_1 += 1
+                if self.puts_of_1 == 3:  # the move back: stored, then 500
+                    await super().put_manifest(ref, manifest, built=built)
+                    raise RegistryError(f"push list {ref}", status=500, method="PUT",
+                                        url=f"http://{ref.registry}/v2/")
+            return await super().put_manifest(ref, manifest, built=built)
+
+    fake = MoveBackLandsThen500(refuse_tags=set())
+    _images(fake, "before")
+    src = "\n".join(f"  - image: {HOST}/app-{a}:1" for a in ("amd64", "arm64"))
+    [old] = _run(lambda: ops_publish(Engine(fake.client()), manyfest_api.parse_plan(
+        f"image: {HOST}/app:1\nmanifests:\n{src}\n"))).results
+    for p in (PLATFORMS[0], PLATFORMS[2]):
+        fake.add_image(f"new-{p.architecture}", "1", build_image(p, "after"))
+    new = "\n".join(f"  - image: {HOST}/new-{p.architecture}:1" for p in (PLATFORMS[0],
+                                                                           PLATFORMS[2]))
+    plan = manyfest_api.parse_plan(f"image: {HOST}/app:1\nmanifests:\n{new}\n---\n"
+                                   f"image: {HOST}/app:2\nmanifests:\n{new}\n")
+    fake.refuse_tags = {"2"}
+    report = _run(lambda: ops_publish(Engine(fake.client()), plan,
+                                      options=PublishOptions(atomic=True)))
+    assert fake.manifests["app"]["1"].digest == old.digest  # the move back landed
+    first = report.results[0]
+    assert first.status == "failed"
+    assert first.tag_digests == {"1": old.digest}
+    assert report.atomic is not None
+    assert report.atomic["not_rolled_back"] == []
+    assert report.atomic["rolled_back"] == 1
+    assert report.atomic_line.endswith("; 1 tag rolled back"), report.atomic_line

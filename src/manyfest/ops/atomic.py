@@ -103,6 +103,8 @@ class _List:
     """Tags whose PUT the registry accepted in phase 2 (or may have: see ``uncertain``)."""
     uncertain: set[str] = field(default_factory=set)
     """Tags whose PUT got no answer (a connection error) or a 5xx: they may have moved."""
+    unsure_back: set[str] = field(default_factory=set)
+    """Tags whose move back got no answer or a 5xx: they may be back where they were."""
     put_error: ManyfestError | None = None
     """This list's tag PUT that failed in phase 2."""
     rolled_back: list[str] = field(default_factory=list)
@@ -316,9 +318,12 @@ class _Run:
                 e.refused[tag] = exc
             else:
                 e.stuck[tag] = exc
+            if exc.status >= 500:
+                e.unsure_back.add(tag)  # the move back may have landed: settle() looks
             self.left[name] = "may have moved" if tag in e.uncertain else ""
         except ManyfestError as exc:
             e.stuck[tag] = exc
+            e.unsure_back.add(tag)  # no answer: the move back may have landed
             self.left[name] = "may have moved" if tag in e.uncertain else ""
         finally:
             current_stats.reset(token)
@@ -340,15 +345,22 @@ class _Run:
         return True
 
     async def settle(self, e: _List, tag: str) -> None:
-        """Where a tag is whose PUT got no answer and whose rollback failed: one HEAD (a
-        tag found where it was before the run never moved)."""
+        """Where a tag is whose rollback failed when its PUT, or its move back, got no answer
+        or a 5xx: one HEAD (a tag found where it was before the run is not moved). When the
+        HEAD fails too, where the tag is is unknown: it is left out of ``tag_digests``."""
         try:
             found = await self.engine.client.head_manifest(e.ref(tag))
         except ManyfestError:
+            e.now.pop(tag, None)
             return
         e.now[tag] = found.digest if found else ""
         if e.now[tag] == e.heads.get(tag, ""):
-            e.moved.remove(tag)
+            if tag in e.uncertain:
+                e.moved.remove(tag)  # it may never have moved: not counted as moved
+            elif e.heads.get(tag):
+                e.rolled_back.append(tag)  # moved, and the move back landed after all
+            else:
+                e.deleted.append(tag)
             e.refused.pop(tag, None)
             e.stuck.pop(tag, None)
             self.left.pop(str(e.ref(tag)), None)
@@ -512,7 +524,7 @@ async def publish_atomic(
         if not out:
             await run_all(*(partial(run.undo, e, tag) for e in lists for tag in e.moved))
             await run_all(*(partial(run.settle, e, tag) for e in lists
-                            for tag in e.uncertain & {*e.refused, *e.stuck}))
+                            for tag in (e.uncertain | e.unsure_back) & {*e.refused, *e.stuck}))
     if out:  # the release is out: --verify and a signal from now on undo nothing
         return await _published(run, transport, started, before, per_registry)
     return _rolled_back(run, transport, started, before, per_registry)
