@@ -51,7 +51,16 @@ import anyio
 
 from manyfest import interrupts
 from manyfest.content import Manifest
-from manyfest.engine import Child, Engine, ListPlan, ListResult, OnceMap, PublishOptions, run_all
+from manyfest.engine import (
+    Child,
+    Engine,
+    ListPlan,
+    ListResult,
+    OnceMap,
+    PublishOptions,
+    run_all,
+    run_bounded,
+)
 from manyfest.errors import (
     ManyfestError,
     NotPublishedError,
@@ -72,6 +81,11 @@ from manyfest.ops.publish import (
 from manyfest.reference import Reference
 from manyfest.transport import RequestStats, current_stats
 from manyfest.words import plural
+
+TAGS_IN_FLIGHT = 512
+"""Tasks moving (or moving back) tags at once in phase 2; the requests are bounded per
+registry by its ``--concurrency`` (:meth:`_Run.limit`). A bound, not a task per tag: a
+release of 10,000 lists has 40,000 tags."""
 
 UNDO_GRACE = 60.0
 """Seconds phase 2 has to end after a SIGINT/SIGTERM (moves in flight finished, every tag
@@ -473,7 +487,6 @@ async def publish_atomic(
     _units(lists, built, opts)
     run = _Run(engine, opts, stop, lists, fail_fast, started, matched)
     transport = engine.client.transport
-    limiter = anyio.Semaphore(opts.lists_in_flight, fast_acquire=True)
     writes = not failures
     if failures and fail_fast:  # as without --atomic: nothing more is read
         for i, e in enumerate(lists):
@@ -482,11 +495,10 @@ async def publish_atomic(
     engine.on_event(Phase(name="publish", total=listed_total or len(plan)))
 
     async def one(e: _List, scope: anyio.CancelScope) -> None:
-        async with limiter:
-            await run.prepare(e, writes=writes, scope=scope)
+        await run.prepare(e, writes=writes, scope=scope)
 
-    with stop.scope() as scope:
-        await run_all(*(partial(one, e, scope) for e in lists))
+    with stop.scope() as scope:  # at most --lists-in-flight lists at once (tasks too)
+        await run_bounded(one, ((e, scope) for e in lists), opts.lists_in_flight)
     if stop.requested():
         report = _interrupted(engine, plan, [None] * len(plan), run.in_flight, stats, stop,
                               opts, started, before, per_registry)
@@ -519,10 +531,11 @@ async def publish_atomic(
     for e in lists:
         e.now = dict(e.heads)
     with interrupts.undoing(UNDO_GRACE, notice=run.notice, last=run.last_line):
-        await run_all(*(partial(run.move, e, tag) for e, tag in moves))
+        await run_bounded(run.move, moves, TAGS_IN_FLIGHT)
         out = run.failed_at is None and not stop.requested()
         if not out:
-            await run_all(*(partial(run.undo, e, tag) for e in lists for tag in e.moved))
+            await run_bounded(run.undo, [(e, tag) for e in lists for tag in e.moved],
+                              TAGS_IN_FLIGHT)
             await run_all(*(partial(run.settle, e, tag) for e in lists
                             for tag in (e.uncertain | e.unsure_back) & {*e.refused, *e.stuck}))
     if out:  # the release is out: --verify and a signal from now on undo nothing
@@ -689,8 +702,9 @@ async def _published(run: _Run, transport: Any, started: float,
             current_stats.reset(token)
 
     if run.opts.verify:
-        await run_all(*(partial(verify, e) for e in run.lists
-                        if e.result.status in ("created", "updated")))
+        await run_bounded(verify, ((e,) for e in run.lists
+                                   if e.result.status in ("created", "updated")),
+                          run.opts.lists_in_flight)
     for e in run.lists:
         _done(run, e)
         report.results.append(e.result)
