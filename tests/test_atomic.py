@@ -30,11 +30,12 @@ from aiohttp import web
 
 import manyfest as manyfest_api
 from manyfest import mediatypes, reference
+from manyfest.cli.progress import atomic_plan_lines
 from manyfest.content import Manifest
 from manyfest.engine import Engine, PublishOptions
 from manyfest.errors import AuthorizationError, ErrorDetail, RegistryError
 from manyfest.ops import since as since_ops
-from manyfest.ops.atomic import _Run, dry_run_lines
+from manyfest.ops.atomic import _Run
 from manyfest.ops.publish import StopRequest
 from manyfest.ops.publish import publish as ops_publish
 from manyfest.reference import Reference
@@ -433,7 +434,7 @@ def test_identical_lists_are_one_unit_of_the_release() -> None:
     digest = dry.results[0].digest
     assert [(r.status, r.digest, r.same_as) for r in dry.results] == [
         ("created", digest, ""), ("created", digest, f"{HOST}/same:3")]
-    lines = dry_run_lines(dry)
+    lines = atomic_plan_lines(dry)
     assert [x for x in lines if "push list" in x or "same list" in x or "put " in x] == [
         f"  push list {HOST}/same@{digest} (by digest)",
         f"  same list as {HOST}/same:3 (its mounts and list push are there)",

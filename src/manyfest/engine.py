@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, Literal, TypeVar
@@ -835,12 +835,26 @@ class Engine:
             self.on_event(Finished(target=str(target), result=result))
         return result
 
-    async def _heads(self, target: Reference, tags: list[str], *, push: bool) -> dict[str, str]:
-        """The digest each tag points at now ('' when absent), HEADed concurrently."""
+    async def heads(self, target: Reference, tags: Sequence[str], *, push: bool,
+                    tolerant: bool = False) -> dict[str, str]:
+        """The digest each tag points at now ('' when absent), HEADed concurrently.
+
+        ``push``: ask for a token that may push (the run writes next). ``tolerant``: a tag
+        whose HEAD fails is left out instead of the error being raised (``--atomic``
+        records what it can see).
+
+        Raises:
+            ManyfestError: a HEAD failed (not ``tolerant``).
+        """
         heads: dict[str, str] = {}
 
         async def head(tag: str) -> None:
-            found = await self.client.head_manifest(target.with_tag(tag), push=push)
+            try:
+                found = await self.client.head_manifest(target.with_tag(tag), push=push)
+            except ManyfestError:
+                if tolerant:
+                    return
+                raise
             heads[tag] = found.digest if found else ""
 
         await run_all(*(partial(head, tag) for tag in tags))
@@ -864,7 +878,7 @@ class Engine:
         """
         heads: dict[str, str] = {}
         if opts.skip_unchanged or opts.dry_run:
-            heads = await self._heads(target, tags, push=not opts.dry_run)
+            heads = await self.heads(target, tags, push=not opts.dry_run)
         kept: set[str] = set()
         if opts.unchanged_by == "children" and heads:
             listed, kept = await self.same_children(target, tags, listed, heads)
@@ -984,7 +998,7 @@ class Engine:
         """
         target = result.target
         kept = kept or {}
-        heads = await self._heads(target, result.tags, push=False)
+        heads = await self.heads(target, result.tags, push=False)
         for tag, digest in heads.items():
             expected = kept.get(tag, result.digest)
             if digest != expected:

@@ -454,23 +454,47 @@ def print_summary(report: PublishReport, *, mode: str, verify: bool = False,
     output.emit(summary_line(report, verify=verify), event="summary", fields=fields)
 
 
+def _plan_head(r: ListResult) -> str:
+    """A list's first line in a ``--dry-run`` diff: would create / update, unchanged, fail."""
+    if r.status == "created":
+        return f"would create {r.target} {r.digest}"
+    if r.status == "updated":
+        return f"would update {r.target} {r.old_digest} -> {r.digest}"
+    if r.status == "unchanged":
+        return f"unchanged {r.target} {r.digest}"
+    return f"would fail {r.target}: {r.error.one_line() if r.error else ''}"
+
+
 def plan_lines(report: PublishReport) -> list[str]:
     """The ``--dry-run`` diff, per list in plan order: what would be created or updated
     (digests, then each action indented), what is unchanged, what would fail and why."""
     lines: list[str] = []
     for r in report.results:
-        if r.status == "created":
-            lines.append(f"would create {r.target} {r.digest}")
-        elif r.status == "updated":
-            lines.append(f"would update {r.target} {r.old_digest} -> {r.digest}")
-        elif r.status == "unchanged":
-            lines.append(f"unchanged {r.target} {r.digest}")
-        else:
-            lines.append(f"would fail {r.target}: {r.error.one_line() if r.error else ''}")
+        lines.append(_plan_head(r))
         if r.same_as and r.status != "failed":
             lines.append(f"  same list as {r.same_as} (its mounts and child pushes are there)")
         lines.extend(f"  {action}" for action in r.actions)
     return lines
+
+
+def atomic_plan_lines(report: PublishReport) -> list[str]:
+    """The ``--atomic --dry-run`` diff: phase 1 (per list: :func:`plan_lines`' first line,
+    and what would be pushed by digest), then phase 2 (every tag move: the ``put`` actions,
+    :func:`manyfest.ops.atomic.dry_run_actions`)."""
+    lines = ["--atomic phase 1: push every child and list by digest (no tag moves)"]
+    moves: list[str] = []
+    for r in report.results:
+        lines.append(_plan_head(r))
+        if r.same_as and r.status != "failed":
+            lines.append(f"  same list as {r.same_as} (its mounts and list push are there)")
+        lines.extend(f"  {a}" for a in r.actions if not a.startswith("put "))
+        moves.extend(f"  {a}" for a in r.actions if a.startswith("put "))
+    if report.failed:
+        lines.append("--atomic phase 2: none (a list would fail in phase 1: no tag would move)")
+        return lines
+    lines.append(f"--atomic phase 2: move {plural(len(moves), 'tag')} (any failure moves "
+                 "them back)")
+    return lines + moves
 
 
 def print_plan(report: PublishReport) -> None:

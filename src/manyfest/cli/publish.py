@@ -429,11 +429,11 @@ def _empty_shard(whole: list[PlanList], plan: list[PlanList], part: tuple[int, i
 
 
 def _print_plan(report: PublishReport) -> None:
-    """``--atomic --dry-run``: the two phases on stdout (see
-    :func:`manyfest.ops.atomic.dry_run_lines`)."""
-    from manyfest.ops.atomic import dry_run_lines
+    """``--atomic --dry-run``: the two phases on stdout
+    (:func:`manyfest.cli.progress.atomic_plan_lines`)."""
+    from manyfest.cli.progress import atomic_plan_lines
 
-    sys.stdout.write("".join(line + "\n" for line in dry_run_lines(report)))
+    sys.stdout.write("".join(line + "\n" for line in atomic_plan_lines(report)))
     sys.stdout.flush()
 
 

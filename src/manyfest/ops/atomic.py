@@ -224,7 +224,7 @@ class _Run:
             o = replace(list_options(self.opts, e.item), skip_unchanged=True)
             if e.error is not None:  # failed its checks: only where its tags are
                 tags = e.item.tags
-                found = await _tag_heads(engine, e.target, tags, dry_run=o.dry_run)
+                found = await engine.heads(e.target, tags, push=not o.dry_run, tolerant=True)
                 e.heads = found
                 return
             listed = await engine.build_list(e.target, e.children,
@@ -380,54 +380,12 @@ class _Run:
             self.left.pop(str(e.ref(tag)), None)
 
 
-async def _tag_heads(engine: Engine, target: Reference, tags: Sequence[str], *,
-                        dry_run: bool) -> dict[str, str]:
-    """Each tag's digest now ('' absent); a tag whose HEAD failed is left out."""
-    found: dict[str, str] = {}
-
-    async def head(tag: str) -> None:
-        try:
-            got = await engine.client.head_manifest(target.with_tag(tag), push=not dry_run)
-        except ManyfestError:
-            return
-        found[tag] = got.digest if got else ""
-
-    await run_all(*(partial(head, t) for t in tags))
-    return found
-
-
 def dry_run_actions(plan: ListPlan) -> list[str]:
     """``--dry-run`` actions of one list: phase 1's mounts, child pushes and the list PUT by
     digest, then phase 2's tag moves (lines starting ``put``)."""
     lines = [a for a in plan.actions() if not a.startswith("put ")]
     lines.append(f"push list {plan.target.name}@{plan.listed.digest} (by digest)")
     return lines + [a for a in plan.actions() if a.startswith("put ")]
-
-
-def dry_run_lines(report: PublishReport) -> list[str]:
-    """The ``--atomic --dry-run`` diff: phase 1 (per list: created / updated / unchanged /
-    failing, and what would be pushed by digest), then phase 2 (every tag move)."""
-    lines = ["--atomic phase 1: push every child and list by digest (no tag moves)"]
-    moves: list[str] = []
-    for r in report.results:
-        if r.status == "created":
-            lines.append(f"would create {r.target} {r.digest}")
-        elif r.status == "updated":
-            lines.append(f"would update {r.target} {r.old_digest} -> {r.digest}")
-        elif r.status == "unchanged":
-            lines.append(f"unchanged {r.target} {r.digest}")
-        else:
-            lines.append(f"would fail {r.target}: {r.error.one_line() if r.error else ''}")
-        if r.same_as and r.status != "failed":
-            lines.append(f"  same list as {r.same_as} (its mounts and list push are there)")
-        lines.extend(f"  {a}" for a in r.actions if not a.startswith("put "))
-        moves.extend(f"  {a}" for a in r.actions if a.startswith("put "))
-    if report.failed:
-        lines.append("--atomic phase 2: none (a list would fail in phase 1: no tag would move)")
-        return lines
-    lines.append(f"--atomic phase 2: move {plural(len(moves), 'tag')} (any failure moves "
-                 "them back)")
-    return lines + moves
 
 
 async def publish_atomic(
