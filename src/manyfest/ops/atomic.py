@@ -76,7 +76,7 @@ from manyfest.ops.publish import (
     _interrupted,
     _totals,
     list_options,
-    unit_key,
+    plan_units,
 )
 from manyfest.reference import Reference
 from manyfest.transport import RequestStats, current_stats
@@ -504,21 +504,21 @@ async def publish_atomic(
 def _units(lists: list[_List], built: dict[int, list[Child]], opts: PublishOptions) -> None:
     """Group the lists that are one unit of work (:func:`manyfest.ops.publish.unit_key`: the
     same bytes in the same repository): the first leads, with every tag of the unit; the
-    others take no part in the phases (their requests are counted against the lead)."""
-    by_key: dict[Hashable, _List] = {}
-    for e in lists:
-        if e.index not in built or e.error is not None or opts.unchanged_by == "children":
-            continue
-        key = unit_key(e.item, built[e.index], opts)
-        lead = by_key.setdefault(key, e)
-        if lead is e:
-            continue
-        e.lead = lead
-        lead.members.append(e)
-        lead.tags = list(dict.fromkeys([*lead.tags, *e.item.tags]))
-        lead.result.tags = list(lead.tags)
-        _add_stats(lead.stats, e.stats)
-        e.stats = RequestStats()
+    others take no part in the phases (their requests are counted against the lead). The
+    grouping is :func:`manyfest.ops.publish.plan_units`' (``lists`` are in plan order);
+    under ``--unchanged-by children`` every list stays its own unit here."""
+    if opts.unchanged_by == "children":
+        return
+    grouped = {e.index: built[e.index] for e in lists if e.index in built and e.error is None}
+    for unit in plan_units([e.item for e in lists], grouped, opts):
+        lead, *others = (lists[i] for i in unit)
+        for e in others:
+            e.lead = lead
+            lead.members.append(e)
+            lead.tags = list(dict.fromkeys([*lead.tags, *e.item.tags]))
+            lead.result.tags = list(lead.tags)
+            _add_stats(lead.stats, e.stats)
+            e.stats = RequestStats()
 
 
 def _own(e: _List, unit: ListResult) -> None:
