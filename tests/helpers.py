@@ -126,3 +126,18 @@ def docker(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
 requires_docker = pytest.mark.skipif(
     docker_cli() is None, reason="the docker CLI is not installed on this machine"
 )
+
+
+def head_digest(ref: str) -> str:
+    """The digest ``ref`` points at in the registry, by a HEAD straight to it ('' when it
+    does not exist)."""
+    from manyfest import reference
+    from manyfest.registry import RegistryClient
+    from manyfest.transport import Transport
+
+    async def head() -> str:
+        async with Transport(Settings()) as transport:
+            found = await RegistryClient(transport).head_manifest(reference.parse(ref))
+            return found.digest if found is not None else ""
+
+    return anyio.run(head)

@@ -36,7 +36,7 @@ from manyfest.ops.entries import DUPLICATE_HINT
 from manyfest.reference import filesafe
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
-from tests.helpers import PLATFORMS, docker, manyfest, requires_docker, seed_built
+from tests.helpers import PLATFORMS, docker, head_digest, manyfest, requires_docker, seed_built
 from tests.imagewriter import AttestedIndex, build_attested_index, push_attested_index
 from tests.quirk_proxy import Hold, QuirkProxy
 from tests.registry_server import RegistryServer
@@ -61,15 +61,6 @@ def _get(ref: str) -> Manifest:
             return await RegistryClient(transport).get_manifest(reference.parse(ref))
 
     return anyio.run(get)
-
-
-def _head(ref: str) -> str:
-    async def head() -> str:
-        async with Transport(Settings()) as transport:
-            found = await RegistryClient(transport).head_manifest(reference.parse(ref))
-            return found.digest if found else ""
-
-    return anyio.run(head)
 
 
 def _put(ref: str, raw: bytes) -> str:
@@ -175,7 +166,7 @@ def test_annotations_on_a_docker_list_are_refused_at_push(registry: RegistryServ
         "index: push with --media-type oci (or create the list with it), or remove them: "
         f"`manyfest annotate --remove-annotation KEY {target} IMAGE`"
     )
-    assert _head(target) == ""  # nothing written
+    assert head_digest(target) == ""  # nothing written
 
     manyfest("annotate", "--remove-annotation", "k", target, refs[1], check=True)
     push = manyfest("push", target)
@@ -516,7 +507,7 @@ def test_remote_platform_change_to_a_duplicate_is_refused(registry: RegistryServ
     allowed = manyfest("annotate", "--remote", target, "linux/arm/v7", "--arch", "amd64",
                        "--allow-duplicate-platforms")
     assert allowed.returncode == 0, allowed.stderr
-    assert _head(target) == allowed.stdout.strip()
+    assert head_digest(target) == allowed.stdout.strip()
     assert json.loads(_get(target).raw)["manifests"][1]["platform"] == {
         "architecture": "amd64", "os": "linux"}
 

@@ -20,7 +20,7 @@ from manyfest.content import Entry, encode_list
 from manyfest.platform import Platform
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
-from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_built
+from tests.helpers import PLATFORMS, head_digest, manyfest, platform_suffix, seed, seed_built
 from tests.imagewriter import AttestedIndex, Image, build_attested_index, push_attested_index
 from tests.registry_server import RegistryServer
 
@@ -39,17 +39,6 @@ REQUIRED_HINT = (
     "change require_platforms / --require-platforms"
 )
 FILTER_HINT = "drop or widen --platform, or add a source for the platform"
-
-
-def _head(ref: str) -> str:
-    """The digest ``ref`` points at in the registry ('' when it does not exist)."""
-
-    async def go() -> str:
-        async with Transport(Settings()) as transport:
-            head = await RegistryClient(transport).head_manifest(reference.parse(ref))
-            return head.digest if head is not None else ""
-
-    return anyio.run(go)
 
 
 def _entries(ref: str) -> list[dict[str, Any]]:
@@ -212,7 +201,7 @@ def test_publish_warns_about_config_platforms_once(registry: RegistryServer, ns:
     expected = _expected([(built[f"{ns}/odd:1"], ODD), (built[f"{ns}/arm64:1"], PLATFORMS[2])])
     results = json.loads(proc.stdout)["results"]
     assert [(r["status"], r["digest"]) for r in results] == [("created", expected)] * 2
-    assert _head(f"{host}/{ns}/app:1") == expected
+    assert head_digest(f"{host}/{ns}/app:1") == expected
 
     # --platform-check error refuses it: the list fails before any write (exit 3)
     strict = manyfest("publish", "--json", "--platform-check", "error", "--target",
@@ -228,7 +217,7 @@ def test_publish_warns_about_config_platforms_once(registry: RegistryServer, ns:
     assert result["status"] == "failed"
     assert result["error"] == f"{odd}: {ODD_MESSAGE}; {BUILT_HINT}"
     assert (result["digest"], result["old_digest"]) == ("", "")
-    assert _head(f"{host}/{ns}/app:strict2") == ""
+    assert head_digest(f"{host}/{ns}/app:strict2") == ""
     assert _warnings(refused.stderr) == []
     # the flag overrides the plan key for every list
     off = manyfest("publish", "--json", "--platform-check", "off", str(plan_strict))
@@ -290,7 +279,7 @@ def test_publish_written_platforms(registry: RegistryServer, ns: str, tmp_path: 
         f"{src}: unsupported variant 'v9' for architecture 'amd64' (linux/amd64/v9); "
         f"{AMD64_HINT}"
     )
-    assert _head(f"{host}/{ns}/app:4") == ""
+    assert head_digest(f"{host}/{ns}/app:4") == ""
 
 
 # ------------------------------------------------------------------ publish: --platform
@@ -315,7 +304,7 @@ def test_platform_filter(registry: RegistryServer, ns: str, tmp_path: Path) -> N
     expected = _expected([(image[PLATFORMS[0]], PLATFORMS[0]), (image[PLATFORMS[2]],
                                                                 PLATFORMS[2])])
     assert _result(proc)["digest"] == expected
-    assert _head(f"{host}/{ns}/app:two") == expected
+    assert head_digest(f"{host}/{ns}/app:two") == expected
     assert [e["digest"] for e in _entries(f"{host}/{ns}/app:two")] == [
         image[PLATFORMS[0]].manifest.digest, image[PLATFORMS[2]].manifest.digest]
 
@@ -338,7 +327,7 @@ def test_platform_filter(registry: RegistryServer, ns: str, tmp_path: Path) -> N
     )
     assert f"failed {host}/{ns}/app:none: {host}/{ns}/app:none: no image matches" in (
         failed.stderr)
-    assert _head(f"{host}/{ns}/app:none") == ""
+    assert head_digest(f"{host}/{ns}/app:none") == ""
 
     # a filter outside the table is a usage error, before any request
     before = registry.request_count()
@@ -373,7 +362,7 @@ def test_platform_filter_keeps_attestations_with_their_images(
     assert proc.returncode == 0, proc.stderr
     arm64 = json.loads(items[f"{ns}/app-arm64:1"].index.raw)["manifests"]
     assert _entries(f"{host}/{ns}/app:1") == arm64  # the image, then its attestation
-    assert _head(f"{host}/{ns}/app:1") == _result(proc)["digest"]
+    assert head_digest(f"{host}/{ns}/app:1") == _result(proc)["digest"]
 
 
 # ------------------------------------------------------------------ require_platforms
@@ -398,7 +387,7 @@ def test_require_platforms_catches_a_release_that_lost_an_architecture(
     latest = _expected([(built[f"{ns}/app-amd64:1"], PLATFORMS[0]),
                         (built[f"{ns}/app-arm64:1"], PLATFORMS[2])])
     assert _result(first)["digest"] == latest
-    assert _head(f"{host}/{ns}/app:latest") == latest
+    assert head_digest(f"{host}/{ns}/app:latest") == latest
 
     two = tmp_path / "release2.yaml"
     two.write_text(
@@ -418,8 +407,8 @@ def test_require_platforms_catches_a_release_that_lost_an_architecture(
     assert other["status"] == "created"  # keep-going: the other list publishes
     assert report["summary"]["failed"] == 1
     assert f"failed {host}/{ns}/app:latest: {missing}" in proc.stderr
-    assert _head(f"{host}/{ns}/app:latest") == latest  # not moved
-    assert _head(f"{host}/{ns}/app:2") == ""
+    assert head_digest(f"{host}/{ns}/app:latest") == latest  # not moved
+    assert head_digest(f"{host}/{ns}/app:2") == ""
 
     # --fail-fast: nothing is written at all
     ff = tmp_path / "release2ff.yaml"
@@ -434,8 +423,8 @@ def test_require_platforms_catches_a_release_that_lost_an_architecture(
         f"({missing.removesuffix('; ' + REQUIRED_HINT)}); fix the failing lists, or run "
         "without --fail-fast to publish the rest"
     )
-    assert _head(f"{host}/{ns}/app:2-ff") == ""
-    assert _head(f"{host}/{ns}/app:latest") == latest
+    assert head_digest(f"{host}/{ns}/app:2-ff") == ""
+    assert head_digest(f"{host}/{ns}/app:latest") == latest
 
     # --require-platforms on the command line overrides the plan's, for every list
     override = tmp_path / "override.yaml"
@@ -443,7 +432,7 @@ def test_require_platforms_catches_a_release_that_lost_an_architecture(
         f"  - image: {host}/{ns}/app-amd64:2\n")).replace("app:latest", "app:4-amd64"))
     flagged = manyfest("publish", "--json", "--require-platforms", "linux/amd64", str(override))
     assert flagged.returncode == 0, flagged.stderr
-    assert _head(f"{host}/{ns}/app:4-amd64") == _result(flagged)["digest"] != ""
+    assert head_digest(f"{host}/{ns}/app:4-amd64") == _result(flagged)["digest"] != ""
     rerun = tmp_path / "rerun.yaml"
     rerun.write_text(f"image: {host}/{ns}/app:3\nmanifests:\n"
                      f"  - image: {host}/{ns}/app-amd64:2\n")
@@ -454,12 +443,12 @@ def test_require_platforms_catches_a_release_that_lost_an_architecture(
         f"{host}/{ns}/app:3: missing required platform linux/arm64/v8; the list has "
         f"linux/amd64; {REQUIRED_HINT}"
     )
-    assert _head(f"{host}/{ns}/app:3") == ""
+    assert head_digest(f"{host}/{ns}/app:3") == ""
     # the filter applies first: a required platform filtered away is missing
     filtered = manyfest("publish", "--json", "--platform", "linux/amd64", str(one))
     assert filtered.returncode == 3
     assert _result(filtered)["error"] == missing
-    assert _head(f"{host}/{ns}/app:latest") == latest
+    assert head_digest(f"{host}/{ns}/app:latest") == latest
 
 
 def test_require_platforms_matching(registry: RegistryServer, ns: str, tmp_path: Path) -> None:
@@ -488,6 +477,6 @@ def test_require_platforms_matching(registry: RegistryServer, ns: str, tmp_path:
         f"{host}/{ns}/att:1: missing required platforms linux/arm64, windows/amd64; the list "
         f"has linux/amd64; {REQUIRED_HINT}"
     )
-    assert _head(f"{host}/{ns}/att:1") == ""
+    assert head_digest(f"{host}/{ns}/att:1") == ""
     assert [e["platform"] for e in _entries(f"{host}/{ns}/app:1")] == [
         {"architecture": "amd64", "os": "linux"}, {"architecture": "arm64", "os": "linux"}]

@@ -25,7 +25,7 @@ from manyfest.ops.since import parse_report, plan_key
 from manyfest.platform import Platform
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
-from tests.helpers import manyfest, seed
+from tests.helpers import head_digest, manyfest, seed
 from tests.quirk_proxy import QuirkProxy
 from tests.registry_server import RegistryServer
 
@@ -242,15 +242,6 @@ def proxy(registry: RegistryServer) -> Iterator[QuirkProxy]:
     p.stop()
 
 
-def _head(ref: str) -> str:
-    async def head() -> str:
-        async with Transport(Settings()) as transport:
-            found = await RegistryClient(transport).head_manifest(reference.parse(ref))
-            return found.digest if found else ""
-
-    return anyio.run(head)
-
-
 def _put(ref: str, manifest: Manifest) -> None:
     async def put() -> None:
         async with Transport(Settings()) as transport:
@@ -284,7 +275,6 @@ def _plan(host: str, ns: str, digests: dict[str, str], note: str = "") -> str:
 def _lines(path: Path) -> dict[str, dict[str, object]]:
     return {d["target"].rsplit(":", 1)[1]: d
             for d in map(json.loads, path.read_text().splitlines())}
-
 
 
 @pytest.mark.slow
@@ -372,7 +362,7 @@ def test_since_costs_one_head_per_list(proxy: QuirkProxy, ns: str, tmp_path: Pat
     assert current.platform is not None
     only_amd = encode_list([Entry(current.media_type, current.size, current.digest, AMD64)])
     _put(f"{host}/{ns}/app:a", only_amd)
-    assert _head(f"{host}/{ns}/app:a") == only_amd.digest
+    assert head_digest(f"{host}/{ns}/app:a") == only_amd.digest
     plan.write_text(_plan(host, ns, digests, note="changed"))  # b's plan entry changed
     third = tmp_path / "third.jsonl"
     moved = manyfest("publish", "--since", str(second), "--report", str(third), str(plan))
@@ -382,10 +372,10 @@ def test_since_costs_one_head_per_list(proxy: QuirkProxy, ns: str, tmp_path: Pat
         "a": ("updated", "tag-moved"), "b": ("updated", "plan-changed"),
         "c": ("updated", "source-changed"), "d": ("updated", "source-changed")}
     assert lines3["a"]["digest"] == lines["a"]["digest"]
-    assert _head(f"{host}/{ns}/app:a") == lines["a"]["digest"]
+    assert head_digest(f"{host}/{ns}/app:a") == lines["a"]["digest"]
     assert lines3["c"]["sources"][amd_tag] == digests[f"{ns}/src-amd64:2"]
-    assert _head(f"{host}/{ns}/app:d") == lines3["d"]["digest"] != lines["d"]["digest"]
-    assert _head(f"{host}/{ns}/app:b2") == lines3["b"]["digest"] != lines["b"]["digest"]
+    assert head_digest(f"{host}/{ns}/app:d") == lines3["d"]["digest"] != lines["d"]["digest"]
+    assert head_digest(f"{host}/{ns}/app:b2") == lines3["b"]["digest"] != lines["b"]["digest"]
 
 
 @pytest.mark.slow
@@ -425,10 +415,10 @@ def test_since_with_atomic_leaves_matched_lists_out_of_both_phases(
     puts = {k: n for k, n in proxy.seen.items() if k.startswith("PUT ") and "/manifests/" in k}
     assert sorted(k.rsplit("/", 1)[1] for k in puts) == sorted(
         ["b", "b2", str(lines2["b"]["digest"]), *(d for d in digests.values())])
-    assert _head(f"{host}/{ns}/app:b2") == lines2["b"]["digest"] != lines["b"]["digest"]
+    assert head_digest(f"{host}/{ns}/app:b2") == lines2["b"]["digest"] != lines["b"]["digest"]
     for name in "acd":
         assert lines2[name]["digest"] == lines[name]["digest"]
-        assert _head(f"{host}/{ns}/app:{name}") == lines[name]["digest"]
+        assert head_digest(f"{host}/{ns}/app:{name}") == lines[name]["digest"]
     assert f"3 unchanged since {first}" in again.stderr, again.stderr
 
 
@@ -538,8 +528,8 @@ def test_unchanged_by_children(proxy: QuirkProxy, ns: str, tmp_path: Path) -> No
     assert grown.returncode == 0, grown.stderr
     x, y = json.loads(grown.stdout)["results"]
     assert (x["status"], x["digest"], x["old_digest"]) == ("updated", tool_digest, tool_digest)
-    assert _head(f"{host}/{ns}/app:x3") == tool_digest
-    assert _head(f"{host}/{ns}/app:y3") == hand.digest
+    assert head_digest(f"{host}/{ns}/app:x3") == tool_digest
+    assert head_digest(f"{host}/{ns}/app:y3") == hand.digest
     assert _manifest(f"{host}/{ns}/app:y3").raw == hand.raw
     assert _manifest_requests(proxy)["PUT"] == 2  # x3 and y3 only
     assert proxy.count("PUT", f"/{ns}/app/manifests/x3") == 1
@@ -552,7 +542,7 @@ def test_unchanged_by_children(proxy: QuirkProxy, ns: str, tmp_path: Path) -> No
     x, y = json.loads(swapped.stdout)["results"]
     assert x["status"] == "updated"
     assert x["digest"] not in (tool_digest, docker_digest)
-    assert _head(f"{host}/{ns}/app:x3") == x["digest"]
+    assert head_digest(f"{host}/{ns}/app:x3") == x["digest"]
 
 
 # ------------------------------------------------------------------------- engine, in memory

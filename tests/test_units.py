@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import anyio
 import pytest
 from aiohttp import web
 
@@ -21,10 +20,8 @@ from manyfest.engine import Child, Engine, PublishOptions, Source
 from manyfest.ops.plan import PlanList, load, parse_documents
 from manyfest.ops.publish import PublishReport, plan_units, publish
 from manyfest.platform import Platform
-from manyfest.registry import RegistryClient
-from manyfest.transport import Settings, Transport
 from manyfest.transport.response import RequestStats, is_manifest_path
-from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed
+from tests.helpers import PLATFORMS, head_digest, manyfest, platform_suffix, seed
 from tests.imagewriter import build_image
 from tests.quirk_proxy import QuirkProxy
 from tests.registry_server import RegistryServer
@@ -104,14 +101,6 @@ def test_manifest_paths_are_told_from_blob_paths() -> None:
 
 
 # ------------------------------------------------------------------ end to end
-
-def _head(ref: str) -> str:
-    async def head() -> str:
-        async with Transport(Settings()) as transport:
-            found = await RegistryClient(transport).head_manifest(reference.parse(ref))
-            return found.digest if found else ""
-
-    return anyio.run(head)
 
 
 @pytest.mark.slow  # end to end
@@ -308,10 +297,9 @@ def test_unchanged_by_children_keeps_the_unit_and_fetches_each_list_once(
         assert b["requests"] == 0
         assert proxy.seen[f"GET {repo}{tool_digest}"] == 1
         assert [k for k in proxy.seen if k.startswith(("PUT", "POST"))] == [f"PUT {repo}edge"]
-        assert _head(f"{host}/{ns}/app:edge") == tool_digest
+        assert head_digest(f"{host}/{ns}/app:edge") == tool_digest
     finally:
         proxy.stop()
-
 
 
 # ---------------------------------------------------------------- a unit that fails in part
