@@ -27,32 +27,19 @@ from manyfest.ops import plan as plans
 from manyfest.ops.publish import publish
 from manyfest.platform import Platform
 from manyfest.reference import Reference
-from manyfest.transport import RequestStats
 from tests.imagewriter import build_image
 from tests.test_engine import HOST, FakeRegistry
+from tests.test_scale import FakeTransport, NoCalls
 
 PLATFORMS = (Platform("linux", "amd64"), Platform("linux", "arm64", "v8"))
-
-
-class _NoCalls(list[tuple[str, str, str]]):
-    def append(self, item: tuple[str, str, str]) -> None:
-        """Drop the call (the fake's log is not the run's work)."""
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.total = RequestStats()
-
-    def registry_stats(self) -> dict[str, dict[str, int]]:
-        return {}
 
 
 class _Registry(FakeRegistry):
     """The fake; list PUTs by tag checked, then only counted."""
 
     def __init__(self) -> None:
-        super().__init__(calls=_NoCalls())
-        self.transport = _Transport()
+        super().__init__(calls=NoCalls())
+        self.transport = FakeTransport()
         self.lists_put = 0
 
     async def put_manifest(self, ref: Reference, manifest: Manifest, *,

@@ -50,7 +50,7 @@ and ``sources`` per result; a list's bytes would add ~1 KiB more (and the Manife
 are counted below)."""
 
 
-class _NoCalls(list[tuple[str, str, str]]):
+class NoCalls(list[tuple[str, str, str]]):
     """The fake's call log, kept empty: 2,000 lists make ~30,000 calls, not the run's
     memory."""
 
@@ -58,7 +58,7 @@ class _NoCalls(list[tuple[str, str, str]]):
         """Drop the call."""
 
 
-class _Transport:
+class FakeTransport:
     """What :func:`publish` reads of the transport: its totals and per-registry counts."""
 
     def __init__(self) -> None:
@@ -74,8 +74,8 @@ class _Registry(FakeRegistry):
     PUT checks them), not the 2,000 lists' own bytes (the fake's memory, not the run's)."""
 
     def __init__(self) -> None:
-        super().__init__(calls=_NoCalls())
-        self.transport = _Transport()
+        super().__init__(calls=NoCalls())
+        self.transport = FakeTransport()
         self.lists_put: dict[str, str] = {}
 
     async def put_manifest(self, ref: Reference, manifest: Manifest, *,
