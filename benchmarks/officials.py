@@ -157,11 +157,12 @@ class Run:
 
 
 def _manyfest(host: str, repository: str, items: list[PlanItem], workdir: Path,
-              cache: Path) -> tuple[Measured, dict[str, str], dict[str, Any]]:
+              cache: Path, src: Path) -> tuple[Measured, dict[str, str], dict[str, Any]]:
     plan = workdir / "plan.yaml"
     if not plan.exists():
         write_plan(plan, host, repository, items)
     env = harness.base_env(workdir)
+    env["PYTHONPATH"] = os.pathsep.join([str(src), str(harness.ROOT)])
     env["MANYFEST_CACHE_DIR"] = str(cache)
     case = "warm" if any(cache.iterdir()) else "cold"
     m = measure([sys.executable, "-m", "manyfest", "publish", "--json", str(plan)], env=env,
@@ -232,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-concurrency", type=int, default=64)
     parser.add_argument("--no-docker", action="store_true", help="skip the docker loop")
     parser.add_argument("--json", type=Path, help="write the records here")
+    parser.add_argument("--src", type=Path, default=harness.ROOT / "src",
+                        help="the manyfest package directory to measure (default: this "
+                        "checkout's src)")
+    parser.add_argument("--compare-src", type=Path,
+                        help="also run the manyfest under DIR (another checkout's src, e.g. "
+                        "the commit before a change) as peer 'before', interleaved")
     args = parser.parse_args(argv)
     items = plan_items()
     tags = [t for i in items for t in i.tags]
@@ -265,13 +272,14 @@ def _run_all(args: argparse.Namespace, items: list[PlanItem], storage: Path, wor
               f"({blobs} distinct blobs) in {time.monotonic() - started:.1f} s; "
               f"{len(items)} plan lists, {len(tags)} tags; limit floor {floor} requests",
               flush=True)
-        peers = ["limit", "manyfest"]
+        peers = ["limit", "manyfest"] + (["before"] if args.compare_src else [])
+        cold_peers = len(peers)
         if not args.no_docker and harness.docker_missing() is None:
             peers.append("docker")
         counter = 0
         with RelayProcess(server.host, args.rtt_ms) as relay:
             for rep in range(args.repeat):
-                for peer in peers if rep == 0 else peers[:2]:
+                for peer in peers if rep == 0 else peers[:cold_peers]:
                     counter += 1
                     repository = f"offout/r{counter:02d}-{peer}/python"
                     rundir = work / f"r{counter:02d}-{peer}"
@@ -283,9 +291,10 @@ def _run_all(args: argparse.Namespace, items: list[PlanItem], storage: Path, wor
                     cache.mkdir()
                     for case in cases:
                         window = harness.RegistryWindow(server).open()
-                        if peer == "manyfest":
+                        if peer in ("manyfest", "before"):
+                            src = args.src if peer == "manyfest" else args.compare_src
                             m, digests, extra = _manyfest(relay.host, repository, items, rundir,
-                                                          cache)
+                                                          cache, src)
                         elif peer == "limit":
                             m, digests, extra = _limit(relay.host, repository, items, rundir,
                                                        args.limit_concurrency)
@@ -329,8 +338,9 @@ def _report(runs: list[Run], floor: int, tags: list[str], args: argparse.Namespa
           f"{args.repeat} cold runs")
     print(f"{'peer':10} {'case':10} {'wall s':>8} {'requests':>9} {'req x limit':>12} "
           f"{'wall x limit':>13} {'cpu s':>7} {'manifest GET/HEAD':>18}")
-    for peer, case in [("limit", "cold"), ("manyfest", "cold"), ("docker", "cold"),
-                       ("limit", "unchanged"), ("manyfest", "unchanged")]:
+    for peer, case in [("limit", "cold"), ("manyfest", "cold"), ("before", "cold"),
+                       ("docker", "cold"), ("limit", "unchanged"), ("manyfest", "unchanged"),
+                       ("before", "unchanged")]:
         got = _median(runs, peer, case)
         if got is None:
             continue
@@ -347,13 +357,17 @@ def _report(runs: list[Run], floor: int, tags: list[str], args: argparse.Namespa
         print(f"targets: requests {req_ratio:.3f}x (<= 1.1: "
               f"{'met' if req_ratio <= 1.1 else 'MISSED'}), wall {wall_ratio:.3f}x (<= 1.15: "
               f"{'met' if wall_ratio <= 1.15 else 'MISSED'})")
-    unchanged = [r for r in runs if r.peer == "manyfest" and r.case == "unchanged"]
+    cold_b = _median(runs, "before", "cold")
+    if cold_b and cold_l:
+        print(f"before (--compare-src): requests {cold_b[1] / cold_l[1]:.3f}x, wall "
+              f"{cold_b[0] / cold_l[0]:.3f}x")
+    unchanged = [r for r in runs if r.peer in ("manyfest", "before") and r.case == "unchanged"]
     for r in unchanged:
         statuses = r.extra.get("statuses", {})
         if statuses.get("unchanged") != 27:
-            problems.append(f"manyfest unchanged re-run statuses {statuses}")
+            problems.append(f"{r.peer} unchanged re-run statuses {statuses}")
         if r.kinds.get("GET manifest", 0):
-            problems.append(f"manyfest unchanged re-run: {r.kinds['GET manifest']} manifest GETs")
+            problems.append(f"{r.peer} unchanged re-run: {r.kinds['GET manifest']} manifest GETs")
     for p in problems:
         print(f"PROBLEM: {p}")
     if args.json:
