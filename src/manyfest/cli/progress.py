@@ -19,24 +19,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
-
-from rich.console import Console, RenderableType
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from manyfest.cli import output
 from manyfest.cli.output import plural
@@ -54,7 +38,12 @@ from manyfest.events import (
 )
 from manyfest.ops.publish import PublishReport, result_json
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # rich only on a terminal (manyfest.cli.bars): a plain run never imports it
+    from rich.console import Console
+    from rich.progress import TaskID
+    from rich.table import Table
+
+    from manyfest.cli.bars import Bars
     from manyfest.engine import ListResult
     from manyfest.transport import RequestStats
 
@@ -70,15 +59,10 @@ _STYLE = {"created": "green", "updated": "blue", "unchanged": "dim", "failed": "
 
 
 def make_console() -> Console:
-    """The stderr console of the live display: a terminal with cursor movement (the caller
-    decided bars), colour as :func:`manyfest.cli.output.colour` says (``NO_COLOR``,
-    ``FORCE_COLOR``, ``TERM``), never rich's own guesses."""
-    coloured = output.colour()
-    return Console(
-        stderr=True, highlight=False, soft_wrap=True, force_terminal=True,
-        force_interactive=True, no_color=not coloured,
-        color_system="auto" if coloured else None,
-    )
+    """The stderr console of the live display (:func:`manyfest.cli.bars.make_console`)."""
+    from manyfest.cli.bars import make_console as make
+
+    return make()
 
 
 def _duration(seconds: float) -> str:
@@ -89,31 +73,6 @@ def _duration(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
-
-
-class _Rate(ProgressColumn):
-    """Things per second of a task (its unit in ``task.fields['unit']``)."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        unit = task.fields.get("unit", "")
-        return Text(f"{speed:.1f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
-
-
-class _Bars(Progress):
-    """rich's progress, with a status line (requests, retries, throttling, in flight)
-    under the bars."""
-
-    def __init__(self, status: Any, *columns: str | ProgressColumn, **kwargs: Any) -> None:
-        self._status = status
-        super().__init__(*columns, **kwargs)
-
-    def get_renderables(self) -> Iterable[RenderableType]:
-        """The bars, then the status line."""
-        yield self.make_tasks_table(self.tasks)
-        status = self._status()
-        if status:
-            yield Text(status, style="dim", overflow="ellipsis", no_wrap=True)
 
 
 def list_line(result: ListResult, done: int, total: int, *, dry_run: bool) -> tuple[str, str]:
@@ -169,24 +128,14 @@ class PublishProgress:
         self.throttling = ""
         self.in_flight: dict[str, None] = {}
         self._last_status = time.monotonic()
-        self._bars: _Bars | None = None
+        self._bars: Bars | None = None
         self._tasks: dict[str, TaskID] = {}
         self.console: Console | None = None
         if mode == "tty":
+            from manyfest.cli.bars import bars
+
             self.console = console or make_console()
-            self._bars = _Bars(
-                self.status,
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                _Rate(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                TimeElapsedColumn(),
-                console=self.console,
-                transient=False,
-                redirect_stdout=False,
-            )
+            self._bars = bars(self.status, self.console)
 
     def __enter__(self) -> PublishProgress:
         if self._bars is not None:
@@ -281,12 +230,14 @@ class PublishProgress:
 
     def _phase(self, event: Phase) -> None:
         self._end_phase()
-        self.phase, self.phase_total, self.phase_done = event.name, event.total, 0
+        # Lists finished while sources were still resolving (a pipelined run) count.
+        done = self.done if event.name == "publish" else 0
+        self.phase, self.phase_total, self.phase_done = event.name, event.total, done
         self.phase_started = time.monotonic()
         if self._bars is not None:
             unit = self._noun()[1]
             self._tasks[event.name] = self._bars.add_task(
-                self._phase_text(), total=event.total, unit=unit
+                self._phase_text(), total=event.total, unit=unit, completed=done
             )
         elif self.mode == "plain" and not self.errors_only:
             output.emit(self._phase_text(), event="phase",
@@ -328,6 +279,8 @@ class PublishProgress:
         text, word = list_line(result, self.done, self.total, dry_run=self.dry_run)
         style = _STYLE.get(result.status, "")
         if self._bars is not None and self.console is not None:
+            from rich.text import Text
+
             line = Text(f"[{self.done}/{self.total}] ", style="dim")
             line.append(word, style=style)
             line.append(text.split(word, 1)[1])
@@ -344,6 +297,8 @@ class PublishProgress:
         text = event.detail + (f" ({event.reason})" if event.reason else "")
         self.throttling = text
         if self._bars is not None and self.console is not None:
+            from rich.text import Text
+
             self.console.print(Text(text, style="yellow"))
         elif self.mode == "plain" and not self.errors_only:
             import msgspec
@@ -356,6 +311,8 @@ class PublishProgress:
             return
         text = f"warning: {event.message}"
         if self._bars is not None and self.console is not None:
+            from rich.text import Text
+
             self.console.print(Text(text, style="yellow"))
         else:
             output.emit(text, level="warning", event="warning",
@@ -394,6 +351,9 @@ def summary_table(report: PublishReport, *, verify: bool = False) -> Table:
     """The terminal summary: one row per status (its count, its lists with their digests,
     at most :data:`SUMMARY_ROWS` each; failed lists all, with their error), verification,
     requests, time. No header row."""
+    from rich.table import Table
+    from rich.text import Text
+
     title = "manyfest publish --dry-run: nothing was written" if report.dry_run else \
         "manyfest publish"
     table = Table(title=f"{title} ({plural(len(report.results), 'list')})", show_header=False,
