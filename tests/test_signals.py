@@ -92,11 +92,12 @@ def _no_temporaries(directory: Path) -> None:
     assert leftovers == [], leftovers
 
 
-def _publish(proxy: QuirkProxy, ns: str, tmp_path: Path, **kw: bool) -> tuple[Run, Path]:
+def _publish(proxy: QuirkProxy, ns: str, tmp_path: Path, *flags: str,
+             **kw: bool) -> tuple[Run, Path]:
     report = tmp_path / "out" / "report.jsonl"
     report.parent.mkdir()
     plan = _plan(tmp_path, proxy.host, ns)
-    return Run("publish", "--json", "--report", str(report), str(plan), **kw), report
+    return Run("publish", "--json", "--report", str(report), *flags, str(plan), **kw), report
 
 
 def _finish(run: Run) -> tuple[int, str, list[str]]:
@@ -122,7 +123,7 @@ def _check_published_tags(registry: RegistryServer, ns: str,
 @pytest.mark.parametrize(("module", "signum"), [
     ("asyncio", SIGINT),
     ("typer", SIGTERM),
-    ("rich.console", SIGINT),
+    ("manyfest.cli.progress", SIGINT),
     ("aiohttp", SIGTERM),
     ("manyfest.cli.main", SIGTERM),
 ])
@@ -160,9 +161,11 @@ def test_publish_interrupted_while_resolving(
     signum: int, registry: RegistryServer, proxy: QuirkProxy, seeded: str, ns: str,
     tmp_path: Path, cache_dir: Path, store: Path,
 ) -> None:
+    """With ``--fail-fast`` every source is resolved before the first write: a signal while
+    one is read stops the run with nothing written."""
     hold = Hold(proxy, "GET", f"/{SRC}/app-win/manifests/1.{N - 1}")
     proxy.before.append(hold)
-    run, report = _publish(proxy, ns, tmp_path)
+    run, report = _publish(proxy, ns, tmp_path, "--fail-fast")
     hold.wait_held()  # phase 1 (resolve, read only) cannot end while this GET is held
     run.send(signum)
     code, out, lines = _finish(run)
@@ -177,6 +180,38 @@ def test_publish_interrupted_while_resolving(
     found = TagChecker(registry.host).tags([t for g in list_tags(registry.host, ns, N) for t in g])
     assert set(found.values()) == {""}, "a tag was written during the resolve phase"
     check_cache(cache_dir)  # what was resolved before the signal is kept, each file whole
+    _no_temporaries(report.parent)
+    assert snapshot(store) == {}
+
+
+def test_publish_interrupted_while_the_last_source_resolves(
+    registry: RegistryServer, proxy: QuirkProxy, seeded: str, ns: str, tmp_path: Path,
+    cache_dir: Path, store: Path,
+) -> None:
+    """Without ``--fail-fast`` lists are published as their own sources resolve: a signal
+    while the last list's source is read leaves that list not published (none of its tags
+    written) and every list the report calls published complete."""
+    hold = Hold(proxy, "GET", f"/{SRC}/app-win/manifests/1.{N - 1}")
+    proxy.before.append(hold)
+    run, report = _publish(proxy, ns, tmp_path)
+    hold.wait_held()
+    run.send(SIGINT)
+    code, out, lines = _finish(run)
+    hold.release()
+    assert code == expect_code(SIGINT)
+    line = assert_one_line(lines, SIGINT)
+    results = check_reports(out, report, N, SIGINT, line)
+    assert line.startswith("interrupted by SIGINT: "), line
+    last = results[-1]
+    assert last["status"] == "failed"
+    assert last["error"] == ("not published: interrupted by SIGINT before it was published; "
+                             "re-run to finish")
+    assert all(r["error"].startswith("not published: interrupted by SIGINT")
+               for r in results if r["status"] == "failed")
+    found = TagChecker(registry.host).tags(list_tags(registry.host, ns, N)[-1])
+    assert set(found.values()) == {""}, "a tag of the list whose source was held was written"
+    _check_published_tags(registry, ns, results)
+    check_cache(cache_dir)
     _no_temporaries(report.parent)
     assert snapshot(store) == {}
 

@@ -124,8 +124,9 @@ class FactCache:
         pending, self._pending = self._pending, set()
         for digest in pending:
             path = self._manifest_path(digest)
-            if path is not None:
-                self._write(path, msgspec.msgpack.encode(self._manifests[digest]))
+            record = self._manifests.get(digest)
+            if path is not None and record is not None:
+                self._write(path, msgspec.msgpack.encode(record))
                 written += 1
         changed, self._changed_hints = self._changed_hints, set()
         for repository in changed:
@@ -135,6 +136,33 @@ class FactCache:
             self._write(path, msgspec.json.encode(merged))
             written += 1
         return written
+
+    def spill(self) -> int:
+        """Write every pending manifest record now (as :meth:`flush`) and let the records
+        written go from memory (read back from disk when asked for again), so a run of
+        10,000 lists holds the facts of the lists in flight, not of every list. Safe in a
+        worker thread while the event loop adds records: a record changed meanwhile stays
+        (pending, written by the next spill or flush). Returns the files written."""
+        if not self.enabled:
+            return 0
+        written = 0
+        pending, self._pending = self._pending, set()
+        for digest in pending:
+            path = self._manifest_path(digest)
+            record = self._manifests.get(digest)
+            if path is None or record is None:
+                continue
+            self._write(path, msgspec.msgpack.encode(record))
+            written += 1
+            if digest not in self._pending and self._manifests.get(digest) is record:
+                self._manifests.pop(digest, None)
+        return written
+
+    def forget(self, digest: str) -> None:
+        """Let a manifest's record go from memory unless it is still to be written (a run
+        releasing a source it will not need again; it is read from disk if needed)."""
+        if digest not in self._pending:
+            self._manifests.pop(digest, None)
 
     # ------------------------------------------------------------------ manifests
 

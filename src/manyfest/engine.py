@@ -18,6 +18,7 @@ the tag where it was.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Sequence
@@ -147,6 +148,11 @@ class OnceMap(Generic[T]):
             waiting = self._running.pop(key)
             if waiting is not None:
                 waiting.set()
+
+    def forget(self, key: Hashable) -> None:
+        """Drop the result remembered for ``key`` (a later :meth:`get` runs the work again);
+        nothing happens to work in flight."""
+        self._done.pop(key, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +417,22 @@ class Engine:
                 an index, or an index attestation whose image the index does not hold.
         """
         return await self._sources.get(str(ref), lambda: self._resolve(ref))
+
+    def forget(self, source: Source, *, labels: bool = True) -> None:
+        """Let a resolved source go once no list of the run needs it (a bulk publish calls
+        this after the last list naming it is published): the run no longer holds its
+        manifest bytes, its entries' or, with ``labels``, its configs' platform and labels
+        (a list copying labels to annotations needs them: keep them then). Resolved again
+        later, it costs its requests again."""
+        self._sources.forget(str(source.ref))
+        for s in (source, *(c.source for c in source.entries)):
+            self.cache.forget(s.manifest.digest)
+            if not labels:
+                continue
+            self._labels.pop(s.manifest.digest, None)
+            if mediatypes.is_image(s.manifest.media_type):
+                with contextlib.suppress(ManyfestError):
+                    self._configs.forget((s.ref.registry, s.manifest.image().config.digest))
 
     async def _manifest(self, ref: Reference, *, confirm: bool = True) -> Manifest:
         """The manifest ``ref`` names now, from the cache where its digest is known."""

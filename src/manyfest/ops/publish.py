@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from manyfest.engine import (
     ListResult,
     PublishOptions,
     Source,
+    run_all,
     run_bounded,
 )
 from manyfest.errors import (
@@ -66,6 +67,15 @@ from manyfest.transport import RequestStats, Transport, current_stats
 RESOLVES_IN_FLIGHT = 512
 """Sources resolved at once in phase 1 (the transport's per-registry limit bounds the
 requests; this bounds the tasks, so a plan of 40,000 sources does not hold 40,000 tasks)."""
+SPILL_EVERY = 1000
+"""A pipelined run writes the cache's new facts to disk (and lets them go from memory) after
+this many sources were released (:meth:`manyfest.cache.FactCache.spill`)."""
+PIPELINED_RESOLVES = 32
+"""Sources resolved at once when units are published as their sources resolve
+(:func:`_pipelined`): about half the transport's default requests in flight per registry
+(64), so sources finish in plan order, the first units start writing early and their
+writes find room among the reads (with 512 at once, every source's second request, its
+config, would queue behind every first one and all would finish together)."""
 
 
 def result_json(r: ListResult) -> dict[str, Any]:
@@ -498,42 +508,25 @@ async def publish(
         skip = checked.matched if checked is not None else {}
 
     def stamped(report: PublishReport) -> PublishReport:
-        resolved = {k: s.manifest.digest for k, s in sources.items()}
         since_ops.stamp(report.results, plan, plan_keys, resolved, checked, dry_run=opts.dry_run)
         report.since = since.path if since is not None else None
         return report
 
     # Phase 1: every distinct source, once, under the first list that names it.
-    owner: dict[str, int] = {}
-    refs: dict[str, Any] = {}
+    found_sources = _Sources(engine, stats, labels=any(
+        list_options(opts, item).labels_to_annotations for item in plan))
     for i, item in enumerate(plan):
         for entry in item.entries if i not in skip else ():
-            owner.setdefault(str(entry.ref), i)
-            refs.setdefault(str(entry.ref), entry.ref)
-    sources: dict[str, Source] = {}
-    attested: dict[str, str] = {}
-    errors: dict[str, ManyfestError] = {}
-
-    async def resolve(key: str) -> None:
-        # RESOLVES_IN_FLIGHT bounds the tasks; the transport's per-registry limit bounds
-        # the requests.
-        token = current_stats.set(stats[owner[key]])
-        try:
-            source = await engine.resolve(refs[key])
-            if source.platform is not None and source.platform.is_unknown:
-                # an attestation manifest named directly: which image it describes
-                attested[key] = await attested_image(engine, source)
-            sources[key] = source
-            engine.on_event(SourceDone(target=key, digest=source.manifest.digest))
-        except ManyfestError as exc:
-            errors[key] = exc
-            engine.on_event(SourceDone(target=key, error=exc.one_line()))
-        finally:
-            current_stats.reset(token)
-
-    engine.on_event(Phase(name="resolve", total=len(refs)))
+            found_sources.add(entry.ref, i)
+    resolved = found_sources.digests
+    if not fail_fast and not opts.atomic:
+        # Each unit published as soon as its own sources resolve (writes overlap reads).
+        return stamped(await _pipelined(engine, plan, found_sources, skip, opts, platforms,
+                                        stop, started, before, per_registry))
+    engine.on_event(Phase(name="resolve", total=len(found_sources.refs)))
     with stop.scope():
-        await run_bounded(resolve, ((key,) for key in refs), RESOLVES_IN_FLIGHT)
+        await run_bounded(found_sources.resolve, ((key,) for key in found_sources.refs),
+                          RESOLVES_IN_FLIGHT)
     if stop.requested():
         # Phase 1 only reads: nothing was written.
         return stamped(_interrupted(engine, plan, [skip.get(i) for i in range(len(plan))],
@@ -541,28 +534,12 @@ async def publish(
     # Phase 2: each list's entries, built and checked before any write.
     built: dict[int, list[Child]] = {}
     failures: dict[int, ManyfestError] = {}
-    warned: set[str] = set()
-
-    def warner(target: str) -> Callable[[str], None]:
-        def warn(message: str) -> None:
-            if message not in warned:  # an image shared by many lists: one warning
-                warned.add(message)
-                engine.on_event(Warned(target=target, message=message))
-        return warn
-
+    errors = found_sources.errors
     for i, item in enumerate(plan):
         if i in skip:
             continue
         try:
-            for entry in item.entries:
-                if str(entry.ref) in errors:
-                    raise errors[str(entry.ref)]
-            children = _children(
-                item, sources, platforms=platforms, warn=warner(str(item.target)),
-                attested=attested,
-            )
-            check_required(item, children)
-            built[i] = children
+            built[i] = found_sources.build(item, platforms)
         except ManyfestError as exc:
             failures[i] = exc
     if opts.atomic:  # all or none: children and lists by digest, then every tag
@@ -725,6 +702,234 @@ def _interrupted(
             manifest_heads=stats[i].manifest_heads, atomic=opts.atomic,
             tag_digests={} if opts.atomic else None,  # no tag looked up, none moved
         ))
+    _totals(report, engine.client.transport, before, per_registry, started)
+    return report
+
+
+class _Sources:
+    """Phase 1's sources: each distinct one resolved once, its requests counted against the
+    first list (in plan order) naming it; then each list's entries built from them.
+
+    Attributes:
+        refs: source key (the reference as printed) → reference, in plan order.
+        owner: source key → index of the first list naming it.
+        sources: source key → the resolved source (until :meth:`release`).
+        digests: source key → the digest it resolved to (kept for the report).
+        errors: source key → why it did not resolve.
+    """
+
+    def __init__(self, engine: Engine, stats: list[RequestStats], *,
+                 labels: bool = True) -> None:
+        self.engine = engine
+        self.stats = stats
+        self.labels = labels
+        """Keep the configs' labels when a source is released (a list copies them)."""
+        self.refs: dict[str, Reference] = {}
+        self.owner: dict[str, int] = {}
+        self.sources: dict[str, Source] = {}
+        self.attested: dict[str, str] = {}
+        self.digests: dict[str, str] = {}
+        self.errors: dict[str, ManyfestError] = {}
+        self.warned: set[str] = set()
+
+    def add(self, ref: Reference, owner: int) -> None:
+        """Name a source of list ``owner`` (the first list naming it keeps it)."""
+        key = str(ref)
+        self.owner.setdefault(key, owner)
+        self.refs.setdefault(key, ref)
+
+    async def resolve(self, key: str) -> None:
+        """Resolve one source (errors are kept in :attr:`errors`, never raised)."""
+        engine = self.engine
+        token = current_stats.set(self.stats[self.owner[key]])
+        try:
+            source = await engine.resolve(self.refs[key])
+            if source.platform is not None and source.platform.is_unknown:
+                # an attestation manifest named directly: which image it describes
+                self.attested[key] = await attested_image(engine, source)
+            self.sources[key] = source
+            self.digests[key] = source.manifest.digest
+            engine.on_event(SourceDone(target=key, digest=source.manifest.digest))
+        except ManyfestError as exc:
+            self.errors[key] = exc
+            engine.on_event(SourceDone(target=key, error=exc.one_line()))
+        finally:
+            current_stats.reset(token)
+
+    def build(self, item: PlanList, platforms: Sequence[Platform]) -> list[Child]:
+        """Phase 2 for one list: its entries built and checked (:func:`_children`,
+        :func:`check_required`); a warning is a :class:`~manyfest.events.Warned` event,
+        once per message in the run.
+
+        Raises:
+            ManyfestError: a source of the list did not resolve, or a check failed.
+        """
+        for entry in item.entries:
+            if str(entry.ref) in self.errors:
+                raise self.errors[str(entry.ref)]
+        target = str(item.target)
+
+        def warn(message: str) -> None:
+            if message not in self.warned:  # an image shared by many lists: one warning
+                self.warned.add(message)
+                self.engine.on_event(Warned(target=target, message=message))
+
+        children = _children(item, self.sources, platforms=platforms, warn=warn,
+                             attested=self.attested)
+        check_required(item, children)
+        return children
+
+    def release(self, key: str) -> None:
+        """Let a source go once no list left to publish names it (its digest stays)."""
+        source = self.sources.pop(key, None)
+        self.attested.pop(key, None)
+        if source is not None:
+            self.engine.forget(source, labels=not self.labels)
+
+
+def written_key(item: PlanList, opts: PublishOptions) -> Hashable:
+    """What makes two plan lists one unit before anything is resolved: the same target
+    registry and repository, the same entries as written (source reference as printed,
+    platform override) in order, and the same settings that build and check the list (index
+    annotations, the list's options, ``require_platforms``, ``platform_check``,
+    ``attestations``, ``allow_duplicate_platforms``). Lists with equal keys are built from
+    the same resolved sources the same way, so their :func:`unit_key` is equal too; lists
+    written differently (one source by tag, the other by digest) that resolve to the same
+    children have different keys (see :func:`_pipelined`)."""
+    o = list_options(opts, item)
+    entries = tuple(
+        (str(e.ref), None if e.override is None else (
+            e.override.os, e.override.architecture, e.override.variant,
+            e.override.os_version, tuple(e.override.os_features)))
+        for e in item.entries)
+    return (item.target.registry, item.target.repository, entries,
+            tuple(item.annotations.items()), o.media_type, o.artifact_type, o.subject,
+            o.labels_to_annotations, item.require_platforms, item.platform_check,
+            item.attestations, item.allow_duplicate_platforms)
+
+
+def written_units(plan: Sequence[PlanList], opts: PublishOptions,
+                  skip: Container[int] = ()) -> list[list[int]]:
+    """The plan's lists (but ``skip``) grouped by :func:`written_key`, in plan order of each
+    group's first list."""
+    groups: dict[Hashable, list[int]] = {}
+    for i, item in enumerate(plan):
+        if i not in skip:
+            groups.setdefault(written_key(item, opts), []).append(i)
+    return list(groups.values())
+
+
+async def _pipelined(
+    engine: Engine,
+    plan: list[PlanList],
+    found: _Sources,
+    skip: dict[int, ListResult],
+    opts: PublishOptions,
+    platforms: Sequence[Platform],
+    stop: StopRequest,
+    started: float,
+    before: tuple[int, ...],
+    per_registry: dict[str, dict[str, int]],
+) -> PublishReport:
+    """Phases 1 to 3 overlapped (runs without ``--fail-fast`` or ``--atomic``, which need
+    every list checked before the first write): the sources are resolved in plan order
+    (:data:`PIPELINED_RESOLVES` at once) and each group of lists written alike
+    (:func:`written_units`) is built, checked and published as soon as its own sources
+    have resolved, at most ``opts.lists_in_flight`` groups at once; so writes start while
+    other sources are still being read.
+
+    A group is split into units by :func:`plan_units` (in practice one unit: its lists are
+    written alike). Lists written differently whose children turn out identical (a source
+    by tag in one, by digest in the other) are in different groups, so they are published
+    as separate units, each at its own tags, concurrently or one after the other: every
+    tag gets the same list bytes (one HEAD and one PUT per tag, as in one unit), the
+    children and blobs are still pushed once per run (the engine's work is keyed by
+    repository and digest), and neither result has ``same_as``. A source is let go
+    (:meth:`_Sources.release`) once every group naming it is published, so a run of
+    10,000 lists does not hold 10,000 lists' sources.
+
+    Progress: the ``resolve`` phase, then the ``publish`` phase once every source has
+    resolved (lists finished before are counted in it). A :class:`StopRequest` cancels
+    everything; the lists not finished are reported as in phase 3 (:func:`_interrupted`).
+    """
+    stats = found.stats
+    groups = written_units(plan, opts, skip)
+    waiting: dict[str, list[int]] = {}  # source key → groups still waiting for it
+    pending: list[int] = []  # per group: its sources not resolved yet
+    users: dict[str, int] = {}  # per source: groups naming it not yet published
+    for g, members in enumerate(groups):
+        keys = dict.fromkeys(str(e.ref) for e in plan[members[0]].entries)
+        pending.append(len(keys))
+        for key in keys:
+            waiting.setdefault(key, []).append(g)
+            users[key] = users.get(key, 0) + 1
+    results: list[ListResult | None] = [None] * len(plan)
+    in_flight: set[int] = set()
+    released = 0  # sources released since the last cache spill
+    spilling = False  # one spill at a time
+    send, receive = anyio.create_memory_object_stream[int](max_buffer_size=len(groups) + 1)
+
+    async def resolve(key: str) -> None:
+        await found.resolve(key)
+        for g in waiting.pop(key, ()):
+            pending[g] -= 1
+            if not pending[g]:
+                send.send_nowait(g)  # its sources are in: publish it
+
+    async def reads() -> None:
+        with send:
+            for g in range(len(groups)):
+                if not pending[g]:
+                    send.send_nowait(g)
+            await run_bounded(resolve, ((key,) for key in found.refs), PIPELINED_RESOLVES)
+        engine.on_event(Phase(name="publish", total=len(plan)))
+
+    async def publish_group(g: int) -> None:
+        nonlocal released, spilling
+        members = groups[g]
+        built: dict[int, list[Child]] = {}
+        failures: dict[int, ManyfestError] = {}
+        for i in members:
+            try:
+                built[i] = found.build(plan[i], platforms)
+            except ManyfestError as exc:
+                failures[i] = exc
+        units = plan_units([plan[i] for i in members],
+                           {j: built[i] for j, i in enumerate(members) if i in built}, opts)
+        for unit in ([members[j] for j in u] for u in units):
+            in_flight.update(unit)
+            done = await _publish_unit(engine, plan, unit, built, failures, opts, stats,
+                                       time.monotonic())
+            for i, result in zip(unit, done, strict=True):
+                results[i] = result
+            in_flight.difference_update(unit)
+        for key in dict.fromkeys(str(e.ref) for e in plan[members[0]].entries):
+            users[key] -= 1
+            if not users[key]:
+                found.release(key)
+                released += 1
+        if released >= SPILL_EVERY and not spilling:
+            # the facts learned so far go to disk (in a worker thread) and out of memory
+            spilling, released = True, 0
+            try:
+                await anyio.to_thread.run_sync(engine.cache.spill)
+            finally:
+                spilling = False
+
+    async def writes() -> None:  # one of several readers of ``receive``: ends when
+        async for g in receive:    # ``reads`` closed ``send`` and the stream is empty
+            await publish_group(g)
+
+    engine.on_event(Phase(name="resolve", total=len(found.refs)))
+    for i, matched in skip.items():  # --since: proved unchanged, nothing to publish
+        results[i] = since_ops.finish(engine, matched)
+    with stop.scope(), receive:
+        await run_all(reads, *(writes for _ in range(max(1, min(opts.lists_in_flight,
+                                                                 len(groups))))))
+    if stop.requested():
+        return _interrupted(engine, plan, results, in_flight, stats, stop, opts, started,
+                            before, per_registry)
+    report = PublishReport([r for r in results if r is not None], dry_run=opts.dry_run)
     _totals(report, engine.client.transport, before, per_registry, started)
     return report
 

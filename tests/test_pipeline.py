@@ -1,0 +1,183 @@
+"""A bulk publish writes a unit as soon as its own sources resolve (in memory, no registry).
+
+Without ``--fail-fast`` and ``--atomic``, a list's tags move while other lists' sources are
+still being read; units are found before resolution (:func:`manyfest.ops.publish.
+written_units`); a source is let go once the last list naming it is published.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from manyfest.cache import FactCache
+from manyfest.content import Manifest
+from manyfest.engine import Engine, PublishOptions
+from manyfest.ops.plan import parse_documents
+from manyfest.ops.publish import publish, written_units
+from manyfest.reference import Reference
+from tests.imagewriter import build_image
+from tests.test_atomic import TagDeletingRegistry
+from tests.test_engine import AMD64, ARM64, HOST, _images, _run
+
+HANG_GUARD_S = 120
+"""A run that waits forever (the behaviour under test broken) fails instead of hanging; no
+assertion depends on it."""
+
+
+def _doc(target: str, sources: list[str], tags: str = "") -> str:
+    lines = [f"image: {HOST}/{target}"] + ([f"tags: [{tags}]"] if tags else [])
+    return "\n".join([*lines, "manifests:", *(f"  - image: {HOST}/{s}" for s in sources)])
+
+
+class HeldRegistry(TagDeletingRegistry):
+    """The in-memory registry; the GET of ``held`` waits until a tag PUT of ``release``
+    landed (so a run that reads every source before its first write would wait forever)."""
+
+    def __init__(self, held: str, release: str) -> None:
+        super().__init__(refuse_tags=set())
+        self.held, self.release = held, release
+        self.landed = anyio.Event()
+        self.order: list[str] = []
+
+    async def get_manifest(self, ref: Reference) -> Manifest:
+        if f"{ref.repository}:{ref.reference}" == self.held:
+            self.order.append(f"GET {self.held} waits")
+            await self.landed.wait()
+            self.order.append(f"GET {self.held} goes on")
+        return await super().get_manifest(ref)
+
+    async def put_manifest(self, ref: Reference, manifest: Manifest, *,
+                           built: bool = False) -> str:
+        digest = await super().put_manifest(ref, manifest, built=built)
+        if ref.tag:
+            self.order.append(f"PUT {ref.repository}:{ref.tag}")
+            if f"{ref.repository}:{ref.tag}" == self.release:
+                self.landed.set()
+        return digest
+
+
+def _publish_guarded(engine: Engine, plan: Any, **kw: Any) -> Any:
+    async def main() -> Any:
+        with anyio.fail_after(HANG_GUARD_S):
+            return await publish(engine, plan, **kw)
+    return _run(main)
+
+
+def test_a_unit_is_published_while_another_lists_source_is_still_read() -> None:
+    fake = HeldRegistry(held="late-amd64:1", release="app:1")
+    _images(fake, "early")
+    for p in (AMD64, ARM64):  # the second list's sources, in repositories of their own
+        fake.add_image(f"late-{p.architecture}", "1", build_image(p, "late"))
+    plan = parse_documents("\n---\n".join([
+        _doc("app:1", ["app-amd64:1", "app-arm64:1"]),
+        _doc("app:2", ["late-amd64:1", "late-arm64:1"]),
+    ]) + "\n")
+    report = _publish_guarded(Engine(fake.client()), plan)
+    assert [r.status for r in report.results] == ["created", "created"]
+    # The first list's tag moved while the second list's source was held, then the second.
+    assert fake.order.index("GET late-amd64:1 waits") < fake.order.index("PUT app:1") \
+        < fake.order.index("GET late-amd64:1 goes on") < fake.order.index("PUT app:2")
+    assert fake.manifests["app"]["1"].digest == report.results[0].digest
+    assert fake.manifests["app"]["2"].digest == report.results[1].digest
+
+
+@pytest.mark.parametrize("flag", ["fail_fast", "atomic"])
+def test_fail_fast_and_atomic_read_every_source_before_the_first_write(flag: str) -> None:
+    """Both need every list checked first: the held GET holds back every write (so the
+    run is let go by hand once it waits with nothing written)."""
+    fake = HeldRegistry(held="app-arm64:1", release="never:1")
+    _images(fake, "one")
+    plan = parse_documents("\n---\n".join([
+        _doc("app:1", ["app-amd64:1"]), _doc("app:2", ["app-arm64:1"])]) + "\n")
+    engine = Engine(fake.client())
+
+    async def main() -> Any:
+        async def release_when_waiting() -> None:
+            while "GET app-arm64:1 waits" not in fake.order:
+                await anyio.lowlevel.checkpoint()
+            assert not [c for c in fake.calls if c[0] == "PUT"], "a write before every read"
+            fake.landed.set()
+
+        with anyio.fail_after(HANG_GUARD_S):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(release_when_waiting)
+                options = PublishOptions(atomic=flag == "atomic")
+                return await publish(engine, plan, options=options,
+                                     fail_fast=flag == "fail_fast")
+
+    report = _run(main)
+    assert [r.status for r in report.results] == ["created", "created"]
+
+
+def test_lists_written_alike_are_one_unit_found_before_resolution() -> None:
+    plan = parse_documents("\n---\n".join([
+        _doc("app:1", ["app-amd64:1", "app-arm64:1"], tags="1.0"),
+        _doc("app:2", ["app-amd64:1"]),
+        _doc("app:latest", ["app-amd64:1", "app-arm64:1"]),
+        _doc("other:1", ["app-amd64:1", "app-arm64:1"]),  # another repository
+    ]) + "\n")
+    assert written_units(plan, PublishOptions()) == [[0, 2], [1], [3]]
+    assert written_units(plan, PublishOptions(), skip={0}) == [[1], [2], [3]]
+
+
+def test_lists_written_differently_with_the_same_children_are_published_apart() -> None:
+    """One by tag, one by digest: two units (no ``same_as``), the same bytes at each one's
+    own tags, each child PUT once, one HEAD and one PUT per tag."""
+    fake = TagDeletingRegistry(refuse_tags=set())
+    refs = _images(fake, "same")
+    digest = fake.manifests["app-amd64"]["1"].digest
+    plan = parse_documents("\n---\n".join([
+        _doc("app:1", ["app-amd64:1", "app-arm64:1"]),
+        _doc("app:2", [f"app-amd64@{digest}", "app-arm64:1"]),
+    ]) + "\n")
+    report = _run(lambda: publish(Engine(fake.client()), plan))
+    first, second = report.results
+    assert (first.status, second.status) == ("created", "created")
+    assert first.digest == second.digest == fake.manifests["app"]["1"].digest \
+        == fake.manifests["app"]["2"].digest
+    assert (first.same_as, second.same_as) == ("", "")
+    puts = [c for c in fake.calls if c[0] == "PUT" and c[1] == "app"]
+    children = {fake.manifests[r.repository]["1"].digest for r in refs}
+    assert sorted(p[2] for p in puts) == sorted(["1", "2", *children])
+    assert sorted(c[2] for c in fake.calls if c[0].startswith("HEAD") and c[1] == "app") \
+        == ["1", "2"]
+
+
+def test_sources_are_let_go_once_their_last_list_is_published(tmp_path: Path) -> None:
+    fake = TagDeletingRegistry(refuse_tags=set())
+    _images(fake, "shared")
+    plan = parse_documents("\n---\n".join(
+        _doc(f"app:{i}", ["app-amd64:1", "app-arm64:1"] if i % 2 else ["app-amd64:1"])
+        for i in range(6)) + "\n")
+    engine = Engine(fake.client(), cache=FactCache(tmp_path / "cache"))
+    report = _run(lambda: publish(engine, plan))
+    assert [r.status for r in report.results] == ["created"] * 6
+    assert engine._sources._done == {}  # every source released after its last list
+    assert engine._labels == {}
+    assert engine._configs._done == {}
+    # what the cache learned is still written (records still to be flushed are kept):
+    # the 2 manifests and the tag hints of their 2 repositories
+    assert engine.cache.flush() == 4
+    assert report.results[1].sources == {
+        f"{HOST}/app-amd64:1": fake.manifests["app-amd64"]["1"].digest,
+        f"{HOST}/app-arm64:1": fake.manifests["app-arm64"]["1"].digest,
+    }
+
+
+def test_the_cache_spill_writes_pending_records_and_lets_them_go(tmp_path: Path) -> None:
+    fake = TagDeletingRegistry(refuse_tags=set())
+    _images(fake, "spill")
+    cache = FactCache(tmp_path / "cache")
+    manifest = fake.manifests["app-amd64"]["1"]
+    cache.put_manifest(manifest)
+    assert cache.spill() == 1
+    assert cache._manifests == {}
+    assert cache._pending == set()
+    again = FactCache(tmp_path / "cache")
+    assert again.manifest(manifest.digest) == manifest
+    assert cache.manifest(manifest.digest) == manifest  # read back from disk
+    assert cache.flush() == 0
