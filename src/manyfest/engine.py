@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, 
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import anyio
 import msgspec
@@ -43,6 +44,7 @@ from manyfest.content import (
 from manyfest.errors import (
     AuthenticationError,
     AuthorizationError,
+    DigestMismatchError,
     InvalidManifestError,
     InvalidReferenceError,
     ManifestRejectedError,
@@ -68,7 +70,7 @@ from manyfest.events import (
 )
 from manyfest.models import ConfigSection, Descriptor, ImageConfig, SubjectDescriptor
 from manyfest.platform import Platform
-from manyfest.reference import Reference
+from manyfest.reference import Reference, registry_key, same_registry
 from manyfest.registry import RegistryClient
 from manyfest.transport import RequestStats, current_stats
 from manyfest.words import plural
@@ -361,8 +363,11 @@ class ListPlan:
         """The plan as lines: every mount, child push and tag move, in execution order."""
         lines: list[str] = []
         for child in self.children:
+            # Across registries a blob is streamed (or mounted from the first repository of
+            # the target registry that received it in this run).
+            verb = "mount" if same_registry(child.ref.registry, self.target.registry) else "copy"
             for blob in child.manifest.blobs():
-                lines.append(f"mount {blob.digest} from {child.ref.name}")
+                lines.append(f"{verb} {blob.digest} from {child.ref.name}")
             lines.append(f"push child {child.manifest.digest} ({child.platform})")
         for tag in self.tags:
             now = self.heads.get(tag, "")
@@ -392,6 +397,9 @@ class Engine:
         self._sources: OnceMap[Source] = OnceMap()
         self._configs: OnceMap[tuple[Platform, dict[str, str]]] = OnceMap()
         self._blobs: OnceMap[bool] = OnceMap()
+        self._crossed: OnceMap[Reference] = OnceMap()
+        """Blobs streamed in from another registry, by (target registry, digest): the
+        repository of that registry that received the bytes (later ones mount from it)."""
         self._children: OnceMap[str] = OnceMap()
         self._subjects: OnceMap[SubjectDescriptor] = OnceMap()
         self._lists: OnceMap[str] = OnceMap()
@@ -697,15 +705,75 @@ class Engine:
     # ------------------------------------------------------------------ write path
 
     async def ensure_blob(self, target: Reference, blob: Descriptor, source: Reference) -> bool:
-        """Make a blob present in the target repository, once per (repository, digest).
+        """Make a blob present in the target repository, once per (repository, digest),
+        whatever registry the source is on.
 
-        Mount first; when the registry refuses (202: an upload session instead; or a token
-        that does not cover the source repository, as token servers granting one scope per
-        token answer), the blob is streamed from the source into the target, never held
-        whole. Returns True when mounted (201), False when copied.
+        Source on the target's registry: mount first; when the registry refuses (202: an
+        upload session instead; or a token that does not cover the source repository, as
+        token servers granting one scope per token answer), the blob is streamed from the
+        source into the target, never held whole.
+
+        Source on another registry (a mount across registries means nothing): the blob
+        crosses once per target registry per run (:meth:`_cross_blob`): the first
+        repository of the target registry that needs it gets the bytes streamed from the
+        source (after a HEAD: a blob already there is not sent again), later repositories
+        of that registry mount it from that one (a refused mount streams it again).
+
+        Returns:
+            True when mounted (201) or already present, False when the bytes were copied.
+
+        Raises:
+            RegistryError, TransportError, DigestMismatchError: as
+                :meth:`RegistryClient.copy_blob <manyfest.registry.RegistryClient.copy_blob>`
+                and ``mount_blob``; errors of a cross-registry copy name the registry that
+                failed (source or target).
         """
         key = (target.registry, target.repository, blob.digest)
-        return await self._blobs.get(key, lambda: self._ensure_blob(target, blob, source))
+        if same_registry(source.registry, target.registry):
+            return await self._blobs.get(key, lambda: self._ensure_blob(target, blob, source))
+        return await self._blobs.get(key, lambda: self._cross_blob(target, blob, source))
+
+    async def _cross_blob(self, target: Reference, blob: Descriptor, source: Reference) -> bool:
+        """:meth:`ensure_blob` for a source on another registry than ``target``."""
+        landed = (registry_key(target.registry), blob.digest)
+        ran = present = False
+
+        async def first() -> Reference:
+            nonlocal ran, present
+            ran = True
+            present = await self._stream_in(target, blob, source, check=True)
+            return target
+
+        try:
+            home = await self._crossed.get(landed, first)
+        except ManyfestError as exc:
+            if ran or not _failed_at(exc, target.registry):
+                raise
+            # The first repository refused it (its own access or quota): this one may not.
+            return await self._stream_in(target, blob, source, check=True)
+        if ran:
+            return present
+        try:
+            mounted = await self.client.mount_blob(target, blob.digest, home)
+        except (AuthenticationError, AuthorizationError):
+            mounted = False  # no pull on the repository that received it: stream it here
+        if mounted:
+            self.on_event(Mounted(target=str(target), digest=blob.digest, source=home.name))
+            return True
+        return await self._stream_in(target, blob, source, check=False)
+
+    async def _stream_in(self, target: Reference, blob: Descriptor, source: Reference, *,
+                         check: bool) -> bool:
+        """Stream a blob from another registry into ``target`` (``check``: HEAD it first;
+        present = nothing sent). True when it was there already."""
+        try:
+            if check and await self.client.blob_exists(target, blob.digest):
+                return True
+            size = await self.client.copy_blob(source, target, blob.digest, blob.size or None)
+        except ManyfestError as exc:
+            raise name_registry(exc, source, target) from None
+        self.on_event(Copied(target=str(target), digest=blob.digest, size=size))
+        return False
 
     async def _ensure_blob(self, target: Reference, blob: Descriptor, source: Reference) -> bool:
         refused: ManyfestError | None = None
@@ -1041,6 +1109,46 @@ class Engine:
                 f"verify {target}: children missing from {target.name}: {', '.join(missing)}"
             )
         result.verified = True
+
+
+def _side(exc: ManyfestError, source: Reference, target: Reference) -> str:
+    """Which registry a failed cross-registry copy failed on: ``source`` or ``target``.
+
+    Bytes that do not match their digest are the source's; a registry answer is the
+    registry its URL names; else the first of the two names the message mentions.
+    """
+    if isinstance(exc, DigestMismatchError):
+        return "source"
+    url = getattr(exc, "url", "") or ""
+    host = urlsplit(url).netloc.rpartition("@")[2] if url else ""
+    if host and host != target.api_host and host == source.api_host:
+        return "source"
+    if host and host == target.api_host and host != source.api_host:
+        return "target"
+    text = exc.message
+    at_source, at_target = text.find(source.name), text.find(target.name)
+    if at_source >= 0 and (at_target < 0 or at_source < at_target):
+        return "source"
+    return "target"
+
+
+def _failed_at(exc: ManyfestError, registry: str) -> bool:
+    """True when ``exc`` (named by :func:`name_registry`) failed on ``registry``."""
+    return exc.message.startswith(f"target registry {registry}: ")
+
+
+def name_registry(exc: ManyfestError, source: Reference, target: Reference) -> ManyfestError:
+    """``exc`` with its message led by the registry it failed on: ``source registry
+    <host>: ...`` or ``target registry <host>: ...`` (a copy between two registries, whose
+    credentials, TLS and limits differ). The hint (a login for a 401, a CA for TLS) is the
+    failing registry's already. Returns ``exc`` itself, changed once."""
+    if exc.message.startswith(("source registry ", "target registry ")):
+        return exc
+    side = _side(exc, source, target)
+    registry = source.registry if side == "source" else target.registry
+    exc.message = f"{side} registry {registry}: {exc.message}"
+    exc.args = (exc.message,)
+    return exc
 
 
 def list_identity(listed: Manifest) -> bytes:

@@ -51,7 +51,7 @@ from manyfest.ops.entries import (
     check_unique_platforms,
 )
 from manyfest.platform import enforce
-from manyfest.reference import Reference, filesafe, same_registry
+from manyfest.reference import Reference, filesafe
 from manyfest.store import (
     ListSettings,
     ManifestStore,
@@ -340,9 +340,12 @@ def build_from_store(
     entry flattened from a source index is written as that index's exact descriptor while
     it agrees with the entry (so ``push`` and ``publish`` give the same list digest).
 
+    An entry may live on another registry than the list (docker refuses it): its manifest
+    is copied with its exact bytes and its blobs streamed across
+    (:meth:`~manyfest.engine.Engine.ensure_blob`).
+
     Raises:
-        UsageError: an entry lacks os or architecture, or lives on another registry than the
-            target (checked before any write).
+        UsageError: an entry lacks os or architecture (checked before any write).
     """
     children = []
     for image in images:
@@ -353,12 +356,6 @@ def build_from_store(
                 "registry",
                 hint=f"set them with `manyfest annotate --os OS --arch ARCH {list_ref} "
                 f"{image.ref}`",
-            )
-        if not same_registry(image.ref.registry, list_ref.registry):
-            raise UsageError(
-                f"cannot use source images from a different registry than the target image: "
-                f"{image.ref} is on {image.ref.registry}, {list_ref} on {list_ref.registry}",
-                hint="copy the image to the target registry first (e.g. crane copy/skopeo copy)",
             )
         children.append(Child(Source(image.ref, image.manifest, p), p, image.annotations,
                               descriptor=image.exact_descriptor(),
@@ -440,7 +437,7 @@ async def build_local_list(
 
     Raises:
         NoSuchManifestError: the list is not in the local store, or has no entry.
-        UsageError: an entry without os/arch or on another registry; descriptor or index
+        UsageError: an entry without os/arch; descriptor or index
             annotations, artifactType or subject on a list that comes out as a Docker list.
         NotFoundError: the subject is not in the target repository.
     """
@@ -468,18 +465,18 @@ async def push(
     """``docker manifest push [--purge] LIST``: publish a local list.
 
     Blobs of cross-repo children are made present in the target repository (mount, else
-    copy), children PUT by digest concurrently (attestation manifests too), then the list PUT
-    at its tag. Entries are in store file-name order (docker's), attestation entries moved
-    after the images (:func:`build_from_store`); a list without attestations or stored
-    annotations has docker's bytes, so its digest equals ``docker manifest push``'s for the
-    same store. Unless list
-    settings were given: those ``create`` stored, with ``settings`` (the command line's) over
-    them.
+    copy; from another registry, streamed across: docker refuses such sources), children PUT
+    by digest concurrently (attestation manifests too), then the list PUT at its tag.
+    Entries are in store file-name order (docker's), attestation entries moved after the
+    images (:func:`build_from_store`); a list without attestations or stored annotations has
+    docker's bytes, so its digest equals ``docker manifest push``'s for the same store.
+    Unless list settings were given: those ``create`` stored, with ``settings`` (the command
+    line's) over them.
 
     Raises:
         NoSuchManifestError: the list is not in the local store.
-        UsageError: an entry without os/arch or on another registry, or descriptor
-            annotations on a Docker list (nothing written).
+        UsageError: an entry without os/arch, or descriptor annotations on a Docker list
+            (nothing written).
         RegistryError, TransportError: the push failed; the tag is left where it was.
     """
     if list_ref.digest:

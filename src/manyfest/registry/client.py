@@ -1,8 +1,9 @@
 """RegistryClient: the OCI distribution API calls manyfest makes.
 
-Endpoints follow the OCI distribution-spec (``spec.md``): manifests HEAD/GET/PUT
-(end-3, end-7), blob HEAD/GET (end-2), cross-repository mount (end-11), monolithic
-upload POST + PUT (end-4a/end-6). Every manifest request sends an ``Accept`` naming the
+Endpoints follow the OCI distribution-spec (``spec.md``): manifests HEAD/GET/PUT (end-3,
+end-7), blob HEAD/GET (end-2), cross-repository mount (end-11), monolithic upload POST + PUT
+(end-4a/end-6), chunked upload POST + PATCH + PUT (end-4a/end-5/end-6) where a registry
+wants it (:data:`UPLOAD_CHUNK`). Every manifest request sends an ``Accept`` naming the
 Docker and OCI manifest and list/index types; every PUT sends ``Content-Type`` equal to the
 body's media type. Reads ask for ``pull`` only; writes ``pull,push``; a mount also asks
 ``pull`` on the source repository.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -29,8 +31,28 @@ from manyfest.errors import (
 from manyfest.reference import Reference
 from manyfest.transport import MANIFEST_LIMIT, Response, Transport
 
+if TYPE_CHECKING:
+    from manyfest.transport.session import BlobStream
+
 _PULL = ("pull",)
 _PUSH = ("pull", "push")
+
+UPLOAD_CHUNK = 8 << 20
+"""Bytes per ``PATCH`` of a chunked upload (distribution-spec "Pushing a blob in chunks").
+
+A blob is streamed from its source and sent in chunks of this size to a registry that wants
+chunked uploads: one that announces ``OCI-Chunk-Min-Length`` on the upload's ``POST``
+answer (then the chunk is at least that long), or one that refused a monolithic ``PUT`` as
+too large (``413``). One chunk is held in memory per blob being copied (twice, briefly,
+while it is sent), whatever the blob's size. A ``413`` on a ``PATCH`` halves the chunk for
+that registry (down to :data:`MIN_CHUNK`)."""
+
+MIN_CHUNK = 256 << 10
+"""The smallest chunk sent after ``413`` answers (bytes)."""
+
+MAX_CHUNK = 64 << 20
+"""The largest ``OCI-Chunk-Min-Length`` honoured (bytes): a registry asking for more gets
+monolithic uploads (allowed by the spec whatever the minimum), so memory stays bounded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +74,9 @@ class RegistryClient:
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
         self._no_head: set[str] = set()
+        self._chunks: dict[str, int] = {}
+        """Registries that refused a monolithic upload as too large (413): the chunk size
+        to send them (:data:`UPLOAD_CHUNK`, halved by each 413 on a ``PATCH``)."""
 
     @staticmethod
     def _scopes(ref: Reference, actions: tuple[str, ...]) -> frozenset[str]:
@@ -252,7 +277,7 @@ class RegistryClient:
         what = f"copy blob {source.name}@{digest} to {target.name}"
 
         async def attempt() -> int:
-            location = await self._start_upload(target, digest)
+            location, min_chunk = await self._open_upload(target, digest)
             async with self.transport.stream(
                 source.registry,
                 f"/v2/{source.repository}/blobs/{digest}",
@@ -260,6 +285,9 @@ class RegistryClient:
                 what=f"get blob {source.name}@{digest}",
                 scopes=self._scopes(source, _PULL),
             ) as body:
+                chunk = self._chunk_for(target.registry, min_chunk)
+                if chunk and (size is None or size > chunk):
+                    return await self._upload_chunked(target, location, body, digest, chunk)
                 headers = {"Content-Type": "application/octet-stream"}
                 if size is not None:
                     headers["Content-Length"] = str(size)
@@ -285,11 +313,161 @@ class RegistryClient:
                     raise body.failure
                 return body.size
 
-        return await self.transport.retrying(attempt, what=what)
+        while True:
+            chunk = self._chunks.get(target.registry, 0)
+            try:
+                return await self.transport.retrying(attempt, what=what)
+            except RegistryError as exc:
+                if exc.status != 413 or not self._smaller_chunks(target.registry, chunk):
+                    raise
+                # Too large for the registry: copy again, in (smaller) chunks.
+
+    def _smaller_chunks(self, registry: str, chunk: int) -> bool:
+        """After a 413 with ``chunk`` (0: a monolithic upload): chunks from now on, or
+        smaller ones; False when they cannot get smaller."""
+        if not chunk:
+            self._chunks[registry] = UPLOAD_CHUNK
+            return True
+        if chunk <= MIN_CHUNK:
+            return False
+        self._chunks[registry] = max(MIN_CHUNK, chunk // 2)
+        return True
+
+    def _chunk_for(self, registry: str, min_chunk: int) -> int:
+        """The chunk size for an upload to ``registry`` (0: monolithic): what a 413 taught,
+        else :data:`UPLOAD_CHUNK` (at least ``min_chunk``) when the registry announced
+        ``OCI-Chunk-Min-Length``."""
+        learned = self._chunks.get(registry, 0)
+        if learned:
+            return max(learned, min_chunk) if min_chunk <= MAX_CHUNK else learned
+        if 0 < min_chunk <= MAX_CHUNK:
+            return max(UPLOAD_CHUNK, min_chunk)
+        return 0
+
+    async def _upload_chunked(self, target: Reference, location: str, body: BlobStream,
+                              digest: str, chunk: int) -> int:
+        """Send ``body`` in ``PATCH`` es of ``chunk`` bytes, then ``PUT ?digest=`` (empty).
+
+        Each ``PATCH`` carries ``Content-Range: <first>-<last>`` (inclusive byte offsets) and
+        goes to the ``Location`` of the answer before it; the registry's ``Range`` answer
+        must acknowledge every byte sent. A ``416`` (a chunk out of order) resumes from the
+        registry's ``Range`` within the chunk held. The last bytes only come out of ``body``
+        once their digest is checked, so wrong bytes never complete the upload. On any
+        failure the upload session is cancelled (DELETE), best effort.
+        """
+        offset = 0
+        pieces: list[bytes] = []
+        held = 0
+        try:
+            async for piece in body:
+                pieces.append(piece)
+                held += len(piece)
+                while held >= chunk:
+                    data = b"".join(pieces)
+                    pieces, held = ([data[chunk:]], held - chunk) if held > chunk else ([], 0)
+                    location = await self._patch(target, location, data[:chunk], offset,
+                                                 digest)
+                    offset += chunk
+            if body.failure is not None:
+                raise body.failure
+            if held:
+                location = await self._patch(target, location, b"".join(pieces), offset,
+                                             digest)
+                offset += held
+            sep = "&" if "?" in location else "?"
+            await self.transport.request(
+                "PUT",
+                target.registry,
+                f"{location}{sep}digest={digest}",
+                what=f"complete upload of {digest} to {target.name}",
+                scopes=self._scopes(target, _PUSH),
+                headers={"Content-Type": "application/octet-stream", "Content-Length": "0"},
+                data=b"",
+                ok=(201, 204),
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.transport.request(
+                    "DELETE", target.registry, location,
+                    what=f"cancel upload to {target.name}",
+                    scopes=self._scopes(target, _PUSH), ok=(200, 202, 204, 404),
+                )
+            if isinstance(body.failure, DigestMismatchError):
+                raise body.failure from None
+            raise
+        return offset
+
+    async def _patch(self, target: Reference, location: str, data: bytes, offset: int,
+                     digest: str) -> str:
+        """``PATCH`` ``data`` (bytes ``offset`` on) into the upload at ``location``; returns
+        the upload's next ``Location``.
+
+        A ``416`` (the spec's answer to a chunk out of order, with the registry's
+        ``Range``) sends the rest of ``data`` from the registry's offset, when that falls
+        within ``data`` (at most three times).
+
+        Raises:
+            RegistryError: the registry refused the chunk, lost bytes of an earlier one, or
+                acknowledged other bytes than were sent.
+        """
+        for _ in range(3):
+            end = offset + len(data) - 1
+            resp = await self.transport.request(
+                "PATCH",
+                target.registry,
+                location,
+                what=f"upload bytes {offset}-{end} of {digest} to {target.name}",
+                scopes=self._scopes(target, _PUSH),
+                headers={"Content-Type": "application/octet-stream",
+                         "Content-Range": f"{offset}-{end}",
+                         "Content-Length": str(len(data))},
+                data=data,
+                ok=(202, 416),
+            )
+            location = resp.headers.get("Location") or location
+            acked = range_end(resp.headers.get("Range", ""))
+            if resp.status == 202:
+                if acked is not None and acked != end:
+                    raise RegistryError(
+                        f"upload bytes {offset}-{end} of {digest} to {target.name}: the "
+                        f"registry acknowledged bytes 0-{acked}",
+                        status=resp.status, method="PATCH", url=resp.url,
+                        hint="the registry dropped part of the upload; retry, and if it "
+                        "persists report it to the registry's operator",
+                    )
+                return location
+            if acked is None or acked < offset - 1:
+                raise RegistryError(
+                    f"upload bytes {offset}-{end} of {digest} to {target.name}: registry "
+                    f"answered 416 holding bytes 0-{acked if acked is not None else '?'}",
+                    status=416, method="PATCH", url=resp.url,
+                    hint="the registry lost part of the upload; retry",
+                )
+            if acked >= end:
+                return location  # it had the chunk already
+            data = data[acked + 1 - offset:]
+            offset = acked + 1
+        raise RegistryError(
+            f"upload bytes {offset}-{offset + len(data) - 1} of {digest} to {target.name}: "
+            "registry kept answering 416",
+            status=416, method="PATCH", url=location,
+            hint="the registry does not accept chunked uploads as the spec says; report it",
+        )
+
+    async def _open_upload(self, target: Reference, digest: str) -> tuple[str, int]:
+        """``POST .../blobs/uploads/``: the upload session's ``Location`` and the
+        ``OCI-Chunk-Min-Length`` the registry announced (0 when none, or not a number)."""
+        resp = await self._start_response(target, digest)
+        text = resp.headers.get("OCI-Chunk-Min-Length", "").strip()
+        return _location(resp, target, digest), int(text) if text.isdigit() else 0
 
     async def _start_upload(self, target: Reference, digest: str) -> str:
         """``POST .../blobs/uploads/``: the upload session's ``Location``."""
-        resp = await self.transport.request(
+        return _location(await self._start_response(target, digest), target, digest)
+
+    async def _start_response(self, target: Reference, digest: str) -> Response:
+        """The answer to ``POST .../blobs/uploads/`` (202)."""
+        return await self.transport.request(
             "POST",
             target.registry,
             f"/v2/{target.repository}/blobs/uploads/",
@@ -297,16 +475,6 @@ class RegistryClient:
             scopes=self._scopes(target, _PUSH),
             ok=(202,),
         )
-        location = resp.headers.get("Location", "")
-        if not location:
-            raise RegistryError(
-                f"start upload of {digest} to {target.name}: no Location header",
-                status=resp.status,
-                method="POST",
-                url=resp.url,
-                hint="the registry does not follow the distribution-spec upload protocol",
-            )
-        return location
 
     async def blob_exists(self, ref: Reference, digest: str) -> bool:
         """HEAD a blob in ``ref``'s repository: True when present."""
@@ -379,6 +547,35 @@ class RegistryClient:
             ok=(201, 204),
         )
         return dgst
+
+
+def _location(resp: Response, target: Reference, digest: str) -> str:
+    """The upload session's ``Location`` in a ``POST .../blobs/uploads/`` answer.
+
+    Raises:
+        RegistryError: the answer has none.
+    """
+    location = resp.headers.get("Location", "")
+    if not location:
+        raise RegistryError(
+            f"start upload of {digest} to {target.name}: no Location header",
+            status=resp.status,
+            method="POST",
+            url=resp.url,
+            hint="the registry does not follow the distribution-spec upload protocol",
+        )
+    return location
+
+
+def range_end(text: str) -> int | None:
+    """The last byte offset of an upload's ``Range`` header (``0-<last>``, or
+    ``bytes=0-<last>`` as some registries write it); ``None`` when absent or not that form.
+    """
+    value = text.strip().removeprefix("bytes=")
+    first, sep, last = value.partition("-")
+    if not sep or not first.strip().isdigit() or not last.strip().isdigit():
+        return None
+    return int(last)
 
 
 def _decode(ref: Reference, resp: Response) -> Manifest:
