@@ -1127,10 +1127,10 @@ _OVERWRITE_WORDS = re.compile(r"immutab|overwrit", re.IGNORECASE)
 overwritten because the tag is immutable", Harbor's "... configured as immutable",
 Artifact Registry's "The repository has enabled tag immutability"."""
 
-_OVERWRITE_STATUSES = (403, 409, 412)
+_OVERWRITE_STATUSES = (412,)
 """Statuses that, on a tag that holds another digest, refuse the overwrite even without
-those words (412: Harbor's immutability rules; 403/409: registries refusing an overwrite
-as a permission or a conflict, such as Artifactory without Delete/Overwrite)."""
+those words (412: Harbor's immutability rules). A 403 or 409 without them keeps its class:
+it is as often a missing permission as a refused overwrite."""
 
 
 def _said(exc: RegistryError) -> str:
@@ -1149,8 +1149,8 @@ def overwrite_refusal(ref: Reference, listed: Manifest, held: str,
                       exc: RegistryError) -> RegistryError:
     """An :class:`~manyfest.errors.ImmutableTagError` for the refused PUT of ``listed`` at
     the tag ``ref`` when the tag held another digest (``held``) and the registry's answer is
-    a refusal to overwrite it: its words say so (immutable, overwrite) or its status is 412,
-    403 or 409; else ``exc`` unchanged. The new error keeps the registry's status and every
+    a refusal to overwrite it: its words say so (immutable, overwrite) or its status is 412;
+    else ``exc`` unchanged. The new error keeps the registry's status and every
     error's code, message and detail; its hint fits the answer (immutable tags, or a
     refusal to overwrite)."""
     if not held or held == listed.digest or not _may_refuse_overwrite(exc):
