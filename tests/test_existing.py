@@ -403,3 +403,54 @@ def test_digest_lines_leave_out_lists_not_published() -> None:
     assert [check(r) for r in (ok, failed, unbuilt)] == [True, False, False]
     assert digest_lines([failed, ok, unbuilt]) == [
         f"{HOST}/app@sha256:{'2' * 64}", f"{HOST}/app@sha256:{'1' * 64}"]
+
+
+# ------------------------------------------------------------------ end to end
+
+
+@pytest.mark.slow
+def test_publish_on_an_ecr_like_registry_end_to_end(registry: Any, ns: str,
+                                                    tmp_path: Path) -> None:
+    from tests.helpers import PLATFORMS, head_digest, manyfest, seed
+    from tests.quirk_proxy import ImmutableTags, ManifestPuts, QuirkProxy
+
+    plats = PLATFORMS[:2]
+    seed(registry.host, [(f"{ns}-src/app-{p.architecture}:{r}", p, f"{ns}{r}")
+                         for p in plats for r in ("a", "b")])
+    proxy = QuirkProxy(registry.host).start()
+    try:
+        frozen = ImmutableTags(proxy, repositories=(f"{ns}/frozen",))
+        puts = ManifestPuts()
+        proxy.before += [puts, frozen]
+
+        def plan(release: str) -> Path:
+            docs = [f"image: {proxy.host}/{ns}/{repo}:1.0\nmanifests:\n" + "".join(
+                f"  - image: {proxy.host}/{ns}-src/app-{p.architecture}:{release}\n"
+                for p in plats) for repo in ("frozen", "other")]
+            path = tmp_path / f"{release}.yaml"
+            path.write_text("---\n".join(docs))
+            return path
+
+        assert manyfest("publish", str(plan("a"))).returncode == 0
+        old = head_digest(f"{registry.host}/{ns}/frozen:1.0")
+        report, digests = tmp_path / "r.jsonl", tmp_path / "digests.txt"
+        run = manyfest("publish", "--report", str(report), "--digests", str(digests),
+                       str(plan("b")))
+        assert run.returncode == 3, run.stderr
+        assert (f"registry answered 400 (TAG_INVALID: The image tag '1.0' already exists in "
+                f"the '{ns}/frozen' repository and cannot be overwritten because the tag is "
+                "immutable.); the repository has immutable tags") in run.stderr
+        rows = [json.loads(line) for line in report.read_text().splitlines()]
+        assert [r["status"] for r in rows] == ["failed", "updated"]
+        assert rows[0]["existing"] == {"1.0": old}
+        assert frozen.refused == [f"{ns}/frozen:1.0"]
+        assert head_digest(f"{registry.host}/{ns}/frozen:1.0") == old
+        other = head_digest(f"{registry.host}/{ns}/other:1.0")
+        children = [head_digest(f"{registry.host}/{ns}-src/app-{p.architecture}:b")
+                    for p in plats]
+        assert digests.read_text() == "".join(
+            f"{proxy.host}/{ns}/other@{d}\n" for d in [*children, other])
+        assert puts.by_tag(lists=False) == []  # children: by digest only
+        assert puts.by_tag(lists=True)
+    finally:
+        proxy.stop()
