@@ -456,3 +456,93 @@ def slow_upload(proxy: QuirkProxy, digest: str, pause: float) -> Before:
         return None
 
     return quirk
+
+
+# ---------------------------------------------------------------------- immutable tags
+
+TagRefusal = Callable[[str, str], tuple[int, dict[str, str], bytes]]
+"""``(repository, tag) -> (status, headers, body)``: a registry's answer to a manifest PUT
+that would move an immutable tag."""
+
+_MANIFEST_ACCEPT = ", ".join((
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+))
+
+
+def ecr_immutable(repository: str, tag: str) -> tuple[int, dict[str, str], bytes]:
+    """Amazon ECR, ``imageTagMutability: IMMUTABLE``: ``400``, code ``TAG_INVALID`` (docker
+    prints it as ``tag invalid: ...``), the message ECR writes (reported by buildkit#3776,
+    containers-roadmap#862, kaniko#204; "the repository is immutable" in older answers)."""
+    message = (f"The image tag '{tag}' already exists in the '{repository}' repository and "
+               "cannot be overwritten because the tag is immutable.")
+    body = json.dumps({"errors": [{"code": "TAG_INVALID", "message": message}]})
+    return 400, {"Content-Type": "application/json; charset=utf-8"}, body.encode()
+
+
+def harbor_immutable(repository: str, tag: str) -> tuple[int, dict[str, str], bytes]:
+    """Harbor's tag immutability rules: ``412 Precondition Failed``, code ``PRECONDITION``,
+    the message of Harbor's immutable middleware (``ErrImmutable``), sent with Go's
+    ``http.Error`` (``text/plain`` although the body is the OCI JSON error). Harbor's
+    repository names in it are without the project."""
+    name = repository.split("/", 1)[-1]
+    message = f"Failed to process request due to '{name}:{tag}' configured as immutable."
+    body = json.dumps({"errors": [{"code": "PRECONDITION", "message": message}]})
+    return 412, {"Content-Type": "text/plain; charset=utf-8"}, body.encode()
+
+
+@dataclass
+class ImmutableTags:
+    """A ``before`` quirk: a manifest PUT by tag in ``repositories`` (every repository when
+    empty) is answered with ``answer`` when the tag already exists with another digest
+    (``same_too``: with any digest, as Harbor refuses even the same manifest), after one
+    HEAD of the tag at the registry. Refused PUTs are counted in :attr:`refused`
+    (``repository:tag``)."""
+
+    proxy: QuirkProxy
+    answer: TagRefusal = ecr_immutable
+    repositories: tuple[str, ...] = ()
+    same_too: bool = False
+    refused: list[str] = field(default_factory=list)
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse | None:
+        if request.method != "PUT" or "/manifests/" not in request.path:
+            return None
+        name, ref = request.path.removeprefix("/v2/").rsplit("/manifests/", 1)
+        if ref.startswith("sha256:") or (self.repositories and name not in self.repositories):
+            return None
+        body = await request.read()
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        assert self.proxy._session is not None
+        async with self.proxy._session.head(
+                f"http://{self.proxy.upstream}/v2/{name}/manifests/{ref}",
+                headers={"Accept": _MANIFEST_ACCEPT}) as up:
+            held = up.headers.get("Docker-Content-Digest", "") if up.status == 200 else ""
+        if not held or (held == digest and not self.same_too):
+            return None
+        self.refused.append(f"{name}:{ref}")
+        status, headers, data = self.answer(name, ref)
+        return web.Response(status=status, headers=headers, body=data)
+
+
+@dataclass
+class ManifestPuts:
+    """A ``before`` quirk that records every manifest PUT as ``(repository, reference,
+    Content-Type)`` and lets it through."""
+
+    puts: list[tuple[str, str, str]] = field(default_factory=list)
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse | None:
+        if request.method == "PUT" and "/manifests/" in request.path:
+            name, ref = request.path.removeprefix("/v2/").rsplit("/manifests/", 1)
+            self.puts.append((name, ref, request.headers.get("Content-Type", "")))
+        return None
+
+    def by_tag(self, *, lists: bool) -> list[tuple[str, str, str]]:
+        """The PUTs by tag (not by digest) of lists (``lists``) or of other manifests."""
+        list_types = ("application/vnd.oci.image.index.v1+json",
+                      "application/vnd.docker.distribution.manifest.list.v2+json")
+        return [p for p in self.puts if not p[1].startswith("sha256:")
+                and (p[2] in list_types) == lists]

@@ -164,13 +164,16 @@ class Session:
         *,
         purge: bool = False,
         settings: ListSettings | None = None,
+        existing: Literal["fail", "skip", "overwrite"] = "overwrite",
     ) -> PushOutcome:
         """Push a local list (see :func:`manyfest.ops.manifests.push`); ``settings`` override
-        what ``create`` stored."""
+        what ``create`` stored; ``existing``: what to do with a tag holding another digest
+        (``--existing``)."""
         from manyfest.ops import manifests
 
         return await manifests.push(
-            self.engine, self.store, _ref(list_ref), purge=purge, settings=settings
+            self.engine, self.store, _ref(list_ref), purge=purge, settings=settings,
+            existing=existing,
         )
 
     @overload

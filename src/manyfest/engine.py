@@ -42,14 +42,20 @@ from manyfest.content import (
     oci_only_fields,
 )
 from manyfest.errors import (
+    IMMUTABLE_HINT,
+    OVERWRITE_HINT,
     AuthenticationError,
     AuthorizationError,
     DigestMismatchError,
+    ExistingTagError,
+    ImmutableTagError,
     InvalidManifestError,
     InvalidReferenceError,
     ManifestRejectedError,
     ManyfestError,
     NotFoundError,
+    RateLimitedError,
+    RegistryError,
     UnsupportedMediaTypeError,
     UsageError,
     VerificationError,
@@ -241,6 +247,11 @@ class ListResult:
         heads: what each tag pointed at before (as looked up; empty when not looked up).
         moved: tags whose PUT the registry accepted in this run (also when the list failed
             at a later tag).
+        existing: tags left holding another digest than the list's, each with that digest:
+            by ``--existing skip``, failed by ``--existing fail``, or refused by a registry
+            that does not overwrite tags (:class:`~manyfest.errors.ImmutableTagError`).
+        children: the digest of every entry of the list, in list order (empty when the
+            list was not built).
     """
 
     target: Reference
@@ -267,6 +278,8 @@ class ListResult:
     same_as: str = ""
     heads: dict[str, str] = field(default_factory=dict)
     moved: list[str] = field(default_factory=list)
+    existing: dict[str, str] = field(default_factory=dict)
+    children: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +308,13 @@ class PublishOptions:
             another JSON layout: :meth:`Engine.same_children`).
         atomic: ``publish --atomic``: every child and list pushed by digest first, then
             every tag moved; a failure moves the tags back (:mod:`manyfest.ops.atomic`).
+        existing: what to do with a tag that holds another digest than the list's:
+            ``overwrite`` moves it (the default; a registry with immutable tags refuses:
+            :class:`~manyfest.errors.ImmutableTagError`); ``fail`` fails the list before
+            anything is written (:class:`~manyfest.errors.ExistingTagError`); ``skip``
+            leaves it as it is and moves the list's other tags
+            (:attr:`ListPlan.existing`). Tags are HEADed first for ``fail`` and ``skip``
+            even when ``skip_unchanged`` is off (``push``).
     """
 
     style: JsonStyle = "docker"
@@ -308,6 +328,7 @@ class PublishOptions:
     labels_to_annotations: bool | None = None
     unchanged_by: Literal["digest", "children"] = "digest"
     atomic: bool = False
+    existing: Literal["fail", "skip", "overwrite"] = "overwrite"
 
     def __post_init__(self) -> None:
         if self.style not in ("docker", "manifest-tool", "compact"):
@@ -327,6 +348,11 @@ class PublishOptions:
                 f"PublishOptions.unchanged_by must be digest or children, not "
                 f"{self.unchanged_by!r}"
             )
+        if self.existing not in ("fail", "skip", "overwrite"):
+            raise ValueError(
+                f"PublishOptions.existing must be fail, skip or overwrite, not "
+                f"{self.existing!r}"
+            )
 
 
 _LIST_TYPES = {"oci": mediatypes.OCI_INDEX, "docker": mediatypes.DOCKER_LIST}
@@ -343,6 +369,7 @@ class ListPlan:
         children: the children to make present in the target repository, in list order.
         tags: the tags to PUT, the target's first ([] when every tag holds the list).
         moved: the tags whose PUT the registry accepted, as :meth:`Engine.execute` goes.
+        existing: ``--existing skip``: the tags left holding another digest, each with it.
     """
 
     target: Reference
@@ -351,11 +378,13 @@ class ListPlan:
     children: list[Source]
     tags: list[str]
     moved: list[str] = field(default_factory=list)
+    existing: dict[str, str] = field(default_factory=dict)
 
     @property
     def kept(self) -> dict[str, str]:
         """Tags left holding another digest than the list's, each with that digest: kept on
-        purpose (``--unchanged-by children``: the same children in another layout)."""
+        purpose (``--unchanged-by children``: the same children in another layout;
+        ``--existing skip``: another list)."""
         return {t: d for t, d in self.heads.items()
                 if t not in self.tags and d != self.listed.digest}
 
@@ -373,7 +402,22 @@ class ListPlan:
             now = self.heads.get(tag, "")
             was = f" (now {now})" if now else " (new tag)"
             lines.append(f"put {self.target.with_tag(tag)} -> {self.listed.digest}{was}")
+        for tag, held in self.existing.items():
+            lines.append(f"keep {self.target.with_tag(tag)} at {held} (--existing skip: "
+                         "it holds another list)")
         return lines
+
+    def status(self) -> Status:
+        """The list's status once :attr:`tags` are written: ``updated`` when the target's
+        tag existed before, else ``created``; when ``--existing skip`` left the target's
+        tag (:attr:`existing`), as the first tag written was. ``unchanged`` when no tag is
+        written."""
+        if not self.tags:
+            return "unchanged"
+        first = self.target.tag or "latest"
+        if first in self.existing:
+            first = self.tags[0]
+        return "updated" if self.heads.get(first) else "created"
 
 
 class Engine:
@@ -892,21 +936,27 @@ class Engine:
             result.old_digest = plan.heads.get(tags[0], "")
             result.heads = plan.heads
             result.moved = plan.moved  # filled while executing, also when a PUT fails
+            result.existing = plan.existing
+            result.children = tuple(c.source.manifest.digest for c in children)
             if not plan.tags:
                 result.status = "unchanged"
+                if opts.dry_run and plan.existing:
+                    result.actions = plan.actions()
                 self.on_event(Skipped(target=str(target), digest=listed.digest))
             elif opts.dry_run:
                 result.actions = plan.actions()
-                result.status = "updated" if result.old_digest else "created"
+                result.status = plan.status()
             else:
                 await self.execute(plan)
                 result.pushed_children = [c.manifest.digest for c in plan.children]
-                result.status = "updated" if result.old_digest else "created"
+                result.status = plan.status()
                 if opts.verify:
                     await self.verify(result, children, kept=plan.kept)
         except ManyfestError as exc:
             result.status = "failed"
             result.error = exc
+            if isinstance(exc, (ExistingTagError, ImmutableTagError)):
+                result.existing = {**result.existing, **exc.existing}
         except BaseExceptionGroup as group:
             leaf = first_error(group)
             if not isinstance(leaf, ManyfestError):
@@ -967,12 +1017,14 @@ class Engine:
         registry refuses a list whose children are missing): only the other tags are PUT.
         """
         heads: dict[str, str] = {}
-        if opts.skip_unchanged or opts.dry_run:
+        if opts.skip_unchanged or opts.dry_run or opts.existing != "overwrite":
             heads = await self.heads(target, tags, push=not opts.dry_run)
         kept: set[str] = set()
         if opts.unchanged_by == "children" and heads:
             listed, kept = await self.same_children(target, tags, listed, heads)
         to_put = [t for t in tags if heads.get(t) != listed.digest and t not in kept]
+        existing = existing_tags(target, to_put, heads, listed, opts)
+        to_put = [t for t in to_put if t not in existing]
         if tags[0] in kept:
             children = []  # the list kept is in the repository: so are its children
         cross: list[Source] = []
@@ -985,7 +1037,30 @@ class Engine:
             cross.append(c.source)
         if listed.digest in heads.values():
             cross = []  # the list is in the repository: so are its children
-        return ListPlan(target, listed, heads, cross if to_put else [], to_put)
+        return ListPlan(target, listed, heads, cross if to_put else [], to_put,
+                        existing=existing)
+
+    async def tag_refusal(self, ref: Reference, listed: Manifest, exc: RegistryError,
+                          heads: dict[str, str]) -> RegistryError:
+        """The error to report for a refused PUT of ``listed`` at the tag ``ref``: an
+        :class:`~manyfest.errors.ImmutableTagError` when the tag holds another digest and
+        the refusal is one of a registry that does not overwrite tags
+        (:func:`overwrite_refusal`), else ``exc`` itself.
+
+        What the tag held comes from ``heads`` (the plan's HEADs); when it was not looked
+        up (``push``), one HEAD of the tag after a refusal that may be one says.
+        """
+        tag = ref.tag or "latest"
+        held = heads.get(tag)
+        if held is None:
+            if not _may_refuse_overwrite(exc):
+                return exc
+            try:
+                found = await self.client.head_manifest(ref)
+            except ManyfestError:
+                return exc
+            held = found.digest if found else ""
+        return overwrite_refusal(ref, listed, held, exc)
 
     async def same_children(
         self, target: Reference, tags: list[str], listed: Manifest, heads: dict[str, str]
@@ -1048,7 +1123,11 @@ class Engine:
         first, *rest = plan.tags
 
         async def put(tag: str) -> None:
-            await self.put_manifest(target.with_tag(tag), plan.listed, built=True)
+            ref = target.with_tag(tag)
+            try:
+                await self.put_manifest(ref, plan.listed, built=True)
+            except RegistryError as exc:
+                raise await self.tag_refusal(ref, plan.listed, exc, plan.heads) from None
             plan.moved.append(tag)
 
         await put(first)
@@ -1149,6 +1228,72 @@ def name_registry(exc: ManyfestError, source: Reference, target: Reference) -> M
     exc.message = f"{side} registry {registry}: {exc.message}"
     exc.args = (exc.message,)
     return exc
+def existing_tags(target: Reference, tags: list[str], heads: dict[str, str], listed: Manifest,
+                  opts: PublishOptions) -> dict[str, str]:
+    """``--existing``: the tags among ``tags`` (those to be written) that hold another
+    digest than ``listed``'s, each with it, to be left as they are (``skip``); {} for
+    ``overwrite`` (they move).
+
+    Raises:
+        ExistingTagError: ``fail`` and such a tag (before anything is written).
+    """
+    if opts.existing == "overwrite":
+        return {}
+    held = {t: heads[t] for t in tags if heads.get(t) and heads[t] != listed.digest}
+    if held and opts.existing == "fail":
+        names = ", ".join(f"{target.with_tag(t)} holds {d}" for t, d in held.items())
+        raise ExistingTagError(
+            f"{names}, not this list's {listed.digest}: --existing fail leaves the list "
+            "unpublished (nothing was written)",
+            existing=held,
+        )
+    return held
+
+
+_OVERWRITE_WORDS = re.compile(r"immutab|overwrit", re.IGNORECASE)
+"""Words of a refusal to move a tag that exists: ECR's ``TAG_INVALID`` "... cannot be
+overwritten because the tag is immutable", Harbor's "... configured as immutable",
+Artifact Registry's "The repository has enabled tag immutability"."""
+
+_OVERWRITE_STATUSES = (412,)
+"""Statuses that, on a tag that holds another digest, refuse the overwrite even without
+those words (412: Harbor's immutability rules). A 403 or 409 without them keeps its class:
+it is as often a missing permission as a refused overwrite."""
+
+
+def _said(exc: RegistryError) -> str:
+    return " ".join(f"{e.code} {e.message} {e.detail}" for e in exc.errors)
+
+
+def _may_refuse_overwrite(exc: RegistryError) -> bool:
+    """True when ``exc`` (a refused tag PUT) may be a refusal to overwrite the tag: a 4xx
+    other than 401, 404, 413, 415 and throttling, and not a "not seen yet" code."""
+    if isinstance(exc, RateLimitedError) or not 400 <= exc.status < 500:
+        return False
+    return exc.status not in (401, 404, 413, 415, 429) and not exc.codes & _NOT_YET_SEEN
+
+
+def overwrite_refusal(ref: Reference, listed: Manifest, held: str,
+                      exc: RegistryError) -> RegistryError:
+    """An :class:`~manyfest.errors.ImmutableTagError` for the refused PUT of ``listed`` at
+    the tag ``ref`` when the tag held another digest (``held``) and the registry's answer is
+    a refusal to overwrite it: its words say so (immutable, overwrite) or its status is 412;
+    else ``exc`` unchanged. The new error keeps the registry's status and every
+    error's code, message and detail; its hint fits the answer (immutable tags, or a
+    refusal to overwrite)."""
+    if not held or held == listed.digest or not _may_refuse_overwrite(exc):
+        return exc
+    worded = bool(_OVERWRITE_WORDS.search(_said(exc)))
+    if not worded and exc.status not in _OVERWRITE_STATUSES:
+        return exc
+    tag = ref.tag or "latest"
+    return ImmutableTagError(
+        f"push list {ref}: the tag holds {held}, and the registry refuses to move it to "
+        f"{listed.digest}",
+        status=exc.status, method=exc.method, url=exc.url, errors=exc.errors,
+        hint=IMMUTABLE_HINT if worded or exc.status == 412 else OVERWRITE_HINT,
+        existing={tag: held},
+    )
 
 
 def list_identity(listed: Manifest) -> bytes:

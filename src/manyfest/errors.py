@@ -21,7 +21,8 @@ Tree::
     │   ├── AuthorizationError      403 / DENIED
     │   ├── NotFoundError           404 / *_UNKNOWN
     │   ├── RateLimitedError        429 / 503 / TOOMANYREQUESTS past the retry deadline
-    │   └── ManifestRejectedError   400 MANIFEST_INVALID / BLOB_UNKNOWN, 413, 415
+    │   ├── ManifestRejectedError   400 MANIFEST_INVALID / BLOB_UNKNOWN, 413, 415
+    │   └── ImmutableTagError       a tag holding another digest the registry will not overwrite
     ├── DigestMismatchError         content does not match the digest that named it
     ├── UnsupportedMediaTypeError
     │   └── InvalidManifestError    a body that is not the JSON its media type requires
@@ -29,6 +30,7 @@ Tree::
     ├── VerificationError           --verify found a tag or child not as published
     ├── NotPublishedError           a list left alone: the run stopped (--fail-fast, a signal)
     ├── MissingPlatformsError       a list lacks required platforms, or --platform left no image
+    ├── ExistingTagError            --existing fail: a tag holds another digest (nothing written)
     └── PublishFailed               a bulk publish finished with failed lists (exit 3)
 """
 
@@ -243,6 +245,61 @@ class ManifestRejectedError(RegistryError):
     """The registry refused a manifest (400 MANIFEST_INVALID, MANIFEST_BLOB_UNKNOWN; 413)."""
 
     default_hint = "check that every child and blob the manifest names is in the target repository"
+
+
+IMMUTABLE_HINT = (
+    "the repository has immutable tags: publish under a new tag, or pass --existing skip to "
+    "leave the tags that exist as they are (--existing fail checks them before any write)"
+)
+"""The advice after a registry refused to move a tag that exists (immutable tags)."""
+
+OVERWRITE_HINT = (
+    "the registry refuses to overwrite a tag that exists (immutable tags, or an account "
+    "without overwrite permission): publish under a new tag, or pass --existing skip to "
+    "leave the tags that exist as they are"
+)
+"""The advice when the refusal names no immutability (a 403 or 409 on a tag that exists:
+Artifactory without the Delete/Overwrite permission, Docker Hub's immutable tags)."""
+
+
+class ImmutableTagError(RegistryError):
+    """The registry refused to move a tag that holds another digest: immutable tags
+    (Amazon ECR ``imageTagMutability: IMMUTABLE``: 400 ``TAG_INVALID``; Harbor's immutability
+    rules: 412 ``PRECONDITION``; Artifact Registry, Quay, Artifactory without overwrite
+    permission). The registry's whole answer (status, each error's code, message and
+    detail) is kept, as in every :class:`RegistryError`.
+
+    Attributes:
+        existing: ``{tag: digest it holds}`` for the tag refused (left as it was).
+    """
+
+    default_hint = IMMUTABLE_HINT
+
+    def __init__(self, what: str, *, status: int, method: str, url: str,
+                 errors: Sequence[ErrorDetail] = (), hint: str | None = None,
+                 existing: dict[str, str] | None = None) -> None:
+        super().__init__(what, status=status, method=method, url=url, errors=errors,
+                         hint=hint)
+        self.existing = dict(existing or {})
+
+
+class ExistingTagError(ManyfestError):
+    """``--existing fail``: a tag of the list holds another digest; the list fails before
+    anything is written.
+
+    Attributes:
+        existing: ``{tag: digest it holds}`` for each such tag.
+    """
+
+    default_hint = (
+        "pass --existing skip to leave such tags as they are and move the others, or "
+        "--existing overwrite to move them (refused by a registry with immutable tags)"
+    )
+
+    def __init__(self, message: str, *, existing: dict[str, str],
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.existing = dict(existing)
 
 
 class DigestMismatchError(ManyfestError):

@@ -109,6 +109,34 @@ class AttestationsChoice(enum.StrEnum):
     drop = "drop"
 
 
+class ExistingChoice(enum.StrEnum):
+    """``--existing`` values: what to do with a tag that holds another digest."""
+
+    fail = "fail"
+    skip = "skip"
+    overwrite = "overwrite"
+
+
+ExistingOpt = Annotated[
+    ExistingChoice,
+    typer.Option(
+        "--existing", metavar="fail|skip|overwrite",
+        help="A tag that holds another digest: overwrite it (the default; refused by "
+        "registries with immutable tags), fail the list before any write, or skip it (left "
+        "as it is; the list's other tags move).",
+    ),
+]
+DigestsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--digests", metavar="FILE",
+        help="Write every published index and child digest, one per line as "
+        "registry/repository@sha256:... (for cosign sign / notation sign), children before "
+        "their list; - for stdout.",
+    ),
+]
+
+
 AllowDuplicatesOpt = Annotated[
     bool,
     typer.Option(

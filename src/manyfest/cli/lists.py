@@ -14,6 +14,9 @@ from manyfest.cli.app import (
     AnnotationOpt,
     ArtifactTypeOpt,
     AttestationsChoice,
+    DigestsOpt,
+    ExistingChoice,
+    ExistingOpt,
     InsecureOpt,
     LabelsOpt,
     MediaTypeOpt,
@@ -318,6 +321,8 @@ def push(
     artifact_type: ArtifactTypeOpt = "",
     subject: SubjectOpt = "",
     labels_to_annotations: LabelsOpt = False,
+    existing: ExistingOpt = ExistingChoice.overwrite,
+    digests: DigestsOpt = None,
 ) -> None:
     """Push a manifest list to a repository.
 
@@ -333,13 +338,16 @@ def push(
     ref = parse_ref(list_ref)
     wanted = list_settings(str(ref), media_type, annotation, artifact_type, subject,
                             labels_to_annotations)
+    if digests is not None:
+        _check_push_digests(digests)
 
     sessions: list[Session] = []
 
     async def body() -> PushOutcome:
         async with Session(settings_from(insecure), on_event=sink()) as session:
             sessions.append(session)
-            return await session.push(ref, purge=purge, settings=wanted)
+            return await session.push(ref, purge=purge, settings=wanted,
+                                      existing=existing.value)
 
     try:
         outcome = execute(body)
@@ -348,8 +356,43 @@ def push(
     # docker's stdout lines; -q: the list digest alone.
     for line in outcome.lines()[-1:] if output.options.quiet else outcome.lines():
         print(line)
+    if outcome.skipped and not output.options.quiet:
+        held = ", ".join(f"{ref.with_tag(t)} holds {d}" for t, d in outcome.existing.items())
+        stderr.print(f"{held}: left as it is (--existing skip); nothing was pushed"
+                     + ("; the local list is kept" if purge else ""), markup=False)
+    if digests is not None:
+        _push_digests(digests, outcome)
     if interrupts.received() is not None:
         raise interrupted_exit(f"{ref} had already been pushed: it points at {outcome.digest}")
+
+
+def _check_push_digests(value: str) -> None:
+    """Refuse a ``--digests`` value ``push`` cannot write: ``-`` (stdout carries docker's
+    lines) or a path that cannot be written; before any request."""
+    from pathlib import Path
+
+    from manyfest.cli.publish import _check_writable
+
+    if value == "-":
+        raise fail(UsageError("push --digests -: stdout carries push's own lines",
+                              hint="give --digests a file path"))
+    _check_writable(Path(value), flag="--digests")
+
+
+def _push_digests(target: str, outcome: PushOutcome) -> None:
+    """``push --digests``: the list's children, then the list (nothing when ``--existing
+    skip`` left the tag), written atomically (:mod:`manyfest.ops.digests`)."""
+    from manyfest.ops.digests import list_lines, write
+
+    lines = [] if outcome.skipped else list_lines(outcome.target.name, outcome.children,
+                                                  outcome.digest)
+    try:
+        write(target, lines)
+    except OSError as exc:
+        raise fail(ManyfestError(
+            f"cannot write --digests {target}: {exc.strerror or exc}",
+            hint=f"{outcome.target} was pushed; check the disk and path",
+        )) from None
 
 
 def _push_stopped(ref: Reference, sessions: list[Session]) -> str:

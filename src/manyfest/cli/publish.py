@@ -16,6 +16,9 @@ from manyfest.cli import output
 from manyfest.cli.app import (
     AtLeast,
     AttestationsChoice,
+    DigestsOpt,
+    ExistingChoice,
+    ExistingOpt,
     InsecureOpt,
     JsonStyleChoice,
     MediaTypeChoice,
@@ -237,6 +240,8 @@ def publish(
                      "a list with the same children and platforms in another JSON layout "
                      "(kept as it is)."),
     ] = UnchangedByChoice.digest,
+    existing: ExistingOpt = ExistingChoice.overwrite,
+    digests: DigestsOpt = None,
 ) -> None:
     """Publish every manifest list of a plan, concurrently.
 
@@ -306,6 +311,8 @@ def publish(
         plan = [dataclasses.replace(p, allow_duplicate_platforms=True) for p in plan]
     if report_file is not None:
         _check_writable(report_file)
+    if digests is not None:
+        _check_digests(digests, json_out=json_out, dry_run=dry_run)
     previous: Since | None = None
     try:
         if trust_report and since is None:
@@ -328,6 +335,7 @@ def publish(
         artifact_type=artifact_type, subject=subject,
         labels_to_annotations=labels_to_annotations, atomic=atomic,
         unchanged_by="children" if unchanged_by is UnchangedByChoice.children else "digest",
+        existing=existing.value,
     )
     try:
         plans.check_list_settings(
@@ -343,10 +351,15 @@ def publish(
         async with Session(settings, on_event=sink(progress)) as session:
             progress.counters = session.transport.total
             with progress:
-                return await session.publish(
+                done = await session.publish(
                     plan, options=options, fail_fast=fail_fast, stop=stop, platforms=filters,
                     since=previous,
                 )
+            if digests is not None:  # lists --since proved unchanged: their children
+                from manyfest.ops.digests import fill_children
+
+                await fill_children(session.engine, done.results, options.lists_in_flight)
+            return done
 
     try:
         report = execute(body, on_signal=lambda signum: stop.stop(interrupts.name(signum)))
@@ -368,6 +381,8 @@ def publish(
             print_plan(report)
         if report_file is not None:
             report.write_jsonl(report_file)
+        if digests is not None:
+            _write_digests(digests, report)
     except OSError as exc:
         raise fail(ManyfestError(
             f"cannot write the report: {exc.strerror or exc}",
@@ -463,8 +478,41 @@ def _lists_in_flight() -> int:
         raise fail(exc) from None
 
 
-def _check_writable(path: Path) -> None:
-    """Refuse, before any registry work, a --report path that cannot be written."""
+def _write_digests(target: str, report: PublishReport) -> None:
+    """``--digests``: the published digests (:mod:`manyfest.ops.digests`), written
+    atomically (also on a run with failed lists: theirs are left out).
+
+    Raises:
+        typer.Exit: the file could not be written (exit 1; the lists stay published).
+    """
+    from manyfest.ops.digests import digest_lines, write
+
+    try:
+        write(target, digest_lines(report.results))
+    except OSError as exc:
+        raise fail(ManyfestError(
+            f"cannot write --digests {target}: {exc.strerror or exc}",
+            hint="the lists were published as reported on stderr; check the disk and path",
+        )) from None
+
+
+def _check_digests(value: str, *, json_out: bool, dry_run: bool) -> None:
+    """Refuse, before any registry work, a ``--digests`` value that cannot be written:
+    ``-`` while stdout carries ``--json``'s report or ``--dry-run``'s diff, or a path that
+    cannot be written."""
+    if value == "-":
+        if json_out or dry_run:
+            raise fail(UsageError(
+                f"--digests - and {'--json' if json_out else '--dry-run'} both write on stdout",
+                hint="give --digests a file path",
+            ))
+        return
+    _check_writable(Path(value), flag="--digests")
+
+
+def _check_writable(path: Path, flag: str = "--report") -> None:
+    """Refuse, before any registry work, a --report (or ``flag``) path that cannot be
+    written."""
     parent = path.resolve().parent
     problem = ""
     if path.is_dir():
@@ -474,4 +522,4 @@ def _check_writable(path: Path) -> None:
     elif not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         problem = "is not writable"
     if problem:
-        raise fail(UsageError(f"--report {path}: {problem}", hint="give a writable file path"))
+        raise fail(UsageError(f"{flag} {path}: {problem}", hint="give a writable file path"))

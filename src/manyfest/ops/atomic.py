@@ -58,10 +58,13 @@ from manyfest.engine import (
     ListResult,
     OnceMap,
     PublishOptions,
+    overwrite_refusal,
     run_all,
     run_bounded,
 )
 from manyfest.errors import (
+    ExistingTagError,
+    ImmutableTagError,
     ManyfestError,
     NotPublishedError,
     RegistryError,
@@ -235,7 +238,11 @@ class _Run:
             e.result.digest = plan.listed.digest
             e.plan, e.heads = plan, dict(plan.heads)
             e.result.old_digest = plan.heads.get(e.item.tags[0], "")
+            e.result.existing = dict(plan.existing)
+            e.result.children = tuple(c.source.manifest.digest for c in e.children)
             if not plan.tags:
+                if o.dry_run and plan.existing:  # --existing skip left every tag
+                    e.result.actions = plan.actions()
                 return
             if o.dry_run:
                 e.result.actions = dry_run_actions(plan)
@@ -248,6 +255,8 @@ class _Run:
             await engine.push_list_by_digest(plan)
         except ManyfestError as exc:
             e.error = exc
+            if isinstance(exc, ExistingTagError):  # --existing fail: the tags it found
+                e.result.existing = dict(exc.existing)
         except BaseExceptionGroup as group:
             leaf = first_error(group)
             if not isinstance(leaf, ManyfestError):
@@ -286,7 +295,12 @@ class _Run:
             self.sending.add(name)
             try:
                 await self.engine.put_manifest(ref, e.plan.listed, built=True)
-            except ManyfestError as exc:
+            except ManyfestError as refused:
+                exc = refused
+                if isinstance(refused, RegistryError):  # immutable tags: say so
+                    exc = overwrite_refusal(ref, e.plan.listed, e.heads.get(tag, ""), refused)
+                    if isinstance(exc, ImmutableTagError):
+                        e.result.existing.update(exc.existing)
                 if self.failed_at is None:
                     self.failed_at = (name, exc)
                 if e.put_error is None:
@@ -536,8 +550,12 @@ def _own(e: _List, unit: ListResult) -> None:
     if unit.tag_digests is not None:
         r.tag_digests = {t: unit.tag_digests[t] for t in own if t in unit.tag_digests}
     puts = {f"put {e.target.with_tag(t)} -> " for t in own}
-    r.actions = [a for a in unit.actions if (e.lead is None and not a.startswith("put "))
-                 or a.split(" -> ")[0] + " -> " in puts]
+    keeps = {f"keep {e.target.with_tag(t)} at " for t in own}  # --existing skip
+    r.actions = [a for a in unit.actions
+                 if (e.lead is None and not a.startswith(("put ", "keep ")))
+                 or a.split(" -> ")[0] + " -> " in puts or a.split(" at ")[0] + " at " in keeps]
+    r.existing = {t: d for t, d in unit.existing.items() if t in own}
+    r.children = unit.children
     if e.lead is not None:
         r.same_as = str(lead.target)
         r.pushed_children = []
@@ -547,7 +565,9 @@ def _own(e: _List, unit: ListResult) -> None:
             lead.plan is not None and not set(own) & set(lead.plan.tags)):
         r.status = "unchanged"
     else:
-        r.status = "updated" if r.old_digest else "created"
+        written = [t for t in own if t not in r.existing]
+        first = own[0] if own[0] in written else written[0]
+        r.status = "updated" if lead.heads.get(first) else "created"
 
 
 def _finish(run: _Run, e: _List, status: str | None) -> None:
@@ -555,6 +575,8 @@ def _finish(run: _Run, e: _List, status: str | None) -> None:
     r = e.result
     if status == "unchanged":
         r.status = "unchanged"
+    elif e.plan is not None:
+        r.status = e.plan.status()
     else:
         r.status = "updated" if r.old_digest else "created"
     _done(run, e)
@@ -643,8 +665,7 @@ async def _published(run: _Run, transport: Any, started: float,
     """Phase 2 moved every tag: the release is out (``--verify`` checks it now)."""
     report = PublishReport()
     for e in run.lists:
-        e.result.status = "unchanged" if e.plan is None or not e.plan.tags else (
-            "updated" if e.result.old_digest else "created")
+        e.result.status = "unchanged" if e.plan is None else e.plan.status()
         if e.plan is not None and e.plan.tags:
             e.result.pushed_children = [c.manifest.digest for c in e.plan.children]
 
@@ -717,6 +738,8 @@ def _rolled_back(run: _Run, transport: Any, started: float,
         hint = ("re-run to publish the release (a tag not rolled back points at its new, "
                 "complete list)" if e.refused or e.stuck else
                 "its tags are where they were; re-run to publish the release")
+        if isinstance(e.put_error, ImmutableTagError):
+            hint = f"{e.put_error.hint}; {hint}"
         e.result.status = "failed"
         e.result.error = NotPublishedError(text, hint=hint)
         e.result.tag_digests = dict(e.now)

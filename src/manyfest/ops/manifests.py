@@ -18,8 +18,9 @@ store alone, in :mod:`manyfest.ops.local`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Literal
 
 import msgspec
 
@@ -314,14 +315,33 @@ def _options(settings: ListSettings, *, skip_unchanged: bool = True) -> PublishO
 
 @dataclass(frozen=True, slots=True)
 class PushOutcome:
-    """What ``push`` did: the cross-repo children it pushed and the list digest."""
+    """What ``push`` did: the cross-repo children it pushed and the list digest.
+
+    Attributes:
+        target: the list reference.
+        pushed_children: the children PUT into the target repository.
+        digest: the list's digest.
+        children: every entry's digest, in list order.
+        existing: ``--existing skip``: ``{tag: digest}`` when the tag held another digest
+            and was left as it is (nothing was written); else empty.
+    """
 
     target: Reference
     pushed_children: list[str]
     digest: str
+    children: tuple[str, ...] = ()
+    existing: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def skipped(self) -> bool:
+        """True when ``--existing skip`` left the tag as it was (the list was not pushed)."""
+        return bool(self.existing)
 
     def lines(self) -> list[str]:
-        """docker's stdout lines: ``Pushed ref <ref>@<digest> with digest: <digest>``, digest."""
+        """docker's stdout lines: ``Pushed ref <ref>@<digest> with digest: <digest>``, digest;
+        none when the list was not pushed (:attr:`skipped`)."""
+        if self.skipped:
+            return []
         name = self.target.name
         out = [f"Pushed ref {name}@{d} with digest: {d}" for d in self.pushed_children]
         return [*out, self.digest]
@@ -461,6 +481,7 @@ async def push(
     *,
     purge: bool = False,
     settings: ListSettings | None = None,
+    existing: Literal["fail", "skip", "overwrite"] = "overwrite",
 ) -> PushOutcome:
     """``docker manifest push [--purge] LIST``: publish a local list.
 
@@ -473,10 +494,18 @@ async def push(
     Unless list settings were given: those ``create`` stored, with ``settings`` (the command
     line's) over them.
 
+    ``existing`` (``--existing``): ``overwrite`` PUTs the list whatever the tag holds
+    (docker's push); ``fail`` and ``skip`` HEAD the tag first: when it holds the list
+    nothing is written; when it holds another digest, ``fail`` raises and ``skip`` writes
+    nothing (the outcome's :attr:`PushOutcome.existing` names it; ``purge`` then keeps the
+    local list).
+
     Raises:
         NoSuchManifestError: the list is not in the local store.
         UsageError: an entry without os/arch, or descriptor annotations on a Docker list
             (nothing written).
+        ExistingTagError: ``existing="fail"`` and the tag holds another digest.
+        ImmutableTagError: the registry refused to overwrite the tag (immutable tags).
         RegistryError, TransportError: the push failed; the tag is left where it was.
     """
     if list_ref.digest:
@@ -484,14 +513,15 @@ async def push(
     local = await build_local_list(engine, store, list_ref, settings)
     result = await engine.publish(
         list_ref, local.children, annotations=local.settings.annotations or None,
-        options=local.options, built=local.listed,
+        options=replace(local.options, existing=existing), built=local.listed,
     )
     if result.error is not None:
         raise result.error
-    if purge:
+    if purge and not result.existing:
         with store.locked(list_ref):
             store.remove(list_ref)
-    return PushOutcome(list_ref, result.pushed_children, result.digest)
+    return PushOutcome(list_ref, result.pushed_children, result.digest,
+                       children=result.children, existing=result.existing)
 
 
 def _unique(refs: list[Reference]) -> list[Reference]:

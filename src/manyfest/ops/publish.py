@@ -44,6 +44,8 @@ from manyfest.engine import (
     run_bounded,
 )
 from manyfest.errors import (
+    ExistingTagError,
+    ImmutableTagError,
     ManyfestError,
     MissingPlatformsError,
     NotPublishedError,
@@ -110,6 +112,8 @@ def result_json(r: ListResult) -> dict[str, Any]:
         doc["atomic"] = True
     if r.tag_digests is not None:
         doc["tag_digests"] = r.tag_digests
+    if r.existing:
+        doc["existing"] = r.existing
     return doc
 
 
@@ -1017,9 +1021,45 @@ async def _publish_unit(
         options=list_options(opts, lead), stats=stats[first], started=started, announce=False,
     )
     results = [_member_result(done, plan[i], lead=i == first) for i in unit]
-    for r in results:
-        engine.on_event(Finished(target=str(r.target), result=r))
+    again = await _republish_others(engine, plan, unit, done, results, built, failures, opts,
+                                    stats, started)
+    for k, r in enumerate(results):
+        if k not in again:  # those published again were announced then
+            engine.on_event(Finished(target=str(r.target), result=r))
     return results
+
+
+async def _republish_others(
+    engine: Engine,
+    plan: Sequence[PlanList],
+    unit: list[int],
+    done: ListResult,
+    results: list[ListResult],
+    built: Mapping[int, list[Child]],
+    failures: Mapping[int, ManyfestError],
+    opts: PublishOptions,
+    stats: list[RequestStats],
+    started: float,
+) -> set[int]:
+    """A unit failed because of some of its tags (``--existing fail``, or a registry that
+    refused to move a tag: immutable tags): its other lists, none of whose own tags is
+    among those, are published again as a unit of their own (what was done is not done
+    twice: the engine's dedupe; tags that moved are ``unchanged``), so one list's tag does
+    not fail the others. Their results replace theirs in ``results``; returns their
+    positions in ``unit``."""
+    error = done.error
+    if not isinstance(error, (ExistingTagError, ImmutableTagError)):
+        return set()
+    refused = set(error.existing)
+    rest = [k for k, i in enumerate(unit)
+            if results[k].status == "failed" and not refused & set(plan[i].tags)]
+    if not rest or len(rest) == len(unit):
+        return set()
+    again = await _publish_unit(engine, plan, [unit[k] for k in rest], built, failures, opts,
+                                stats, time.monotonic())
+    for k, r in zip(rest, again, strict=True):
+        results[k] = r
+    return set(rest)
 
 
 async def _publish_unit_children(
@@ -1087,22 +1127,27 @@ def _member_result(done: ListResult, item: PlanList, *, lead: bool) -> ListResul
     heads = {t: done.heads[t] for t in own if t in done.heads}
     r = ListResult(item.target, list(own), digest=done.digest, old_digest=heads.get(own[0], ""),
                    duration_s=done.duration_s, heads=heads, verified=done.verified,
-                   same_as="" if lead else str(done.target))
+                   same_as="" if lead else str(done.target), children=done.children,
+                   existing={t: d for t, d in done.existing.items() if t in own})
     if lead:
         r.requests, r.retries, r.throttled = done.requests, done.retries, done.throttled
         r.manifest_gets, r.manifest_heads = done.manifest_gets, done.manifest_heads
         r.pushed_children = list(done.pushed_children)
     puts = {f"put {item.target.with_tag(t)} -> " for t in own}
+    keeps = {f"keep {item.target.with_tag(t)} at " for t in own}  # --existing skip
     r.actions = [a for a in done.actions
-                 if (lead and not a.startswith("put ")) or a.split(" -> ")[0] + " -> " in puts]
+                 if (lead and not a.startswith(("put ", "keep ")))
+                 or a.split(" -> ")[0] + " -> " in puts or a.split(" at ")[0] + " at " in keeps]
     landed = bool(done.digest) and all(heads.get(t) == done.digest or t in done.moved
                                        for t in own)
     if done.status == "failed" and not (landed and heads):
         r.status, r.error = "failed", done.error
-    elif all(heads.get(t) == done.digest for t in own):
-        r.status = "unchanged"
+    elif all(heads.get(t) == done.digest or t in r.existing for t in own):
+        r.status = "unchanged"  # every tag held the list, or was left by --existing skip
     else:
-        r.status = "updated" if r.old_digest else "created"
+        written = [t for t in own if t not in r.existing]
+        r.status = "updated" if heads.get(own[0] if own[0] in written else written[0]) \
+            else "created"
     return r
 
 
