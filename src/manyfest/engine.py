@@ -95,6 +95,10 @@ _RAW_INDEX = msgspec.json.Decoder(_RawIndex)
 
 
 def _no_such_manifest(ref: Reference, exc: NotFoundError | None = None) -> NotFoundError:
+    if ref.layout:  # no registry answered: the message says only what is missing
+        from manyfest.registry.layout import layout_not_found
+        return layout_not_found(f"no such manifest: {ref}", ref.layout,
+                                "check the layout's path and tag")
     return NotFoundError(
         f"no such manifest: {ref}",
         status=exc.status if exc else 404,

@@ -225,7 +225,9 @@ def parse_layout(text: str) -> Reference:
         raise InvalidReferenceError(text, f"layout path: {exc}") from None
     if ":" in full:
         raise InvalidReferenceError(text, f"a layout path cannot hold ':' ({full})")
-    return Reference(sys.intern(LAYOUT_PREFIX + full), "", tag, digest)
+    # As for a registry: ``name@digest`` has no tag; ``oci:PATH`` alone has tag ''.
+    return Reference(sys.intern(LAYOUT_PREFIX + full), "", tag if colon or digest is None
+                     else None, digest)
 
 
 def _check_digest(text: str, digest: str) -> None:

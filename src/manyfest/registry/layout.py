@@ -406,16 +406,24 @@ def _pick(ref: Reference, entries: list[dict[str, Any]]) -> dict[str, Any] | Non
     )
 
 
+def layout_not_found(message: str, path: str, hint: str) -> NotFoundError:
+    """A :class:`NotFoundError` for a layout: ``message`` as it is (no registry answered)."""
+    err = NotFoundError(message, status=404, method="GET", url=path, hint=hint)
+    err.message = message
+    err.args = (message,)
+    return err
+
+
 def _missing_blob(root: Path, digest: str) -> NotFoundError:
-    return NotFoundError(f"blob {digest} not in oci:{root}", status=404, method="GET",
-                         url=str(root / BLOBS_DIR), hint="write the image into the layout "
-                         "again, or check the layout's path")
+    return layout_not_found(f"blob {digest} not in oci:{root}", str(root / BLOBS_DIR),
+                            "write the image into the layout again, or check the layout's "
+                            "path")
 
 
 def _not_found(ref: Reference) -> NotFoundError:
-    return NotFoundError(f"manifest for {ref} not found", status=404, method="GET",
-                         url=ref.layout, hint="check the layout's path and tag (the "
-                         "org.opencontainers.image.ref.name of an index.json entry)")
+    return layout_not_found(f"manifest for {ref} not found", ref.layout,
+                            "check the layout's path and tag (the "
+                            "org.opencontainers.image.ref.name of an index.json entry)")
 
 
 class LayoutClient:
