@@ -104,6 +104,10 @@ _RAW_INDEX = msgspec.json.Decoder(_RawIndex)
 
 
 def _no_such_manifest(ref: Reference, exc: NotFoundError | None = None) -> NotFoundError:
+    if ref.layout:  # no registry answered: the message says only what is missing
+        from manyfest.registry.layout import layout_not_found
+        return layout_not_found(f"no such manifest: {ref}", ref.layout,
+                                "check the layout's path and tag")
     return NotFoundError(
         f"no such manifest: {ref}",
         status=exc.status if exc else 404,
@@ -1322,14 +1326,17 @@ def choose_media_type(
     opts: PublishOptions,
 ) -> str:
     """The media type of the list ``target``: ``opts.media_type`` when ``oci`` or
-    ``docker``, else docker's first-entry rule (:func:`~manyfest.content.list_media_type`).
+    ``docker``, else docker's first-entry rule (:func:`~manyfest.content.list_media_type`);
+    for an OCI layout target (``oci:PATH:TAG``) an OCI index (readers of layouts, skopeo
+    among them, only see OCI entries of index.json).
 
     Raises:
         UsageError: the list comes out as a Docker manifest list but annotations,
             ``artifactType``, ``subject`` or labels to copy were asked for (a Docker list has
             none of them); the hint says how to get an OCI index.
     """
-    media_type = _LIST_TYPES.get(opts.media_type) or list_media_type(entries)
+    media_type = _LIST_TYPES.get(opts.media_type) or (
+        mediatypes.OCI_INDEX if target.layout else list_media_type(entries))  # layouts: OCI
     if media_type == mediatypes.OCI_INDEX:
         return media_type
     fields = oci_only_fields(annotations, opts.artifact_type, None)
@@ -1393,7 +1400,7 @@ def mixed_warning(target: Reference, media_type: str, entries: list[Entry]) -> W
     """The warning for a Docker list with OCI children or an OCI index with Docker children
     (allowed, but some registries refuse mixed lists); ``None`` when not mixed."""
     mixed = mixed_children(media_type, entries)
-    if not mixed:
+    if not mixed or target.layout:  # a layout takes any mix
         return None
     docker = media_type == mediatypes.DOCKER_LIST
     kind, other = ("a Docker manifest list", "OCI") if docker else ("an OCI index", "Docker")

@@ -14,6 +14,7 @@ Tree::
     ├── StoreError                  local manifest-list store
     │   └── NoSuchManifestError     docker's "No such manifest: <ref>"
     ├── CredentialsError            config.json / credential helper problems
+    ├── LayoutError                 an OCI image layout missing, not one, or unwritable
     ├── TransportError              connection, TLS, timeout (retryable)
     │   └── CertificateError        TLS verification failed
     ├── RegistryError               an HTTP answer with OCI error details
@@ -112,6 +113,14 @@ class CredentialsError(ManyfestError):
     """Credentials could not be read from config.json or a credential helper."""
 
     default_hint = "check $DOCKER_CONFIG/config.json and its credential helpers"
+
+
+class LayoutError(ManyfestError):
+    """An OCI image layout (``oci:PATH``) cannot be used: the directory is missing or is
+    not a layout (no ``oci-layout`` file, another ``imageLayoutVersion``, an ``index.json``
+    that is not an index), or it cannot be read or written. The message names the path."""
+
+    default_hint = "check the path: an OCI image layout holds oci-layout, index.json and blobs/"
 
 
 class TransportError(ManyfestError):

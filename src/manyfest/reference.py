@@ -13,11 +13,20 @@ Normalisation follows docker's ``ParseNormalizedNamed`` + ``TagNameOnly``: a fir
 without ``.`` or ``:`` and other than ``localhost`` is not a registry, so ``hello-world`` is
 ``docker.io/library/hello-world:latest``; ``index.docker.io`` is ``docker.io``; a reference
 with neither tag nor digest gets ``latest``; ``name:tag@digest`` keeps both.
+
+OCI image layouts (image-spec ``image-layout.md``) are named ``oci:PATH[:TAG][@DIGEST]``, as
+skopeo names them: the path runs to the first ``:`` (so it cannot hold one), the tag is an
+``org.opencontainers.image.ref.name`` of the layout's ``index.json``. Such a reference is a
+:class:`Reference` whose ``registry`` is ``oci:`` + the absolute, normalised path and whose
+``repository`` is ``''`` (:attr:`Reference.layout`); a registry is never written with a
+``/``, so the two cannot be confused. ``oci:PATH`` without a tag has tag ``''``: the
+layout's only manifest. Docker Hub's ``oci`` repository is ``docker.io/library/oci:TAG``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -54,6 +63,14 @@ _ANCHORED_HEX64 = re.compile(r"^[a-f0-9]{64}\Z")
 _DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _NAME_TOTAL_MAX = 255
 
+LAYOUT_PREFIX = "oci:"
+"""How an OCI image layout reference starts (``oci:PATH[:TAG][@DIGEST]``)."""
+_LAYOUT_REGISTRY = "oci:/"
+# image-spec annotations.md, org.opencontainers.image.ref.name.
+_REF_NAME_COMPONENT = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
+_REF_NAME_RE = re.compile(rf"^{_REF_NAME_COMPONENT}(?:/{_REF_NAME_COMPONENT})*\Z")
+_LAYOUT_DIGEST_RE = re.compile(r"@([a-z0-9]+(?:[+._-][a-z0-9]+)*:[A-Fa-f0-9]+)\Z")
+
 
 @dataclass(frozen=True, slots=True)
 class Reference:
@@ -74,8 +91,18 @@ class Reference:
 
     @property
     def name(self) -> str:
-        """``registry/repository``: docker's fully qualified name without tag or digest."""
+        """``registry/repository``: docker's fully qualified name without tag or digest
+        (a layout: ``oci:PATH``)."""
+        if self.registry.startswith(_LAYOUT_REGISTRY):
+            return self.registry
         return f"{self.registry}/{self.repository}"
+
+    @property
+    def layout(self) -> str:
+        """The absolute path of the OCI image layout this names; '' for a registry."""
+        if self.registry.startswith(_LAYOUT_REGISTRY):
+            return self.registry[len(LAYOUT_PREFIX):]
+        return ""
 
     @property
     def reference(self) -> str:
@@ -135,6 +162,8 @@ def parse(text: str, *, default_tag: str | None = "latest") -> Reference:
     """
     if not text:
         raise InvalidReferenceError(text, "empty reference")
+    if text.startswith(LAYOUT_PREFIX):
+        return parse_layout(text)
     if _ANCHORED_HEX64.match(text):
         raise InvalidReferenceError(
             text, "cannot specify 64-byte hexadecimal strings as a repository name"
@@ -161,6 +190,44 @@ def parse(text: str, *, default_tag: str | None = "latest") -> Reference:
         tag = default_tag
     # Interned: a plan of 10,000 lists names a few registries and repositories 50,000 times.
     return Reference(sys.intern(domain), sys.intern(repository), tag, digest)
+
+
+def parse_layout(text: str) -> Reference:
+    """Parse ``oci:PATH[:TAG][@DIGEST]``: an OCI image layout (see the module docstring).
+
+    The path is made absolute (against the current directory) and normalised; the tag
+    follows image-spec's ``org.opencontainers.image.ref.name`` grammar; no tag is ``''``
+    (the layout's only manifest).
+
+    Raises:
+        InvalidReferenceError: no path, a path holding ``:`` or a NUL, a tag or digest not
+            in its grammar.
+    """
+    body = text[len(LAYOUT_PREFIX):]
+    digest: str | None = None
+    found = _LAYOUT_DIGEST_RE.search(body)
+    if found is not None:
+        digest = found.group(1)
+        _check_digest(text, digest)
+        body = body[: found.start()]
+    path, colon, tag = body.partition(":")
+    if not path:
+        raise InvalidReferenceError(text, "an OCI layout reference needs a path: oci:PATH[:TAG]")
+    if "\0" in path:
+        raise InvalidReferenceError(text, "a layout path cannot hold a NUL character")
+    if colon and not _REF_NAME_RE.match(tag):
+        raise InvalidReferenceError(
+            text, f"{tag!r} is not a layout tag (org.opencontainers.image.ref.name grammar)"
+        )
+    try:
+        full = os.path.abspath(path)
+    except (OSError, ValueError) as exc:  # the current directory is gone, say
+        raise InvalidReferenceError(text, f"layout path: {exc}") from None
+    if ":" in full:
+        raise InvalidReferenceError(text, f"a layout path cannot hold ':' ({full})")
+    # As for a registry: ``name@digest`` has no tag; ``oci:PATH`` alone has tag ''.
+    return Reference(sys.intern(LAYOUT_PREFIX + full), "", tag if colon or digest is None
+                     else None, digest)
 
 
 def _check_digest(text: str, digest: str) -> None:

@@ -15,12 +15,13 @@ import anyio
 
 from manyfest.content import Manifest
 from manyfest.reference import Reference
-from manyfest.registry import RegistryClient
+from manyfest.registry.routing import RoutingClient
 from manyfest.transport import Transport
 
 
-class RecordingClient(RegistryClient):
-    """A :class:`RegistryClient` that records manifest PUTs by tag.
+class RecordingClient(RoutingClient):
+    """A :class:`~manyfest.registry.RegistryClient` that records manifest PUTs by tag (and
+    answers OCI layout references from the file system: :class:`RoutingClient`).
 
     Attributes:
         tags_in_flight: ``str(reference)`` of tag PUTs sent and not answered yet (after a
