@@ -233,6 +233,8 @@ class ListResult:
         heads: what each tag pointed at before (as looked up; empty when not looked up).
         moved: tags whose PUT the registry accepted in this run (also when the list failed
             at a later tag).
+        mirror_of: a plan list's second or later target (``targets:``, ``--mirror``): the
+            first target's reference; '' otherwise.
     """
 
     target: Reference
@@ -259,6 +261,7 @@ class ListResult:
     same_as: str = ""
     heads: dict[str, str] = field(default_factory=dict)
     moved: list[str] = field(default_factory=list)
+    mirror_of: str = ""
 
 
 @dataclass(frozen=True, slots=True)
