@@ -163,7 +163,7 @@ def test_unknown_top_level_key() -> None:
     assert err.hint == (
         "the keys of a document are image, manifests, tags, annotations, require_platforms, "
         "platform_check, attestations, allow_duplicate_platforms, media_type, artifact_type, "
-        "subject, labels_to_annotations"
+        "subject, labels_to_annotations, targets"
     )
 
 

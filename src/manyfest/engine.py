@@ -256,6 +256,8 @@ class ListResult:
             that does not overwrite tags (:class:`~manyfest.errors.ImmutableTagError`).
         children: the digest of every entry of the list, in list order (empty when the
             list was not built).
+        mirror_of: a plan list's second or later target (``targets:``, ``--mirror``): the
+            first target's reference; '' otherwise.
     """
 
     target: Reference
@@ -284,6 +286,7 @@ class ListResult:
     moved: list[str] = field(default_factory=list)
     existing: dict[str, str] = field(default_factory=dict)
     children: tuple[str, ...] = ()
+    mirror_of: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -431,6 +431,8 @@ def plan_lines(report: PublishReport) -> list[str]:
     lines: list[str] = []
     for r in report.results:
         lines.append(_plan_head(r))
+        if r.mirror_of:
+            lines.append(f"  mirror of {r.mirror_of} (the same list and tags)")
         if r.same_as and r.status != "failed":
             lines.append(f"  same list as {r.same_as} (its mounts and child pushes are there)")
         lines.extend(f"  {action}" for action in r.actions)
@@ -445,6 +447,8 @@ def atomic_plan_lines(report: PublishReport) -> list[str]:
     moves: list[str] = []
     for r in report.results:
         lines.append(_plan_head(r))
+        if r.mirror_of:
+            lines.append(f"  mirror of {r.mirror_of} (the same list and tags)")
         if r.same_as and r.status != "failed":
             lines.append(f"  same list as {r.same_as} (its mounts and list push are there)")
         lines.extend(f"  {a}" for a in r.actions if not a.startswith("put "))

@@ -212,13 +212,20 @@ def publish(
                      help="Copy the org.opencontainers.image.* labels all images agree on into "
                      "the index annotations (default: the plan's labels_to_annotations)."),
     ] = None,
+    mirrors: Annotated[
+        list[str] | None,
+        typer.Option("--mirror", metavar="REGISTRY",
+                     help="Also publish every list to the same repository path and tags on "
+                     "REGISTRY (host[:port]; repeatable): each mirror is a report line of "
+                     "its own, sources are read once, a failing mirror fails only its lists."),
+    ] = None,
     shard: Annotated[
         str | None,
         typer.Option("--shard", metavar="K/N",
                      help="Publish only shard K of N (1 <= K <= N): the plan's lists split by "
-                     "target repository (a repository's lists stay together), the same split "
-                     "in every job; merge the shards' --report files with `manyfest report "
-                     "merge` (docs/releases.md)."),
+                     "target repository (a repository's lists, and a list's targets and "
+                     "mirrors, stay together), the same split in every job; merge the shards' "
+                     "--report files with `manyfest report merge` (docs/releases.md)."),
     ] = None,
     since: Annotated[
         Path | None,
@@ -258,6 +265,7 @@ def publish(
       manyfest publish --dry-run plan.yaml
       manyfest publish --report report.jsonl plan.yaml
       manyfest publish --shard 2/4 --report report-2.jsonl plan.yaml
+      manyfest publish --mirror ghcr.io --mirror registry.example:5000 plan.yaml
       manyfest publish --target registry.example/app:1.0 \\
         --template registry.example/app-OS-ARCHVARIANT:1.0 \\
         --platforms linux/amd64,linux/arm64/v8,linux/arm/v7
@@ -275,6 +283,8 @@ def publish(
     with_target = [n for n, v in (("--tags", tags), ("--annotations", annotations)) if v]
     try:
         part = shards.parse(shard) if shard is not None else None
+        for registry in mirrors or ():
+            plans.check_mirror(registry)
         if plan_file is not None:
             if given or with_target:
                 raise UsageError(
@@ -296,6 +306,8 @@ def publish(
         else:
             plan = plans.from_args(platforms, template, target, tags or [], annotations or [],
                                    platform_check=check_mode(platform_check))
+        if mirrors:
+            plan = plans.mirror(plan, mirrors)
         whole, plan = plan, shards.select(plan, *part) if part is not None else plan
         filters = plans.platform_values(platform_filter or [], "--platform",
                                         check_mode(platform_check))

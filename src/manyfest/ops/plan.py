@@ -63,7 +63,7 @@ import msgspec.inspect as mi
 import yaml
 
 from manyfest import reference
-from manyfest.errors import InvalidReferenceError, PlanError, PlatformError
+from manyfest.errors import InvalidReferenceError, PlanError, PlatformError, UsageError
 from manyfest.ops import aliases as versions
 from manyfest.ops.entries import ATTESTATION_CHOICES, Attestations
 from manyfest.platform import CHECK_MODES, Platform, normalize, parse, validate
@@ -101,6 +101,7 @@ class ListKeys(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     artifact_type: str = ""
     subject: str = ""
     labels_to_annotations: bool = False
+    targets: list[str] = msgspec.field(default_factory=list)
 
 
 class ListSpec(ListKeys, kw_only=True, forbid_unknown_fields=True):
@@ -171,6 +172,10 @@ class PlanList:
     plan keys of the same names; command-line flags override them.
     ``aliases``: the floating aliases computed for this list (``aliases:`` of a compact
     document), also in ``extra_tags``, after the tags written.
+    ``targets``: the document's other targets (``targets:``), before fan-out
+    (:func:`fan_out`); empty on the lists a plan returns.
+    ``mirror_of``: on a list made by fan-out (a ``targets:`` entry or ``--mirror``), the
+    first target of its document (``image:``); ``None`` on a first target.
     """
 
     target: Reference
@@ -187,6 +192,8 @@ class PlanList:
     subject: str = ""
     labels_to_annotations: bool = False
     aliases: tuple[str, ...] = ()
+    targets: tuple[Reference, ...] = ()
+    mirror_of: Reference | None = None
 
     @property
     def tags(self) -> list[str]:
@@ -382,6 +389,10 @@ def _parse_documents(text: str, source: str, platform_check: str | None) -> list
         lists.append(_validate(spec, where, number, platform_check))
     if not lists:
         raise PlanError(f"{source}: no list in the plan", hint="add at least one YAML document")
+    if any(plan.targets for plan in lists):
+        labels = [label for plan, label in zip(lists, labels, strict=True)
+                  for _ in range(1 + len(plan.targets))]
+        lists = fan_out(lists)
     _check_unique_tags(lists, labels, source, aliased)
     return lists
 
@@ -1031,6 +1042,7 @@ def _combination(
             "use {os}, {arch} and {variant} in the template",
         )
     required = [render(p, f"require_platforms[{i}]") for i, p in enumerate(spec.require_platforms)]
+    targets = [render(t, f"targets[{i}]") for i, t in enumerate(spec.targets)]
     return ListSpec(
         image=image, manifests=manifests, tags=tags, annotations=annotations,
         require_platforms=required, platform_check=spec.platform_check,
@@ -1039,7 +1051,7 @@ def _combination(
         media_type=spec.media_type,
         artifact_type=render(spec.artifact_type, "artifact_type"),
         subject=render(spec.subject, "subject"),
-        labels_to_annotations=spec.labels_to_annotations,
+        labels_to_annotations=spec.labels_to_annotations, targets=targets,
     )
 
 
@@ -1058,10 +1070,12 @@ def _check_unique_tags(
     for plan, label in zip(lists, labels, strict=True):
         for i, tag in enumerate(plan.tags):
             key = (registry_key(plan.target.registry), plan.target.repository, tag)
-            field = "image" if i == 0 else "aliases" if tag in plan.aliases else "tags"
+            first = "image" if plan.mirror_of is None else "targets"
+            field = first if i == 0 else "aliases" if tag in plan.aliases else "tags"
             if key in seen:
                 other, other_field, document = seen[key]
-                role = {"image": "the target", "aliases": "an alias"}.get(other_field, "a tag")
+                role = {"image": "the target", "targets": "a target",
+                        "aliases": "an alias"}.get(other_field, "a tag")
                 hint = "each tag can be written by one list only"
                 if field == other_field == "tags" and document == plan.document and \
                         label.endswith(")"):  # one matrix gives a fixed tag to every list
@@ -1260,6 +1274,7 @@ def _validate(
                 ) from exc
         entries.append(PlanEntry(ref, m.platform))
     extra = tuple(t for t in dict.fromkeys(spec.tags) if t != target.tag)
+    targets = _check_targets(spec.targets, target, spec.subject, where)
     labels = spec.labels_to_annotations
     media_type = check_list_settings(
         spec.media_type, spec.annotations, spec.artifact_type, spec.subject, labels,
@@ -1270,8 +1285,169 @@ def _validate(
         attestations=spec.attestations,
         allow_duplicate_platforms=spec.allow_duplicate_platforms,
         media_type=media_type, artifact_type=spec.artifact_type, subject=spec.subject,
-        labels_to_annotations=labels,
+        labels_to_annotations=labels, targets=targets,
     )
+
+
+_TARGETS_HINT = "each entry of targets is another full reference registry/repository:tag " \
+    "that gets the same list and the same tags (docs/plan.md)"
+
+
+def _target_key(ref: Reference) -> tuple[str, str, str]:
+    """A target's identity: registry (``host`` and ``host:80`` are one), repository, tag."""
+    return registry_key(ref.registry), ref.repository, ref.tag or "latest"
+
+
+def _check_targets(
+    texts: Sequence[str], image: Reference, subject: str, where: str
+) -> tuple[Reference, ...]:
+    """The ``targets:`` of a document, validated: each a reference with a tag (written: a
+    target is a full reference; no default ``latest``), not a digest, none equal to
+    ``image`` or to another target. A ``subject`` written as a full reference cannot go
+    with other targets (a subject must be in each target's repository).
+
+    Raises:
+        PlanError: (exit 2) one line naming the document and ``targets[i]``.
+    """
+    out: list[Reference] = []
+    seen: dict[tuple[str, str, str], int] = {_target_key(image): -1}
+    for i, text in enumerate(texts):
+        field = f"{where}: targets[{i}]"
+        try:
+            ref = reference.parse(text, default_tag=None)
+        except InvalidReferenceError as exc:
+            raise PlanError(f"{field}: {exc}", hint=_TARGETS_HINT) from exc
+        if ref.digest:
+            raise PlanError(f"{field}: the target {text!r} must be a tag, not a digest",
+                            hint=_TARGETS_HINT)
+        if not ref.tag:
+            raise PlanError(
+                f"{field}: {text!r} has no tag",
+                hint=f"write the tag: {ref.name}:{image.tag or 'latest'} (a target is a full "
+                "reference registry/repository:tag)",
+            )
+        other = seen.get(_target_key(ref))
+        if other == -1:
+            raise PlanError(f"{field}: {ref} is the image itself",
+                            hint="targets name the other places the list goes; leave image out")
+        if other is not None:
+            raise PlanError(f"{field}: {ref} is also targets[{other}]",
+                            hint="give each target once")
+        seen[_target_key(ref)] = i
+        out.append(ref)
+    if out and subject and _full_subject(subject):
+        raise PlanError(
+            f"{where}: subject: {subject!r} names one repository, and the list has other "
+            "targets",
+            hint="write the subject as @DIGEST or :TAG: it is then looked up in each "
+            "target's repository",
+        )
+    return tuple(out)
+
+
+def _full_subject(subject: str) -> bool:
+    """True when a ``subject`` is a full reference (not ``@DIGEST``, ``DIGEST`` or ``:TAG``)."""
+    return not (_DIGEST_ONLY.match(subject) or subject.startswith(":"))
+
+
+def fan_out(lists: Sequence[PlanList]) -> list[PlanList]:
+    """Each list, then one list per entry of its ``targets`` (in the order written): the
+    same entries, extra tags (aliases too; less the target's own tag when it is one of
+    them) and settings, at the other target, with ``mirror_of`` set to the first target.
+    The lists returned have no ``targets``."""
+    out: list[PlanList] = []
+    for plan in lists:
+        if not plan.targets:
+            out.append(plan)
+            continue
+        first = dataclasses.replace(plan, targets=())
+        out.append(first)
+        out.extend(dataclasses.replace(
+            first, target=t, mirror_of=plan.target,
+            extra_tags=tuple(x for x in plan.extra_tags if x != t.tag),
+            aliases=tuple(x for x in plan.aliases if x != t.tag),
+        ) for t in plan.targets)
+    return out
+
+
+def check_mirror(text: str) -> str:
+    """A ``--mirror`` value: a registry ``host[:port]`` (``ghcr.io``, ``127.0.0.1:5000``),
+    as written.
+
+    Raises:
+        UsageError: (exit 2) not a host[:port] (a reference such as ``ghcr.io/org``, a
+            scheme, an empty value).
+    """
+    try:
+        return reference.parse_registry(text)
+    except InvalidReferenceError:
+        raise UsageError(
+            f"--mirror {text!r}: expected a registry host[:port], not a reference",
+            hint="give the registry only (ghcr.io, registry.example:5000): each list goes "
+            "to the same repository path there",
+        ) from None
+
+
+def mirror(lists: Sequence[PlanList], registries: Sequence[str]) -> list[PlanList]:
+    """``publish --mirror REGISTRY``: every first target (``image:``, ``--target``) of
+    ``lists`` is also published to the same repository path and tags on each registry, as
+    one more list with ``mirror_of`` (after the document's ``targets:`` lists, registries
+    in the order given). ``targets:`` lists are not mirrored again.
+
+    Raises:
+        UsageError: (exit 2) a registry that is not host[:port] (:func:`check_mirror`),
+            given twice, or a mirrored tag that another list of the plan writes (a mirror on
+            the list's own registry, or a registry a ``targets:`` entry already names); a
+            list with a ``subject`` written as a full reference.
+    """
+    given: dict[str, str] = {}
+    for text in registries:
+        registry = check_mirror(text)
+        if registry_key(registry) in given:
+            raise UsageError(f"--mirror {text!r} given twice", hint="give each registry once")
+        given[registry_key(registry)] = registry
+    if not given:
+        return list(lists)
+    owners: dict[tuple[str, str, str], PlanList] = {}
+    for plan in lists:
+        for tag in plan.tags:
+            owners.setdefault(_target_key(plan.target.with_tag(tag)), plan)
+    out: list[PlanList] = []
+    for k, plan in enumerate(lists):
+        out.append(plan)
+        if k + 1 < len(lists) and lists[k + 1].mirror_of is not None:
+            continue  # the document's targets: come first
+        lead = plan if plan.mirror_of is None else next(
+            p for p in reversed(lists[:k + 1]) if p.mirror_of is None)
+        if lead.subject and _full_subject(lead.subject):
+            raise UsageError(
+                f"--mirror: {lead.target}: subject {lead.subject!r} names one repository",
+                hint="write the subject as @DIGEST or :TAG: it is then looked up in each "
+                "target's repository",
+            )
+        for registry in given.values():
+            target = Reference(registry, lead.target.repository, lead.target.tag, None)
+            if registry_key(registry) == registry_key(lead.target.registry):
+                raise UsageError(
+                    f"--mirror {registry}: the registry of {lead.target} (document "
+                    f"{lead.document}) itself",
+                    hint="a mirror goes to the same repository path on another registry",
+                )
+            for tag in lead.tags:
+                other = owners.get(_target_key(target.with_tag(tag)))
+                if other is not None:
+                    what = "the target" if other.target.tag == tag else "a tag"
+                    raise UsageError(
+                        f"--mirror {registry}: {target.with_tag(tag)} is also {what} of "
+                        f"{other.target} (document {other.document})",
+                        hint="a mirror goes to the same repository path on another registry: "
+                        "leave out a registry the plan already writes to",
+                    )
+            made = dataclasses.replace(lead, target=target, mirror_of=lead.target)
+            for tag in made.tags:
+                owners[_target_key(target.with_tag(tag))] = made
+            out.append(made)
+    return out
 
 
 PLAN_KEYS = {

@@ -98,6 +98,8 @@ def result_json(r: ListResult) -> dict[str, Any]:
     }
     if r.same_as:
         doc["same_as"] = r.same_as
+    if r.mirror_of:
+        doc["mirror_of"] = r.mirror_of
     if r.actions:
         doc["actions"] = r.actions
     if r.verified:
@@ -513,6 +515,7 @@ async def publish(
 
     def stamped(report: PublishReport) -> PublishReport:
         since_ops.stamp(report.results, plan, plan_keys, resolved, checked, dry_run=opts.dry_run)
+        stamp_mirrors(report.results, plan)
         report.since = since.path if since is not None else None
         return report
 
@@ -936,6 +939,12 @@ async def _pipelined(
     report = PublishReport([r for r in results if r is not None], dry_run=opts.dry_run)
     _totals(report, engine.client.transport, before, per_registry, started)
     return report
+def stamp_mirrors(results: Sequence[ListResult], plan: Sequence[PlanList]) -> None:
+    """Give each result of a fan-out list (``targets:``, ``--mirror``) its ``mirror_of``:
+    the first target of its plan document (``results`` in plan order, one per list)."""
+    for r, item in zip(results, plan, strict=True):
+        if item.mirror_of is not None:
+            r.mirror_of = str(item.mirror_of)
 
 
 def unit_key(item: PlanList, children: Sequence[Child], opts: PublishOptions) -> Hashable:

@@ -5,8 +5,12 @@ The rule (docs/releases.md "Sharded runs"):
 1. Lists are grouped by their target repository, ``registry/repository`` (the registry as
    :func:`manyfest.reference.registry_key` names it: ``host`` and ``host:80`` are one).
    Lists of one repository always fall in one shard: they share blobs and children, which
-   are mounted and pushed once per repository.
-2. Repositories are taken by number of lists, most first, then by name (plain string
+   are mounted and pushed once per repository. The targets of one plan list (``targets:``,
+   ``--mirror``: lists with ``mirror_of``) fall in one shard too, so its sources are read
+   once: repositories linked by a list and its first target are one group (linked through
+   any chain of such links), named by its first repository in string order, and sized by
+   all its lists. A plan without fan-out has one group per repository.
+2. Groups are taken by number of lists, most first, then by name (plain string
    order); each goes to the shard with the fewest lists so far, the lowest shard number on
    a tie.
 3. A shard's lists keep the plan's order.
@@ -97,33 +101,63 @@ def repository(item: PlanList) -> str:
     return f"{registry_key(target.registry)}/{target.repository}"
 
 
+def _root(parent: dict[str, str], name: str) -> str:
+    """The group of ``name`` in the union-find forest ``parent`` (paths halved on the way)."""
+    while parent[name] != name:
+        parent[name] = parent[parent[name]]
+        name = parent[name]
+    return name
+
+
+def groups(plan: Sequence[PlanList]) -> dict[str, str]:
+    """Each target repository of ``plan`` (:func:`repository`) and its group's name: a
+    repository is grouped with the repository of the first target of every fan-out list
+    (``mirror_of``) it holds, transitively; a group is named by its least repository (plain
+    string order). Without fan-out, every repository is its own group."""
+    parent: dict[str, str] = {}
+    for item in plan:
+        name = repository(item)
+        parent.setdefault(name, name)
+        first = item.mirror_of
+        if first is None:
+            continue
+        lead = f"{registry_key(first.registry)}/{first.repository}"
+        parent.setdefault(lead, lead)
+        a, b = _root(parent, name), _root(parent, lead)
+        if a != b:
+            parent[max(a, b)] = min(a, b)  # the least name is the root: the group's name
+    return {name: _root(parent, name) for name in parent}
+
+
 def assign(plan: Sequence[PlanList], count: int) -> dict[str, int]:
     """Each target repository of ``plan`` and its shard number (1 to ``count``).
 
-    Repositories sorted by (-number of lists, name), each given to the shard with the
-    fewest lists so far (lowest number on a tie): see the module's rule. O(R log R) for R
-    repositories whatever ``count`` is: only shards 1 to ``min(count, R)`` are counted
-    (the others stay empty, so no repository is ever given to them).
+    Groups of repositories (:func:`groups`; one per repository without fan-out) sorted by
+    (-number of lists, name), each given to the shard with the fewest lists so far (lowest
+    number on a tie): see the module's rule. O(R log R) for R repositories whatever
+    ``count`` is: only shards 1 to ``min(count, R)`` are counted (the others stay empty, so
+    no repository is ever given to them).
 
     Raises:
         ValueError: ``count`` is less than 1.
     """
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
+    group = groups(plan)
     sizes: dict[str, int] = {}
     for item in plan:
-        name = repository(item)
+        name = group[repository(item)]
         sizes[name] = sizes.get(name, 0) + 1
     # (lists so far, shard): a heap. While some shard is empty, the lowest-numbered empty
     # one has the fewest lists, so the first min(count, R) repositories fill shards 1, 2,
     # ... in turn and no higher shard is ever chosen: those need no entry.
     loads = [(0, number) for number in range(1, min(count, len(sizes)) + 1)]
-    out: dict[str, int] = {}
+    shard_of: dict[str, int] = {}
     for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
         load, number = heapq.heappop(loads)
-        out[name] = number
+        shard_of[name] = number
         heapq.heappush(loads, (load + sizes[name], number))
-    return out
+    return {name: shard_of[root] for name, root in group.items() if root in shard_of}
 
 
 def select(plan: Sequence[PlanList], k: int, n: int) -> list[PlanList]:
