@@ -23,6 +23,7 @@ from aiohttp import web
 
 from manyfest import mediatypes, reference
 from manyfest.content import Manifest
+from manyfest.engine import Engine, ListResult
 from manyfest.errors import PlanError
 from manyfest.ops.plan import parse_plan
 from manyfest.platform import Platform
@@ -40,8 +41,10 @@ from tests.imagewriter import (
 )
 from tests.quirk_proxy import Before, QuirkProxy
 from tests.registry_server import RegistryServer
+from tests.test_engine import HOST as FAKE
+from tests.test_engine import FakeRegistry
 
-pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+slow = pytest.mark.slow  # the end-to-end tests (see pyproject markers); units are not
 
 ARTIFACT_TYPE = "application/vnd.example.sbom.v1+json"
 EMPTY = "application/vnd.oci.empty.v1+json"
@@ -189,6 +192,7 @@ def registry_requests(server: RegistryServer) -> list[str]:
 # ------------------------------------------------------------------ end to end
 
 
+@slow
 def test_copy_index_across_registries_exactly_then_recopy_is_two_heads(
         registry: RegistryServer, target: RegistryServer, ns: str) -> None:
     src = f"{registry.host}/{ns}/app:1.2.3"
@@ -227,6 +231,7 @@ def test_copy_index_across_registries_exactly_then_recopy_is_two_heads(
     assert report["summary"]["manifest_gets"] == 0
 
 
+@slow
 def test_copy_skips_children_the_target_has_and_moves_a_tag(
         registry: RegistryServer, ns: str) -> None:
     """Within one registry: a second release sharing nothing but the repository; copying
@@ -261,6 +266,7 @@ def test_copy_skips_children_the_target_has_and_moves_a_tag(
         "copy", "updated", first.index.digest, second.index.digest)
 
 
+@slow
 def test_copy_by_digest_to_a_repository_puts_no_tag(registry: RegistryServer,
                                                      target: RegistryServer, ns: str) -> None:
     release = push_release(f"{registry.host}/{ns}/app:1", ns)
@@ -304,6 +310,7 @@ def paged_tags(proxy: QuirkProxy) -> Before:
     return quirk
 
 
+@slow
 def test_all_tags_paginates_and_copies_every_tag(registry: RegistryServer,
                                                  target: RegistryServer, ns: str) -> None:
     """More tags than one page: ``--all-tags`` asks for pages of 2 (``--tag-page-size``),
@@ -334,6 +341,7 @@ def test_all_tags_paginates_and_copies_every_tag(registry: RegistryServer,
         assert fetch(f"{target.host}/{ns}/app:{tag}") == release.index.raw
 
 
+@slow
 def test_copy_plan_documents_with_lists_in_one_run(registry: RegistryServer,
                                                    target: RegistryServer, ns: str,
                                                    tmp_path: Path) -> None:
@@ -382,6 +390,7 @@ all_tags: true
     assert_exact_copy(other, f"{target.host}/{ns}/tools:x")
 
 
+@slow
 def test_failed_copy_names_the_reference_and_exit_codes(registry: RegistryServer,
                                                         target: RegistryServer,
                                                         ns: str) -> None:
@@ -401,9 +410,42 @@ def test_failed_copy_names_the_reference_and_exit_codes(registry: RegistryServer
         f"{registry.host}/{ns}/app"]
 
 
+@slow
+def test_a_child_served_with_other_bytes_fails_the_copy_and_the_tag_stays(
+        registry: RegistryServer, target: RegistryServer, ns: str) -> None:
+    """Every fetched manifest is checked against the digest that named it: a child whose
+    bytes the source serves changed fails the copy, and the target tag is not written."""
+    release = push_release(f"{registry.host}/{ns}/app:1", ns)
+    image = next(d for d, m in release.manifests.items() if not m.is_index)
+    proxy = QuirkProxy(registry.host).start()
+
+    async def tamper(request: web.Request, response: web.Response) -> web.Response:
+        if request.method == "GET" and request.path.endswith(f"/manifests/{image}"):
+            assert response.body is not None
+            body = bytes(response.body).replace(b'"schemaVersion"', b' "schemaVersion"', 1)
+            return web.Response(status=200, body=body, headers={
+                k: v for k, v in response.headers.items() if k.lower() != "content-length"})
+        return response
+
+    proxy.after.append(tamper)
+    try:
+        src = f"{proxy.host}/{ns}/app:1"
+        proc = run_manyfest("copy", src, f"{target.host}/{ns}/app")
+    finally:
+        proxy.stop()
+    assert proc.returncode == 1
+    [line] = proc.stderr.splitlines()
+    assert re.fullmatch(
+        re.escape(f"copy {src} to {target.host}/{ns}/app:1 failed: manifest {proxy.host}/"
+                  f"{ns}/app@{image}: content has digest ") + r"sha256:[0-9a-f]{64}"
+        + re.escape(f", expected {image}") + r"(; .*)?", line), line
+    assert head_digest(f"{target.host}/{ns}/app:1") == ""
+
+
 # ------------------------------------------------------------------ differential
 
 
+@slow
 @pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
 def test_same_digests_as_skopeo_copy_all(registry: RegistryServer, target: RegistryServer,
                                          ns: str, tmp_path: Path) -> None:
@@ -485,7 +527,102 @@ def test_copy_document_forms() -> None:
     assert (str(two.source), two.all_tags, two.document) == ("reg.example/a", True, 2)
 
 
+@slow
 def test_commands_list_copy() -> None:
     proc = run_manyfest("--help")
     assert re.search(r"^\s+copy\s+Copy an image or a whole index", proc.stdout, re.M)
     assert (REPO_ROOT / "src/manyfest/cli/copy.py").exists()
+
+
+# ------------------------------------------------------------------ engine units (in memory)
+
+
+def _fake_release(fake: FakeRegistry, repository: str, tag: str, seed: str) -> Release:
+    """The release index in the in-memory registry: every manifest by digest, the index at
+    ``tag``."""
+    release, images, nested = build_release(seed)
+    for image in images:
+        fake.add_image(repository, image.manifest.digest, image)
+    assert nested is not None
+    fake._store(repository, nested, nested.digest)
+    fake._store(repository, release.index, tag)
+    return release
+
+
+def _copy(fake: FakeRegistry, src: str, *dsts: str, dry_run: bool = False,
+          engine: Engine | None = None) -> list[ListResult]:
+    from manyfest.ops.copy import copy as run_copy
+    from manyfest.ops.plan import check_copy
+
+    plan = check_copy(f"{FAKE}/{src}", [f"{FAKE}/{d}" for d in dsts])
+    return anyio.run(lambda: run_copy(engine or Engine(fake.client()), [plan],
+                                      dry_run=dry_run))
+
+
+def test_children_before_parents_each_once_and_the_tag_last() -> None:
+    """Two tags of one repository copied at once: every child PUT once, by digest, after
+    its own children (the nested index after its image and attestation) and blobs; each
+    blob made present once; the tags last."""
+    fake = FakeRegistry()
+    release = _fake_release(fake, "staging", "1", "units")
+    results = _copy(fake, "staging:1", "prod:a", "prod:b")
+    assert [(str(r.target), r.status, r.digest) for r in results] == [
+        (f"{FAKE}/prod:a", "created", release.index.digest),
+        (f"{FAKE}/prod:b", "created", release.index.digest)]
+    puts = [ref for m, repo, ref in fake.calls if m == "PUT" and repo == "prod"]
+    assert sorted(puts[:-2]) == sorted(release.manifests)  # each child once, by digest
+    assert sorted(puts[-2:]) == ["a", "b"]
+    nested = next(d for d, m in release.manifests.items() if m.is_index)
+    for child in json.loads(release.manifests[nested].raw)["manifests"]:
+        assert puts.index(child["digest"]) < puts.index(nested)
+    blob_calls = [ref for m, repo, ref in fake.calls if m in ("mount", "copy") and repo == "prod"]
+    assert sorted(set(blob_calls)) == sorted(release.blobs)
+    assert len([c for c in fake.calls if c[0] == "mount"]) == len(release.blobs)
+    for digest in release.manifests:  # each child GET once from the source, by digest
+        assert fake.calls.count(("GET", "staging", digest)) == 1
+    assert fake.manifests["prod"]["a"].raw == release.index.raw
+
+
+def test_recopy_is_two_heads_and_present_children_are_not_fetched() -> None:
+    fake = FakeRegistry()
+    release = _fake_release(fake, "staging", "1", "again")
+    _copy(fake, "staging:1", "prod:1")
+    fake.calls.clear()
+    [again] = _copy(fake, "staging:1", "prod:1")
+    assert again.status == "unchanged"
+    assert fake.calls == [("HEAD", "staging", "1"), ("HEAD+push", "prod", "1")]
+    # Another tag of the same index in a repository holding every child: HEADs of the
+    # children by digest, no GET of them, no blob call; the index PUT at the tag.
+    fake.calls.clear()
+    fake.manifests["prod"].pop("1")
+    [moved] = _copy(fake, "staging:1", "prod:1")
+    assert moved.status == "created"
+    entries = [e["digest"] for e in json.loads(release.index.raw)["manifests"]]
+    assert sorted(c for c in fake.calls if c[0] == "HEAD+push") == sorted(
+        [("HEAD+push", "prod", "1")] + [("HEAD+push", "prod", d) for d in entries])
+    assert [c for c in fake.calls if c[0] in ("mount", "copy")] == []
+    assert ("GET", "staging", release.index.digest) in fake.calls  # the index itself
+    assert all(c[0] != "GET" or c[2] == release.index.digest for c in fake.calls)
+    assert fake.calls[-1] == ("PUT", "prod", "1")
+
+
+def test_a_failed_child_leaves_the_tag_and_other_copies_alone() -> None:
+    fake = FakeRegistry()
+    release = _fake_release(fake, "staging", "1", "fails")
+    fake.refuse_put.add("broken")
+    results = _copy(fake, "staging:1", "broken:1", "prod:1")
+    assert [r.status for r in results] == ["failed", "created"]
+    assert results[0].error is not None
+    assert "1" not in fake.manifests.get("broken", {})
+    assert fake.manifests["prod"]["1"].digest == release.index.digest
+
+
+def test_dry_run_heads_the_children_and_writes_nothing() -> None:
+    fake = FakeRegistry()
+    release = _fake_release(fake, "staging", "1", "dry")
+    [result] = _copy(fake, "staging:1", "prod:1", dry_run=True)
+    assert result.status == "created"
+    assert result.dry_run
+    assert all(c[0] in ("HEAD", "GET") for c in fake.calls), fake.calls
+    assert result.actions[-1] == f"put {FAKE}/prod:1 -> {release.index.digest} (new tag)"
+    assert sorted(a.split()[-1] for a in result.actions[:-1]) == sorted(release.manifests)
