@@ -442,6 +442,50 @@ def test_a_child_served_with_other_bytes_fails_the_copy_and_the_tag_stays(
     assert head_digest(f"{target.host}/{ns}/app:1") == ""
 
 
+def _docs_copy_blocks() -> list[tuple[str, int]]:
+    """The ``<!-- plan copies=N -->`` YAML blocks of docs/plan.md, N copy documents
+    (tests/test_docs.py's markers; a plan of copies only has no ``lists=``, so test_docs
+    leaves it to us)."""
+    text = (REPO_ROOT / "docs" / "plan.md").read_text()
+    return [(m.group(2), int(m.group(1))) for m in re.finditer(
+        r"<!--\s*plan copies=(\d+)\s*-->\n```yaml\n(.*?)^```", text, re.S | re.M)]
+
+
+@slow
+def test_docs_copy_example_publishes(registry: RegistryServer, ns: str,
+                                     tmp_path: Path) -> None:
+    """The copy example of docs/plan.md: parsed to the copies it says, dry-run, then run:
+    every target holds the source's exact bytes."""
+    [(text, documents)] = _docs_copy_blocks()
+    text = text.replace("registry.example.com/", f"{registry.host}/{ns}/")
+    plan = parse_plan(text, "docs/plan.md")
+    assert plan.lists == []
+    assert len(plan.copies) == documents
+    releases = {}
+    copies = 0
+    for copy in plan.copies:
+        tags = ["1.0", "2.0"] if copy.all_tags else [copy.source.tag or "latest"]
+        copies += len(tags) * len(copy.targets)
+        for tag in tags:
+            ref = str(copy.source.with_tag(tag))
+            releases[ref] = push_release(ref, f"{ns} {ref}")
+    path = tmp_path / "plan.yaml"
+    path.write_text(text)
+    proc = run_manyfest("publish", "--dry-run", str(path))
+    assert proc.returncode == 0, proc.stderr
+    heads = [line for line in proc.stdout.splitlines() if line.startswith("would create ")]
+    assert len(heads) == copies, proc.stdout
+    proc = run_manyfest("publish", "--json", str(path))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)["results"]
+    assert len(results) == copies
+    for r in results:
+        assert r["kind"] == "copy"
+        assert r["status"] == "created"
+        assert fetch(r["target"]) == releases[r["source"]].index.raw
+    assert sorted({r["source"] for r in results}) == sorted(releases)
+
+
 # ------------------------------------------------------------------ differential
 
 
