@@ -110,6 +110,40 @@ class Session:
             platforms=filters, since=since,
         )
 
+    async def copy(
+        self,
+        source: Reference | str,
+        targets: Sequence[Reference | str],
+        *,
+        all_tags: bool = False,
+        dry_run: bool = False,
+        in_flight: int = 32,
+    ) -> PublishReport:
+        """Copy an image or a whole index exactly (same bytes, same digests) to each target
+        (see :mod:`manyfest.ops.copy`; the rules of :func:`manyfest.ops.plan.check_copy`).
+
+        Args:
+            source: a reference with a tag or digest; with ``all_tags``, a repository.
+            targets: each a reference with a tag, or a repository (the source's tag kept).
+            all_tags: copy every tag of the source repository into each target repository.
+            dry_run: read only; each result's ``actions`` say what would be copied.
+            in_flight: copies run at once.
+
+        Returns:
+            A :class:`~manyfest.ops.publish.PublishReport` of one result per copy
+            (``kind="copy"``; failed copies carry their error).
+
+        Raises:
+            UsageError: a source or target that does not fit, before any request.
+            ManyfestError: listing the source's tags failed (``all_tags``).
+        """
+        from manyfest.ops import copy as copying
+        from manyfest.ops.plan import check_copy
+
+        plan = check_copy(str(source), [str(t) for t in targets], all_tags=all_tags)
+        return await copying.copy_report(self.engine, [plan], dry_run=dry_run,
+                                         in_flight=in_flight)
+
     async def create(
         self,
         list_ref: Reference | str,

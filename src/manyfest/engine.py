@@ -258,6 +258,8 @@ class ListResult:
             list was not built).
         mirror_of: a plan list's second or later target (``targets:``, ``--mirror``): the
             first target's reference; '' otherwise.
+        kind: ``copy`` for a copy's result (see :mod:`manyfest.ops.copy`), else ''.
+        source: a copy's source reference.
     """
 
     target: Reference
@@ -287,6 +289,11 @@ class ListResult:
     existing: dict[str, str] = field(default_factory=dict)
     children: tuple[str, ...] = ()
     mirror_of: str = ""
+    kind: str = ""
+    """``copy`` for the result of a copy (``manyfest copy``, a plan's ``copy:`` document);
+    '' for a list."""
+    source: str = ""
+    """A copy's source reference, as given ('' for a list)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,6 +466,12 @@ class Engine:
         digest); ``None`` when it was gone (404)."""
         self._labels: dict[str, dict[str, str]] = {}
         """Config ``org.opencontainers.image.*`` labels per image manifest digest."""
+        self._copy_heads: OnceMap[str] = OnceMap()
+        """``copy``: the digest a source tag points at, by reference (one HEAD per run)."""
+        self._copy_manifests: OnceMap[Manifest] = OnceMap()
+        """``copy``: source manifests by (registry, repository, digest), verified."""
+        self._copied: OnceMap[list[str]] = OnceMap()
+        """``copy``: children made present, by (registry, repository, digest, dry run)."""
 
     # ------------------------------------------------------------------ resolve
 
@@ -893,6 +906,110 @@ class Engine:
         self.on_event(Pushed(target=str(target), digest=digest))
         return digest
 
+    # ------------------------------------------------------------------ copy
+
+    async def copy_source_digest(self, source: Reference) -> str:
+        """The digest ``source`` names now: its digest, or one HEAD of its tag per run.
+
+        Raises:
+            NotFoundError: no such manifest (``no such manifest: <ref>``).
+        """
+        if source.digest:
+            return source.digest
+
+        async def head() -> str:
+            found = await self.client.head_manifest(source)
+            if found is None:
+                raise _no_such_manifest(source)
+            return found.digest
+
+        return await self._copy_heads.get(str(source), head)
+
+    async def copy_source_manifest(self, source: Reference) -> Manifest:
+        """The exact bytes of ``source`` (a reference by digest), once per run per (registry,
+        repository, digest): a GET verified against the digest (or the on-disk cache).
+
+        Raises:
+            NotFoundError: no such manifest.
+            DigestMismatchError: the registry served other bytes than the digest names.
+            UnsupportedMediaTypeError: not a manifest media type manyfest reads.
+        """
+        assert source.digest is not None
+        key = (source.registry, source.repository, source.digest)
+
+        async def fetch() -> Manifest:
+            try:
+                return await self._manifest(source, confirm=False)
+            except NotFoundError as exc:
+                raise _no_such_manifest(source, exc) from exc
+
+        return await self._copy_manifests.get(key, fetch)
+
+    async def copy_tree(self, target: Reference, source: Reference, manifest: Manifest, *,
+                        dry_run: bool = False) -> list[str]:
+        """Make everything ``manifest`` references present in ``target``'s repository, with
+        the exact bytes (not ``manifest`` itself: the caller PUTs it, by tag or digest).
+
+        An index: every child (images, attestation manifests, artifact manifests, nested
+        indexes), each HEADed by digest in the target repository; a missing one is fetched
+        from ``source``'s repository (verified against the digest that named it), its own
+        tree copied the same way, then PUT by digest: children before parents, so an
+        index is only PUT once every child is present. An image (or artifact) manifest:
+        every blob it references, through :meth:`ensure_blob` (mount or stream; foreign and
+        non-distributable layers, which live outside registries, are left out). Each child
+        is done once per run per (target registry, repository, digest), however many copies
+        share it.
+
+        Args:
+            target: a reference in the repository to copy into.
+            source: a reference in the repository holding ``manifest`` and what it names.
+            manifest: the manifest whose tree to copy.
+            dry_run: read only: HEAD the children, write nothing.
+
+        Returns:
+            The digests of the children PUT (or, with ``dry_run``, missing), children before
+            parents, each once.
+
+        Raises:
+            ManyfestError: a child or blob could not be read or written (the registry's
+                answer in the message).
+        """
+        pushed: list[str] = []
+        if manifest.is_index:
+            descriptors: dict[str, Descriptor] = {}
+            for d in manifest.index().manifests:
+                descriptors.setdefault(d.digest, d)
+            found: dict[str, list[str]] = {}
+
+            async def child(digest: str) -> None:
+                key = (target.registry, target.repository, digest, dry_run)
+                found[digest] = await self._copied.get(key, partial(
+                    self._copy_child, target, source.with_digest(digest), dry_run))
+
+            await run_all(*(partial(child, d) for d in descriptors))
+            for digest in descriptors:
+                pushed.extend(d for d in found[digest] if d not in pushed)
+        elif not dry_run:
+            blobs = [b for b in manifest.blobs() if not _external(b)]
+            await run_all(*(partial(self.ensure_blob, target, b, source) for b in blobs))
+        return pushed
+
+    async def _copy_child(self, target: Reference, source: Reference,
+                          dry_run: bool) -> list[str]:
+        """One child of a copied index: present in ``target``'s repository when it already is
+        (a registry holds an index only with its children, an image only with its blobs),
+        else its tree copied and it PUT by digest."""
+        assert source.digest is not None
+        here = target.with_digest(source.digest)
+        if await self.client.head_manifest(here, push=not dry_run) is not None:
+            return []
+        manifest = await self.copy_source_manifest(source)
+        pushed = await self.copy_tree(target, source, manifest, dry_run=dry_run)
+        if not dry_run:
+            await self.put_manifest(here, manifest)
+            self.on_event(Pushed(target=str(target), digest=manifest.digest))
+        return [*pushed, manifest.digest]
+
     async def publish(
         self,
         target: Reference,
@@ -1235,6 +1352,8 @@ def name_registry(exc: ManyfestError, source: Reference, target: Reference) -> M
     exc.message = f"{side} registry {registry}: {exc.message}"
     exc.args = (exc.message,)
     return exc
+
+
 def existing_tags(target: Reference, tags: list[str], heads: dict[str, str], listed: Manifest,
                   opts: PublishOptions) -> dict[str, str]:
     """``--existing``: the tags among ``tags`` (those to be written) that hold another
@@ -1301,6 +1420,21 @@ def overwrite_refusal(ref: Reference, listed: Manifest, held: str,
         hint=IMMUTABLE_HINT if worded or exc.status == 412 else OVERWRITE_HINT,
         existing={tag: held},
     )
+
+
+_EXTERNAL_LAYERS = frozenset({
+    mediatypes.DOCKER_FOREIGN_LAYER,
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+})
+
+
+def _external(blob: Descriptor) -> bool:
+    """True for a foreign (Windows base) or non-distributable layer: fetched from its
+    ``urls``, not held by registries, never copied (registries accept manifests naming
+    them without the blob); one without ``urls`` is copied as any blob."""
+    return blob.media_type in _EXTERNAL_LAYERS and bool(blob.urls)
 
 
 def list_identity(listed: Manifest) -> bytes:

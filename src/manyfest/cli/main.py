@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": ("manyfest.cli.lists", "Delete one or more manifest lists from local storage."),
     "publish": ("manyfest.cli.publish",
                 "Publish every manifest list of a plan, concurrently."),
+    "copy": ("manyfest.cli.copy",
+             "Copy an image or a whole index to other repositories, digests unchanged."),
     "report": ("manyfest.cli.report",
                "Work on the reports of publish runs (merge the reports of sharded runs)."),
     "login": ("manyfest.cli.login", "Authenticate to a registry."),

@@ -85,7 +85,8 @@ def list_line(result: ListResult, done: int, total: int, *, dry_run: bool) -> tu
     if result.status == "failed" and result.error is not None:
         return f"{head}{word} {result.target}: {result.error.one_line()}", word
     verified = ", verified" if result.verified else ""
-    tail = (f" {result.target} {result.digest} ({plural(result.requests, 'request')}, "
+    copied = f" from {result.source}" if result.kind == "copy" else ""
+    tail = (f" {result.target} {result.digest}{copied} ({plural(result.requests, 'request')}, "
             f"{result.duration_s:.2f} s{verified})")
     return head + word + tail, word
 
@@ -155,13 +156,16 @@ class PublishProgress:
     # ------------------------------------------------------------------ what is shown
 
     def _noun(self) -> tuple[str, str]:
+        if self.phase == "copy":
+            return ("copy", "copies")
         return ("source", "sources") if self.phase == "resolve" else ("list", "lists")
 
     def _phase_text(self, *, past: bool = False) -> str:
         word, many = self._noun()
         verb = {"resolve": ("resolving", "resolved"),
                 "publish": ("publishing", "published"),
-                "since": ("checking", "checked")}.get(self.phase, (self.phase, self.phase))
+                "since": ("checking", "checked"),
+                "copy": ("copying", "copied")}.get(self.phase, (self.phase, self.phase))
         if self.dry_run and self.phase == "publish":
             verb = ("checking", "checked")
         text = f"{verb[past]} {plural(self.phase_total, word, many)}"

@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -34,10 +35,14 @@ from manyfest.cli.app import (
 )
 from manyfest.errors import ManyfestError, PublishFailed, UsageError
 from manyfest.transport.settings import DEFAULT_CONCURRENCY
+from manyfest.words import plural
 
 if TYPE_CHECKING:  # imported in the command's body: see manyfest.cli.app on start-up
-    from manyfest.ops.plan import PlanList
-    from manyfest.ops.publish import PublishReport
+    from manyfest.api import Session
+    from manyfest.cli.progress import PublishProgress
+    from manyfest.engine import PublishOptions
+    from manyfest.ops.plan import PlanCopy, PlanList
+    from manyfest.ops.publish import PublishReport, StopRequest
 
 
 app = command_app()
@@ -278,6 +283,7 @@ def publish(
     from manyfest.ops.publish import StopRequest
     from manyfest.ops.since import Since, read_report
 
+    copies: list[PlanCopy] = []
     from_args = {"--platforms": platforms, "--template": template, "--target": target}
     given = [name for name, value in from_args.items() if value is not None]
     with_target = [n for n, v in (("--tags", tags), ("--annotations", annotations)) if v]
@@ -291,7 +297,9 @@ def publish(
                     f"PLAN.yaml and {', '.join(given + with_target)} cannot be used together",
                     hint="give a plan file, or --target, --template and --platforms",
                 )
-            plan = plans.load(plan_file, platform_check=check_mode(platform_check) or None)
+            loaded = plans.load_plan(plan_file, platform_check=check_mode(platform_check) or None)
+            plan, copies = loaded.lists, loaded.copies
+            _check_copies(copies, part is not None, atomic)
         elif not given:
             raise UsageError(
                 "publish needs PLAN.yaml, or --target, --template and --platforms",
@@ -363,6 +371,7 @@ def publish(
         async with Session(settings, on_event=sink(progress)) as session:
             progress.counters = session.transport.total
             with progress:
+                copied = await _run_copies(session, copies, progress, options, stop)
                 done = await session.publish(
                     plan, options=options, fail_fast=fail_fast, stop=stop, platforms=filters,
                     since=previous,
@@ -371,7 +380,7 @@ def publish(
                 from manyfest.ops.digests import fill_children
 
                 await fill_children(session.engine, done.results, options.lists_in_flight)
-            return done
+            return _with_copies(done, copied)
 
     try:
         report = execute(body, on_signal=lambda signum: stop.stop(interrupts.name(signum)))
@@ -416,6 +425,73 @@ def publish(
         raise fail(PublishFailed(
             f"{report.failed} of {output.plural(len(report.results), 'list')} failed"
         ))
+
+
+def _check_copies(copies: list[PlanCopy], sharded: bool, atomic: bool) -> None:
+    """Refuse ``copy:`` documents with ``--shard`` or ``--atomic`` (neither is defined for
+    copies yet: a shard would run every copy, ``--atomic`` could not move their tags back).
+
+    Raises:
+        UsageError: the plan has copies and one of those flags was given.
+    """
+    flags = [f for f, given in (("--shard", sharded), ("--atomic", atomic)) if given]
+    if copies and flags:
+        raise UsageError(
+            f"the plan has {plural(len(copies), 'copy: document')}, which {' and '.join(flags)} "
+            "does not take",
+            hint="run the copy: documents in a plan of their own (or with manyfest copy)",
+        )
+
+
+async def _run_copies(session: Session, copies: list[PlanCopy], progress: PublishProgress,
+                      options: PublishOptions, stop: StopRequest) -> PublishReport | None:
+    """A plan's ``copy:`` documents, before its lists (a list may name what a copy brings
+    as a source), on the run's engine: one throttle per registry, shared work. ``None``
+    when the plan has none.
+
+    Raises:
+        ManyfestError: listing an ``all_tags`` source's tags failed (before any list).
+    """
+    if not copies:
+        return None
+    from manyfest.events import Phase
+    from manyfest.ops import copy as copying
+    from manyfest.ops.publish import PublishReport
+
+    engine, transport = session.engine, session.transport
+    total = transport.total
+    before = (total.requests, total.retries, total.throttled, total.manifest_gets,
+              total.manifest_heads)
+    per_registry = transport.registry_stats()
+    started = time.monotonic()
+    report = PublishReport(dry_run=options.dry_run)
+    with stop.scope():
+        pairs = await copying.expand(engine, copies)
+        progress.total += len(pairs)
+        engine.on_event(Phase(name="copy", total=len(pairs)))
+        report.results = await copying.run_copies(engine, pairs, dry_run=options.dry_run,
+                                                  in_flight=options.lists_in_flight)
+    copying.add_totals(report, transport, before, per_registry, started)
+    return report
+
+
+def _with_copies(report: PublishReport, copied: PublishReport | None) -> PublishReport:
+    """The run's report: the copies' results first (they ran first), then the lists';
+    the copies' requests and time added to the totals."""
+    if copied is None:
+        return report
+    report.results[:0] = copied.results
+    report.requests += copied.requests
+    report.retries += copied.retries
+    report.throttled += copied.throttled
+    report.manifest_gets += copied.manifest_gets
+    report.manifest_heads += copied.manifest_heads
+    report.duration_s += copied.duration_s
+    for name, counts in copied.registries.items():
+        into = report.registries.setdefault(name, {})
+        for k, v in counts.items():
+            into[k] = into.get(k, 0) + v
+    return report
 
 
 def _atomic_hint(report: PublishReport) -> str:

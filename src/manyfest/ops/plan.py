@@ -131,6 +131,33 @@ class CompactSpec(ListKeys, kw_only=True, forbid_unknown_fields=True):
     aliases: AliasSpec | None = None
 
 
+class CopySpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A ``copy:`` document: a source copied exactly to each target (``manyfest copy``)."""
+
+    copy: str
+    to: list[str]
+    all_tags: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCopy:
+    """A validated copy (a ``copy:`` document, or ``manyfest copy``'s arguments).
+
+    Attributes:
+        source: what to copy: a reference with a tag or digest (no tag nor digest:
+            ``latest``); with ``all_tags``, a repository (tag and digest ``None``).
+        targets: where: each a reference with a tag (that tag), or a repository (tag and
+            digest ``None``: the source's tag, or its digest alone when it has none).
+        all_tags: copy every tag of the source's repository to each target repository.
+        document: the plan document (1-based; 0 on the command line).
+    """
+
+    source: Reference
+    targets: tuple[Reference, ...]
+    all_tags: bool = False
+    document: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class PlanEntry:
     """A validated source entry: reference plus the platform fields the plan sets."""
@@ -356,7 +383,8 @@ def _documents(text: str, source: str) -> Iterator[Any]:
         raise PlanError(f"{source}: invalid text: {exc}") from exc
 
 
-def _parse_documents(text: str, source: str, platform_check: str | None) -> list[PlanList]:
+def _parse_documents(text: str, source: str, platform_check: str | None,
+                     copies: list[PlanCopy] | None = None) -> list[PlanList]:
     documents = _documents(text, source)
     lists: list[PlanList] = []
     labels: list[str] = []
@@ -368,6 +396,15 @@ def _parse_documents(text: str, source: str, platform_check: str | None) -> list
         where = f"{source}: document {number}"
         if not isinstance(doc, dict):
             raise PlanError(f"{where}: expected a mapping with image, tags and manifests")
+        if "copy" in doc:
+            if copies is None:
+                raise PlanError(
+                    f"{where}: a copy: document, which this reader does not run",
+                    hint="run the plan with manyfest publish, or read it with "
+                    "manyfest.ops.plan.parse_plan",
+                )
+            copies.append(_copy_document(_drop_null_keys(doc), where, number))
+            continue
         if "matrix" in doc:
             try:
                 expanded, given = _expand(doc, source, number, platform_check)
@@ -387,7 +424,7 @@ def _parse_documents(text: str, source: str, platform_check: str | None) -> list
         spec = _convert(doc, ListSpec, where)
         labels.append(f"document {number}")
         lists.append(_validate(spec, where, number, platform_check))
-    if not lists:
+    if not lists and not copies:
         raise PlanError(f"{source}: no list in the plan", hint="add at least one YAML document")
     if any(plan.targets for plan in lists):
         labels = [label for plan, label in zip(lists, labels, strict=True)
@@ -1055,6 +1092,127 @@ def _combination(
     )
 
 
+COPY_HINT = ("a copy: document is copy: SOURCE, to: [TARGET, ...] and optionally "
+             "all_tags: true (docs/plan.md)")
+
+
+def _copy_document(doc: dict[str, Any], where: str, number: int) -> PlanCopy:
+    """A ``copy:`` document validated (see :func:`check_copy`).
+
+    Raises:
+        PlanError: unknown keys, missing ``to``, a value of the wrong shape, an invalid
+            reference, or a source/target that does not fit ``all_tags``.
+    """
+    if isinstance(doc.get("to"), str):
+        doc["to"] = [doc["to"]]
+    value = doc.get("all_tags")
+    if value in _TRUE:
+        doc["all_tags"] = True
+    elif value in _FALSE:
+        doc["all_tags"] = False
+    elif "all_tags" in doc:
+        raise PlanError(f"{where}: all_tags: expected true or false, got {value!r}",
+                        hint=COPY_HINT)
+    try:
+        spec = _convert(doc, CopySpec, where)
+    except PlanError as exc:
+        exc.hint = COPY_HINT
+        raise
+    if not spec.to:
+        raise PlanError(f"{where}: to: give at least one target", hint=COPY_HINT)
+    try:
+        return check_copy(spec.copy, spec.to, all_tags=spec.all_tags, document=number,
+                          where=where, source_key="copy", target_key="to",
+                          all_tags_key="all_tags: true")
+    except UsageError as exc:
+        raise PlanError(exc.message, hint=exc.hint) from None
+
+
+def check_copy(source: str, targets: Sequence[str], *, all_tags: bool = False,
+               document: int = 0, where: str = "", source_key: str = "SRC",
+               target_key: str = "DST", all_tags_key: str = "--all-tags") -> PlanCopy:
+    """A copy's source and targets parsed and checked (``manyfest copy`` and ``copy:``
+    documents share the rules, docs/registries.md "Copy and promotion").
+
+    A target is a reference with a tag, or a repository (the source's tag is kept; a
+    source named by digest alone is copied by digest, no tag). A target naming a digest is
+    refused (the digest is the source's, whatever is written). With ``all_tags`` the source
+    and every target are repositories (no tag, no digest).
+
+    Raises:
+        UsageError: an invalid reference, or a source or target that does not fit; the
+            message names ``where`` and the key.
+    """
+    at = f"{where}: " if where else ""
+    try:
+        src = reference.parse(source, default_tag=None)
+    except InvalidReferenceError as exc:
+        raise UsageError(f"{at}{source_key}: {exc.message}", hint=exc.hint) from None
+    dsts: list[Reference] = []
+    for text in targets:
+        try:
+            dst = reference.parse(text, default_tag=None)
+        except InvalidReferenceError as exc:
+            raise UsageError(f"{at}{target_key}: {exc.message}", hint=exc.hint) from None
+        if dst.digest:
+            raise UsageError(
+                f"{at}{target_key}: {text} names a digest: a copy keeps the source's digest",
+                hint="give a repository (the source's tag is kept) or a reference with a tag",
+            )
+        if all_tags and dst.tag:
+            raise UsageError(
+                f"{at}{target_key}: {text} has a tag: {all_tags_key} copies every tag of "
+                "the source into a repository",
+                hint=f"give the target repository without a tag, e.g. {dst.name}",
+            )
+        dsts.append(dst)
+    if all_tags and (src.tag or src.digest):
+        raise UsageError(
+            f"{at}{source_key}: {source} names a tag or digest: {all_tags_key} copies every "
+            "tag of a repository",
+            hint=f"give the source repository without a tag, e.g. {src.name}",
+        )
+    if not all_tags and src.tag is None and src.digest is None:
+        src = src.with_tag("latest")
+    for dst in dsts:
+        if dst.in_repository(src) and (dst.tag is None or dst.tag == src.tag):
+            raise UsageError(
+                f"{at}{target_key}: {dst} is the source itself",
+                hint="give another repository or tag to copy to",
+            )
+    return PlanCopy(src, tuple(dsts), all_tags, document)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A whole plan: its lists and its copies (``copy:`` documents), each in file order."""
+
+    lists: list[PlanList]
+    copies: list[PlanCopy]
+
+
+def parse_plan(text: str, source: str = "plan", *, platform_check: str | None = None) -> Plan:
+    """Parse plan YAML text as :func:`parse_documents` does, ``copy:`` documents included.
+
+    A document with a ``copy`` key is a copy (``copy: SOURCE``, ``to: TARGET`` or a list
+    of them, optional ``all_tags: true``), checked by :func:`check_copy`. A plan may hold
+    copies only.
+
+    Raises:
+        PlanError: as :func:`parse_documents`, and a ``copy:`` document that does not fit.
+    """
+    copies: list[PlanCopy] = []
+    try:
+        lists = _parse_documents(text, source, platform_check, copies)
+    except RecursionError:
+        raise PlanError(f"{source}: the plan is nested too deeply to read") from None
+    except UsageError as exc:
+        if isinstance(exc, PlanError):
+            raise
+        raise PlanError(exc.message, hint=exc.hint) from None
+    return Plan(lists, copies)
+
+
 def _check_unique_tags(
     lists: Sequence[PlanList],
     labels: Sequence[str],
@@ -1538,6 +1696,20 @@ def load(path: Path, *, platform_check: str | None = None) -> list[PlanList]:
         PlanError: the file cannot be read, is larger than :data:`PLAN_LIMIT` (or endless,
             like ``/dev/zero``), is not UTF-8 or is not a valid plan.
     """
+    return parse_documents(_read(path), str(path), platform_check=platform_check)
+
+
+def load_plan(path: Path, *, platform_check: str | None = None) -> Plan:
+    """Read and parse a plan file with its ``copy:`` documents (see :func:`parse_plan`).
+
+    Raises:
+        PlanError: as :func:`load`.
+    """
+    return parse_plan(_read(path), str(path), platform_check=platform_check)
+
+
+def _read(path: Path) -> str:
+    """A plan file's text (at most :data:`PLAN_LIMIT` bytes of UTF-8)."""
     try:
         with path.open("rb") as fh:
             data = fh.read(PLAN_LIMIT + 1)
@@ -1556,4 +1728,4 @@ def load(path: Path, *, platform_check: str | None = None) -> list[PlanList]:
             f"plan {path} is not UTF-8 text (byte {exc.start} is not valid UTF-8)",
             hint="a plan is a YAML file in UTF-8",
         ) from None
-    return parse_documents(text, str(path), platform_check=platform_check)
+    return text

@@ -96,6 +96,9 @@ def result_json(r: ListResult) -> dict[str, Any]:
         "manifest_gets": r.manifest_gets,
         "manifest_heads": r.manifest_heads,
     }
+    if r.kind:
+        doc["kind"] = r.kind
+        doc["source"] = r.source
     if r.same_as:
         doc["same_as"] = r.same_as
     if r.mirror_of:

@@ -12,8 +12,10 @@ body's media type. Reads ask for ``pull`` only; writes ``pull,push``; a mount al
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urljoin
 
 import msgspec
 
@@ -526,6 +528,55 @@ class RegistryClient:
                 )
         return False
 
+    async def list_tags(self, ref: Reference, *, page_size: int | None = None) -> list[str]:
+        """Every tag of ``ref``'s repository (distribution-spec "Listing Tags", end-8a/8b).
+
+        ``GET /v2/<name>/tags/list`` (with ``?n=<page_size>`` when given), then, while the
+        answer carries a ``Link: <url>; rel="next"`` header, the URL it names (the spec's
+        ``?n=<n>&last=<last tag of the previous page>``); no ``Link`` header means the list
+        is complete. Tags come in the registry's order (lexical, per the spec), each once.
+
+        Raises:
+            NotFoundError: no such repository (404 ``NAME_UNKNOWN``).
+            RegistryError: any other error answer, a body that is not a tag list, or a
+                ``Link`` that names a page already read (a registry paging in a loop).
+        """
+        path = f"/v2/{ref.repository}/tags/list"
+        if page_size is not None:
+            path += f"?n={page_size}"
+        tags: list[str] = []
+        seen_pages: set[str] = set()
+        seen: set[str] = set()
+        while True:
+            seen_pages.add(path)
+            resp = await self.transport.request(
+                "GET", ref.registry, path, what=f"list tags of {ref.name}",
+                scopes=self._scopes(ref, _PULL),
+            )
+            try:
+                page = _TAG_LIST.decode(resp.body)
+            except msgspec.DecodeError as exc:
+                raise RegistryError(
+                    f"list tags of {ref.name}: the answer is not a tag list: {exc}",
+                    status=resp.status, method="GET", url=resp.url,
+                    hint="the registry does not follow the distribution-spec tag listing",
+                ) from None
+            for tag in page.tags or ():
+                if tag not in seen:
+                    seen.add(tag)
+                    tags.append(tag)
+            following = next_link(resp.headers.get("Link", ""))
+            if not following:
+                return tags
+            if following in seen_pages or urljoin(resp.url, following) in seen_pages:
+                raise RegistryError(
+                    f"list tags of {ref.name}: the Link header names a page already read "
+                    f"({following})",
+                    status=resp.status, method="GET", url=resp.url,
+                    hint="the registry pages tags in a loop: report it to its operator",
+                )
+            path = following if following.startswith("/") else urljoin(resp.url, following)
+
     async def upload_blob(self, target: Reference, data: bytes, digest: str | None = None) -> str:
         """Upload ``data`` monolithically (POST, then PUT ``?digest=``); returns its digest.
 
@@ -576,6 +627,31 @@ def range_end(text: str) -> int | None:
     if not sep or not first.strip().isdigit() or not last.strip().isdigit():
         return None
     return int(last)
+
+
+class _TagList(msgspec.Struct):
+    name: str = ""
+    tags: list[str] | None = None
+
+
+_TAG_LIST = msgspec.json.Decoder(_TagList)
+_LINK_NEXT = re.compile(r'<([^>]*)>\s*((?:;[^,]*)*)')
+
+
+def next_link(header: str) -> str:
+    """The URL of the ``rel="next"`` link of a ``Link`` header (RFC 8288), '' when none.
+
+    The URL is returned as written: a path (``/v2/...``, as Distribution sends) or an
+    absolute URL; several links may be given, comma-separated; ``rel`` may be quoted or not
+    and name several relation types.
+    """
+    for match in _LINK_NEXT.finditer(header):
+        url, params = match.group(1), match.group(2)
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "rel" and "next" in value.strip().strip('"').split():
+                return url.strip()
+    return ""
 
 
 def _decode(ref: Reference, resp: Response) -> Manifest:
