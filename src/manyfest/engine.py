@@ -68,6 +68,7 @@ from manyfest.events import (
 from manyfest.models import ConfigSection, Descriptor, ImageConfig, SubjectDescriptor
 from manyfest.platform import Platform
 from manyfest.reference import Reference
+from manyfest.referrers import Referrer, Referrers, mode_override, stale_message
 from manyfest.registry import RegistryClient
 from manyfest.transport import RequestStats, current_stats
 from manyfest.words import plural
@@ -233,6 +234,10 @@ class ListResult:
         heads: what each tag pointed at before (as looked up; empty when not looked up).
         moved: tags whose PUT the registry accepted in this run (also when the list failed
             at a later tag).
+        referrers: referrers of its children copied into the target repository
+            (:mod:`manyfest.referrers`).
+        stale_referrers: when the first tag moved from another list: the referrers of that
+            old list (its signatures and attestations, which do not apply to the new one).
     """
 
     target: Reference
@@ -259,6 +264,8 @@ class ListResult:
     same_as: str = ""
     heads: dict[str, str] = field(default_factory=dict)
     moved: list[str] = field(default_factory=list)
+    referrers: list[Referrer] = field(default_factory=list)
+    stale_referrers: list[Referrer] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +294,9 @@ class PublishOptions:
             another JSON layout: :meth:`Engine.same_children`).
         atomic: ``publish --atomic``: every child and list pushed by digest first, then
             every tag moved; a failure moves the tags back (:mod:`manyfest.ops.atomic`).
+        referrers: ``copy``: the referrers of every child copied into another repository
+            come with it, and a list whose tag moved names its old list's referrers
+            (:mod:`manyfest.referrers`); ``skip``: none is looked for.
     """
 
     style: JsonStyle = "docker"
@@ -300,6 +310,7 @@ class PublishOptions:
     labels_to_annotations: bool | None = None
     unchanged_by: Literal["digest", "children"] = "digest"
     atomic: bool = False
+    referrers: Literal["copy", "skip"] = "copy"
 
     def __post_init__(self) -> None:
         if self.style not in ("docker", "manifest-tool", "compact"):
@@ -314,6 +325,9 @@ class PublishOptions:
             )
         if self.lists_in_flight < 1:
             raise ValueError("PublishOptions.lists_in_flight must be at least 1")
+        if self.referrers not in ("copy", "skip"):
+            raise ValueError(
+                f"PublishOptions.referrers must be copy or skip, not {self.referrers!r}")
         if self.unchanged_by not in ("digest", "children"):
             raise ValueError(
                 f"PublishOptions.unchanged_by must be digest or children, not "
@@ -394,6 +408,9 @@ class Engine:
         digest); ``None`` when it was gone (404)."""
         self._labels: dict[str, dict[str, str]] = {}
         """Config ``org.opencontainers.image.*`` labels per image manifest digest."""
+        self.referrers = Referrers(self)
+        """Referrers carried with children (:mod:`manyfest.referrers`); its ``mode``
+        (``copy``/``skip``) is the engine option commands outside ``publish`` set."""
 
     # ------------------------------------------------------------------ resolve
 
@@ -750,6 +767,7 @@ class Engine:
             target.with_digest(child.manifest.digest), child.manifest
         )
         self.on_event(Pushed(target=str(target), digest=digest))
+        await self.referrers.carry(target, child)
         return digest
 
     async def publish(
@@ -792,6 +810,7 @@ class Engine:
         result = ListResult(target, tags, dry_run=opts.dry_run)
         stats = stats or RequestStats()
         token = current_stats.set(stats)
+        mode = mode_override.set(opts.referrers)
         started = time.monotonic() if started is None else started
         self.on_event(Started(target=str(target)))
         try:
@@ -812,6 +831,7 @@ class Engine:
                 await self.execute(plan)
                 result.pushed_children = [c.manifest.digest for c in plan.children]
                 result.status = "updated" if result.old_digest else "created"
+                await self.referrers_of(result, plan)
                 if opts.verify:
                     await self.verify(result, children, kept=plan.kept)
         except ManyfestError as exc:
@@ -825,6 +845,7 @@ class Engine:
             result.error = leaf
         finally:
             current_stats.reset(token)
+            mode_override.reset(mode)
             result.requests = stats.requests
             result.retries = stats.retries
             result.throttled = stats.throttled
@@ -834,6 +855,20 @@ class Engine:
         if announce:
             self.on_event(Finished(target=str(target), result=result))
         return result
+
+    async def referrers_of(self, result: ListResult, plan: ListPlan) -> None:
+        """After a list is published: the referrers its children brought
+        (:attr:`ListResult.referrers`) and, when its first tag moved from another list, that
+        list's referrers (:attr:`ListResult.stale_referrers`, with a warning naming them)."""
+        digests = [c.manifest.digest for c in plan.children]
+        result.referrers = self.referrers.copied(result.target, digests)
+        old = result.old_digest
+        if not old or old == result.digest or plan.tags[:1] != result.tags[:1]:
+            return
+        result.stale_referrers = await self.referrers.stale(result.target, old)
+        if result.stale_referrers:
+            self.on_event(Warned(target=str(result.target), message=stale_message(
+                result.target, old, result.digest, result.stale_referrers)))
 
     async def heads(self, target: Reference, tags: Sequence[str], *, push: bool,
                     tolerant: bool = False) -> dict[str, str]:

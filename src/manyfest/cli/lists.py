@@ -18,6 +18,8 @@ from manyfest.cli.app import (
     LabelsOpt,
     MediaTypeOpt,
     PlatformCheckOpt,
+    ReferrersChoice,
+    ReferrersOpt,
     Stopped,
     SubjectOpt,
     begin_work,
@@ -318,6 +320,7 @@ def push(
     artifact_type: ArtifactTypeOpt = "",
     subject: SubjectOpt = "",
     labels_to_annotations: LabelsOpt = False,
+    referrers: ReferrersOpt = ReferrersChoice.copy,
 ) -> None:
     """Push a manifest list to a repository.
 
@@ -339,6 +342,7 @@ def push(
     async def body() -> PushOutcome:
         async with Session(settings_from(insecure), on_event=sink()) as session:
             sessions.append(session)
+            session.engine.referrers.mode = "skip" if referrers is ReferrersChoice.skip else "copy"
             return await session.push(ref, purge=purge, settings=wanted)
 
     try:

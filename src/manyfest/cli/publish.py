@@ -20,6 +20,8 @@ from manyfest.cli.app import (
     JsonStyleChoice,
     MediaTypeChoice,
     PlatformCheckOpt,
+    ReferrersChoice,
+    ReferrersOpt,
     Stopped,
     check_mode,
     command_app,
@@ -237,6 +239,7 @@ def publish(
                      "a list with the same children and platforms in another JSON layout "
                      "(kept as it is)."),
     ] = UnchangedByChoice.digest,
+    referrers: ReferrersOpt = ReferrersChoice.copy,
 ) -> None:
     """Publish every manifest list of a plan, concurrently.
 
@@ -328,6 +331,7 @@ def publish(
         artifact_type=artifact_type, subject=subject,
         labels_to_annotations=labels_to_annotations, atomic=atomic,
         unchanged_by="children" if unchanged_by is UnchangedByChoice.children else "digest",
+        referrers="skip" if referrers is ReferrersChoice.skip else "copy",
     )
     try:
         plans.check_list_settings(
