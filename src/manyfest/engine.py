@@ -77,6 +77,7 @@ from manyfest.events import (
 from manyfest.models import ConfigSection, Descriptor, ImageConfig, SubjectDescriptor
 from manyfest.platform import Platform
 from manyfest.reference import Reference, registry_key, same_registry
+from manyfest.referrers import Referrer, Referrers, mode_override, stale_message
 from manyfest.registry import RegistryClient
 from manyfest.transport import RequestStats, current_stats
 from manyfest.words import plural
@@ -260,6 +261,10 @@ class ListResult:
             first target's reference; '' otherwise.
         kind: ``copy`` for a copy's result (see :mod:`manyfest.ops.copy`), else ''.
         source: a copy's source reference.
+        referrers: referrers of its children copied into the target repository
+            (:mod:`manyfest.referrers`).
+        stale_referrers: when the first tag moved from another list: the referrers of that
+            old list (its signatures and attestations, which do not apply to the new one).
     """
 
     target: Reference
@@ -294,6 +299,8 @@ class ListResult:
     '' for a list."""
     source: str = ""
     """A copy's source reference, as given ('' for a list)."""
+    referrers: list[Referrer] = field(default_factory=list)
+    stale_referrers: list[Referrer] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +336,9 @@ class PublishOptions:
             leaves it as it is and moves the list's other tags
             (:attr:`ListPlan.existing`). Tags are HEADed first for ``fail`` and ``skip``
             even when ``skip_unchanged`` is off (``push``).
+        referrers: ``copy``: the referrers of every child copied into another repository
+            come with it, and a list whose tag moved names its old list's referrers
+            (:mod:`manyfest.referrers`); ``skip``: none is looked for.
     """
 
     style: JsonStyle = "docker"
@@ -343,6 +353,7 @@ class PublishOptions:
     unchanged_by: Literal["digest", "children"] = "digest"
     atomic: bool = False
     existing: Literal["fail", "skip", "overwrite"] = "overwrite"
+    referrers: Literal["copy", "skip"] = "copy"
 
     def __post_init__(self) -> None:
         if self.style not in ("docker", "manifest-tool", "compact"):
@@ -357,6 +368,9 @@ class PublishOptions:
             )
         if self.lists_in_flight < 1:
             raise ValueError("PublishOptions.lists_in_flight must be at least 1")
+        if self.referrers not in ("copy", "skip"):
+            raise ValueError(
+                f"PublishOptions.referrers must be copy or skip, not {self.referrers!r}")
         if self.unchanged_by not in ("digest", "children"):
             raise ValueError(
                 f"PublishOptions.unchanged_by must be digest or children, not "
@@ -472,6 +486,9 @@ class Engine:
         """``copy``: source manifests by (registry, repository, digest), verified."""
         self._copied: OnceMap[list[str]] = OnceMap()
         """``copy``: children made present, by (registry, repository, digest, dry run)."""
+        self.referrers = Referrers(self)
+        """Referrers carried with children (:mod:`manyfest.referrers`); its ``mode``
+        (``copy``/``skip``) is the engine option commands outside ``publish`` set."""
 
     # ------------------------------------------------------------------ resolve
 
@@ -904,6 +921,7 @@ class Engine:
             target.with_digest(child.manifest.digest), child.manifest
         )
         self.on_event(Pushed(target=str(target), digest=digest))
+        await self.referrers.carry(target, child)
         return digest
 
     # ------------------------------------------------------------------ copy
@@ -1050,6 +1068,7 @@ class Engine:
         result = ListResult(target, tags, dry_run=opts.dry_run)
         stats = stats or RequestStats()
         token = current_stats.set(stats)
+        mode = mode_override.set(opts.referrers)
         started = time.monotonic() if started is None else started
         self.on_event(Started(target=str(target)))
         try:
@@ -1074,6 +1093,7 @@ class Engine:
                 await self.execute(plan)
                 result.pushed_children = [c.manifest.digest for c in plan.children]
                 result.status = plan.status()
+                await self.referrers_of(result, plan)
                 if opts.verify:
                     await self.verify(result, children, kept=plan.kept)
         except ManyfestError as exc:
@@ -1089,6 +1109,7 @@ class Engine:
             result.error = leaf
         finally:
             current_stats.reset(token)
+            mode_override.reset(mode)
             result.requests = stats.requests
             result.retries = stats.retries
             result.throttled = stats.throttled
@@ -1098,6 +1119,20 @@ class Engine:
         if announce:
             self.on_event(Finished(target=str(target), result=result))
         return result
+
+    async def referrers_of(self, result: ListResult, plan: ListPlan) -> None:
+        """After a list is published: the referrers its children brought
+        (:attr:`ListResult.referrers`) and, when its first tag moved from another list, that
+        list's referrers (:attr:`ListResult.stale_referrers`, with a warning naming them)."""
+        digests = [c.manifest.digest for c in plan.children]
+        result.referrers = self.referrers.copied(result.target, digests)
+        old = result.old_digest
+        if not old or old == result.digest or plan.tags[:1] != result.tags[:1]:
+            return
+        result.stale_referrers = await self.referrers.stale(result.target, old)
+        if result.stale_referrers:
+            self.on_event(Warned(target=str(result.target), message=stale_message(
+                result.target, old, result.digest, result.stale_referrers)))
 
     async def heads(self, target: Reference, tags: Sequence[str], *, push: bool,
                     tolerant: bool = False) -> dict[str, str]:

@@ -135,6 +135,22 @@ DigestsOpt = Annotated[
         "their list; - for stdout.",
     ),
 ]
+class ReferrersChoice(enum.StrEnum):
+    """``--referrers`` values: copy the children's referrers into the target, or skip them."""
+
+    copy = "copy"
+    skip = "skip"
+
+
+ReferrersOpt = Annotated[
+    ReferrersChoice,
+    typer.Option(
+        "--referrers", metavar="copy|skip",
+        help="Copy the referrers of children copied from another repository (signatures, "
+        "SBOMs, attestations: referrers API, sha256-<hex> referrers tag, cosign .sig/.att/"
+        ".sbom tags) with them, or skip them.",
+    ),
+]
 
 
 AllowDuplicatesOpt = Annotated[

@@ -21,6 +21,8 @@ from manyfest.cli.app import (
     LabelsOpt,
     MediaTypeOpt,
     PlatformCheckOpt,
+    ReferrersChoice,
+    ReferrersOpt,
     Stopped,
     SubjectOpt,
     begin_work,
@@ -323,6 +325,7 @@ def push(
     labels_to_annotations: LabelsOpt = False,
     existing: ExistingOpt = ExistingChoice.overwrite,
     digests: DigestsOpt = None,
+    referrers: ReferrersOpt = ReferrersChoice.copy,
 ) -> None:
     """Push a manifest list to a repository.
 
@@ -346,6 +349,7 @@ def push(
     async def body() -> PushOutcome:
         async with Session(settings_from(insecure), on_event=sink()) as session:
             sessions.append(session)
+            session.engine.referrers.mode = "skip" if referrers is ReferrersChoice.skip else "copy"
             return await session.push(ref, purge=purge, settings=wanted,
                                       existing=existing.value)
 

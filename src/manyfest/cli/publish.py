@@ -24,6 +24,8 @@ from manyfest.cli.app import (
     JsonStyleChoice,
     MediaTypeChoice,
     PlatformCheckOpt,
+    ReferrersChoice,
+    ReferrersOpt,
     Stopped,
     check_mode,
     command_app,
@@ -254,6 +256,7 @@ def publish(
     ] = UnchangedByChoice.digest,
     existing: ExistingOpt = ExistingChoice.overwrite,
     digests: DigestsOpt = None,
+    referrers: ReferrersOpt = ReferrersChoice.copy,
 ) -> None:
     """Publish every manifest list of a plan, concurrently.
 
@@ -356,6 +359,7 @@ def publish(
         labels_to_annotations=labels_to_annotations, atomic=atomic,
         unchanged_by="children" if unchanged_by is UnchangedByChoice.children else "digest",
         existing=existing.value,
+        referrers="skip" if referrers is ReferrersChoice.skip else "copy",
     )
     try:
         plans.check_list_settings(

@@ -119,6 +119,10 @@ def result_json(r: ListResult) -> dict[str, Any]:
         doc["tag_digests"] = r.tag_digests
     if r.existing:
         doc["existing"] = r.existing
+    if r.referrers:
+        doc["referrers"] = [x.json() for x in r.referrers]
+    if r.stale_referrers:
+        doc["stale_referrers"] = [x.stale_json() for x in r.stale_referrers]
     return doc
 
 
@@ -487,6 +491,7 @@ async def publish(
             subject or labels to copy with media type ``docker``); before any request.
     """
     opts = options or PublishOptions()
+    engine.referrers.mode = opts.referrers  # --atomic's writes too (outside Engine.publish)
     for item in plan:
         # Settings that contradict each other fail the run before any request (exit 2).
         o = list_options(opts, item)

@@ -30,6 +30,7 @@ from manyfest.errors import (
     RegistryError,
     UnsupportedMediaTypeError,
 )
+from manyfest.models import Descriptor, IndexDoc
 from manyfest.reference import Reference
 from manyfest.transport import MANIFEST_LIMIT, Response, Transport
 
@@ -598,6 +599,93 @@ class RegistryClient:
             ok=(201, 204),
         )
         return dgst
+
+    # ------------------------------------------------------------------ referrers
+
+    async def get_referrers(
+        self, ref: Reference, digest: str, artifact_type: str = ""
+    ) -> list[Descriptor] | None:
+        """The referrers of manifest ``digest`` in ``ref``'s repository, by the OCI 1.1
+        referrers API (``GET /v2/<name>/referrers/<digest>[?artifactType=]``,
+        distribution-spec "Listing Referrers", end-12a/12b); ``None`` when the registry has
+        no referrers API.
+
+        Supported means a 200 whose body is an image index; every page is followed
+        (``Link: <...>; rel="next"``). ``artifact_type`` filters: the registry's filter is
+        trusted when it says so (``OCI-Filters-Applied: artifactType``), else the
+        descriptors are filtered here. A registry without the API answers 404 (the spec's
+        signal to fall back to the referrers tag schema); 400, 405 and 406, and a 200 that
+        is not an index, count as no API too.
+
+        Raises:
+            RegistryError: any other answer (401/403 included).
+        """
+        params = {"artifactType": artifact_type} if artifact_type else None
+        path = f"/v2/{ref.repository}/referrers/{digest}"
+        found: list[Descriptor] = []
+        first = True
+        while path:
+            resp = await self.transport.request(
+                "GET", ref.registry, path, what=f"list referrers of {ref.name}@{digest}",
+                scopes=self._scopes(ref, _PULL), headers={"Accept": mediatypes.OCI_INDEX},
+                params=params if first else None, ok=(200, 400, 404, 405, 406),
+            )
+            if resp.status != 200:
+                return None if first else found
+            try:
+                page = _INDEX_DOC.decode(resp.body)
+            except msgspec.DecodeError:
+                return None if first else found  # not an index: no referrers API here
+            if first and page.media_type not in ("", mediatypes.OCI_INDEX):
+                return None
+            applied = resp.headers.get("OCI-Filters-Applied", "")
+            filtered = "artifacttype" in applied.lower().replace(" ", "").split(",")
+            found.extend(
+                d for d in page.manifests
+                if not artifact_type or filtered or d.artifact_type == artifact_type
+            )
+            path = next_link(resp.headers.get("Link", ""))
+            first = False
+        return found
+
+    async def get_manifest_etag(self, ref: Reference) -> tuple[Manifest | None, str]:
+        """GET a manifest by tag with its ``ETag`` (for a conditional PUT after it):
+        ``(manifest, etag)``; ``(None, "")`` when there is none (404); ``etag`` '' when the
+        registry sent none.
+
+        Raises:
+            RegistryError: any other answer.
+        """
+        resp = await self._manifest_request(
+            "GET", ref, f"get manifest {ref}", self._scopes(ref, _PUSH), (200, 404)
+        )
+        if resp.status == 404:
+            return None, ""
+        return _decode(ref, resp), resp.headers.get("ETag", "")
+
+    async def put_manifest_if_match(
+        self, ref: Reference, manifest: Manifest, etag: str
+    ) -> bool:
+        """PUT ``manifest.raw`` at ``ref`` only if the tag still holds what was read:
+        ``If-Match: <etag>`` when ``etag`` is given (RFC 9110 conditional request), else an
+        unconditional PUT. False when the registry answers ``412 Precondition Failed`` (the
+        tag changed since: read it again); True when stored.
+
+        Raises:
+            ManifestRejectedError: the registry refused the manifest.
+        """
+        headers = {"Content-Type": manifest.media_type}
+        if etag:
+            headers["If-Match"] = etag
+        resp = await self.transport.request(
+            "PUT", ref.registry, f"/v2/{ref.repository}/manifests/{ref.reference}",
+            what=f"push {ref} ({manifest.media_type})", scopes=self._scopes(ref, _PUSH),
+            headers=headers, data=manifest.raw, ok=(200, 201, 202, 412),
+        )
+        return resp.status != 412
+
+
+_INDEX_DOC = msgspec.json.Decoder(IndexDoc)
 
 
 def _location(resp: Response, target: Reference, digest: str) -> str:

@@ -24,7 +24,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from manyfest.content import Manifest
-from manyfest.errors import ManyfestError
+from manyfest.errors import ManyfestError, NotFoundError
+from manyfest.models import Descriptor
 from manyfest.reference import Reference
 from manyfest.registry.client import ManifestHead, RegistryClient
 from manyfest.registry.layout import LayoutClient
@@ -66,6 +67,41 @@ class RoutingClient(RegistryClient):
         if ref.layout:
             return await self.layouts.delete_manifest(ref)
         return await super().delete_manifest(ref)
+
+    async def list_tags(self, ref: Reference, *, page_size: int | None = None) -> list[str]:
+        """:meth:`RegistryClient.list_tags`, or every ``ref.name`` of the layout's index.json
+        (``page_size`` has no meaning there)."""
+        if ref.layout:
+            return await self.layouts.list_tags(ref)
+        return await super().list_tags(ref, page_size=page_size)
+
+    async def get_referrers(
+        self, ref: Reference, digest: str, artifact_type: str = ""
+    ) -> list[Descriptor] | None:
+        """:meth:`RegistryClient.get_referrers`; ``None`` for a layout (a layout has no
+        referrers API: its referrers are found by the fallback tag, as in a registry
+        without the API)."""
+        if ref.layout:
+            return None
+        return await super().get_referrers(ref, digest, artifact_type)
+
+    async def get_manifest_etag(self, ref: Reference) -> tuple[Manifest | None, str]:
+        """:meth:`RegistryClient.get_manifest_etag`; in a layout the manifest with no ETag
+        (``(None, "")`` when the tag is absent)."""
+        if not ref.layout:
+            return await super().get_manifest_etag(ref)
+        try:
+            return await self.layouts.get_manifest(ref), ""
+        except NotFoundError:
+            return None, ""
+
+    async def put_manifest_if_match(self, ref: Reference, manifest: Manifest, etag: str) -> bool:
+        """:meth:`RegistryClient.put_manifest_if_match`; in a layout a plain PUT (index.json
+        is rewritten under the layout's lock)."""
+        if not ref.layout:
+            return await super().put_manifest_if_match(ref, manifest, etag)
+        await self.layouts.put_manifest(ref, manifest)
+        return True
 
     async def get_blob(self, ref: Reference, digest: str) -> bytes:
         """:meth:`RegistryClient.get_blob`, or the layout's blob file (verified)."""

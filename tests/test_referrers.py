@@ -1,0 +1,206 @@
+"""Referrers travel with children: cosign tags, the referrers tag schema, the referrers API.
+
+The stock registry (Distribution 2.8) has no referrers API (404 to ``/referrers/``): the
+fallback tag path is tested against it directly, through a counting proxy (``plain``). The
+API path runs through :class:`tests.referrers_api.ReferrersApi` on a second proxy (``api``),
+a registry of its own as clients see it (another host:port) in front of the same storage.
+
+Sources: ``a`` on the stock registry (an amd64 image with a cosign signature, an SBOM
+attached through the fallback tag and a cosign signature of that SBOM) and ``a-api`` behind
+the API (an arm64 image with an SBOM and a signature of the SBOM listed by the API, and a
+cosign attestation).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import pytest
+
+from manyfest import mediatypes, reference
+from manyfest.reference import Reference
+from manyfest.referrers import fallback_tag
+from manyfest.registry import RegistryClient
+from manyfest.transport import Settings, Transport
+from tests.helpers import PLATFORMS, manyfest
+from tests.imagewriter import Image, build_image, push_built
+from tests.quirk_proxy import QuirkProxy
+from tests.referrers_api import ReferrersApi
+from tests.registry_server import RegistryServer
+from tests.signing import (
+    SPDX,
+    Artifact,
+    attach_cosign,
+    attach_fallback,
+    cosign_attestation,
+    cosign_signature,
+    fallback_descriptor,
+    fallback_index,
+    oci_referrer,
+    oci_signature,
+    push_artifact,
+    sbom_document,
+)
+
+pytestmark = pytest.mark.slow
+AMD64, ARM64 = PLATFORMS[0], PLATFORMS[2]
+
+
+@dataclass
+class Proxies:
+    plain: QuirkProxy
+    api: QuirkProxy
+    emulation: ReferrersApi
+
+
+@pytest.fixture(scope="module")
+def proxies(registry: RegistryServer) -> Iterator[Proxies]:
+    plain = QuirkProxy(registry.host).start()
+    api = QuirkProxy(registry.host)
+    emulation = ReferrersApi(api).install()
+    api.start()
+    try:
+        yield Proxies(plain, api, emulation)
+    finally:
+        plain.stop()
+        api.stop()
+
+
+@dataclass
+class Seeded:
+    amd64: Image
+    arm64: Image
+    sig: Artifact        # cosign .sig of amd64 (in a)
+    sbom: Artifact       # OCI referrer of amd64, listed by a's fallback tag
+    sbom_sig: Artifact   # cosign .sig of that SBOM (in a)
+    sbom_api: Artifact   # OCI referrer of arm64, listed by the API (in a-api)
+    sbom_api_sig: Artifact  # OCI referrer of sbom_api, listed by the API
+    att: Artifact        # cosign .att of arm64 (in a-api)
+
+
+def _run(fn):  # type: ignore[no-untyped-def]
+    return anyio.run(fn)
+
+
+def seed_sources(p: Proxies, ns: str) -> Seeded:
+    amd64 = build_image(AMD64, f"{ns} amd64", oci=True)
+    arm64 = build_image(ARM64, f"{ns} arm64", oci=True)
+    _run(lambda: push_built(p.plain.host, {f"{ns}/a:amd64": amd64}))
+    _run(lambda: push_built(p.api.host, {f"{ns}/a-api:arm64": arm64}))
+    a = reference.parse(f"{p.plain.host}/{ns}/a")
+    a_api = reference.parse(f"{p.api.host}/{ns}/a-api")
+    sig = cosign_signature(a.name, amd64.manifest.digest, ns, signatures=2)
+    sbom = oci_referrer(amd64.manifest, SPDX, SPDX, sbom_document(f"{ns} amd64"))
+    sbom_sig = cosign_signature(a.name, sbom.digest, f"{ns} sbom")
+    sbom_api = oci_referrer(arm64.manifest, SPDX, SPDX, sbom_document(f"{ns} arm64"))
+    sbom_api_sig = oci_signature(sbom_api.manifest, ns)
+    att = cosign_attestation(arm64.manifest.digest, ns)
+
+    async def attach() -> None:
+        async with Transport(Settings()) as transport:
+            client = RegistryClient(transport)
+            await attach_cosign(client, a, amd64.manifest.digest, sig, ".sig")
+            await attach_fallback(client, a, sbom)
+            await attach_cosign(client, a, sbom.digest, sbom_sig, ".sig")
+            await push_artifact(client, a_api, sbom_api)
+            await push_artifact(client, a_api, sbom_api_sig)
+            await attach_cosign(client, a_api, arm64.manifest.digest, att, ".att")
+
+    _run(attach)
+    assert p.emulation.listed(f"{ns}/a-api", arm64.manifest.digest) == [sbom_api.digest]
+    assert p.emulation.listed(f"{ns}/a-api", sbom_api.digest) == [sbom_api_sig.digest]
+    return Seeded(amd64, arm64, sig, sbom, sbom_sig, sbom_api, sbom_api_sig, att)
+
+
+def _plan(path: Path, target: str, sources: list[str]) -> Path:
+    lines = [f"image: {target}", "manifests:"] + [f"  - image: {s}" for s in sources]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _publish(plan: Path, *extra: str) -> tuple[dict[str, object], str]:
+    proc = manyfest("publish", "--json", *extra, str(plan))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    return doc["results"][0], proc.stderr
+
+
+def _head(ref: str) -> str:
+    async def run() -> str:
+        async with Transport(Settings()) as transport:
+            found = await RegistryClient(transport).head_manifest(reference.parse(ref))
+            return found.digest if found else ""
+    return str(_run(run))
+
+
+def _tags(repo: str) -> list[str]:
+    async def run() -> list[str]:
+        async with Transport(Settings()) as transport:
+            return await RegistryClient(transport).list_tags(reference.parse(repo))
+    return list(_run(run))
+
+
+def _index(repo: Reference, subject: str) -> list[dict[str, object]]:
+    async def run() -> list[dict[str, object]]:
+        async with Transport(Settings()) as transport:
+            return await fallback_index(RegistryClient(transport), repo, subject)
+    return list(_run(run))
+
+
+def test_publish_carries_referrers_to_both_kinds_of_registry(
+        proxies: Proxies, ns: str, tmp_path: Path) -> None:
+    p = proxies
+    s = seed_sources(p, ns)
+    sources = [f"{p.plain.host}/{ns}/a:amd64", f"{p.api.host}/{ns}/a-api:arm64"]
+    amd, arm = s.amd64.manifest.digest, s.arm64.manifest.digest
+
+    # --- into the stock registry (no API): fallback tags and cosign tags in b
+    b = reference.parse(f"{p.plain.host}/{ns}/b")
+    result, _ = _publish(_plan(tmp_path / "b.yaml", f"{b.name}:1", sources))
+    assert result["status"] == "created"
+    assert result["referrers"] == [
+        {"subject": amd, "digest": s.sbom.digest, "media_type": mediatypes.OCI_MANIFEST,
+         "artifact_type": SPDX, "via": "tag"},
+        {"subject": s.sbom.digest, "digest": s.sbom_sig.digest,
+         "media_type": mediatypes.OCI_MANIFEST, "artifact_type": mediatypes.OCI_CONFIG,
+         "via": "cosign"},
+        {"subject": amd, "digest": s.sig.digest, "media_type": mediatypes.OCI_MANIFEST,
+         "artifact_type": mediatypes.OCI_CONFIG, "via": "cosign"},
+        {"subject": arm, "digest": s.sbom_api.digest, "media_type": mediatypes.OCI_MANIFEST,
+         "artifact_type": SPDX, "via": "api"},
+        {"subject": s.sbom_api.digest, "digest": s.sbom_api_sig.digest,
+         "media_type": mediatypes.OCI_MANIFEST,
+         "artifact_type": "application/vnd.example.signature.v1+json", "via": "api"},
+        {"subject": arm, "digest": s.att.digest, "media_type": mediatypes.OCI_MANIFEST,
+         "artifact_type": mediatypes.OCI_CONFIG, "via": "cosign"},
+    ]
+    # identical digests in b: cosign tags, and the fallback tags listing the OCI referrers
+    assert _head(f"{b.name}:{fallback_tag(amd)}.sig") == s.sig.digest
+    assert _head(f"{b.name}:{fallback_tag(s.sbom.digest)}.sig") == s.sbom_sig.digest
+    assert _head(f"{b.name}:{fallback_tag(arm)}.att") == s.att.digest
+    for art in (s.sbom, s.sbom_api, s.sbom_api_sig):
+        assert _head(f"{b.name}@{art.digest}") == art.digest
+    assert _index(b, amd) == [fallback_descriptor(s.sbom)]
+    assert _index(b, arm) == [fallback_descriptor(s.sbom_api)]
+    assert _index(b, s.sbom_api.digest) == [fallback_descriptor(s.sbom_api_sig)]
+    # the stock registry was probed once, and never again
+    assert p.plain.count("GET", "/referrers/") == 1
+
+    # --- into the registry with the API: referrers PUT with their subject, no fallback tag
+    c_name = f"{p.api.host}/{ns}/c"
+    result, _ = _publish(_plan(tmp_path / "c.yaml", f"{c_name}:1", sources))
+    assert result["status"] == "created"
+    assert [r["digest"] for r in result["referrers"]] == [
+        s.sbom.digest, s.sbom_sig.digest, s.sig.digest, s.sbom_api.digest,
+        s.sbom_api_sig.digest, s.att.digest]
+    assert p.emulation.listed(f"{ns}/c", amd) == [s.sbom.digest]
+    assert p.emulation.listed(f"{ns}/c", arm) == [s.sbom_api.digest]
+    assert p.emulation.listed(f"{ns}/c", s.sbom_api.digest) == [s.sbom_api_sig.digest]
+    tags = _tags(c_name)
+    assert sorted(tags) == sorted(["1", f"{fallback_tag(amd)}.sig",
+                                   f"{fallback_tag(s.sbom.digest)}.sig",
+                                   f"{fallback_tag(arm)}.att"])
