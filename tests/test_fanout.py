@@ -319,6 +319,12 @@ class Registries:
             return False
         return await self.fakes[target.registry].mount_blob(target, digest, source)
 
+    async def blob_exists(self, ref: Reference, digest: str) -> bool:
+        fake = self.fakes[ref.registry]
+        fake.calls.append(("HEAD blob", ref.repository, digest))
+        await anyio.lowlevel.checkpoint()
+        return digest in fake.blobs.get(ref.repository, {})
+
     async def copy_blob(self, source: Reference, target: Reference, digest: str,
                         size: int | None = None) -> int:
         src, dst = self.fakes[source.registry], self.fakes[target.registry]

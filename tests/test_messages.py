@@ -31,6 +31,7 @@ def test_usage_lines_keep_dockers_arguments() -> None:
         "create": "Usage: manyfest create [OPTIONS] MANIFEST_LIST MANIFEST [MANIFEST...]",
         "annotate": "Usage: manyfest annotate [OPTIONS] MANIFEST_LIST MANIFEST",
         "push": "Usage: manyfest push [OPTIONS] MANIFEST_LIST",
+        "copy": "Usage: manyfest copy [OPTIONS] SRC DST...",
         "rm": "Usage: manyfest rm [OPTIONS] MANIFEST_LIST [MANIFEST_LIST...]",
         "publish": "Usage: manyfest publish [OPTIONS] [PLAN.yaml]",
         "report": "Usage: manyfest report [OPTIONS] COMMAND [ARGS]...",
