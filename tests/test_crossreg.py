@@ -215,13 +215,23 @@ def test_push_takes_sources_on_another_registry(
     target = f"{host}/{ns}/app:1"
     created = manyfest("create", target, *(f"{build.host}/{n}" for n, _, _ in names), env=env)
     assert created.returncode == 0, created.stderr
-    pushed = manyfest("push", target, env=env)
+    pushed = manyfest("push", "--purge", target, env=env)  # inspect then reads the registry
     assert pushed.returncode == 0, pushed.stderr
     *lines, digest = pushed.stdout.splitlines()
     want = sorted(image.manifest.digest for image in images.values())
     assert sorted(lines) == [f"Pushed ref {host}/{ns}/app@{d} with digest: {d}" for d in want]
     assert digest.startswith("sha256:")
     assert sorted(m["digest"] for m in _inspect(target, env)["manifests"]) == want
+    # annotate --remote names the entry by the reference it was copied from (another
+    # registry, written out): looked up there, matched by digest.
+    amd64 = images[names[0][0]].manifest.digest
+    changed = manyfest("annotate", "--remote", target, f"{build.host}/{names[0][0]}",
+                       "--os-version", "1.0", env=env)
+    assert changed.returncode == 0, changed.stderr
+    raw = manyfest("inspect", "--raw", target, env=env)
+    assert raw.returncode == 0, raw.stderr
+    [entry] = [m for m in json.loads(raw.stdout)["manifests"] if m["digest"] == amd64]
+    assert entry["platform"].get("os.version") == "1.0", entry
 
 
 def test_errors_name_the_registry_that_failed(

@@ -557,7 +557,8 @@ async def pick_entry(engine: Engine, list_ref: Reference, doc: IndexDoc, entry: 
         ManyfestError: no entry, or more than one, is what ``entry`` names (the entries are
             listed).
         NotFoundError: a reference that does not exist.
-        UsageError: a reference on another registry than the list's (not looked up).
+        UsageError: a reference on another registry than the list's whose registry is not
+            written out (``unknown/unknown`` is Docker Hub's: not looked up).
         InvalidReferenceError: ``entry`` is none of the three forms.
     """
     from manyfest import reference as references
@@ -572,8 +573,11 @@ async def pick_entry(engine: Engine, list_ref: Reference, doc: IndexDoc, entry: 
             dgst = entry
         else:
             ref = references.parse(entry)
-            if not references.same_registry(ref.registry, list_ref.registry):
-                # An entry of the index is in the list's own registry: never ask another.
+            first = entry.split("/", 1)[0]
+            written = "/" in entry and ("." in first or ":" in first or first == "localhost")
+            if not references.same_registry(ref.registry, list_ref.registry) and not written:
+                # A registry only implied (docker.io): never asked. One written out is: an
+                # entry copied from it keeps its digest (crane and regctl take any reference).
                 raise UsageError(
                     f"{entry} names a manifest on {ref.registry}, not on {list_ref.registry} "
                     f"where {list_ref} is; its entries: {_entries_text(doc)}",
