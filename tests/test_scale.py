@@ -151,7 +151,7 @@ def test_a_2000_list_run_holds_no_per_list_task_bytes_or_children(tmp_path: Path
     # What the report keeps: no manifest, source or child, whoever else lets them go.
     del fake
     assert _alive((Manifest, Source, Child)) == 0
-    assert all(isinstance(f, (str, int, float, bool, list, dict, Reference, type(None)))
+    assert all(isinstance(f, (str, int, float, bool, list, tuple, dict, Reference, type(None)))
                for r in report.results for f in (getattr(r, n) for n in ListResult.__slots__))
 
     # The streamed reports are the documents they always were.
