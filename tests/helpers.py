@@ -72,6 +72,20 @@ def walkthrough_names(ns: str, tag: str = "1", seed_text: str = "") -> list[
     return [(f"{ns}/app-{platform_suffix(p)}:{tag}", p, seed_text or ns) for p in PLATFORMS]
 
 
+REFERRERS_PROBE = 1
+"""Requests a run spends probing the referrers API: one GET per registry. Distribution 2.8's
+router answers it 404 without an access-log line, so :meth:`RegistryServer.request_count`
+does not see it (the transport's count does)."""
+
+
+def referrers_lookups(source_repositories: int) -> int:
+    """Requests the default ``--referrers copy`` adds to a run whose children come from
+    ``source_repositories`` other repositories of one registry without the referrers API:
+    the probe, then one tags/list per source repository (its fallback and cosign tags are
+    looked up in that list; none exist here, so nothing more is read)."""
+    return REFERRERS_PROBE + source_repositories
+
+
 def walkthrough_blobs(ns: str, tag: str = "1", seed_text: str = "") -> int:
     """How many blobs (configs + layers, each once) the 4 walkthrough images have: the mounts
     a list of them needs in a new repository."""

@@ -220,13 +220,16 @@ def test_token_push_caches_tokens_per_scope_set(
     digest = pushed.stdout.splitlines()[-1]
     tokens = issuer.since(mark)
     # At least a mount per blob + 4 children + the list were answered (the registry does not
-    # log its 401s, e.g. the ping's) with 5 tokens: tokens are not fetched per request.
+    # log its 401s, e.g. the ping's) with 9 tokens: tokens are not fetched per request.
     assert token_registry.request_count() - served >= walkthrough_blobs(ns) + 4 + 1
     expected = {frozenset({f"repository:{app}:pull,push"})} | {
         frozenset({f"repository:{app}:pull,push", f"repository:{repo}:pull"})
         for repo in sources_repos
+    } | {
+        # the referrers lookup reads each source repository's tag list (pull only)
+        frozenset({f"repository:{repo}:pull"}) for repo in sources_repos
     }
-    # One token per scope set, each fetched once: 5 tokens for the whole cross-repo push.
+    # One token per scope set, each fetched once: 9 tokens for the whole cross-repo push.
     assert sorted(scope_sets(tokens), key=sorted) == sorted(expected, key=sorted)
     assert {(t.status, t.user, t.method) for t in tokens} == {(200, USER, "GET")}
 

@@ -12,7 +12,15 @@ from manyfest import digest as digests
 from manyfest import reference
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
-from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_built
+from tests.helpers import (
+    PLATFORMS,
+    REFERRERS_PROBE,
+    manyfest,
+    platform_suffix,
+    referrers_lookups,
+    seed,
+    seed_built,
+)
 from tests.imagewriter import Image, distinct_blobs
 from tests.registry_server import RegistryServer
 
@@ -167,10 +175,12 @@ def test_release_tags_share_work(registry: RegistryServer, ns: str, tmp_path: Pa
     report = json.loads(proc.stdout)
     assert len({r["digest"] for r in report["results"]}) == 1
     # The first list: 4 x (GET manifest + GET config), a mount per blob, 4 child PUTs,
-    # 1 HEAD + 1 PUT of its tag; then 1 HEAD + 1 PUT per other tag; + the ping.
+    # 1 HEAD + 1 PUT of its tag; then 1 HEAD + 1 PUT per other tag; + the ping; + the
+    # referrers lookups (the probe and a tag list per source repository, once for all 4 lists).
     first = 4 * 2 + len(distinct_blobs(built.values())) + 4 + 2
-    assert report["summary"]["requests"] == 1 + first + 3 * 2
-    assert registry.request_count() - before == report["summary"]["requests"]
+    assert report["summary"]["requests"] == 1 + first + 3 * 2 + referrers_lookups(4)
+    served = registry.request_count() - before
+    assert served + REFERRERS_PROBE == report["summary"]["requests"]
 
 
 def test_unchanged_rerun_costs_five_requests(registry: RegistryServer, ns: str,

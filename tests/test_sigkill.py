@@ -1,12 +1,13 @@
 """SIGKILL during a 200-list publish never leaves a tag at an incomplete list; a re-run
 finishes only what is left.
 
-One plan, killed at several points in turn (during the resolve phase, then after k progress
-lines of each re-run), then run to the end. After every kill each of the 600 target tags is
-checked with manyfest's RegistryClient: absent, or pointing at its own list with every child
-and blob present in the repository. Each run's progress lines and the last run's report say
-``unchanged`` exactly for the lists whose every tag had landed, ``created`` for those with
-no tag, ``updated`` for those a kill cut between their first tag and the extra ones.
+One plan, killed at several points in turn (while a source of the last list is held, then
+after k progress lines of each re-run), then run to the end. After every kill each of the 600
+target tags is checked with manyfest's RegistryClient: absent, or pointing at its own list
+with every child and blob present in the repository. Each run's progress lines and the last
+run's report say ``unchanged`` exactly for the lists whose every tag had landed, ``created``
+for those with no tag, ``updated`` for those a kill cut between their first tag and the extra
+ones.
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ def test_sigkill_never_leaves_a_broken_tag(
             proxy.wait_idle()  # what the killed run had sent reaches the registry first
             done = _progress(lines)
             if point == "resolve":
-                assert done == {}
+                # Publishing is pipelined: lists whose sources are read may land while the
+                # last list's source is held; that one cannot.
+                assert f"{proxy.host}/{ns}/app:1.{N - 1}" not in done
             else:
                 assert len(done) >= int(point)
             for target, (status, digest) in done.items():
@@ -106,7 +109,7 @@ def test_sigkill_never_leaves_a_broken_tag(
                 if moved and i in digests:
                     assert moved == {digests[i]}, group
             if point == "resolve":
-                assert set(after.values()) == {""}, "a tag was written during the resolve phase"
+                assert {after[t] for t in groups[N - 1]} == {""}, "a tag of the held list moved"
             state = after
 
         # The re-run finishes only what is left.

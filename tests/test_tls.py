@@ -33,7 +33,14 @@ from manyfest.errors import CertificateError, TransportError
 from manyfest.ops.plan import load
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
-from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, walkthrough_blobs
+from tests.helpers import (
+    PLATFORMS,
+    REFERRERS_PROBE,
+    manyfest,
+    platform_suffix,
+    seed,
+    walkthrough_blobs,
+)
 from tests.registry_server import RegistryServer, free_port
 from tests.token_issuer import TokenIssuer
 
@@ -248,12 +255,14 @@ def test_insecure_plain_http_every_request_is_http(
     assert [r.status for r in report.results] == ["created"], report.results[0].error
     assert scheme == "http"
     # The only HTTPS attempt is the first ping (its TLS handshake fails); the plain-HTTP
-    # registry served exactly the requests the transport counted.
+    # registry served exactly the requests the transport counted (its log leaves out the
+    # referrers API probe its router answers 404).
     assert exchanges[0][:2] == ("GET", f"https://{host}/v2/")
     rest = exchanges[1:]
     assert rest[0][:2] == ("GET", f"http://{host}/v2/")
     assert all(url.startswith(f"http://{host}/v2/") for _, url, _ in rest), rest
-    assert registry.request_count() - before == sent == len(rest)
+    assert sum("/referrers/" in url for _, url, _ in rest) == REFERRERS_PROBE
+    assert registry.request_count() - before + REFERRERS_PROBE == sent == len(rest)
     methods = {method for method, _, _ in rest}
     assert methods == {"GET", "HEAD", "POST", "PUT"}
     mounts = [(url, params) for method, url, params in rest if method == "POST"]
