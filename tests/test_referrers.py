@@ -204,3 +204,30 @@ def test_publish_carries_referrers_to_both_kinds_of_registry(
     assert sorted(tags) == sorted(["1", f"{fallback_tag(amd)}.sig",
                                    f"{fallback_tag(s.sbom.digest)}.sig",
                                    f"{fallback_tag(arm)}.att"])
+
+
+def test_a_cosign_tag_the_target_has_is_kept(proxies: Proxies, ns: str, tmp_path: Path) -> None:
+    """The target's own signature (another key's) at the cosign tag is never untagged: the
+    source's signature lands by digest only, and a warning says so."""
+    p = proxies
+    s = seed_sources(p, ns)
+    amd = s.amd64.manifest.digest
+    d = reference.parse(f"{p.plain.host}/{ns}/d")
+    theirs = cosign_signature(d.name, amd, f"{ns} production key")
+    assert theirs.digest != s.sig.digest
+
+    async def sign_target() -> None:
+        async with Transport(Settings()) as transport:
+            await attach_cosign(RegistryClient(transport), d, amd, theirs, ".sig")
+
+    _run(sign_target)
+    result, stderr = _publish(_plan(tmp_path / "d.yaml", f"{d.name}:1",
+                                    [f"{p.plain.host}/{ns}/a:amd64"]))
+    assert result["status"] == "created"
+    sig_tag = f"{d.name}:{fallback_tag(amd)}.sig"
+    assert _head(sig_tag) == theirs.digest
+    assert _head(f"{d.name}@{s.sig.digest}") == s.sig.digest
+    assert (f"{sig_tag} holds {theirs.digest}, not {p.plain.host}/{ns}/a's {s.sig.digest}: "
+            f"kept; the source's is in {d.name} by digest only") in stderr
+    # the other referrers still travel
+    assert _index(d, amd) == [fallback_descriptor(s.sbom)]

@@ -419,17 +419,25 @@ class Referrers:
     async def _put(self, target: Reference, source: Reference, manifest: Manifest,
                    tag: str) -> None:
         """One referrer made present: its blobs (or, for an index, its manifests) first,
-        then its exact bytes PUT by digest, or at its cosign tag."""
+        then its exact bytes PUT by digest, or at its cosign tag.
+
+        A cosign tag the target already has with other content (signatures made in the
+        target, e.g. by a production key) is kept: the source's manifest is PUT by digest
+        only and a warning says so. Replacing the tag would untag the target's own
+        signatures (``cosign verify`` would fail, and garbage collection would delete them).
+        """
         from manyfest.engine import run_all
 
         engine = self.engine
         where = target.with_tag(tag) if tag else target.with_digest(manifest.digest)
-        replaced = ""
+        kept = ""
         if tag:
             head = await engine.client.head_manifest(where, push=True)
             if head is not None and head.digest == manifest.digest:
                 return
-            replaced = head.digest if head is not None else ""
+            if head is not None:
+                kept = head.digest
+                where = target.with_digest(manifest.digest)
         if manifest.is_index:
             entries = manifest.index().manifests
 
@@ -441,11 +449,12 @@ class Referrers:
             await run_all(*(partial(engine.ensure_blob, target, b, source)
                             for b in manifest.blobs()))
         await engine.put_manifest(where, manifest)
-        if replaced:
+        if kept:
             engine.on_event(Warned(
                 target=str(target),
-                message=f"{where} held {replaced}: replaced by {manifest.digest} from "
-                f"{source.name} (the other is still in {target.name} by digest)",
+                message=f"{target.with_tag(tag)} holds {kept}, not {source.name}'s "
+                f"{manifest.digest}: kept; the source's is in {target.name} by digest only "
+                "(to carry it, merge the two with cosign or delete the tag and re-run)",
             ))
 
     async def update_fallback(self, target: Reference, subject: str,
