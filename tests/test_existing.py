@@ -454,3 +454,65 @@ def test_publish_on_an_ecr_like_registry_end_to_end(registry: Any, ns: str,
         assert puts.by_tag(lists=True)
     finally:
         proxy.stop()
+
+
+@pytest.mark.slow
+def test_push_existing_and_digests_end_to_end(registry: Any, ns: str, tmp_path: Path) -> None:
+    """``push --existing fail|skip|overwrite`` and ``push --digests FILE`` on the real
+    registry: a tag that holds another list is checked before any write (fail), left as it
+    is (skip: an empty digest file), or moved (overwrite, the default: the children and the
+    list in the file); ``--digests -`` is refused before any request (stdout carries push's
+    own lines)."""
+    from tests.helpers import PLATFORMS, head_digest, manyfest, seed
+
+    plats = (PLATFORMS[0], PLATFORMS[2])
+    digests = seed(registry.host, [(f"{ns}/app-{p.architecture}:{r}", p, f"{ns}{r}")
+                                   for p in plats for r in ("a", "b")])
+    target = f"{registry.host}/{ns}/app:1"
+
+    def create(release: str) -> list[str]:
+        refs = [f"{registry.host}/{ns}/app-{p.architecture}:{release}" for p in plats]
+        manyfest("create", "--amend", target, *refs, check=True)
+        return [digests[r.removeprefix(registry.host + "/")] for r in refs]
+
+    create("a")
+    first = manyfest("push", "--purge", target, check=True).stdout.splitlines()[-1]
+    assert head_digest(target) == first
+    b_children = create("b")
+    out = tmp_path / "digests.txt"
+
+    dash = manyfest("push", "--digests", "-", target)
+    assert (dash.returncode, dash.stdout) == (2, "")
+    assert dash.stderr == ("push --digests -: stdout carries push's own lines; give --digests "
+                           "a file path\n")
+
+    failed = manyfest("push", "--existing", "fail", "--digests", str(out), target)
+    assert (failed.returncode, failed.stdout) == (1, "")
+    listed = failed.stderr.split("not this list's ", 1)[-1][:71]  # checked when pushed
+    assert failed.stderr.splitlines() == [
+        f"{target} holds {first}, not this list's {listed}: --existing fail leaves the list "
+        "unpublished (nothing was written); pass --existing skip to leave such tags as they "
+        "are and move the others, or --existing overwrite to move them (refused by a "
+        "registry with immutable tags)"]
+    assert head_digest(target) == first
+    assert not out.exists()
+
+    skipped = manyfest("push", "--existing", "skip", "--digests", str(out), target)
+    assert (skipped.returncode, skipped.stdout) == (0, "")
+    assert skipped.stderr == (f"{target} holds {first}: left as it is (--existing skip); "
+                              "nothing was pushed\n")
+    assert head_digest(target) == first
+    assert out.read_text() == ""  # nothing published: nothing to sign
+
+    moved = manyfest("push", "--digests", str(out), target)
+    assert moved.returncode == 0, moved.stderr
+    second = moved.stdout.splitlines()[-1]
+    name = f"{registry.host}/{ns}/app"
+    assert moved.stdout == "".join(f"Pushed ref {name}@{d} with digest: {d}\n"
+                                   for d in b_children) + f"{second}\n"
+    assert head_digest(target) == second == listed != first
+    assert out.read_text() == "".join(f"{name}@{d}\n" for d in [*b_children, second])
+
+    again = manyfest("push", "--existing", "fail", "--digests", str(out), target)
+    assert again.returncode == 0, again.stderr  # the tag holds this very list: no conflict
+    assert out.read_text() == "".join(f"{name}@{d}\n" for d in [*b_children, second])
