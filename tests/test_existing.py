@@ -24,6 +24,7 @@ from manyfest.content import Manifest
 from manyfest.engine import Engine, ListResult, PublishOptions
 from manyfest.errors import (
     IMMUTABLE_HINT,
+    OVERWRITE_HINT,
     AuthorizationError,
     ExistingTagError,
     ImmutableTagError,
@@ -217,6 +218,30 @@ def test_a_refusal_without_immutability_words_keeps_its_class_unless_it_refuses_
     (r,) = _go(fake, _plan(tmp_path, [("app:1.0", [], refs)])).results
     assert type(r.error) is ManifestRejectedError
     assert r.existing == {}
+
+
+def test_a_refusal_to_overwrite_without_immutability_gets_the_overwrite_advice(
+        tmp_path: Path) -> None:
+    """A 403 whose words say overwrite but not immutable (Artifactory without the Delete
+    permission) is a refused overwrite with the overwrite advice, not the immutable one."""
+    def artifactory(repository: str, tag: str) -> tuple[int, dict[str, str], bytes]:
+        body = {"errors": [{"code": "DENIED", "message": "Not enough permissions to overwrite "
+                            f"artifact 'docker-local:{repository}/{tag}/manifest.json' (user "
+                            "'ci' needs DELETE permission)."}]}
+        return 403, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+    fake = Immutable(immutable={"app"}, answer=artifactory)
+    old = _seed_other(fake, "app", ["1.0"], "old")
+    refs = _images(fake, "new")
+    (r,) = _go(fake, _plan(tmp_path, [("app:1.0", [], refs)])).results
+    assert type(r.error) is ImmutableTagError
+    assert r.existing == {"1.0": old}
+    assert r.error.hint == OVERWRITE_HINT != IMMUTABLE_HINT
+    assert r.error.one_line() == (
+        f"push list {HOST}/app:1.0: the tag holds {old}, and the registry refuses to move it "
+        f"to {r.digest}: registry answered 403 (DENIED: Not enough permissions to overwrite "
+        "artifact 'docker-local:app/1.0/manifest.json' (user 'ci' needs DELETE permission).); "
+        f"{OVERWRITE_HINT}")
 
 
 def test_a_403_on_a_new_tag_is_an_authorization_error() -> None:
@@ -516,3 +541,61 @@ def test_push_existing_and_digests_end_to_end(registry: Any, ns: str, tmp_path: 
     again = manyfest("push", "--existing", "fail", "--digests", str(out), target)
     assert again.returncode == 0, again.stderr  # the tag holds this very list: no conflict
     assert out.read_text() == "".join(f"{name}@{d}\n" for d in [*b_children, second])
+
+
+def test_digests_file_is_replaced_whole_or_left_as_it_was(tmp_path: Path) -> None:
+    from manyfest.ops.digests import write
+
+    work = tmp_path / "work"
+    work.mkdir()
+    target = work / "digests.txt"
+    write(str(target), ["r/a@sha256:" + "1" * 64, "r/a@sha256:" + "2" * 64])
+    assert target.read_text() == f"r/a@sha256:{'1' * 64}\nr/a@sha256:{'2' * 64}\n"
+    write(str(target), [])
+    assert target.read_bytes() == b""
+    blocked = work / "dir"
+    (blocked / "inside").mkdir(parents=True)  # a directory where the file would go
+    with pytest.raises(IsADirectoryError):
+        write(str(blocked), ["r/a@sha256:" + "3" * 64])
+    assert sorted(p.name for p in work.iterdir()) == ["digests.txt", "dir"]  # no temp left
+    assert target.read_bytes() == b""
+
+
+@pytest.mark.slow
+def test_publish_digests_with_since_lists_every_digest_the_tags_hold(
+        registry: Any, ns: str, tmp_path: Path) -> None:
+    """``--digests`` with ``--since``: lists the report proves unchanged are in the file with
+    their children (what the tags hold now, for a signing step), as on a run that built
+    them; ``--digests -`` writes the same lines on stdout, refused with ``--json``."""
+    from tests.helpers import PLATFORMS, manyfest, seed
+
+    plats = (PLATFORMS[0], PLATFORMS[2])
+    digests = seed(registry.host, [(f"{ns}/src-{p.architecture}:1", p, ns) for p in plats])
+    children = [digests[f"{ns}/src-{p.architecture}:1"] for p in plats]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("---\n".join(
+        f"image: {registry.host}/{ns}/{repo}:1\nmanifests:\n" + "".join(
+            f"  - image: {registry.host}/{ns}/src-{p.architecture}:1\n" for p in plats)
+        for repo in ("one", "two")))
+    report, first, second = (tmp_path / n for n in ("r.jsonl", "first.txt", "second.txt"))
+    done = manyfest("publish", "--report", str(report), "--digests", str(first), str(plan))
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["created", "created"]
+    expected = "".join(f"{registry.host}/{ns}/{repo}@{d}\n" for repo, row in
+                       zip(("one", "two"), rows, strict=True) for d in [*children, row["digest"]])
+    assert first.read_text() == expected
+
+    again = manyfest("publish", "--since", str(report), "--digests", str(second), str(plan))
+    assert again.returncode == 0, again.stderr
+    assert f"2 unchanged since {report}" in again.stderr
+    assert second.read_text() == expected
+
+    out = manyfest("publish", "--since", str(report), "--digests", "-", str(plan))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == expected
+
+    mixed = manyfest("publish", "--json", "--digests", "-", str(plan))
+    assert (mixed.returncode, mixed.stdout) == (2, "")
+    assert mixed.stderr == "--digests - and --json both write on stdout; give --digests a " \
+        "file path\n"
