@@ -599,3 +599,161 @@ def test_publish_digests_with_since_lists_every_digest_the_tags_hold(
     assert (mixed.returncode, mixed.stdout) == (2, "")
     assert mixed.stderr == "--digests - and --json both write on stdout; give --digests a " \
         "file path\n"
+
+
+# ------------------------------------------------------------------ copy --existing
+
+
+def _copy_go(fake: FakeRegistry, src: str, dst: str, *, existing: str = "overwrite",
+             dry_run: bool = False) -> ListResult:
+    from manyfest.ops.copy import copy as run_copy
+    from manyfest.ops.plan import check_copy
+
+    plan = check_copy(f"{HOST}/{src}", [f"{HOST}/{dst}"])
+    [result] = _run(lambda: run_copy(Engine(fake.client()), [plan], dry_run=dry_run,
+                                     existing=existing))  # type: ignore[arg-type]
+    return result
+
+
+@pytest.mark.parametrize("existing", ["fail", "skip", "overwrite"])
+def test_copy_existing_policies(existing: str) -> None:
+    """``copy --existing``: a target tag holding another index is failed before any write
+    (fail), kept (skip: ``unchanged``, ``existing`` names it), or moved (overwrite, the
+    default); a tag already at the source's digest is ``unchanged`` whatever the policy."""
+    from tests.test_copy import _fake_release
+
+    fake = Immutable()
+    new = _fake_release(fake, "staging", "1", "copy new")
+    old = _fake_release(fake, "prod", "1", "copy old")
+    fake.calls.clear()
+    r = _copy_go(fake, "staging:1", "prod:1", existing=existing)
+    assert r.old_digest == old.index.digest
+    assert r.existing == ({} if existing == "overwrite" else {"1": old.index.digest})
+    if existing == "fail":
+        assert (r.status, type(r.error)) == ("failed", ExistingTagError)
+        assert r.error is not None
+        assert r.error.one_line() == (
+            f"{HOST}/prod:1 holds {old.index.digest}, not {HOST}/staging:1's "
+            f"{new.index.digest}: --existing fail leaves the copy undone (nothing was "
+            "written); " + ExistingTagError.default_hint)
+    else:
+        assert (r.status, r.error) == ("unchanged" if existing == "skip" else "updated", None)
+    assert fake.manifests["prod"]["1"].digest == (
+        new.index.digest if existing == "overwrite" else old.index.digest)
+    if existing != "overwrite":
+        assert _writes(fake) == []
+        assert [c for c in fake.calls if c[0] == "GET"] == []  # nothing fetched either
+    assert r.children == (() if existing != "overwrite" else tuple(
+        e["digest"] for e in json.loads(new.index.raw)["manifests"]))
+    again = _copy_go(fake, "staging:1", "prod:1", existing=existing)
+    if existing == "overwrite":
+        assert (again.status, again.existing) == ("unchanged", {})
+
+
+def test_copy_existing_skip_dry_run_says_keep() -> None:
+    from tests.test_copy import _fake_release
+
+    fake = Immutable()
+    new = _fake_release(fake, "staging", "1", "dry new")
+    old = _fake_release(fake, "prod", "1", "dry old")
+    fake.calls.clear()
+    r = _copy_go(fake, "staging:1", "prod:1", existing="skip", dry_run=True)
+    assert (r.status, r.actions) == ("unchanged", [
+        f"keep {HOST}/prod:1 at {old.index.digest} (--existing skip: {HOST}/staging:1 is "
+        f"{new.index.digest})"])
+    assert digest_lines([r]) == []  # the tag holds another index: nothing to sign
+
+
+def test_copy_onto_an_immutable_tag_fails_in_the_registrys_words() -> None:
+    from tests.test_copy import _fake_release
+
+    fake = Immutable(immutable={"prod"})
+    new = _fake_release(fake, "staging", "1", "imm new")
+    old = _fake_release(fake, "prod", "1", "imm old")
+    r = _copy_go(fake, "staging:1", "prod:1")
+    assert (r.status, type(r.error), r.existing) == (
+        "failed", ImmutableTagError, {"1": old.index.digest})
+    assert r.error is not None
+    assert r.error.one_line() == (
+        f"push list {HOST}/prod:1: the tag holds {old.index.digest}, and the registry "
+        f"refuses to move it to {new.index.digest}: registry answered 400 (TAG_INVALID: The "
+        "image tag '1' already exists in the 'prod' repository and cannot be overwritten "
+        f"because the tag is immutable.); {IMMUTABLE_HINT}")
+    assert fake.manifests["prod"]["1"].digest == old.index.digest
+    assert digest_lines([r]) == []
+
+
+@pytest.mark.slow
+def test_copy_existing_and_digests_end_to_end(registry: Any, ns: str, tmp_path: Path) -> None:
+    """``manyfest copy --existing fail|skip|overwrite --digests FILE`` on the real registry,
+    an ECR-like repository behind the quirk proxy: fail and skip write nothing (skip: an
+    empty file); overwrite moves the tag and the immutable repository refuses in its words
+    (exit 3); a copy found unchanged, and a copy by digest, are in the file."""
+    from tests.helpers import head_digest, manyfest
+    from tests.quirk_proxy import ImmutableTags, QuirkProxy
+    from tests.test_copy import push_release
+
+    host = registry.host
+    new = push_release(f"{host}/{ns}/staging:1", f"{ns} new")
+    old = push_release(f"{host}/{ns}/prod:1", f"{ns} old")
+    push_release(f"{host}/{ns}/frozen:1", f"{ns} old")
+    children = [e["digest"] for e in json.loads(new.index.raw)["manifests"]]
+    proxy = QuirkProxy(host).start()
+    try:
+        frozen = ImmutableTags(proxy, repositories=(f"{ns}/frozen",))
+        proxy.before.append(frozen)
+        src, prod, froz = (f"{proxy.host}/{ns}/{r}:1" for r in ("staging", "prod", "frozen"))
+        out = tmp_path / "digests.txt"
+
+        def lines(repo: str) -> str:
+            return "".join(f"{proxy.host}/{ns}/{repo}@{d}\n" for d in [*children,
+                                                                       new.index.digest])
+
+        dash = manyfest("copy", "--digests", "-", src, prod)
+        assert (dash.returncode, dash.stdout) == (2, "")
+        assert dash.stderr == ("copy --digests -: stdout carries copy's own lines; give "
+                               "--digests a file path\n")
+
+        failed = manyfest("copy", "--existing", "fail", "--digests", str(out), src, prod)
+        assert (failed.returncode, failed.stdout) == (1, "")
+        assert failed.stderr.splitlines() == [
+            f"copy {src} to {prod} failed: {prod} holds {old.index.digest}, not {src}'s "
+            f"{new.index.digest}: --existing fail leaves the copy undone (nothing was "
+            f"written); {ExistingTagError.default_hint}"]
+        assert out.read_text() == ""  # written also when every copy failed: none published
+
+        kept = manyfest("copy", "--existing", "skip", "--digests", str(out), src, prod)
+        assert (kept.returncode, kept.stderr) == (0, "")
+        assert kept.stdout == (f"kept {prod}@{old.index.digest} (--existing skip), not "
+                               f"{new.index.digest} from {src}\n")
+        assert head_digest(f"{host}/{ns}/prod:1") == old.index.digest
+        assert out.read_text() == ""
+
+        moved = manyfest("copy", "--digests", str(out), src, prod, froz)
+        assert moved.returncode == 3
+        assert moved.stdout == f"updated {prod}@{new.index.digest} from {src}\n"
+        assert moved.stderr.splitlines()[0] == (
+            f"copy {src} to {froz} failed: push list {froz}: the tag holds "
+            f"{old.index.digest}, and the registry refuses to move it to {new.index.digest}: "
+            "registry answered 400 (TAG_INVALID: The image tag '1' already exists in the "
+            f"'{ns}/frozen' repository and cannot be overwritten because the tag is "
+            f"immutable.); {IMMUTABLE_HINT}")
+        assert frozen.refused == [f"{ns}/frozen:1"]
+        assert head_digest(f"{host}/{ns}/prod:1") == new.index.digest
+        assert head_digest(f"{host}/{ns}/frozen:1") == old.index.digest
+        assert out.read_text() == lines("prod")
+
+        again = manyfest("copy", "--existing", "fail", "--digests", str(out), src, prod)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == (f"unchanged {prod}@{new.index.digest} from {src}\n"
+                                f"{new.index.digest}\n")
+        assert out.read_text() == lines("prod")  # unchanged: its children read back
+
+        by_digest = f"{proxy.host}/{ns}/staging@{new.index.digest}"
+        pinned = manyfest("copy", "--digests", str(out), by_digest, f"{proxy.host}/{ns}/pinned")
+        assert pinned.returncode == 0, pinned.stderr
+        assert pinned.stdout == (f"created {proxy.host}/{ns}/pinned@{new.index.digest} from "
+                                 f"{by_digest}\n{new.index.digest}\n")
+        assert out.read_text() == lines("pinned")  # a copy by digest has no tag: it counts
+    finally:
+        proxy.stop()

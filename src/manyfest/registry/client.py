@@ -539,7 +539,8 @@ class RegistryClient:
         Raises:
             NotFoundError: no such repository (404 ``NAME_UNKNOWN``).
             RegistryError: any other error answer, a body that is not a tag list, or a
-                ``Link`` that names a page already read (a registry paging in a loop).
+                registry paging in a loop (:class:`PageTrail`: a page already read, a
+                ``last`` asked for again, a page listing no new tag that names another).
         """
         path = f"/v2/{ref.repository}/tags/list"
         if page_size is not None:
