@@ -341,6 +341,46 @@ def test_all_tags_paginates_and_copies_every_tag(registry: RegistryServer,
         assert fetch(f"{target.host}/{ns}/app:{tag}") == release.index.raw
 
 
+def looping_tags(proxy: QuirkProxy) -> Before:
+    """Tag lists whose ``Link`` header always names the first page again (a registry or
+    proxy that ignores ``last``): the same two tags on every page."""
+
+    async def quirk(request: web.Request) -> web.StreamResponse | None:
+        if request.method != "GET" or not request.path.endswith("/tags/list"):
+            return None
+        name = request.path.removeprefix("/v2/").removesuffix("/tags/list")
+        return web.json_response({"name": name, "tags": ["1.0", "1.1"]}, headers={
+            "Link": f'<{request.path}?n=2>; rel="next"'})
+
+    return quirk
+
+
+@slow
+def test_all_tags_stops_a_registry_paging_in_a_loop(registry: RegistryServer,
+                                                    target: RegistryServer, ns: str) -> None:
+    """A tag list whose ``Link`` names a page already read: ``--all-tags`` stops at once
+    (the first page asked for once, the page it names not at all) with one line naming the
+    repository and the registry's answer; nothing is copied."""
+    proxy = QuirkProxy(registry.host).start()
+    try:
+        proxy.before.append(looping_tags(proxy))
+        push_release(f"{registry.host}/{ns}/app:1.0", f"{ns} loop")
+        repo = f"{proxy.host}/{ns}/app"
+        proc = run_manyfest("copy", "--all-tags", "--tag-page-size", "2", repo,
+                            f"{target.host}/{ns}/app")
+        pages = {k: n for k, n in proxy.seen.items() if "/tags/list" in k}
+    finally:
+        proxy.stop()
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr.splitlines() == [
+        f"list tags of {repo}: the registry pages in a loop: its Link header "
+        f'(</v2/{ns}/app/tags/list?n=2>; rel="next") names a page already read: registry '
+        "answered 200; the registry or a proxy in front of it is broken: report it to its "
+        "operator"]
+    assert pages == {f"GET /v2/{ns}/app/tags/list?n=2": 1}
+    assert head_digest(f"{target.host}/{ns}/app:1.0") == ""
+
+
 @slow
 def test_copy_plan_documents_with_lists_in_one_run(registry: RegistryServer,
                                                    target: RegistryServer, ns: str,

@@ -24,6 +24,7 @@ from manyfest.content import Manifest
 from manyfest.engine import Engine, ListResult, PublishOptions
 from manyfest.errors import (
     IMMUTABLE_HINT,
+    OVERWRITE_HINT,
     AuthorizationError,
     ExistingTagError,
     ImmutableTagError,
@@ -217,6 +218,30 @@ def test_a_refusal_without_immutability_words_keeps_its_class_unless_it_refuses_
     (r,) = _go(fake, _plan(tmp_path, [("app:1.0", [], refs)])).results
     assert type(r.error) is ManifestRejectedError
     assert r.existing == {}
+
+
+def test_a_refusal_to_overwrite_without_immutability_gets_the_overwrite_advice(
+        tmp_path: Path) -> None:
+    """A 403 whose words say overwrite but not immutable (Artifactory without the Delete
+    permission) is a refused overwrite with the overwrite advice, not the immutable one."""
+    def artifactory(repository: str, tag: str) -> tuple[int, dict[str, str], bytes]:
+        body = {"errors": [{"code": "DENIED", "message": "Not enough permissions to overwrite "
+                            f"artifact 'docker-local:{repository}/{tag}/manifest.json' (user "
+                            "'ci' needs DELETE permission)."}]}
+        return 403, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+    fake = Immutable(immutable={"app"}, answer=artifactory)
+    old = _seed_other(fake, "app", ["1.0"], "old")
+    refs = _images(fake, "new")
+    (r,) = _go(fake, _plan(tmp_path, [("app:1.0", [], refs)])).results
+    assert type(r.error) is ImmutableTagError
+    assert r.existing == {"1.0": old}
+    assert r.error.hint == OVERWRITE_HINT != IMMUTABLE_HINT
+    assert r.error.one_line() == (
+        f"push list {HOST}/app:1.0: the tag holds {old}, and the registry refuses to move it "
+        f"to {r.digest}: registry answered 403 (DENIED: Not enough permissions to overwrite "
+        "artifact 'docker-local:app/1.0/manifest.json' (user 'ci' needs DELETE permission).); "
+        f"{OVERWRITE_HINT}")
 
 
 def test_a_403_on_a_new_tag_is_an_authorization_error() -> None:
@@ -452,5 +477,283 @@ def test_publish_on_an_ecr_like_registry_end_to_end(registry: Any, ns: str,
             f"{proxy.host}/{ns}/other@{d}\n" for d in [*children, other])
         assert puts.by_tag(lists=False) == []  # children: by digest only
         assert puts.by_tag(lists=True)
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.slow
+def test_push_existing_and_digests_end_to_end(registry: Any, ns: str, tmp_path: Path) -> None:
+    """``push --existing fail|skip|overwrite`` and ``push --digests FILE`` on the real
+    registry: a tag that holds another list is checked before any write (fail), left as it
+    is (skip: an empty digest file), or moved (overwrite, the default: the children and the
+    list in the file); ``--digests -`` is refused before any request (stdout carries push's
+    own lines)."""
+    from tests.helpers import PLATFORMS, head_digest, manyfest, seed
+
+    plats = (PLATFORMS[0], PLATFORMS[2])
+    digests = seed(registry.host, [(f"{ns}/app-{p.architecture}:{r}", p, f"{ns}{r}")
+                                   for p in plats for r in ("a", "b")])
+    target = f"{registry.host}/{ns}/app:1"
+
+    def create(release: str) -> list[str]:
+        refs = [f"{registry.host}/{ns}/app-{p.architecture}:{release}" for p in plats]
+        manyfest("create", "--amend", target, *refs, check=True)
+        return [digests[r.removeprefix(registry.host + "/")] for r in refs]
+
+    create("a")
+    first = manyfest("push", "--purge", target, check=True).stdout.splitlines()[-1]
+    assert head_digest(target) == first
+    b_children = create("b")
+    out = tmp_path / "digests.txt"
+
+    dash = manyfest("push", "--digests", "-", target)
+    assert (dash.returncode, dash.stdout) == (2, "")
+    assert dash.stderr == ("push --digests -: stdout carries push's own lines; give --digests "
+                           "a file path\n")
+
+    failed = manyfest("push", "--existing", "fail", "--digests", str(out), target)
+    assert (failed.returncode, failed.stdout) == (1, "")
+    listed = failed.stderr.split("not this list's ", 1)[-1][:71]  # checked when pushed
+    assert failed.stderr.splitlines() == [
+        f"{target} holds {first}, not this list's {listed}: --existing fail leaves the list "
+        "unpublished (nothing was written); pass --existing skip to leave such tags as they "
+        "are and move the others, or --existing overwrite to move them (refused by a "
+        "registry with immutable tags)"]
+    assert head_digest(target) == first
+    assert not out.exists()
+
+    skipped = manyfest("push", "--existing", "skip", "--digests", str(out), target)
+    assert (skipped.returncode, skipped.stdout) == (0, "")
+    assert skipped.stderr == (f"{target} holds {first}: left as it is (--existing skip); "
+                              "nothing was pushed\n")
+    assert head_digest(target) == first
+    assert out.read_text() == ""  # nothing published: nothing to sign
+
+    moved = manyfest("push", "--digests", str(out), target)
+    assert moved.returncode == 0, moved.stderr
+    second = moved.stdout.splitlines()[-1]
+    name = f"{registry.host}/{ns}/app"
+    assert moved.stdout == "".join(f"Pushed ref {name}@{d} with digest: {d}\n"
+                                   for d in b_children) + f"{second}\n"
+    assert head_digest(target) == second == listed != first
+    assert out.read_text() == "".join(f"{name}@{d}\n" for d in [*b_children, second])
+
+    again = manyfest("push", "--existing", "fail", "--digests", str(out), target)
+    assert again.returncode == 0, again.stderr  # the tag holds this very list: no conflict
+    assert out.read_text() == "".join(f"{name}@{d}\n" for d in [*b_children, second])
+
+
+def test_digests_file_is_replaced_whole_or_left_as_it_was(tmp_path: Path) -> None:
+    from manyfest.ops.digests import write
+
+    work = tmp_path / "work"
+    work.mkdir()
+    target = work / "digests.txt"
+    write(str(target), ["r/a@sha256:" + "1" * 64, "r/a@sha256:" + "2" * 64])
+    assert target.read_text() == f"r/a@sha256:{'1' * 64}\nr/a@sha256:{'2' * 64}\n"
+    write(str(target), [])
+    assert target.read_bytes() == b""
+    blocked = work / "dir"
+    (blocked / "inside").mkdir(parents=True)  # a directory where the file would go
+    with pytest.raises(IsADirectoryError):
+        write(str(blocked), ["r/a@sha256:" + "3" * 64])
+    assert sorted(p.name for p in work.iterdir()) == ["digests.txt", "dir"]  # no temp left
+    assert target.read_bytes() == b""
+
+
+@pytest.mark.slow
+def test_publish_digests_with_since_lists_every_digest_the_tags_hold(
+        registry: Any, ns: str, tmp_path: Path) -> None:
+    """``--digests`` with ``--since``: lists the report proves unchanged are in the file with
+    their children (what the tags hold now, for a signing step), as on a run that built
+    them; ``--digests -`` writes the same lines on stdout, refused with ``--json``."""
+    from tests.helpers import PLATFORMS, manyfest, seed
+
+    plats = (PLATFORMS[0], PLATFORMS[2])
+    digests = seed(registry.host, [(f"{ns}/src-{p.architecture}:1", p, ns) for p in plats])
+    children = [digests[f"{ns}/src-{p.architecture}:1"] for p in plats]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("---\n".join(
+        f"image: {registry.host}/{ns}/{repo}:1\nmanifests:\n" + "".join(
+            f"  - image: {registry.host}/{ns}/src-{p.architecture}:1\n" for p in plats)
+        for repo in ("one", "two")))
+    report, first, second = (tmp_path / n for n in ("r.jsonl", "first.txt", "second.txt"))
+    done = manyfest("publish", "--report", str(report), "--digests", str(first), str(plan))
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["created", "created"]
+    expected = "".join(f"{registry.host}/{ns}/{repo}@{d}\n" for repo, row in
+                       zip(("one", "two"), rows, strict=True) for d in [*children, row["digest"]])
+    assert first.read_text() == expected
+
+    again = manyfest("publish", "--since", str(report), "--digests", str(second), str(plan))
+    assert again.returncode == 0, again.stderr
+    assert f"2 unchanged since {report}" in again.stderr
+    assert second.read_text() == expected
+
+    out = manyfest("publish", "--since", str(report), "--digests", "-", str(plan))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == expected
+
+    mixed = manyfest("publish", "--json", "--digests", "-", str(plan))
+    assert (mixed.returncode, mixed.stdout) == (2, "")
+    assert mixed.stderr == "--digests - and --json both write on stdout; give --digests a " \
+        "file path\n"
+
+
+# ------------------------------------------------------------------ copy --existing
+
+
+def _copy_go(fake: FakeRegistry, src: str, dst: str, *, existing: str = "overwrite",
+             dry_run: bool = False) -> ListResult:
+    from manyfest.ops.copy import copy as run_copy
+    from manyfest.ops.plan import check_copy
+
+    plan = check_copy(f"{HOST}/{src}", [f"{HOST}/{dst}"])
+    [result] = _run(lambda: run_copy(Engine(fake.client()), [plan], dry_run=dry_run,
+                                     existing=existing))  # type: ignore[arg-type]
+    return result
+
+
+@pytest.mark.parametrize("existing", ["fail", "skip", "overwrite"])
+def test_copy_existing_policies(existing: str) -> None:
+    """``copy --existing``: a target tag holding another index is failed before any write
+    (fail), kept (skip: ``unchanged``, ``existing`` names it), or moved (overwrite, the
+    default); a tag already at the source's digest is ``unchanged`` whatever the policy."""
+    from tests.test_copy import _fake_release
+
+    fake = Immutable()
+    new = _fake_release(fake, "staging", "1", "copy new")
+    old = _fake_release(fake, "prod", "1", "copy old")
+    fake.calls.clear()
+    r = _copy_go(fake, "staging:1", "prod:1", existing=existing)
+    assert r.old_digest == old.index.digest
+    assert r.existing == ({} if existing == "overwrite" else {"1": old.index.digest})
+    if existing == "fail":
+        assert (r.status, type(r.error)) == ("failed", ExistingTagError)
+        assert r.error is not None
+        assert r.error.one_line() == (
+            f"{HOST}/prod:1 holds {old.index.digest}, not {HOST}/staging:1's "
+            f"{new.index.digest}: --existing fail leaves the copy undone (nothing was "
+            "written); " + ExistingTagError.default_hint)
+    else:
+        assert (r.status, r.error) == ("unchanged" if existing == "skip" else "updated", None)
+    assert fake.manifests["prod"]["1"].digest == (
+        new.index.digest if existing == "overwrite" else old.index.digest)
+    if existing != "overwrite":
+        assert _writes(fake) == []
+        assert [c for c in fake.calls if c[0] == "GET"] == []  # nothing fetched either
+    assert r.children == (() if existing != "overwrite" else tuple(
+        e["digest"] for e in json.loads(new.index.raw)["manifests"]))
+    again = _copy_go(fake, "staging:1", "prod:1", existing=existing)
+    if existing == "overwrite":
+        assert (again.status, again.existing) == ("unchanged", {})
+
+
+def test_copy_existing_skip_dry_run_says_keep() -> None:
+    from tests.test_copy import _fake_release
+
+    fake = Immutable()
+    new = _fake_release(fake, "staging", "1", "dry new")
+    old = _fake_release(fake, "prod", "1", "dry old")
+    fake.calls.clear()
+    r = _copy_go(fake, "staging:1", "prod:1", existing="skip", dry_run=True)
+    assert (r.status, r.actions) == ("unchanged", [
+        f"keep {HOST}/prod:1 at {old.index.digest} (--existing skip: {HOST}/staging:1 is "
+        f"{new.index.digest})"])
+    assert digest_lines([r]) == []  # the tag holds another index: nothing to sign
+
+
+def test_copy_onto_an_immutable_tag_fails_in_the_registrys_words() -> None:
+    from tests.test_copy import _fake_release
+
+    fake = Immutable(immutable={"prod"})
+    new = _fake_release(fake, "staging", "1", "imm new")
+    old = _fake_release(fake, "prod", "1", "imm old")
+    r = _copy_go(fake, "staging:1", "prod:1")
+    assert (r.status, type(r.error), r.existing) == (
+        "failed", ImmutableTagError, {"1": old.index.digest})
+    assert r.error is not None
+    assert r.error.one_line() == (
+        f"push list {HOST}/prod:1: the tag holds {old.index.digest}, and the registry "
+        f"refuses to move it to {new.index.digest}: registry answered 400 (TAG_INVALID: The "
+        "image tag '1' already exists in the 'prod' repository and cannot be overwritten "
+        f"because the tag is immutable.); {IMMUTABLE_HINT}")
+    assert fake.manifests["prod"]["1"].digest == old.index.digest
+    assert digest_lines([r]) == []
+
+
+@pytest.mark.slow
+def test_copy_existing_and_digests_end_to_end(registry: Any, ns: str, tmp_path: Path) -> None:
+    """``manyfest copy --existing fail|skip|overwrite --digests FILE`` on the real registry,
+    an ECR-like repository behind the quirk proxy: fail and skip write nothing (skip: an
+    empty file); overwrite moves the tag and the immutable repository refuses in its words
+    (exit 3); a copy found unchanged, and a copy by digest, are in the file."""
+    from tests.helpers import head_digest, manyfest
+    from tests.quirk_proxy import ImmutableTags, QuirkProxy
+    from tests.test_copy import push_release
+
+    host = registry.host
+    new = push_release(f"{host}/{ns}/staging:1", f"{ns} new")
+    old = push_release(f"{host}/{ns}/prod:1", f"{ns} old")
+    push_release(f"{host}/{ns}/frozen:1", f"{ns} old")
+    children = [e["digest"] for e in json.loads(new.index.raw)["manifests"]]
+    proxy = QuirkProxy(host).start()
+    try:
+        frozen = ImmutableTags(proxy, repositories=(f"{ns}/frozen",))
+        proxy.before.append(frozen)
+        src, prod, froz = (f"{proxy.host}/{ns}/{r}:1" for r in ("staging", "prod", "frozen"))
+        out = tmp_path / "digests.txt"
+
+        def lines(repo: str) -> str:
+            return "".join(f"{proxy.host}/{ns}/{repo}@{d}\n" for d in [*children,
+                                                                       new.index.digest])
+
+        dash = manyfest("copy", "--digests", "-", src, prod)
+        assert (dash.returncode, dash.stdout) == (2, "")
+        assert dash.stderr == ("copy --digests -: stdout carries copy's own lines; give "
+                               "--digests a file path\n")
+
+        failed = manyfest("copy", "--existing", "fail", "--digests", str(out), src, prod)
+        assert (failed.returncode, failed.stdout) == (1, "")
+        assert failed.stderr.splitlines() == [
+            f"copy {src} to {prod} failed: {prod} holds {old.index.digest}, not {src}'s "
+            f"{new.index.digest}: --existing fail leaves the copy undone (nothing was "
+            f"written); {ExistingTagError.default_hint}"]
+        assert out.read_text() == ""  # written also when every copy failed: none published
+
+        kept = manyfest("copy", "--existing", "skip", "--digests", str(out), src, prod)
+        assert (kept.returncode, kept.stderr) == (0, "")
+        assert kept.stdout == (f"kept {prod}@{old.index.digest} (--existing skip), not "
+                               f"{new.index.digest} from {src}\n")
+        assert head_digest(f"{host}/{ns}/prod:1") == old.index.digest
+        assert out.read_text() == ""
+
+        moved = manyfest("copy", "--digests", str(out), src, prod, froz)
+        assert moved.returncode == 3
+        assert moved.stdout == f"updated {prod}@{new.index.digest} from {src}\n"
+        assert moved.stderr.splitlines()[0] == (
+            f"copy {src} to {froz} failed: push list {froz}: the tag holds "
+            f"{old.index.digest}, and the registry refuses to move it to {new.index.digest}: "
+            "registry answered 400 (TAG_INVALID: The image tag '1' already exists in the "
+            f"'{ns}/frozen' repository and cannot be overwritten because the tag is "
+            f"immutable.); {IMMUTABLE_HINT}")
+        assert frozen.refused == [f"{ns}/frozen:1"]
+        assert head_digest(f"{host}/{ns}/prod:1") == new.index.digest
+        assert head_digest(f"{host}/{ns}/frozen:1") == old.index.digest
+        assert out.read_text() == lines("prod")
+
+        again = manyfest("copy", "--existing", "fail", "--digests", str(out), src, prod)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == (f"unchanged {prod}@{new.index.digest} from {src}\n"
+                                f"{new.index.digest}\n")
+        assert out.read_text() == lines("prod")  # unchanged: its children read back
+
+        by_digest = f"{proxy.host}/{ns}/staging@{new.index.digest}"
+        pinned = manyfest("copy", "--digests", str(out), by_digest, f"{proxy.host}/{ns}/pinned")
+        assert pinned.returncode == 0, pinned.stderr
+        assert pinned.stdout == (f"created {proxy.host}/{ns}/pinned@{new.index.digest} from "
+                                 f"{by_digest}\n{new.index.digest}\n")
+        assert out.read_text() == lines("pinned")  # a copy by digest has no tag: it counts
     finally:
         proxy.stop()

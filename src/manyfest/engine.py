@@ -1440,19 +1440,22 @@ def overwrite_refusal(ref: Reference, listed: Manifest, held: str,
     the tag ``ref`` when the tag held another digest (``held``) and the registry's answer is
     a refusal to overwrite it: its words say so (immutable, overwrite) or its status is 412;
     else ``exc`` unchanged. The new error keeps the registry's status and every
-    error's code, message and detail; its hint fits the answer (immutable tags, or a
-    refusal to overwrite)."""
+    error's code, message and detail; its hint fits the answer: immutable tags
+    (:data:`~manyfest.errors.IMMUTABLE_HINT`) when the words say immutable or the status is
+    412, else a refusal to overwrite that names no immutability, as Artifactory's "Not
+    enough permissions to overwrite artifact" (:data:`~manyfest.errors.OVERWRITE_HINT`)."""
     if not held or held == listed.digest or not _may_refuse_overwrite(exc):
         return exc
-    worded = bool(_OVERWRITE_WORDS.search(_said(exc)))
-    if not worded and exc.status not in _OVERWRITE_STATUSES:
+    said = _said(exc)
+    if not _OVERWRITE_WORDS.search(said) and exc.status not in _OVERWRITE_STATUSES:
         return exc
+    immutable = exc.status in _OVERWRITE_STATUSES or "immutab" in said.lower()
     tag = ref.tag or "latest"
     return ImmutableTagError(
         f"push list {ref}: the tag holds {held}, and the registry refuses to move it to "
         f"{listed.digest}",
         status=exc.status, method=exc.method, url=exc.url, errors=exc.errors,
-        hint=IMMUTABLE_HINT if worded or exc.status == 412 else OVERWRITE_HINT,
+        hint=IMMUTABLE_HINT if immutable else OVERWRITE_HINT,
         existing={tag: held},
     )
 

@@ -130,9 +130,19 @@ DigestsOpt = Annotated[
     str | None,
     typer.Option(
         "--digests", metavar="FILE",
-        help="Write every published index and child digest, one per line as "
-        "registry/repository@sha256:... (for cosign sign / notation sign), children before "
-        "their list; - for stdout.",
+        help="Write every digest the lists' tags hold when the run ends (created, updated "
+        "and unchanged lists, --since's too; not failed ones), index and children, one per "
+        "line as registry/repository@sha256:... (for cosign sign / notation sign), children "
+        "before their list; replaced whole. - for stdout (not with --json or --dry-run).",
+    ),
+]
+PushDigestsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--digests", metavar="FILE",
+        help="Write the pushed list's children and the list, one per line as "
+        "registry/repository@sha256:... (for cosign sign / notation sign); empty when "
+        "--existing skip left the tag; replaced whole. A file: stdout carries push's lines.",
     ),
 ]
 class ReferrersChoice(enum.StrEnum):

@@ -11,6 +11,7 @@ import typer
 from manyfest.cli import output
 from manyfest.cli.app import (
     AtLeast,
+    ExistingChoice,
     InsecureOpt,
     Stopped,
     command_app,
@@ -21,7 +22,7 @@ from manyfest.cli.app import (
     sink,
     stderr,
 )
-from manyfest.errors import ManyfestError, PublishFailed
+from manyfest.errors import ManyfestError, PublishFailed, UsageError
 
 if TYPE_CHECKING:  # imported in the command's body: see manyfest.cli.app on start-up
     from manyfest.engine import ListResult
@@ -79,6 +80,22 @@ def copy(
         typer.Option("--report", metavar="FILE",
                      help="Write a JSON Lines report, one line per copy."),
     ] = None,
+    existing: Annotated[
+        ExistingChoice,
+        typer.Option("--existing", metavar="fail|skip|overwrite",
+                     help="A DST tag that holds another digest: overwrite it (the default, as "
+                     "skopeo copy and crane copy do; refused by registries with immutable "
+                     "tags), fail that copy before any write, or skip it (left as it is)."),
+    ] = ExistingChoice.overwrite,
+    digests: Annotated[
+        str | None,
+        typer.Option("--digests", metavar="FILE",
+                     help="Write every digest the DST tags hold when the run ends (copies "
+                     "made or unchanged; not failed or --existing skip ones): each index's "
+                     "children, then the index or image, one per line as "
+                     "registry/repository@sha256:... (for cosign sign / notation sign); "
+                     "replaced whole. A file: stdout carries copy's lines."),
+    ] = None,
 ) -> None:
     """Copy an image or a whole index to other repositories, digests unchanged.
 
@@ -87,12 +104,16 @@ def copy(
     digest. A DST with a tag gets that tag; a DST repository gets SRC's tag (SRC named by
     digest alone: the digest, no tag). What a target already has is skipped: a tag already
     at the digest is left alone (nothing written); children and blobs present are not
-    copied again.
+    copied again. A DST tag that holds another digest is moved (--existing overwrite, as
+    skopeo copy and crane copy do; a registry with immutable tags refuses it in its words),
+    or the copy fails before any write (fail), or the tag is kept (skip).
 
     stdout: one line per copy, `<status> <DST>@<digest> from <SRC>` (status created,
     updated or unchanged; --dry-run: `would create ...`, `would update ...`, and the
-    children it would copy); when every copy has one digest, that digest alone on the last
-    line. Exit 3: some copies failed (each on stderr); 1: every copy failed.
+    children it would copy; a tag --existing skip kept: `kept <DST>@<digest it holds>
+    (--existing skip), not <digest> from <SRC>`); when every copy put one digest, that
+    digest alone on the last line. Exit 3: some copies failed (each on stderr); 1: every
+    copy failed.
 
     \b
     Examples:
@@ -112,12 +133,20 @@ def copy(
         from manyfest.cli.publish import _check_writable
 
         _check_writable(report_file)
+    if digests is not None:
+        check_digests(digests)
     settings = settings_from(insecure, concurrency, retry_deadline)
 
     async def body() -> PublishReport:
         async with Session(settings, on_event=sink()) as session:
-            return await copy_report(session.engine, [plan], dry_run=dry_run,
-                                     in_flight=copies_in_flight, page_size=tag_page_size)
+            report = await copy_report(session.engine, [plan], dry_run=dry_run,
+                                       in_flight=copies_in_flight, page_size=tag_page_size,
+                                       existing=existing.value)
+            if digests is not None:  # copies found unchanged: their children
+                from manyfest.ops.digests import fill_children
+
+                await fill_children(session.engine, report.results, copies_in_flight)
+            return report
 
     try:
         report = execute(body)
@@ -140,15 +169,41 @@ def copy(
             f"cannot write the report: {exc.strerror or exc}",
             hint="the copies were made as printed; check the disk and path",
         )) from None
+    if digests is not None:
+        from manyfest.ops.digests import digest_lines, write
+
+        try:
+            write(digests, digest_lines(report.results))
+        except OSError as exc:
+            raise fail(ManyfestError(
+                f"cannot write --digests {digests}: {exc.strerror or exc}",
+                hint="the copies were made as printed; check the disk and path",
+            )) from None
     for result in report.results:
         if result.error is not None:
             stderr.print(copy_error_line(result), level="error", event="error")
     finish(report.results, dry_run=dry_run)
 
 
+def check_digests(value: str) -> None:
+    """Refuse, before any request, a ``--digests`` value ``copy`` cannot write: ``-``
+    (stdout carries copy's own lines) or a path that cannot be written."""
+    from manyfest.cli.publish import _check_writable
+
+    if value == "-":
+        raise fail(UsageError("copy --digests -: stdout carries copy's own lines",
+                              hint="give --digests a file path"))
+    _check_writable(Path(value), flag="--digests")
+
+
 def copy_line(result: ListResult, *, dry_run: bool = False) -> str:
     """One copy's stdout line: ``<status> <target>@<digest> from <source>`` (``--dry-run``:
-    ``would create``/``would update``/``unchanged``)."""
+    ``would create``/``would update``/``unchanged``); a tag ``--existing skip`` kept:
+    ``kept <target>@<digest it holds> (--existing skip), not <digest> from <source>``."""
+    if result.existing and result.status == "unchanged":
+        [held] = result.existing.values()
+        return (f"kept {result.target}@{held} (--existing skip), not {result.digest} from "
+                f"{result.source}")
     status: str = result.status
     if dry_run and status in ("created", "updated"):
         status = "would " + status[:-1]
@@ -173,7 +228,8 @@ def print_copies(results: list[ListResult], *, dry_run: bool = False) -> None:
         lines.append(copy_line(r, dry_run=dry_run))
         lines.extend(f"  {a}" for a in r.actions if dry_run)
     digests = {r.digest for r in results}
-    if len(digests) == 1 and all(r.status != "failed" for r in results) and results:
+    if len(digests) == 1 and results and all(r.status != "failed" and not r.existing
+                                             for r in results):
         lines.append(results[0].digest)
     sys.stdout.write("".join(line + "\n" for line in lines))
 

@@ -14,13 +14,13 @@ from manyfest.cli.app import (
     AnnotationOpt,
     ArtifactTypeOpt,
     AttestationsChoice,
-    DigestsOpt,
     ExistingChoice,
     ExistingOpt,
     InsecureOpt,
     LabelsOpt,
     MediaTypeOpt,
     PlatformCheckOpt,
+    PushDigestsOpt,
     ReferrersChoice,
     ReferrersOpt,
     Stopped,
@@ -324,7 +324,7 @@ def push(
     subject: SubjectOpt = "",
     labels_to_annotations: LabelsOpt = False,
     existing: ExistingOpt = ExistingChoice.overwrite,
-    digests: DigestsOpt = None,
+    digests: PushDigestsOpt = None,
     referrers: ReferrersOpt = ReferrersChoice.copy,
 ) -> None:
     """Push a manifest list to a repository.

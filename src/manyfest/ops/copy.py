@@ -23,10 +23,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from manyfest.engine import Engine, ListResult, run_bounded
-from manyfest.errors import ManyfestError
+from manyfest.errors import ExistingTagError, ImmutableTagError, ManyfestError, RegistryError
 from manyfest.events import Finished, Skipped, Started
 from manyfest.ops.plan import PlanCopy
 from manyfest.reference import Reference
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 COPIES_IN_FLIGHT = 32
 """Copies run at once by default (requests are limited per registry by the transport)."""
+
+Existing = Literal["fail", "skip", "overwrite"]
+"""``--existing``: what a copy does with a target tag that holds another digest."""
 
 TAG_PAGE = 1000
 """Tags asked for per page of ``GET /v2/<name>/tags/list?n=`` (``--all-tags``)."""
@@ -105,15 +108,25 @@ async def expand(engine: Engine, copies: Sequence[PlanCopy], *,
     return out
 
 
-async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False) -> ListResult:
+async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False,
+                   existing: Existing = "overwrite") -> ListResult:
     """Copy ``pair.source`` to ``pair.target`` (see the module docstring for the order).
 
     Errors are caught into ``status="failed"`` (``error`` names the reference and carries
     the registry's answer); a failure leaves the target tag where it was (the manifest is
     PUT only once its whole tree is present).
 
+    ``existing`` (``--existing``) is for a target tag that holds another digest: ``overwrite``
+    (the default, as ``skopeo copy`` and ``crane copy`` do) moves it, and a registry that
+    refuses (immutable tags) fails the copy with an
+    :class:`~manyfest.errors.ImmutableTagError` in its words; ``fail`` fails the copy before
+    anything is written (:class:`~manyfest.errors.ExistingTagError`); ``skip`` leaves the tag
+    (``unchanged``, nothing written). Each of the three sets ``existing`` ``{tag: digest it
+    holds}`` on the result. A copy by digest has no tag: the policy does not apply.
+
     With ``dry_run`` nothing is written: the children the target lacks are HEADed and listed
-    in ``actions`` (``copy child <digest>``), then the tag move (``put <target> -> <digest>``).
+    in ``actions`` (``copy child <digest>``), then the tag move (``put <target> -> <digest>``)
+    or, with ``skip``, ``keep <target> at <digest> (--existing skip)``.
     """
     src, dst = pair.source, pair.target
     result = ListResult(dst, [dst.tag] if dst.tag else [], kind="copy", source=str(src),
@@ -135,8 +148,24 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False) -> 
             result.status = "unchanged"
             engine.on_event(Skipped(target=str(dst), digest=digest))
             return result
+        held = {dst.tag: result.old_digest} if dst.tag and result.old_digest else {}
+        if held and existing == "fail":
+            result.existing = held
+            raise ExistingTagError(
+                f"{dst} holds {result.old_digest}, not {src}'s {digest}: --existing fail "
+                "leaves the copy undone (nothing was written)", existing=held)
+        if held and existing == "skip":
+            result.existing = held
+            result.status = "unchanged"
+            if dry_run:
+                result.actions = [f"keep {dst} at {result.old_digest} (--existing skip: "
+                                  f"{src} is {digest})"]
+            engine.on_event(Skipped(target=str(dst), digest=result.old_digest))
+            return result
         origin = Reference(src.registry, src.repository, None, digest)
         manifest = await engine.copy_source_manifest(origin)
+        if manifest.is_index:
+            result.children = tuple(d.digest for d in manifest.index().manifests)
         pushed = await engine.copy_tree(dst, origin, manifest, dry_run=dry_run)
         if dry_run:
             was = f" (now {result.old_digest})" if result.old_digest else (
@@ -144,7 +173,10 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False) -> 
             result.actions = [f"copy child {d}" for d in pushed]
             result.actions.append(f"put {dst} -> {digest}{was}")
         else:
-            await engine.put_manifest(dst, manifest)
+            try:
+                await engine.put_manifest(dst, manifest)
+            except RegistryError as exc:
+                raise await engine.tag_refusal(dst, manifest, exc, held) from exc
             result.pushed_children = pushed
             if dst.tag:
                 result.moved = [dst.tag]
@@ -152,6 +184,8 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False) -> 
     except ManyfestError as exc:
         result.status = "failed"
         result.error = exc
+        if isinstance(exc, ImmutableTagError):
+            result.existing = dict(exc.existing)
     finally:
         current_stats.reset(token)
         result.requests = stats.requests
@@ -165,22 +199,25 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False) -> 
 
 
 async def run_copies(engine: Engine, pairs: Sequence[CopyPair], *, dry_run: bool = False,
-                     in_flight: int = COPIES_IN_FLIGHT) -> list[ListResult]:
-    """Every pair copied (:func:`copy_one`), at most ``in_flight`` at once; the results in
-    the order of ``pairs``."""
+                     in_flight: int = COPIES_IN_FLIGHT,
+                     existing: Existing = "overwrite") -> list[ListResult]:
+    """Every pair copied (:func:`copy_one`, with ``existing``), at most ``in_flight`` at
+    once; the results in the order of ``pairs``."""
     results: list[ListResult | None] = [None] * len(pairs)
 
     async def one(i: int) -> None:
-        results[i] = await copy_one(engine, pairs[i], dry_run=dry_run)
+        results[i] = await copy_one(engine, pairs[i], dry_run=dry_run, existing=existing)
 
     await run_bounded(one, ((i,) for i in range(len(pairs))), in_flight)
     return [r for r in results if r is not None]
 
 
 async def copy(engine: Engine, copies: Sequence[PlanCopy], *, dry_run: bool = False,
-               in_flight: int = COPIES_IN_FLIGHT, page_size: int = TAG_PAGE) -> list[ListResult]:
+               in_flight: int = COPIES_IN_FLIGHT, page_size: int = TAG_PAGE,
+               existing: Existing = "overwrite") -> list[ListResult]:
     """Run ``copies`` (``manyfest copy``, or a plan's ``copy:`` documents): tags listed for
-    ``all_tags`` copies, then every (source, target) pair copied concurrently.
+    ``all_tags`` copies, then every (source, target) pair copied concurrently
+    (``existing``: see :func:`copy_one`).
 
     Returns:
         One result per pair, in order (``kind="copy"``).
@@ -189,12 +226,13 @@ async def copy(engine: Engine, copies: Sequence[PlanCopy], *, dry_run: bool = Fa
         ManyfestError: listing an ``all_tags`` source's tags failed (nothing was copied).
     """
     pairs = await expand(engine, copies, page_size=page_size)
-    return await run_copies(engine, pairs, dry_run=dry_run, in_flight=in_flight)
+    return await run_copies(engine, pairs, dry_run=dry_run, in_flight=in_flight,
+                            existing=existing)
 
 
 async def copy_report(engine: Engine, copies: Sequence[PlanCopy], *, dry_run: bool = False,
-                      in_flight: int = COPIES_IN_FLIGHT,
-                      page_size: int = TAG_PAGE) -> PublishReport:
+                      in_flight: int = COPIES_IN_FLIGHT, page_size: int = TAG_PAGE,
+                      existing: Existing = "overwrite") -> PublishReport:
     """:func:`copy` with the run's totals: a :class:`~manyfest.ops.publish.PublishReport`
     whose results are the copies (``--json``, ``--report`` as ``publish`` writes them).
 
@@ -210,7 +248,7 @@ async def copy_report(engine: Engine, copies: Sequence[PlanCopy], *, dry_run: bo
     per_registry = transport.registry_stats()
     started = time.monotonic()
     results = await copy(engine, copies, dry_run=dry_run, in_flight=in_flight,
-                         page_size=page_size)
+                         page_size=page_size, existing=existing)
     report = PublishReport(results, dry_run=dry_run)
     add_totals(report, transport, before, per_registry, started)
     return report

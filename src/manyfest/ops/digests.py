@@ -33,10 +33,11 @@ _OK = ("created", "updated", "unchanged")
 
 
 def published(result: ListResult) -> bool:
-    """True when ``result``'s list counts: it did not fail, it was built (has a digest),
-    and at least one of its tags holds it (not every tag left by ``--existing skip``)."""
+    """True when ``result``'s list (or copy) counts: it did not fail, it was built (has a
+    digest), and at least one of its tags holds it (not every tag left by ``--existing
+    skip``), or it has no tag (a copy by digest)."""
     return (result.status in _OK and bool(result.digest)
-            and any(t not in result.existing for t in result.tags))
+            and (not result.tags or any(t not in result.existing for t in result.tags)))
 
 
 def digest_lines(results: Iterable[ListResult]) -> list[str]:
@@ -68,7 +69,8 @@ def list_lines(name: str, children: Iterable[str], digest: str, *,
 async def fill_children(engine: Engine, results: Sequence[ListResult],
                         lists_in_flight: int = 32) -> None:
     """Fill :attr:`~manyfest.engine.ListResult.children` of the lists that count but were
-    never built in this run (``--since`` proved them unchanged from the report): one GET
+    never built in this run (``--since`` proved them unchanged from the report; copies whose
+    target already held the digest): one GET
     of the list by digest each (verified; from the on-disk cache when it holds it), at most
     ``lists_in_flight`` at once. A list that cannot be read keeps no children: its index
     digest alone is written (the error is not the run's: the list is published).
@@ -81,7 +83,8 @@ async def fill_children(engine: Engine, results: Sequence[ListResult],
             if manifest is None:
                 manifest = await engine.client.get_manifest(r.target.with_digest(r.digest))
                 engine.cache.put_manifest(manifest)
-            r.children = tuple(d.digest for d in manifest.index().manifests)
+            if manifest.is_index:  # an image (a copy's) has no children
+                r.children = tuple(d.digest for d in manifest.index().manifests)
         except ManyfestError:
             return
 

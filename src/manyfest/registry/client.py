@@ -12,10 +12,9 @@ body's media type. Reads ask for ``pull`` only; writes ``pull,push``; a mount al
 from __future__ import annotations
 
 import contextlib
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urljoin
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import msgspec
 
@@ -540,43 +539,37 @@ class RegistryClient:
         Raises:
             NotFoundError: no such repository (404 ``NAME_UNKNOWN``).
             RegistryError: any other error answer, a body that is not a tag list, or a
-                ``Link`` that names a page already read (a registry paging in a loop).
+                registry paging in a loop (:class:`PageTrail`: a page already read, a
+                ``last`` asked for again, a page listing no new tag that names another).
         """
         path = f"/v2/{ref.repository}/tags/list"
         if page_size is not None:
             path += f"?n={page_size}"
+        what = f"list tags of {ref.name}"
         tags: list[str] = []
-        seen_pages: set[str] = set()
         seen: set[str] = set()
+        pages = PageTrail(what)
         while True:
-            seen_pages.add(path)
             resp = await self.transport.request(
-                "GET", ref.registry, path, what=f"list tags of {ref.name}",
-                scopes=self._scopes(ref, _PULL),
+                "GET", ref.registry, path, what=what, scopes=self._scopes(ref, _PULL),
             )
+            pages.read(resp.url)
             try:
                 page = _TAG_LIST.decode(resp.body)
             except msgspec.DecodeError as exc:
                 raise RegistryError(
-                    f"list tags of {ref.name}: the answer is not a tag list: {exc}",
+                    f"{what}: the answer is not a tag list: {exc}",
                     status=resp.status, method="GET", url=resp.url,
                     hint="the registry does not follow the distribution-spec tag listing",
                 ) from None
-            for tag in page.tags or ():
-                if tag not in seen:
-                    seen.add(tag)
-                    tags.append(tag)
-            following = next_link(resp.headers.get("Link", ""))
+            new = [t for t in page.tags or () if t not in seen]
+            seen.update(new)
+            tags.extend(new)
+            link = resp.headers.get("Link", "")
+            following = next_link(link)
             if not following:
                 return tags
-            if following in seen_pages or urljoin(resp.url, following) in seen_pages:
-                raise RegistryError(
-                    f"list tags of {ref.name}: the Link header names a page already read "
-                    f"({following})",
-                    status=resp.status, method="GET", url=resp.url,
-                    hint="the registry pages tags in a loop: report it to its operator",
-                )
-            path = following if following.startswith("/") else urljoin(resp.url, following)
+            path = pages.follow(resp, link, following, added=len(new))
 
     async def upload_blob(self, target: Reference, data: bytes, digest: str | None = None) -> str:
         """Upload ``data`` monolithically (POST, then PUT ``?digest=``); returns its digest.
@@ -624,12 +617,15 @@ class RegistryClient:
         path = f"/v2/{ref.repository}/referrers/{digest}"
         found: list[Descriptor] = []
         first = True
+        what = f"list referrers of {ref.name}@{digest}"
+        pages = PageTrail(what)
         while path:
             resp = await self.transport.request(
-                "GET", ref.registry, path, what=f"list referrers of {ref.name}@{digest}",
+                "GET", ref.registry, path, what=what,
                 scopes=self._scopes(ref, _PULL), headers={"Accept": mediatypes.OCI_INDEX},
                 params=params if first else None, ok=(200, 400, 404, 405, 406),
             )
+            pages.read(resp.url)
             if resp.status != 200:
                 return None if first else found
             try:
@@ -644,7 +640,9 @@ class RegistryClient:
                 d for d in page.manifests
                 if not artifact_type or filtered or d.artifact_type == artifact_type
             )
-            path = next_link(resp.headers.get("Link", ""))
+            link = resp.headers.get("Link", "")
+            following = next_link(link)
+            path = pages.follow(resp, link, following) if following else ""
             first = False
         return found
 
@@ -723,23 +721,145 @@ class _TagList(msgspec.Struct):
 
 
 _TAG_LIST = msgspec.json.Decoder(_TagList)
-_LINK_NEXT = re.compile(r'<([^>]*)>\s*((?:;[^,]*)*)')
+def parse_links(header: str) -> list[tuple[str, dict[str, str]]]:
+    """The links of a ``Link`` header (RFC 8288 section 3): ``[(URI-Reference, {param:
+    value})]`` in header order.
+
+    Links are comma-separated; each is ``<URI-Reference>`` then ``; name=value`` parameters,
+    a value a token or a quoted string (which may hold commas, semicolons and ``\\``
+    escapes); whitespace is allowed around ``;``, ``,`` and ``=``. Parameter names are
+    lower-cased; a parameter given twice keeps its first value (section 3.3: later
+    occurrences of ``rel`` are ignored); a parameter without ``=`` has the value ''. What
+    cannot be read as a link (no ``<...>``) is skipped up to the next comma outside quotes.
+    """
+    links: list[tuple[str, dict[str, str]]] = []
+    i, n = 0, len(header)
+
+    def skip_ws(k: int) -> int:
+        while k < n and header[k] in " \t":
+            k += 1
+        return k
+
+    def quoted(k: int) -> tuple[str, int]:  # header[k] == '"'
+        out: list[str] = []
+        k += 1
+        while k < n and header[k] != '"':
+            if header[k] == "\\" and k + 1 < n:
+                k += 1
+            out.append(header[k])
+            k += 1
+        return "".join(out), k + 1
+
+    def token(k: int, stops: str) -> tuple[str, int]:
+        start = k
+        while k < n and header[k] not in stops:
+            k += 1
+        return header[start:k].strip(), k
+
+    while i < n:
+        i = skip_ws(i)
+        if i < n and header[i] == ",":
+            i += 1
+            continue
+        if i >= n:
+            break
+        if header[i] != "<" or (close := header.find(">", i)) < 0:
+            while i < n and header[i] != ",":  # not a link: to the next comma outside quotes
+                i = quoted(i)[1] if header[i] == '"' else i + 1
+            continue
+        url = header[i + 1:close].strip()
+        params: dict[str, str] = {}
+        i = skip_ws(close + 1)
+        while i < n and header[i] == ";":
+            name, i = token(skip_ws(i + 1), "=;,")
+            value = ""
+            if i < n and header[i] == "=":
+                i = skip_ws(i + 1)
+                if i < n and header[i] == '"':
+                    value, i = quoted(i)
+                else:
+                    value, i = token(i, ";,")
+            params.setdefault(name.lower(), value)
+            i = skip_ws(i)
+        links.append((url, params))
+        while i < n and header[i] != ",":  # anything after the parameters: not ours
+            i = quoted(i)[1] if header[i] == '"' else i + 1
+    return links
 
 
 def next_link(header: str) -> str:
     """The URL of the ``rel="next"`` link of a ``Link`` header (RFC 8288), '' when none.
 
-    The URL is returned as written: a path (``/v2/...``, as Distribution sends) or an
-    absolute URL; several links may be given, comma-separated; ``rel`` may be quoted or not
-    and name several relation types.
+    The URL is returned as written: a path (``/v2/...``, as Distribution sends), a relative
+    reference or an absolute URL (resolve it against the request's URL). Several links
+    may be given; ``rel`` may be quoted or not and name several relation types, compared
+    without regard to case (section 2.1.1); the first link whose relation types include
+    ``next`` wins (:func:`parse_links` reads the header).
     """
-    for match in _LINK_NEXT.finditer(header):
-        url, params = match.group(1), match.group(2)
-        for param in params.split(";"):
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "rel" and "next" in value.strip().strip('"').split():
-                return url.strip()
+    for url, params in parse_links(header):
+        if "next" in params.get("rel", "").lower().split():
+            return url
     return ""
+
+
+def page_key(url: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    """What makes two page URLs the same page: host, path and the query's parameters in
+    sorted order (``?n=2&last=b`` is ``?last=b&n=2``)."""
+    parts = urlsplit(url)
+    return (parts.netloc, parts.path,
+            tuple(sorted(parse_qsl(parts.query, keep_blank_values=True))))
+
+
+class PageTrail:
+    """The pages of one paginated listing read so far, to stop a registry paging in a loop.
+
+    ``read(url)`` records each page asked for (the answer's URL); ``follow`` checks the next
+    page the ``Link`` header names before it is asked for, and raises on a loop: the page
+    was read already (same host, path and query parameters, in any order), its ``last``
+    (distribution-spec tag listing) was asked for already, or the page just read added no
+    new entry yet names another page.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.pages: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
+        self.lasts: set[str] = set()
+
+    def read(self, url: str) -> None:
+        """Record the page at ``url`` (absolute) as read."""
+        self.pages.add(page_key(url))
+        last = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True)).get("last")
+        if last is not None:
+            self.lasts.add(last)
+
+    def follow(self, resp: Response, link: str, following: str, *, added: int = -1) -> str:
+        """The next page to ask for (``following``, from ``resp``'s ``Link`` header
+        ``link``): a path as written, else the absolute URL it resolves to.
+
+        Args:
+            added: new entries the page added (-1: not counted).
+
+        Raises:
+            RegistryError: the registry pages in a loop (one line: the listing, the
+                ``Link`` header as sent, why it is a loop).
+        """
+        absolute = urljoin(resp.url, following)
+        last = dict(parse_qsl(urlsplit(absolute).query, keep_blank_values=True)).get("last")
+        why = ""
+        if page_key(absolute) in self.pages:
+            why = "names a page already read"
+        elif last is not None and last in self.lasts:
+            why = f"asks again for the tags after last={last}"
+        elif added == 0:
+            why = "follows a page that listed nothing new"
+        if why:
+            raise RegistryError(
+                f"{self.what}: the registry pages in a loop: its Link header ({link}) {why}",
+                status=resp.status, method="GET", url=resp.url,
+                hint="the registry or a proxy in front of it is broken: report it to its "
+                "operator",
+            )
+        return following if following.startswith("/") else absolute
 
 
 def _decode(ref: Reference, resp: Response) -> Manifest:
