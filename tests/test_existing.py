@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
+from manyfest.cli.progress import list_line
 from manyfest.content import Manifest
 from manyfest.engine import Engine, ListResult, PublishOptions
 from manyfest.errors import (
@@ -330,6 +331,11 @@ def test_existing_skip_leaves_such_tags_and_moves_the_others(tmp_path: Path) -> 
     assert sorted(t for _, t in _tag_puts(fake)) == ["1.1", "latest"]
     assert fake.manifests["app"]["1.0"].digest == fake.manifests["app"]["1"].digest == old
     assert result_json(a)["existing"] == {"1.0": old, "1": old}
+    # The line names the tags kept: "created app:1.0" alone would say 1.0 moved.
+    line = list_line(a, 1, 2, dry_run=False)[0]
+    assert line.startswith(f"[1/2] created {HOST}/app:1.0 {a.digest} (")
+    assert line.endswith(f"; kept 1.0 at {old} (--existing skip); kept 1 at {old} "
+                         "(--existing skip))")
 
     # Every tag of a list held by another list: nothing written, the list `unchanged`
     # (none of its tags changed), out of --digests.
@@ -337,6 +343,8 @@ def test_existing_skip_leaves_such_tags_and_moves_the_others(tmp_path: Path) -> 
     (r,) = _go(fake, _plan(tmp_path, [("app:1.0", ["1"], refs)]), existing="skip").results
     assert r.status == "unchanged"
     assert r.existing == {"1.0": old, "1": old}
+    assert list_line(r, 1, 1, dry_run=False)[0].endswith(
+        f"; kept 1.0 at {old} (--existing skip); kept 1 at {old} (--existing skip))")
     assert _writes(fake) == []
     assert not published(r)
 

@@ -86,8 +86,12 @@ def list_line(result: ListResult, done: int, total: int, *, dry_run: bool) -> tu
         return f"{head}{word} {result.target}: {result.error.one_line()}", word
     verified = ", verified" if result.verified else ""
     copied = f" from {result.source}" if result.kind == "copy" else ""
+    # --existing skip: the tags left at another digest are named (the status is the written
+    # tags'; none written: unchanged), so the line never implies the target tag moved.
+    kept = "".join(f"; kept {tag} at {held} (--existing skip)"
+                   for tag, held in result.existing.items())
     tail = (f" {result.target} {result.digest}{copied} ({plural(result.requests, 'request')}, "
-            f"{result.duration_s:.2f} s{verified})")
+            f"{result.duration_s:.2f} s{verified}{kept})")
     return head + word + tail, word
 
 
