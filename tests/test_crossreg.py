@@ -388,3 +388,48 @@ def test_a_413_to_a_monolithic_upload_sends_the_blob_again_in_chunks(
         target.stop()
     dgst, got = anyio.run(lambda: blob_digest(mirror.host, f"{ns}/app", image.layer_digest))
     assert (dgst, got) == (image.layer_digest, size)
+
+
+def refuse_mount_parameters(proxy: QuirkProxy) -> None:
+    """An upload POST carrying ``mount=`` answers 400 (a registry that will not take the
+    parameters, where the spec says 202); a plain POST goes through."""
+
+    async def quirk(request: web.Request) -> web.StreamResponse | None:
+        if request.method == "POST" and "mount" in request.query:
+            return web.json_response(status=400, data={"errors": [
+                {"code": "UNSUPPORTED", "message": "mount is not supported"}]})
+        return None
+
+    proxy.before.append(quirk)
+
+
+def test_a_registry_refusing_the_mount_probe_is_asked_with_a_head(
+        registry: RegistryServer, mirror: RegistryServer, ns: str, tmp_path: Path) -> None:
+    names = [(f"{ns}/app-{platform_suffix(p)}:1", p, ns) for p in PLATFORMS[:2]]
+    images = seed_built(registry.host, names)
+    blobs = {d for image in images.values() for d, _ in image.blobs}
+    target = QuirkProxy(mirror.host, streaming=True).start()
+    try:
+        refuse_mount_parameters(target)
+        sources = "".join(f"  - image: {registry.host}/{n}\n" for n, _, _ in names)
+        for tag in ("1", "2"):
+            plan = tmp_path / f"plan{tag}.yaml"
+            plan.write_text(f"image: {target.host}/{ns}/app:{tag}\nmanifests:\n{sources}")
+            target.seen.clear()
+            proc = manyfest("publish", "--json", str(plan))
+            assert proc.returncode == 0, proc.stderr
+            [result] = json.loads(proc.stdout)["results"]
+            assert result["status"] == "created"
+            # once refused, every blob is looked up with a HEAD, then a plain POST if missing
+            assert target.count("POST", "mount=") >= 1
+            for digest in blobs:
+                assert target.count("HEAD", f"/{ns}/app/blobs/{digest}") == 1, digest
+            uploads = sum(n for k, n in target.seen.items()
+                          if k.startswith("PUT ") and "digest=sha256" in k)
+            # the first run uploads every blob; the second finds them all (nothing sent)
+            assert uploads == (len(blobs) if tag == "1" else 0)
+    finally:
+        target.stop()
+    for digest in blobs:
+        got = anyio.run(blob_digest, mirror.host, f"{ns}/app", digest)
+        assert got[0] == digest

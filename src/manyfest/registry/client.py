@@ -24,6 +24,8 @@ from manyfest import mediatypes
 from manyfest.auth.tokens import scope
 from manyfest.content import Manifest
 from manyfest.errors import (
+    AuthenticationError,
+    AuthorizationError,
     DigestMismatchError,
     ManifestRejectedError,
     NotFoundError,
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
 
 _PULL = ("pull",)
 _PUSH = ("pull", "push")
+_PROBE_REFUSED = (400, 404, 405)
+"""Answers of a registry that will not take ``?mount=&from=`` on an upload's ``POST``."""
 
 UPLOAD_CHUNK = 8 << 20
 """Bytes per ``PATCH`` of a chunked upload (distribution-spec "Pushing a blob in chunks").
@@ -77,6 +81,9 @@ class RegistryClient:
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
         self._no_head: set[str] = set()
+        self._no_probe: set[str] = set()
+        """Registries that refused an upload ``POST`` carrying a mount from the target
+        repository itself (400, 404, 405: not the spec's 202): a blob HEAD asks there."""
         self._chunks: dict[str, int] = {}
         """Registries that refused a monolithic upload as too large (413): the chunk size
         to send them (:data:`UPLOAD_CHUNK`, halved by each 413 on a ``PATCH``)."""
@@ -297,6 +304,9 @@ class RegistryClient:
         blob ``HEAD`` and a ``POST`` would be two. A registry that does not mount answers
         ``202`` whatever it holds: the blob is uploaded again (correct, only wasted bytes).
 
+        A registry that refuses that ``POST`` (400, 404 or 405, where the spec says 202) is
+        asked with a blob ``HEAD`` instead, then a plain ``POST``, from then on in the run.
+
         Returns:
             The blob's size when it was copied; ``None`` when the repository had it (``201``:
             nothing read from the source, nothing sent).
@@ -304,6 +314,10 @@ class RegistryClient:
         Raises:
             as :meth:`copy_blob`.
         """
+        if target.registry in self._no_probe:
+            if await self.blob_exists(target, digest):
+                return None
+            return await self.copy_blob(source, target, digest, size, data=data)
         return await self._copy(source, target, digest, size, data, probe=True)
 
     async def _copy(self, source: Reference, target: Reference, digest: str,
@@ -311,7 +325,16 @@ class RegistryClient:
         what = f"copy blob {source.name}@{digest} to {target.name}"
 
         async def attempt() -> int | None:
-            opened = await self._open_upload(target, digest, probe=probe)
+            try:
+                opened = await self._open_upload(target, digest, probe=probe)
+            except RegistryError as exc:
+                if (not probe or exc.status not in _PROBE_REFUSED
+                        or isinstance(exc, AuthenticationError | AuthorizationError)):
+                    raise
+                self._no_probe.add(target.registry)  # the mount parameters, refused
+                if await self.blob_exists(target, digest):
+                    return None
+                opened = await self._open_upload(target, digest)
             if opened is None:
                 return None
             location, min_chunk = opened
