@@ -679,3 +679,31 @@ def test_atomic_moves_no_tag_on_any_registry_when_one_target_refuses(
         assert x["atomic"] is True
         for tag in ("1", "latest"):
             assert head_digest(x["target"].removesuffix(":1") + ":" + tag) == ""
+
+
+@pytest.mark.parametrize(("targets", "held"), [
+    ("", False),  # every target on the sources' registry: configs are not kept
+    (f"\ntargets: [{B}/app:1]", True),  # one on another registry: they cross from memory
+])
+def test_configs_are_kept_only_for_a_copy_to_another_registry(targets: str,
+                                                              held: bool) -> None:
+    regs = _seeded("held")
+    plan = parse_documents(
+        f"image: {SRC}/app:1{targets}\n"
+        f"manifests: [{{image: {SRC}/app-amd64:1}}, {{image: {SRC}/app-arm64:1}}]")
+    engine = Engine(regs.client())
+    kept: list[int] = []
+    hold = engine._hold
+
+    def watched(registry: str, digest: str, data: bytes) -> None:
+        hold(registry, digest, data)
+        kept.append(len(engine._held))
+
+    engine._hold = watched  # type: ignore[method-assign]
+    report = anyio.run(lambda: publish(engine, plan, fail_fast=True))
+    assert {r.status for r in report.results} == {"created"}
+    assert engine.hold_configs is held
+    assert max(kept) == (2 if held else 0)  # the 2 configs, read once each
+    assert regs[SRC].count("GET blob") == 2
+    if held:
+        assert regs[SRC].count("stream blob") == regs[B].count("copy") - 2

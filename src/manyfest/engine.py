@@ -483,6 +483,9 @@ class Engine:
         a copy to another registry (:data:`HELD_BLOB_MAX` each, :data:`HELD_TOTAL_MAX` in
         all); let go with the source (:meth:`forget`)."""
         self._held_bytes = 0
+        self.hold_configs = True
+        """Whether to keep config bytes for copies to other registries at all (``publish``
+        turns it off for a plan whose sources are all on their targets' registries)."""
         self._no_mounts: set[str] = set()
         """Target registries (:func:`~manyfest.reference.registry_key`) that answered a
         mount from a repository holding the blob with an upload session (202): a mount
@@ -704,7 +707,7 @@ class Engine:
     def _hold(self, registry: str, digest: str, data: bytes) -> None:
         """Keep a config's verified bytes for a copy to another registry, within bounds."""
         key = (registry_key(registry), digest)
-        if (key in self._held or len(data) > HELD_BLOB_MAX
+        if (not self.hold_configs or key in self._held or len(data) > HELD_BLOB_MAX
                 or self._held_bytes + len(data) > HELD_TOTAL_MAX):
             return
         self._held[key] = data
