@@ -4,9 +4,10 @@
   proxy that counts its requests) as the source, and a release registry with TLS (trustme CA
   in certs.d, verified: the loopback rule is off) and htpasswd (credentials in config.json
   for it alone) as the target: ``publish`` of lists in several repositories, one of them from
-  an index source, each blob read once from the build registry (layers: one GET each;
-  configs: one more for the platform), the build registry's own ``concurrency`` from the
-  config file honoured; children with the source's exact bytes and digests; ``push`` too;
+  an index source, each blob read once from the build registry (a config for its platform,
+  its bytes then uploaded from memory), no blob HEAD (the upload's POST asks to mount from the
+  target repository itself), the build registry's own ``concurrency`` from the config file
+  honoured; children with the source's exact bytes and digests; ``push`` too;
 * errors name the registry that failed and say what to do there;
 * chunked uploads: a registry announcing ``OCI-Chunk-Min-Length`` gets a 120 MiB layer in
   ``PATCH`` es (a ``416`` once on the way, resumed), peak RSS bounded; a registry refusing a
@@ -174,11 +175,10 @@ def test_publish_from_a_build_registry_to_a_tls_htpasswd_registry(
     results = json.loads(proc.stdout)["results"]
     assert [r["status"] for r in results] == ["created"] * 4
 
-    # Each layer read once from the build registry; a config twice (its platform, its copy).
-    for digest in layers:
+    # Each blob read once from the build registry: a layer for its copy, a config for its
+    # platform (the copy uploads those bytes).
+    for digest in layers | configs:
         assert build.count("GET", f"/blobs/{digest}") == 1, digest
-    for digest in configs:
-        assert build.count("GET", f"/blobs/{digest}") == 2, digest
     assert build.count("POST") == 0  # nothing written to (or mounted on) the source
     assert 1 <= peak[1] <= 2  # the build registry's own limit from the config file
     # On the release registry: each blob uploaded once, mounted into the 3 other repositories.
@@ -187,6 +187,10 @@ def test_publish_from_a_build_registry_to_a_tls_htpasswd_registry(
     assert log_lines(server, "method=PUT", f"/{ns}/", "digest=sha256") == blobs
     assert log_lines(server, "mount=sha256", f"/{ns}/", "status=201") == 3 * blobs
     assert log_lines(server, "mount=sha256", f"from={registry.host}") == 0
+    # the first repository: the upload's POST asks to mount from itself (202: not there,
+    # upload), no blob HEAD
+    assert log_lines(server, "mount=sha256", f"/{ns}/", "status=202") == blobs
+    assert log_lines(server, "method=HEAD", f"/{ns}/", "/blobs/") == 0
 
     # The children have the source's exact bytes; the list from the index has its entries.
     want = [image.manifest.digest for image in images.values()]
@@ -345,8 +349,11 @@ def test_a_big_layer_goes_in_chunks_to_a_registry_that_announces_them(
         hex_digest = image.layer_digest.partition(":")[2]
         [done] = [k for k in target.seen if k.startswith("PUT ") and hex_digest in k]
         assert target.seen[done] == 1
-        # the small blobs (under one chunk) go monolithic; nothing crossed twice
-        assert target.count("POST", "mount=") == 0
+        # the small blobs (under one chunk) go monolithic; nothing crossed twice: each
+        # upload's POST asks to mount from the target repository itself, none from another
+        blobs = 11 + 1 + 1  # push_big_image: 11 small layers, the big one, the config
+        assert target.count("POST", "mount=") == blobs
+        assert target.count("POST", f"from={ns}/app") == blobs
     finally:
         target.stop()
     dgst, got = anyio.run(lambda: blob_digest(mirror.host, f"{ns}/app", image.layer_digest))
@@ -381,3 +388,48 @@ def test_a_413_to_a_monolithic_upload_sends_the_blob_again_in_chunks(
         target.stop()
     dgst, got = anyio.run(lambda: blob_digest(mirror.host, f"{ns}/app", image.layer_digest))
     assert (dgst, got) == (image.layer_digest, size)
+
+
+def refuse_mount_parameters(proxy: QuirkProxy) -> None:
+    """An upload POST carrying ``mount=`` answers 400 (a registry that will not take the
+    parameters, where the spec says 202); a plain POST goes through."""
+
+    async def quirk(request: web.Request) -> web.StreamResponse | None:
+        if request.method == "POST" and "mount" in request.query:
+            return web.json_response(status=400, data={"errors": [
+                {"code": "UNSUPPORTED", "message": "mount is not supported"}]})
+        return None
+
+    proxy.before.append(quirk)
+
+
+def test_a_registry_refusing_the_mount_probe_is_asked_with_a_head(
+        registry: RegistryServer, mirror: RegistryServer, ns: str, tmp_path: Path) -> None:
+    names = [(f"{ns}/app-{platform_suffix(p)}:1", p, ns) for p in PLATFORMS[:2]]
+    images = seed_built(registry.host, names)
+    blobs = {d for image in images.values() for d, _ in image.blobs}
+    target = QuirkProxy(mirror.host, streaming=True).start()
+    try:
+        refuse_mount_parameters(target)
+        sources = "".join(f"  - image: {registry.host}/{n}\n" for n, _, _ in names)
+        for tag in ("1", "2"):
+            plan = tmp_path / f"plan{tag}.yaml"
+            plan.write_text(f"image: {target.host}/{ns}/app:{tag}\nmanifests:\n{sources}")
+            target.seen.clear()
+            proc = manyfest("publish", "--json", str(plan))
+            assert proc.returncode == 0, proc.stderr
+            [result] = json.loads(proc.stdout)["results"]
+            assert result["status"] == "created"
+            # once refused, every blob is looked up with a HEAD, then a plain POST if missing
+            assert target.count("POST", "mount=") >= 1
+            for digest in blobs:
+                assert target.count("HEAD", f"/{ns}/app/blobs/{digest}") == 1, digest
+            uploads = sum(n for k, n in target.seen.items()
+                          if k.startswith("PUT ") and "digest=sha256" in k)
+            # the first run uploads every blob; the second finds them all (nothing sent)
+            assert uploads == (len(blobs) if tag == "1" else 0)
+    finally:
+        target.stop()
+    for digest in blobs:
+        got = anyio.run(blob_digest, mirror.host, f"{ns}/app", digest)
+        assert got[0] == digest

@@ -55,6 +55,8 @@ class Call:
     repository: str
     what: str
     origin: str = ""
+    held: bool = False
+    """A copy of bytes the engine held (a config read for its platform): no source read."""
 
 
 @dataclass
@@ -124,11 +126,26 @@ class Registries:
         self.blobs.setdefault((target.registry, target.repository), {})[digest] = data
         return True
 
-    async def copy_blob(self, source: Reference, target: Reference, digest: str,
-                        size: int | None = None) -> int:
-        self.calls.append(Call("copy", target.registry, target.repository, digest,
-                               f"{source.registry}/{source.repository}"))
+    async def copy_blob_unless_present(self, source: Reference, target: Reference,
+                                       digest: str, size: int | None = None, *,
+                                       data: bytes | None = None) -> int | None:
+        # The upload's POST with ?mount=<digest>&from=<target repository>: 201 when that
+        # repository has the blob (a registry that does not mount answers 202 anyway).
+        self.calls.append(Call("probe", target.registry, target.repository, digest))
         await anyio.lowlevel.checkpoint()
+        there = digest in self.blobs.get((target.registry, target.repository), {})
+        if there and target.registry not in self.mount_refused:
+            return None
+        return await self.copy_blob(source, target, digest, size, data=data)
+
+    async def copy_blob(self, source: Reference, target: Reference, digest: str,
+                        size: int | None = None, *, data: bytes | None = None) -> int:
+        self.calls.append(Call("copy", target.registry, target.repository, digest,
+                               f"{source.registry}/{source.repository}", data is not None))
+        await anyio.lowlevel.checkpoint()
+        if data is not None:
+            # verified bytes the engine read from the source earlier
+            assert data == self.blobs[(source.registry, source.repository)][digest]
         refused = self.copy_refused.get((target.registry, target.repository))
         if refused is not None:
             raise refused
@@ -165,15 +182,20 @@ def _ref(registry: str, text: str) -> Reference:
     return reference.parse(f"{registry}/{text}")
 
 
-def _seed(regs: Registries, seed: str = "x") -> tuple[list[Reference], set[str]]:
+def _seed(regs: Registries, seed: str = "x", tag: str = "1") -> tuple[list[Reference], set[str]]:
     """Two images on BUILD; their references and every distinct blob digest."""
     refs, blobs = [], set()
     for p in (AMD64, ARM64):
         image = build_image(p, seed)
-        regs.add_image(BUILD, f"app-{p.architecture}", "1", image)
-        refs.append(_ref(BUILD, f"app-{p.architecture}:1"))
+        regs.add_image(BUILD, f"app-{p.architecture}", tag, image)
+        refs.append(_ref(BUILD, f"app-{p.architecture}:{tag}"))
         blobs |= {d for d, _ in image.blobs}
     return refs, blobs
+
+
+def _configs(regs: Registries, refs: list[Reference]) -> set[str]:
+    return {regs.manifests[(r.registry, r.repository)][r.reference].image().config.digest
+            for r in refs}
 
 
 async def _publish_all(engine: Engine, refs: list[Reference],
@@ -198,6 +220,7 @@ async def _publish_all(engine: Engine, refs: list[Reference],
 def test_each_blob_crosses_once_per_target_registry_then_mounts_inside_it() -> None:
     regs = Registries()
     refs, blobs = _seed(regs)
+    configs = _configs(regs, refs)
     events: list[Event] = []
     engine = Engine(regs.client(), events.append)
     targets = [_ref(HUB, f"team/app{i}:1") for i in range(4)] + [
@@ -209,6 +232,8 @@ def test_each_blob_crosses_once_per_target_registry_then_mounts_inside_it() -> N
         # once per target registry, each from its source repository on BUILD
         assert sorted(c.what for c in copies) == sorted(blobs)
         assert {c.origin.split("/")[0] for c in copies} == {BUILD}
+        # the configs from the bytes read for their platforms, the layers streamed
+        assert {c.what for c in copies if c.held} == configs
         mounts = regs.of("mount", registry)
         assert len(mounts) == len(blobs) * (repos - 1)
         # every mount stays inside its registry, from the repository the bytes went to
@@ -216,13 +241,18 @@ def test_each_blob_crosses_once_per_target_registry_then_mounts_inside_it() -> N
             [home] = [c for c in copies if c.what == m.what]
             assert m.origin == f"{registry}/{home.repository}"
             assert m.repository != home.repository
-        # one HEAD per blob (the first repository), none for the mounted ones
-        assert sorted(c.what for c in regs.of("HEAD blob", registry)) == sorted(blobs)
+        # no HEAD: the upload's POST asks the first repository whether it has the blob
+        assert not regs.of("HEAD blob", registry)
+        probes = regs.of("probe", registry)
+        assert sorted((c.repository, c.what) for c in probes) == sorted(
+            (c.repository, c.what) for c in copies)
         for i in range(repos):
             repo = f"team/app{i}" if registry == HUB else f"mirror/app{i}"
             assert set(regs.blobs[(registry, repo)]) == blobs
     assert not regs.of("mount", BUILD)
     assert not regs.of("copy", BUILD)
+    # each config read once from BUILD (its platform), however many registries it goes to
+    assert sorted(c.what for c in regs.of("GET blob", BUILD)) == sorted(configs)
     assert sum(isinstance(e, Copied) for e in events) == 2 * len(blobs)
     assert sum(isinstance(e, Mounted) for e in events) == 5 * len(blobs)
 
@@ -268,7 +298,54 @@ def test_a_blob_already_in_the_first_repository_is_not_sent_again() -> None:
     regs.calls.clear()
     anyio.run(_publish_all, again, refs, [_ref(HUB, "app:2")])
     assert not regs.of("copy")
-    assert len(regs.of("HEAD blob", HUB)) == len(blobs)
+    assert not regs.of("HEAD blob")
+    assert sorted(c.what for c in regs.of("probe", HUB)) == sorted(blobs)
+
+
+def test_held_config_bytes_are_let_go_with_their_source() -> None:
+    regs = Registries()
+    refs, _ = _seed(regs)
+    configs = _configs(regs, refs)
+    engine = Engine(regs.client())
+
+    async def go() -> None:
+        sources = [await engine.resolve(r) for r in refs]
+        assert {d for _, d in engine._held} == configs
+        for source in sources:
+            engine.forget(source)
+        assert not engine._held
+        assert engine._held_bytes == 0
+        # crossing after that reads the config from the source again (streamed)
+        result = await engine.publish(_ref(HUB, "app:1"),
+                                      [Child(s, s.platform) for s in sources])
+        assert result.error is None, result.error
+
+    anyio.run(go)
+    assert not [c for c in regs.of("copy", HUB) if c.held]
+    assert {c.what for c in regs.of("copy", HUB)} >= configs
+
+
+def test_a_registry_that_does_not_mount_gets_a_head_before_a_first_crossing() -> None:
+    regs = Registries(mount_refused={HUB})
+    refs, _ = _seed(regs)
+    engine = Engine(regs.client())
+    # a:1 then b:1: b's mounts from a answer 202 although a holds every blob
+    for name in ("a:1", "b:1"):
+        anyio.run(_publish_all, engine, refs, [_ref(HUB, name)])
+    assert not regs.of("HEAD blob")
+    more, more_blobs = _seed(regs, "y", "2")
+    new = more_blobs - set(regs.blobs[(HUB, "a")])  # not crossed yet in this run
+    more_configs = _configs(regs, more)
+    assert more_configs < new
+    for digest in new:  # c already has them (a run before this one put them there)
+        regs.blobs.setdefault((HUB, "c"), {})[digest] = b"x"
+    regs.calls.clear()
+    anyio.run(_publish_all, engine, more, [_ref(HUB, "c:2")])
+    # the layers looked up first and not sent; the configs (held, small) uploaded from memory
+    assert sorted(c.what for c in regs.of("HEAD blob", HUB)) == sorted(new - more_configs)
+    copied = {c.what for c in regs.of("copy", HUB) if c.what in new}
+    assert copied == more_configs
+    assert all(c.held for c in regs.of("copy", HUB) if c.what in more_configs)
 
 
 def test_a_refused_mount_inside_the_target_registry_streams_again() -> None:

@@ -326,14 +326,28 @@ class Registries:
         return digest in fake.blobs.get(ref.repository, {})
 
     async def copy_blob(self, source: Reference, target: Reference, digest: str,
-                        size: int | None = None) -> int:
+                        size: int | None = None, *, data: bytes | None = None) -> int:
         src, dst = self.fakes[source.registry], self.fakes[target.registry]
-        src.calls.append(("stream blob", source.repository, digest))
+        held = data
+        if held is None:
+            src.calls.append(("stream blob", source.repository, digest))
         dst.calls.append(("copy", target.repository, digest))
         await anyio.lowlevel.checkpoint()
         data = src.blobs[source.repository][digest]
+        assert held in (None, data)
         dst.blobs.setdefault(target.repository, {})[digest] = data
         return len(data)
+
+    async def copy_blob_unless_present(self, source: Reference, target: Reference,
+                                       digest: str, size: int | None = None, *,
+                                       data: bytes | None = None) -> int | None:
+        """The upload's POST asking to mount from the target repository itself: ``None``
+        (201) when it has the blob, else the copy."""
+        dst = self.fakes[target.registry]
+        dst.calls.append(("probe", target.repository, digest))
+        if digest in dst.blobs.get(target.repository, {}):
+            return None
+        return await self.copy_blob(source, target, digest, size, data=data)
 
 
 FAILED_ERROR = (
@@ -394,7 +408,10 @@ def test_sources_are_resolved_once_for_every_target() -> None:
     for host, repo in ((B, "app0"), (B, "app1"), (C, "org/app0"), (C, "org/app1")):
         assert set(regs[host].blobs[repo]) == blobs
         assert regs[host].count("PUT", repo) == 2 + 2  # 2 children, the list, one more tag
-    assert src.count("stream blob") == sum(regs[h].count("copy") for h in (B, C))
+    # the configs cross from the bytes read for their platforms; only layers are streamed
+    copies = sum(regs[h].count("copy") for h in (B, C))
+    assert src.count("stream blob") == copies - 2 * 2  # 2 configs into B and into C
+    assert src.count("GET blob") == 2
 
 
 def test_a_failing_target_fails_only_its_lists() -> None:
@@ -589,10 +606,11 @@ def test_one_run_publishes_to_three_registries_reading_each_source_once(
         assert head_digest(t.removesuffix(":1") + ":latest") == digest
     assert lines[0]["sources"] == lines[1]["sources"] == lines[2]["sources"]
     # Sources read once: 4 manifest GETs, 4 config GETs, whatever the number of targets;
-    # the other blob reads are the copies into B and C (each blob once per registry).
+    # the other blob reads are the layers' copies into B and C (each once per registry:
+    # the configs cross from the bytes read for their platforms).
     assert regs.a.count("GET", "/manifests/") == 4
     blobs = walkthrough_blobs(ns)
-    assert regs.a.count("GET", "/blobs/") == 4 + 2 * blobs
+    assert regs.a.count("GET", "/blobs/") == 4 + 2 * (blobs - 4)
 
     # --since: every target proved unchanged by the report, no manifest read anywhere.
     regs.a.seen.clear()
@@ -661,3 +679,31 @@ def test_atomic_moves_no_tag_on_any_registry_when_one_target_refuses(
         assert x["atomic"] is True
         for tag in ("1", "latest"):
             assert head_digest(x["target"].removesuffix(":1") + ":" + tag) == ""
+
+
+@pytest.mark.parametrize(("targets", "held"), [
+    ("", False),  # every target on the sources' registry: configs are not kept
+    (f"\ntargets: [{B}/app:1]", True),  # one on another registry: they cross from memory
+])
+def test_configs_are_kept_only_for_a_copy_to_another_registry(targets: str,
+                                                              held: bool) -> None:
+    regs = _seeded("held")
+    plan = parse_documents(
+        f"image: {SRC}/app:1{targets}\n"
+        f"manifests: [{{image: {SRC}/app-amd64:1}}, {{image: {SRC}/app-arm64:1}}]")
+    engine = Engine(regs.client())
+    kept: list[int] = []
+    hold = engine._hold
+
+    def watched(registry: str, digest: str, data: bytes) -> None:
+        hold(registry, digest, data)
+        kept.append(len(engine._held))
+
+    engine._hold = watched  # type: ignore[method-assign]
+    report = anyio.run(lambda: publish(engine, plan, fail_fast=True))
+    assert {r.status for r in report.results} == {"created"}
+    assert engine.hold_configs is held
+    assert max(kept) == (2 if held else 0)  # the 2 configs, read once each
+    assert regs[SRC].count("GET blob") == 2
+    if held:
+        assert regs[SRC].count("stream blob") == regs[B].count("copy") - 2

@@ -89,6 +89,12 @@ _CONFIG_SECTION = msgspec.json.Decoder(ConfigSection)
 OCI_LABEL_PREFIX = "org.opencontainers.image."
 """Config labels copied into index annotations by ``labels_to_annotations``."""
 
+HELD_BLOB_MAX = 4 << 20
+"""The largest config blob (bytes) whose verified bytes a run keeps to upload them across
+registries from memory, rather than read them again from the source."""
+HELD_TOTAL_MAX = 64 << 20
+"""At most this many bytes of such configs held at once (past it, they are read again)."""
+
 _NOT_YET_SEEN = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "DIGEST_INVALID"})
 """Manifest PUT refusals that mean "not seen yet" when the content was just made present."""
 
@@ -472,6 +478,18 @@ class Engine:
         self._crossed: OnceMap[Reference] = OnceMap()
         """Blobs streamed in from another registry, by (target registry, digest): the
         repository of that registry that received the bytes (later ones mount from it)."""
+        self._held: dict[tuple[str, str], bytes] = {}
+        """Config bytes read for a platform and verified, by (source registry, digest), for
+        a copy to another registry (:data:`HELD_BLOB_MAX` each, :data:`HELD_TOTAL_MAX` in
+        all); let go with the source (:meth:`forget`)."""
+        self._held_bytes = 0
+        self.hold_configs = True
+        """Whether to keep config bytes for copies to other registries at all (``publish``
+        turns it off for a plan whose sources are all on their targets' registries)."""
+        self._no_mounts: set[str] = set()
+        """Target registries (:func:`~manyfest.reference.registry_key`) that answered a
+        mount from a repository holding the blob with an upload session (202): a mount
+        probe tells nothing there, so a blob HEAD comes before streaming one in."""
         self._children: OnceMap[str] = OnceMap()
         self._subjects: OnceMap[SubjectDescriptor] = OnceMap()
         self._lists: OnceMap[str] = OnceMap()
@@ -516,12 +534,18 @@ class Engine:
         self._sources.forget(str(source.ref))
         for s in (source, *(c.source for c in source.entries)):
             self.cache.forget(s.manifest.digest)
+            config = ""
+            if mediatypes.is_image(s.manifest.media_type):
+                with contextlib.suppress(ManyfestError):
+                    config = s.manifest.image().config.digest
+            held = self._held.pop((registry_key(s.ref.registry), config), None)
+            if held is not None:
+                self._held_bytes -= len(held)
             if not labels:
                 continue
             self._labels.pop(s.manifest.digest, None)
-            if mediatypes.is_image(s.manifest.media_type):
-                with contextlib.suppress(ManyfestError):
-                    self._configs.forget((s.ref.registry, s.manifest.image().config.digest))
+            if config:
+                self._configs.forget((s.ref.registry, config))
 
     async def _manifest(self, ref: Reference, *, confirm: bool = True) -> Manifest:
         """The manifest ``ref`` names now, from the cache where its digest is known."""
@@ -661,6 +685,7 @@ class Engine:
         self, ref: Reference, config_digest: str
     ) -> tuple[Platform, dict[str, str]]:
         data = await self.client.get_blob(ref, config_digest)
+        self._hold(ref.registry, config_digest, data)
         try:
             cfg = _CONFIG.decode(data)
         except msgspec.DecodeError as exc:
@@ -678,6 +703,15 @@ class Engine:
             cfg.os, cfg.architecture, cfg.variant, cfg.os_version, tuple(cfg.os_features)
         )
         return platform, labels
+
+    def _hold(self, registry: str, digest: str, data: bytes) -> None:
+        """Keep a config's verified bytes for a copy to another registry, within bounds."""
+        key = (registry_key(registry), digest)
+        if (not self.hold_configs or key in self._held or len(data) > HELD_BLOB_MAX
+                or self._held_bytes + len(data) > HELD_TOTAL_MAX):
+            return
+        self._held[key] = data
+        self._held_bytes += len(data)
 
     async def labels(self, child: Source) -> dict[str, str]:
         """The ``org.opencontainers.image.*`` labels of an image child's config.
@@ -797,8 +831,11 @@ class Engine:
         Source on another registry (a mount across registries means nothing): the blob
         crosses once per target registry per run (:meth:`_cross_blob`): the first
         repository of the target registry that needs it gets the bytes streamed from the
-        source (after a HEAD: a blob already there is not sent again), later repositories
-        of that registry mount it from that one (a refused mount streams it again).
+        source (or uploaded from memory: a config read for its platform), the upload's
+        ``POST`` asking to mount it from that repository itself, so a blob already there is
+        not sent again (a registry seen not to mount gets a HEAD first instead); later
+        repositories of that registry mount it from that one (a refused mount streams it
+        again).
 
         Returns:
             True when mounted (201) or already present, False when the bytes were copied.
@@ -837,20 +874,38 @@ class Engine:
         try:
             mounted = await self.client.mount_blob(target, blob.digest, home)
         except (AuthenticationError, AuthorizationError):
-            mounted = False  # no pull on the repository that received it: stream it here
+            mounted = None  # no pull on the repository that received it: stream it here
         if mounted:
             self.on_event(Mounted(target=str(target), digest=blob.digest, source=home.name))
             return True
+        if mounted is False:
+            # ``home`` holds the blob: this registry opens an upload instead of mounting.
+            self._no_mounts.add(registry_key(target.registry))
         return await self._stream_in(target, blob, source, check=False)
 
     async def _stream_in(self, target: Reference, blob: Descriptor, source: Reference, *,
                          check: bool) -> bool:
-        """Stream a blob from another registry into ``target`` (``check``: HEAD it first;
-        present = nothing sent). True when it was there already."""
+        """Copy a blob from another registry into ``target``: streamed, or from the config
+        bytes the run holds. ``check``: unless the repository has it, which the upload's
+        ``POST`` asks (a mount from the target repository itself), or a HEAD before it on
+        a registry seen not to mount. True when it was there already (nothing sent)."""
+        data = self._held.get((registry_key(source.registry), blob.digest))
+        if data is not None and blob.size not in (0, len(data)):
+            data = None  # the descriptor says another size: let the stream find out
+        size: int | None
         try:
-            if check and await self.client.blob_exists(target, blob.digest):
-                return True
-            size = await self.client.copy_blob(source, target, blob.digest, blob.size or None)
+            if check and data is None and registry_key(target.registry) in self._no_mounts:
+                if await self.client.blob_exists(target, blob.digest):
+                    return True
+                check = False
+            if check:
+                size = await self.client.copy_blob_unless_present(
+                    source, target, blob.digest, blob.size or None, data=data)
+                if size is None:
+                    return True
+            else:
+                size = await self.client.copy_blob(source, target, blob.digest,
+                                                   blob.size or None, data=data)
         except ManyfestError as exc:
             raise name_registry(exc, source, target) from None
         self.on_event(Copied(target=str(target), digest=blob.digest, size=size))

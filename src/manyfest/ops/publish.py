@@ -63,7 +63,7 @@ from manyfest.ops.entries import (
 from manyfest.ops.plan import PLAN_KEYS, PlanList, check_list_settings
 from manyfest.ops.writes import RecordingClient
 from manyfest.platform import Platform, enforce, matches
-from manyfest.reference import Reference
+from manyfest.reference import Reference, same_registry
 from manyfest.transport import RequestStats, Transport, current_stats
 
 RESOLVES_IN_FLIGHT = 512
@@ -492,6 +492,11 @@ async def publish(
     """
     opts = options or PublishOptions()
     engine.referrers.mode = opts.referrers  # --atomic's writes too (outside Engine.publish)
+    # Configs read for their platforms are kept for a copy to another registry only when a
+    # list has a source on another registry than its target (else nothing would use them).
+    engine.hold_configs = not opts.dry_run and any(
+        not same_registry(e.ref.registry, item.target.registry)
+        for item in plan for e in item.entries)
     for item in plan:
         # Settings that contradict each other fail the run before any request (exit 2).
         o = list_options(opts, item)

@@ -23,6 +23,8 @@ from manyfest import mediatypes
 from manyfest.auth.tokens import scope
 from manyfest.content import Manifest
 from manyfest.errors import (
+    AuthenticationError,
+    AuthorizationError,
     DigestMismatchError,
     ManifestRejectedError,
     NotFoundError,
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 
 _PULL = ("pull",)
 _PUSH = ("pull", "push")
+_PROBE_REFUSED = (400, 404, 405)
+"""Answers of a registry that will not take ``?mount=&from=`` on an upload's ``POST``."""
 
 UPLOAD_CHUNK = 8 << 20
 """Bytes per ``PATCH`` of a chunked upload (distribution-spec "Pushing a blob in chunks").
@@ -76,6 +80,9 @@ class RegistryClient:
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
         self._no_head: set[str] = set()
+        self._no_probe: set[str] = set()
+        """Registries that refused an upload ``POST`` carrying a mount from the target
+        repository itself (400, 404, 405: not the spec's 202): a blob HEAD asks there."""
         self._chunks: dict[str, int] = {}
         """Registries that refused a monolithic upload as too large (413): the chunk size
         to send them (:data:`UPLOAD_CHUNK`, halved by each 413 on a ``PATCH``)."""
@@ -256,7 +263,8 @@ class RegistryClient:
         return resp.body
 
     async def copy_blob(
-        self, source: Reference, target: Reference, digest: str, size: int | None = None
+        self, source: Reference, target: Reference, digest: str, size: int | None = None, *,
+        data: bytes | None = None,
     ) -> int:
         """Stream a blob from ``source``'s repository into ``target``'s; returns its size.
 
@@ -270,16 +278,69 @@ class RegistryClient:
             target: a reference in the repository to copy it into.
             digest: the blob's digest.
             size: its size in bytes from the descriptor (sent as Content-Length).
+            data: the blob's bytes, already read from the source and verified against
+                ``digest`` (a config the caller holds): uploaded in one ``PUT`` instead of
+                read again, unless the target wants chunks smaller than ``data``.
 
         Raises:
             NotFoundError: the blob is not in the source repository.
             DigestMismatchError: the source served other bytes than the digest names.
             RegistryError: the target refused the upload.
         """
+        copied = await self._copy(source, target, digest, size, data, probe=False)
+        assert copied is not None  # without the probe an upload always runs
+        return copied
+
+    async def copy_blob_unless_present(
+        self, source: Reference, target: Reference, digest: str, size: int | None = None, *,
+        data: bytes | None = None,
+    ) -> int | None:
+        """:meth:`copy_blob`, the upload's ``POST`` asking first whether ``target``'s
+        repository has the blob: ``POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<name>``
+        (a mount from the target repository itself; distribution-spec "Mounting a blob from
+        another repository": ``201 Created`` when the registry mounted it, else ``202
+        Accepted`` and an upload session, which the copy then uses). One request where a
+        blob ``HEAD`` and a ``POST`` would be two. A registry that does not mount answers
+        ``202`` whatever it holds: the blob is uploaded again (correct, only wasted bytes).
+
+        A registry that refuses that ``POST`` (400, 404 or 405, where the spec says 202) is
+        asked with a blob ``HEAD`` instead, then a plain ``POST``, from then on in the run.
+
+        Returns:
+            The blob's size when it was copied; ``None`` when the repository had it (``201``:
+            nothing read from the source, nothing sent).
+
+        Raises:
+            as :meth:`copy_blob`.
+        """
+        if target.registry in self._no_probe:
+            if await self.blob_exists(target, digest):
+                return None
+            return await self.copy_blob(source, target, digest, size, data=data)
+        return await self._copy(source, target, digest, size, data, probe=True)
+
+    async def _copy(self, source: Reference, target: Reference, digest: str,
+                    size: int | None, data: bytes | None, *, probe: bool) -> int | None:
         what = f"copy blob {source.name}@{digest} to {target.name}"
 
-        async def attempt() -> int:
-            location, min_chunk = await self._open_upload(target, digest)
+        async def attempt() -> int | None:
+            try:
+                opened = await self._open_upload(target, digest, probe=probe)
+            except RegistryError as exc:
+                if (not probe or exc.status not in _PROBE_REFUSED
+                        or isinstance(exc, AuthenticationError | AuthorizationError)):
+                    raise
+                self._no_probe.add(target.registry)  # the mount parameters, refused
+                if await self.blob_exists(target, digest):
+                    return None
+                opened = await self._open_upload(target, digest)
+            if opened is None:
+                return None
+            location, min_chunk = opened
+            chunk = self._chunk_for(target.registry, min_chunk)
+            if data is not None and not (chunk and len(data) > chunk):
+                await self._put_upload(target, location, digest, data)
+                return len(data)
             async with self.transport.stream(
                 source.registry,
                 f"/v2/{source.repository}/blobs/{digest}",
@@ -287,7 +348,6 @@ class RegistryClient:
                 what=f"get blob {source.name}@{digest}",
                 scopes=self._scopes(source, _PULL),
             ) as body:
-                chunk = self._chunk_for(target.registry, min_chunk)
                 if chunk and (size is None or size > chunk):
                     return await self._upload_chunked(target, location, body, digest, chunk)
                 headers = {"Content-Type": "application/octet-stream"}
@@ -316,11 +376,11 @@ class RegistryClient:
                 return body.size
 
         while True:
-            chunk = self._chunks.get(target.registry, 0)
+            learned = self._chunks.get(target.registry, 0)
             try:
                 return await self.transport.retrying(attempt, what=what)
             except RegistryError as exc:
-                if exc.status != 413 or not self._smaller_chunks(target.registry, chunk):
+                if exc.status != 413 or not self._smaller_chunks(target.registry, learned):
                     raise
                 # Too large for the registry: copy again, in (smaller) chunks.
 
@@ -456,10 +516,15 @@ class RegistryClient:
             hint="the registry does not accept chunked uploads as the spec says; report it",
         )
 
-    async def _open_upload(self, target: Reference, digest: str) -> tuple[str, int]:
+    async def _open_upload(self, target: Reference, digest: str, *,
+                           probe: bool = False) -> tuple[str, int] | None:
         """``POST .../blobs/uploads/``: the upload session's ``Location`` and the
-        ``OCI-Chunk-Min-Length`` the registry announced (0 when none, or not a number)."""
-        resp = await self._start_response(target, digest)
+        ``OCI-Chunk-Min-Length`` the registry announced (0 when none, or not a number).
+        With ``probe`` the ``POST`` asks to mount ``digest`` from the target repository
+        itself: ``None`` when the registry answered ``201`` (the repository has it)."""
+        resp = await self._start_response(target, digest, probe=probe)
+        if resp.status == 201:
+            return None
         text = resp.headers.get("OCI-Chunk-Min-Length", "").strip()
         return _location(resp, target, digest), int(text) if text.isdigit() else 0
 
@@ -467,15 +532,33 @@ class RegistryClient:
         """``POST .../blobs/uploads/``: the upload session's ``Location``."""
         return _location(await self._start_response(target, digest), target, digest)
 
-    async def _start_response(self, target: Reference, digest: str) -> Response:
-        """The answer to ``POST .../blobs/uploads/`` (202)."""
+    async def _start_response(self, target: Reference, digest: str, *,
+                              probe: bool = False) -> Response:
+        """The answer to ``POST .../blobs/uploads/`` (202; with ``probe``, ``?mount=<digest>
+        &from=<target repository>``, 201 too)."""
         return await self.transport.request(
             "POST",
             target.registry,
             f"/v2/{target.repository}/blobs/uploads/",
             what=f"start upload of {digest} to {target.name}",
             scopes=self._scopes(target, _PUSH),
-            ok=(202,),
+            params={"mount": digest, "from": target.repository} if probe else None,
+            ok=(201, 202) if probe else (202,),
+        )
+
+    async def _put_upload(self, target: Reference, location: str, digest: str,
+                          data: bytes) -> None:
+        """``PUT <location>?digest=`` with the whole blob: completes a monolithic upload."""
+        sep = "&" if "?" in location else "?"
+        await self.transport.request(
+            "PUT",
+            target.registry,
+            f"{location}{sep}digest={digest}",
+            what=f"upload {digest} to {target.name}",
+            scopes=self._scopes(target, _PUSH),
+            headers={"Content-Type": "application/octet-stream"},
+            data=data,
+            ok=(201, 204),
         )
 
     async def blob_exists(self, ref: Reference, digest: str) -> bool:
@@ -578,19 +661,8 @@ class RegistryClient:
             RegistryError: the registry refused the upload.
         """
         dgst = digest or digests.sha256(data)
-        scopes = self._scopes(target, _PUSH)
         location = await self._start_upload(target, dgst)
-        sep = "&" if "?" in location else "?"
-        await self.transport.request(
-            "PUT",
-            target.registry,
-            f"{location}{sep}digest={dgst}",
-            what=f"upload {dgst} to {target.name}",
-            scopes=scopes,
-            headers={"Content-Type": "application/octet-stream"},
-            data=data,
-            ok=(201, 204),
-        )
+        await self._put_upload(target, location, dgst, data)
         return dgst
 
     # ------------------------------------------------------------------ referrers

@@ -131,10 +131,13 @@ class RoutingClient(RegistryClient):
         return await super().mount_blob(target, digest, source)
 
     async def copy_blob(
-        self, source: Reference, target: Reference, digest: str, size: int | None = None
+        self, source: Reference, target: Reference, digest: str, size: int | None = None, *,
+        data: bytes | None = None,
     ) -> int:
         """Stream a blob from ``source`` into ``target``, either a registry or a layout
         (see the module docstring); digest checked while streaming; returns its size.
+        ``data`` (the blob's verified bytes, held by the caller) is uploaded from memory
+        between registries (:meth:`RegistryClient.copy_blob`); a layout reads its file.
 
         Raises:
             NotFoundError: the source lacks the blob.
@@ -148,7 +151,21 @@ class RoutingClient(RegistryClient):
             return await self._download(source, target, digest)
         if source.layout:
             return await self._upload(source, target, digest)
-        return await super().copy_blob(source, target, digest, size)
+        return await super().copy_blob(source, target, digest, size, data=data)
+
+    async def copy_blob_unless_present(
+        self, source: Reference, target: Reference, digest: str, size: int | None = None, *,
+        data: bytes | None = None,
+    ) -> int | None:
+        """:meth:`RegistryClient.copy_blob_unless_present` between registries; with a
+        layout on either side, a look-up of the blob in ``target`` (``None`` when there),
+        then :meth:`copy_blob`."""
+        if not (source.layout or target.layout):
+            return await super().copy_blob_unless_present(source, target, digest, size,
+                                                           data=data)
+        if await self.blob_exists(target, digest):
+            return None
+        return await self.copy_blob(source, target, digest, size, data=data)
 
     async def _download(self, source: Reference, target: Reference, digest: str) -> int:
         """Registry → layout: the GET streamed into the layout's temporary file."""
