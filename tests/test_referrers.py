@@ -14,6 +14,7 @@ cosign attestation).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +23,13 @@ import anyio
 import pytest
 
 from manyfest import mediatypes, reference
+from manyfest.content import Manifest
 from manyfest.reference import Reference
 from manyfest.referrers import fallback_tag
 from manyfest.registry import RegistryClient
 from manyfest.transport import Settings, Transport
 from tests.helpers import PLATFORMS, manyfest
-from tests.imagewriter import Image, build_image, push_built
+from tests.imagewriter import Image, build_image, push_built, push_image
 from tests.quirk_proxy import QuirkProxy
 from tests.referrers_api import ReferrersApi
 from tests.registry_server import RegistryServer
@@ -204,3 +206,130 @@ def test_publish_carries_referrers_to_both_kinds_of_registry(
     assert sorted(tags) == sorted(["1", f"{fallback_tag(amd)}.sig",
                                    f"{fallback_tag(s.sbom.digest)}.sig",
                                    f"{fallback_tag(arm)}.att"])
+
+
+# ------------------------------------------------------------------ copy
+
+
+@pytest.fixture(scope="module")
+def other(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """A second stock registry (its own storage and port): copies between registries."""
+    server = RegistryServer(workdir=tmp_path_factory.mktemp("referrers-other"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class SignedRelease:
+    """An OCI index of two images at ``<repo>:1.0``; the amd64 child signed (cosign) with an
+    SBOM (fallback tag), the index signed twice: cosign, and an OCI referrer (fallback tag)."""
+
+    repo: Reference
+    index: Manifest
+    amd64: Image
+    arm64: Image
+    child_sig: Artifact
+    child_sbom: Artifact
+    index_sig: Artifact
+    index_osig: Artifact
+
+
+def seed_release(p: Proxies, ns: str, name: str = "rel") -> SignedRelease:
+    amd64 = build_image(AMD64, f"{ns} rel amd64", oci=True)
+    arm64 = build_image(ARM64, f"{ns} rel arm64", oci=True)
+    repo = reference.parse(f"{p.plain.host}/{ns}/{name}")
+    entries = [{"mediaType": i.manifest.media_type, "digest": i.manifest.digest,
+                "size": i.manifest.size, "platform": plat}
+               for i, plat in ((amd64, {"architecture": "amd64", "os": "linux"}),
+                               (arm64, {"architecture": "arm64", "os": "linux",
+                                        "variant": "v8"}))]
+    index = Manifest.from_bytes(json.dumps(
+        {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries},
+        indent=2).encode())
+    child_sig = cosign_signature(repo.name, amd64.manifest.digest, f"{ns} child")
+    child_sbom = oci_referrer(amd64.manifest, SPDX, SPDX, sbom_document(f"{ns} rel"))
+    index_sig = cosign_signature(repo.name, index.digest, f"{ns} index", signatures=2)
+    index_osig = oci_signature(index, f"{ns} index")
+
+    async def push() -> None:
+        async with Transport(Settings()) as transport:
+            client = RegistryClient(transport)
+            for image in (amd64, arm64):
+                await push_image(client, repo.with_digest(image.manifest.digest), image)
+            await client.put_manifest(repo.with_tag("1.0"), index)
+            await attach_cosign(client, repo, amd64.manifest.digest, child_sig, ".sig")
+            await attach_fallback(client, repo, child_sbom)
+            await attach_cosign(client, repo, index.digest, index_sig, ".sig")
+            await attach_fallback(client, repo, index_osig)
+
+    _run(push)
+    return SignedRelease(repo, index, amd64, arm64, child_sig, child_sbom, index_sig,
+                         index_osig)
+
+
+def _raw(ref: str) -> bytes:
+    async def run() -> bytes:
+        async with Transport(Settings()) as transport:
+            return (await RegistryClient(transport).get_manifest(reference.parse(ref))).raw
+    return bytes(_run(run))
+
+
+def _entry(subject: str, art: Artifact, via: str) -> dict[str, str]:
+    doc = json.loads(art.manifest.raw)
+    kind = doc.get("artifactType") or doc["config"]["mediaType"]
+    return {"subject": subject, "digest": art.digest, "media_type": art.manifest.media_type,
+            "artifact_type": kind, "via": via}
+
+
+def test_copy_carries_the_referrers_of_the_index_and_its_children(
+        proxies: Proxies, other: RegistryServer, ns: str) -> None:
+    """``manyfest copy`` into another repository (mounts) and another registry (streamed):
+    the child's signature and SBOM and the index's two signatures come along with the same
+    digests; the fallback tags written in each target are byte for byte the source's."""
+    p = proxies
+    s = seed_release(p, ns)
+    src = f"{s.repo.name}:1.0"
+    same = reference.parse(f"{p.plain.host}/{ns}/prod")
+    far = reference.parse(f"{other.host}/{ns}/mirror")
+    amd, idx = s.amd64.manifest.digest, s.index.digest
+    probes = p.plain.count("GET", "/referrers/")
+    proc = manyfest("copy", "--json", src, same.name, f"{far.name}:stable")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    results = json.loads(proc.stdout)["results"]
+    carried = [_entry(amd, s.child_sbom, "tag"), _entry(amd, s.child_sig, "cosign"),
+               _entry(idx, s.index_osig, "tag"), _entry(idx, s.index_sig, "cosign")]
+    assert [(r["target"], r["status"], r["digest"], r["referrers"]) for r in results] == [
+        (f"{same.name}:1.0", "created", idx, carried),
+        (f"{far.name}:stable", "created", idx, carried)]
+    for repo, tag in ((same, "1.0"), (far, "stable")):
+        assert _raw(f"{repo.name}:{tag}") == s.index.raw
+        for art in (s.child_sbom, s.index_osig):
+            assert _raw(f"{repo.name}@{art.digest}") == art.manifest.raw
+        assert _raw(f"{repo.name}:{fallback_tag(amd)}.sig") == s.child_sig.manifest.raw
+        assert _raw(f"{repo.name}:{fallback_tag(idx)}.sig") == s.index_sig.manifest.raw
+        # the fallback tags: the same bytes as the ones the test helper wrote in the source
+        for subject in (amd, idx):
+            assert _raw(f"{repo.name}:{fallback_tag(subject)}") == _raw(
+                f"{s.repo.name}:{fallback_tag(subject)}")
+        assert sorted(_tags(repo.name)) == sorted([
+            tag, fallback_tag(amd), f"{fallback_tag(amd)}.sig", fallback_tag(idx),
+            f"{fallback_tag(idx)}.sig"])
+    assert _index(far, idx) == [fallback_descriptor(s.index_osig)]
+    assert _index(far, amd) == [fallback_descriptor(s.child_sbom)]
+    # one probe of the source registry's referrers API at most (none if an earlier test of
+    # this module's proxy already asked)
+    assert p.plain.count("GET", "/referrers/") - probes <= 1
+
+    # again: every tag holds the digest; nothing is looked for, nothing written
+    seen = Counter(p.plain.seen)
+    proc = manyfest("copy", "--json", src, same.name, f"{far.name}:stable")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)["results"]
+    assert [(r["status"], "referrers" in r) for r in results] == [
+        ("unchanged", False), ("unchanged", False)]
+    asked = p.plain.seen - seen
+    asked.pop("GET /v2/", None)
+    assert sorted(asked.elements()) == [f"HEAD /v2/{ns}/prod/manifests/1.0",
+                                        f"HEAD /v2/{ns}/rel/manifests/1.0"]

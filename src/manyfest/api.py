@@ -118,6 +118,7 @@ class Session:
         all_tags: bool = False,
         dry_run: bool = False,
         in_flight: int = 32,
+        referrers: Literal["copy", "skip"] = "copy",
     ) -> PublishReport:
         """Copy an image or a whole index exactly (same bytes, same digests) to each target
         (see :mod:`manyfest.ops.copy`; the rules of :func:`manyfest.ops.plan.check_copy`).
@@ -128,6 +129,9 @@ class Session:
             all_tags: copy every tag of the source repository into each target repository.
             dry_run: read only; each result's ``actions`` say what would be copied.
             in_flight: copies run at once.
+            referrers: ``copy``: the referrers of the source and of every child copied
+                come along (:mod:`manyfest.referrers`; each result's ``referrers``);
+                ``skip``: none is looked for.
 
         Returns:
             A :class:`~manyfest.ops.publish.PublishReport` of one result per copy
@@ -142,7 +146,7 @@ class Session:
 
         plan = check_copy(str(source), [str(t) for t in targets], all_tags=all_tags)
         return await copying.copy_report(self.engine, [plan], dry_run=dry_run,
-                                         in_flight=in_flight)
+                                         in_flight=in_flight, referrers=referrers)
 
     async def create(
         self,

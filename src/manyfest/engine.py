@@ -976,7 +976,9 @@ class Engine:
         every blob it references, through :meth:`ensure_blob` (mount or stream; foreign and
         non-distributable layers, which live outside registries, are left out). Each child
         is done once per run per (target registry, repository, digest), however many copies
-        share it.
+        share it. The referrers of every child PUT come after it (signatures, SBOMs,
+        attestations: :meth:`~manyfest.referrers.Referrers.carry_digest`, unless
+        ``--referrers skip``); a child the target has already is left as it is.
 
         Args:
             target: a reference in the repository to copy into.
@@ -1016,7 +1018,8 @@ class Engine:
                           dry_run: bool) -> list[str]:
         """One child of a copied index: present in ``target``'s repository when it already is
         (a registry holds an index only with its children, an image only with its blobs),
-        else its tree copied and it PUT by digest."""
+        else its tree copied, it PUT by digest, then its referrers copied
+        (:meth:`~manyfest.referrers.Referrers.carry_digest`)."""
         assert source.digest is not None
         here = target.with_digest(source.digest)
         if await self.client.head_manifest(here, push=not dry_run) is not None:
@@ -1026,6 +1029,7 @@ class Engine:
         if not dry_run:
             await self.put_manifest(here, manifest)
             self.on_event(Pushed(target=str(target), digest=manifest.digest))
+            await self.referrers.carry_digest(target, source, manifest.digest)
         return [*pushed, manifest.digest]
 
     async def publish(

@@ -37,7 +37,7 @@ import contextvars
 from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import msgspec
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from manyfest.engine import Engine, OnceMap, Source
 
 Mode = Literal["copy", "skip"]
+T = TypeVar("T")
 Via = Literal["api", "tag", "cosign"]
 
 DEPTH = 2
@@ -284,6 +285,12 @@ class Referrers:
         key = (ref.registry, ref.repository)
         return await self._tags.get(key, partial(self._list_tags, ref))
 
+    async def listed_tags(self, ref: Reference, tags: list[str]) -> None:
+        """Take ``tags`` as the whole tag list of ``ref``'s repository for this run (a list
+        the caller read already, e.g. ``copy --all-tags``): :meth:`tags` asks no more."""
+        key = (ref.registry, ref.repository)
+        await self._tags.get(key, partial(_known, frozenset(tags)))
+
     async def _list_tags(self, ref: Reference) -> frozenset[str]:
         try:
             return frozenset(await self.engine.client.list_tags(ref))
@@ -356,10 +363,21 @@ class Referrers:
             ManyfestError: a referrer could not be read or written (the list fails: pass
                 ``--referrers skip`` to publish without them).
         """
-        if not self.active or child.ref.in_repository(target):
+        await self.carry_digest(target, child.ref, child.manifest.digest)
+
+    async def carry_digest(self, target: Reference, source: Reference, digest: str) -> None:
+        """Copy the referrers of manifest ``digest`` of ``source``'s repository (made
+        present, or about to be, in ``target``'s) and theirs; what was copied is kept for
+        :meth:`copied`. :meth:`carry` for a child; ``manyfest copy`` calls it for every
+        child it PUT and for the manifest it copies. Nothing when inactive (``skip``) or
+        when ``source`` is in the target repository.
+
+        Raises:
+            ManyfestError: a referrer could not be read or written.
+        """
+        if not self.active or source.in_repository(target):
             return
-        digest = child.manifest.digest
-        copied = await self.copy(child.ref, target, digest)
+        copied = await self.copy(source, target, digest)
         self._copied[(target.registry, target.repository, digest)] = copied
 
     def copied(self, target: Reference, digests: list[str]) -> list[Referrer]:
@@ -500,8 +518,8 @@ class Referrers:
             return []
 
 
-async def _known(manifest: Manifest) -> Manifest:
-    return manifest
+async def _known(value: T) -> T:
+    return value
 
 
 def stale_message(target: Reference, old_digest: str, new_digest: str,

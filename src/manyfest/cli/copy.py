@@ -12,6 +12,8 @@ from manyfest.cli import output
 from manyfest.cli.app import (
     AtLeast,
     InsecureOpt,
+    ReferrersChoice,
+    ReferrersOpt,
     Stopped,
     command_app,
     execute,
@@ -65,6 +67,7 @@ def copy(
                      help="With --all-tags: tags asked for per page of the registry's tag "
                      "list (the n parameter; pages are followed to the end)."),
     ] = 1000,
+    referrers: ReferrersOpt = ReferrersChoice.copy,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Read only: print on stdout what would be copied "
@@ -87,7 +90,8 @@ def copy(
     digest. A DST with a tag gets that tag; a DST repository gets SRC's tag (SRC named by
     digest alone: the digest, no tag). What a target already has is skipped: a tag already
     at the digest is left alone (nothing written); children and blobs present are not
-    copied again.
+    copied again. The referrers of what is copied come along (signatures, SBOMs,
+    attestations of SRC and of each child copied; --referrers skip leaves them).
 
     stdout: one line per copy, `<status> <DST>@<digest> from <SRC>` (status created,
     updated or unchanged; --dry-run: `would create ...`, `would update ...`, and the
@@ -116,8 +120,10 @@ def copy(
 
     async def body() -> PublishReport:
         async with Session(settings, on_event=sink()) as session:
-            return await copy_report(session.engine, [plan], dry_run=dry_run,
-                                     in_flight=copies_in_flight, page_size=tag_page_size)
+            return await copy_report(
+                session.engine, [plan], dry_run=dry_run, in_flight=copies_in_flight,
+                page_size=tag_page_size,
+                referrers="skip" if referrers is ReferrersChoice.skip else "copy")
 
     try:
         report = execute(body)

@@ -474,7 +474,8 @@ async def _run_copies(session: Session, copies: list[PlanCopy], progress: Publis
         progress.total += len(pairs)
         engine.on_event(Phase(name="copy", total=len(pairs)))
         report.results = await copying.run_copies(engine, pairs, dry_run=options.dry_run,
-                                                  in_flight=options.lists_in_flight)
+                                                  in_flight=options.lists_in_flight,
+                                                  referrers=options.referrers)
     copying.add_totals(report, transport, before, per_registry, started)
     return report
 

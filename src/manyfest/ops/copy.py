@@ -9,7 +9,12 @@ promotion"). One copy is one (source reference, target reference) pair:
 3. else the source manifest is fetched once per run (GET by digest, verified) and its tree
    copied (:meth:`manyfest.engine.Engine.copy_tree`: children HEADed by digest, missing
    ones copied children first, blobs through :meth:`~manyfest.engine.Engine.ensure_blob`);
-4. the manifest PUT with its exact bytes at the target: the same digest as the source.
+4. the referrers of the manifest (its signatures, SBOMs, attestations; those of every child
+   PUT in step 3 came with that child) copied from the source repository
+   (:meth:`manyfest.referrers.Referrers.carry_digest`), unless ``referrers="skip"``;
+5. the manifest PUT with its exact bytes at the target: the same digest as the source.
+   Referrers come before it, so a referrer that cannot be copied fails the copy with the
+   tag where it was.
 
 Copies run concurrently (at most ``lists_in_flight`` at once; requests per registry are
 bounded by the transport) and share the run's work: a child or blob needed by several copies
@@ -30,6 +35,7 @@ from manyfest.errors import ManyfestError
 from manyfest.events import Finished, Skipped, Started
 from manyfest.ops.plan import PlanCopy
 from manyfest.reference import Reference
+from manyfest.referrers import Mode, mode_override
 from manyfest.transport import RequestStats, Transport, current_stats
 
 if TYPE_CHECKING:
@@ -96,6 +102,8 @@ async def expand(engine: Engine, copies: Sequence[PlanCopy], *,
             name = copy.source.name
             if name not in listed:
                 listed[name] = await engine.client.list_tags(copy.source, page_size=page_size)
+                # the referrers' look-ups find their tags in this list (no second one)
+                await engine.referrers.listed_tags(copy.source, listed[name])
             tags = listed[name]
         for pair in pairs_of(copy, tags):
             key = (str(pair.source), str(pair.target))
@@ -105,8 +113,15 @@ async def expand(engine: Engine, copies: Sequence[PlanCopy], *,
     return out
 
 
-async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False) -> ListResult:
+async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False,
+                   referrers: Mode | None = None) -> ListResult:
     """Copy ``pair.source`` to ``pair.target`` (see the module docstring for the order).
+
+    ``referrers``: ``copy`` or ``skip`` for this copy (default: the engine's
+    :attr:`~manyfest.referrers.Referrers.mode`). What was copied is in the result's
+    ``referrers``: those of each child PUT (children before parents), then the manifest's.
+    Nothing is read for referrers when the target already holds the digest (``unchanged``)
+    or with ``dry_run``.
 
     Errors are caught into ``status="failed"`` (``error`` names the reference and carries
     the registry's answer); a failure leaves the target tag where it was (the manifest is
@@ -120,6 +135,7 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False) -> 
                         dry_run=dry_run)
     stats = RequestStats()
     token = current_stats.set(stats)
+    mode = mode_override.set(referrers if referrers is not None else mode_override.get())
     started = time.monotonic()
     engine.on_event(Started(target=str(dst)))
     try:
@@ -144,6 +160,8 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False) -> 
             result.actions = [f"copy child {d}" for d in pushed]
             result.actions.append(f"put {dst} -> {digest}{was}")
         else:
+            await engine.referrers.carry_digest(dst, origin, digest)
+            result.referrers = engine.referrers.copied(dst, [*pushed, digest])
             await engine.put_manifest(dst, manifest)
             result.pushed_children = pushed
             if dst.tag:
@@ -154,6 +172,7 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False) -> 
         result.error = exc
     finally:
         current_stats.reset(token)
+        mode_override.reset(mode)
         result.requests = stats.requests
         result.retries = stats.retries
         result.throttled = stats.throttled
@@ -165,22 +184,25 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False) -> 
 
 
 async def run_copies(engine: Engine, pairs: Sequence[CopyPair], *, dry_run: bool = False,
-                     in_flight: int = COPIES_IN_FLIGHT) -> list[ListResult]:
-    """Every pair copied (:func:`copy_one`), at most ``in_flight`` at once; the results in
-    the order of ``pairs``."""
+                     in_flight: int = COPIES_IN_FLIGHT,
+                     referrers: Mode | None = None) -> list[ListResult]:
+    """Every pair copied (:func:`copy_one`, with ``referrers``), at most ``in_flight`` at
+    once; the results in the order of ``pairs``."""
     results: list[ListResult | None] = [None] * len(pairs)
 
     async def one(i: int) -> None:
-        results[i] = await copy_one(engine, pairs[i], dry_run=dry_run)
+        results[i] = await copy_one(engine, pairs[i], dry_run=dry_run, referrers=referrers)
 
     await run_bounded(one, ((i,) for i in range(len(pairs))), in_flight)
     return [r for r in results if r is not None]
 
 
 async def copy(engine: Engine, copies: Sequence[PlanCopy], *, dry_run: bool = False,
-               in_flight: int = COPIES_IN_FLIGHT, page_size: int = TAG_PAGE) -> list[ListResult]:
+               in_flight: int = COPIES_IN_FLIGHT, page_size: int = TAG_PAGE,
+               referrers: Mode | None = None) -> list[ListResult]:
     """Run ``copies`` (``manyfest copy``, or a plan's ``copy:`` documents): tags listed for
-    ``all_tags`` copies, then every (source, target) pair copied concurrently.
+    ``all_tags`` copies, then every (source, target) pair copied concurrently, referrers
+    with them (``referrers``: ``copy`` or ``skip``; default the engine's mode).
 
     Returns:
         One result per pair, in order (``kind="copy"``).
@@ -189,12 +211,13 @@ async def copy(engine: Engine, copies: Sequence[PlanCopy], *, dry_run: bool = Fa
         ManyfestError: listing an ``all_tags`` source's tags failed (nothing was copied).
     """
     pairs = await expand(engine, copies, page_size=page_size)
-    return await run_copies(engine, pairs, dry_run=dry_run, in_flight=in_flight)
+    return await run_copies(engine, pairs, dry_run=dry_run, in_flight=in_flight,
+                            referrers=referrers)
 
 
 async def copy_report(engine: Engine, copies: Sequence[PlanCopy], *, dry_run: bool = False,
-                      in_flight: int = COPIES_IN_FLIGHT,
-                      page_size: int = TAG_PAGE) -> PublishReport:
+                      in_flight: int = COPIES_IN_FLIGHT, page_size: int = TAG_PAGE,
+                      referrers: Mode | None = None) -> PublishReport:
     """:func:`copy` with the run's totals: a :class:`~manyfest.ops.publish.PublishReport`
     whose results are the copies (``--json``, ``--report`` as ``publish`` writes them).
 
@@ -210,7 +233,7 @@ async def copy_report(engine: Engine, copies: Sequence[PlanCopy], *, dry_run: bo
     per_registry = transport.registry_stats()
     started = time.monotonic()
     results = await copy(engine, copies, dry_run=dry_run, in_flight=in_flight,
-                         page_size=page_size)
+                         page_size=page_size, referrers=referrers)
     report = PublishReport(results, dry_run=dry_run)
     add_totals(report, transport, before, per_registry, started)
     return report
