@@ -903,12 +903,16 @@ class Engine:
         """Make a child manifest present in the target repository by digest, once.
 
         Every blob it references is made present first (concurrently). A child already in
-        the target repository is not touched.
+        the target repository is not touched. Then its referrers are copied from its source
+        repository (:meth:`~manyfest.referrers.Referrers.carry`), once per run per source
+        repository: the same digest from two repositories brings the referrers of both.
         """
         if child.ref.in_repository(target):
             return child.manifest.digest
         key = (target.registry, target.repository, child.manifest.digest)
-        return await self._children.get(key, lambda: self._ensure_child(target, child))
+        digest = await self._children.get(key, lambda: self._ensure_child(target, child))
+        await self.referrers.carry(target, child)  # once per source repository of the digest
+        return digest
 
     async def _ensure_child(self, target: Reference, child: Source) -> str:
         await run_all(
@@ -921,7 +925,6 @@ class Engine:
             target.with_digest(child.manifest.digest), child.manifest
         )
         self.on_event(Pushed(target=str(target), digest=digest))
-        await self.referrers.carry(target, child)
         return digest
 
     # ------------------------------------------------------------------ copy
@@ -1128,8 +1131,8 @@ class Engine:
         """After a list is published: the referrers its children brought
         (:attr:`ListResult.referrers`) and, when its first tag moved from another list, that
         list's referrers (:attr:`ListResult.stale_referrers`, with a warning naming them)."""
-        digests = [c.manifest.digest for c in plan.children]
-        result.referrers = self.referrers.copied(result.target, digests)
+        children = [(c.ref, c.manifest.digest) for c in plan.children]
+        result.referrers = self.referrers.copied(result.target, children)
         old = result.old_digest
         if not old or old == result.digest or plan.tags[:1] != result.tags[:1]:
             return

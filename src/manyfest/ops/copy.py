@@ -161,7 +161,8 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False,
             result.actions.append(f"put {dst} -> {digest}{was}")
         else:
             await engine.referrers.carry_digest(dst, origin, digest)
-            result.referrers = engine.referrers.copied(dst, [*pushed, digest])
+            result.referrers = engine.referrers.copied(
+                dst, [(origin, d) for d in [*pushed, digest]])
             await engine.put_manifest(dst, manifest)
             result.pushed_children = pushed
             if dst.tag:
