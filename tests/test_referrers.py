@@ -560,3 +560,36 @@ def test_a_fallback_tag_that_keeps_changing_fails_the_list_with_the_tag_left(
         "the same referrers tag: re-run when it is done" in proc.stderr.splitlines()
     assert _head(f"{b.name}:1") == ""
     assert _index(b, x.manifest.digest) == [fallback_descriptor(there)]
+
+
+# ------------------------------------------------------------------ OCI layouts
+
+
+def test_publish_into_an_oci_layout_keeps_referrers_as_tags_of_index_json(
+        proxies: Proxies, ns: str, tmp_path: Path) -> None:
+    """A layout has no referrers API: the fallback tag and cosign's tags become
+    ``org.opencontainers.image.ref.name`` entries of index.json, the referrers blobs of
+    the layout with their digests."""
+    p = proxies
+    s = seed_sources(p, ns)
+    out = tmp_path / "layout"
+    amd = s.amd64.manifest.digest
+    result, _ = _publish(_plan(tmp_path / "l.yaml", f"oci:{out}:1",
+                               [f"{p.plain.host}/{ns}/a:amd64"]))
+    assert [(r["digest"], r["via"]) for r in result["referrers"]] == [
+        (s.sbom.digest, "tag"), (s.sbom_sig.digest, "cosign"), (s.sig.digest, "cosign")]
+    index = json.loads((out / "index.json").read_text())
+    names = {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
+             for m in index["manifests"]}
+    assert sorted(names) == sorted(["1", fallback_tag(amd), f"{fallback_tag(amd)}.sig",
+                                    f"{fallback_tag(s.sbom.digest)}.sig"])
+    assert names[f"{fallback_tag(amd)}.sig"] == s.sig.digest
+    assert names[f"{fallback_tag(s.sbom.digest)}.sig"] == s.sbom_sig.digest
+
+    def blob(digest: str) -> bytes:
+        return (out / "blobs" / "sha256" / digest.split(":", 1)[1]).read_bytes()
+
+    fallback = json.loads(blob(names[fallback_tag(amd)]))
+    assert fallback["manifests"] == [fallback_descriptor(s.sbom)]
+    for art in (s.sbom, s.sig, s.sbom_sig):
+        assert blob(art.digest) == art.manifest.raw
