@@ -543,7 +543,9 @@ def test_a_fallback_tag_that_keeps_changing_fails_the_list_with_the_tag_left(
 
     async def refuse(request: web.Request) -> web.StreamResponse | None:
         if request.method == "PUT" and request.path == tag_path:
-            return web.Response(status=412, text="precondition failed")
+            return web.json_response({"errors": [{
+                "code": "PRECONDITION_FAILED", "message": "the tag changed",
+                "detail": "If-Match does not match"}]}, status=412)
         return None
 
     puts = p.plain.count("PUT", tag_path)  # the test helper's own, attaching ``there``
@@ -556,8 +558,9 @@ def test_a_fallback_tag_that_keeps_changing_fails_the_list_with_the_tag_left(
     assert p.plain.count("PUT", tag_path) - puts == 5
     assert proc.returncode == 3, proc.stderr
     assert f"[1/1] failed {b.name}:1: update referrers tag {b.name}:{tag}: it changed under " \
-        "every one of 5 conditional PUTs: registry answered 412; another client is writing " \
-        "the same referrers tag: re-run when it is done" in proc.stderr.splitlines()
+        "every one of 5 conditional PUTs: registry answered 412 (PRECONDITION_FAILED: the " \
+        "tag changed (detail: If-Match does not match)); another client is writing the same " \
+        "referrers tag: re-run when it is done" in proc.stderr.splitlines()
     assert _head(f"{b.name}:1") == ""
     assert _index(b, x.manifest.digest) == [fallback_descriptor(there)]
 

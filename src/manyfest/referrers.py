@@ -500,18 +500,21 @@ class Referrers:
         lock = self._locks.setdefault((target.registry, target.repository, tag), anyio.Lock())
         entries = [index_entry(m) for m in manifests]
         client = self.engine.client
+        refused: RegistryError | None = None
         async with lock:
             for _ in range(FALLBACK_TRIES):
                 current, etag = await client.get_manifest_etag(ref)
                 merged = merge_index(current, entries)
                 if merged is None:
                     return
-                if await client.put_manifest_if_match(ref, merged, etag):
+                refused = await client.put_manifest_if_match(ref, merged, etag)
+                if refused is None:
                     return
+        assert refused is not None
         raise RegistryError(
             f"update referrers tag {ref}: it changed under every one of {FALLBACK_TRIES} "
-            "conditional PUTs", status=412, method="PUT",
-            url=f"/v2/{ref.repository}/manifests/{tag}",
+            "conditional PUTs", status=refused.status, method="PUT", url=refused.url,
+            errors=refused.errors,
             hint="another client is writing the same referrers tag: re-run when it is done",
         )
 
