@@ -119,6 +119,7 @@ class Session:
         dry_run: bool = False,
         in_flight: int = 32,
         existing: Literal["fail", "skip", "overwrite"] = "overwrite",
+        referrers: Literal["copy", "skip"] = "copy",
     ) -> PublishReport:
         """Copy an image or a whole index exactly (same bytes, same digests) to each target
         (see :mod:`manyfest.ops.copy`; the rules of :func:`manyfest.ops.plan.check_copy`).
@@ -132,6 +133,9 @@ class Session:
             existing: a target tag that holds another digest: ``overwrite`` it, ``fail``
                 that copy before any write, or ``skip`` it (see
                 :func:`manyfest.ops.copy.copy_one`).
+            referrers: ``copy``: the referrers of the source and of every child copied
+                come along (:mod:`manyfest.referrers`; each result's ``referrers``);
+                ``skip``: none is looked for.
 
         Returns:
             A :class:`~manyfest.ops.publish.PublishReport` of one result per copy
@@ -146,7 +150,8 @@ class Session:
 
         plan = check_copy(str(source), [str(t) for t in targets], all_tags=all_tags)
         return await copying.copy_report(self.engine, [plan], dry_run=dry_run,
-                                         in_flight=in_flight, existing=existing)
+                                         in_flight=in_flight, existing=existing,
+                                         referrers=referrers)
 
     async def create(
         self,

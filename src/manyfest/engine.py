@@ -958,12 +958,16 @@ class Engine:
         """Make a child manifest present in the target repository by digest, once.
 
         Every blob it references is made present first (concurrently). A child already in
-        the target repository is not touched.
+        the target repository is not touched. Then its referrers are copied from its source
+        repository (:meth:`~manyfest.referrers.Referrers.carry`), once per run per source
+        repository: the same digest from two repositories brings the referrers of both.
         """
         if child.ref.in_repository(target):
             return child.manifest.digest
         key = (target.registry, target.repository, child.manifest.digest)
-        return await self._children.get(key, lambda: self._ensure_child(target, child))
+        digest = await self._children.get(key, lambda: self._ensure_child(target, child))
+        await self.referrers.carry(target, child)  # once per source repository of the digest
+        return digest
 
     async def _ensure_child(self, target: Reference, child: Source) -> str:
         await run_all(
@@ -976,7 +980,6 @@ class Engine:
             target.with_digest(child.manifest.digest), child.manifest
         )
         self.on_event(Pushed(target=str(target), digest=digest))
-        await self.referrers.carry(target, child)
         return digest
 
     # ------------------------------------------------------------------ copy
@@ -1031,7 +1034,9 @@ class Engine:
         every blob it references, through :meth:`ensure_blob` (mount or stream; foreign and
         non-distributable layers, which live outside registries, are left out). Each child
         is done once per run per (target registry, repository, digest), however many copies
-        share it.
+        share it. The referrers of every child PUT come after it (signatures, SBOMs,
+        attestations: :meth:`~manyfest.referrers.Referrers.carry_digest`, unless
+        ``--referrers skip``); a child the target has already is left as it is.
 
         Args:
             target: a reference in the repository to copy into.
@@ -1071,7 +1076,8 @@ class Engine:
                           dry_run: bool) -> list[str]:
         """One child of a copied index: present in ``target``'s repository when it already is
         (a registry holds an index only with its children, an image only with its blobs),
-        else its tree copied and it PUT by digest."""
+        else its tree copied, it PUT by digest, then its referrers copied
+        (:meth:`~manyfest.referrers.Referrers.carry_digest`)."""
         assert source.digest is not None
         here = target.with_digest(source.digest)
         if await self.client.head_manifest(here, push=not dry_run) is not None:
@@ -1081,6 +1087,7 @@ class Engine:
         if not dry_run:
             await self.put_manifest(here, manifest)
             self.on_event(Pushed(target=str(target), digest=manifest.digest))
+            await self.referrers.carry_digest(target, source, manifest.digest)
         return [*pushed, manifest.digest]
 
     async def publish(
@@ -1179,8 +1186,8 @@ class Engine:
         """After a list is published: the referrers its children brought
         (:attr:`ListResult.referrers`) and, when its first tag moved from another list, that
         list's referrers (:attr:`ListResult.stale_referrers`, with a warning naming them)."""
-        digests = [c.manifest.digest for c in plan.children]
-        result.referrers = self.referrers.copied(result.target, digests)
+        children = [(c.ref, c.manifest.digest) for c in plan.children]
+        result.referrers = self.referrers.copied(result.target, children)
         old = result.old_digest
         if not old or old == result.digest or plan.tags[:1] != result.tags[:1]:
             return

@@ -1,8 +1,9 @@
 """Referrers travel with the children they describe: signatures, SBOMs, attestations.
 
 When the engine makes a child manifest present in another repository
-(:meth:`~manyfest.engine.Engine.ensure_child`), :meth:`Referrers.carry` copies what is
-attached to it in its source repository, found three ways:
+(:meth:`~manyfest.engine.Engine.ensure_child`; ``manyfest copy``: every child it PUTs and
+the manifest it copies), :meth:`Referrers.carry` copies what is attached to it in its
+source repository, found three ways:
 
 * the OCI 1.1 **referrers API** (distribution-spec "Listing Referrers":
   ``GET /v2/<name>/referrers/<digest>`` answers an image index of descriptors, paged by
@@ -37,7 +38,7 @@ import contextvars
 from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import msgspec
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from manyfest.engine import Engine, OnceMap, Source
 
 Mode = Literal["copy", "skip"]
+T = TypeVar("T")
 Via = Literal["api", "tag", "cosign"]
 
 DEPTH = 2
@@ -114,13 +116,19 @@ class Referrer:
                 "artifact_type": self.artifact_type, "via": self.via}
 
     def stale_json(self) -> dict[str, str]:
-        """The report's ``stale_referrers`` entry."""
-        return {"subject": self.subject, "digest": self.digest,
-                "artifact_type": self.artifact_type}
+        """The report's ``stale_referrers`` entry: ``subject`` (the old list), ``digest``,
+        ``artifact_type``, ``via``, and for a cosign referrer its ``tag``."""
+        doc = {"subject": self.subject, "digest": self.digest,
+               "artifact_type": self.artifact_type, "via": self.via}
+        if self.tag:
+            doc["tag"] = self.tag
+        return doc
 
     def label(self) -> str:
-        """``digest (artifact type)`` or ``digest (tag)`` for a message."""
-        what = self.artifact_type or self.tag or self.media_type
+        """``digest (tag)`` for a cosign referrer (its suffix says signature, attestation
+        or SBOM; its artifact type is only cosign's config type), else
+        ``digest (artifact type)``, for a message."""
+        what = self.tag or self.artifact_type or self.media_type
         return f"{self.digest} ({what})" if what else self.digest
 
 
@@ -244,7 +252,8 @@ class Referrers:
         self._manifests: OnceMap[Manifest] = OnceMap()
         self._placed: OnceMap[None] = OnceMap()
         self._locks: dict[Hashable, anyio.Lock] = {}
-        self._copied: dict[tuple[str, str, str], list[Referrer]] = {}
+        self._carried: OnceMap[list[Referrer]] = OnceMap()
+        self._copied: dict[tuple[str, str, str, str, str], list[Referrer]] = {}
 
     @property
     def active(self) -> bool:
@@ -283,6 +292,12 @@ class Referrers:
         """The tags of ``ref``'s repository, listed once per run."""
         key = (ref.registry, ref.repository)
         return await self._tags.get(key, partial(self._list_tags, ref))
+
+    async def listed_tags(self, ref: Reference, tags: list[str]) -> None:
+        """Take ``tags`` as the whole tag list of ``ref``'s repository for this run (a list
+        the caller read already, e.g. ``copy --all-tags``): :meth:`tags` asks no more."""
+        key = (ref.registry, ref.repository)
+        await self._tags.get(key, partial(_known, frozenset(tags)))
 
     async def _list_tags(self, ref: Reference) -> frozenset[str]:
         try:
@@ -347,27 +362,47 @@ class Referrers:
     # ------------------------------------------------------------------ copying
 
     async def carry(self, target: Reference, child: Source) -> None:
-        """Copy the referrers of ``child`` (just made present in ``target``'s repository)
-        from its source repository: the engine's hook at the end of
-        :meth:`~manyfest.engine.Engine.ensure_child`. Nothing when inactive (``skip``)
-        or when the child is in the target repository already.
+        """Copy the referrers of ``child`` (made present in ``target``'s repository) from
+        its source repository: the engine's hook in
+        :meth:`~manyfest.engine.Engine.ensure_child`, for every source repository a child
+        comes from (the same digest from two repositories brings the referrers of both).
+        Nothing when inactive (``skip``) or when the child is in the target repository.
 
         Raises:
             ManyfestError: a referrer could not be read or written (the list fails: pass
                 ``--referrers skip`` to publish without them).
         """
-        if not self.active or child.ref.in_repository(target):
-            return
-        digest = child.manifest.digest
-        copied = await self.copy(child.ref, target, digest)
-        self._copied[(target.registry, target.repository, digest)] = copied
+        await self.carry_digest(target, child.ref, child.manifest.digest)
 
-    def copied(self, target: Reference, digests: list[str]) -> list[Referrer]:
-        """What :meth:`carry` copied into ``target``'s repository for the children
-        ``digests`` (in their order, each child's referrers then theirs)."""
+    async def carry_digest(self, target: Reference, source: Reference, digest: str) -> None:
+        """Copy the referrers of manifest ``digest`` of ``source``'s repository (made
+        present, or about to be, in ``target``'s) and theirs, once per run per (target
+        repository, source repository, digest); what was copied is kept for :meth:`copied`.
+        :meth:`carry` for a child; ``manyfest copy`` calls it for every child it PUT and for
+        the manifest it copies. Nothing when inactive (``skip``) or when ``source`` is in
+        the target repository.
+
+        Raises:
+            ManyfestError: a referrer could not be read or written.
+        """
+        if not self.active or source.in_repository(target):
+            return
+        key = (target.registry, target.repository, source.registry, source.repository, digest)
+
+        async def work() -> list[Referrer]:
+            return await self.copy(source, target, digest)
+
+        self._copied[key] = await self._carried.get(key, work)
+
+    def copied(self, target: Reference, children: list[tuple[Reference, str]]
+               ) -> list[Referrer]:
+        """What :meth:`carry_digest` copied into ``target``'s repository for ``children``
+        (``(source reference, digest)`` pairs, in their order: each child's referrers
+        then theirs)."""
         out: list[Referrer] = []
-        for digest in digests:
-            out += self._copied.get((target.registry, target.repository, digest), [])
+        for source, digest in children:
+            out += self._copied.get((target.registry, target.repository, source.registry,
+                                     source.repository, digest), [])
         return out
 
     async def copy(self, source: Reference, target: Reference, digest: str,
@@ -474,18 +509,21 @@ class Referrers:
         lock = self._locks.setdefault((target.registry, target.repository, tag), anyio.Lock())
         entries = [index_entry(m) for m in manifests]
         client = self.engine.client
+        refused: RegistryError | None = None
         async with lock:
             for _ in range(FALLBACK_TRIES):
                 current, etag = await client.get_manifest_etag(ref)
                 merged = merge_index(current, entries)
                 if merged is None:
                     return
-                if await client.put_manifest_if_match(ref, merged, etag):
+                refused = await client.put_manifest_if_match(ref, merged, etag)
+                if refused is None:
                     return
+        assert refused is not None
         raise RegistryError(
             f"update referrers tag {ref}: it changed under every one of {FALLBACK_TRIES} "
-            "conditional PUTs", status=412, method="PUT",
-            url=f"/v2/{ref.repository}/manifests/{tag}",
+            "conditional PUTs", status=refused.status, method="PUT", url=refused.url,
+            errors=refused.errors,
             hint="another client is writing the same referrers tag: re-run when it is done",
         )
 
@@ -509,8 +547,8 @@ class Referrers:
             return []
 
 
-async def _known(manifest: Manifest) -> Manifest:
-    return manifest
+async def _known(value: T) -> T:
+    return value
 
 
 def stale_message(target: Reference, old_digest: str, new_digest: str,

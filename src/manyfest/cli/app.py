@@ -156,9 +156,9 @@ ReferrersOpt = Annotated[
     ReferrersChoice,
     typer.Option(
         "--referrers", metavar="copy|skip",
-        help="Copy the referrers of children copied from another repository (signatures, "
-        "SBOMs, attestations: referrers API, sha256-<hex> referrers tag, cosign .sig/.att/"
-        ".sbom tags) with them, or skip them.",
+        help="Copy the referrers of the manifests copied from another repository "
+        "(signatures, SBOMs, attestations: referrers API, sha256-<hex> referrers tag, cosign "
+        ".sig/.att/.sbom tags) with them, or skip them (no referrers request at all).",
     ),
 ]
 

@@ -13,6 +13,8 @@ from manyfest.cli.app import (
     AtLeast,
     ExistingChoice,
     InsecureOpt,
+    ReferrersChoice,
+    ReferrersOpt,
     Stopped,
     command_app,
     execute,
@@ -66,6 +68,7 @@ def copy(
                      help="With --all-tags: tags asked for per page of the registry's tag "
                      "list (the n parameter; pages are followed to the end)."),
     ] = 1000,
+    referrers: ReferrersOpt = ReferrersChoice.copy,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Read only: print on stdout what would be copied "
@@ -106,7 +109,9 @@ def copy(
     at the digest is left alone (nothing written); children and blobs present are not
     copied again. A DST tag that holds another digest is moved (--existing overwrite, as
     skopeo copy and crane copy do; a registry with immutable tags refuses it in its words),
-    or the copy fails before any write (fail), or the tag is kept (skip).
+    or the copy fails before any write (fail), or the tag is kept (skip). The referrers of
+    what is copied come along (signatures, SBOMs, attestations of SRC and of each child
+    copied; --referrers skip leaves them).
 
     stdout: one line per copy, `<status> <DST>@<digest> from <SRC>` (status created,
     updated or unchanged; --dry-run: `would create ...`, `would update ...`, and the
@@ -139,9 +144,10 @@ def copy(
 
     async def body() -> PublishReport:
         async with Session(settings, on_event=sink()) as session:
-            report = await copy_report(session.engine, [plan], dry_run=dry_run,
-                                       in_flight=copies_in_flight, page_size=tag_page_size,
-                                       existing=existing.value)
+            report = await copy_report(
+                session.engine, [plan], dry_run=dry_run, in_flight=copies_in_flight,
+                page_size=tag_page_size, existing=existing.value,
+                referrers="skip" if referrers is ReferrersChoice.skip else "copy")
             if digests is not None:  # copies found unchanged: their children
                 from manyfest.ops.digests import fill_children
 

@@ -475,7 +475,8 @@ async def _run_copies(session: Session, copies: list[PlanCopy], progress: Publis
         engine.on_event(Phase(name="copy", total=len(pairs)))
         report.results = await copying.run_copies(engine, pairs, dry_run=options.dry_run,
                                                   in_flight=options.lists_in_flight,
-                                                  existing=options.existing)
+                                                  existing=options.existing,
+                                                  referrers=options.referrers)
     copying.add_totals(report, transport, before, per_registry, started)
     return report
 

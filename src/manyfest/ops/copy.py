@@ -9,7 +9,12 @@ promotion"). One copy is one (source reference, target reference) pair:
 3. else the source manifest is fetched once per run (GET by digest, verified) and its tree
    copied (:meth:`manyfest.engine.Engine.copy_tree`: children HEADed by digest, missing
    ones copied children first, blobs through :meth:`~manyfest.engine.Engine.ensure_blob`);
-4. the manifest PUT with its exact bytes at the target: the same digest as the source.
+4. the referrers of the manifest (its signatures, SBOMs, attestations; those of every child
+   PUT in step 3 came with that child) copied from the source repository
+   (:meth:`manyfest.referrers.Referrers.carry_digest`), unless ``referrers="skip"``;
+5. the manifest PUT with its exact bytes at the target: the same digest as the source.
+   Referrers come before it, so a referrer that cannot be copied fails the copy with the
+   tag where it was.
 
 Copies run concurrently (at most ``lists_in_flight`` at once; requests per registry are
 bounded by the transport) and share the run's work: a child or blob needed by several copies
@@ -30,6 +35,7 @@ from manyfest.errors import ExistingTagError, ImmutableTagError, ManyfestError, 
 from manyfest.events import Finished, Skipped, Started
 from manyfest.ops.plan import PlanCopy
 from manyfest.reference import Reference
+from manyfest.referrers import Mode, mode_override
 from manyfest.transport import RequestStats, Transport, current_stats
 
 if TYPE_CHECKING:
@@ -99,6 +105,8 @@ async def expand(engine: Engine, copies: Sequence[PlanCopy], *,
             name = copy.source.name
             if name not in listed:
                 listed[name] = await engine.client.list_tags(copy.source, page_size=page_size)
+                # the referrers' look-ups find their tags in this list (no second one)
+                await engine.referrers.listed_tags(copy.source, listed[name])
             tags = listed[name]
         for pair in pairs_of(copy, tags):
             key = (str(pair.source), str(pair.target))
@@ -109,8 +117,15 @@ async def expand(engine: Engine, copies: Sequence[PlanCopy], *,
 
 
 async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False,
-                   existing: Existing = "overwrite") -> ListResult:
+                   existing: Existing = "overwrite",
+                   referrers: Mode | None = None) -> ListResult:
     """Copy ``pair.source`` to ``pair.target`` (see the module docstring for the order).
+
+    ``referrers``: ``copy`` or ``skip`` for this copy (default: the engine's
+    :attr:`~manyfest.referrers.Referrers.mode`). What was copied is in the result's
+    ``referrers``: those of each child PUT (children before parents), then the manifest's.
+    Nothing is read for referrers when the target already holds the digest (``unchanged``)
+    or with ``dry_run``.
 
     Errors are caught into ``status="failed"`` (``error`` names the reference and carries
     the registry's answer); a failure leaves the target tag where it was (the manifest is
@@ -133,6 +148,7 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False,
                         dry_run=dry_run)
     stats = RequestStats()
     token = current_stats.set(stats)
+    mode = mode_override.set(referrers if referrers is not None else mode_override.get())
     started = time.monotonic()
     engine.on_event(Started(target=str(dst)))
     try:
@@ -173,6 +189,9 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False,
             result.actions = [f"copy child {d}" for d in pushed]
             result.actions.append(f"put {dst} -> {digest}{was}")
         else:
+            await engine.referrers.carry_digest(dst, origin, digest)
+            result.referrers = engine.referrers.copied(
+                dst, [(origin, d) for d in [*pushed, digest]])
             try:
                 await engine.put_manifest(dst, manifest)
             except RegistryError as exc:
@@ -188,6 +207,7 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False,
             result.existing = dict(exc.existing)
     finally:
         current_stats.reset(token)
+        mode_override.reset(mode)
         result.requests = stats.requests
         result.retries = stats.retries
         result.throttled = stats.throttled
@@ -200,13 +220,15 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False,
 
 async def run_copies(engine: Engine, pairs: Sequence[CopyPair], *, dry_run: bool = False,
                      in_flight: int = COPIES_IN_FLIGHT,
-                     existing: Existing = "overwrite") -> list[ListResult]:
-    """Every pair copied (:func:`copy_one`, with ``existing``), at most ``in_flight`` at
-    once; the results in the order of ``pairs``."""
+                     existing: Existing = "overwrite",
+                     referrers: Mode | None = None) -> list[ListResult]:
+    """Every pair copied (:func:`copy_one`, with ``existing`` and ``referrers``), at most
+    ``in_flight`` at once; the results in the order of ``pairs``."""
     results: list[ListResult | None] = [None] * len(pairs)
 
     async def one(i: int) -> None:
-        results[i] = await copy_one(engine, pairs[i], dry_run=dry_run, existing=existing)
+        results[i] = await copy_one(engine, pairs[i], dry_run=dry_run, existing=existing,
+                                    referrers=referrers)
 
     await run_bounded(one, ((i,) for i in range(len(pairs))), in_flight)
     return [r for r in results if r is not None]
@@ -214,10 +236,12 @@ async def run_copies(engine: Engine, pairs: Sequence[CopyPair], *, dry_run: bool
 
 async def copy(engine: Engine, copies: Sequence[PlanCopy], *, dry_run: bool = False,
                in_flight: int = COPIES_IN_FLIGHT, page_size: int = TAG_PAGE,
-               existing: Existing = "overwrite") -> list[ListResult]:
+               existing: Existing = "overwrite",
+               referrers: Mode | None = None) -> list[ListResult]:
     """Run ``copies`` (``manyfest copy``, or a plan's ``copy:`` documents): tags listed for
-    ``all_tags`` copies, then every (source, target) pair copied concurrently
-    (``existing``: see :func:`copy_one`).
+    ``all_tags`` copies, then every (source, target) pair copied concurrently, referrers
+    with them (``existing``: see :func:`copy_one`; ``referrers``: ``copy`` or ``skip``;
+    default the engine's mode).
 
     Returns:
         One result per pair, in order (``kind="copy"``).
@@ -227,12 +251,13 @@ async def copy(engine: Engine, copies: Sequence[PlanCopy], *, dry_run: bool = Fa
     """
     pairs = await expand(engine, copies, page_size=page_size)
     return await run_copies(engine, pairs, dry_run=dry_run, in_flight=in_flight,
-                            existing=existing)
+                            existing=existing, referrers=referrers)
 
 
 async def copy_report(engine: Engine, copies: Sequence[PlanCopy], *, dry_run: bool = False,
                       in_flight: int = COPIES_IN_FLIGHT, page_size: int = TAG_PAGE,
-                      existing: Existing = "overwrite") -> PublishReport:
+                      existing: Existing = "overwrite",
+                      referrers: Mode | None = None) -> PublishReport:
     """:func:`copy` with the run's totals: a :class:`~manyfest.ops.publish.PublishReport`
     whose results are the copies (``--json``, ``--report`` as ``publish`` writes them).
 
@@ -248,7 +273,7 @@ async def copy_report(engine: Engine, copies: Sequence[PlanCopy], *, dry_run: bo
     per_registry = transport.registry_stats()
     started = time.monotonic()
     results = await copy(engine, copies, dry_run=dry_run, in_flight=in_flight,
-                         page_size=page_size, existing=existing)
+                         page_size=page_size, existing=existing, referrers=referrers)
     report = PublishReport(results, dry_run=dry_run)
     add_totals(report, transport, before, per_registry, started)
     return report

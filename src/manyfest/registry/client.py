@@ -34,6 +34,7 @@ from manyfest.errors import (
 from manyfest.models import Descriptor, IndexDoc
 from manyfest.reference import Reference
 from manyfest.transport import MANIFEST_LIMIT, Response, Transport
+from manyfest.transport.errormap import registry_error
 
 if TYPE_CHECKING:
     from manyfest.transport.session import BlobStream
@@ -735,11 +736,12 @@ class RegistryClient:
 
     async def put_manifest_if_match(
         self, ref: Reference, manifest: Manifest, etag: str
-    ) -> bool:
+    ) -> RegistryError | None:
         """PUT ``manifest.raw`` at ``ref`` only if the tag still holds what was read:
         ``If-Match: <etag>`` when ``etag`` is given (RFC 9110 conditional request), else an
-        unconditional PUT. False when the registry answers ``412 Precondition Failed`` (the
-        tag changed since: read it again); True when stored.
+        unconditional PUT. ``None`` when stored; the registry's ``412 Precondition Failed``
+        answer as a :class:`RegistryError` (not raised: the tag changed since, so read it
+        again) when refused.
 
         Raises:
             ManifestRejectedError: the registry refused the manifest.
@@ -752,7 +754,9 @@ class RegistryClient:
             what=f"push {ref} ({manifest.media_type})", scopes=self._scopes(ref, _PUSH),
             headers=headers, data=manifest.raw, ok=(200, 201, 202, 412),
         )
-        return resp.status != 412
+        if resp.status != 412:
+            return None
+        return registry_error(f"push {ref}", "PUT", resp)
 
 
 _INDEX_DOC = msgspec.json.Decoder(IndexDoc)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from manyfest.content import Manifest
-from manyfest.errors import ManyfestError, NotFoundError
+from manyfest.errors import ManyfestError, NotFoundError, RegistryError
 from manyfest.models import Descriptor
 from manyfest.reference import Reference
 from manyfest.registry.client import ManifestHead, RegistryClient
@@ -95,13 +95,14 @@ class RoutingClient(RegistryClient):
         except NotFoundError:
             return None, ""
 
-    async def put_manifest_if_match(self, ref: Reference, manifest: Manifest, etag: str) -> bool:
+    async def put_manifest_if_match(self, ref: Reference, manifest: Manifest,
+                                    etag: str) -> RegistryError | None:
         """:meth:`RegistryClient.put_manifest_if_match`; in a layout a plain PUT (index.json
         is rewritten under the layout's lock)."""
         if not ref.layout:
             return await super().put_manifest_if_match(ref, manifest, etag)
         await self.layouts.put_manifest(ref, manifest)
-        return True
+        return None
 
     async def get_blob(self, ref: Reference, digest: str) -> bytes:
         """:meth:`RegistryClient.get_blob`, or the layout's blob file (verified)."""
