@@ -453,3 +453,114 @@ def test_layout_client_rejects_unknown_version_on_write(tmp_path: Path) -> None:
 
     anyio.run(run)
     assert sorted(p.name for p in (root / "blobs" / "sha256").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- in place
+
+
+def _unshare() -> list[str] | None:
+    """The command that runs a shell in a private mount namespace (root: ``unshare -m``;
+    else a user namespace, ``unshare -rm``), or None where neither is allowed."""
+    tool = shutil.which("unshare")
+    if tool is None:
+        return None
+    cmd = [tool, "-m"] if os.geteuid() == 0 else [tool, "-r", "-m"]
+    probe = subprocess.run([*cmd, "true"], capture_output=True, check=False, timeout=60)
+    return cmd if probe.returncode == 0 else None
+
+
+def _in_mount_namespace(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``sh -c script`` (positional ``args``) in a private mount namespace: mounts made
+    there vanish with it and nothing else sees them."""
+    cmd = _unshare()
+    if cmd is None:
+        pytest.skip("no mount namespace here (unshare -m refused): cannot bind-mount")
+    env = dict(os.environ, COLUMNS="200", PYTHONPATH=str(REPO_ROOT / "src"))
+    return subprocess.run([*cmd, "sh", "-c", script, "sh", *args], capture_output=True,
+                          text=True, env=env, timeout=300, check=False)
+
+
+@pytest.mark.slow
+@needs_skopeo
+def test_existing_empty_directory_is_filled_in_place(registry: RegistryServer, ns: str,
+                                                      tmp_path: Path) -> None:
+    """An existing empty directory is the layout itself: filled in place (the same inode),
+    nothing written beside it, as skopeo does; skopeo reads the result. Where the parent
+    can be made read-only for this user, it is."""
+    _auth_file()
+    host = registry.host
+    built = seed_built(host, [(f"{ns}/app:1", PLATFORMS[0], ns)], oci=True)
+    image = built[f"{ns}/app:1"]
+    parent = tmp_path / "parent"
+    out, by_skopeo = parent / "out", parent / "by-skopeo"
+    out.mkdir(parents=True)
+    by_skopeo.mkdir()
+    _skopeo("copy", "--src-tls-verify=false", f"docker://{host}/{ns}/app:1",
+            f"oci:{by_skopeo}:1")
+    inode = out.stat().st_ino
+    before = sorted(os.listdir(parent))
+    if os.geteuid() != 0:
+        parent.chmod(0o555)  # root writes through the mode bits: the listing shows it
+    try:
+        proc = manyfest("copy", f"{host}/{ns}/app:1", f"oci:{out}")
+    finally:
+        parent.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (f"created oci:{out}:1@{image.manifest.digest} from "
+                           f"{host}/{ns}/app:1\n{image.manifest.digest}\n")
+    assert sorted(os.listdir(parent)) == before
+    assert out.stat().st_ino == inode
+    # what skopeo writes, and manyfest's lock (a file other tools ignore)
+    assert sorted(os.listdir(out)) == sorted([*os.listdir(by_skopeo), ".manyfest-lock"])
+    assert _tags(out) == {"1": image.manifest.digest}
+    assert list(_tags(by_skopeo)) == ["1"]  # skopeo converts it to OCI: another digest
+    assert _check_blobs(out) == len(image.blob_digests) + 1
+    raw = _skopeo("inspect", "--raw", f"oci:{out}:1").stdout.encode()
+    assert raw == image.manifest.raw
+    # a second tag into the existing layout: used as it is
+    again = manyfest("copy", f"{host}/{ns}/app:1", f"oci:{out}:2")
+    assert again.returncode == 0, again.stderr
+    assert _tags(out) == {"1": image.manifest.digest, "2": image.manifest.digest}
+    assert sorted(os.listdir(parent)) == before
+
+
+@pytest.mark.slow
+@needs_skopeo
+def test_mount_point_is_a_layout_target(registry: RegistryServer, ns: str,
+                                        tmp_path: Path) -> None:
+    """An empty directory that is a mount point (``docker run -v $PWD/out:/out``) is filled
+    in place: the layout lands in the mounted directory; skopeo reads it. A read-only
+    mount fails with one line naming the layout once, with advice for a read-only file
+    system."""
+    _auth_file()
+    host = registry.host
+    built = seed_built(host, [(f"{ns}/app:1", PLATFORMS[0], ns)], oci=True)
+    image = built[f"{ns}/app:1"]
+    work = tmp_path / "work"
+    backing, mount = work / "backing", work / "mnt"
+    backing.mkdir(parents=True)
+    mount.mkdir()
+    proc = _in_mount_namespace(
+        'mount --bind "$1" "$2" && exec "$3" -m manyfest copy "$4" "oci:$2"',
+        str(backing), str(mount), sys.executable, f"{host}/{ns}/app:1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (f"created oci:{mount}:1@{image.manifest.digest} from "
+                           f"{host}/{ns}/app:1\n{image.manifest.digest}\n")
+    assert sorted(os.listdir(work)) == ["backing", "mnt"]
+    assert os.listdir(mount) == []  # the mount is gone with its namespace
+    assert _tags(backing) == {"1": image.manifest.digest}
+    assert _check_blobs(backing) == len(image.blob_digests) + 1
+    assert _skopeo("inspect", "--raw", f"oci:{backing}:1").stdout.encode() == \
+        image.manifest.raw
+    ro = work / "ro"
+    ro.mkdir()
+    proc = _in_mount_namespace(
+        'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && '
+        'exec "$2" -m manyfest copy "$3" "oci:$1"',
+        str(ro), sys.executable, f"{host}/{ns}/app:1")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == (
+        f"copy {host}/{ns}/app:1 to oci:{ro}:1 failed: oci:{ro}: cannot create the "
+        f"layout: Read-only file system ({ro}/.manyfest-lock); the file system is mounted "
+        "read-only: write the layout to a writable path\n")
+    assert os.listdir(ro) == []
