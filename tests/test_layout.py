@@ -564,3 +564,60 @@ def test_mount_point_is_a_layout_target(registry: RegistryServer, ns: str,
         f"layout: Read-only file system ({ro}/.manyfest-lock); the file system is mounted "
         "read-only: write the layout to a writable path\n")
     assert os.listdir(ro) == []
+
+
+# ----------------------------------------------------------------------------- no repository
+
+
+@pytest.mark.slow
+def test_a_layout_image_is_not_mirrored_to_a_registry(registry: RegistryServer, ns: str,
+                                                       tmp_path: Path) -> None:
+    """``--mirror`` with a layout as ``image:`` (or ``--target``): a usage error before any
+    request (a layout has no repository path: it once went to ``REGISTRY/:TAG``, requests
+    to ``/v2//...``), dry run or not, with ``targets:`` or without; the registry client
+    itself refuses a reference with no repository before sending anything."""
+    host = registry.host
+    seed_built(host, [(f"{ns}/app:1", PLATFORMS[0], ns)])
+    out = tmp_path / "out"
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(f"image: oci:{out}:1\nmanifests:\n  - image: {host}/{ns}/app:1\n")
+    fanned = tmp_path / "fanned.yaml"
+    fanned.write_text(f"image: {host}/{ns}/first:1\nmanifests:\n"
+                      f"  - image: {host}/{ns}/app:1\n---\n"
+                      f"image: oci:{out}:1\ntargets: [{host}/{ns}/list:1]\nmanifests:\n"
+                      f"  - image: {host}/{ns}/app:1\n")
+    before = registry.request_count()
+    for args, document in (((str(plain),), 1), (("--dry-run", str(plain)), 1),
+                           ((str(fanned),), 2),
+                           (("--target", f"oci:{out}:1", "--template", f"{host}/{ns}/app:1",
+                             "--platforms", "linux/amd64"), 1)):
+        proc = manyfest("publish", "--mirror", "127.0.0.1:1", *args)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == (
+            f"--mirror: oci:{out}:1 (document {document}) is an OCI layout: a layout has no "
+            "repository "
+            "path to mirror to a registry; write a registry image: (the layout can be one "
+            "of its targets:), or leave out --mirror\n"), proc.stderr
+        assert proc.stdout == ""
+    assert not out.exists()
+    assert registry.request_count() == before
+
+    async def head() -> None:
+        from manyfest.registry.routing import RoutingClient
+        from manyfest.transport import Settings, Transport
+        async with Transport(Settings()) as transport:
+            client = RoutingClient(transport)
+            for ref in (reference.Reference(host, "", "1", None),
+                        reference.Reference(host, "", None, "sha256:" + "a" * 64)):
+                with pytest.raises(InvalidReferenceError) as info:
+                    await client.head_manifest(ref)
+                assert info.value.one_line() == (
+                    f"invalid reference format: {str(ref)!r}: names no repository: a "
+                    "registry request needs registry/repository; use the form "
+                    "[registry[:port]/]repository[:tag][@sha256:<64 hex>]")
+                with pytest.raises(InvalidReferenceError):
+                    await client.copy_blob(reference.parse(f"{host}/{ns}/app:1"), ref,
+                                           "sha256:" + "b" * 64)
+
+    anyio.run(head)
+    assert registry.request_count() == before

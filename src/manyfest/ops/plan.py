@@ -1556,7 +1556,8 @@ def mirror(lists: Sequence[PlanList], registries: Sequence[str]) -> list[PlanLis
         UsageError: (exit 2) a registry that is not host[:port] (:func:`check_mirror`),
             given twice, or a mirrored tag that another list of the plan writes (a mirror on
             the list's own registry, or a registry a ``targets:`` entry already names); a
-            list with a ``subject`` written as a full reference.
+            list with a ``subject`` written as a full reference; a list whose first target
+            is an OCI layout (no repository path to mirror).
     """
     given: dict[str, str] = {}
     for text in registries:
@@ -1577,6 +1578,13 @@ def mirror(lists: Sequence[PlanList], registries: Sequence[str]) -> list[PlanLis
             continue  # the document's targets: come first
         lead = plan if plan.mirror_of is None else next(
             p for p in reversed(lists[:k + 1]) if p.mirror_of is None)
+        if lead.target.layout:
+            raise UsageError(
+                f"--mirror: {lead.target} (document {lead.document}) is an OCI layout: "
+                "a layout has no repository path to mirror to a registry",
+                hint="write a registry image: (the layout can be one of its targets:), or "
+                "leave out --mirror",
+            )
         if lead.subject and _full_subject(lead.subject):
             raise UsageError(
                 f"--mirror: {lead.target}: subject {lead.subject!r} names one repository",
