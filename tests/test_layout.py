@@ -621,3 +621,62 @@ def test_a_layout_image_is_not_mirrored_to_a_registry(registry: RegistryServer, 
 
     anyio.run(head)
     assert registry.request_count() == before
+
+
+# ----------------------------------------------------------------------------- by digest
+
+
+@pytest.mark.slow
+@needs_skopeo
+def test_copy_by_digest_into_a_layout_adds_an_untagged_entry(registry: RegistryServer, ns: str,
+                                                             tmp_path: Path) -> None:
+    """``copy REG/REPO@DIGEST oci:DIR``: index.json gets an entry with no ref.name (what
+    skopeo writes for ``oci:DIR``), so the index is reachable and read back by digest and
+    as the layout's only manifest; copying it again is ``unchanged`` (one entry); the
+    children stay out of index.json."""
+    _auth_file()
+    host = registry.host
+    seed_built(host, [(f"{ns}/app:{p.architecture}", p, ns) for p in (PLATFORMS[0],
+                                                                       PLATFORMS[2])],
+               oci=True)
+    made = manyfest("publish", "--json", "--target", f"{host}/{ns}/multi:1", "--template",
+                    f"{host}/{ns}/app:ARCH", "--platforms", "linux/amd64,linux/arm64/v8",
+                    "--media-type", "oci")
+    assert made.returncode == 0, made.stderr
+    digest = json.loads(made.stdout)["results"][0]["digest"]
+    raw = _skopeo("inspect", "--raw", "--tls-verify=false",
+                  f"docker://{host}/{ns}/multi:1").stdout.encode()
+    out, by_skopeo = tmp_path / "out", tmp_path / "by-skopeo"
+    proc = manyfest("copy", f"{host}/{ns}/multi@{digest}", f"oci:{out}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"created oci:{out}@{digest} from {host}/{ns}/multi@{digest}\n" \
+        f"{digest}\n"
+    _skopeo("copy", "--all", "--preserve-digests", "--src-tls-verify=false",
+            f"docker://{host}/{ns}/multi@{digest}", f"oci:{by_skopeo}")
+    entry = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest,
+             "size": len(raw)}
+    assert _index(out) == _index(by_skopeo) == [entry]
+    # read back: by digest, as the only manifest; skopeo reads it too
+    for ref in (f"oci:{out}@{digest}", f"oci:{out}"):
+        shown = manyfest("inspect", "--raw", ref)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.encode() == raw
+    assert _skopeo("inspect", "--raw", f"oci:{out}").stdout.encode() == raw
+    # again: unchanged, still one entry; with a tag: a tagged entry beside it (as skopeo)
+    again = manyfest("copy", f"{host}/{ns}/multi@{digest}", f"oci:{out}")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"unchanged oci:{out}@{digest}"), again.stdout
+    assert _index(out) == [entry]
+    tagged = manyfest("copy", f"{host}/{ns}/multi:1", f"oci:{out}")
+    assert tagged.returncode == 0, tagged.stderr
+    _skopeo("copy", "--all", "--preserve-digests", "--src-tls-verify=false",
+            f"docker://{host}/{ns}/multi:1", f"oci:{by_skopeo}:1")
+    # the untagged entry is now named (skopeo does the same)
+    assert _index(out) == _index(by_skopeo) == [{**entry, "annotations": {REF_NAME: "1"}}]
+    # by digest once more: an untagged entry beside the tagged one
+    proc = manyfest("copy", f"{host}/{ns}/multi@{digest}", f"oci:{out}")
+    assert proc.returncode == 0, proc.stderr
+    _skopeo("copy", "--all", "--preserve-digests", "--src-tls-verify=false",
+            f"docker://{host}/{ns}/multi@{digest}", f"oci:{by_skopeo}")
+    assert _index(out) == _index(by_skopeo) == [{**entry, "annotations": {REF_NAME: "1"}},
+                                                entry]

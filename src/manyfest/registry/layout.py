@@ -515,7 +515,8 @@ class LayoutClient:
 
     async def head_manifest(self, ref: Reference, *, push: bool = False) -> ManifestHead | None:
         """The digest, size and media type ``ref`` names; ``None`` when absent (also a
-        layout not created yet).
+        layout not created yet). By digest with tag ``''``: present only with an untagged
+        index.json entry of that digest (what :meth:`put_manifest` writes for it).
 
         Raises:
             LayoutError: the path is not a layout, or ``ref`` has no tag and the layout
@@ -529,6 +530,9 @@ class LayoutClient:
         if layout.state() == "new":
             return None
         if ref.digest:
+            if ref.tag == "" and not any(e["digest"] == ref.digest and not _ref_name(e)
+                                         for e in layout.entries()):
+                return None  # untagged: present once index.json has the entry
             data = layout.read_verified(ref.digest, MANIFEST_LIMIT)
             if data is None:
                 return None
@@ -570,8 +574,12 @@ class LayoutClient:
 
     async def put_manifest(self, ref: Reference, manifest: Manifest, *, built: bool = False) -> str:
         """Write ``manifest.raw`` as a blob; by tag, also point the tag's index.json entry
-        at it (the entry replaced). Returns the digest. ``built`` is not used (a layout
-        takes any media type).
+        at it (the entry replaced, and an untagged entry of that digest with it); with
+        tag ``''`` (``oci:PATH``, or ``oci:PATH@DIGEST``
+        with tag ``''``: a copy by digest) an entry with no ref.name, added unless one of
+        that digest is there (as skopeo does); by digest alone (tag ``None``: a child) only
+        the blob. Returns the digest. ``built`` is not used (a layout takes any media
+        type).
 
         Raises:
             LayoutError: the layout cannot be created or written.
@@ -590,7 +598,7 @@ class LayoutClient:
         except OSError as exc:
             raise write_error(layout.root, f"cannot write manifest {manifest.digest}", exc
                               ) from None
-        if ref.digest:
+        if ref.digest and ref.tag is None:
             return manifest.digest
         descriptor: dict[str, Any] = {"mediaType": manifest.media_type,
                                       "digest": manifest.digest, "size": manifest.size}
@@ -599,8 +607,9 @@ class LayoutClient:
             descriptor["annotations"] = {REF_NAME: tag}
 
         def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            if tag:
-                kept = [e for e in entries if _ref_name(e) != tag]
+            if tag:  # an untagged entry of the same digest is now named (as skopeo does)
+                kept = [e for e in entries if _ref_name(e) != tag and (
+                    _ref_name(e) or e["digest"] != manifest.digest)]
             else:
                 kept = [e for e in entries if _ref_name(e) or e["digest"] != manifest.digest]
             return [*kept, descriptor]
