@@ -680,3 +680,46 @@ def test_copy_by_digest_into_a_layout_adds_an_untagged_entry(registry: RegistryS
             f"docker://{host}/{ns}/multi@{digest}", f"oci:{by_skopeo}")
     assert _index(out) == _index(by_skopeo) == [{**entry, "annotations": {REF_NAME: "1"}},
                                                 entry]
+
+
+# ----------------------------------------------------------------------------- local store
+
+
+@pytest.mark.slow
+def test_layout_lists_never_share_a_store_entry(registry: RegistryServer, ns: str,
+                                                tmp_path: Path) -> None:
+    """docker's file-safe names (``/`` → ``_``, ``:`` → ``-``) made ``oci:/a/qa_col:t`` and
+    ``oci:/a/qa/col:t`` (and ``oci:/a/x-y:t``, ``oci:/a/x:y-t``) one stored list; layout
+    names now escape ``_``, ``-`` and ``%`` first, each list is its own and pushes only its
+    images; registry lists keep docker's names."""
+    from manyfest.cli.completion import local_lists
+
+    host = registry.host
+    built = seed_built(host, [(f"{ns}/app:{p.architecture}", p, ns) for p in (PLATFORMS[0],
+                                                                       PLATFORMS[2])],
+                       oci=True)
+    amd64, arm64 = (built[f"{ns}/app:{a}"].manifest.digest for a in ("amd64", "arm64"))
+    t = tmp_path
+    pairs = ((f"oci:{t}/qa_col:t", f"oci:{t}/qa/col:t"), (f"oci:{t}/x-y:t", f"oci:{t}/x:y-t"))
+    for first, second in pairs:
+        for list_ref, arch in ((first, "amd64"), (second, "arm64")):
+            proc = manyfest("create", list_ref, f"{host}/{ns}/app:{arch}")
+            assert proc.returncode == 0, proc.stderr
+    registry_list = f"{host}/{ns}/a_b:1"
+    assert manyfest("create", registry_list, f"{host}/{ns}/app:amd64").returncode == 0
+    store = Path(os.environ["DOCKER_CONFIG"]) / "manifests"
+    base = str(t).replace("%", "%25").replace("_", "%5F").replace("-", "%2D").replace("/", "_")
+    assert sorted(p.name for p in store.iterdir() if not p.name.startswith(".")) == sorted([
+        f"oci-{base}_qa%5Fcol-t", f"oci-{base}_qa_col-t", f"oci-{base}_x%2Dy-t",
+        f"oci-{base}_x-y%2Dt", f"{host.replace(':', '-')}_{ns}_a_b-1"])
+    # completion reads each layout list's name back exactly
+    assert sorted(name for name, _ in local_lists() if name.startswith("oci:")) == sorted(
+        ref for pair in pairs for ref in pair)
+    for first, second in pairs:
+        for list_ref, child in ((first, amd64), (second, arm64)):
+            proc = manyfest("push", list_ref)
+            assert proc.returncode == 0, proc.stderr
+            parsed = reference.parse(list_ref)
+            root = Path(parsed.layout)
+            listed = json.loads(_blob(root, _tags(root)[str(parsed.tag)]))
+            assert [m["digest"] for m in listed["manifests"]] == [child]
