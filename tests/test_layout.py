@@ -723,3 +723,37 @@ def test_layout_lists_never_share_a_store_entry(registry: RegistryServer, ns: st
             root = Path(parsed.layout)
             listed = json.loads(_blob(root, _tags(root)[str(parsed.tag)]))
             assert [m["digest"] for m in listed["manifests"]] == [child]
+
+
+# ----------------------------------------------------------------------------- consistency
+
+
+def test_layout_copy_refusals_and_messages_match_registries_and_inspect(tmp_path: Path) -> None:
+    """A copy whose DST is the source layout itself is refused as for a registry (exit 2,
+    nothing written); a missing source layout is named with inspect's words."""
+    src = tmp_path / "a"
+    image = build_image(PLATFORMS[0], "itself", oci=True)
+    write_layout(src, {"1": image})
+    index = (src / "index.json").read_bytes()
+    for dst in (f"oci:{src}", f"oci:{src}:1"):
+        proc = manyfest("copy", f"oci:{src}:1", dst)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == (f"DST: {dst} is the source itself; give another repository "
+                               "or tag to copy to\n")
+        assert proc.stdout == ""
+    assert (src / "index.json").read_bytes() == index
+    assert sorted(os.listdir(src)) == ["blobs", "index.json", "oci-layout"]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"copy: oci:{src}:1\nto: oci:{src}\n")
+    proc = manyfest("publish", str(plan))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.endswith(f"to: oci:{src} is the source itself; give another "
+                                "repository or tag to copy to\n"), proc.stderr
+    missing = tmp_path / "none"
+    said = f"oci:{missing}:x: no OCI image layout at {missing}; check the path (oci:PATH[:TAG])"
+    shown = manyfest("inspect", f"oci:{missing}:x")
+    assert (shown.returncode, shown.stderr) == (1, said + "\n")
+    copied = manyfest("copy", f"oci:{missing}:x", f"oci:{tmp_path}/b")
+    assert copied.returncode == 1, copied.stderr
+    assert copied.stderr == f"copy oci:{missing}:x to oci:{tmp_path}/b:x failed: {said}\n"
+    assert not (tmp_path / "b").exists()

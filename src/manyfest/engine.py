@@ -106,7 +106,11 @@ _RAW_INDEX = msgspec.json.Decoder(_RawIndex)
 
 def _no_such_manifest(ref: Reference, exc: NotFoundError | None = None) -> NotFoundError:
     if ref.layout:  # no registry answered: the message says only what is missing
-        from manyfest.registry.layout import layout_not_found
+        from manyfest.registry.layout import layout_not_found, no_layout_message
+
+        missing = no_layout_message(ref)
+        if missing:  # the words inspect uses for it
+            return layout_not_found(missing, ref.layout, "check the path (oci:PATH[:TAG])")
         return layout_not_found(f"no such manifest: {ref}", ref.layout,
                                 "check the layout's path and tag")
     return NotFoundError(

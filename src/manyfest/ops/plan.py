@@ -1175,7 +1175,8 @@ def check_copy(source: str, targets: Sequence[str], *, all_tags: bool = False,
     if not all_tags and src.tag is None and src.digest is None:
         src = src.with_tag("latest")
     for dst in dsts:
-        if dst.in_repository(src) and (dst.tag is None or dst.tag == src.tag):
+        # no tag (None; a layout's oci:PATH has tag ''): the source's tag, so itself
+        if dst.in_repository(src) and (not dst.tag or dst.tag == src.tag):
             raise UsageError(
                 f"{at}{target_key}: {dst} is the source itself",
                 hint="give another repository or tag to copy to",

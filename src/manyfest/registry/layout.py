@@ -461,6 +461,17 @@ def write_error(root: Path | str, what: str, exc: OSError) -> LayoutError:
     return LayoutError(f"oci:{root}: {what}: {reason}{where}", hint=hint)
 
 
+def no_layout_message(ref: Reference) -> str:
+    """``<ref>: no OCI image layout at <path>`` when ``ref``'s layout does not exist yet
+    (missing, or an empty directory), else '' (one message for it, whichever command
+    reads it)."""
+    try:
+        new = _Layout(ref.layout).state() == "new"
+    except LayoutError:
+        return ""
+    return f"{ref}: no OCI image layout at {ref.layout}" if new else ""
+
+
 def layout_not_found(message: str, path: str, hint: str) -> NotFoundError:
     """A :class:`NotFoundError` for a layout: ``message`` as it is (no registry answered)."""
     err = NotFoundError(message, status=404, method="GET", url=path, hint=hint)
@@ -558,8 +569,7 @@ class LayoutClient:
     def _get(self, ref: Reference) -> Manifest:
         layout = self._layout(ref)
         if layout.state() == "new":
-            raise LayoutError(f"{ref}: no OCI image layout at {ref.layout}",
-                              hint="check the path (oci:PATH[:TAG])")
+            raise LayoutError(no_layout_message(ref), hint="check the path (oci:PATH[:TAG])")
         media_type = ""
         digest = ref.digest
         if not digest:
