@@ -24,8 +24,7 @@ import pytest
 from aiohttp import web
 
 from manyfest import mediatypes
-from manyfest.reference import parse
-from manyfest.store import filesafe
+from manyfest.reference import filesafe, parse
 from tests.bigblob import upload_blob
 from tests.helpers import PLATFORMS, manyfest, platform_suffix, seed, seed_walkthrough
 from tests.quirk_proxy import QuirkProxy

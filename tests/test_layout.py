@@ -453,3 +453,307 @@ def test_layout_client_rejects_unknown_version_on_write(tmp_path: Path) -> None:
 
     anyio.run(run)
     assert sorted(p.name for p in (root / "blobs" / "sha256").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- in place
+
+
+def _unshare() -> list[str] | None:
+    """The command that runs a shell in a private mount namespace (root: ``unshare -m``;
+    else a user namespace, ``unshare -rm``), or None where neither is allowed."""
+    tool = shutil.which("unshare")
+    if tool is None:
+        return None
+    cmd = [tool, "-m"] if os.geteuid() == 0 else [tool, "-r", "-m"]
+    probe = subprocess.run([*cmd, "true"], capture_output=True, check=False, timeout=60)
+    return cmd if probe.returncode == 0 else None
+
+
+def _in_mount_namespace(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``sh -c script`` (positional ``args``) in a private mount namespace: mounts made
+    there vanish with it and nothing else sees them."""
+    cmd = _unshare()
+    if cmd is None:
+        pytest.skip("no mount namespace here (unshare -m refused): cannot bind-mount")
+    env = dict(os.environ, COLUMNS="200", PYTHONPATH=str(REPO_ROOT / "src"))
+    return subprocess.run([*cmd, "sh", "-c", script, "sh", *args], capture_output=True,
+                          text=True, env=env, timeout=300, check=False)
+
+
+@pytest.mark.slow
+@needs_skopeo
+def test_existing_empty_directory_is_filled_in_place(registry: RegistryServer, ns: str,
+                                                      tmp_path: Path) -> None:
+    """An existing empty directory is the layout itself: filled in place (the same inode),
+    nothing written beside it, as skopeo does; skopeo reads the result. Where the parent
+    can be made read-only for this user, it is."""
+    _auth_file()
+    host = registry.host
+    built = seed_built(host, [(f"{ns}/app:1", PLATFORMS[0], ns)], oci=True)
+    image = built[f"{ns}/app:1"]
+    parent = tmp_path / "parent"
+    out, by_skopeo = parent / "out", parent / "by-skopeo"
+    out.mkdir(parents=True)
+    by_skopeo.mkdir()
+    _skopeo("copy", "--src-tls-verify=false", f"docker://{host}/{ns}/app:1",
+            f"oci:{by_skopeo}:1")
+    inode = out.stat().st_ino
+    before = sorted(os.listdir(parent))
+    if os.geteuid() != 0:
+        parent.chmod(0o555)  # root writes through the mode bits: the listing shows it
+    try:
+        proc = manyfest("copy", f"{host}/{ns}/app:1", f"oci:{out}")
+    finally:
+        parent.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (f"created oci:{out}:1@{image.manifest.digest} from "
+                           f"{host}/{ns}/app:1\n{image.manifest.digest}\n")
+    assert sorted(os.listdir(parent)) == before
+    assert out.stat().st_ino == inode
+    # what skopeo writes, and manyfest's lock (a file other tools ignore)
+    assert sorted(os.listdir(out)) == sorted([*os.listdir(by_skopeo), ".manyfest-lock"])
+    assert _tags(out) == {"1": image.manifest.digest}
+    assert list(_tags(by_skopeo)) == ["1"]  # skopeo converts it to OCI: another digest
+    assert _check_blobs(out) == len(image.blob_digests) + 1
+    raw = _skopeo("inspect", "--raw", f"oci:{out}:1").stdout.encode()
+    assert raw == image.manifest.raw
+    # a second tag into the existing layout: used as it is
+    again = manyfest("copy", f"{host}/{ns}/app:1", f"oci:{out}:2")
+    assert again.returncode == 0, again.stderr
+    assert _tags(out) == {"1": image.manifest.digest, "2": image.manifest.digest}
+    assert sorted(os.listdir(parent)) == before
+
+
+@pytest.mark.slow
+@needs_skopeo
+def test_mount_point_is_a_layout_target(registry: RegistryServer, ns: str,
+                                        tmp_path: Path) -> None:
+    """An empty directory that is a mount point (``docker run -v $PWD/out:/out``) is filled
+    in place: the layout lands in the mounted directory; skopeo reads it. A read-only
+    mount fails with one line naming the layout once, with advice for a read-only file
+    system."""
+    _auth_file()
+    host = registry.host
+    built = seed_built(host, [(f"{ns}/app:1", PLATFORMS[0], ns)], oci=True)
+    image = built[f"{ns}/app:1"]
+    work = tmp_path / "work"
+    backing, mount = work / "backing", work / "mnt"
+    backing.mkdir(parents=True)
+    mount.mkdir()
+    proc = _in_mount_namespace(
+        'mount --bind "$1" "$2" && exec "$3" -m manyfest copy "$4" "oci:$2"',
+        str(backing), str(mount), sys.executable, f"{host}/{ns}/app:1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (f"created oci:{mount}:1@{image.manifest.digest} from "
+                           f"{host}/{ns}/app:1\n{image.manifest.digest}\n")
+    assert sorted(os.listdir(work)) == ["backing", "mnt"]
+    assert os.listdir(mount) == []  # the mount is gone with its namespace
+    assert _tags(backing) == {"1": image.manifest.digest}
+    assert _check_blobs(backing) == len(image.blob_digests) + 1
+    assert _skopeo("inspect", "--raw", f"oci:{backing}:1").stdout.encode() == \
+        image.manifest.raw
+    ro = work / "ro"
+    ro.mkdir()
+    proc = _in_mount_namespace(
+        'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && '
+        'exec "$2" -m manyfest copy "$3" "oci:$1"',
+        str(ro), sys.executable, f"{host}/{ns}/app:1")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == (
+        f"copy {host}/{ns}/app:1 to oci:{ro}:1 failed: oci:{ro}: cannot create the "
+        f"layout: Read-only file system ({ro}/.manyfest-lock); the file system is mounted "
+        "read-only: write the layout to a writable path\n")
+    assert os.listdir(ro) == []
+
+
+# ----------------------------------------------------------------------------- no repository
+
+
+@pytest.mark.slow
+def test_a_layout_image_is_not_mirrored_to_a_registry(registry: RegistryServer, ns: str,
+                                                       tmp_path: Path) -> None:
+    """``--mirror`` with a layout as ``image:`` (or ``--target``): a usage error before any
+    request (a layout has no repository path: it once went to ``REGISTRY/:TAG``, requests
+    to ``/v2//...``), dry run or not, with ``targets:`` or without; the registry client
+    itself refuses a reference with no repository before sending anything."""
+    host = registry.host
+    seed_built(host, [(f"{ns}/app:1", PLATFORMS[0], ns)])
+    out = tmp_path / "out"
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(f"image: oci:{out}:1\nmanifests:\n  - image: {host}/{ns}/app:1\n")
+    fanned = tmp_path / "fanned.yaml"
+    fanned.write_text(f"image: {host}/{ns}/first:1\nmanifests:\n"
+                      f"  - image: {host}/{ns}/app:1\n---\n"
+                      f"image: oci:{out}:1\ntargets: [{host}/{ns}/list:1]\nmanifests:\n"
+                      f"  - image: {host}/{ns}/app:1\n")
+    before = registry.request_count()
+    for args, document in (((str(plain),), 1), (("--dry-run", str(plain)), 1),
+                           ((str(fanned),), 2),
+                           (("--target", f"oci:{out}:1", "--template", f"{host}/{ns}/app:1",
+                             "--platforms", "linux/amd64"), 1)):
+        proc = manyfest("publish", "--mirror", "127.0.0.1:1", *args)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == (
+            f"--mirror: oci:{out}:1 (document {document}) is an OCI layout: a layout has no "
+            "repository "
+            "path to mirror to a registry; write a registry image: (the layout can be one "
+            "of its targets:), or leave out --mirror\n"), proc.stderr
+        assert proc.stdout == ""
+    assert not out.exists()
+    assert registry.request_count() == before
+
+    async def head() -> None:
+        from manyfest.registry.routing import RoutingClient
+        from manyfest.transport import Settings, Transport
+        async with Transport(Settings()) as transport:
+            client = RoutingClient(transport)
+            for ref in (reference.Reference(host, "", "1", None),
+                        reference.Reference(host, "", None, "sha256:" + "a" * 64)):
+                with pytest.raises(InvalidReferenceError) as info:
+                    await client.head_manifest(ref)
+                assert info.value.one_line() == (
+                    f"invalid reference format: {str(ref)!r}: names no repository: a "
+                    "registry request needs registry/repository; use the form "
+                    "[registry[:port]/]repository[:tag][@sha256:<64 hex>]")
+                with pytest.raises(InvalidReferenceError):
+                    await client.copy_blob(reference.parse(f"{host}/{ns}/app:1"), ref,
+                                           "sha256:" + "b" * 64)
+
+    anyio.run(head)
+    assert registry.request_count() == before
+
+
+# ----------------------------------------------------------------------------- by digest
+
+
+@pytest.mark.slow
+@needs_skopeo
+def test_copy_by_digest_into_a_layout_adds_an_untagged_entry(registry: RegistryServer, ns: str,
+                                                             tmp_path: Path) -> None:
+    """``copy REG/REPO@DIGEST oci:DIR``: index.json gets an entry with no ref.name (what
+    skopeo writes for ``oci:DIR``), so the index is reachable and read back by digest and
+    as the layout's only manifest; copying it again is ``unchanged`` (one entry); the
+    children stay out of index.json."""
+    _auth_file()
+    host = registry.host
+    seed_built(host, [(f"{ns}/app:{p.architecture}", p, ns) for p in (PLATFORMS[0],
+                                                                       PLATFORMS[2])],
+               oci=True)
+    made = manyfest("publish", "--json", "--target", f"{host}/{ns}/multi:1", "--template",
+                    f"{host}/{ns}/app:ARCH", "--platforms", "linux/amd64,linux/arm64/v8",
+                    "--media-type", "oci")
+    assert made.returncode == 0, made.stderr
+    digest = json.loads(made.stdout)["results"][0]["digest"]
+    raw = _skopeo("inspect", "--raw", "--tls-verify=false",
+                  f"docker://{host}/{ns}/multi:1").stdout.encode()
+    out, by_skopeo = tmp_path / "out", tmp_path / "by-skopeo"
+    proc = manyfest("copy", f"{host}/{ns}/multi@{digest}", f"oci:{out}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"created oci:{out}@{digest} from {host}/{ns}/multi@{digest}\n" \
+        f"{digest}\n"
+    _skopeo("copy", "--all", "--preserve-digests", "--src-tls-verify=false",
+            f"docker://{host}/{ns}/multi@{digest}", f"oci:{by_skopeo}")
+    entry = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest,
+             "size": len(raw)}
+    assert _index(out) == _index(by_skopeo) == [entry]
+    # read back: by digest, as the only manifest; skopeo reads it too
+    for ref in (f"oci:{out}@{digest}", f"oci:{out}"):
+        shown = manyfest("inspect", "--raw", ref)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.encode() == raw
+    assert _skopeo("inspect", "--raw", f"oci:{out}").stdout.encode() == raw
+    # again: unchanged, still one entry; with a tag: a tagged entry beside it (as skopeo)
+    again = manyfest("copy", f"{host}/{ns}/multi@{digest}", f"oci:{out}")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"unchanged oci:{out}@{digest}"), again.stdout
+    assert _index(out) == [entry]
+    tagged = manyfest("copy", f"{host}/{ns}/multi:1", f"oci:{out}")
+    assert tagged.returncode == 0, tagged.stderr
+    _skopeo("copy", "--all", "--preserve-digests", "--src-tls-verify=false",
+            f"docker://{host}/{ns}/multi:1", f"oci:{by_skopeo}:1")
+    # the untagged entry is now named (skopeo does the same)
+    assert _index(out) == _index(by_skopeo) == [{**entry, "annotations": {REF_NAME: "1"}}]
+    # by digest once more: an untagged entry beside the tagged one
+    proc = manyfest("copy", f"{host}/{ns}/multi@{digest}", f"oci:{out}")
+    assert proc.returncode == 0, proc.stderr
+    _skopeo("copy", "--all", "--preserve-digests", "--src-tls-verify=false",
+            f"docker://{host}/{ns}/multi@{digest}", f"oci:{by_skopeo}")
+    assert _index(out) == _index(by_skopeo) == [{**entry, "annotations": {REF_NAME: "1"}},
+                                                entry]
+
+
+# ----------------------------------------------------------------------------- local store
+
+
+@pytest.mark.slow
+def test_layout_lists_never_share_a_store_entry(registry: RegistryServer, ns: str,
+                                                tmp_path: Path) -> None:
+    """docker's file-safe names (``/`` → ``_``, ``:`` → ``-``) made ``oci:/a/qa_col:t`` and
+    ``oci:/a/qa/col:t`` (and ``oci:/a/x-y:t``, ``oci:/a/x:y-t``) one stored list; layout
+    names now escape ``_``, ``-`` and ``%`` first, each list is its own and pushes only its
+    images; registry lists keep docker's names."""
+    from manyfest.cli.completion import local_lists
+
+    host = registry.host
+    built = seed_built(host, [(f"{ns}/app:{p.architecture}", p, ns) for p in (PLATFORMS[0],
+                                                                       PLATFORMS[2])],
+                       oci=True)
+    amd64, arm64 = (built[f"{ns}/app:{a}"].manifest.digest for a in ("amd64", "arm64"))
+    t = tmp_path
+    pairs = ((f"oci:{t}/qa_col:t", f"oci:{t}/qa/col:t"), (f"oci:{t}/x-y:t", f"oci:{t}/x:y-t"))
+    for first, second in pairs:
+        for list_ref, arch in ((first, "amd64"), (second, "arm64")):
+            proc = manyfest("create", list_ref, f"{host}/{ns}/app:{arch}")
+            assert proc.returncode == 0, proc.stderr
+    registry_list = f"{host}/{ns}/a_b:1"
+    assert manyfest("create", registry_list, f"{host}/{ns}/app:amd64").returncode == 0
+    store = Path(os.environ["DOCKER_CONFIG"]) / "manifests"
+    base = str(t).replace("%", "%25").replace("_", "%5F").replace("-", "%2D").replace("/", "_")
+    assert sorted(p.name for p in store.iterdir() if not p.name.startswith(".")) == sorted([
+        f"oci-{base}_qa%5Fcol-t", f"oci-{base}_qa_col-t", f"oci-{base}_x%2Dy-t",
+        f"oci-{base}_x-y%2Dt", f"{host.replace(':', '-')}_{ns}_a_b-1"])
+    # completion reads each layout list's name back exactly
+    assert sorted(name for name, _ in local_lists() if name.startswith("oci:")) == sorted(
+        ref for pair in pairs for ref in pair)
+    for first, second in pairs:
+        for list_ref, child in ((first, amd64), (second, arm64)):
+            proc = manyfest("push", list_ref)
+            assert proc.returncode == 0, proc.stderr
+            parsed = reference.parse(list_ref)
+            root = Path(parsed.layout)
+            listed = json.loads(_blob(root, _tags(root)[str(parsed.tag)]))
+            assert [m["digest"] for m in listed["manifests"]] == [child]
+
+
+# ----------------------------------------------------------------------------- consistency
+
+
+def test_layout_copy_refusals_and_messages_match_registries_and_inspect(tmp_path: Path) -> None:
+    """A copy whose DST is the source layout itself is refused as for a registry (exit 2,
+    nothing written); a missing source layout is named with inspect's words."""
+    src = tmp_path / "a"
+    image = build_image(PLATFORMS[0], "itself", oci=True)
+    write_layout(src, {"1": image})
+    index = (src / "index.json").read_bytes()
+    for dst in (f"oci:{src}", f"oci:{src}:1"):
+        proc = manyfest("copy", f"oci:{src}:1", dst)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == (f"DST: {dst} is the source itself; give another repository "
+                               "or tag to copy to\n")
+        assert proc.stdout == ""
+    assert (src / "index.json").read_bytes() == index
+    assert sorted(os.listdir(src)) == ["blobs", "index.json", "oci-layout"]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"copy: oci:{src}:1\nto: oci:{src}\n")
+    proc = manyfest("publish", str(plan))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.endswith(f"to: oci:{src} is the source itself; give another "
+                                "repository or tag to copy to\n"), proc.stderr
+    missing = tmp_path / "none"
+    said = f"oci:{missing}:x: no OCI image layout at {missing}; check the path (oci:PATH[:TAG])"
+    shown = manyfest("inspect", f"oci:{missing}:x")
+    assert (shown.returncode, shown.stderr) == (1, said + "\n")
+    copied = manyfest("copy", f"oci:{missing}:x", f"oci:{tmp_path}/b")
+    assert copied.returncode == 1, copied.stderr
+    assert copied.stderr == f"copy oci:{missing}:x to oci:{tmp_path}/b:x failed: {said}\n"
+    assert not (tmp_path / "b").exists()

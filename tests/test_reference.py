@@ -319,3 +319,26 @@ def test_round_trip(domain: str | None, path: str, tag: str | None, digest: str 
             assert ref.repository == f"library/{path}"
         else:
             assert ref.repository == path
+
+
+@pytest.mark.parametrize(("ref", "expected"), [
+    ("127.0.0.1:5000/a_b:1", "127.0.0.1-5000_a_b-1"),  # registries: docker's names
+    ("localhost:5000/a/b:1", "localhost-5000_a_b-1"),
+    ("oci:/tmp/qa_col:t", "oci-_tmp_qa%5Fcol-t"),
+    ("oci:/tmp/qa/col:t", "oci-_tmp_qa_col-t"),
+    ("oci:/tmp/x-y:t", "oci-_tmp_x%2Dy-t"),
+    ("oci:/tmp/x:y-t", "oci-_tmp_x-y%2Dt"),
+    ("oci:/tmp/p%5F:t", "oci-_tmp_p%255F-t"),
+    ("oci:/tmp/p_:t", "oci-_tmp_p%5F-t"),
+    ("oci:/srv/x:v1/a+b:c", "oci-_srv_x-v1_a+b-c"),
+    (f"oci:/srv/x@{DIGEST}", f"oci-_srv_x@sha256-{HEX64}"),
+])
+def test_store_name_is_dockers_for_registries_and_injective_for_layouts(
+        ref: str, expected: str) -> None:
+    parsed = reference.parse(ref)
+    assert reference.store_name(parsed) == expected
+    if parsed.layout:
+        assert reference.layout_of_store_name(expected) == str(parsed)
+    else:
+        assert reference.store_name(parsed) == reference.filesafe(parsed)
+        assert reference.layout_of_store_name(expected) == ""

@@ -112,7 +112,11 @@ _RAW_INDEX = msgspec.json.Decoder(_RawIndex)
 
 def _no_such_manifest(ref: Reference, exc: NotFoundError | None = None) -> NotFoundError:
     if ref.layout:  # no registry answered: the message says only what is missing
-        from manyfest.registry.layout import layout_not_found
+        from manyfest.registry.layout import layout_not_found, no_layout_message
+
+        missing = no_layout_message(ref)
+        if missing:  # the words inspect uses for it
+            return layout_not_found(missing, ref.layout, "check the path (oci:PATH[:TAG])")
         return layout_not_found(f"no such manifest: {ref}", ref.layout,
                                 "check the layout's path and tag")
     return NotFoundError(
@@ -1441,11 +1445,18 @@ def name_registry(exc: ManyfestError, source: Reference, target: Reference) -> M
     """``exc`` with its message led by the registry it failed on: ``source registry
     <host>: ...`` or ``target registry <host>: ...`` (a copy between two registries, whose
     credentials, TLS and limits differ). The hint (a login for a 401, a CA for TLS) is the
-    failing registry's already. Returns ``exc`` itself, changed once."""
+    failing registry's already. An OCI layout is not called a registry: a failure there
+    is led by the layout's name once (``oci:PATH: ...``). Returns ``exc`` itself, changed
+    once."""
     if exc.message.startswith(("source registry ", "target registry ")):
         return exc
     side = _side(exc, source, target)
     registry = source.registry if side == "source" else target.registry
+    if (source if side == "source" else target).layout:
+        if not exc.message.startswith(registry):
+            exc.message = f"{registry}: {exc.message}"
+            exc.args = (exc.message,)
+        return exc
     exc.message = f"{side} registry {registry}: {exc.message}"
     exc.args = (exc.message,)
     return exc

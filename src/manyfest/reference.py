@@ -331,3 +331,32 @@ def is_loopback(registry: str) -> bool:
 def filesafe(ref: Reference | str) -> str:
     """docker's ``makeFilesafeName``: ``:`` → ``-`` and ``/`` → ``_`` (store file names)."""
     return str(ref).replace(":", "-").replace("/", "_")
+
+
+_LAYOUT_ESCAPES = str.maketrans({"%": "%25", "_": "%5F", "-": "%2D"})
+
+
+def store_name(ref: Reference) -> str:
+    """The local store's file name for ``ref`` (a list's directory, an entry's file).
+
+    A registry reference: docker's :func:`filesafe` as it is (docker reads and writes the
+    same store, so its names stay docker's, collisions such as ``reg/a_b:1`` and
+    ``reg/a/b:1`` included). An OCI layout (``oci:PATH[:TAG][@DIGEST]``, which docker
+    cannot name): ``%``, ``_`` and ``-`` escaped first (``%25``, ``%5F``, ``%2D``), then
+    :func:`filesafe`, so the name is injective and reads back (:func:`layout_of_store_name`):
+    ``oci:/tmp/qa_col:t`` is ``oci-_tmp_qa%5Fcol-t``, ``oci:/tmp/qa/col:t`` is
+    ``oci-_tmp_qa_col-t``. A layout path without ``_``, ``-`` or ``%`` keeps the name it had.
+    """
+    text = str(ref)
+    if ref.layout:
+        text = text.translate(_LAYOUT_ESCAPES)
+    return filesafe(text)
+
+
+def layout_of_store_name(name: str) -> str:
+    """The ``oci:`` reference a layout's :func:`store_name` was made from; '' when ``name``
+    is not one (it does not start ``oci-_``)."""
+    if not name.startswith("oci-_"):
+        return ""
+    text = name.replace("-", ":").replace("_", "/")
+    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), text)

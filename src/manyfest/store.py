@@ -4,7 +4,10 @@ Layout (docker/cli ``cli/manifest/store/store.go``)::
 
     $DOCKER_CONFIG/manifests/<filesafe(list ref)>/<filesafe(image ref)>
 
-``filesafe`` replaces ``:`` with ``-`` and ``/`` with ``_``. Each entry file is Go's
+``filesafe`` replaces ``:`` with ``-`` and ``/`` with ``_`` (docker's names, kept for registry
+references). An OCI layout reference (``oci:PATH[:TAG]``, which docker cannot name) has
+``%``, ``_`` and ``-`` escaped first (:func:`manyfest.reference.store_name`), so two layouts
+never share a list or an entry (``oci:/a_b:t`` and ``oci:/a/b:t``). Each entry file is Go's
 ``json.Marshal`` of docker's ``types.ImageManifest``: ``Ref`` (string), ``Descriptor`` (OCI
 descriptor with ``platform``), ``Raw`` (base64 of the manifest's exact bytes) and
 ``SchemaV2Manifest`` or ``OCIManifest`` (the manifest, compacted as Go does). So docker and
@@ -54,7 +57,7 @@ from manyfest.errors import NoSuchManifestError, StoreError
 from manyfest.files import atomic_write
 from manyfest.models import Descriptor
 from manyfest.platform import Platform
-from manyfest.reference import Reference, filesafe
+from manyfest.reference import Reference, store_name
 
 
 class _StorePlatform(msgspec.Struct, omit_defaults=True):
@@ -196,7 +199,7 @@ class ManifestStore:
 
     def list_dir(self, list_ref: Reference) -> Path:
         """The directory of a list."""
-        return self.root / filesafe(list_ref)
+        return self.root / store_name(list_ref)
 
     def exists(self, list_ref: Reference) -> bool:
         """True when the list directory exists (even empty, as docker treats it)."""
@@ -234,7 +237,7 @@ class ManifestStore:
         Raises:
             NoSuchManifestError: the list or the entry does not exist.
         """
-        path = self.list_dir(list_ref) / filesafe(image_ref)
+        path = self.list_dir(list_ref) / store_name(image_ref)
         if not path.is_file():
             if not self.list_dir(list_ref).is_dir():
                 raise NoSuchManifestError(f"No such manifest: {list_ref}")
@@ -262,7 +265,7 @@ class ManifestStore:
         ``<name>:<tag>@<child digest>``), in file-name order; [] for a reference by digest."""
         if image_ref.digest:
             return []
-        prefix = filesafe(image_ref) + "@"
+        prefix = store_name(image_ref) + "@"
         directory = self.list_dir(list_ref)
         return [self._read(path) for path in sorted(directory.iterdir())
                 if path.is_file() and path.name.startswith(prefix)]
@@ -331,7 +334,7 @@ class ManifestStore:
         directory = self.list_dir(list_ref)
         directory.mkdir(parents=True, exist_ok=True)
         for image in images:
-            atomic_write(directory / filesafe(image.ref), self.encode(image), mode=0o644,
+            atomic_write(directory / store_name(image.ref), self.encode(image), mode=0o644,
                          temp_dir=self.root)
 
     def remove_entries(self, list_ref: Reference, file_names: list[str]) -> None:
@@ -345,7 +348,7 @@ class ManifestStore:
                 os.unlink(directory / name)
     def settings_path(self, list_ref: Reference) -> Path:
         """The settings file of a list (in :data:`SETTINGS_DIR`, outside list directories)."""
-        return self.root / SETTINGS_DIR / f"{filesafe(list_ref)}.json"
+        return self.root / SETTINGS_DIR / f"{store_name(list_ref)}.json"
 
     def get_settings(self, list_ref: Reference) -> ListSettings:
         """The list's settings; empty ones when there are none, or when the file belongs to

@@ -99,6 +99,14 @@ def _filesafe(text: str) -> str:
     return text.replace(":", "-").replace("/", "_")
 
 
+def _layout_of(name: str) -> str:
+    """The ``oci:`` list a layout's store name was made from
+    (:func:`manyfest.reference.layout_of_store_name`, not imported: completion stays
+    light)."""
+    text = name.replace("-", ":").replace("_", "/")
+    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), text)
+
+
 def _name_of(ref: str) -> str:
     """The repository name of a reference as written (``host:5000/a/b:1@sha256:...`` →
     ``host:5000/a/b``)."""
@@ -133,9 +141,12 @@ def list_name(directory: Path) -> str:
     cannot be read back alone; the list's repository is most often one of its images': when
     an entry's repository, made file-safe, starts the directory name, the rest is the tag.
     Otherwise the name is guessed: ``_`` → ``/``, a ``-`` after a host with a dot → the port,
-    the last ``-`` → the tag.
+    the last ``-`` → the tag. An OCI layout list (``oci-_...``) is named exactly
+    (:func:`manyfest.reference.store_name` is injective for layouts).
     """
     name = directory.name
+    if name.startswith("oci-_"):  # an OCI layout's name reads back exactly
+        return _layout_of(name)
     for ref in _entry_refs(directory):
         repo = _name_of(ref)
         safe = _filesafe(repo)

@@ -57,7 +57,8 @@ class CopyPair:
 
     Attributes:
         source: the reference copied from.
-        target: where: a reference with a tag, or (tag ``None``) the repository, by digest.
+        target: where: a reference with a tag, or (tag ``None``) the repository, by digest;
+            a layout by digest has tag ``''`` (an untagged index.json entry).
         document: the plan document it came from (0 on the command line).
     """
 
@@ -71,7 +72,8 @@ def pairs_of(copy: PlanCopy, tags: Sequence[str] = ()) -> Iterator[CopyPair]:
 
     ``tags``: with ``all_tags``, the source repository's tags (each copied to the same tag of
     every target repository). Without: a target with a tag gets that tag; a repository
-    gets the source's tag, or the source's digest alone when it names no tag.
+    gets the source's tag, or the source's digest alone when it names no tag (into an OCI
+    layout: an index.json entry with no ref.name, tag ``''``, so the image stays reachable).
     """
     sources = [copy.source.with_tag(t) for t in tags] if copy.all_tags else [copy.source]
     for src in sources:
@@ -82,7 +84,10 @@ def pairs_of(copy: PlanCopy, tags: Sequence[str] = ()) -> Iterator[CopyPair]:
                 target = dst.with_tag(src.tag)
             else:
                 assert src.digest is not None
-                target = Reference(dst.registry, dst.repository, None, src.digest)
+                # A layout keeps what it holds reachable: an index.json entry with no
+                # ref.name (tag '', as skopeo writes for oci:DIR); a registry: by digest.
+                target = Reference(dst.registry, dst.repository, "" if dst.layout else None,
+                                   src.digest)
             yield CopyPair(src, target, copy.document)
 
 
@@ -156,7 +161,7 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False,
         result.digest = digest
         result.sources = {str(src): digest}
         head = await engine.client.head_manifest(
-            dst if dst.tag else dst.with_digest(digest), push=not dry_run)
+            dst if dst.tag is not None else dst.with_digest(digest), push=not dry_run)
         result.old_digest = head.digest if head is not None and dst.tag else ""
         if dst.tag:
             result.heads = {dst.tag: result.old_digest}

@@ -52,7 +52,7 @@ from manyfest.ops.entries import (
     check_unique_platforms,
 )
 from manyfest.platform import enforce
-from manyfest.reference import Reference, filesafe
+from manyfest.reference import Reference, store_name
 from manyfest.store import (
     ListSettings,
     ManifestStore,
@@ -170,7 +170,7 @@ async def create(
                 REFUSE_AMEND, hint="pass --amend to add to it, or `manyfest rm` it first"
             )
         existing = store.get_list(list_ref) if store.exists(list_ref) else []
-        writing = {filesafe(i.ref) for i in [*images, *found, *(d[1] for d in direct)]}
+        writing = {store_name(i.ref) for i in [*images, *found, *(d[1] for d in direct)]}
         stale = [e.file_name for e in existing
                  if e.file_name not in writing and _replaced(e.ref, image_refs)]
         kept = [e for e in existing if e.file_name not in writing and e.file_name not in stale]
@@ -290,7 +290,7 @@ def _checked_settings(
     file-name order, then attestations, as :func:`build_from_store` orders them)."""
     stored = store.get_settings(list_ref) if store.exists(list_ref) else ListSettings()
     merged = merge_settings(stored, settings)
-    ordered = sorted(entries, key=lambda i: (bool(_attests(i)), i.file_name or filesafe(i.ref)))
+    ordered = sorted(entries, key=lambda i: (bool(_attests(i)), i.file_name or store_name(i.ref)))
     listed = [
         Entry(i.manifest.media_type, i.manifest.size, i.manifest.digest, i.platform)
         for i in ordered

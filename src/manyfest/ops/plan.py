@@ -1175,7 +1175,8 @@ def check_copy(source: str, targets: Sequence[str], *, all_tags: bool = False,
     if not all_tags and src.tag is None and src.digest is None:
         src = src.with_tag("latest")
     for dst in dsts:
-        if dst.in_repository(src) and (dst.tag is None or dst.tag == src.tag):
+        # no tag (None; a layout's oci:PATH has tag ''): the source's tag, so itself
+        if dst.in_repository(src) and (not dst.tag or dst.tag == src.tag):
             raise UsageError(
                 f"{at}{target_key}: {dst} is the source itself",
                 hint="give another repository or tag to copy to",
@@ -1556,7 +1557,8 @@ def mirror(lists: Sequence[PlanList], registries: Sequence[str]) -> list[PlanLis
         UsageError: (exit 2) a registry that is not host[:port] (:func:`check_mirror`),
             given twice, or a mirrored tag that another list of the plan writes (a mirror on
             the list's own registry, or a registry a ``targets:`` entry already names); a
-            list with a ``subject`` written as a full reference.
+            list with a ``subject`` written as a full reference; a list whose first target
+            is an OCI layout (no repository path to mirror).
     """
     given: dict[str, str] = {}
     for text in registries:
@@ -1577,6 +1579,13 @@ def mirror(lists: Sequence[PlanList], registries: Sequence[str]) -> list[PlanLis
             continue  # the document's targets: come first
         lead = plan if plan.mirror_of is None else next(
             p for p in reversed(lists[:k + 1]) if p.mirror_of is None)
+        if lead.target.layout:
+            raise UsageError(
+                f"--mirror: {lead.target} (document {lead.document}) is an OCI layout: "
+                "a layout has no repository path to mirror to a registry",
+                hint="write a registry image: (the layout can be one of its targets:), or "
+                "leave out --mirror",
+            )
         if lead.subject and _full_subject(lead.subject):
             raise UsageError(
                 f"--mirror: {lead.target}: subject {lead.subject!r} names one repository",

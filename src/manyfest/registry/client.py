@@ -26,6 +26,7 @@ from manyfest.errors import (
     AuthenticationError,
     AuthorizationError,
     DigestMismatchError,
+    InvalidReferenceError,
     ManifestRejectedError,
     NotFoundError,
     RegistryError,
@@ -90,6 +91,18 @@ class RegistryClient:
 
     @staticmethod
     def _scopes(ref: Reference, actions: tuple[str, ...]) -> frozenset[str]:
+        """The token scope of a request on ``ref``'s repository. Every repository request
+        of the client asks for one first, so this is where a reference with no repository
+        (an OCI layout's, or one built from it) is stopped before any request.
+
+        Raises:
+            InvalidReferenceError: ``ref`` names no repository (``/v2//...``).
+        """
+        if not ref.repository:
+            raise InvalidReferenceError(
+                str(ref), "names no repository: "
+                + ("an OCI layout is not a registry" if ref.layout else
+                   "a registry request needs registry/repository"))
         return frozenset({scope(ref.repository, actions)})
 
     async def _manifest_request(

@@ -20,11 +20,19 @@ Writes: a blob goes to a temporary file in the layout's ``blobs`` directory, is 
 then renamed to ``blobs/<alg>/<encoded>`` (a cut-off write never leaves a partial blob under
 its digest's name); ``index.json`` is rewritten whole (:func:`manyfest.files.atomic_write`)
 under a lock held across read-modify-write, so concurrent writers (tasks of one run, or two
-processes) keep each other's entries. The lock is a file beside the layout
-(``.<name>.manyfest-lock`` in its parent directory), not in it: the layout's content stays
-what the spec lists. A tag moved replaces its entry (one entry per ref.name). A layout
-written to that does not exist yet (a missing or empty directory) is created with
-``imageLayoutVersion`` 1.0.0.
+processes) keep each other's entries. The lock is the file ``.manyfest-lock`` inside the
+layout directory (image-spec lists the files a layout holds and readers ignore others;
+skopeo, oras and buildx do), so nothing is written beside the layout: its parent may be
+read-only or another file system's (a mount point). A tag moved replaces its entry (one
+entry per ref.name).
+
+A layout written to that does not exist yet (a missing or empty directory) is created with
+``imageLayoutVersion`` 1.0.0 in place: the directory made if missing (an existing one, such
+as a mount point, is used as it is), then, under the lock, ``blobs/``, an empty
+``index.json`` and last ``oci-layout``, each file written to a temporary file in the
+directory and renamed. Until ``oci-layout`` is there, the directory reads as a new layout
+(no manifests), so no reader sees half a layout as a damaged one, and a creation cut off
+half-way is finished by the next writer.
 
 Between two layouts a blob is hard-linked when both are on one file system (blobs are
 immutable and every writer, manyfest included, renames new files in rather than rewriting
@@ -37,7 +45,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import shutil
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -56,7 +63,7 @@ from manyfest.errors import (
     NotFoundError,
     UnsupportedMediaTypeError,
 )
-from manyfest.files import _umask, atomic_write
+from manyfest.files import atomic_write
 from manyfest.reference import Reference
 from manyfest.registry.client import ManifestHead
 
@@ -68,6 +75,10 @@ LAYOUT_VERSION = "1.0.0"
 """The only ``imageLayoutVersion`` image-spec defines (and the one written)."""
 REF_NAME = "org.opencontainers.image.ref.name"
 """The index.json entry annotation naming a tag (image-spec ``annotations.md``)."""
+LOCK_FILE = ".manyfest-lock"
+"""The index.json lock, inside the layout directory (other tools ignore the file)."""
+TEMP_PREFIX = ".manyfest-"
+"""How manyfest's own files in a layout start (the lock, temporary files)."""
 LOCK_TIMEOUT = 300.0
 """Seconds to wait for another writer's index.json lock before failing."""
 CHUNK = 1 << 20
@@ -91,7 +102,7 @@ class _Layout:
 
     def __init__(self, root: str) -> None:
         self.root = Path(root)
-        self.lock_path = self.root.parent / f".{self.root.name}.manyfest-lock"
+        self.lock_path = self.root / LOCK_FILE
         self.valid = False
         """Seen to be a valid layout in this run (checked once)."""
 
@@ -110,8 +121,8 @@ class _Layout:
     # ---------------------------------------------------------------- checks
 
     def state(self) -> str:
-        """``layout`` (a valid layout), ``new`` (missing or an empty directory: a write
-        creates it).
+        """``layout`` (a valid layout), ``new`` (missing, an empty directory, or one that
+        :meth:`create` is filling or was cut off filling: a write creates it).
 
         Raises:
             LayoutError: the path is a file, a directory that is not a layout (no
@@ -133,6 +144,8 @@ class _Layout:
         try:
             raw = (self.root / LAYOUT_FILE).read_bytes()
         except FileNotFoundError:
+            if self._being_made(entries):
+                return "new"
             raise LayoutError(
                 f"{where}: not an OCI image layout (no {LAYOUT_FILE} file)",
                 hint="name a directory written as an OCI layout (skopeo copy ... oci:DIR, "
@@ -153,47 +166,64 @@ class _Layout:
         self.valid = True
         return "layout"
 
+    def _being_made(self, entries: list[str]) -> bool:
+        """True when a directory with no ``oci-layout`` holds only what :meth:`create`
+        writes before it: manyfest's lock and temporary files, an empty ``blobs/`` and an
+        ``index.json`` with no manifests (nothing another tool wrote is taken for it)."""
+        for name in entries:
+            if name.startswith(TEMP_PREFIX):
+                continue
+            path = self.root / name
+            try:
+                if name == BLOBS_DIR:
+                    if not path.is_dir() or os.listdir(path):
+                        return False
+                elif name == INDEX_FILE:
+                    doc = _JSON.decode(path.read_bytes())
+                    if doc.get("manifests") != []:
+                        return False
+                else:
+                    return False
+            except (OSError, msgspec.DecodeError):
+                return False
+        return True
+
     def create(self) -> None:
         """Make the layout where it is new (missing, or an empty directory); a valid layout
         is left as it is.
 
-        The new layout (``oci-layout``, an empty ``index.json``, ``blobs/``) is made in a
-        temporary directory beside it and renamed into place (over an empty directory too),
-        so no reader ever sees half a layout; when another writer got there first, its
-        layout is used.
+        The directory is made if missing (parents too) and otherwise used in place (a
+        mount point, a directory another user made); under the lock, ``blobs/``, an empty
+        ``index.json`` and last ``oci-layout`` are written, each through a temporary file
+        in the directory renamed into place. When another writer got there first, its
+        layout is used. Nothing is written outside the directory.
 
         Raises:
-            LayoutError: the path is not a layout, or cannot be written.
+            LayoutError: the path is not a layout, or cannot be written (the advice fits
+                the error: a read-only file system, no permission, no space...).
         """
         if self.state() == "layout":
             return
         try:
-            self.root.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{self.root.name}.manyfest-",
-                                            dir=self.root.parent))
-            try:
-                (staging / BLOBS_DIR).mkdir()
+            self.root.mkdir(parents=True, exist_ok=True)
+            with self.locked():
+                if self.state() == "layout":
+                    return
+                (self.root / BLOBS_DIR).mkdir(exist_ok=True)
                 index = {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX,
                          "manifests": []}
-                atomic_write(staging / INDEX_FILE, msgspec.json.encode(index))
-                atomic_write(staging / LAYOUT_FILE,
-                             msgspec.json.encode({"imageLayoutVersion": LAYOUT_VERSION}))
-                os.chmod(staging, 0o777 & ~_umask())
-                try:
-                    os.rename(staging, self.root)
-                except OSError as exc:
-                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                        raise
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+                atomic_write(self.root / INDEX_FILE, msgspec.json.encode(index))
+                atomic_write(self.root / LAYOUT_FILE,
+                             msgspec.json.encode({"imageLayoutVersion": LAYOUT_VERSION}),
+                             sync_dir=True)
         except OSError as exc:
-            raise LayoutError(f"oci:{self.root}: cannot create the layout: {exc}") from None
+            raise write_error(self.root, "cannot create the layout", exc) from None
         if self.state() != "layout":  # pragma: no cover - a directory filled meanwhile
             raise LayoutError(f"oci:{self.root}: not an OCI image layout after creating it")
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the layout's index.json lock (a file beside the layout) for the block.
+        """Hold the layout's index.json lock (:data:`LOCK_FILE` in the layout) for the block.
 
         Raises:
             LayoutError: another writer held it past :data:`LOCK_TIMEOUT`.
@@ -406,6 +436,42 @@ def _pick(ref: Reference, entries: list[dict[str, Any]]) -> dict[str, Any] | Non
     )
 
 
+_ADVICE = {
+    errno.EROFS: "the file system is mounted read-only: write the layout to a writable path",
+    errno.EACCES: "you may not write there: check the directory's owner and permissions, "
+    "or write the layout elsewhere",
+    errno.EPERM: "the file system refused the change: check the directory's owner and "
+    "attributes, or write the layout elsewhere",
+    errno.ENOSPC: "the file system is full: free space, or write the layout elsewhere",
+    errno.EDQUOT: "your disk quota is used up: free space, or write the layout elsewhere",
+    errno.EBUSY: "the path is in use (a mount point cannot be renamed or replaced): "
+    "write to a directory inside it",
+    errno.ENOTDIR: "a part of the path is a file, not a directory: check the path",
+    errno.ENAMETOOLONG: "the path is too long: use a shorter one",
+}
+
+
+def write_error(root: Path | str, what: str, exc: OSError) -> LayoutError:
+    """A :class:`LayoutError` for a failed write to the layout at ``root``: one line,
+    ``oci:ROOT: WHAT: STRERROR (PATH)``, with advice that fits ``exc.errno`` (a read-only
+    file system, no permission, no space, a busy mount point...)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    reason = exc.strerror or str(exc)
+    hint = _ADVICE.get(exc.errno or 0, "check the path and that you can write to it")
+    return LayoutError(f"oci:{root}: {what}: {reason}{where}", hint=hint)
+
+
+def no_layout_message(ref: Reference) -> str:
+    """``<ref>: no OCI image layout at <path>`` when ``ref``'s layout does not exist yet
+    (missing, or an empty directory), else '' (one message for it, whichever command
+    reads it)."""
+    try:
+        new = _Layout(ref.layout).state() == "new"
+    except LayoutError:
+        return ""
+    return f"{ref}: no OCI image layout at {ref.layout}" if new else ""
+
+
 def layout_not_found(message: str, path: str, hint: str) -> NotFoundError:
     """A :class:`NotFoundError` for a layout: ``message`` as it is (no registry answered)."""
     err = NotFoundError(message, status=404, method="GET", url=path, hint=hint)
@@ -460,7 +526,8 @@ class LayoutClient:
 
     async def head_manifest(self, ref: Reference, *, push: bool = False) -> ManifestHead | None:
         """The digest, size and media type ``ref`` names; ``None`` when absent (also a
-        layout not created yet).
+        layout not created yet). By digest with tag ``''``: present only with an untagged
+        index.json entry of that digest (what :meth:`put_manifest` writes for it).
 
         Raises:
             LayoutError: the path is not a layout, or ``ref`` has no tag and the layout
@@ -474,6 +541,9 @@ class LayoutClient:
         if layout.state() == "new":
             return None
         if ref.digest:
+            if ref.tag == "" and not any(e["digest"] == ref.digest and not _ref_name(e)
+                                         for e in layout.entries()):
+                return None  # untagged: present once index.json has the entry
             data = layout.read_verified(ref.digest, MANIFEST_LIMIT)
             if data is None:
                 return None
@@ -499,8 +569,7 @@ class LayoutClient:
     def _get(self, ref: Reference) -> Manifest:
         layout = self._layout(ref)
         if layout.state() == "new":
-            raise LayoutError(f"{ref}: no OCI image layout at {ref.layout}",
-                              hint="check the path (oci:PATH[:TAG])")
+            raise LayoutError(no_layout_message(ref), hint="check the path (oci:PATH[:TAG])")
         media_type = ""
         digest = ref.digest
         if not digest:
@@ -515,8 +584,12 @@ class LayoutClient:
 
     async def put_manifest(self, ref: Reference, manifest: Manifest, *, built: bool = False) -> str:
         """Write ``manifest.raw`` as a blob; by tag, also point the tag's index.json entry
-        at it (the entry replaced). Returns the digest. ``built`` is not used (a layout
-        takes any media type).
+        at it (the entry replaced, and an untagged entry of that digest with it); with
+        tag ``''`` (``oci:PATH``, or ``oci:PATH@DIGEST``
+        with tag ``''``: a copy by digest) an entry with no ref.name, added unless one of
+        that digest is there (as skopeo does); by digest alone (tag ``None``: a child) only
+        the blob. Returns the digest. ``built`` is not used (a layout takes any media
+        type).
 
         Raises:
             LayoutError: the layout cannot be created or written.
@@ -533,9 +606,9 @@ class LayoutClient:
         try:
             layout.write_bytes(manifest.raw, manifest.digest)
         except OSError as exc:
-            raise LayoutError(f"{ref}: cannot write manifest {manifest.digest}: {exc}"
+            raise write_error(layout.root, f"cannot write manifest {manifest.digest}", exc
                               ) from None
-        if ref.digest:
+        if ref.digest and ref.tag is None:
             return manifest.digest
         descriptor: dict[str, Any] = {"mediaType": manifest.media_type,
                                       "digest": manifest.digest, "size": manifest.size}
@@ -544,8 +617,9 @@ class LayoutClient:
             descriptor["annotations"] = {REF_NAME: tag}
 
         def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            if tag:
-                kept = [e for e in entries if _ref_name(e) != tag]
+            if tag:  # an untagged entry of the same digest is now named (as skopeo does)
+                kept = [e for e in entries if _ref_name(e) != tag and (
+                    _ref_name(e) or e["digest"] != manifest.digest)]
             else:
                 kept = [e for e in entries if _ref_name(e) or e["digest"] != manifest.digest]
             return [*kept, descriptor]
@@ -553,7 +627,7 @@ class LayoutClient:
         try:
             layout.update_index(change)
         except OSError as exc:
-            raise LayoutError(f"{ref}: cannot write {INDEX_FILE}: {exc}") from None
+            raise write_error(layout.root, f"cannot write {INDEX_FILE}", exc) from None
         return manifest.digest
 
     async def delete_manifest(self, ref: Reference) -> bool:
@@ -641,7 +715,7 @@ class LayoutClient:
             try:
                 return into.link_from(self._layout(source), digest)
             except OSError as exc:
-                raise LayoutError(f"copy blob {digest} to {target.name}: {exc}") from None
+                raise write_error(into.root, f"cannot write blob {digest}", exc) from None
         return await anyio.to_thread.run_sync(copy)
 
     async def upload_blob(self, target: Reference, data: bytes, digest: str | None = None) -> str:
@@ -656,7 +730,10 @@ class LayoutClient:
         def write() -> None:
             layout = self._layout(target)
             layout.create()
-            layout.write_bytes(data, dgst)
+            try:
+                layout.write_bytes(data, dgst)
+            except OSError as exc:
+                raise write_error(layout.root, f"cannot write blob {dgst}", exc) from None
         await anyio.to_thread.run_sync(write)
         return dgst
 
@@ -675,7 +752,10 @@ class LayoutClient:
         if await anyio.to_thread.run_sync(final.is_file):
             return final.stat().st_size
         h = _hasher(digest)
-        fd, tmp = await anyio.to_thread.run_sync(layout.new_temp)
+        try:
+            fd, tmp = await anyio.to_thread.run_sync(layout.new_temp)
+        except OSError as exc:
+            raise write_error(layout.root, f"cannot write blob {digest}", exc) from None
         size = 0
         with interrupts.temporary(tmp):
             try:
@@ -690,7 +770,11 @@ class LayoutClient:
                 if actual != digest:
                     raise DigestMismatchError(
                         f"copy blob {digest} to {target.name}: content has digest {actual}")
-                await anyio.to_thread.run_sync(layout.commit, tmp, digest)
+                try:
+                    await anyio.to_thread.run_sync(layout.commit, tmp, digest)
+                except OSError as exc:
+                    raise write_error(layout.root, f"cannot write blob {digest}", exc
+                                      ) from None
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
