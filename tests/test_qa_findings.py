@@ -1,0 +1,122 @@
+"""Faults a new user found (QA report findings 5, 11 and 12), each kept as a test of its kind.
+
+End to end against real registries (Distribution 2.8): the session registry and a second one
+of this module's own (copies and lists between registries).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import PLATFORMS, head_digest, manyfest, seed
+from tests.registry_server import RegistryServer
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+@pytest.fixture(scope="module")
+def other(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """A second registry (its own port): where copies and lists go."""
+    server = RegistryServer(workdir=tmp_path_factory.mktemp("qa-other"))
+    server.start()
+    yield server
+    server.stop()
+
+
+# ------------------------------------------------ 5: --dry-run and what copy: documents bring
+
+
+def test_dry_run_takes_what_a_copy_document_brings_as_a_source(
+        registry: RegistryServer, other: RegistryServer, ns: str, tmp_path: Path) -> None:
+    """A list whose source a ``copy:`` document of the same plan brings: the dry run checks
+    it as the copy's source (and says so), exit 0, the list digest the real run makes."""
+    r1, r2 = registry.host, other.host
+    digests = seed(r1, [(f"{ns}/app-amd64:1", PLATFORMS[0], ns),
+                        (f"{ns}/app-arm64:1", PLATFORMS[2], ns)])
+    arm = digests[f"{ns}/app-arm64:1"]
+    layout = tmp_path / "promo"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"""\
+copy: {r1}/{ns}/app-arm64:1
+to: [{r2}/{ns}/promo/app-arm64, oci:{layout}]
+---
+image: {r2}/{ns}/promo/final:1
+manifests:
+  - image: {r2}/{ns}/promo/app-arm64:1
+  - image: {r1}/{ns}/app-amd64:1
+---
+image: {r1}/{ns}/promo/fromlayout:1
+manifests:
+  - image: oci:{layout}:1
+""")
+    dry = manyfest("publish", "--dry-run", str(plan))
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    heads = [line for line in lines if line.startswith("would ")]
+    final, fromlayout = (line.split()[-1] for line in heads[2:])
+    assert heads == [
+        f"would create {r2}/{ns}/promo/app-arm64:1 {arm}",
+        f"would create oci:{layout}:1 {arm}",
+        f"would create {r2}/{ns}/promo/final:1 {final}",
+        f"would create {r1}/{ns}/promo/fromlayout:1 {fromlayout}",
+    ]
+    said = [line.strip() for line in lines if line.startswith("  source ")]
+    assert said == [
+        f"source {r2}/{ns}/promo/app-arm64:1: not there yet; checked at "
+        f"{r1}/{ns}/app-arm64@{arm}, which a copy: document brings here",
+        f"source oci:{layout}:1: not there yet; checked at {r1}/{ns}/app-arm64@{arm}, "
+        "which a copy: document brings here",
+    ]
+    # the list's blobs are mounted from where the copy puts them, as the real run does
+    assert f"  push child {arm} (linux/arm64/v8)" in lines
+    assert any(line.startswith("  mount ") and line.endswith(f" from {r2}/{ns}/promo/app-arm64")
+               for line in lines)
+    assert not layout.exists()
+    assert head_digest(f"{r2}/{ns}/promo/app-arm64:1") == ""
+    real = manyfest("publish", "--json", str(plan))
+    assert real.returncode == 0, real.stderr
+    done = {(r["target"], r["status"], r["digest"]) for r in json.loads(real.stdout)["results"]}
+    assert done == {
+        (f"{r2}/{ns}/promo/app-arm64:1", "created", arm),
+        (f"oci:{layout}:1", "created", arm),
+        (f"{r2}/{ns}/promo/final:1", "created", final),
+        (f"{r1}/{ns}/promo/fromlayout:1", "created", fromlayout),
+    }
+    assert head_digest(f"{r2}/{ns}/promo/final:1") == final
+    # once the copies are there, the dry run resolves the sources where they are: no note
+    again = manyfest("publish", "--dry-run", str(plan))
+    assert again.returncode == 0, again.stderr
+    assert "not there yet" not in again.stdout
+    assert f"unchanged {r2}/{ns}/promo/final:1 {final}" in again.stdout.splitlines()
+
+
+def test_dry_run_with_a_failing_copy_still_fails_the_list(
+        registry: RegistryServer, other: RegistryServer, ns: str, tmp_path: Path) -> None:
+    """A copy that would fail brings nothing: the list naming its target still fails."""
+    r1, r2 = registry.host, other.host
+    seed(r1, [(f"{ns}/app-amd64:1", PLATFORMS[0], ns)])
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"""copy: {r1}/{ns}/nothing:1
+to: {r2}/{ns}/promo/nothing
+---
+image: {r2}/{ns}/promo/final:1
+manifests:
+  - image: {r2}/{ns}/promo/nothing:1
+  - image: {r1}/{ns}/app-amd64:1
+""")
+    dry = manyfest("publish", "--dry-run", str(plan))
+    assert dry.returncode == 3, dry.stderr
+    assert dry.stdout.splitlines() == [
+        f"would fail {r2}/{ns}/promo/nothing:1: no such manifest: {r1}/{ns}/nothing:1: "
+        "registry answered 404; push the image first, or check its name and tag",
+        f"would fail {r2}/{ns}/promo/final:1: no such manifest: {r2}/{ns}/promo/nothing:1: "
+        "registry answered 404 (MANIFEST_UNKNOWN: manifest unknown (detail: {\"Tag\":\"1\"})); "
+        "push the image first, or check its name and tag",
+    ]
