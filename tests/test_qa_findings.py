@@ -7,7 +7,9 @@ of this module's own (copies and lists between registries).
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,3 +122,58 @@ manifests:
         "registry answered 404 (MANIFEST_UNKNOWN: manifest unknown (detail: {\"Tag\":\"1\"})); "
         "push the image first, or check its name and tag",
     ]
+
+
+# ------------------------------------------ 11: a failure between registries names its registry
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """A registry with htpasswd basic auth (user/pass) to which this test has no login."""
+    workdir = tmp_path_factory.mktemp("qa-locked")
+    line = subprocess.run(["htpasswd", "-Bbn", "user", "pass"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (workdir / "htpasswd").write_text(line + "\\n")
+    server = RegistryServer(workdir=workdir / "registry", htpasswd=workdir / "htpasswd")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_failures_between_registries_lead_with_the_registry(
+        registry: RegistryServer, locked: RegistryServer, ns: str, tmp_path: Path) -> None:
+    """docs/registries.md: a failed copy between registries leads with ``source registry
+    <host>:`` or ``target registry <host>:``: a registry down (its /v2/ probe) and one
+    refusing credentials (its first HEAD), on either side, for ``copy`` and ``publish``."""
+    r1, down, auth = registry.host, "127.0.0.1:1", locked.host
+    seed(r1, [(f"{ns}/app-amd64:1", PLATFORMS[0], ns)])
+    src = f"{r1}/{ns}/app-amd64:1"
+    refused = (f"GET http://{down}/v2/: cannot connect to {down}: Connection refused; "
+               f"check that the registry is running and listens on {down}")
+    config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+    unauthorized = (f"registry answered 401; no credentials for {auth} in {config}: log in "
+                    f"with `manyfest login {auth}`")
+    cases = [
+        (f"{down}/{ns}/app:1", f"{r1}/{ns}/copy", f"source registry {down}: {refused}"),
+        (src, f"{down}/{ns}/app", f"target registry {down}: {refused}"),
+        (f"{auth}/{ns}/app:1", f"{r1}/{ns}/copy",
+         f"source registry {auth}: look up {auth}/{ns}/app:1: {unauthorized}"),
+        (src, f"{auth}/{ns}/app", f"target registry {auth}: look up {auth}/{ns}/app:1: "
+         f"{unauthorized}"),
+    ]
+    for source, target, error in cases:
+        proc = manyfest("copy", source, target)
+        dst = target if target.endswith(":1") else f"{target}:1"
+        assert (proc.returncode, proc.stdout) == (1, ""), proc.stderr
+        assert proc.stderr.splitlines() == [f"copy {source} to {dst} failed: {error}"]
+        # a list of the same source and target, published: the same registry named
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(f"image: {dst}\nmanifests:\n  - image: {source}\n")
+        proc = manyfest("publish", str(plan))
+        assert proc.returncode == 3, proc.stderr
+        [line] = [ln for ln in proc.stderr.splitlines() if ln.startswith("[1/1] failed ")]
+        lead = error.split(": ", 1)[0]  # `source registry HOST` / `target registry HOST`
+        advice = error.rsplit("; ", 1)[1]  # the advice for that registry
+        assert line.startswith(f"[1/1] failed {dst}: {lead}: "), line
+        assert line.endswith(f"; {advice}"), line
+        assert line.count(f"{lead}: ") == 1, line  # named once

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from manyfest import reference
-from manyfest.engine import Engine, ListResult, run_bounded
+from manyfest.engine import Engine, ListResult, name_failed_registry, run_bounded
 from manyfest.errors import ManyfestError
 from manyfest.events import Finished, Skipped, Started
 from manyfest.ops.plan import PlanCopy
@@ -152,7 +152,7 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False) -> 
         result.status = "updated" if result.old_digest else "created"
     except ManyfestError as exc:
         result.status = "failed"
-        result.error = exc
+        result.error = name_failed_registry(exc, [src], dst)
     finally:
         current_stats.reset(token)
         result.requests = stats.requests

@@ -40,6 +40,7 @@ from manyfest.engine import (
     ListResult,
     PublishOptions,
     Source,
+    name_failed_registry,
     run_all,
     run_bounded,
 )
@@ -802,7 +803,9 @@ class _Sources:
         """
         for entry in item.entries:
             if str(entry.ref) in self.errors:
-                raise self.errors[str(entry.ref)]
+                # a source on another registry than the list's: the error names its registry
+                raise name_failed_registry(self.errors[str(entry.ref)], [entry.ref],
+                                           item.target)
         target = str(item.target)
 
         def warn(message: str) -> None:
