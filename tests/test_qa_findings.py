@@ -10,6 +10,8 @@ import json
 import os
 import re
 import subprocess
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,3 +179,39 @@ def test_failures_between_registries_lead_with_the_registry(
         assert line.startswith(f"[1/1] failed {dst}: {lead}: "), line
         assert line.endswith(f"; {advice}"), line
         assert line.count(f"{lead}: ") == 1, line  # named once
+
+
+# ------------------------------------------------------------------ 12: copy's output
+
+
+def test_all_tags_copies_and_reports_in_the_registry_order(
+        registry: RegistryServer, other: RegistryServer, ns: str, tmp_path: Path) -> None:
+    """``copy --all-tags`` copies, prints and reports the tags in the order the registry
+    lists them (Distribution 2.8 lists ``latest, 2, 1`` unpaged, lexically when paged):
+    manyfest keeps that order, it does not reverse or sort it."""
+    r1, r2 = registry.host, other.host
+    digests = seed(r1, [(f"{ns}/app:{tag}", PLATFORMS[i % 2], f"{ns} {tag}")
+                        for i, tag in enumerate(("1", "2", "latest"))])
+    for flags, repo in (([], "app"), (["--tag-page-size", "1"], "paged")):
+        order = registry_tags(f"http://{r1}/v2/{ns}/app/tags/list" + ("?n=1" if flags else ""))
+        assert sorted(order) == ["1", "2", "latest"]
+        report = tmp_path / f"{repo}.jsonl"
+        proc = manyfest("copy", "--all-tags", *flags, "--report", str(report),
+                        f"{r1}/{ns}/app", f"{r2}/{ns}/{repo}")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == [
+            f"created {r2}/{ns}/{repo}:{t}@{digests[f'{ns}/app:{t}']} from {r1}/{ns}/app:{t}"
+            for t in order]
+        reported = [json.loads(line)["target"] for line in report.read_text().splitlines()]
+        assert reported == [f"{r2}/{ns}/{repo}:{t}" for t in order]
+
+
+def registry_tags(url: str) -> list[str]:
+    """The tags the registry lists at ``url``, page after page (its ``Link`` headers)."""
+    tags: list[str] = []
+    while url:
+        with urllib.request.urlopen(url) as answer:
+            tags += json.loads(answer.read())["tags"]
+            link = re.match(r"<([^>]+)>", answer.headers.get("Link", ""))
+        url = urllib.parse.urljoin(url, link.group(1)) if link else ""
+    return tags
