@@ -215,3 +215,20 @@ def registry_tags(url: str) -> list[str]:
             link = re.match(r"<([^>]+)>", answer.headers.get("Link", ""))
         url = urllib.parse.urljoin(url, link.group(1)) if link else ""
     return tags
+
+
+def test_a_failed_copy_leaves_the_digest_of_those_that_landed(
+        registry: RegistryServer, other: RegistryServer, ns: str) -> None:
+    """One of two copies failing (its registry down): stdout has the copy that landed and
+    its digest alone on the last line (what landed, as docker and crane print it), exit 3."""
+    r1, r2, down = registry.host, other.host, "127.0.0.1:1"
+    [digest] = seed(r1, [(f"{ns}/app:1", PLATFORMS[0], ns)]).values()
+    src = f"{r1}/{ns}/app:1"
+    proc = manyfest("copy", src, f"{down}/{ns}/y", f"{r2}/{ns}/z")
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.splitlines() == [f"created {r2}/{ns}/z:1@{digest} from {src}", digest]
+    assert proc.stderr.splitlines()[0].startswith(
+        f"copy {src} to {down}/{ns}/y:1 failed: target registry {down}: ")
+    assert proc.stderr.splitlines()[-1] == (
+        "1 of 2 copies failed; see the errors above; re-run to retry the failed copies "
+        "(what was copied is skipped)")
