@@ -232,3 +232,24 @@ def test_a_failed_copy_leaves_the_digest_of_those_that_landed(
     assert proc.stderr.splitlines()[-1] == (
         "1 of 2 copies failed; see the errors above; re-run to retry the failed copies "
         "(what was copied is skipped)")
+
+
+def test_list_lines_follow_their_phase_header(registry: RegistryServer, ns: str,
+                                              tmp_path: Path) -> None:
+    """A list failing on its source is finished while other sources still resolve: its
+    ``[1/3] failed`` line comes after the ``publishing 3 lists`` header, never before."""
+    host = registry.host
+    seed(host, [(f"{ns}/app-amd64:1", PLATFORMS[0], ns)])
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("---\n".join(
+        f"image: {host}/{ns}/list{i}:1\nmanifests:\n  - image: {host}/{ns}/{src}:1\n"
+        for i, src in enumerate(("nothing", "app-amd64", "nothing-either"))))
+    for flags, header in (([], "publishing 3 lists"),
+                          (["--dry-run"], "checking 3 lists (--dry-run)")):
+        proc = manyfest("publish", *flags, str(plan))
+        assert proc.returncode == 3, proc.stderr
+        lines = proc.stderr.splitlines()
+        assert lines[:2] == ["resolving 3 sources", header], lines
+        assert sorted(line.split()[1] for line in lines[2:5]) == (
+            ["created", "failed", "failed"] if not flags
+            else ["failed", "failed", "unchanged"]), lines

@@ -912,8 +912,9 @@ async def _pipelined(
     (:meth:`_Sources.release`) once every group naming it is published, so a run of
     10,000 lists does not hold 10,000 lists' sources.
 
-    Progress: the ``resolve`` phase, then the ``publish`` phase once every source has
-    resolved (lists finished before are counted in it). A :class:`StopRequest` cancels
+    Progress: the ``resolve`` phase, then the ``publish`` phase as the first group starts
+    (or every source has resolved): a list's line always follows its phase's header; the
+    sources still resolving then are counted in the resolve phase. A :class:`StopRequest` cancels
     everything; the lists not finished are reported as in phase 3 (:func:`_interrupted`).
     """
     stats = found.stats
@@ -929,6 +930,7 @@ async def _pipelined(
             users[key] = users.get(key, 0) + 1
     results: list[ListResult | None] = [None] * len(plan)
     in_flight: set[int] = set()
+    publishing = False  # the publish phase announced (before the first list's line)
     released = 0  # sources released since the last cache spill
     spilling = False  # one spill at a time
     send, receive = anyio.create_memory_object_stream[int](max_buffer_size=len(groups) + 1)
@@ -946,10 +948,18 @@ async def _pipelined(
                 if not pending[g]:
                     send.send_nowait(g)
             await run_bounded(resolve, ((key,) for key in found.refs), PIPELINED_RESOLVES)
-        engine.on_event(Phase(name="publish", total=len(plan)))
+        announce()
+
+    def announce() -> None:
+        nonlocal publishing
+        if not publishing:
+            publishing = True
+            engine.on_event(Phase(name="publish", total=len(plan)))
 
     async def publish_group(g: int) -> None:
         nonlocal released, spilling
+        announce()  # the phase's header before the first list's line (sources may still
+        # be resolving: their SourceDone events follow)
         members = groups[g]
         built: dict[int, list[Child]] = {}
         failures: dict[int, ManyfestError] = {}
