@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
-from tests.helpers import PLATFORMS, head_digest, manyfest, seed
+from tests.helpers import PLATFORMS, head_digest, manyfest, seed, seed_built
+from tests.quirk_proxy import QuirkProxy
 from tests.registry_server import RegistryServer
 
 pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
@@ -253,3 +255,46 @@ def test_list_lines_follow_their_phase_header(registry: RegistryServer, ns: str,
         assert sorted(line.split()[1] for line in lines[2:5]) == (
             ["created", "failed", "failed"] if not flags
             else ["failed", "failed", "unchanged"]), lines
+
+
+def test_a_blob_the_source_lost_gets_advice_about_the_source(
+        registry: RegistryServer, other: RegistryServer, ns: str, tmp_path: Path) -> None:
+    """A source whose registry answers 404 BLOB_UNKNOWN for a blob its manifest names (its
+    config while resolving; a layer while streaming it to another registry): the advice is
+    that the source is incomplete, not "push the image first"."""
+    names = [(f"{ns}/app-amd64:1", PLATFORMS[0], ns)]
+    [image] = seed_built(registry.host, names).values()
+    config, layer = image.blobs[0][0], image.blobs[-1][0]
+    proxy = QuirkProxy(registry.host).start()
+    lost = {config}
+
+    async def gone(request: web.Request) -> web.StreamResponse | None:
+        if request.method in ("GET", "HEAD") and request.path.rpartition("/")[2] in lost:
+            return web.json_response({"errors": [{"code": "BLOB_UNKNOWN", "message":
+                                                  "blob unknown to registry"}]}, status=404)
+        return None
+
+    proxy.before.append(gone)
+    advice = ("the source is incomplete: its manifest names this blob, which its repository "
+              "does not hold (lost or garbage-collected); push the image to the source again")
+    src = f"{proxy.host}/{ns}/app-amd64:1"
+    plan = tmp_path / "plan.yaml"
+    try:
+        plan.write_text(f"image: {proxy.host}/{ns}/app:1\nmanifests:\n  - image: {src}\n")
+        proc = manyfest("publish", str(plan))
+        assert proc.returncode == 3, proc.stderr
+        assert f"[1/1] failed {proxy.host}/{ns}/app:1: get blob {proxy.host}/{ns}/app-amd64@" \
+            f"{config}: registry answered 404 (BLOB_UNKNOWN: blob unknown to registry); " \
+            f"{advice}" in proc.stderr.splitlines(), proc.stderr
+        lost.clear()
+        lost.add(layer)
+        dst = f"{other.host}/{ns}/app"
+        proc = manyfest("copy", src, dst)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.splitlines() == [
+            f"copy {src} to {dst}:1 failed: source registry {proxy.host}: get blob "
+            f"{proxy.host}/{ns}/app-amd64@{layer}: registry answered 404 (BLOB_UNKNOWN: blob "
+            f"unknown to registry); {advice}"]
+    finally:
+        proxy.stop()
+    assert head_digest(f"{dst}:1") == ""
