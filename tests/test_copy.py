@@ -476,7 +476,8 @@ def test_a_child_served_with_other_bytes_fails_the_copy_and_the_tag_stays(
     assert proc.returncode == 1
     [line] = proc.stderr.splitlines()
     assert re.fullmatch(
-        re.escape(f"copy {src} to {target.host}/{ns}/app:1 failed: manifest {proxy.host}/"
+        re.escape(f"copy {src} to {target.host}/{ns}/app:1 failed: source registry "
+                  f"{proxy.host}: manifest {proxy.host}/"
                   f"{ns}/app@{image}: content has digest ") + r"sha256:[0-9a-f]{64}"
         + re.escape(f", expected {image}") + r"(; .*)?", line), line
     assert head_digest(f"{target.host}/{ns}/app:1") == ""

@@ -351,7 +351,7 @@ class Registries:
 
 
 FAILED_ERROR = (
-    r"push manifest {c}/{ns}/{app}@sha256:[0-9a-f]{{64}} "
+    r"target registry {c}: push manifest {c}/{ns}/{app}@sha256:[0-9a-f]{{64}} "
     r"\(application/vnd\.docker\.distribution\.manifest\.v2\+json\): registry answered 403 "
     r"\(DENIED: "
     r"requested access to the resource is denied\); check that your account may push to "
@@ -425,8 +425,8 @@ def test_a_failing_target_fails_only_its_lists() -> None:
     failed = report.results[2]
     assert failed.mirror_of == f"{SRC}/app0:1"
     assert failed.error is not None
-    assert failed.error.one_line().startswith(
-        f"push manifest {C}/org/app0@sha256:")
+    assert failed.error.one_line().startswith(  # its sources are on another registry
+        f"target registry {C}: push manifest {C}/org/app0@sha256:")
     assert "1" not in regs[C].manifests.get("org/app0", {})
     assert report.failed == 2
 

@@ -62,7 +62,8 @@ def test_root_help_lists_whole_summaries_and_exit_codes() -> None:
     assert "Print the shell completion script for bash, zsh or fish." in commands
     assert " ".join(helped.split("\n\n")[-1].split()) == (
         "Exit status: 0 success, 1 failure, 2 usage error, 3 publish finished with failed "
-        "lists, 130 interrupted (SIGINT), 143 terminated (SIGTERM)."
+        "lists or copy with failed copies (the others were made), 130 interrupted (SIGINT), "
+        "143 terminated (SIGTERM)."
     )
 
 

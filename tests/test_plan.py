@@ -163,8 +163,22 @@ def test_unknown_top_level_key() -> None:
     assert err.hint == (
         "the keys of a document are image, manifests, tags, annotations, require_platforms, "
         "platform_check, attestations, allow_duplicate_platforms, media_type, artifact_type, "
-        "subject, labels_to_annotations, targets"
+        "subject, labels_to_annotations, targets; those of a copy: document are copy, to, "
+        "all_tags"
     )
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("image: a.io/y:1\nmanifests: [{image: a.io/y-amd64:1}]\nall_tag: true\n",
+     "plan: document 1: unknown key 'all_tag' (did you mean 'all_tags', of a copy: document?)"),
+    ("coppy: a.io/y:1\nto: [b.io/y]\n",
+     "plan: document 1: unknown key 'coppy' (did you mean 'copy', of a copy: document?)"),
+])
+def test_unknown_key_near_a_copy_key(text: str, message: str) -> None:
+    """A plan document's unknown-key error also names the keys of a ``copy:`` document."""
+    err = _error(text)
+    assert str(err) == message
+    assert err.hint.endswith("; those of a copy: document are copy, to, all_tags")
 
 
 def test_missing_required_fields() -> None:

@@ -18,12 +18,13 @@ MATRIX_HINT = (
 DOC_KEYS = (
     "the keys of a document are image, manifests, tags, annotations, require_platforms, "
     "platform_check, attestations, allow_duplicate_platforms, media_type, artifact_type, "
-    "subject, labels_to_annotations, targets"
+    "subject, labels_to_annotations, targets; those of a copy: document are copy, to, all_tags"
 )
 MATRIX_KEYS = (
     "the keys of a matrix document are matrix, image, tags, annotations, require_platforms, "
     "platform_check, attestations, allow_duplicate_platforms, media_type, artifact_type, "
-    "subject, labels_to_annotations, targets, platforms, template, manifests, aliases"
+    "subject, labels_to_annotations, targets, platforms, template, manifests, aliases; those "
+    "of a copy: document are copy, to, all_tags"
 )
 PLATFORM_KEYS = "architecture, os, variant, os.version, os.features"
 ONE = "manifests: [{image: a.io/y-amd64:1}]\n"

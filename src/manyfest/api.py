@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, overload
@@ -94,20 +94,23 @@ class Session:
         stop: StopRequest | None = None,
         platforms: Sequence[Platform | str] = (),
         since: Since | None = None,
+        brought: Mapping[str, Reference] | None = None,
     ) -> PublishReport:
         """Publish every list of a plan (see :func:`manyfest.ops.publish.publish`).
 
         ``stop``: a :class:`~manyfest.ops.publish.StopRequest` that ends the run early with
         a partial report (the CLI's SIGINT/SIGTERM). ``platforms``: ``--platform`` filters
         (``os/arch[/variant]`` text or :class:`~manyfest.platform.Platform`). ``since``: a
-        previous report (:func:`manyfest.ops.since.read_report`, ``--since``).
+        previous report (:func:`manyfest.ops.since.read_report`, ``--since``). ``brought``:
+        for a dry run after :meth:`copy` with ``dry_run=True``, what those copies would bring
+        (:func:`manyfest.ops.copy.brought` of their results), taken as present.
         """
         from manyfest.ops.publish import publish
 
         filters = [p if isinstance(p, Platform) else parse_platform(p) for p in platforms]
         return await publish(
             self.engine, plan, options=options, fail_fast=fail_fast, stop=stop,
-            platforms=filters, since=since,
+            platforms=filters, since=since, brought=brought,
         )
 
     async def copy(

@@ -46,6 +46,7 @@ from manyfest.errors import (
     OVERWRITE_HINT,
     AuthenticationError,
     AuthorizationError,
+    CredentialsError,
     DigestMismatchError,
     ExistingTagError,
     ImmutableTagError,
@@ -56,6 +57,7 @@ from manyfest.errors import (
     NotFoundError,
     RateLimitedError,
     RegistryError,
+    TransportError,
     UnsupportedMediaTypeError,
     UsageError,
     VerificationError,
@@ -1164,7 +1166,7 @@ class Engine:
                     await self.verify(result, children, kept=plan.kept)
         except ManyfestError as exc:
             result.status = "failed"
-            result.error = exc
+            result.error = name_failed_registry(exc, [c.source.ref for c in children], target)
             if isinstance(exc, (ExistingTagError, ImmutableTagError)):
                 result.existing = {**result.existing, **exc.existing}
         except BaseExceptionGroup as group:
@@ -1172,7 +1174,7 @@ class Engine:
             if not isinstance(leaf, ManyfestError):
                 raise
             result.status = "failed"
-            result.error = leaf
+            result.error = name_failed_registry(leaf, [c.source.ref for c in children], target)
         finally:
             current_stats.reset(token)
             mode_override.reset(mode)
@@ -1430,6 +1432,10 @@ def _side(exc: ManyfestError, source: Reference, target: Reference) -> str:
     if host and host == target.api_host and host != source.api_host:
         return "target"
     text = exc.message
+    # a transport failure names the URL it could not reach: GET http://HOST/v2/: ...
+    in_source, in_target = f"//{source.api_host}/" in text, f"//{target.api_host}/" in text
+    if in_source != in_target:
+        return "source" if in_source else "target"
     at_source, at_target = text.find(source.name), text.find(target.name)
     if at_source >= 0 and (at_target < 0 or at_source < at_target):
         return "source"
@@ -1460,6 +1466,37 @@ def name_registry(exc: ManyfestError, source: Reference, target: Reference) -> M
     exc.message = f"{side} registry {registry}: {exc.message}"
     exc.args = (exc.message,)
     return exc
+
+
+_NAMED = (RegistryError, TransportError, CredentialsError, DigestMismatchError)
+"""Failures of one registry (its answer, its connection, its credentials, its bytes):
+those a run between two registries names the registry of (:func:`name_failed_registry`)."""
+
+
+def name_failed_registry(exc: ManyfestError, sources: Sequence[Reference],
+                         target: Reference) -> ManyfestError:
+    """A failure of a copy or list whose ``sources`` are on other registries than
+    ``target``'s: :func:`name_registry` with the source the failure names (its URL, or its
+    name in the message; else the first such source), so every failure of a run between
+    registries leads with ``source registry <host>:`` or ``target registry <host>:``
+    (docs/registries.md "Errors name the registry that failed"): the HEAD of the target's
+    tag, the registry's ``/v2/`` probe, a source's resolve, a blob's stream. ``exc``
+    itself unchanged when every source is on the target's registry, or the failure is not
+    a registry's (a plan's, a platform check's, ``--existing``'s), or is ``no such
+    manifest: <reference>`` (the reference names its registry)."""
+    if not isinstance(exc, _NAMED) or exc.message.startswith("no such manifest: "):
+        return exc
+    others = [s for s in sources if not same_registry(s.registry, target.registry)]
+    if not others:
+        return exc
+    url = getattr(exc, "url", "") or ""
+    host = urlsplit(url).netloc.rpartition("@")[2] if url else ""
+
+    def names(s: Reference) -> bool:
+        return (bool(host) and host == s.api_host) or f"//{s.api_host}/" in exc.message \
+            or s.name in exc.message
+    source = next((s for s in others if names(s)), others[0])
+    return name_registry(exc, source, target)
 
 
 def existing_tags(target: Reference, tags: list[str], heads: dict[str, str], listed: Manifest,

@@ -185,7 +185,8 @@ class JsonStyleChoice(enum.StrEnum):
     compact = "compact"
 
 EXIT_CODES = ("Exit status: 0 success, 1 failure, 2 usage error, 3 publish finished with "
-              "failed lists, 130 interrupted (SIGINT), 143 terminated (SIGTERM).")
+              "failed lists or copy with failed copies (the others were made), 130 interrupted "
+              "(SIGINT), 143 terminated (SIGTERM).")
 """The exit codes, as ``manyfest --help`` ends (docker uses 1 for a wrong argument count and
 125 for an unknown flag; manyfest gives every usage error 2, the shell's convention)."""
 

@@ -226,17 +226,20 @@ def copy_error_line(result: ListResult) -> str:
 
 def print_copies(results: list[ListResult], *, dry_run: bool = False) -> None:
     """The copies' stdout lines (failed ones have theirs on stderr), then the digest alone
-    when every copy has the same one; with ``dry_run`` each copy's actions, indented."""
+    when every copy made (or unchanged) has the same one, also when others failed (what
+    landed, as docker and crane print it; the exit status says some failed); with
+    ``dry_run`` each copy's actions, indented."""
     lines: list[str] = []
     for r in results:
         if r.status == "failed":
             continue
         lines.append(copy_line(r, dry_run=dry_run))
         lines.extend(f"  {a}" for a in r.actions if dry_run)
-    digests = {r.digest for r in results}
-    if len(digests) == 1 and results and all(r.status != "failed" and not r.existing
-                                             for r in results):
-        lines.append(results[0].digest)
+    done = [r for r in results if r.status != "failed"]
+    # the digest alone when every copy that did not fail put it (none kept by --existing
+    # skip, whose tag holds another digest)
+    if done and len({r.digest for r in done}) == 1 and not any(r.existing for r in done):
+        lines.append(done[0].digest)
     sys.stdout.write("".join(line + "\n" for line in lines))
 
 

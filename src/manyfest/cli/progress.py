@@ -127,6 +127,8 @@ class PublishProgress:
         self.phase_total = 0
         self.phase_done = 0
         self.phase_started = time.monotonic()
+        self.resolved_late = 0
+        """Sources resolved after the publish phase began (a pipelined run)."""
         self.done = 0
         self.failed = 0
         self.retries = 0
@@ -221,6 +223,8 @@ class PublishProgress:
         """The engine's and the transport's event sink (in the event loop's thread)."""
         if isinstance(event, Phase):
             self._phase(event)
+        elif isinstance(event, SourceDone) and self.phase == "publish":
+            self._late_source()
         elif isinstance(event, (SourceDone, SinceChecked)):
             self.phase_done += 1
             self._advance()
@@ -250,6 +254,14 @@ class PublishProgress:
         elif self.mode == "plain" and not self.errors_only:
             output.emit(self._phase_text(), event="phase",
                         fields={"phase": event.name, "total": event.total})
+
+    def _late_source(self) -> None:
+        """A source resolved after the publish phase began (a pipelined run starts lists
+        as their own sources are in): the resolve bar advances; no line of its own."""
+        self.resolved_late += 1
+        task = self._tasks.get("resolve")
+        if self._bars is not None and task is not None:
+            self._bars.update(task, advance=1)
 
     def _end_phase(self) -> None:
         task = self._tasks.get(self.phase)

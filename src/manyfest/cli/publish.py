@@ -376,9 +376,11 @@ def publish(
             progress.counters = session.transport.total
             with progress:
                 copied = await _run_copies(session, copies, progress, options, stop)
+                from manyfest.ops.copy import brought
+
                 done = await session.publish(
                     plan, options=options, fail_fast=fail_fast, stop=stop, platforms=filters,
-                    since=previous,
+                    since=previous, brought=brought(copied.results) if copied else None,
                 )
             if digests is not None:  # lists --since proved unchanged: their children
                 from manyfest.ops.digests import fill_children

@@ -30,7 +30,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from manyfest.engine import Engine, ListResult, run_bounded
+from manyfest import reference
+from manyfest.engine import Engine, ListResult, name_failed_registry, run_bounded
 from manyfest.errors import ExistingTagError, ImmutableTagError, ManyfestError, RegistryError
 from manyfest.events import Finished, Skipped, Started
 from manyfest.ops.plan import PlanCopy
@@ -207,7 +208,7 @@ async def copy_one(engine: Engine, pair: CopyPair, *, dry_run: bool = False,
         result.status = "updated" if result.old_digest else "created"
     except ManyfestError as exc:
         result.status = "failed"
-        result.error = exc
+        result.error = name_failed_registry(exc, [src], dst)
         if isinstance(exc, ImmutableTagError):
             result.existing = dict(exc.existing)
     finally:
@@ -257,6 +258,30 @@ async def copy(engine: Engine, copies: Sequence[PlanCopy], *, dry_run: bool = Fa
     pairs = await expand(engine, copies, page_size=page_size)
     return await run_copies(engine, pairs, dry_run=dry_run, in_flight=in_flight,
                             existing=existing, referrers=referrers)
+
+
+def brought(results: Sequence[ListResult]) -> dict[str, Reference]:
+    """What the copies of ``results`` bring (or, in a dry run, would bring), for the lists of
+    the same plan that name it as a source (``publish --dry-run``: the copies wrote nothing,
+    so such a source is checked at the copy's source: ``brought`` of
+    :func:`manyfest.ops.publish.publish`).
+
+    Returns:
+        The target as a list names it (``name:tag``, and ``name@digest``) → the copy's
+        source by digest (``name@digest``), for every ``created`` or ``updated`` copy (an
+        ``unchanged`` target already holds it; a failed copy brings nothing).
+    """
+    out: dict[str, Reference] = {}
+    for r in results:
+        if r.kind != "copy" or r.status not in ("created", "updated") or not r.digest:
+            continue
+        src = reference.parse(r.source)
+        origin = Reference(src.registry, src.repository, None, r.digest)
+        dst = r.target
+        if dst.tag:
+            out.setdefault(str(dst.with_tag(dst.tag)), origin)
+        out.setdefault(str(dst.with_digest(r.digest)), origin)
+    return out
 
 
 async def copy_report(engine: Engine, copies: Sequence[PlanCopy], *, dry_run: bool = False,

@@ -463,6 +463,13 @@ def _keys_of(t: mi.StructType) -> list[str]:
 _COMPACT_ONLY = ("matrix", "platforms", "template")
 
 
+def _copy_keys() -> list[str]:
+    """A ``copy:`` document's keys (named in a plan document's unknown-key hint)."""
+    t = mi.type_info(CopySpec)
+    assert isinstance(t, mi.StructType)
+    return _keys_of(t)
+
+
 def _problem(
     value: Any, t: mi.Type, path: str, *, top: type[msgspec.Struct] | None = None
 ) -> tuple[str, str | None] | None:
@@ -486,6 +493,9 @@ def _problem(
         keys = _keys_of(t)
         kind = "a matrix document" if top is CompactSpec else "a document"
         hint = f"the keys of {path or kind} are {', '.join(keys)}"
+        copy_keys = _copy_keys() if not path and top in (ListSpec, CompactSpec) else []
+        if copy_keys:  # a document of the plan: it may also be a copy: document
+            hint += f"; those of a copy: document are {', '.join(copy_keys)}"
         for key in value:
             if key in keys:
                 continue
@@ -501,6 +511,8 @@ def _problem(
                 near = _nearest(key, keys)
                 if near:
                     message += f" (did you mean {near!r}?)"
+                elif copy_keys and (near := _nearest(key, copy_keys)):
+                    message += f" (did you mean {near!r}, of a copy: document?)"
             return message, hint
         for f in t.fields:
             if f.required and f.encode_name not in value:

@@ -40,6 +40,7 @@ from manyfest.engine import (
     ListResult,
     PublishOptions,
     Source,
+    name_failed_registry,
     run_all,
     run_bounded,
 )
@@ -456,6 +457,7 @@ async def publish(
     stop: StopRequest | None = None,
     platforms: Sequence[Platform] = (),
     since: since_ops.Since | None = None,
+    brought: Mapping[str, Reference] | None = None,
 ) -> PublishReport:
     """Publish every list of ``plan``.
 
@@ -474,6 +476,12 @@ async def publish(
         since: ``--since REPORT``: lists the previous report proves unchanged are
             ``unchanged`` after one HEAD of their first tag (none with ``trust``) and a HEAD
             of each source tag, never resolved (:mod:`manyfest.ops.since`).
+        brought: with ``dry_run``, what the run's ``copy:`` documents would bring
+            (:func:`manyfest.ops.copy.brought`: the target as a list names it → the copy's
+            source by digest). Such a source is not there yet: it is resolved at the copy's
+            source, named as the target (the list's mounts come from there), and the list's
+            actions start with a ``source REF: not there yet; checked at ORIGIN ...`` line.
+            Ignored without ``dry_run`` (the copies ran first and wrote it).
 
     Between resolving and writing, every list's entries are built and checked: platform
     table (each list's ``platform_check``; warnings are :class:`~manyfest.events.Warned`
@@ -528,13 +536,15 @@ async def publish(
 
     def stamped(report: PublishReport) -> PublishReport:
         since_ops.stamp(report.results, plan, plan_keys, resolved, checked, dry_run=opts.dry_run)
+        brought_actions(plan, report.results, found_sources.via)
         stamp_mirrors(report.results, plan)
         report.since = since.path if since is not None else None
         return report
 
     # Phase 1: every distinct source, once, under the first list that names it.
     found_sources = _Sources(engine, stats, labels=any(
-        list_options(opts, item).labels_to_annotations for item in plan))
+        list_options(opts, item).labels_to_annotations for item in plan),
+        brought=brought if opts.dry_run else None)
     for i, item in enumerate(plan):
         for entry in item.entries if i not in skip else ():
             found_sources.add(entry.ref, i)
@@ -739,11 +749,16 @@ class _Sources:
     """
 
     def __init__(self, engine: Engine, stats: list[RequestStats], *,
-                 labels: bool = True) -> None:
+                 labels: bool = True, brought: Mapping[str, Reference] | None = None) -> None:
         self.engine = engine
         self.stats = stats
         self.labels = labels
         """Keep the configs' labels when a source is released (a list copies them)."""
+        self.brought = dict(brought or {})
+        """Source key → where a ``copy:`` document of the run brings it from (by digest):
+        a dry run's copies wrote nothing, so such a source is resolved there."""
+        self.via: dict[str, Reference] = {}
+        """Source key → the copy source it was resolved from (:attr:`brought`)."""
         self.refs: dict[str, Reference] = {}
         self.owner: dict[str, int] = {}
         self.sources: dict[str, Source] = {}
@@ -763,10 +778,17 @@ class _Sources:
         engine = self.engine
         token = current_stats.set(self.stats[self.owner[key]])
         try:
-            source = await engine.resolve(self.refs[key])
-            if source.platform is not None and source.platform.is_unknown:
+            ref = self.refs[key]
+            origin = self.brought.get(key) or (
+                self.brought.get(str(ref.with_digest(ref.digest))) if ref.digest else None)
+            found = await engine.resolve(origin or ref)
+            if found.platform is not None and found.platform.is_unknown:
                 # an attestation manifest named directly: which image it describes
-                self.attested[key] = await attested_image(engine, source)
+                self.attested[key] = await attested_image(engine, found)
+            source = found
+            if origin is not None:
+                source = _rebased(found, ref)
+                self.via[key] = origin
             self.sources[key] = source
             self.digests[key] = source.manifest.digest
             engine.on_event(SourceDone(target=key, digest=source.manifest.digest))
@@ -786,7 +808,9 @@ class _Sources:
         """
         for entry in item.entries:
             if str(entry.ref) in self.errors:
-                raise self.errors[str(entry.ref)]
+                # a source on another registry than the list's: the error names its registry
+                raise name_failed_registry(self.errors[str(entry.ref)], [entry.ref],
+                                           item.target)
         target = str(item.target)
 
         def warn(message: str) -> None:
@@ -805,6 +829,31 @@ class _Sources:
         self.attested.pop(key, None)
         if source is not None:
             self.engine.forget(source, labels=not self.labels)
+
+
+def _rebased(found: Source, ref: Reference) -> Source:
+    """``found`` (resolved where a copy brings it from) as it will be at ``ref``, where the
+    copy puts the same bytes: the source and its index's children named in ``ref``'s
+    repository (a list's mounts come from there)."""
+    entries = tuple(
+        replace(c, source=replace(c.source, ref=ref.with_digest(c.source.manifest.digest)))
+        for c in found.entries)
+    return replace(found, ref=ref, entries=entries)
+
+
+def brought_actions(plan: Sequence[PlanList], results: Sequence[ListResult],
+                    via: Mapping[str, Reference]) -> None:
+    """``--dry-run``: lead each list's actions with a line per source a ``copy:`` document
+    of the run brings (``source REF: not there yet, checked at ORIGIN, which a copy brings
+    here``): the dry run's copies wrote nothing, so it was resolved at the copy's source."""
+    if not via or len(results) != len(plan):
+        return
+    for item, result in zip(plan, results, strict=True):
+        lines = [f"source {entry.ref}: not there yet; checked at {via[str(entry.ref)]}, "
+                 "which a copy: document brings here"
+                 for entry in item.entries if str(entry.ref) in via]
+        if lines:
+            result.actions[:0] = list(dict.fromkeys(lines))
 
 
 def written_key(item: PlanList, opts: PublishOptions) -> Hashable:
@@ -868,8 +917,9 @@ async def _pipelined(
     (:meth:`_Sources.release`) once every group naming it is published, so a run of
     10,000 lists does not hold 10,000 lists' sources.
 
-    Progress: the ``resolve`` phase, then the ``publish`` phase once every source has
-    resolved (lists finished before are counted in it). A :class:`StopRequest` cancels
+    Progress: the ``resolve`` phase, then the ``publish`` phase as the first group starts
+    (or every source has resolved): a list's line always follows its phase's header; the
+    sources still resolving then are counted in the resolve phase. A :class:`StopRequest` cancels
     everything; the lists not finished are reported as in phase 3 (:func:`_interrupted`).
     """
     stats = found.stats
@@ -885,6 +935,7 @@ async def _pipelined(
             users[key] = users.get(key, 0) + 1
     results: list[ListResult | None] = [None] * len(plan)
     in_flight: set[int] = set()
+    publishing = False  # the publish phase announced (before the first list's line)
     released = 0  # sources released since the last cache spill
     spilling = False  # one spill at a time
     send, receive = anyio.create_memory_object_stream[int](max_buffer_size=len(groups) + 1)
@@ -902,10 +953,18 @@ async def _pipelined(
                 if not pending[g]:
                     send.send_nowait(g)
             await run_bounded(resolve, ((key,) for key in found.refs), PIPELINED_RESOLVES)
-        engine.on_event(Phase(name="publish", total=len(plan)))
+        announce()
+
+    def announce() -> None:
+        nonlocal publishing
+        if not publishing:
+            publishing = True
+            engine.on_event(Phase(name="publish", total=len(plan)))
 
     async def publish_group(g: int) -> None:
         nonlocal released, spilling
+        announce()  # the phase's header before the first list's line (sources may still
+        # be resolving: their SourceDone events follow)
         members = groups[g]
         built: dict[int, list[Child]] = {}
         failures: dict[int, ManyfestError] = {}

@@ -41,6 +41,11 @@ if TYPE_CHECKING:
     from manyfest.transport.session import BlobStream
 
 _PULL = ("pull",)
+
+MISSING_BLOB_HINT = ("the source is incomplete: its manifest names this blob, which its "
+                     "repository does not hold (lost or garbage-collected); push the image "
+                     "to the source again")
+"""The advice for a blob a source's manifest names and its registry answers 404 for."""
 _PUSH = ("pull", "push")
 _PROBE_REFUSED = (400, 404, 405)
 """Answers of a registry that will not take ``?mount=&from=`` on an upload's ``POST``."""
@@ -266,13 +271,17 @@ class RegistryClient:
             NotFoundError: the blob is not in the repository.
             DigestMismatchError: the bytes do not match ``digest``.
         """
-        resp = await self.transport.request(
-            "GET",
-            ref.registry,
-            f"/v2/{ref.repository}/blobs/{digest}",
-            what=f"get blob {ref.name}@{digest}",
-            scopes=self._scopes(ref, _PULL),
-        )
+        try:
+            resp = await self.transport.request(
+                "GET",
+                ref.registry,
+                f"/v2/{ref.repository}/blobs/{digest}",
+                what=f"get blob {ref.name}@{digest}",
+                scopes=self._scopes(ref, _PULL),
+            )
+        except NotFoundError as exc:
+            exc.hint = MISSING_BLOB_HINT
+            raise
         digests.verify(resp.body, digest, f"blob {ref.name}@{digest}")
         return resp.body
 
@@ -393,6 +402,10 @@ class RegistryClient:
             learned = self._chunks.get(target.registry, 0)
             try:
                 return await self.transport.retrying(attempt, what=what)
+            except NotFoundError as exc:
+                if exc.method == "GET":  # the source's GET: the blob is not there
+                    exc.hint = MISSING_BLOB_HINT
+                raise
             except RegistryError as exc:
                 if exc.status != 413 or not self._smaller_chunks(target.registry, learned):
                     raise
