@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from manyfest.cache import FactCache
 from manyfest.content import Manifest
 from manyfest.engine import Engine, PublishOptions
 from manyfest.ops.plan import parse_documents
-from manyfest.ops.publish import publish, written_units
+from manyfest.ops.publish import PIPELINED_RESOLVES, READY_AHEAD, publish, written_units
 from manyfest.reference import Reference
 from tests.imagewriter import build_image
 from tests.test_atomic import TagDeletingRegistry
@@ -181,3 +182,51 @@ def test_the_cache_spill_writes_pending_records_and_lets_them_go(tmp_path: Path)
     assert again.manifest(manifest.digest) == manifest
     assert cache.manifest(manifest.digest) == manifest  # read back from disk
     assert cache.flush() == 0
+
+
+class SlowWritesRegistry(TagDeletingRegistry):
+    """The in-memory registry; every list PUT by tag yields to the event loop
+    :data:`WRITE_YIELDS` times first (a write costs far more than a read, as on a real
+    registry: no clock involved), and the order of source GETs and list PUTs is recorded."""
+
+    WRITE_YIELDS = 200
+
+    def __init__(self) -> None:
+        super().__init__(refuse_tags=set())
+        self.order: list[str] = []
+
+    async def get_manifest(self, ref: Reference) -> Manifest:
+        self.order.append("GET")
+        return await super().get_manifest(ref)
+
+    async def put_manifest(self, ref: Reference, manifest: Manifest, *,
+                           built: bool = False) -> str:
+        if ref.tag and manifest.is_index:
+            for _ in range(self.WRITE_YIELDS):
+                await anyio.lowlevel.checkpoint()
+            self.order.append("PUT")
+        return await super().put_manifest(ref, manifest, built=built)
+
+
+def test_resolution_stays_a_bounded_distance_ahead_of_the_writes() -> None:
+    # 400 lists, each of 2 sources of its own: sources are read only while fewer than
+    # READY_AHEAD lists have their sources in and are not yet published (plus the reads in
+    # flight when that bound was reached), so the run never holds every source at once.
+    lists = 400
+    fake = SlowWritesRegistry()
+    for i in range(lists):
+        for p in (AMD64, ARM64):
+            fake.add_image(f"src-{p.architecture}", f"s{i}", build_image(p, f"ahead {i}"))
+    plan = parse_documents("\n---\n".join(
+        _doc(f"app:{i}", [f"src-amd64:s{i}", f"src-arm64:s{i}"]) for i in range(lists)) + "\n")
+    report = _publish_guarded(Engine(fake.client()), plan)
+    assert [r.status for r in report.results] == ["created"] * lists
+    assert fake.order.count("GET") == 2 * lists
+    assert fake.order.count("PUT") == lists
+    gets = puts = ahead = 0
+    for what in fake.order:
+        gets += what == "GET"
+        puts += what == "PUT"
+        ahead = max(ahead, gets - 2 * puts)
+    bound = 2 * READY_AHEAD + PIPELINED_RESOLVES
+    assert 2 * READY_AHEAD <= ahead <= bound, (ahead, bound)

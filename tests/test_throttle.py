@@ -245,6 +245,35 @@ async def test_slots_are_limited_and_fifo() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_release_wakes_one_waiter_per_free_slot() -> None:
+    # Two slots freed back to back wake two waiters, not three: a waiter woken for a slot
+    # keeps it until it resumes (no wake-up for a slot another woken waiter will take).
+    throttle = Throttle("r", 2)
+    await throttle.acquire()
+    await throttle.acquire()
+    got: list[int] = []
+
+    async def waiter(i: int) -> None:
+        await throttle.acquire()
+        got.append(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(3):
+            tg.start_soon(waiter, i)
+        await anyio.wait_all_tasks_blocked()
+        assert len(throttle._waiters) == 3
+        throttle.release()
+        throttle.release()
+        assert len(throttle._waiters) == 1  # the third still waits in its place
+        await anyio.wait_all_tasks_blocked()
+        assert got == [0, 1]
+        assert (throttle.in_flight, len(throttle._waiters)) == (2, 1)
+        throttle.release()
+    assert got == [0, 1, 2]
+    assert throttle.in_flight == 2
+
+
+@pytest.mark.anyio
 async def test_pause_holds_every_new_request() -> None:
     throttle = Throttle("r", 4)
     throttle.answered(throttle._epoch, Signal(True, 0.2, "429"))

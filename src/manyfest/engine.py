@@ -976,11 +976,14 @@ class Engine:
         return digest
 
     async def _ensure_child(self, target: Reference, child: Source) -> str:
+        # The child's referrers are looked up while its blobs are made present (the look-up
+        # is off the path to the list PUT); they are copied after the child's PUT.
         await run_all(
             *(
                 partial(self.ensure_blob, target, blob, child.ref)
                 for blob in child.manifest.blobs()
-            )
+            ),
+            partial(self.referrers.look_ahead, target, child),
         )
         digest = await self.put_manifest(
             target.with_digest(child.manifest.digest), child.manifest

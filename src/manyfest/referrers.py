@@ -34,6 +34,7 @@ below the child; deeper ones are not looked for.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -393,6 +394,18 @@ class Referrers:
             return await self.copy(source, target, digest)
 
         self._copied[key] = await self._carried.get(key, work)
+
+    async def look_ahead(self, target: Reference, child: Source) -> None:
+        """Start :meth:`carry`'s reading early: the referrers of ``child`` in its source
+        repository (:meth:`find`, once per run), while the engine makes its blobs present,
+        so that the look-up (the referrers API probe, the repository's tag list) is not
+        between the child's PUT and its list's. Nothing when :meth:`carry` would do nothing.
+        A failed look-up is not raised here: :meth:`find` remembers it, and :meth:`carry`
+        raises it after the child's PUT, as without the look-ahead."""
+        if not self.active or child.ref.in_repository(target):
+            return
+        with contextlib.suppress(ManyfestError):
+            await self.find(child.ref, child.manifest.digest)
 
     def copied(self, target: Reference, children: list[tuple[Reference, str]]
                ) -> list[Referrer]:

@@ -73,6 +73,13 @@ requests; this bounds the tasks, so a plan of 40,000 sources does not hold 40,00
 SPILL_EVERY = 1000
 """A pipelined run writes the cache's new facts to disk (and lets them go from memory) after
 this many sources were released (:meth:`manyfest.cache.FactCache.spill`)."""
+READY_AHEAD = 64
+"""Groups of lists whose sources have all resolved but which are not yet published, at most,
+in a pipelined run (:func:`_pipelined`): past it, no new source is resolved until one is
+published. Reads are far cheaper than writes (a list of 4 images: 8 reads, about 60
+writes), so without this bound resolution would run to the end of the plan long before
+the writes, and every source would be held at once (10,000 lists of their own 4 sources:
+hundreds of MB) however soon each is let go after its last list."""
 PIPELINED_RESOLVES = 32
 """Sources resolved at once when units are published as their sources resolve
 (:func:`_pipelined`): about half the transport's default requests in flight per registry
@@ -914,8 +921,9 @@ async def _pipelined(
     tag gets the same list bytes (one HEAD and one PUT per tag, as in one unit), the
     children and blobs are still pushed once per run (the engine's work is keyed by
     repository and digest), and neither result has ``same_as``. A source is let go
-    (:meth:`_Sources.release`) once every group naming it is published, so a run of
-    10,000 lists does not hold 10,000 lists' sources.
+    (:meth:`_Sources.release`) once every group naming it is published, and no new source
+    is resolved while :data:`READY_AHEAD` groups have their sources in but are not yet
+    published, so a run of 10,000 lists does not hold 10,000 lists' sources.
 
     Progress: the ``resolve`` phase, then the ``publish`` phase as the first group starts
     (or every source has resolved): a list's line always follows its phase's header; the
@@ -939,19 +947,31 @@ async def _pipelined(
     released = 0  # sources released since the last cache spill
     spilling = False  # one spill at a time
     send, receive = anyio.create_memory_object_stream[int](max_buffer_size=len(groups) + 1)
+    ready = 0  # groups whose sources are in, not yet published (at most READY_AHEAD)
+    room = anyio.Event()  # set while ready < READY_AHEAD
+    room.set()
+
+    def became_ready(g: int) -> None:
+        nonlocal ready, room
+        send.send_nowait(g)  # its sources are in: publish it
+        ready += 1
+        if ready >= READY_AHEAD and room.is_set():
+            room = anyio.Event()
 
     async def resolve(key: str) -> None:
+        while not room.is_set():  # enough resolved and waiting: let the writes catch up
+            await room.wait()
         await found.resolve(key)
         for g in waiting.pop(key, ()):
             pending[g] -= 1
             if not pending[g]:
-                send.send_nowait(g)  # its sources are in: publish it
+                became_ready(g)
 
     async def reads() -> None:
         with send:
             for g in range(len(groups)):
                 if not pending[g]:
-                    send.send_nowait(g)
+                    became_ready(g)
             await run_bounded(resolve, ((key,) for key in found.refs), PIPELINED_RESOLVES)
         announce()
 
@@ -962,6 +982,18 @@ async def _pipelined(
             engine.on_event(Phase(name="publish", total=len(plan)))
 
     async def publish_group(g: int) -> None:
+        try:
+            await write_group(g)
+        finally:
+            done_with(g)
+
+    def done_with(g: int) -> None:
+        nonlocal ready
+        ready -= 1
+        if ready < READY_AHEAD:
+            room.set()
+
+    async def write_group(g: int) -> None:
         nonlocal released, spilling
         announce()  # the phase's header before the first list's line (sources may still
         # be resolving: their SourceDone events follow)

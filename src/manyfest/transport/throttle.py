@@ -247,6 +247,9 @@ class Throttle:
         self._clock = clock
         self._on_throttle = on_throttle
         self._waiters: deque[anyio.Event] = deque()
+        self._woken = 0
+        """Waiters woken for a free slot that have not yet resumed to take it: their slots
+        are kept for them (one release wakes one waiter, not one per slot then free)."""
         self._epoch = 0
         self._next_slot = 0.0
         self._grown_at = 0.0
@@ -285,7 +288,7 @@ class Throttle:
         """Wait for the pause, a free slot (FIFO) and the pace; returns the epoch."""
         if (
             self.rate is None
-            and self.in_flight < self.capacity
+            and self.in_flight + self._woken < self.capacity
             and not self._waiters
             and self.paused_until <= 0.0
         ):
@@ -301,7 +304,8 @@ class Throttle:
                 await anyio.sleep(self.paused_until - now)
                 continue
             self.paused_until = 0.0
-            if self.in_flight >= self.capacity or (self._waiters and not woken):
+            if (self.in_flight + self._woken >= self.capacity
+                    or (self._waiters and not woken)):
                 event = anyio.Event()
                 if woken:
                     self._waiters.appendleft(event)  # keep its place in the queue
@@ -310,11 +314,13 @@ class Throttle:
                 try:
                     await event.wait()
                 except BaseException:
-                    if event in self._waiters:
-                        self._waiters.remove(event)
-                    else:
+                    if event.is_set():
+                        self._woken -= 1
                         self._wake()  # pass on the wake-up it got
+                    else:
+                        self._waiters.remove(event)
                     raise
+                self._woken -= 1
                 woken = True
                 continue
             self.in_flight += 1
@@ -339,9 +345,10 @@ class Throttle:
         self._wake()
 
     def _wake(self) -> None:
-        free = self.capacity - self.in_flight
+        free = self.capacity - self.in_flight - self._woken
         while free > 0 and self._waiters:
             self._waiters.popleft().set()
+            self._woken += 1
             free -= 1
 
     # ------------------------------------------------------------------ answers
