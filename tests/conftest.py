@@ -25,6 +25,17 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServe
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def second_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """Another plain-HTTP docker-registry (its own storage and free 127.0.0.1 port, one per
+    worker), for runs between two registries: copies, cross-registry sources, mirrors.
+    Tests keep to their own namespace (``ns``) in it, as in :func:`registry`."""
+    server = RegistryServer(workdir=tmp_path_factory.mktemp("second-registry"))
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test has its own HOME, DOCKER_CONFIG, XDG directories and (empty) certs.d; no

@@ -13,7 +13,6 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,13 +50,10 @@ EMPTY = "application/vnd.oci.empty.v1+json"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-@pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    """A second registry of this module's own (its own port): the copies' target."""
-    server = RegistryServer(workdir=tmp_path_factory.mktemp("copy-target"))
-    server.start()
-    yield server
-    server.stop()
+@pytest.fixture
+def target(second_registry: RegistryServer) -> RegistryServer:
+    """The second registry (:func:`tests.conftest.second_registry`): the copies' target."""
+    return second_registry
 
 
 # ------------------------------------------------------------------ a release index

@@ -62,13 +62,10 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    """A second plain registry (a target behind quirk proxies)."""
-    server = RegistryServer(workdir=tmp_path_factory.mktemp("mirror"))
-    server.start()
-    yield server
-    server.stop()
+@pytest.fixture
+def mirror(second_registry: RegistryServer) -> RegistryServer:
+    """The second registry (:func:`tests.conftest.second_registry`), behind quirk proxies."""
+    return second_registry
 
 
 @pytest.fixture

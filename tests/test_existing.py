@@ -739,7 +739,9 @@ def test_copy_existing_and_digests_end_to_end(registry: Any, ns: str, tmp_path: 
 
         moved = manyfest("copy", "--digests", str(out), src, prod, froz)
         assert moved.returncode == 3
-        assert moved.stdout == f"updated {prod}@{new.index.digest} from {src}\n"
+        # the digest of what landed ends stdout; exit 3 says a copy failed
+        assert moved.stdout == (f"updated {prod}@{new.index.digest} from {src}\n"
+                                f"{new.index.digest}\n")
         assert moved.stderr.splitlines()[0] == (
             f"copy {src} to {froz} failed: push list {froz}: the tag holds "
             f"{old.index.digest}, and the registry refuses to move it to {new.index.digest}: "

@@ -27,13 +27,10 @@ pytestmark = pytest.mark.slow  # end to end (see pyproject markers)
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-@pytest.fixture(scope="module")
-def other(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    """A second registry (its own port): where copies and lists go."""
-    server = RegistryServer(workdir=tmp_path_factory.mktemp("qa-other"))
-    server.start()
-    yield server
-    server.stop()
+@pytest.fixture
+def other(second_registry: RegistryServer) -> RegistryServer:
+    """The second registry (:func:`tests.conftest.second_registry`): where copies and lists go."""
+    return second_registry
 
 
 # ------------------------------------------------ 5: --dry-run and what copy: documents bring

@@ -239,13 +239,10 @@ def test_a_cosign_tag_the_target_has_is_kept(proxies: Proxies, ns: str, tmp_path
 # ------------------------------------------------------------------ copy
 
 
-@pytest.fixture(scope="module")
-def other(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    """A second stock registry (its own storage and port): copies between registries."""
-    server = RegistryServer(workdir=tmp_path_factory.mktemp("referrers-other"))
-    server.start()
-    yield server
-    server.stop()
+@pytest.fixture
+def other(second_registry: RegistryServer) -> RegistryServer:
+    """The second registry (:func:`tests.conftest.second_registry`): copies between registries."""
+    return second_registry
 
 
 @dataclass
