@@ -373,21 +373,8 @@ class RegistryClient:
             ) as body:
                 if chunk and (size is None or size > chunk):
                     return await self._upload_chunked(target, location, body, digest, chunk)
-                headers = {"Content-Type": "application/octet-stream"}
-                if size is not None:
-                    headers["Content-Length"] = str(size)
-                sep = "&" if "?" in location else "?"
                 try:
-                    await self.transport.request(
-                        "PUT",
-                        target.registry,
-                        f"{location}{sep}digest={digest}",
-                        what=f"upload {digest} to {target.name}",
-                        scopes=self._scopes(target, _PUSH),
-                        headers=headers,
-                        data=body,
-                        ok=(201, 204),
-                    )
+                    await self._put_upload(target, location, digest, body, size=size)
                 except Exception:
                     # Bytes that do not match the digest are the source's fault (no retry);
                     # a broken connection on either side retries the whole copy.
@@ -463,17 +450,8 @@ class RegistryClient:
                 location = await self._patch(target, location, b"".join(pieces), offset,
                                              digest)
                 offset += held
-            sep = "&" if "?" in location else "?"
-            await self.transport.request(
-                "PUT",
-                target.registry,
-                f"{location}{sep}digest={digest}",
-                what=f"complete upload of {digest} to {target.name}",
-                scopes=self._scopes(target, _PUSH),
-                headers={"Content-Type": "application/octet-stream", "Content-Length": "0"},
-                data=b"",
-                ok=(201, 204),
-            )
+            await self._put_upload(target, location, digest, b"", size=0,
+                                   what="complete upload of")
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.transport.request(
@@ -574,16 +552,27 @@ class RegistryClient:
         )
 
     async def _put_upload(self, target: Reference, location: str, digest: str,
-                          data: bytes) -> None:
-        """``PUT <location>?digest=`` with the whole blob: completes a monolithic upload."""
+                          data: bytes | BlobStream, *, size: int | None = None,
+                          what: str = "upload") -> None:
+        """``PUT <location>?digest=``: completes the upload session at ``location`` with
+        ``data``: the whole blob (bytes, or a stream of it from the source, ``size`` bytes
+        when known: sent as Content-Length), or ``b""`` after ``PATCH`` chunks (``size=0``,
+        ``what="complete upload of"``). ``what`` leads the error line.
+
+        Raises:
+            RegistryError: the registry refused it (not 201 or 204).
+        """
+        headers = {"Content-Type": "application/octet-stream"}
+        if size is not None:
+            headers["Content-Length"] = str(size)
         sep = "&" if "?" in location else "?"
         await self.transport.request(
             "PUT",
             target.registry,
             f"{location}{sep}digest={digest}",
-            what=f"upload {digest} to {target.name}",
+            what=f"{what} {digest} to {target.name}",
             scopes=self._scopes(target, _PUSH),
-            headers={"Content-Type": "application/octet-stream"},
+            headers=headers,
             data=data,
             ok=(201, 204),
         )
