@@ -122,6 +122,49 @@ def test_statuses_in_ok_are_returned_and_a_400_manifest_invalid_is_a_rejection()
     assert _run(go) == 404
 
 
+def test_a_throttle_signal_in_a_status_of_ok_is_tried_again() -> None:
+    """AWS throttles with ``400 ThrottlingException``; a caller taking 400 (or 404) as an
+    answer (the referrers API: "no API here") must get the registry's next answer instead."""
+    throttled = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"})
+    digest = "sha256:" + "b" * 64
+
+    async def go(transport: Transport, mocked: aioresponses) -> tuple[list[int], RequestStats]:
+        mocked.get(f"{BASE}/v2/", status=200)
+        referrers = f"{BASE}/v2/a/referrers/{digest}"
+        mocked.get(referrers, status=400, body=throttled,
+                   headers={"x-amzn-ErrorType": "ThrottlingException"})
+        mocked.get(referrers, status=200, body=b'{"schemaVersion":2,"manifests":[]}')
+        blob = f"{BASE}/v2/a/blobs/{digest}"
+        mocked.get(blob, status=404, body=json.dumps(
+            {"errors": [{"code": "TOOMANYREQUESTS", "message": "slow down"}]}))
+        mocked.get(blob, status=404, body=json.dumps(
+            {"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown"}]}))
+        mocked.get(f"{BASE}/v2/a/manifests/x", status=400, body=json.dumps(
+            {"errors": [{"code": "UNSUPPORTED", "message": "no"}]}))
+        stats = RequestStats()
+        token = current_stats.set(stats)
+        try:
+            statuses = [
+                (await transport.request("GET", REGISTRY, f"/v2/a/referrers/{digest}",
+                                         what="list referrers", ok=(200, 400, 404))).status,
+                (await transport.request("GET", REGISTRY, f"/v2/a/blobs/{digest}",
+                                         what="get blob", ok=(200, 404))).status,
+                # a 400 that is no throttle signal is the caller's answer, at once
+                (await transport.request("GET", REGISTRY, "/v2/a/manifests/x",
+                                         what="get manifest", ok=(200, 400))).status,
+            ]
+        finally:
+            current_stats.reset(token)
+        assert len(_calls(mocked, "GET", referrers)) == 2
+        assert len(_calls(mocked, "GET", blob)) == 2
+        assert len(_calls(mocked, "GET", f"{BASE}/v2/a/manifests/x")) == 1
+        return statuses, stats
+
+    statuses, stats = _run(go)
+    assert statuses == [200, 404, 400]
+    assert (stats.requests, stats.retries, stats.throttled) == (1 + 2 + 2 + 1, 2, 2)
+
+
 def test_a_body_over_the_limit_is_refused() -> None:
     big = b" " * (MANIFEST_LIMIT + 1)
 

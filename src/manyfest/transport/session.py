@@ -70,7 +70,7 @@ from manyfest.transport.response import (
     is_manifest_path,
 )
 from manyfest.transport.settings import Settings
-from manyfest.transport.throttle import Throttle, signal_of
+from manyfest.transport.throttle import Signal, Throttle, signal_of
 
 log = logging.getLogger("manyfest.transport")
 
@@ -612,7 +612,8 @@ class Transport:
             data: request body: bytes, or an async iterable of bytes (sent once: only
                 retried as part of a :meth:`retrying` composite).
             params: query parameters.
-            ok: statuses returned rather than raised.
+            ok: statuses returned rather than raised (a throttle signal in one is tried
+                again all the same).
             limit: largest body read, in bytes (:data:`MANIFEST_LIMIT` for manifests).
 
         Returns:
@@ -730,8 +731,7 @@ class Transport:
         if resp.status < 400:
             return
         resp = self._scrubbed(creds_of or state, resp)
-        signal = signal_of(resp.status, resp.headers, resp.body,
-                           {d.code for d in errormap.error_details(resp.body, resp.headers)})
+        signal = _signal(resp)
         if signal.throttled:
             raise _Retryable(errormap.registry_error(what, method, resp), state,
                              throttled=True, reason=signal.reason)
@@ -740,9 +740,15 @@ class Transport:
                              throttled=False, reason=str(resp.status))
 
     async def _attempt(self, call: _Call, ok: tuple[int, ...], what: str) -> Response:
-        """One try: the answer when its status is in ``ok``; else a (retryable) error."""
+        """One try: the answer when its status is in ``ok`` and it is no throttle signal;
+        else a (retryable) error.
+
+        A throttle signal wins over ``ok``: AWS answers ``400 ThrottlingException``, and a
+        caller that takes 400 as "not supported here" (the referrers API) must not take a
+        throttled answer for that; the request is tried again like any other throttled one.
+        """
         resp = await self._authorized(call)
-        if resp.status in ok:
+        if resp.status in ok and (resp.status < 400 or not _signal(resp).throttled):
             return resp
         self._check_retryable(call.state, what, call.method, resp)
         raise self._error(call, what, resp)
@@ -1156,3 +1162,10 @@ def _log_exchange(method: str, url: str, headers: Mapping[str, str],
 
 
 __all__ = ["MANIFEST_LIMIT", "MAX_BODY", "BlobStream", "Transport"]
+
+
+def _signal(resp: Response) -> Signal:
+    """The throttle signal of a finished answer (status, headers, error codes of its body;
+    see :func:`~manyfest.transport.throttle.signal_of`)."""
+    return signal_of(resp.status, resp.headers, resp.body,
+                     {d.code for d in errormap.error_details(resp.body, resp.headers)})
