@@ -174,6 +174,14 @@ class OnceMap(Generic[T]):
             if waiting is not None:
                 waiting.set()
 
+    def done(self, key: Hashable) -> bool:
+        """True when ``key``'s work has succeeded (a :meth:`get` returns at once)."""
+        return key in self._done
+
+    def peek(self, key: Hashable) -> T | None:
+        """``key``'s result when its work has succeeded, else ``None`` (nothing is run)."""
+        return self._done.get(key)
+
     def forget(self, key: Hashable) -> None:
         """Drop the result remembered for ``key`` (a later :meth:`get` runs the work again);
         nothing happens to work in flight."""
@@ -978,10 +986,14 @@ class Engine:
     async def _ensure_child(self, target: Reference, child: Source) -> str:
         # The child's referrers are looked up while its blobs are made present (the look-up
         # is off the path to the list PUT); they are copied after the child's PUT.
+        # Blobs another child already made present (the base layers of every image of a
+        # platform) need no task of their own: spawning one is most of the CPU of a fan-out.
+        present = self._blobs.done
         await run_all(
             *(
                 partial(self.ensure_blob, target, blob, child.ref)
                 for blob in child.manifest.blobs()
+                if not present((target.registry, target.repository, blob.digest))
             ),
             partial(self.referrers.look_ahead, target, child),
         )
@@ -1367,7 +1379,19 @@ class Engine:
         """The first step of :meth:`execute`: every child of ``plan`` made present in the
         target repository by digest (blobs first), each once per run."""
         target = plan.target
-        await run_all(*(partial(self.ensure_child, target, c) for c in plan.children))
+        await run_all(*(
+            partial(self.ensure_child, target, c) for c in plan.children
+            if not self._child_done(target, c)  # pushed for another list: no task for it
+        ))
+
+    def _child_done(self, target: Reference, child: Source) -> bool:
+        """True when :meth:`ensure_child` has nothing left to do for ``child`` in
+        ``target``'s repository (it is there, and its referrers were carried)."""
+        digest = child.manifest.digest
+        if child.ref.in_repository(target):
+            return True
+        return self._children.done((target.registry, target.repository, digest)) and \
+            self.referrers.carried(target, child.ref, digest)
 
     async def push_list_by_digest(self, plan: ListPlan) -> str:
         """PUT the list of ``plan`` by digest (``/v2/<repository>/manifests/<digest>``), no
@@ -1760,8 +1784,9 @@ async def run_all(*calls: Callable[[], Coroutine[Any, Any, object]]) -> None:
 
     The other calls are cancelled, as in any anyio task group.
     """
-    if len(calls) == 1:
-        await calls[0]()
+    if len(calls) <= 1:
+        if calls:
+            await calls[0]()
         return
     try:
         async with anyio.create_task_group() as tg:

@@ -327,7 +327,16 @@ class Referrers:
         async def tags() -> None:
             got["tags"] = await self.tags(ref)
 
-        await run_all(api, tags)
+        probe = self._probes.peek(ref.registry)
+        if (probe is not None and probe.answer is None) or self._tags.done(
+            (ref.registry, ref.repository)
+        ):
+            # One of the two is known without a request (a registry without the referrers
+            # API, a repository listed already): no task for it, just the other one.
+            await api()
+            await tags()
+        else:
+            await run_all(api, tags)
         listed: list[Descriptor] | None = got["api"]
         tags_now: frozenset[str] = got["tags"]
         found: list[Referrer] = []
@@ -394,6 +403,15 @@ class Referrers:
             return await self.copy(source, target, digest)
 
         self._copied[key] = await self._carried.get(key, work)
+
+    def carried(self, target: Reference, source: Reference, digest: str) -> bool:
+        """True when :meth:`carry_digest` has nothing left to do for ``digest`` of
+        ``source``'s repository in ``target``'s: inactive, the same repository, or done
+        (successfully) already in this run."""
+        if not self.active or source.in_repository(target):
+            return True
+        return self._carried.done(
+            (target.registry, target.repository, source.registry, source.repository, digest))
 
     async def look_ahead(self, target: Reference, child: Source) -> None:
         """Start :meth:`carry`'s reading early: the referrers of ``child`` in its source
