@@ -109,6 +109,10 @@ class Signal:
     allowed: float | None = None
 
 
+_QUIET = Signal(False)
+"""A success without rate-limit headers."""
+
+
 def retry_after(value: str | None, now: float | None = None) -> float | None:
     """A ``Retry-After`` value in seconds: delta-seconds (``"2"``, ``"1.5"``) or an HTTP date.
 
@@ -176,10 +180,12 @@ def signal_of(status: int, headers: Mapping[str, str], body: bytes, codes: set[s
         body: the body read (may be empty for HEAD).
         codes: the OCI error codes of the body.
     """
-    remaining_f = _first_number(
-        headers.get("RateLimit-Remaining") or headers.get("X-RateLimit-Remaining")
-    )
-    reset = _first_number(headers.get("RateLimit-Reset") or headers.get("X-RateLimit-Reset"))
+    remaining_text = headers.get("RateLimit-Remaining") or headers.get("X-RateLimit-Remaining")
+    reset_text = headers.get("RateLimit-Reset") or headers.get("X-RateLimit-Reset")
+    if status < 400 and not remaining_text and not reset_text:
+        return _QUIET  # most answers: read once per exchange, so kept cheap
+    remaining_f = _first_number(remaining_text)
+    reset = _first_number(reset_text)
     if reset is not None and reset > 1e9:  # an epoch timestamp (GitHub's X-RateLimit-Reset)
         reset = max(0.0, reset - time.time())
     remaining = None if remaining_f is None else int(remaining_f)
