@@ -160,9 +160,15 @@ def test_sources_are_let_go_once_their_last_list_is_published(tmp_path: Path) ->
     assert engine._sources._done == {}  # every source released after its last list
     assert engine._labels == {}
     assert engine._configs._done == {}
-    # what the cache learned is still written (records still to be flushed are kept):
-    # the 2 manifests and the tag hints of their 2 repositories
-    assert engine.cache.flush() == 4
+    # what the cache learned is written: the 2 source manifests as soon as every source
+    # was in (while the lists were being written), the tag hints of their 2 repositories
+    # by the flush at the end
+    written = sorted(p.name for p in (tmp_path / "cache" / "manifests" / "sha256").iterdir())
+    assert written == sorted(fake.manifests[r]["1"].digest.split(":")[1]
+                             for r in ("app-amd64", "app-arm64"))
+    assert engine.cache.flush() == 2
+    assert FactCache(tmp_path / "cache").manifest(fake.manifests["app-arm64"]["1"].digest) \
+        == fake.manifests["app-arm64"]["1"]
     assert report.results[1].sources == {
         f"{HOST}/app-amd64:1": fake.manifests["app-amd64"]["1"].digest,
         f"{HOST}/app-arm64:1": fake.manifests["app-arm64"]["1"].digest,
@@ -182,6 +188,19 @@ def test_the_cache_spill_writes_pending_records_and_lets_them_go(tmp_path: Path)
     assert again.manifest(manifest.digest) == manifest
     assert cache.manifest(manifest.digest) == manifest  # read back from disk
     assert cache.flush() == 0
+
+
+def test_a_spill_that_keeps_writes_the_records_and_holds_them(tmp_path: Path) -> None:
+    fake = TagDeletingRegistry(refuse_tags=set())
+    _images(fake, "keep")
+    cache = FactCache(tmp_path / "cache")
+    manifest = fake.manifests["app-amd64"]["1"]
+    cache.put_manifest(manifest)
+    assert cache.spill(keep=True) == 1
+    assert cache._pending == set()
+    assert cache._manifests[manifest.digest].raw == manifest.raw  # still in memory
+    assert FactCache(tmp_path / "cache").manifest(manifest.digest) == manifest  # on disk
+    assert cache.flush() == 0  # nothing left to write
 
 
 class SlowWritesRegistry(TagDeletingRegistry):

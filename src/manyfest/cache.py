@@ -137,11 +137,13 @@ class FactCache:
             written += 1
         return written
 
-    def spill(self) -> int:
+    def spill(self, *, keep: bool = False) -> int:
         """Write every pending manifest record now (as :meth:`flush`) and let the records
         written go from memory (read back from disk when asked for again), so a run of
-        10,000 lists holds the facts of the lists in flight, not of every list. Safe in a
-        worker thread while the event loop adds records: a record changed meanwhile stays
+        10,000 lists holds the facts of the lists in flight, not of every list. ``keep``:
+        write them but keep them in memory too (a run writing its facts while its requests
+        are in flight, so that its end does not wait for the files). Safe in a worker
+        thread while the event loop adds records: a record changed meanwhile stays
         (pending, written by the next spill or flush). Returns the files written."""
         if not self.enabled:
             return 0
@@ -154,6 +156,8 @@ class FactCache:
                 continue
             self._write(path, msgspec.msgpack.encode(record))
             written += 1
+            if keep:
+                continue
             if digest not in self._pending and self._manifests.get(digest) is record:
                 self._manifests.pop(digest, None)
         return written

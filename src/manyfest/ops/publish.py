@@ -27,6 +27,7 @@ import contextlib
 import time
 from collections.abc import Callable, Container, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -968,12 +969,22 @@ async def _pipelined(
                 became_ready(g)
 
     async def reads() -> None:
+        nonlocal spilling
         with send:
             for g in range(len(groups)):
                 if not pending[g]:
                     became_ready(g)
             await run_bounded(resolve, ((key,) for key in found.refs), PIPELINED_RESOLVES)
         announce()
+        if not spilling:
+            # Every source is in: its facts go to disk now, in a worker thread, while the
+            # writes are in flight, rather than after the last one (the run's end would
+            # wait for a file per source manifest).
+            spilling = True
+            try:
+                await anyio.to_thread.run_sync(partial(engine.cache.spill, keep=True))
+            finally:
+                spilling = False
 
     def announce() -> None:
         nonlocal publishing
