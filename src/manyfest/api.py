@@ -26,22 +26,22 @@ from manyfest import reference
 from manyfest.cache import FactCache
 from manyfest.engine import Engine, PublishOptions
 from manyfest.events import EventSink, no_events
-from manyfest.ops import inspect as inspecting
 from manyfest.ops.entries import Attestations
 from manyfest.ops.writes import RecordingClient
 from manyfest.platform import Platform
 from manyfest.platform import parse as parse_platform
 from manyfest.reference import Reference
-from manyfest.store import ListSettings, ManifestStore, StoredImage
-from manyfest.template import Template
 from manyfest.transport import Settings, Transport
 
-if TYPE_CHECKING:  # imported where used: `inspect` and `push` start without the plan parser
+if TYPE_CHECKING:  # imported where used: `inspect` and `push` start without the plan parser,
+    # `publish` without the local list store and the inspect formats
     from manyfest.ops.manifests import PushOutcome
     from manyfest.ops.plan import PlanList
     from manyfest.ops.publish import PublishReport, StopRequest
     from manyfest.ops.remote_annotate import EntryChange, RemoteAnnotation
     from manyfest.ops.since import Since
+    from manyfest.store import ListSettings, ManifestStore, StoredImage
+    from manyfest.template import Template
 
 
 class Session:
@@ -67,7 +67,17 @@ class Session:
         self.transport = Transport(settings, on_event=on_event)
         self.client = RecordingClient(self.transport)
         self.engine = Engine(self.client, on_event, cache if cache is not None else FactCache())
-        self.store = ManifestStore(store_root)
+        self._store_root = store_root
+        self._store: ManifestStore | None = None
+
+    @property
+    def store(self) -> ManifestStore:
+        """The local list store (``create``, ``annotate``, ``push``; made on first use)."""
+        if self._store is None:
+            from manyfest.store import ManifestStore
+
+            self._store = ManifestStore(self._store_root)
+        return self._store
 
     async def __aenter__(self) -> Session:
         await self.transport.__aenter__()
@@ -281,6 +291,9 @@ class Session:
                 manifest.
             NoMatchingPlatformError: ``platform`` matches no entry (or not the image).
         """
+        from manyfest.ops import inspect as inspecting
+        from manyfest.template import Template
+
         fmt = format if isinstance(format, Template) else inspecting.parse_format(format)
         wanted = parse_platform(platform) if isinstance(platform, str) else platform
         inspecting.check_options(verbose=verbose, raw=raw, format=fmt)

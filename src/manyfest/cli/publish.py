@@ -376,11 +376,14 @@ def publish(
             progress.counters = session.transport.total
             with progress:
                 copied = await _run_copies(session, copies, progress, options, stop)
-                from manyfest.ops.copy import brought
+                present = None
+                if copied:
+                    from manyfest.ops.copy import brought
 
+                    present = brought(copied.results)
                 done = await session.publish(
                     plan, options=options, fail_fast=fail_fast, stop=stop, platforms=filters,
-                    since=previous, brought=brought(copied.results) if copied else None,
+                    since=previous, brought=present,
                 )
             if digests is not None:  # lists --since proved unchanged: their children
                 from manyfest.ops.digests import fill_children

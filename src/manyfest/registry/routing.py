@@ -22,14 +22,17 @@ engine copies); between two layouts it is the link or copy itself.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from manyfest.content import Manifest
 from manyfest.errors import ManyfestError, NotFoundError, RegistryError
 from manyfest.models import Descriptor
 from manyfest.reference import Reference
 from manyfest.registry.client import ManifestHead, RegistryClient
-from manyfest.registry.layout import LayoutClient
 from manyfest.transport import Transport
+
+if TYPE_CHECKING:  # imported on first use: a run without layout references never needs it
+    from manyfest.registry.layout import LayoutClient
 
 
 class RoutingClient(RegistryClient):
@@ -42,7 +45,16 @@ class RoutingClient(RegistryClient):
 
     def __init__(self, transport: Transport, layouts: LayoutClient | None = None) -> None:
         super().__init__(transport)
-        self.layouts = layouts if layouts is not None else LayoutClient()
+        self._layouts = layouts
+
+    @property
+    def layouts(self) -> LayoutClient:
+        """The layout client (made on first use)."""
+        if self._layouts is None:
+            from manyfest.registry.layout import LayoutClient
+
+            self._layouts = LayoutClient()
+        return self._layouts
 
     async def head_manifest(self, ref: Reference, *, push: bool = False) -> ManifestHead | None:
         """:meth:`RegistryClient.head_manifest`, or the layout's index.json entry."""
