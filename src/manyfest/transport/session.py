@@ -1161,11 +1161,11 @@ def _log_exchange(method: str, url: str, headers: Mapping[str, str],
     )
 
 
-__all__ = ["MANIFEST_LIMIT", "MAX_BODY", "BlobStream", "Transport"]
-
-
 def _signal(resp: Response) -> Signal:
     """The throttle signal of a finished answer (status, headers, error codes of its body;
     see :func:`~manyfest.transport.throttle.signal_of`)."""
     return signal_of(resp.status, resp.headers, resp.body,
                      {d.code for d in errormap.error_details(resp.body, resp.headers)})
+
+
+__all__ = ["MANIFEST_LIMIT", "MAX_BODY", "BlobStream", "Transport"]
