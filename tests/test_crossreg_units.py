@@ -315,14 +315,47 @@ def test_held_config_bytes_are_let_go_with_their_source() -> None:
             engine.forget(source)
         assert not engine._held
         assert engine._held_bytes == 0
-        # crossing after that reads the config from the source again (streamed)
+        regs.calls.clear()
         result = await engine.publish(_ref(HUB, "app:1"),
                                       [Child(s, s.platform) for s in sources])
         assert result.error is None, result.error
 
     anyio.run(go)
-    assert not [c for c in regs.of("copy", HUB) if c.held]
-    assert {c.what for c in regs.of("copy", HUB)} >= configs
+    # crossing after that reads each config from the source again, once (for the copy
+    # and its platform both), and uploads the bytes read
+    assert sorted(c.what for c in regs.of("GET blob", BUILD)) == sorted(configs)
+    assert {c.what for c in regs.of("copy", HUB) if c.held} == configs
+
+
+def test_a_config_is_read_once_for_a_copy_and_for_the_platform_of_another_source() -> None:
+    # An index source's child and an image source share an image (so its config): the
+    # index's list crosses to another registry first, the image is resolved after. The
+    # config is read once: by the crossing, for its platform too, and the image's platform
+    # comes from that read (before, the crossing streamed it and the platform read it
+    # again, or the other way round when the platform read was still in flight).
+    regs = Registries()
+    item = build_attested_index(AMD64, "shared")
+    for image in (item.image, item.attestation):
+        regs.add_image(BUILD, "multi", image.manifest.digest, image)
+    regs._store(BUILD, "multi", item.index, "1")
+    regs.add_image(BUILD, "app-amd64", "1", item.image)
+    config = item.image.manifest.image().config.digest
+    engine = Engine(regs.client())
+
+    async def go() -> Platform | None:
+        index = await engine.resolve(_ref(BUILD, "multi:1"))
+        result = await engine.publish(_ref(HUB, "rel/from-index:1"), list(index.entries),
+                                      options=PublishOptions(media_type="oci"))
+        assert result.error is None, result.error
+        image = await engine.resolve(_ref(BUILD, "app-amd64:1"))
+        return image.platform
+
+    assert anyio.run(go) == AMD64
+    assert [c.what for c in regs.of("GET blob", BUILD)].count(config) == 1
+    [copy] = [c for c in regs.of("copy", HUB) if c.what == config]
+    assert copy.held
+    assert copy.origin == f"{BUILD}/multi"
+    assert regs.blobs[(HUB, "rel/from-index")][config] == dict(item.image.blobs)[config]
 
 
 def test_a_registry_that_does_not_mount_gets_a_head_before_a_first_crossing() -> None:

@@ -903,7 +903,18 @@ class Engine:
         bytes the run holds. ``check``: unless the repository has it, which the upload's
         ``POST`` asks (a mount from the target repository itself), or a HEAD before it on
         a registry seen not to mount. True when it was there already (nothing sent)."""
-        data = self._held.get((registry_key(source.registry), blob.digest))
+        held = (registry_key(source.registry), blob.digest)
+        data = self._held.get(held)
+        if (data is None and self.hold_configs and blob.media_type in _IMAGE_CONFIGS
+                and 0 < blob.size <= HELD_BLOB_MAX):
+            # An image config is read once per run, however many need it: the platform
+            # read of another source naming it may be in flight (or not yet started); its
+            # bytes, held, are what this copy uploads (else the same blob would be read
+            # from the source twice, once for the platform and once for the copy).
+            with contextlib.suppress(ManyfestError):
+                await self._configs.get((source.registry, blob.digest),
+                                        lambda: self._platform(source, blob.digest))
+            data = self._held.get(held)
         if data is not None and blob.size not in (0, len(data)):
             data = None  # the descriptor says another size: let the stream find out
         size: int | None
@@ -1754,6 +1765,9 @@ def subject_reference(target: Reference, text: str) -> Reference:
         )
     return ref
 
+
+_IMAGE_CONFIGS = frozenset({mediatypes.OCI_CONFIG, mediatypes.DOCKER_CONFIG})
+"""Config media types of images (whose platform the engine reads)."""
 
 _DIGEST_ONLY = re.compile(r"(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})\Z")
 
