@@ -7,7 +7,7 @@
   :func:`tests.imagewriter.push_built`; it also returns the blobs of each tag, from
   which the request counts are computed (:meth:`Seeded.floor_requests`);
   :func:`seed_storage` writes the same images into a registry's storage before it starts
-  (:mod:`tests.registry_storage`, no HTTP: seconds for what takes an hour to push);
+  (:mod:`tests.registry_storage`, no HTTP: minutes for what takes an hour to push);
 * :class:`Job`: what one timed run publishes (a fresh target repository, the source tags);
 * the peers: :func:`run_manyfest`, :func:`run_limit`, :func:`run_docker`,
   :func:`run_buildah`, each one child process measured by :func:`measure` (wall time from
@@ -156,8 +156,9 @@ SEED_CHUNK = 64
 def seed_storage(server: RegistryServer, start: int, stop: int) -> Seeded:
     """Write what :func:`seed` would push (the same images, byte for byte: the same
     manifests, configs and layers at the same tags) straight into the storage of ``server``
-    before it starts (:mod:`tests.registry_storage`), without HTTP: seconds instead of an
-    hour for 10,000 tags.
+    before it starts (:mod:`tests.registry_storage`), without HTTP: 10,000 tags (40,000
+    images, 2.5 GB, ~480,000 files) in under 4 minutes on 2 cores, most of it building the
+    images, where pushing them takes about 50 minutes.
 
     The images are built and written :data:`SEED_CHUNK` tags at a time, so memory does not
     grow with the tags' bytes (only with the returned digests, ~10 KB per tag).

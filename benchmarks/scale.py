@@ -11,7 +11,7 @@ Shape of a run of N lists (the same for every N, so CPU per list is comparable):
   layers, 9 of them the platform's base), for the largest N, once per benchmark. By default
   (``--seed-mode files``) they are written into the registry's storage before it starts
   (``benchmarks.harness.seed_storage``: the same bytes as a push, 10,000 tag sets = 40,000
-  images in about 3 minutes on 2 cores); ``--seed-mode http`` pushes them through the
+  images in under 4 minutes on 2 cores); ``--seed-mode http`` pushes them through the
   running registry (``benchmarks.harness.seed``: about 50 minutes for 40,000 images);
 * list ``i`` is ``scale/<run>/app<i mod R>:v<i>`` (R = ``--repositories``, default 1: a
   catalogue of tags of one repository) of the 4 images of source tag set ``i mod S``: the

@@ -2,7 +2,9 @@
 
 Pushing tens of thousands of images through a registry takes most of an hour on a small
 machine (two requests per blob, one per manifest, each through the registry's upload
-sessions); writing the files the registry would have written takes seconds. This module
+sessions); building the same images and writing the files the registry would have written
+takes under 4 minutes for 40,000 real-shape images on 2 cores, most of it building them
+(~4 ms of CPU per image; the files themselves, ~12 per image, about a tenth). This module
 writes what ``docker-registry`` (CNCF Distribution v2.8, ``storage.filesystem``) leaves under
 its ``rootdirectory`` after :func:`tests.imagewriter.push_built` pushed the same images by
 tag, file for file and byte for byte (``tests/test_registry_storage.py`` compares the two
