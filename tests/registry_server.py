@@ -76,6 +76,13 @@ class RegistryServer:
         return f"{self.address}:{self.port}"
 
     @property
+    def storage_dir(self) -> Path:
+        """The filesystem storage's root directory (``storage.filesystem.rootdirectory``):
+        ``<workdir>/storage``. A server made on a ``workdir`` whose storage was written
+        beforehand (:mod:`tests.registry_storage`) serves what is there once started."""
+        return self.workdir / "storage"
+
+    @property
     def log_path(self) -> Path:
         """The registry's log file."""
         return self.workdir / "registry.log"
@@ -90,7 +97,7 @@ class RegistryServer:
             "    disabled: true",
             "storage:",
             "  filesystem:",
-            f"    rootdirectory: {self.workdir / 'storage'}",
+            f"    rootdirectory: {self.storage_dir}",
             "  delete:",
             "    enabled: true",
             "  maintenance:",
