@@ -208,12 +208,13 @@ def run_one(registry: RegistryServer, seeded: harness.Seeded, workdir: Path, lis
 def engine_only(lists: int, per_source: int) -> dict[str, Any]:
     """:mod:`benchmarks.scale_engine` in a child process on the code under test: the publish
     engine's own CPU for ``lists`` lists against an in-memory registry (no I/O)."""
-    env = harness.base_env(Path(tempfile.mkdtemp(prefix="manyfest-scale-engine-")))
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.scale_engine", str(lists),
-         "--lists-per-source", str(per_source)],
-        env=env, cwd=harness.ROOT, capture_output=True, timeout=900, check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="manyfest-scale-engine-") as home:
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.scale_engine", str(lists),
+             "--lists-per-source", str(per_source)],
+            env=harness.base_env(Path(home)), cwd=harness.ROOT, capture_output=True,
+            timeout=900, check=False,
+        )
     try:
         doc: dict[str, Any] = json.loads(out.stdout)
     except ValueError:
