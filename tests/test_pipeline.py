@@ -17,6 +17,7 @@ import pytest
 from manyfest.cache import FactCache
 from manyfest.content import Manifest
 from manyfest.engine import Engine, PublishOptions
+from manyfest.errors import RegistryError
 from manyfest.ops.plan import parse_documents
 from manyfest.ops.publish import PIPELINED_RESOLVES, READY_AHEAD, publish, written_units
 from manyfest.reference import Reference
@@ -249,3 +250,92 @@ def test_resolution_stays_a_bounded_distance_ahead_of_the_writes() -> None:
         ahead = max(ahead, gets - 2 * puts)
     bound = 2 * READY_AHEAD + PIPELINED_RESOLVES
     assert 2 * READY_AHEAD <= ahead <= bound, (ahead, bound)
+
+
+class ProbedRegistry(TagDeletingRegistry):
+    """The in-memory registry with the tag-list probe of a target repository
+    (:meth:`~manyfest.registry.RegistryClient.repository_exists`): a repository exists once
+    it holds a tag, as Distribution answers ``tags/list`` (404 NAME_UNKNOWN without tags);
+    ``probe_fails``: the probe raises (a registry refusing to list tags)."""
+
+    def __init__(self, probe_fails: bool = False) -> None:
+        super().__init__(refuse_tags=set())
+        self.probe_fails = probe_fails
+
+    async def repository_exists(self, ref: Reference, *, push: bool = False) -> bool:
+        self.calls.append(("tags/list+push" if push else "tags/list", ref.repository, ""))
+        await anyio.lowlevel.checkpoint()
+        if self.probe_fails:
+            raise RegistryError(f"list tags of {ref.name}", status=403, method="GET",
+                                url=f"http://{ref.registry}/v2/{ref.repository}/tags/list")
+        return any(not key.startswith("sha256:") for key in self.manifests.get(ref.repository, {}))
+
+
+def _four_tags() -> list[Any]:
+    """Two lists into one repository, two tags each: the probe's threshold (PROBE_TAGS)."""
+    return parse_documents("\n---\n".join([
+        _doc("app:1", ["app-amd64:1", "app-arm64:1"], tags="one"),
+        _doc("app:2", ["app-amd64:1"], tags="two"),
+    ]) + "\n")
+
+
+def test_a_new_target_repository_is_probed_once_instead_of_a_head_per_tag() -> None:
+    fake = ProbedRegistry()
+    _images(fake, "probe")
+    plan = _four_tags()
+    report = _run(lambda: publish(Engine(fake.client()), plan))
+    assert [(r.status, r.old_digest) for r in report.results] == [("created", "")] * 2
+    assert [c for c in fake.calls if c[0].startswith("tags/list")] == [
+        ("tags/list+push", "app", "")]
+    assert not [c for c in fake.calls if c[0].startswith("HEAD") and c[1] == "app"]
+    for result, tags in zip(report.results, (["1", "one"], ["2", "two"]), strict=True):
+        assert result.tags == tags
+        for tag in tags:
+            assert fake.manifests["app"][tag].digest == result.digest
+    # The next run finds the repository: a HEAD per tag says the lists are there.
+    fake.calls.clear()
+    again = _run(lambda: publish(Engine(fake.client()), plan))
+    assert [r.status for r in again.results] == ["unchanged"] * 2
+    assert [r.old_digest for r in again.results] == [r.digest for r in report.results]
+    assert sorted(c[2] for c in fake.calls if c[0].startswith("HEAD") and c[1] == "app") \
+        == ["1", "2", "one", "two"]
+    assert len([c for c in fake.calls if c[0].startswith("tags/list")]) == 1
+    assert not [c for c in fake.calls if c[0] == "PUT"]
+
+
+def test_each_run_on_one_engine_asks_again_whether_the_repository_exists() -> None:
+    # One session publishing a plan twice (the API's dry run, run, re-run): the first run's
+    # "no such repository" is not the second's, which finds the lists there.
+    fake = ProbedRegistry()
+    _images(fake, "twice")
+    engine = Engine(fake.client())
+    plan = _four_tags()
+    dry = _run(lambda: publish(engine, plan, options=PublishOptions(dry_run=True)))
+    assert [r.status for r in dry.results] == ["created"] * 2
+    first = _run(lambda: publish(engine, plan))
+    assert [r.status for r in first.results] == ["created"] * 2
+    fake.calls.clear()
+    again = _run(lambda: publish(engine, plan))
+    assert [r.status for r in again.results] == ["unchanged"] * 2
+    assert [c[0] for c in fake.calls if c[0].startswith("tags/list")] == ["tags/list+push"]
+    assert not [c for c in fake.calls if c[0] == "PUT"]
+
+
+def test_fewer_tags_than_the_threshold_or_a_failed_probe_mean_heads() -> None:
+    fake = ProbedRegistry()
+    _images(fake, "few")
+    three = parse_documents("\n---\n".join([
+        _doc("app:1", ["app-amd64:1"], tags="one"), _doc("app:2", ["app-arm64:1"]),
+    ]) + "\n")
+    report = _run(lambda: publish(Engine(fake.client()), three))
+    assert [r.status for r in report.results] == ["created"] * 2
+    assert not [c for c in fake.calls if c[0].startswith("tags/list")]
+    assert sorted(c[2] for c in fake.calls if c[0].startswith("HEAD") and c[1] == "app") \
+        == ["1", "2", "one"]
+    failing = ProbedRegistry(probe_fails=True)
+    _images(failing, "few")
+    report = _run(lambda: publish(Engine(failing.client()), _four_tags()))
+    assert [r.status for r in report.results] == ["created"] * 2
+    assert len([c for c in failing.calls if c[0].startswith("tags/list")]) == 1
+    assert sorted(c[2] for c in failing.calls if c[0].startswith("HEAD") and c[1] == "app") \
+        == ["1", "2", "one", "two"]

@@ -174,11 +174,14 @@ def test_release_tags_share_work(registry: RegistryServer, ns: str, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert len({r["digest"] for r in report["results"]}) == 1
-    # The first list: 4 x (GET manifest + GET config), a mount per blob, 4 child PUTs,
-    # 1 HEAD + 1 PUT of its tag; then 1 HEAD + 1 PUT per other tag; + the ping; + the
-    # referrers lookups (the probe and a tag list per source repository, once for all 4 lists).
-    first = 4 * 2 + len(distinct_blobs(built.values())) + 4 + 2
-    assert report["summary"]["requests"] == 1 + first + 3 * 2 + referrers_lookups(4)
+    # The first list: one GET of the target's tag list (4 tags into a repository that does
+    # not exist yet: 404 NAME_UNKNOWN, so no HEAD of any tag), 4 x (GET manifest + GET
+    # config), a mount per blob, 4 child PUTs, 1 PUT of its tag; then 1 PUT per other tag;
+    # + the ping; + the referrers lookups (the probe and a tag list per source repository,
+    # once for all 4 lists).
+    first = 1 + 4 * 2 + len(distinct_blobs(built.values())) + 4 + 1
+    assert report["summary"]["requests"] == 1 + first + 3 + referrers_lookups(4)
+    assert sum(r["manifest_heads"] for r in report["results"]) == 0
     served = registry.request_count() - before
     assert served + REFERRERS_PROBE == report["summary"]["requests"]
 

@@ -120,9 +120,11 @@ def test_identical_lists_are_one_unit_and_a_warm_rerun_does_no_manifest_get(
         first, second = doc["results"]
         repo = f"/v2/{ns}/app/manifests/"
         tags = ["1.2.3", "1.2", "1", "latest", "stable"]
-        # One HEAD and one PUT per tag; the list's children PUT once each, by digest.
+        # One PUT per tag, no HEAD: 5 tags into a repository that does not exist yet, which
+        # one GET of its tag list says (404 NAME_UNKNOWN); the children PUT once each.
+        assert proxy.seen[f"GET /v2/{ns}/app/tags/list?n=1"] == 1
         for tag in tags:
-            assert proxy.seen[f"HEAD {repo}{tag}"] == 1, tag
+            assert proxy.seen[f"HEAD {repo}{tag}"] == 0, tag
             assert proxy.seen[f"PUT {repo}{tag}"] == 1, tag
         for digest in children:
             assert proxy.seen[f"PUT {repo}{digest}"] == 1
@@ -140,12 +142,13 @@ def test_identical_lists_are_one_unit_and_a_warm_rerun_does_no_manifest_get(
         summary = doc["summary"]
         assert summary["requests"] == sum(proxy.seen.values())
         assert first["requests"] == summary["requests"]
-        # Cold: 4 source manifests GET by tag; 5 tag HEADs.
-        assert (summary["manifest_gets"], summary["manifest_heads"]) == (4, 5)
-        assert (first["manifest_gets"], first["manifest_heads"]) == (4, 5)
+        # Cold: 4 source manifests GET by tag; no tag HEAD.
+        assert (summary["manifest_gets"], summary["manifest_heads"]) == (4, 0)
+        assert (first["manifest_gets"], first["manifest_heads"]) == (4, 0)
         assert [json.loads(line) for line in report.read_text().splitlines()] == doc["results"]
 
-        # Warm re-run, unchanged plan: HEADs only (4 sources by tag, 5 tags), no GET.
+        # Warm re-run, unchanged plan: HEADs only (4 sources by tag, 5 tags; the tag list
+        # says the repository exists), no manifest GET.
         proxy.seen.clear()
         warm = manyfest("publish", "--json", str(plan))
         assert warm.returncode == 0, warm.stderr

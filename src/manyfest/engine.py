@@ -19,9 +19,18 @@ the tag where it was.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Hashable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, Literal, TypeVar
@@ -1228,6 +1237,41 @@ class Engine:
             self.on_event(Warned(target=str(result.target), message=stale_message(
                 result.target, old, result.digest, result.stale_referrers)))
 
+    @contextlib.contextmanager
+    def probing(self, repositories: frozenset[tuple[str, str]]) -> Iterator[None]:
+        """Within the block (one publish run, and every task it starts), :meth:`plan` may
+        learn that a target repository of ``repositories`` ((registry, repository) pairs)
+        does not exist from one tag-list GET instead of a HEAD per tag
+        (:meth:`new_repository`). The answers are the block's own: another run, even on
+        this engine, asks again (its repository may exist by then)."""
+        token = _probes.set((repositories, OnceMap()))
+        try:
+            yield
+        finally:
+            _probes.reset(token)
+
+    async def new_repository(self, target: Reference, *, push: bool) -> bool:
+        """True when ``target``'s repository had no tag when this run first asked, for a
+        repository named to :meth:`probing` (one tag-list GET per repository per run,
+        :meth:`RegistryClient.repository_exists
+        <manyfest.registry.RegistryClient.repository_exists>`, instead of a HEAD per tag:
+        a release's first publish into a new repository); else False. The run's other tags
+        of a repository it writes into are still absent (a tag belongs to one unit of work
+        of a run). Any failure of the probe is False: the HEADs then say what is wrong."""
+        scope = _probes.get()
+        key = (target.registry, target.repository)
+        probe = getattr(self.client, "repository_exists", None)
+        if scope is None or key not in scope[0] or target.layout or probe is None:
+            return False
+
+        async def ask() -> bool:
+            try:
+                return not await probe(target, push=push)
+            except ManyfestError:
+                return False
+
+        return await scope[1].get(key, ask)
+
     async def heads(self, target: Reference, tags: Sequence[str], *, push: bool,
                     tolerant: bool = False) -> dict[str, str]:
         """The digest each tag points at now ('' when absent), HEADed concurrently.
@@ -1271,7 +1315,10 @@ class Engine:
         """
         heads: dict[str, str] = {}
         if opts.skip_unchanged or opts.dry_run or opts.existing != "overwrite":
-            heads = await self.heads(target, tags, push=not opts.dry_run)
+            if await self.new_repository(target, push=not opts.dry_run):
+                heads = dict.fromkeys(tags, "")  # no repository yet: no tag to look up
+            else:
+                heads = await self.heads(target, tags, push=not opts.dry_run)
         kept: set[str] = set()
         if opts.unchanged_by == "children" and heads:
             listed, kept = await self.same_children(target, tags, listed, heads)
@@ -1765,6 +1812,15 @@ def subject_reference(target: Reference, text: str) -> Reference:
         )
     return ref
 
+
+_probes: contextvars.ContextVar[tuple[frozenset[tuple[str, str]], OnceMap[bool]] | None] = \
+    contextvars.ContextVar("manyfest_repository_probes", default=None)
+"""The repositories a publish run may probe, and its answers (:meth:`Engine.probing`)."""
+
+PROBE_TAGS = 4
+"""Tags of one target repository in a plan from which one tag-list GET (404 for a
+repository that does not exist) is worth trying instead of a HEAD per tag: it costs one
+request more where the repository exists."""
 
 _IMAGE_CONFIGS = frozenset({mediatypes.OCI_CONFIG, mediatypes.DOCKER_CONFIG})
 """Config media types of images (whose platform the engine reads)."""

@@ -36,6 +36,7 @@ import msgspec
 
 from manyfest.content import Manifest
 from manyfest.engine import (
+    PROBE_TAGS,
     Child,
     Engine,
     ListResult,
@@ -506,6 +507,23 @@ async def publish(
         PlanError: a list's settings contradict each other (annotations, artifactType,
             subject or labels to copy with media type ``docker``); before any request.
     """
+    with engine.probing(probe_repositories(plan)):
+        return await _publish(engine, plan, options=options, fail_fast=fail_fast, stop=stop,
+                              platforms=platforms, since=since, brought=brought)
+
+
+async def _publish(
+    engine: Engine,
+    plan: list[PlanList],
+    *,
+    options: PublishOptions | None = None,
+    fail_fast: bool = False,
+    stop: StopRequest | None = None,
+    platforms: Sequence[Platform] = (),
+    since: since_ops.Since | None = None,
+    brought: Mapping[str, Reference] | None = None,
+) -> PublishReport:
+    """:func:`publish` within its run's repository probes."""
     opts = options or PublishOptions()
     engine.referrers.mode = opts.referrers  # --atomic's writes too (outside Engine.publish)
     # Configs read for their platforms are kept for a copy to another registry only when a
@@ -1054,6 +1072,17 @@ async def _pipelined(
     report = PublishReport([r for r in results if r is not None], dry_run=opts.dry_run)
     _totals(report, engine.client.transport, before, per_registry, started)
     return report
+def probe_repositories(plan: Sequence[PlanList]) -> frozenset[tuple[str, str]]:
+    """The target (registry, repository) pairs the plan writes at least
+    :data:`~manyfest.engine.PROBE_TAGS` tags into: where one tag-list GET may answer for
+    every tag (:meth:`~manyfest.engine.Engine.new_repository`)."""
+    counts: dict[tuple[str, str], int] = {}
+    for item in plan:
+        key = (item.target.registry, item.target.repository)
+        counts[key] = counts.get(key, 0) + len(item.tags)
+    return frozenset(key for key, n in counts.items() if n >= PROBE_TAGS)
+
+
 def stamp_mirrors(results: Sequence[ListResult], plan: Sequence[PlanList]) -> None:
     """Give each result of a fan-out list (``targets:``, ``--mirror``) its ``mirror_of``:
     the first target of its plan document (``results`` in plan order, one per list)."""

@@ -35,7 +35,7 @@ from manyfest.errors import (
 from manyfest.models import Descriptor, IndexDoc
 from manyfest.reference import Reference
 from manyfest.transport import MANIFEST_LIMIT, Response, Transport
-from manyfest.transport.errormap import registry_error
+from manyfest.transport.errormap import error_details, registry_error
 
 if TYPE_CHECKING:
     from manyfest.transport.session import BlobStream
@@ -626,6 +626,27 @@ class RegistryClient:
                     ok=(200, 202, 204, 404),
                 )
         return False
+
+    async def repository_exists(self, ref: Reference, *, push: bool = False) -> bool:
+        """Whether ``ref``'s repository has tags: False only when ``GET
+        /v2/<name>/tags/list?n=1`` is answered 404 ``NAME_UNKNOWN`` (distribution-spec: the
+        repository is not known; Distribution answers so for a repository without tags).
+
+        ``push``: ask for a ``pull,push`` token, as the HEADs of a publish's targets do (one
+        token serves the writes that follow).
+
+        Raises:
+            RegistryError: an answer other than 200 or 404.
+            TransportError: the registry could not be reached.
+        """
+        resp = await self.transport.request(
+            "GET", ref.registry, f"/v2/{ref.repository}/tags/list?n=1",
+            what=f"list tags of {ref.name}", scopes=self._scopes(ref, _PUSH if push else _PULL),
+            ok=(200, 404),
+        )
+        if resp.status == 200:
+            return True
+        return "NAME_UNKNOWN" not in {d.code for d in error_details(resp.body, resp.headers)}
 
     async def list_tags(self, ref: Reference, *, page_size: int | None = None) -> list[str]:
         """Every tag of ``ref``'s repository (distribution-spec "Listing Tags", end-8a/8b).
