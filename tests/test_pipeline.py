@@ -191,6 +191,24 @@ def test_the_cache_spill_writes_pending_records_and_lets_them_go(tmp_path: Path)
     assert cache.flush() == 0
 
 
+def test_a_record_forgotten_while_it_is_written_is_still_written(tmp_path: Path) -> None:
+    # A run writes its facts in a worker thread while its event loop lets sources go: a
+    # source released between the records' taking and their writing (its record dropped
+    # from memory) must still reach the disk, or the next run reads it again (the
+    # official-images re-run found one source manifest missing from its cache this way).
+    fake = TagDeletingRegistry(refuse_tags=set())
+    _images(fake, "race")
+    cache = FactCache(tmp_path / "cache")
+    manifest = fake.manifests["app-amd64"]["1"]
+    cache.put_manifest(manifest)
+    records = cache.take_pending()
+    cache.forget(manifest.digest)  # the loop, while the thread writes
+    assert manifest.digest not in cache._manifests
+    assert cache.write_records(records) == 1
+    assert FactCache(tmp_path / "cache").manifest(manifest.digest) == manifest
+    assert cache.flush() == 0
+
+
 def test_a_spill_that_keeps_writes_the_records_and_holds_them(tmp_path: Path) -> None:
     fake = TagDeletingRegistry(refuse_tags=set())
     _images(fake, "keep")

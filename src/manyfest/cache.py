@@ -137,29 +137,49 @@ class FactCache:
             written += 1
         return written
 
-    def spill(self, *, keep: bool = False) -> int:
-        """Write every pending manifest record now (as :meth:`flush`) and let the records
-        written go from memory (read back from disk when asked for again), so a run of
-        10,000 lists holds the facts of the lists in flight, not of every list. ``keep``:
-        write them but keep them in memory too (a run writing its facts while its requests
-        are in flight, so that its end does not wait for the files). Safe in a worker
-        thread while the event loop adds records: a record changed meanwhile stays
-        (pending, written by the next spill or flush). Returns the files written."""
-        if not self.enabled:
-            return 0
-        written = 0
+    def take_pending(self) -> list[tuple[str, _ManifestRecord]]:
+        """The manifest records still to be written, taken as they are now (no longer
+        pending: :meth:`write_records` writes them). Call it in the thread that adds and
+        forgets records (the event loop's): a record forgotten after this is still
+        written, one changed after it is pending again."""
         pending, self._pending = self._pending, set()
+        taken = []
         for digest in pending:
-            path = self._manifest_path(digest)
             record = self._manifests.get(digest)
-            if path is None or record is None:
-                continue
-            self._write(path, msgspec.msgpack.encode(record))
-            written += 1
-            if keep:
-                continue
+            if record is not None and self._manifest_path(digest) is not None:
+                taken.append((digest, record))
+        return taken
+
+    def write_records(self, records: list[tuple[str, _ManifestRecord]]) -> int:
+        """Write records :meth:`take_pending` took, each atomically; touches no state, so
+        it is safe in a worker thread while the event loop works. Returns the files
+        written."""
+        for digest, record in records:
+            path = self._manifest_path(digest)
+            if path is not None:
+                self._write(path, msgspec.msgpack.encode(record))
+        return len(records)
+
+    def let_go(self, records: list[tuple[str, _ManifestRecord]]) -> None:
+        """Let written records go from memory (read back from disk when asked for again),
+        but not one added or changed since it was taken."""
+        for digest, record in records:
             if digest not in self._pending and self._manifests.get(digest) is record:
                 self._manifests.pop(digest, None)
+
+    def spill(self, *, keep: bool = False) -> int:
+        """Write every pending manifest record now (as :meth:`flush`) and let the records
+        written go from memory, so a run of 10,000 lists holds the facts of the lists in
+        flight, not of every list; ``keep``: keep them in memory too. In one thread: a run
+        writing while its event loop works uses :meth:`take_pending` (in the loop),
+        :meth:`write_records` (in a worker thread) and :meth:`let_go` (in the loop).
+        Returns the files written."""
+        if not self.enabled:
+            return 0
+        records = self.take_pending()
+        written = self.write_records(records)
+        if not keep:
+            self.let_go(records)
         return written
 
     def forget(self, digest: str) -> None:

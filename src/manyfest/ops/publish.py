@@ -27,7 +27,6 @@ import contextlib
 import time
 from collections.abc import Callable, Container, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -1000,7 +999,9 @@ async def _pipelined(
             # wait for a file per source manifest).
             spilling = True
             try:
-                await anyio.to_thread.run_sync(partial(engine.cache.spill, keep=True))
+                records = engine.cache.take_pending()
+                if records:
+                    await anyio.to_thread.run_sync(engine.cache.write_records, records)
             finally:
                 spilling = False
 
@@ -1052,7 +1053,9 @@ async def _pipelined(
             # the facts learned so far go to disk (in a worker thread) and out of memory
             spilling, released = True, 0
             try:
-                await anyio.to_thread.run_sync(engine.cache.spill)
+                records = engine.cache.take_pending()
+                await anyio.to_thread.run_sync(engine.cache.write_records, records)
+                engine.cache.let_go(records)
             finally:
                 spilling = False
 
