@@ -1075,6 +1075,8 @@ async def _pipelined(
     report = PublishReport([r for r in results if r is not None], dry_run=opts.dry_run)
     _totals(report, engine.client.transport, before, per_registry, started)
     return report
+
+
 def probe_repositories(plan: Sequence[PlanList]) -> frozenset[tuple[str, str]]:
     """The target (registry, repository) pairs the plan writes at least
     :data:`~manyfest.engine.PROBE_TAGS` tags into: where one tag-list GET may answer for
