@@ -7,6 +7,7 @@ written_units`); a source is let go once the last list naming it is published.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -176,13 +177,19 @@ def test_sources_are_let_go_once_their_last_list_is_published(tmp_path: Path) ->
     }
 
 
-def test_the_cache_spill_writes_pending_records_and_lets_them_go(tmp_path: Path) -> None:
+def _one_record(tmp_path: Path, seed: str) -> tuple[FactCache, Manifest]:
+    """A cache in ``tmp_path/cache`` holding one manifest's record, not yet written."""
     fake = TagDeletingRegistry(refuse_tags=set())
-    _images(fake, "spill")
+    _images(fake, seed)
     cache = FactCache(tmp_path / "cache")
     manifest = fake.manifests["app-amd64"]["1"]
     cache.put_manifest(manifest)
-    assert cache.spill() == 1
+    return cache, manifest
+
+
+def test_the_cache_spill_writes_pending_records_and_lets_them_go(tmp_path: Path) -> None:
+    cache, manifest = _one_record(tmp_path, "spill")
+    assert anyio.run(cache.spill) == 1
     assert cache._manifests == {}
     assert cache._pending == set()
     again = FactCache(tmp_path / "cache")
@@ -196,11 +203,7 @@ def test_a_record_forgotten_while_it_is_written_is_still_written(tmp_path: Path)
     # source released between the records' taking and their writing (its record dropped
     # from memory) must still reach the disk, or the next run reads it again (the
     # official-images re-run found one source manifest missing from its cache this way).
-    fake = TagDeletingRegistry(refuse_tags=set())
-    _images(fake, "race")
-    cache = FactCache(tmp_path / "cache")
-    manifest = fake.manifests["app-amd64"]["1"]
-    cache.put_manifest(manifest)
+    cache, manifest = _one_record(tmp_path, "race")
     records = cache.take_pending()
     cache.forget(manifest.digest)  # the loop, while the thread writes
     assert manifest.digest not in cache._manifests
@@ -210,12 +213,8 @@ def test_a_record_forgotten_while_it_is_written_is_still_written(tmp_path: Path)
 
 
 def test_a_spill_that_keeps_writes_the_records_and_holds_them(tmp_path: Path) -> None:
-    fake = TagDeletingRegistry(refuse_tags=set())
-    _images(fake, "keep")
-    cache = FactCache(tmp_path / "cache")
-    manifest = fake.manifests["app-amd64"]["1"]
-    cache.put_manifest(manifest)
-    assert cache.spill(keep=True) == 1
+    cache, manifest = _one_record(tmp_path, "keep")
+    assert anyio.run(partial(cache.spill, let_go=False)) == 1
     assert cache._pending == set()
     assert cache._manifests[manifest.digest].raw == manifest.raw  # still in memory
     assert FactCache(tmp_path / "cache").manifest(manifest.digest) == manifest  # on disk

@@ -25,6 +25,7 @@ import itertools
 import os
 from pathlib import Path
 
+import anyio
 import msgspec
 import platformdirs
 
@@ -167,18 +168,19 @@ class FactCache:
             if digest not in self._pending and self._manifests.get(digest) is record:
                 self._manifests.pop(digest, None)
 
-    def spill(self, *, keep: bool = False) -> int:
-        """Write every pending manifest record now (as :meth:`flush`) and let the records
-        written go from memory, so a run of 10,000 lists holds the facts of the lists in
-        flight, not of every list; ``keep``: keep them in memory too. In one thread: a run
-        writing while its event loop works uses :meth:`take_pending` (in the loop),
-        :meth:`write_records` (in a worker thread) and :meth:`let_go` (in the loop).
-        Returns the files written."""
+    async def spill(self, *, let_go: bool = True) -> int:
+        """Write every pending manifest record now (as :meth:`flush`), the files in a worker
+        thread while the event loop goes on (:meth:`take_pending` in the loop,
+        :meth:`write_records` in the thread); ``let_go``: then let the records written go
+        from memory (:meth:`let_go`), so a run of 10,000 lists holds the facts of the lists
+        in flight, not of every list. Returns the files written."""
         if not self.enabled:
             return 0
         records = self.take_pending()
-        written = self.write_records(records)
-        if not keep:
+        if not records:
+            return 0
+        written = await anyio.to_thread.run_sync(self.write_records, records)
+        if let_go:
             self.let_go(records)
         return written
 

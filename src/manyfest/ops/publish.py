@@ -999,9 +999,7 @@ async def _pipelined(
             # wait for a file per source manifest).
             spilling = True
             try:
-                records = engine.cache.take_pending()
-                if records:
-                    await anyio.to_thread.run_sync(engine.cache.write_records, records)
+                await engine.cache.spill(let_go=False)
             finally:
                 spilling = False
 
@@ -1053,9 +1051,7 @@ async def _pipelined(
             # the facts learned so far go to disk (in a worker thread) and out of memory
             spilling, released = True, 0
             try:
-                records = engine.cache.take_pending()
-                await anyio.to_thread.run_sync(engine.cache.write_records, records)
-                engine.cache.let_go(records)
+                await engine.cache.spill()
             finally:
                 spilling = False
 
