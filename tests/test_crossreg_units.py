@@ -35,7 +35,7 @@ from manyfest.reference import Reference
 from manyfest.registry import RegistryClient
 from manyfest.registry.client import MAX_CHUNK, UPLOAD_CHUNK, ManifestHead, range_end
 from manyfest.transport import Transport
-from tests.imagewriter import Image, build_attested_index, build_image
+from tests.imagewriter import AttestedIndex, Image, build_attested_index, build_image
 
 BUILD = "127.0.0.1:5001"
 """The source registry (where builds go)."""
@@ -77,6 +77,12 @@ class Registries:
             repo[digest] = data
         self._store(registry, repository, image.manifest, tag)
         return image.manifest
+
+    def add_index(self, registry: str, repository: str, tag: str, item: AttestedIndex) -> None:
+        """Store an attested index, its image and attestation, as buildx pushes them."""
+        for image in (item.image, item.attestation):
+            self.add_image(registry, repository, image.manifest.digest, image)
+        self._store(registry, repository, item.index, tag)
 
     def _store(self, registry: str, repository: str, manifest: Manifest, tag: str) -> None:
         repo = self.manifests.setdefault((registry, repository), {})
@@ -271,9 +277,7 @@ def test_children_keep_their_exact_bytes_across_registries() -> None:
 def test_an_index_source_on_another_registry_is_flattened_and_copied() -> None:
     regs = Registries()
     item = build_attested_index(AMD64, "idx")
-    for image in (item.image, item.attestation):
-        regs.add_image(BUILD, "app", image.manifest.digest, image)
-    regs._store(BUILD, "app", item.index, "1")
+    regs.add_index(BUILD, "app", "1", item)
     engine = Engine(regs.client())
 
     async def go() -> str:
@@ -335,9 +339,7 @@ def test_a_config_is_read_once_for_a_copy_and_for_the_platform_of_another_source
     # again, or the other way round when the platform read was still in flight).
     regs = Registries()
     item = build_attested_index(AMD64, "shared")
-    for image in (item.image, item.attestation):
-        regs.add_image(BUILD, "multi", image.manifest.digest, image)
-    regs._store(BUILD, "multi", item.index, "1")
+    regs.add_index(BUILD, "multi", "1", item)
     regs.add_image(BUILD, "app-amd64", "1", item.image)
     config = item.image.manifest.image().config.digest
     engine = Engine(regs.client())
